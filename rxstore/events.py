@@ -1,0 +1,242 @@
+"""Events, change envelopes and their validation.
+
+Every socket event becomes an :class:`Event`. Events that carry a row change
+from the gateway's change log also carry a parsed :class:`Change`; the
+envelope format is specified in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from rxstore.errors import ProtocolError
+
+__all__ = [
+    "BATCH",
+    "CONTROL_PREFIX",
+    "LIVE",
+    "RESET",
+    "SNAPSHOT",
+    "Change",
+    "Event",
+    "EventKind",
+    "Op",
+    "Snapshot",
+    "parse_change",
+    "topic_event_name",
+]
+
+CONTROL_PREFIX: Final = "rxstore:"
+BATCH: Final = "rxstore:batch"
+SNAPSHOT: Final = "rxstore:snapshot"
+RESET: Final = "rxstore:reset"
+LIVE: Final = "rxstore:live"
+
+
+class Op(enum.StrEnum):
+    """The kind of row change."""
+
+    INSERT = "INSERT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+_OPS: Final = {op.value: op for op in Op}
+
+
+class EventKind(enum.Enum):
+    """What an :class:`Event` carries."""
+
+    MESSAGE = "message"
+    """Any socket event that is not a logged change (e.g. ``post_liked``)."""
+    CHANGE = "change"
+    """One row change from the change log; ``event.change`` is set."""
+    SNAPSHOT = "snapshot"
+    """The whole content of a topic at ``event.seq``; ``event.data`` is a :class:`Snapshot`."""
+    RESET = "reset"
+    """The client's cursor is older than the log; snapshots follow."""
+
+
+@attrs.frozen(slots=True)
+class Change:
+    """One row change from the gateway's durable change log.
+
+    Attributes:
+        seq: Global, monotonic, durable position in the change log.
+        topic: The topic (table) the row belongs to.
+        op: INSERT, UPDATE or DELETE.
+        record: The row after the change; ``None`` for DELETE.
+        old: The row before the change; ``None`` for INSERT.
+        ts: Commit time of the change, Unix seconds.
+
+    Example:
+        >>> Change(seq=1, topic="posts", op=Op.INSERT, record={"id": "p1"}, old=None, ts=0.0).key("id")
+        'p1'
+    """
+
+    seq: int
+    topic: str
+    op: Op
+    record: Mapping[str, Any] | None
+    old: Mapping[str, Any] | None
+    ts: float
+
+    def key(self, primary_key: str) -> Any:
+        """Return the primary key of the changed row.
+
+        Raises:
+            ProtocolError: The row does not carry the key.
+        """
+        row = self.record if self.record is not None else self.old
+        try:
+            return row[primary_key]  # type: ignore[index]
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(
+                f"change seq={self.seq} on {self.topic!r} has no {primary_key!r} in its row"
+            ) from exc
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the wire form of this change (see ``docs/protocol.md``)."""
+        return {
+            "seq": self.seq,
+            "topic": self.topic,
+            "op": self.op.value,
+            "record": self.record,
+            "old": self.old,
+            "ts": self.ts,
+        }
+
+
+@attrs.frozen(slots=True)
+class Snapshot:
+    """The rows of one topic as of change-log position ``seq``.
+
+    Example:
+        >>> len(Snapshot(topic="posts", seq=3, records=({"id": "p1"},)).records)
+        1
+    """
+
+    topic: str
+    seq: int
+    records: tuple[Mapping[str, Any], ...]
+
+
+@attrs.frozen(slots=True)
+class Event:
+    """One socket event, as seen by stores.
+
+    Attributes:
+        name: The socket event name (``post_update``, ``post_liked``, ...).
+        data: The payload (a :class:`Snapshot` for SNAPSHOT events).
+        kind: What the event carries.
+        seq: Change-log position for CHANGE, SNAPSHOT and RESET events.
+        change: The parsed change for CHANGE events.
+
+    Example:
+        >>> Event("post_liked", {"post_id": "p1"}).kind
+        <EventKind.MESSAGE: 'message'>
+    """
+
+    name: str
+    data: Any = None
+    kind: EventKind = EventKind.MESSAGE
+    seq: int | None = None
+    change: Change | None = None
+
+    @classmethod
+    def from_change(cls, name: str, change: Change) -> Event:
+        """Wrap a parsed change as the event ``name``."""
+        return cls(name, change.to_payload(), EventKind.CHANGE, change.seq, change)
+
+
+def parse_change(payload: Any, *, event: str | None = None) -> Change:
+    """Validate a change envelope and return it as a :class:`Change`.
+
+    Args:
+        payload: The decoded JSON (or msgpack) object.
+        event: The socket event name, for the error message.
+
+    Raises:
+        ProtocolError: The envelope is malformed; the message says which field.
+
+    Example:
+        >>> parse_change({"seq": 7, "topic": "posts", "op": "DELETE",
+        ...               "record": None, "old": {"id": "p1"}, "ts": 1.5}).op
+        <Op.DELETE: 'DELETE'>
+    """
+    if type(payload) is not dict:
+        raise ProtocolError(
+            f"change envelope must be an object, got {type(payload).__name__}",
+            event=event,
+            payload=payload,
+        )
+    try:
+        seq = payload["seq"]
+        topic = payload["topic"]
+        op = _OPS[payload["op"]]
+        record = payload.get("record")
+        old = payload.get("old")
+        ts = payload.get("ts", 0.0)
+    except KeyError as exc:
+        raise ProtocolError(
+            f"change envelope is missing {exc.args[0]!r}", event=event, payload=payload
+        ) from None
+    except TypeError:
+        raise ProtocolError(
+            f"change envelope has an invalid op {payload.get('op')!r}", event=event, payload=payload
+        ) from None
+    if type(seq) is not int or seq < 0:
+        raise ProtocolError(
+            f"change envelope 'seq' must be a non-negative int, got {seq!r}",
+            event=event,
+            payload=payload,
+        )
+    if type(topic) is not str:
+        raise ProtocolError(
+            f"change envelope 'topic' must be a string, got {topic!r}", event=event, payload=payload
+        )
+    if record is not None and type(record) is not dict:
+        raise ProtocolError(
+            "change envelope 'record' must be an object or null", event=event, payload=payload
+        )
+    if old is not None and type(old) is not dict:
+        raise ProtocolError(
+            "change envelope 'old' must be an object or null", event=event, payload=payload
+        )
+    if (record if op is not Op.DELETE else old) is None:
+        field = "record" if op is not Op.DELETE else "old"
+        raise ProtocolError(
+            f"{op.value} change envelope needs {field!r}", event=event, payload=payload
+        )
+    if type(ts) is not float:
+        if type(ts) is int:
+            ts = float(ts)
+        else:
+            raise ProtocolError(
+                f"change envelope 'ts' must be a number, got {ts!r}", event=event, payload=payload
+            )
+    return Change(seq, topic, op, record, old, ts)
+
+
+def topic_event_name(topic: str) -> str:
+    """Return the default socket event name of a topic's changes.
+
+    The seed's ``posts`` table emits ``post_update``; other tables follow the
+    same rule (singular + ``_update``). Both the gateway and ``TableStore``
+    let you override it.
+
+    Example:
+        >>> topic_event_name("posts"), topic_event_name("categories"), topic_event_name("news")
+        ('post_update', 'category_update', 'news_update')
+    """
+    if topic.endswith("ies") and len(topic) > 3:
+        singular = topic[:-3] + "y"
+    elif topic.endswith("s") and not topic.endswith("ss") and not topic.endswith("ews"):
+        singular = topic[:-1]
+    else:
+        singular = topic
+    return f"{singular}_update"

@@ -1,0 +1,108 @@
+"""The durable change log behind the gateway: one interface, two backends.
+
+Triggers on watched tables write every INSERT/UPDATE/DELETE into the
+``rxstore_changes`` table in the same transaction as the write. The gateway
+tails the log from a cursor and never needs to know which database it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from rxstore.events import Change
+
+__all__ = ["ChangeLog", "LogSnapshot", "open_change_log"]
+
+
+@attrs.frozen
+class LogSnapshot:
+    """The rows of some topics, all as of one change-log position.
+
+    Attributes:
+        seq: Every change with ``seq <= seq`` is reflected in ``tables``.
+        tables: Topic -> its rows (each a JSON-able dict).
+        skip: Change seqs greater than ``seq`` that are already reflected in
+            ``tables`` (PostgreSQL only: changes committed before the snapshot
+            but sequenced after it). A client that starts from this snapshot
+            must not be sent these. Always empty for SQLite.
+    """
+
+    seq: int
+    tables: Mapping[str, Sequence[Mapping[str, Any]]]
+    skip: frozenset[int] = frozenset()
+
+
+class ChangeLog(Protocol):
+    """A durable, ordered log of row changes (SQLite or PostgreSQL)."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and create the log tables if they do not exist."""
+
+    async def close(self) -> None:
+        """Release every connection, task and thread."""
+
+    async def watch(self, table: str, *, primary_key: str = "id") -> None:
+        """Install the capture triggers on ``table`` (idempotent); topic = table name."""
+
+    async def read(self, after: int, *, limit: int = 1000) -> list[Change]:
+        """Return committed changes with ``seq > after`` in seq order, at most ``limit``.
+
+        Never skips a change: a change that is not returned now is returned by a
+        later call with the same ``after``.
+        """
+
+    async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
+        """Return the rows of ``topics`` at one consistent change-log position."""
+
+    async def head(self) -> int:
+        """Return the highest seq in the log (0 when empty)."""
+
+    async def horizon(self) -> int:
+        """Return the highest seq ever trimmed; a cursor below it cannot resume."""
+
+    async def trim(self, *, max_age: float | None = None, max_rows: int | None = None) -> int:
+        """Delete changes older than ``max_age`` seconds or beyond the newest ``max_rows``.
+
+        Returns:
+            The number of changes removed.
+        """
+
+    async def wait(self, timeout: float) -> None:
+        """Return when new changes may be readable, or after ``timeout`` seconds."""
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run one write statement in its own transaction (placeholders: ``?`` for
+        SQLite, ``$1`` for PostgreSQL), waking the tailers."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Run one query and return its rows as dicts."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the database connection is lost (and being re-established)."""
+
+
+def open_change_log(url: str) -> ChangeLog:
+    """Return the change log for a database URL (not yet opened).
+
+    Args:
+        url: ``sqlite:///path/to/app.db`` (created on first use) or
+            ``postgresql://user@host:port/db``.
+
+    Raises:
+        ValueError: The URL's scheme is not supported.
+    """
+    if url.startswith("sqlite://"):
+        from rxstore.gateway.sqlite import SQLiteChangeLog
+
+        return SQLiteChangeLog(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from rxstore.gateway.postgres import PostgresChangeLog
+
+        return PostgresChangeLog(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")

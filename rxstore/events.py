@@ -74,7 +74,8 @@ class Change:
         ts: Commit time of the change, Unix seconds.
 
     Example:
-        >>> Change(seq=1, topic="posts", op=Op.INSERT, record={"id": "p1"}, old=None, ts=0.0).key("id")
+        >>> c = Change(seq=1, topic="posts", op=Op.INSERT, record={"id": "p1"}, old=None, ts=0.0)
+        >>> c.key("id")
         'p1'
     """
 

@@ -76,8 +76,10 @@ class ChangeLog(Protocol):
         """Return when new changes may be readable, or after ``timeout`` seconds."""
 
     async def execute(self, sql: str, *args: Any) -> None:
-        """Run one write statement in its own transaction (placeholders: ``?`` for
-        SQLite, ``$1`` for PostgreSQL), waking the tailers."""
+        """Run one write statement in its own transaction, waking the tailers.
+
+        Placeholders are ``?`` for SQLite and ``$1`` for PostgreSQL.
+        """
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run one query and return its rows as dicts."""

@@ -1,0 +1,60 @@
+"""rxstore: reactive stores kept live over Socket.IO.
+
+One :class:`RootStore` owns the connection to a gateway and turns every
+socket event into a hot stream of :class:`Event` values; each
+:class:`DomainStore` folds the events it accepts into a ``BehaviorSubject``
+state, and each :class:`TableStore` mirrors a database table, exactly once
+per change, across reconnects.
+"""
+
+from rxstore.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.errors import (
+    CallRejected,
+    CallTimeout,
+    ConnectionRefused,
+    NotConnected,
+    OutboxFull,
+    ProtocolError,
+    RxStoreError,
+    StoreError,
+    TransportError,
+    ValidationError,
+)
+from rxstore.events import Change, Event, EventKind, Op, Snapshot
+from rxstore.metrics import Metrics, MetricsSnapshot
+from rxstore.root import RootStore
+from rxstore.store import DomainStore, RealtimeStore
+from rxstore.table import TableState, TableStore
+from rxstore.transport import SocketIOTransport, Transport
+
+__all__ = [
+    "Backoff",
+    "CallRejected",
+    "CallTimeout",
+    "Change",
+    "ConnectionRefused",
+    "ConnectionState",
+    "ConnectionStatus",
+    "DomainStore",
+    "Event",
+    "EventKind",
+    "Metrics",
+    "MetricsSnapshot",
+    "NotConnected",
+    "Op",
+    "OutboxFull",
+    "ProtocolError",
+    "RealtimeStore",
+    "RootStore",
+    "RxStoreError",
+    "Snapshot",
+    "SocketIOTransport",
+    "StoreError",
+    "TableState",
+    "TableStore",
+    "Transport",
+    "TransportError",
+    "ValidationError",
+]
+
+__version__ = "0.1.0"

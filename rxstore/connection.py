@@ -1,0 +1,88 @@
+"""Connection states and the reconnection backoff policy."""
+
+from __future__ import annotations
+
+import enum
+import random
+
+import attrs
+
+__all__ = ["Backoff", "ConnectionState", "ConnectionStatus"]
+
+
+class ConnectionStatus(enum.Enum):
+    """Where the root store's link to the gateway is."""
+
+    IDLE = "idle"
+    """Not started (before ``setup_realtime``)."""
+    CONNECTING = "connecting"
+    """First connection attempt in progress."""
+    CONNECTED = "connected"
+    """Linked; events flow."""
+    RECONNECTING = "reconnecting"
+    """The link was lost or an attempt failed; retrying after ``delay``."""
+    DISCONNECTED = "disconnected"
+    """Given up or closed; ``reason`` says why."""
+
+
+@attrs.frozen
+class ConnectionState:
+    """One state of ``root.connection``.
+
+    Attributes:
+        status: The state.
+        reason: Why (``invalid_token``, ``token_expired``, ``forbidden_topic``,
+            ``transport error``, ``closed``, ...), when there is one.
+        attempt: The reconnection attempt number (1 for the first retry).
+        delay: Seconds until the next attempt, while reconnecting.
+        url: The gateway URL concerned.
+
+    Example:
+        >>> ConnectionState(ConnectionStatus.DISCONNECTED, reason="invalid_token").reason
+        'invalid_token'
+    """
+
+    status: ConnectionStatus
+    reason: str | None = None
+    attempt: int = 0
+    delay: float | None = None
+    url: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True when events flow."""
+        return self.status is ConnectionStatus.CONNECTED
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Exponential backoff with jitter and a cap, for reconnection attempts.
+
+    The delay before attempt ``n`` (1-based) is ``initial * factor**(n-1)``,
+    capped at ``maximum``, of which the fraction ``jitter`` is randomized.
+
+    Attributes:
+        initial: Delay before the first retry, in seconds.
+        factor: Growth per attempt.
+        maximum: Cap on the delay.
+        jitter: Fraction of the delay that is random (0 = none, 1 = full jitter).
+        max_attempts: Give up after this many failed attempts in a row; ``None`` = never.
+
+    Example:
+        >>> Backoff(initial=1.0, factor=2.0, maximum=5.0, jitter=0.0).delay(4)
+        5.0
+    """
+
+    initial: float = 0.25
+    factor: float = 2.0
+    maximum: float = 10.0
+    jitter: float = 0.5
+    max_attempts: int | None = None
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Return the delay in seconds before attempt number ``attempt`` (>= 1)."""
+        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        if not self.jitter:
+            return base
+        draw = (rng or random).random()
+        return base * (1.0 - self.jitter) + base * self.jitter * draw

@@ -1,0 +1,554 @@
+"""The root store: one connection, every event as a stream, routing by name.
+
+The seed's ``RootStore`` owned the socket and handed it to each domain store.
+Here the root owns one transport, turns every incoming frame into
+:class:`~rxstore.events.Event` values on the hot stream :attr:`RootStore.events`,
+and routes each event by name through a dict to the stores that accept it, so
+the cost per event does not grow with the number of stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+from reactivex import Observable
+from reactivex.abc import DisposableBase
+from reactivex.subject import BehaviorSubject, Subject
+
+from rxstore.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.errors import (
+    ConnectionRefused,
+    NotConnected,
+    OutboxFull,
+    ProtocolError,
+    RxStoreError,
+    StoreError,
+    TransportError,
+)
+from rxstore.events import (
+    BATCH,
+    CONTROL_PREFIX,
+    LIVE,
+    RESET,
+    SNAPSHOT,
+    Event,
+    EventKind,
+    Snapshot,
+    parse_change,
+)
+from rxstore.metrics import Metrics
+from rxstore.store import DomainStore, RealtimeStore
+from rxstore.table import TableStore
+from rxstore.transport import SocketIOTransport, Transport
+
+__all__ = ["RootStore", "Token", "TokenProvider"]
+
+TokenProvider = Callable[[], Awaitable[str]]
+"""An async callable returning a fresh token; called before every connection attempt."""
+Token = str | TokenProvider | None
+
+Sink = Callable[[Sequence[Event]], None]
+
+log = logging.getLogger("rxstore.root")
+
+_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "refused"})
+
+
+@attrs.define
+class _Outgoing:
+    event: str
+    data: Any
+    future: asyncio.Future[Any]
+    timeout: float
+
+
+class RootStore:
+    """Owns the one connection to the gateway and feeds the domain stores.
+
+    Args:
+        url: Gateway URL, or several to fail over between (tried in turn).
+        stores: The domain stores (any :class:`~rxstore.store.RealtimeStore`).
+        token: A token string, or an async callable returning one (called
+            again before every reconnection), or ``None``.
+        topics: Topics to subscribe besides the tables of the ``TableStore`` s.
+        transport: The link to use; python-socketio over websocket by default.
+        backoff: Reconnection delays.
+        outbox_limit: Most messages queued while offline; beyond it
+            :meth:`call` raises :class:`~rxstore.errors.OutboxFull`.
+        call_timeout: Default seconds to wait for a call's acknowledgement.
+
+    Example:
+        ``async with RootStore("http://localhost:8080", stores=[posts], token=t) as root:``
+        connects, subscribes ``posts``, and tears everything down on exit.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str] = "http://127.0.0.1:8080",
+        *,
+        stores: Iterable[RealtimeStore] = (),
+        token: Token = None,
+        topics: Iterable[str] = (),
+        transport: Transport | None = None,
+        backoff: Backoff | None = None,
+        outbox_limit: int = 1000,
+        call_timeout: float = 10.0,
+    ) -> None:
+        self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
+        if not self.urls:
+            raise ValueError("RootStore needs at least one gateway URL")
+        self.stores: tuple[RealtimeStore, ...] = tuple(stores)
+        self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
+        self.backoff = backoff or Backoff()
+        self.outbox_limit = outbox_limit
+        self.call_timeout = call_timeout
+        self.metrics = Metrics()
+        self.cursor: int | None = None
+        self._token: Token = token
+        self._transport: Transport = transport or SocketIOTransport()
+        self._transport.bind(self._on_frame, self._on_lost)
+        self._events: Subject[Event] = Subject()
+        self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
+            ConnectionState(ConnectionStatus.IDLE)
+        )
+        self._errors: Subject[RxStoreError] = Subject()
+        self._routes: dict[str, tuple[Sink, ...]] = {}
+        self._subscriptions: list[DisposableBase] = []
+        self._outbox: deque[_Outgoing] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._lost: asyncio.Future[str] | None = None
+        self._rng = random.Random()
+        self._url_index = 0
+        self._replaying = False
+
+    # -- observables -----------------------------------------------------------
+
+    @property
+    def events(self) -> Observable[Event]:
+        """Every incoming event, hot: a late subscriber sees only later events."""
+        return self._events
+
+    @property
+    def connection(self) -> Observable[ConnectionState]:
+        """The link's state; a new subscriber gets the current state first."""
+        return self._connection
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """The link's current state, synchronously."""
+        return self._connection.value
+
+    @property
+    def errors(self) -> Observable[RxStoreError]:
+        """Bad payloads, failing reducers, refusals: reported here, never raised into a store."""
+        return self._errors
+
+    # -- lifecycle (the seed's names) ------------------------------------------
+
+    def setup_domain_event_handlers(self) -> None:
+        """Connect every store to the event flow, once (calling it again does nothing).
+
+        Domain stores are registered in the name router; any other
+        :class:`~rxstore.store.RealtimeStore` gets the hot :attr:`events` stream.
+        """
+        if self._routes or self._subscriptions:
+            return
+        routes: dict[str, list[Sink]] = {}
+        for store in self.stores:
+            if isinstance(store, DomainStore):
+                for name in store.accepts:
+                    routes.setdefault(name, []).append(store.apply)
+                self._subscriptions.append(store.errors.subscribe(self._report))
+            else:
+                self._subscriptions.append(store.setup_realtime_handlers(self._events))
+        self._routes = {name: tuple(sinks) for name, sinks in routes.items()}
+
+    async def setup_realtime(self, token: Token = None, *, wait: bool = True) -> None:
+        """Connect to the gateway and keep the connection up until teardown.
+
+        Args:
+            token: Replaces the token given to the constructor.
+            wait: Return only once connected (default), or at once.
+
+        Raises:
+            ConnectionRefused: With ``wait``, the gateway refused for good
+                (``invalid_token``, ``forbidden_topic``); see ``exc.reason``.
+        """
+        if token is not None:
+            self._token = token
+        self.setup_domain_event_handlers()
+        if self._task is not None and not self._task.done():
+            return
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[None] = loop.create_future()
+        self._task = asyncio.create_task(self._run(first), name="rxstore-root")
+        if wait:
+            await first
+
+    async def teardown_realtime(self) -> None:
+        """Close the connection and release every task and subscription.
+
+        Calls still queued fail with :class:`~rxstore.errors.NotConnected`.
+        The stores keep their state; :meth:`setup_realtime` may be called again.
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RxStoreError):
+                await task
+        await self._transport.disconnect()
+        while self._outbox:
+            item = self._outbox.popleft()
+            if not item.future.done():
+                item.future.set_exception(NotConnected("the root store was torn down"))
+        self.metrics.outbox_depth = 0
+        for subscription in self._subscriptions:
+            subscription.dispose()
+        self._subscriptions.clear()
+        self._routes = {}
+        if self._connection.value.status is not ConnectionStatus.IDLE:
+            self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason="closed"))
+
+    async def __aenter__(self) -> Self:
+        await self.setup_realtime()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.teardown_realtime()
+
+    # -- sending ---------------------------------------------------------------
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send ``event`` and return the gateway's acknowledgement.
+
+        While offline the call is queued (in order, up to ``outbox_limit``) and
+        sent after the connection is back; ``timeout`` counts from the send.
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+            CallTimeout: No acknowledgement in time.
+            NotConnected: The root store was torn down before the call was sent.
+        """
+        timeout = self.call_timeout if timeout is None else timeout
+        if self.connection_state.connected and not self._outbox:
+            try:
+                return await self._transport.call(event, data, timeout=timeout)
+            except NotConnected:
+                pass  # lost between the check and the send: queue it
+        return await self._enqueue(event, data, timeout)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send ``event`` without waiting for an acknowledgement (queued while offline).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+        """
+        if self.connection_state.connected and not self._outbox:
+            try:
+                await self._transport.emit(event, data)
+                return
+            except NotConnected:
+                pass
+        future = self._queue(event, data, timeout=0.0)
+        future.add_done_callback(_consume_exception)
+
+    def _queue(self, event: str, data: Any, timeout: float) -> asyncio.Future[Any]:
+        if len(self._outbox) >= self.outbox_limit:
+            raise OutboxFull(
+                f"outbox holds {self.outbox_limit} messages; {event!r} was not queued "
+                "(raise outbox_limit or wait for the connection)"
+            )
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._outbox.append(_Outgoing(event, data, future, timeout))
+        self.metrics.outbox_depth = len(self._outbox)
+        return future
+
+    async def _enqueue(self, event: str, data: Any, timeout: float) -> Any:
+        return await self._queue(event, data, timeout)
+
+    async def _flush_outbox(self) -> None:
+        """Send what was queued, in order; stop (keeping the rest) if the link drops."""
+        while self._outbox and self.connection_state.connected:
+            item = self._outbox[0]
+            if item.future.done():  # cancelled by its caller
+                self._outbox.popleft()
+                continue
+            try:
+                if item.timeout > 0:
+                    result = await self._transport.call(item.event, item.data, timeout=item.timeout)
+                else:
+                    await self._transport.emit(item.event, item.data)
+                    result = None
+            except NotConnected:
+                return
+            except RxStoreError as exc:
+                self._outbox.popleft()
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            else:
+                self._outbox.popleft()
+                if not item.future.done():
+                    item.future.set_result(result)
+            self.metrics.outbox_depth = len(self._outbox)
+
+    # -- the connection loop ---------------------------------------------------
+
+    def auth_payload(self, token: str | None) -> dict[str, Any]:
+        """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
+        return {"token": token, "topics": list(self.topics), "cursor": self.cursor}
+
+    async def _resolve_token(self) -> str | None:
+        token = self._token
+        if token is None or isinstance(token, str):
+            return token
+        return await token()
+
+    async def _run(self, first: asyncio.Future[None]) -> None:
+        attempt = 0
+        ever_connected = False
+        try:
+            while True:
+                url = self.urls[self._url_index % len(self.urls)]
+                if attempt == 0:
+                    status = ConnectionStatus.RECONNECTING if ever_connected else ConnectionStatus.CONNECTING
+                    self._set_state(ConnectionState(status, url=url))
+                loop = asyncio.get_running_loop()
+                self._lost = loop.create_future()
+                try:
+                    token = await self._resolve_token()
+                    await self._transport.connect(url, self.auth_payload(token))
+                except ConnectionRefused as exc:
+                    self._report(exc)
+                    retry = exc.reason == "token_expired" and callable(self._token)
+                    if not retry or exc.reason in _FATAL_REFUSALS:
+                        self._set_state(
+                            ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url)
+                        )
+                        if not first.done():
+                            first.set_exception(exc)
+                        return
+                    attempt += 1
+                    await self._wait_before(attempt, url, exc.reason)
+                    continue
+                except (TimeoutError, TransportError, OSError) as exc:
+                    attempt += 1
+                    self._url_index += 1
+                    if self.backoff.max_attempts is not None and attempt > self.backoff.max_attempts:
+                        error = TransportError(f"gave up after {attempt - 1} attempts: {exc}")
+                        self._report(error)
+                        self._set_state(
+                            ConnectionState(ConnectionStatus.DISCONNECTED, reason=str(exc), url=url)
+                        )
+                        if not first.done():
+                            first.set_exception(error)
+                        return
+                    await self._wait_before(attempt, url, str(exc))
+                    continue
+                if ever_connected:
+                    self.metrics.reconnects += 1
+                ever_connected = True
+                attempt = 0
+                self._connected(url)
+                if not first.done():
+                    first.set_result(None)
+                await self._flush_outbox()
+                reason = await self._lost
+                log.info("[RootStore] connection to %s lost: %s", url, reason)
+        except asyncio.CancelledError:
+            if not first.done():
+                first.cancel()
+            raise
+
+    async def _wait_before(self, attempt: int, url: str, reason: str) -> None:
+        delay = self.backoff.delay(attempt, self._rng)
+        self._set_state(
+            ConnectionState(
+                ConnectionStatus.RECONNECTING, reason=reason, attempt=attempt, delay=delay, url=url
+            )
+        )
+        log.info(
+            "[RootStore] attempt %d to %s failed (%s); retrying in %.2f s",
+            attempt,
+            url,
+            reason,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+    def _connected(self, url: str) -> None:
+        """Mark the link up (called by the connection loop or a test harness)."""
+        self._replaying = self.cursor is not None
+        log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
+        self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
+
+    def _on_lost(self, reason: str) -> None:
+        """Transport callback: the established link is gone."""
+        lost = self._lost
+        if lost is not None and not lost.done():
+            lost.set_result(reason)
+        self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason))
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state != self._connection.value:
+            self._connection.on_next(state)
+
+    def _report(self, error: RxStoreError) -> None:
+        self.metrics.errors += 1
+        self._errors.on_next(error)
+
+    # -- the hot path ----------------------------------------------------------
+
+    def _on_frame(self, name: str, data: Any) -> None:
+        """Transport callback: one incoming frame (an event, a batch or a control frame)."""
+        metrics = self.metrics
+        metrics.frames += 1
+        if name == BATCH:
+            events = self._unpack_batch(data)
+        elif name.startswith(CONTROL_PREFIX):
+            self._on_control(name, data)
+            return
+        else:
+            event = self._to_event(name, data)
+            if event is None:
+                return
+            events = [event]
+        if events:
+            self._dispatch(events)
+
+    def _to_event(self, name: str, data: Any) -> Event | None:
+        """Turn one frame into an event; ``None`` for a duplicate or a bad change."""
+        self.metrics.events += 1
+        if type(data) is dict and "op" in data and "seq" in data:
+            try:
+                change = parse_change(data, event=name)
+            except ProtocolError as exc:
+                self._report(exc)
+                return None
+            cursor = self.cursor
+            if cursor is not None and change.seq <= cursor:
+                self.metrics.duplicates += 1
+                return None
+            self.cursor = change.seq
+            self.metrics.changes_applied += 1
+            return Event(name, data, EventKind.CHANGE, change.seq, change)
+        return Event(name, data)
+
+    def _unpack_batch(self, data: Any) -> list[Event]:
+        frames = data.get("events") if type(data) is dict else None
+        if type(frames) is not list:
+            self._report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
+            return []
+        events: list[Event] = []
+        to_event = self._to_event
+        for frame in frames:
+            if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
+                self._report(
+                    ProtocolError("batch entries must be [event_name, payload]", event=BATCH, payload=frame)
+                )
+                continue
+            event = to_event(frame[0], frame[1])
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _dispatch(self, events: Sequence[Event]) -> None:
+        """Publish events on the hot stream and hand each store its share, once."""
+        metrics = self.metrics
+        last = events[-1]
+        if last.change is not None:
+            metrics.record_lag(last.change.ts)
+            metrics.cursor = self.cursor
+            if self._replaying:
+                metrics.replayed += len(events)
+        subject = self._events
+        if subject.observers:
+            for event in events:
+                subject.on_next(event)
+        routes = self._routes
+        if len(events) == 1:
+            sinks = routes.get(last.name, ())
+            for sink in sinks:
+                self._deliver(sink, events)
+            return
+        shares: dict[Sink, list[Event]] = {}
+        for event in events:
+            for sink in routes.get(event.name, ()):
+                share = shares.get(sink)
+                if share is None:
+                    shares[sink] = [event]
+                else:
+                    share.append(event)
+        for sink, share in shares.items():
+            self._deliver(sink, share)
+
+    def _deliver(self, sink: Sink, events: Sequence[Event]) -> None:
+        try:
+            sink(events)
+        except Exception as exc:  # a subscriber of a store's state raised
+            store = getattr(getattr(sink, "__self__", None), "name", "store")
+            self._report(StoreError(store, events[0], exc))
+
+    def _on_control(self, name: str, data: Any) -> None:
+        try:
+            if name == SNAPSHOT:
+                event = _snapshot_event(data)
+                seq = event.seq
+                assert seq is not None
+                if self.cursor is None or seq > self.cursor:
+                    self.cursor = seq
+                self._dispatch([event])
+            elif name == RESET:
+                log.info("[RootStore] reset: %s", data)
+                self.cursor = None
+                reset = Event(RESET, data, EventKind.RESET)
+                for sink in {sink for sinks in self._routes.values() for sink in sinks}:
+                    self._deliver(sink, [reset])
+            elif name == LIVE:
+                self._replaying = False
+            else:
+                self._dispatch([Event(name, data)])
+        except ProtocolError as exc:
+            self._report(exc)
+
+
+def _snapshot_event(data: Any) -> Event:
+    """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
+    if type(data) is not dict:
+        raise ProtocolError("snapshot frame must be an object", event=SNAPSHOT, payload=data)
+    topic, name, seq, records = (
+        data.get("topic"),
+        data.get("event"),
+        data.get("seq"),
+        data.get("records"),
+    )
+    if type(topic) is not str or type(name) is not str:
+        raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
+    if type(seq) is not int or seq < 0:
+        raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
+    if type(records) is not list or not all(type(r) is dict for r in records):
+        raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
+    return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)
+
+
+def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[str, ...]:
+    topics = [store.table for store in stores if isinstance(store, TableStore)]
+    topics.extend(extra)
+    return tuple(dict.fromkeys(topics))
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

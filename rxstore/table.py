@@ -1,0 +1,231 @@
+"""Table stores: one table mirrored from change envelopes.
+
+The state is a :class:`TableState`: an immutable map from primary key to
+record (``immutables.Map``, a HAMT: O(log n) per change, no copy of the
+table), plus the seq of the last change applied. Orderings are derived
+lazily and memoized per state, never maintained per change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+import attrs
+import cattrs
+import immutables
+
+from rxstore.errors import ValidationError
+from rxstore.events import Event, EventKind, Op, Snapshot, topic_event_name
+from rxstore.store import DomainStore
+
+__all__ = ["TableState", "TableStore", "converter", "structure_record"]
+
+R = TypeVar("R")
+
+converter = cattrs.Converter(detailed_validation=True)
+"""The cattrs converter used for records; register hooks on it for custom types."""
+
+
+def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
+    """Structure a row into ``record_type`` with :data:`converter`.
+
+    Raises:
+        ValidationError: The row does not fit; the message names each bad field.
+
+    Example:
+        >>> @attrs.frozen
+        ... class Post:
+        ...     id: str
+        ...     likes: int = 0
+        >>> structure_record({"id": "p1", "likes": "many"}, Post)
+        Traceback (most recent call last):
+        ...
+        rxstore.errors.ValidationError: invalid Post: invalid value for type, expected int @ $.likes
+    """
+    try:
+        return converter.structure(record, record_type)
+    except Exception as exc:
+        problems = (
+            tuple(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else (str(exc),)
+        )
+        raise ValidationError(
+            f"invalid {record_type.__name__}: {'; '.join(problems)}", problems=problems
+        ) from exc
+
+
+@attrs.frozen(slots=False)
+class TableState(Generic[R]):
+    """The rows of one table at change-log position ``seq``.
+
+    Attributes:
+        rows: Primary key -> record.
+        seq: Seq of the last change applied (``None`` before any).
+
+    Example:
+        >>> state = TableState(immutables.Map({"p1": "first"}), seq=4)
+        >>> state.get("p1"), len(state), "p2" in state
+        ('first', 1, False)
+    """
+
+    rows: immutables.Map[Any, R] = attrs.field(factory=immutables.Map)
+    seq: int | None = None
+    _memo: dict[Any, Any] = attrs.field(factory=dict, eq=False, repr=False, alias="_memo")
+
+    def get(self, key: Any, default: R | None = None) -> R | None:
+        """Return the record with primary key ``key``, or ``default``."""
+        return self.rows.get(key, default)
+
+    def __getitem__(self, key: Any) -> R:
+        return self.rows[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.rows.values())
+
+    def to_dict(self) -> dict[Any, R]:
+        """Return the rows as a plain dict (a copy: O(n))."""
+        return dict(self.rows.items())
+
+    def ordered(self, key: Callable[[R], Any], *, reverse: bool = False) -> tuple[R, ...]:
+        """Return the records sorted by ``key``, computed once per state and key.
+
+        Pass the same ``key`` function each time (not a new lambda) to hit the memo.
+        """
+        memo_key = (key, reverse)
+        try:
+            return cast(tuple[R, ...], self._memo[memo_key])
+        except KeyError:
+            result = tuple(sorted(self.rows.values(), key=key, reverse=reverse))
+            self._memo[memo_key] = result
+            return result
+
+
+class TableStore(DomainStore[TableState[R]]):
+    """Mirrors one table (topic) from snapshots and INSERT/UPDATE/DELETE changes.
+
+    Class attributes:
+        table: The table / topic name, e.g. ``"posts"``.
+        record_type: An attrs class rows are structured into with cattrs
+            (``None`` keeps rows as dicts).
+        primary_key: The row field that identifies a record (default ``"id"``).
+        event: The socket event carrying this table's changes; defaults to
+            :func:`~rxstore.events.topic_event_name` of ``table`` (``post_update``).
+
+    A change whose ``seq`` is not newer than the state's ``seq`` is skipped, so a
+    change is applied exactly once even if it is delivered twice. A row that does
+    not fit ``record_type`` is reported to ``errors`` with the bad field named.
+
+    Example:
+        >>> @attrs.frozen
+        ... class Post:
+        ...     id: str
+        ...     title: str
+        >>> class PostStore(TableStore[Post]):
+        ...     table = "posts"
+        ...     record_type = Post
+        >>> from rxstore.testing import change
+        >>> posts = PostStore()
+        >>> posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "Hi"})])
+        >>> posts.value.get("p1")
+        Post(id='p1', title='Hi')
+    """
+
+    table: ClassVar[str] = ""
+    record_type: ClassVar[type[Any] | None] = None
+    primary_key: ClassVar[str] = "id"
+    event: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.table:
+            if not cls.event:
+                cls.event = topic_event_name(cls.table)
+            cls.accepts = (cls.event,)
+
+    def __init__(self, *, name: str | None = None) -> None:
+        """Create the store, empty.
+
+        Args:
+            name: Name in logs and errors; defaults to the class name.
+        """
+        if not self.table:
+            raise TypeError(f"{type(self).__name__} must set the class attribute `table`")
+        super().__init__(name=name, initial=TableState())
+
+    def _initial_state(self) -> TableState[R]:
+        return TableState()
+
+    @property
+    def seq(self) -> int | None:
+        """Seq of the last change applied."""
+        return self._state.value.seq
+
+    def to_record(self, row: Mapping[str, Any]) -> R:
+        """Turn a row into a record (``record_type`` via cattrs, or the dict itself)."""
+        record_type = self.record_type
+        if record_type is None:
+            return cast(R, row)
+        return cast(R, structure_record(row, record_type))
+
+    def reduce(self, state: TableState[R], event: Event) -> TableState[R]:
+        """Apply one event (see :meth:`reduce_batch`)."""
+        return self.reduce_batch(state, (event,))
+
+    def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
+        """Apply snapshots and changes in one pass over one persistent-map mutation."""
+        rows = state.rows
+        seq = state.seq
+        mutation: Any = None  # immutables.MapMutation, opened on the first change
+        key_name = self.primary_key
+        to_record = self.to_record
+        for event in events:
+            kind = event.kind
+            if kind is EventKind.CHANGE:
+                change = event.change
+                if change is None or (seq is not None and change.seq <= seq):
+                    continue
+                try:
+                    key = change.key(key_name)
+                    if change.op is Op.DELETE:
+                        if mutation is None:
+                            mutation = rows.mutate()
+                        mutation.pop(key, None)
+                    else:
+                        record = to_record(change.record)  # type: ignore[arg-type]
+                        if mutation is None:
+                            mutation = rows.mutate()
+                        mutation[key] = record
+                except Exception as exc:
+                    self.report(event, exc)
+                    continue
+                seq = change.seq
+            elif kind is EventKind.SNAPSHOT:
+                snapshot = cast(Snapshot, event.data)
+                mutation = None
+                rows = self._rows_of(snapshot, event)
+                seq = snapshot.seq
+            elif kind is EventKind.RESET:
+                mutation = None
+                rows = immutables.Map()
+                seq = None
+        if mutation is not None:
+            rows = mutation.finish()
+        if rows is state.rows and seq == state.seq:
+            return state
+        return TableState(rows, seq)
+
+    def _rows_of(self, snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
+        mutation: Any = immutables.Map().mutate()
+        key_name = self.primary_key
+        for row in snapshot.records:
+            try:
+                mutation[row[key_name]] = self.to_record(row)
+            except Exception as exc:
+                self.report(event, exc)
+        return cast(immutables.Map[Any, R], mutation.finish())

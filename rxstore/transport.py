@@ -1,0 +1,206 @@
+"""Transports: how a :class:`~rxstore.root.RootStore` talks to a gateway.
+
+The root needs very little from a transport: connect with an auth payload,
+deliver every incoming frame to one callback, say when the link is lost, and
+send events (with or without an acknowledgement). :class:`SocketIOTransport`
+does this over python-socketio; :mod:`rxstore.testing` has an in-memory one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import socketio
+
+from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
+
+__all__ = ["FrameHandler", "LostHandler", "SocketIOTransport", "Transport"]
+
+FrameHandler = Callable[[str, Any], None]
+"""Called with ``(event_name, payload)`` for every incoming frame, in order."""
+LostHandler = Callable[[str], None]
+"""Called with a reason when an established link is lost."""
+
+log = logging.getLogger("rxstore.transport")
+
+
+class Transport(Protocol):
+    """The link between a root store and a gateway."""
+
+    def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
+        """Set the callbacks for incoming frames and for a lost link."""
+
+    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
+        """Open the link.
+
+        Raises:
+            ConnectionRefused: The gateway refused (bad token, forbidden topic, ...).
+            TransportError: The gateway could not be reached; worth retrying.
+        """
+
+    async def disconnect(self) -> None:
+        """Close the link (no ``on_lost`` call follows)."""
+
+    async def emit(self, event: str, data: Any) -> None:
+        """Send an event without waiting for an acknowledgement.
+
+        Raises:
+            NotConnected: The link is down.
+        """
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        """Send an event and return the gateway's acknowledgement.
+
+        Raises:
+            NotConnected: The link is down.
+            CallTimeout: No acknowledgement within ``timeout`` seconds.
+        """
+
+
+class SocketIOTransport:
+    """A :class:`Transport` over one python-socketio ``AsyncClient`` (websocket).
+
+    Args:
+        serializer: ``"json"`` (default) or ``"msgpack"``; must match the gateway.
+        connect_timeout: Seconds to wait for the gateway to accept the connection.
+        socketio_path: The Socket.IO endpoint path on the gateway.
+    """
+
+    def __init__(
+        self,
+        *,
+        serializer: Literal["json", "msgpack"] = "json",
+        connect_timeout: float = 5.0,
+        socketio_path: str = "socket.io",
+    ) -> None:
+        self.serializer = serializer
+        self.connect_timeout = connect_timeout
+        self.socketio_path = socketio_path
+        self._client: Any = None
+        self._on_frame: FrameHandler = _ignore_frame
+        self._on_lost: LostHandler = _ignore_lost
+        self._refusal: Any = None
+        self._closing = False
+
+    def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
+        """Set the callbacks for incoming frames and for a lost link."""
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+
+    def _new_client(self) -> Any:
+        client = socketio.AsyncClient(
+            reconnection=False,  # the root store reconnects, with a fresh token and cursor
+            serializer="msgpack" if self.serializer == "msgpack" else "default",
+            handle_sigint=False,
+        )
+        on_frame = self._on_frame
+
+        def on_any(event: str, *args: Any) -> None:
+            # Never raise into python-socketio: it would read a TypeError as a
+            # signature mismatch. The root isolates its own failures.
+            try:
+                on_frame(event, args[0] if len(args) == 1 else (list(args) if args else None))
+            except Exception:  # pragma: no cover - the root reports its own errors
+                log.exception("frame handler failed on %r", event)
+
+        def on_connect_error(data: Any = None) -> None:
+            self._refusal = data
+
+        def on_disconnect(reason: Any = None) -> None:
+            if self._client is client and not self._closing:
+                self._client = None
+                self._on_lost(str(reason or "disconnected"))
+
+        client.on("*", on_any)
+        client.on("connect_error", on_connect_error)
+        client.on("disconnect", on_disconnect)
+        return client
+
+    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
+        """Open a websocket Socket.IO connection with ``auth`` as the auth payload."""
+        await self.disconnect()
+        self._closing = False
+        self._refusal = None
+        client = self._new_client()
+        try:
+            await client.connect(
+                url,
+                auth=dict(auth),
+                transports=["websocket"],
+                socketio_path=self.socketio_path,
+                wait_timeout=self.connect_timeout,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            await _quietly_disconnect(client)
+            refusal = self._refusal
+            if refusal is not None:
+                raise _refused(refusal) from exc
+            raise TransportError(f"cannot connect to {url}: {exc}") from exc
+        self._client = client
+
+    async def disconnect(self) -> None:
+        """Close the link, if open."""
+        client, self._client = self._client, None
+        self._closing = True
+        if client is not None:
+            await _quietly_disconnect(client)
+
+    async def emit(self, event: str, data: Any) -> None:
+        """Send ``event`` without acknowledgement."""
+        client = self._client
+        if client is None:
+            raise NotConnected(f"cannot emit {event!r}: not connected")
+        try:
+            await client.emit(event, data)
+        except socketio.exceptions.BadNamespaceError as exc:
+            raise NotConnected(f"cannot emit {event!r}: not connected") from exc
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        """Send ``event`` and wait up to ``timeout`` seconds for the acknowledgement."""
+        client = self._client
+        if client is None:
+            raise NotConnected(f"cannot call {event!r}: not connected")
+        try:
+            return await client.call(event, data, timeout=timeout)
+        except socketio.exceptions.TimeoutError as exc:
+            raise CallTimeout(f"no acknowledgement for {event!r} within {timeout} s") from exc
+        except socketio.exceptions.BadNamespaceError as exc:
+            raise NotConnected(f"cannot call {event!r}: not connected") from exc
+
+
+def _refused(data: Any) -> ConnectionRefused:
+    """Turn a Socket.IO connect_error payload into a :class:`ConnectionRefused`."""
+    reason = "refused"
+    message: str | None = None
+    if isinstance(data, Mapping):
+        detail = data.get("data")
+        if isinstance(detail, Mapping):
+            reason = str(detail.get("reason", data.get("message", reason)))
+            message = str(detail.get("message") or data.get("message") or reason)
+        else:
+            reason = str(data.get("message", reason))
+    elif isinstance(data, str):
+        reason = data
+    return ConnectionRefused(reason, f"connection refused: {message or reason}")
+
+
+async def _quietly_disconnect(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), timeout=2.0)
+    except Exception:  # pragma: no cover - best effort on a broken link
+        log.debug("disconnect of a broken client failed", exc_info=True)
+    try:
+        await asyncio.wait_for(client.shutdown(), timeout=2.0)
+    except Exception:  # pragma: no cover
+        log.debug("shutdown of a broken client failed", exc_info=True)
+
+
+def _ignore_frame(event: str, data: Any) -> None:
+    return None
+
+
+def _ignore_lost(reason: str) -> None:
+    return None

@@ -331,15 +331,13 @@ class RootStore:
                     token = await self._resolve_token()
                     await self._transport.connect(url, self.auth_payload(token))
                 except ConnectionRefused as exc:
-                    self._report(exc)
                     retry = exc.reason == "token_expired" and callable(self._token)
                     if not retry or exc.reason in _FATAL_REFUSALS:
-                        self._set_state(
-                            ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url)
-                        )
+                        self._refused(exc, url)
                         if not first.done():
                             first.set_exception(exc)
                         return
+                    self._report(exc)
                     attempt += 1
                     await self._wait_before(attempt, url, exc.reason)
                     continue
@@ -393,6 +391,12 @@ class RootStore:
         self._replaying = self.cursor is not None
         log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
+
+    def _refused(self, exc: ConnectionRefused, url: str) -> None:
+        """Mark the link refused for good (called by the connection loop or a test harness)."""
+        log.warning("[RootStore] %s refused the connection: %s", url, exc.reason)
+        self._report(exc)
+        self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url))
 
     def _on_lost(self, reason: str) -> None:
         """Transport callback: the established link is gone."""

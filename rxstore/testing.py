@@ -1,0 +1,451 @@
+"""Marble testing for stores and whole root stores, in virtual time.
+
+Typed helpers over reactivex's ``TestScheduler`` plus a virtual link, so a
+:class:`~rxstore.root.RootStore` with its stores runs without a socket or an
+event loop, connect / disconnect / reconnect included.
+
+The marble alphabet (one character = one tick = ``timespan`` virtual seconds):
+
+====================  ==========================================================
+``-``                 one tick passes, nothing happens
+``a`` (any other)     a value at this tick: ``values["a"]``, or the character itself
+``(ab)``              ``a`` and ``b`` at the tick of ``(``, in that order; like
+                      every character, each of ``(ab)`` takes one tick
+``|``                 completion
+``#``                 error (the ``error`` argument)
+space                 ignored (takes no time); use it to align diagrams
+====================  ==========================================================
+
+The ``link`` diagram of :meth:`MarbleTest.root` uses fixed letters:
+``c`` the gateway accepts the connection (replaying the changes the root
+missed, then going live), ``x`` the connection drops, ``r`` the gateway refuses
+the connection (``invalid_token``). Without a ``link`` diagram the root is
+connected at tick 0.
+
+Example:
+    >>> import attrs
+    >>> from rxstore import DomainStore
+    >>> @attrs.frozen
+    ... class Count:
+    ...     n: int = 0
+    >>> class Counter(DomainStore[Count]):
+    ...     accepts = ("tick",)
+    ...     initial = Count()
+    ...     def reduce(self, state, event):
+    ...         return Count(state.n + 1)
+    >>> with marbles() as m:
+    ...     counter = Counter()
+    ...     root = m.root([counter], server="-t-t", values={"t": message_frame("tick")})
+    ...     states = m.record(counter.state)
+    ...     m.run()
+    >>> states == m.expected("ab-c", {"a": Count(0), "b": Count(1), "c": Count(2)})
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import attrs
+from reactivex import Observable
+from reactivex.notification import OnCompleted, OnError, OnNext
+from reactivex.testing import ReactiveTest, TestScheduler
+from reactivex.testing.recorded import Recorded
+
+from rxstore.errors import ConnectionRefused, NotConnected
+from rxstore.events import (
+    BATCH,
+    LIVE,
+    SNAPSHOT,
+    Event,
+    EventKind,
+    Op,
+    Snapshot,
+    parse_change,
+    topic_event_name,
+)
+from rxstore.root import RootStore
+from rxstore.store import RealtimeStore
+from rxstore.transport import FrameHandler, LostHandler
+
+__all__ = [
+    "Frame",
+    "MarbleTest",
+    "VirtualLink",
+    "batch_frame",
+    "change",
+    "change_frame",
+    "marbles",
+    "message",
+    "message_frame",
+    "on_next",
+    "snapshot",
+    "snapshot_frame",
+]
+
+_LINK_UP: Final = "c"
+_LINK_DOWN: Final = "x"
+_LINK_REFUSED: Final = "r"
+
+
+@attrs.frozen
+class Frame:
+    """One frame as a gateway sends it: a socket event name and its payload."""
+
+    name: str
+    data: Any = None
+
+    @property
+    def seq(self) -> int | None:
+        """The change seq this frame carries, if it is a change."""
+        data = self.data
+        if type(data) is dict and "op" in data:
+            seq = data.get("seq")
+            return seq if type(seq) is int else None
+        return None
+
+
+def _change_payload(
+    topic: str,
+    seq: int,
+    op: str | Op,
+    record: Mapping[str, Any] | None,
+    old: Mapping[str, Any] | None,
+    ts: float,
+) -> dict[str, Any]:
+    op = Op(op)
+    if op is Op.DELETE and old is None:
+        old, record = record, None
+    return {
+        "seq": seq,
+        "topic": topic,
+        "op": op.value,
+        "record": dict(record) if record is not None else None,
+        "old": dict(old) if old is not None else None,
+        "ts": ts,
+    }
+
+
+def change_frame(
+    topic: str,
+    seq: int,
+    op: str | Op,
+    record: Mapping[str, Any] | None = None,
+    *,
+    old: Mapping[str, Any] | None = None,
+    ts: float = 0.0,
+    event: str | None = None,
+) -> Frame:
+    """Return the frame of one change (for DELETE, ``record`` may be the deleted row).
+
+    Example:
+        >>> change_frame("posts", 3, "INSERT", {"id": "p1"}).name
+        'post_update'
+    """
+    return Frame(event or topic_event_name(topic), _change_payload(topic, seq, op, record, old, ts))
+
+
+def change(
+    topic: str,
+    seq: int,
+    op: str | Op,
+    record: Mapping[str, Any] | None = None,
+    *,
+    old: Mapping[str, Any] | None = None,
+    ts: float = 0.0,
+    event: str | None = None,
+) -> Event:
+    """Return a CHANGE event, as the root would hand it to a store.
+
+    Example:
+        >>> change("posts", 3, "DELETE", {"id": "p1"}).change.old
+        {'id': 'p1'}
+    """
+    frame = change_frame(topic, seq, op, record, old=old, ts=ts, event=event)
+    parsed = parse_change(frame.data)
+    return Event(frame.name, frame.data, EventKind.CHANGE, parsed.seq, parsed)
+
+
+def message_frame(name: str, data: Any = None) -> Frame:
+    """Return the frame of a plain (not logged) event such as ``post_liked``."""
+    return Frame(name, data)
+
+
+def message(name: str, data: Any = None) -> Event:
+    """Return a MESSAGE event."""
+    return Event(name, data)
+
+
+def snapshot_frame(
+    topic: str, seq: int, records: Sequence[Mapping[str, Any]], *, event: str | None = None
+) -> Frame:
+    """Return an ``rxstore:snapshot`` frame: ``records`` are the whole topic at ``seq``."""
+    return Frame(
+        SNAPSHOT,
+        {
+            "topic": topic,
+            "event": event or topic_event_name(topic),
+            "seq": seq,
+            "records": [dict(r) for r in records],
+        },
+    )
+
+
+def snapshot(
+    topic: str, seq: int, records: Sequence[Mapping[str, Any]], *, event: str | None = None
+) -> Event:
+    """Return a SNAPSHOT event, as the root would hand it to a store."""
+    rows = tuple(dict(r) for r in records)
+    return Event(event or topic_event_name(topic), Snapshot(topic, seq, rows), EventKind.SNAPSHOT, seq)
+
+
+def batch_frame(frames: Sequence[Frame]) -> Frame:
+    """Return an ``rxstore:batch`` frame carrying ``frames`` in order."""
+    return Frame(BATCH, {"events": [[f.name, f.data] for f in frames]})
+
+
+class VirtualLink:
+    """A :class:`~rxstore.transport.Transport` driven by a test, with a gateway's resume.
+
+    Change frames sent while the link is down are kept; when the link comes
+    back, the ones after the root's cursor are replayed as one batch, then
+    ``rxstore:live`` is sent, as the real gateway does. Plain messages sent
+    while down are lost, as socket.io broadcasts are.
+
+    Attributes:
+        sent: What the root emitted, as frames, in order.
+        up: Whether the link is connected.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[Frame] = []
+        self.up = False
+        self.root: RootStore | None = None
+        self._log: list[Frame] = []
+        self._on_frame: FrameHandler | None = None
+        self._on_lost: LostHandler | None = None
+
+    def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
+        """Set the root's callbacks."""
+        self._on_frame = on_frame
+        self._on_lost = on_lost
+
+    # -- driven by the test ----------------------------------------------------
+
+    def send(self, frame: Frame) -> None:
+        """The gateway sends ``frame`` (kept for replay if it is a change)."""
+        if frame.seq is not None or frame.name == BATCH:
+            self._log.append(frame)
+        if self.up and self._on_frame is not None:
+            self._on_frame(frame.name, frame.data)
+
+    def accept(self) -> None:
+        """The gateway accepts a connection: replay what the root missed, then go live."""
+        root = self.root
+        assert root is not None and self._on_frame is not None, "VirtualLink is not bound to a root"
+        self.up = True
+        root._connected("virtual://gateway")
+        cursor = root.cursor
+        missed = [f for f in self._changes() if (f.seq or 0) > (-1 if cursor is None else cursor)]
+        if missed:
+            self._on_frame(BATCH, batch_frame(missed).data)
+        self._on_frame(LIVE, {"seq": root.cursor})
+
+    def drop(self, reason: str = "transport close") -> None:
+        """The connection drops."""
+        if self.up:
+            self.up = False
+            if self._on_lost is not None:
+                self._on_lost(reason)
+
+    def refuse(self, reason: str = "invalid_token") -> None:
+        """The gateway refuses a connection attempt."""
+        self.up = False
+        if self.root is not None:
+            self.root._refused(ConnectionRefused(reason), "virtual://gateway")
+
+    def _changes(self) -> Iterator[Frame]:
+        for frame in self._log:
+            if frame.name == BATCH:
+                for name, data in frame.data["events"]:
+                    inner = Frame(name, data)
+                    if inner.seq is not None:
+                        yield inner
+            else:
+                yield frame
+
+    # -- the Transport protocol (used by RootStore) ----------------------------
+
+    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
+        """Accept at once (for use under a real event loop)."""
+        self.accept()
+
+    async def disconnect(self) -> None:
+        """Close without an ``on_lost`` call."""
+        self.up = False
+
+    async def emit(self, event: str, data: Any) -> None:
+        """Record the frame in :attr:`sent`."""
+        if not self.up:
+            raise NotConnected(f"cannot emit {event!r}: link is down")
+        self.sent.append(Frame(event, data))
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        """Record the frame in :attr:`sent` and acknowledge with ``{"ok": True}``."""
+        await self.emit(event, data)
+        return {"ok": True}
+
+
+class MarbleTest:
+    """Marble helpers over one ``TestScheduler`` (use via :func:`marbles`).
+
+    All diagrams start at tick 0; :meth:`record` subscribes immediately, so a
+    ``BehaviorSubject`` state shows its current value at tick 0.
+    """
+
+    def __init__(self, timespan: int = 1) -> None:
+        self.timespan = timespan
+        self.scheduler = TestScheduler()
+
+    def parse(
+        self, diagram: str, values: Mapping[str, Any] | None = None, *, error: Exception | None = None
+    ) -> list[Recorded[Any]]:
+        """Return the notifications ``diagram`` describes, with virtual times.
+
+        Raises:
+            ValueError: The diagram is malformed (an unclosed or nested group).
+        """
+        lookup = values or {}
+        records: list[Recorded[Any]] = []
+        tick = 0
+        group_tick: int | None = None
+        for char in diagram:
+            if char == " ":
+                continue
+            at = (tick if group_tick is None else group_tick) * self.timespan
+            if char == "(":
+                if group_tick is not None:
+                    raise ValueError(f"nested group in marble diagram {diagram!r}")
+                group_tick = tick
+            elif char == ")":
+                if group_tick is None:
+                    raise ValueError(f"')' without '(' in marble diagram {diagram!r}")
+                group_tick = None
+            elif char == "|":
+                records.append(Recorded(at, OnCompleted()))
+            elif char == "#":
+                records.append(Recorded(at, OnError(error or Exception("error"))))
+            elif char != "-":
+                records.append(Recorded(at, OnNext(lookup.get(char, char))))
+            tick += 1
+        if group_tick is not None:
+            raise ValueError(f"unclosed group in marble diagram {diagram!r}")
+        return records
+
+    def hot(
+        self, diagram: str, values: Mapping[str, Any] | None = None, *, error: Exception | None = None
+    ) -> Observable[Any]:
+        """Return a hot observable emitting ``diagram`` from tick 0."""
+        return self.scheduler.create_hot_observable(self.parse(diagram, values, error=error))
+
+    def cold(
+        self, diagram: str, values: Mapping[str, Any] | None = None, *, error: Exception | None = None
+    ) -> Observable[Any]:
+        """Return a cold observable emitting ``diagram`` from each subscription."""
+        return self.scheduler.create_cold_observable(self.parse(diagram, values, error=error))
+
+    def expected(
+        self, diagram: str, values: Mapping[str, Any] | None = None, *, error: Exception | None = None
+    ) -> list[Recorded[Any]]:
+        """Return the notifications ``diagram`` describes, to compare with :meth:`record`."""
+        return self.parse(diagram, values, error=error)
+
+    def record(self, observable: Observable[Any]) -> list[Recorded[Any]]:
+        """Subscribe now and return the list the notifications are recorded into."""
+        observer = self.scheduler.create_observer()
+        observable.subscribe(observer, scheduler=self.scheduler)
+        messages: list[Recorded[Any]] = observer.messages
+        return messages
+
+    def at(self, tick: int, action: Callable[[], Any]) -> None:
+        """Run ``action`` at virtual time ``tick`` (in ticks)."""
+        self.scheduler.schedule_absolute(tick * self.timespan, lambda _s, _st: action())
+
+    def run(self) -> None:
+        """Run the virtual clock until nothing is scheduled."""
+        self.scheduler.start()
+
+    def root(
+        self,
+        stores: Sequence[RealtimeStore],
+        *,
+        server: str = "",
+        values: Mapping[str, Frame] | None = None,
+        link: str | None = None,
+        topics: Sequence[str] = (),
+    ) -> RootStore:
+        """Return a root store wired to a :class:`VirtualLink` and play the diagrams.
+
+        Args:
+            stores: The stores, as given to :class:`~rxstore.root.RootStore`.
+            server: When the gateway sends which frame (``values`` maps letters to frames).
+            values: Letter -> :class:`Frame` (see :func:`change_frame` and friends).
+            link: The connection diagram (``c`` up, ``x`` drop, ``r`` refused);
+                connected at tick 0 when omitted.
+            topics: Extra topics.
+        """
+        virtual = VirtualLink()
+        root = RootStore("virtual://gateway", stores=stores, transport=virtual, topics=topics)
+        virtual.root = root
+        root.setup_domain_event_handlers()
+        if link is None:
+            self.at(0, virtual.accept)
+        else:
+            actions: dict[str, Callable[[], None]] = {
+                _LINK_UP: virtual.accept,
+                _LINK_DOWN: virtual.drop,
+                _LINK_REFUSED: virtual.refuse,
+            }
+            for recorded in self.parse(link):
+                notification = recorded.value
+                if isinstance(notification, OnNext):
+                    symbol = str(notification.value)
+                    if symbol not in actions:
+                        raise ValueError(f"unknown link symbol {symbol!r}: use c (up), x (drop), r (refused)")
+                    self.scheduler.schedule_absolute(recorded.time, _run(actions[symbol]))
+        for recorded in self.parse(server, values):
+            if isinstance(recorded.value, OnNext):
+                frame = recorded.value.value
+                if not isinstance(frame, Frame):
+                    raise TypeError(f"server diagram values must be Frame objects, got {frame!r}")
+                self.scheduler.schedule_absolute(recorded.time, _run(_send(virtual, frame)))
+        self.link = virtual
+        return root
+
+
+def _send(link: VirtualLink, frame: Frame) -> Callable[[], None]:
+    return lambda: link.send(frame)
+
+
+def _run(action: Callable[[], Any]) -> Callable[[Any, Any], None]:
+    def scheduled(_scheduler: Any, _state: Any) -> None:
+        action()
+
+    return scheduled
+
+
+@contextmanager
+def marbles(timespan: int = 1) -> Iterator[MarbleTest]:
+    """Return a :class:`MarbleTest` with a fresh ``TestScheduler``.
+
+    Args:
+        timespan: Virtual time units per marble character.
+    """
+    yield MarbleTest(timespan)
+
+
+def on_next(tick: int, value: Any) -> Recorded[Any]:
+    """Return a recorded ``on_next`` at ``tick`` (for hand-written expectations)."""
+    return ReactiveTest.on_next(tick, value)

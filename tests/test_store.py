@@ -1,0 +1,140 @@
+"""DomainStore behaviour, as marble diagrams in virtual time."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from rxstore import DomainStore, Event, StoreError
+from rxstore.testing import marbles, message
+
+
+@attrs.frozen
+class Likes:
+    count: int = 0
+    last: str | None = None
+
+
+class LikeStore(DomainStore[Likes]):
+    accepts = ("post_liked", "post_unliked")
+    initial = Likes()
+
+    def reduce(self, state: Likes, event: Event) -> Likes:
+        step = 1 if event.name == "post_liked" else -1
+        return Likes(state.count + step, event.data["post"])
+
+
+class EvenOnly(LikeStore):
+    def accept(self, event: Event) -> bool:
+        return int(event.data["post"][1:]) % 2 == 0
+
+
+def ev(name: str, post: str) -> Event:
+    return message(name, {"post": post})
+
+
+def test_store_folds_only_accepted_events_and_emits_once_per_change():
+    with marbles() as m:
+        likes = LikeStore()
+        events = m.hot("-a-x-b-u", {
+            "a": ev("post_liked", "p1"),
+            "x": ev("post_created", "p9"),
+            "b": ev("post_liked", "p2"),
+            "u": ev("post_unliked", "p2"),
+        })
+        likes.setup_realtime_handlers(events)
+        states = m.record(likes.state)
+        m.run()
+    assert states == m.expected("sa---b-u", {
+        "s": Likes(), "a": Likes(1, "p1"), "b": Likes(2, "p2"), "u": Likes(1, "p2"),
+    })
+
+
+def test_accept_predicate_narrows_events_further():
+    with marbles() as m:
+        store = EvenOnly()
+        store.setup_realtime_handlers(m.hot("-a-b-c", {
+            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p2"), "c": ev("post_liked", "p4"),
+        }))
+        states = m.record(store.state)
+        m.run()
+    assert states == m.expected("s--b-c", {"s": Likes(), "b": Likes(1, "p2"), "c": Likes(2, "p4")})
+
+
+def test_select_emits_only_when_the_projection_changes():
+    with marbles() as m:
+        likes = LikeStore()
+        likes.setup_realtime_handlers(m.hot("-a-b-c", {
+            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p1"), "c": ev("post_liked", "p2"),
+        }))
+        last_post = m.record(likes.select(lambda s: s.last))
+        m.run()
+    assert last_post == m.expected("na---c", {"n": None, "a": "p1", "c": "p2"})
+
+
+def test_select_with_custom_equality():
+    with marbles() as m:
+        likes = LikeStore()
+        likes.setup_realtime_handlers(m.hot("-a-b-c", {
+            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p1"), "c": ev("post_liked", "p2"),
+        }))
+        parity = m.record(likes.select(lambda s: s.count, equals=lambda x, y: x % 2 == y % 2))
+        m.run()
+    assert parity == m.expected("01-2-3", {"0": 0, "1": 1, "2": 2, "3": 3})
+
+
+class Fragile(LikeStore):
+    def reduce(self, state: Likes, event: Event) -> Likes:
+        if event.data["post"] == "bad":
+            raise KeyError("no such post")
+        return super().reduce(state, event)
+
+
+def test_failing_reducer_keeps_state_reports_error_and_store_keeps_running():
+    with marbles() as m:
+        store = Fragile()
+        store.setup_realtime_handlers(m.hot("-a-x-b", {
+            "a": ev("post_liked", "p1"), "x": ev("post_liked", "bad"), "b": ev("post_liked", "p2"),
+        }))
+        states = m.record(store.state)
+        errors = m.record(store.errors)
+        m.run()
+    assert states == m.expected("sa---b", {"s": Likes(), "a": Likes(1, "p1"), "b": Likes(2, "p2")})
+    assert [r.time for r in errors] == [3]
+    error = errors[0].value.value
+    assert isinstance(error, StoreError) and isinstance(error, RuntimeError)
+    assert error.store == "Fragile" and error.event.data == {"post": "bad"}
+    assert isinstance(error.__cause__, KeyError)
+
+
+def test_batch_is_folded_in_one_step_with_one_notification():
+    likes = LikeStore()
+    seen: list[Likes] = []
+    likes.state.subscribe(seen.append)
+    likes.apply([ev("post_liked", f"p{i}") for i in range(100)])
+    assert seen == [Likes(), Likes(100, "p99")]
+
+
+def test_failure_inside_a_batch_skips_only_that_event():
+    store = Fragile()
+    errors: list[Exception] = []
+    store.errors.subscribe(errors.append)
+    store.apply([ev("post_liked", "p1"), ev("post_liked", "bad"), ev("post_liked", "p3")])
+    assert store.value == Likes(2, "p3")
+    assert len(errors) == 1
+
+
+def test_store_without_initial_state_says_what_to_do():
+    class NoInitial(DomainStore[int]):
+        accepts = ("x",)
+
+    with pytest.raises(TypeError, match="initial"):
+        NoInitial()
+
+
+def test_store_with_initial_override_and_reset():
+    likes = LikeStore(initial=Likes(5), name="custom")
+    assert likes.name == "custom" and likes.value == Likes(5)
+    likes.apply([ev("post_liked", "p1")])
+    likes.reset()
+    assert likes.value == Likes()

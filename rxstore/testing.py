@@ -9,8 +9,8 @@ The marble alphabet (one character = one tick = ``timespan`` virtual seconds):
 ====================  ==========================================================
 ``-``                 one tick passes, nothing happens
 ``a`` (any other)     a value at this tick: ``values["a"]``, or the character itself
-``(ab)``              ``a`` and ``b`` at the tick of ``(``, in that order; like
-                      every character, each of ``(ab)`` takes one tick
+``(ab)``              ``a`` and ``b`` at the same tick, in that order; the
+                      whole group takes one tick
 ``|``                 completion
 ``#``                 error (the ``error`` argument)
 space                 ignored (takes no time); use it to align diagrams
@@ -54,7 +54,7 @@ from reactivex.notification import OnCompleted, OnError, OnNext
 from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
 
-from rxstore.errors import ConnectionRefused, NotConnected
+from rxstore.errors import ConnectionRefused, NotConnected, TransportError
 from rxstore.events import (
     BATCH,
     LIVE,
@@ -217,11 +217,13 @@ class VirtualLink:
     Attributes:
         sent: What the root emitted, as frames, in order.
         up: Whether the link is connected.
+        reachable: Whether :meth:`connect` succeeds (under a real event loop).
     """
 
     def __init__(self) -> None:
         self.sent: list[Frame] = []
         self.up = False
+        self.reachable = True
         self.root: RootStore | None = None
         self._log: list[Frame] = []
         self._on_frame: FrameHandler | None = None
@@ -279,7 +281,9 @@ class VirtualLink:
     # -- the Transport protocol (used by RootStore) ----------------------------
 
     async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
-        """Accept at once (for use under a real event loop)."""
+        """Accept at once, or fail as unreachable when :attr:`reachable` is false."""
+        if not self.reachable:
+            raise TransportError(f"{url} is unreachable (VirtualLink.reachable is False)")
         self.accept()
 
     async def disconnect(self) -> None:
@@ -329,17 +333,21 @@ class MarbleTest:
                 if group_tick is not None:
                     raise ValueError(f"nested group in marble diagram {diagram!r}")
                 group_tick = tick
+                continue
             elif char == ")":
                 if group_tick is None:
                     raise ValueError(f"')' without '(' in marble diagram {diagram!r}")
                 group_tick = None
+                tick += 1
+                continue
             elif char == "|":
                 records.append(Recorded(at, OnCompleted()))
             elif char == "#":
                 records.append(Recorded(at, OnError(error or Exception("error"))))
             elif char != "-":
                 records.append(Recorded(at, OnNext(lookup.get(char, char))))
-            tick += 1
+            if group_tick is None:
+                tick += 1
         if group_tick is not None:
             raise ValueError(f"unclosed group in marble diagram {diagram!r}")
         return records

@@ -36,26 +36,42 @@ def ev(name: str, post: str) -> Event:
 def test_store_folds_only_accepted_events_and_emits_once_per_change():
     with marbles() as m:
         likes = LikeStore()
-        events = m.hot("-a-x-b-u", {
-            "a": ev("post_liked", "p1"),
-            "x": ev("post_created", "p9"),
-            "b": ev("post_liked", "p2"),
-            "u": ev("post_unliked", "p2"),
-        })
+        events = m.hot(
+            "-a-x-b-u",
+            {
+                "a": ev("post_liked", "p1"),
+                "x": ev("post_created", "p9"),
+                "b": ev("post_liked", "p2"),
+                "u": ev("post_unliked", "p2"),
+            },
+        )
         likes.setup_realtime_handlers(events)
         states = m.record(likes.state)
         m.run()
-    assert states == m.expected("sa---b-u", {
-        "s": Likes(), "a": Likes(1, "p1"), "b": Likes(2, "p2"), "u": Likes(1, "p2"),
-    })
+    assert states == m.expected(
+        "sa---b-u",
+        {
+            "s": Likes(),
+            "a": Likes(1, "p1"),
+            "b": Likes(2, "p2"),
+            "u": Likes(1, "p2"),
+        },
+    )
 
 
 def test_accept_predicate_narrows_events_further():
     with marbles() as m:
         store = EvenOnly()
-        store.setup_realtime_handlers(m.hot("-a-b-c", {
-            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p2"), "c": ev("post_liked", "p4"),
-        }))
+        store.setup_realtime_handlers(
+            m.hot(
+                "-a-b-c",
+                {
+                    "a": ev("post_liked", "p1"),
+                    "b": ev("post_liked", "p2"),
+                    "c": ev("post_liked", "p4"),
+                },
+            )
+        )
         states = m.record(store.state)
         m.run()
     assert states == m.expected("s--b-c", {"s": Likes(), "b": Likes(1, "p2"), "c": Likes(2, "p4")})
@@ -64,9 +80,16 @@ def test_accept_predicate_narrows_events_further():
 def test_select_emits_only_when_the_projection_changes():
     with marbles() as m:
         likes = LikeStore()
-        likes.setup_realtime_handlers(m.hot("-a-b-c", {
-            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p1"), "c": ev("post_liked", "p2"),
-        }))
+        likes.setup_realtime_handlers(
+            m.hot(
+                "-a-b-c",
+                {
+                    "a": ev("post_liked", "p1"),
+                    "b": ev("post_liked", "p1"),
+                    "c": ev("post_liked", "p2"),
+                },
+            )
+        )
         last_post = m.record(likes.select(lambda s: s.last))
         m.run()
     assert last_post == m.expected("na---c", {"n": None, "a": "p1", "c": "p2"})
@@ -75,9 +98,16 @@ def test_select_emits_only_when_the_projection_changes():
 def test_select_with_custom_equality():
     with marbles() as m:
         likes = LikeStore()
-        likes.setup_realtime_handlers(m.hot("-a-b-c", {
-            "a": ev("post_liked", "p1"), "b": ev("post_liked", "p1"), "c": ev("post_liked", "p2"),
-        }))
+        likes.setup_realtime_handlers(
+            m.hot(
+                "-a-b-c",
+                {
+                    "a": ev("post_liked", "p1"),
+                    "b": ev("post_liked", "p1"),
+                    "c": ev("post_liked", "p2"),
+                },
+            )
+        )
         parity = m.record(likes.select(lambda s: s.count, equals=lambda x, y: x % 2 == y % 2))
         m.run()
     assert parity == m.expected("01-2-3", {"0": 0, "1": 1, "2": 2, "3": 3})
@@ -93,9 +123,16 @@ class Fragile(LikeStore):
 def test_failing_reducer_keeps_state_reports_error_and_store_keeps_running():
     with marbles() as m:
         store = Fragile()
-        store.setup_realtime_handlers(m.hot("-a-x-b", {
-            "a": ev("post_liked", "p1"), "x": ev("post_liked", "bad"), "b": ev("post_liked", "p2"),
-        }))
+        store.setup_realtime_handlers(
+            m.hot(
+                "-a-x-b",
+                {
+                    "a": ev("post_liked", "p1"),
+                    "x": ev("post_liked", "bad"),
+                    "b": ev("post_liked", "p2"),
+                },
+            )
+        )
         states = m.record(store.state)
         errors = m.record(store.errors)
         m.run()

@@ -59,7 +59,7 @@ Sink = Callable[[Sequence[Event]], None]
 
 log = logging.getLogger("rxstore.root")
 
-_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "refused"})
+_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic"})
 
 
 @attrs.define
@@ -331,8 +331,10 @@ class RootStore:
                     token = await self._resolve_token()
                     await self._transport.connect(url, self.auth_payload(token))
                 except ConnectionRefused as exc:
-                    retry = exc.reason == "token_expired" and callable(self._token)
-                    if not retry or exc.reason in _FATAL_REFUSALS:
+                    fatal = exc.reason in _FATAL_REFUSALS or (
+                        exc.reason == "token_expired" and not callable(self._token)
+                    )
+                    if fatal:
                         self._refused(exc, url)
                         if not first.done():
                             first.set_exception(exc)

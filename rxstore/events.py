@@ -205,14 +205,10 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
             "change envelope 'record' must be an object or null", event=event, payload=payload
         )
     if old is not None and type(old) is not dict:
-        raise ProtocolError(
-            "change envelope 'old' must be an object or null", event=event, payload=payload
-        )
+        raise ProtocolError("change envelope 'old' must be an object or null", event=event, payload=payload)
     if (record if op is not Op.DELETE else old) is None:
         field = "record" if op is not Op.DELETE else "old"
-        raise ProtocolError(
-            f"{op.value} change envelope needs {field!r}", event=event, payload=payload
-        )
+        raise ProtocolError(f"{op.value} change envelope needs {field!r}", event=event, payload=payload)
     if type(ts) is not float:
         if type(ts) is int:
             ts = float(ts)

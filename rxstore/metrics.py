@@ -120,6 +120,4 @@ class Metrics:
         self, interval: float = 1.0, *, scheduler: SchedulerBase | None = None
     ) -> Observable[MetricsSnapshot]:
         """Emit a snapshot every ``interval`` seconds (on ``scheduler``)."""
-        return reactivex.interval(interval, scheduler=scheduler).pipe(
-            ops.map(lambda _: self.snapshot())
-        )
+        return reactivex.interval(interval, scheduler=scheduler).pipe(ops.map(lambda _: self.snapshot()))

@@ -1,0 +1,365 @@
+"""SQLiteChangeLog against real database files in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rxstore.errors import NotConnected
+from rxstore.events import Change, Op
+from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.sqlite import SQLiteChangeLog
+
+pytestmark = pytest.mark.timeout(30)
+
+POSTS = "CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT NOT NULL, likes INTEGER, score REAL)"
+
+
+def url_of(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "dir" / "app.db"
+
+
+@pytest.fixture
+async def log(db_path: Path) -> AsyncIterator[SQLiteChangeLog]:
+    log = SQLiteChangeLog(url_of(db_path), poll_interval=0.02)
+    await log.open()
+    await log.execute(POSTS)
+    await log.watch("posts")
+    yield log
+    await log.close()
+
+
+async def read_all(log: SQLiteChangeLog, after: int = 0) -> list[Change]:
+    out: list[Change] = []
+    while batch := await log.read(after, limit=100):
+        out += batch
+        after = batch[-1].seq
+    return out
+
+
+def replay(
+    changes: list[Change], state: dict[Any, Mapping[str, Any]] | None = None
+) -> dict[Any, Mapping[str, Any]]:
+    state = dict(state or {})
+    for change in changes:
+        if change.op is Op.DELETE:
+            del state[change.key("id")]
+        else:
+            assert change.record is not None
+            state[change.key("id")] = change.record
+    return state
+
+
+async def test_open_creates_file_and_parent_dirs_and_open_is_idempotent(db_path: Path) -> None:
+    log = open_change_log(url_of(db_path))
+    assert isinstance(log, SQLiteChangeLog)
+    assert not log.healthy
+    await log.open()
+    await log.open()
+    try:
+        assert db_path.exists()
+        assert log.healthy
+        assert await log.head() == 0
+        assert await log.horizon() == 0
+        assert await log.read(0) == []
+        mode = sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    finally:
+        await log.close()
+        await log.close()
+
+
+def test_url_without_a_file_path_is_rejected() -> None:
+    with pytest.raises(ValueError, match="file path"):
+        SQLiteChangeLog("sqlite:///:memory:")
+    with pytest.raises(ValueError, match="not a SQLite URL"):
+        SQLiteChangeLog("postgresql://x/y")
+
+
+async def test_calls_on_a_closed_log_raise_not_connected(db_path: Path) -> None:
+    log = SQLiteChangeLog(url_of(db_path))
+    with pytest.raises(NotConnected):
+        await log.read(0)
+
+
+async def test_insert_update_delete_are_captured_in_order_with_rows(log: SQLiteChangeLog) -> None:
+    before = time.time()
+    await log.execute("INSERT INTO posts VALUES (?, ?, ?, ?)", "p1", "Hello", 0, 1.5)
+    await log.execute("UPDATE posts SET title = ?, likes = likes + 1 WHERE id = ?", "Hi", "p1")
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p2', 'Other')")
+    await log.execute("DELETE FROM posts WHERE id = ?", "p1")
+    after = time.time()
+
+    changes = await log.read(0)
+    assert [(c.seq, c.topic, c.op) for c in changes] == [
+        (1, "posts", Op.INSERT),
+        (2, "posts", Op.UPDATE),
+        (3, "posts", Op.INSERT),
+        (4, "posts", Op.DELETE),
+    ]
+    p1 = {"id": "p1", "title": "Hello", "likes": 0, "score": 1.5}
+    p1_v2 = {"id": "p1", "title": "Hi", "likes": 1, "score": 1.5}
+    assert changes[0].record == p1 and changes[0].old is None
+    assert changes[1].record == p1_v2 and changes[1].old == p1
+    assert changes[2].record == {"id": "p2", "title": "Other", "likes": None, "score": None}
+    assert changes[3].record is None and changes[3].old == p1_v2
+    for change in changes:
+        assert before - 0.01 <= change.ts <= after + 0.01
+    assert [c.seq for c in await log.read(2)] == [3, 4]
+    assert [c.seq for c in await log.read(0, limit=2)] == [1, 2]
+    assert await log.head() == 4
+
+
+async def test_blobs_are_captured_as_hex_and_snapshot_agrees(log: SQLiteChangeLog) -> None:
+    await log.execute("CREATE TABLE files (id INTEGER PRIMARY KEY, data BLOB, meta)")
+    await log.watch("files")
+    await log.execute("INSERT INTO files VALUES (?, ?, ?)", 1, b"\x00\xff", "x")
+    [change] = await log.read(await log.head() - 1)
+    assert change.record == {"id": 1, "data": "00FF", "meta": "x"}
+    snap = await log.snapshot(["files"])
+    assert snap.tables["files"] == [change.record]
+
+
+async def test_watch_rejects_unknown_tables_and_missing_primary_keys(log: SQLiteChangeLog) -> None:
+    with pytest.raises(ValueError, match="no such table"):
+        await log.watch("nope")
+    with pytest.raises(ValueError, match="no column 'uuid'"):
+        await log.watch("posts", primary_key="uuid")
+    with pytest.raises(ValueError, match="internal"):
+        await log.watch("rxstore_changes")
+
+
+async def test_watch_is_idempotent_and_follows_added_columns(log: SQLiteChangeLog) -> None:
+    await log.watch("posts")
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    await log.execute("ALTER TABLE posts ADD COLUMN body TEXT DEFAULT ''")
+    await log.watch("posts")
+    await log.execute("INSERT INTO posts (id, title, body) VALUES ('p2', 'b', 'text')")
+    changes = await log.read(0)
+    assert len(changes) == 2  # one change per write despite watching twice
+    assert changes[1].record is not None and changes[1].record["body"] == "text"
+
+
+async def test_triggers_follow_a_column_added_by_another_connection(
+    log: SQLiteChangeLog, db_path: Path
+) -> None:
+    """A schema change by someone else is noticed by the poll, without calling watch()."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("ALTER TABLE posts ADD COLUMN tags TEXT")
+    other.close()
+    await log.read(0)
+    await log.wait(2)  # the poll notices the change and rebuilds the triggers
+    await log.execute("INSERT INTO posts (id, title, tags) VALUES ('p1', 'a', 'x,y')")
+    [change] = await log.read(0)
+    assert change.record is not None and change.record["tags"] == "x,y"
+
+
+async def test_execute_wakes_a_waiting_tailer_immediately(log: SQLiteChangeLog) -> None:
+    await log.read(0)
+    waiter = asyncio.create_task(log.wait(10))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    started = time.monotonic()
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    await asyncio.wait_for(waiter, 1)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_wait_times_out_when_nothing_happens(log: SQLiteChangeLog) -> None:
+    await log.read(0)
+    started = time.monotonic()
+    await log.wait(0.2)
+    assert 0.18 <= time.monotonic() - started < 1
+
+
+async def test_a_write_between_read_and_wait_is_not_lost(log: SQLiteChangeLog, db_path: Path) -> None:
+    """A change committed after read() but before wait() makes wait() return at once."""
+    assert await log.read(0) == []
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    other.close()
+    await asyncio.sleep(0.2)  # the poll notices the write before anyone waits
+    started = time.monotonic()
+    await log.wait(5)
+    assert time.monotonic() - started < 0.1
+    assert len(await log.read(0)) == 1
+
+
+WRITER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+conn.execute("INSERT INTO posts (id, title, likes) VALUES ('ext', 'from another process', 7)")
+conn.close()
+"""
+
+
+async def test_a_write_by_another_process_wakes_wait_and_is_read(log: SQLiteChangeLog, db_path: Path) -> None:
+    assert await log.read(0) == []
+    waiter = asyncio.create_task(log.wait(10))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(db_path))
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    exited = time.monotonic()
+    await asyncio.wait_for(waiter, 2)
+    assert time.monotonic() - exited < 0.5  # poll_interval is 20 ms
+    [change] = await log.read(0)
+    assert change.op is Op.INSERT
+    assert change.record == {"id": "ext", "title": "from another process", "likes": 7, "score": None}
+
+
+async def test_snapshot_seq_and_rows_agree_under_concurrent_writes(
+    log: SQLiteChangeLog, db_path: Path
+) -> None:
+    """Replaying the log up to snapshot.seq gives exactly the snapshot's rows."""
+    stop = threading.Event()
+
+    def writer() -> None:
+        conn = sqlite3.connect(db_path, timeout=5, isolation_level=None)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO posts (id, title, likes) VALUES (?, 't', 0)", (f"p{i}",))
+            conn.execute("UPDATE posts SET likes = likes + 1 WHERE id = ?", (f"p{i // 2}",))
+            if i % 3 == 0:
+                conn.execute("DELETE FROM posts WHERE id = ?", (f"p{i - 2}",))
+            conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        snaps = []
+        for _ in range(20):
+            snaps.append(await log.snapshot(["posts", "posts"]))
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    changes = await read_all(log)
+    assert [c.seq for c in changes] == list(range(1, len(changes) + 1))
+    assert len({s.seq for s in snaps}) > 5, "the writer should have advanced between snapshots"
+    for snap in snaps:
+        assert snap.skip == frozenset()
+        assert list(snap.tables) == ["posts"]
+        rows = {row["id"]: row for row in snap.tables["posts"]}
+        assert replay([c for c in changes if c.seq <= snap.seq]) == rows
+    final = await log.fetch("SELECT * FROM posts")
+    assert replay(changes) == {row["id"]: row for row in final}
+
+
+async def test_snapshot_of_an_unknown_table_is_an_error(log: SQLiteChangeLog) -> None:
+    with pytest.raises(ValueError, match="no such table"):
+        await log.snapshot(["nope"])
+
+
+async def test_trim_by_rows_and_age_removes_a_prefix_and_sets_horizon(log: SQLiteChangeLog) -> None:
+    for i in range(10):
+        await log.execute("INSERT INTO posts (id, title) VALUES (?, 't')", f"p{i}")
+    assert await log.trim() == 0
+    assert await log.trim(max_rows=4) == 6
+    assert await log.horizon() == 6
+    assert [c.seq for c in await log.read(0)] == [7, 8, 9, 10]
+    assert await log.trim(max_rows=4) == 0
+    assert await log.horizon() == 6
+
+    # Age: make 7 and 8 an hour old; 9 is young, so 9 and everything after stay.
+    await log.execute("UPDATE rxstore_changes SET ts = ts - 3600 WHERE seq IN (7, 8, 10)")
+    assert await log.trim(max_age=60) == 2
+    assert await log.horizon() == 8
+    assert [c.seq for c in await log.read(0)] == [9, 10]
+
+    assert await log.trim(max_age=0) == 2  # everything is older than 0 s
+    assert await log.read(0) == []
+    assert await log.horizon() == 10
+    assert await log.head() == 10  # the head survives an empty log
+
+
+async def test_reopening_the_file_continues_seqs_even_after_trimming_everything(
+    db_path: Path,
+) -> None:
+    log = SQLiteChangeLog(url_of(db_path))
+    await log.open()
+    await log.execute(POSTS)
+    await log.watch("posts")
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p2', 'b')")
+    await log.trim(max_rows=0)
+    await log.close()
+
+    log = SQLiteChangeLog(url_of(db_path))
+    await log.open()
+    try:
+        assert await log.head() == 2
+        assert await log.horizon() == 2
+        await log.execute("UPDATE posts SET title = 'c' WHERE id = 'p1'")  # triggers persisted
+        assert [c.seq for c in await log.read(0)] == [3]
+    finally:
+        await log.close()
+
+
+async def test_fetch_returns_dicts_and_a_write_through_fetch_wakes_tailers(
+    log: SQLiteChangeLog,
+) -> None:
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    assert await log.fetch("SELECT id, title FROM posts WHERE id = ?", "p1") == [{"id": "p1", "title": "a"}]
+    await log.read(0)
+    waiter = asyncio.create_task(log.wait(10))
+    await asyncio.sleep(0)
+    rows = await log.fetch("INSERT INTO posts (id, title) VALUES ('p2', 'b') RETURNING id")
+    assert rows == [{"id": "p2"}]
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_a_failed_execute_rolls_back_and_logs_nothing(log: SQLiteChangeLog) -> None:
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')")
+    with pytest.raises(sqlite3.IntegrityError):
+        await log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'dup')")
+    await log.execute("INSERT INTO posts (id, title) VALUES ('p2', 'b')")
+    assert [c.seq for c in await log.read(0)] == [1, 2]
+
+
+async def test_calls_run_off_the_event_loop(log: SQLiteChangeLog, db_path: Path) -> None:
+    """A write blocked on another connection's lock does not block the loop."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.create_task(log.execute("INSERT INTO posts (id, title) VALUES ('p1', 'a')"))
+    ticks = 0
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 10 and not write.done()
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(write, 5)
+
+
+async def test_close_leaves_no_thread_or_task_and_wakes_waiters(db_path: Path) -> None:
+    threads_before = set(threading.enumerate())
+    tasks_before = asyncio.all_tasks()
+    log = SQLiteChangeLog(url_of(db_path))
+    await log.open()
+    await log.execute(POSTS)
+    assert any(t.name.startswith("rxstore-sqlite") for t in threading.enumerate())
+    await log.read(0)
+    waiter = asyncio.create_task(log.wait(10))
+    await asyncio.sleep(0)
+    await log.close()
+    await asyncio.wait_for(waiter, 1)
+    assert not log.healthy
+    assert set(threading.enumerate()) <= threads_before
+    assert asyncio.all_tasks() <= tasks_before | {waiter}
+    with pytest.raises(NotConnected):
+        await log.head()

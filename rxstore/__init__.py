@@ -9,6 +9,7 @@ per change, across reconnects.
 
 from rxstore.connection import Backoff, ConnectionState, ConnectionStatus
 from rxstore.errors import (
+    AuthError,
     CallRejected,
     CallTimeout,
     ConnectionRefused,
@@ -28,6 +29,7 @@ from rxstore.table import TableState, TableStore
 from rxstore.transport import SocketIOTransport, Transport
 
 __all__ = [
+    "AuthError",
     "Backoff",
     "CallRejected",
     "CallTimeout",

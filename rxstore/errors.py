@@ -102,3 +102,15 @@ class CallRejected(RxStoreError, RuntimeError):
     def __init__(self, code: str, message: str | None = None) -> None:
         super().__init__(message or code)
         self.code = code
+
+
+class AuthError(RxStoreError, PermissionError):
+    """A token or a subscription was refused by the gateway.
+
+    Attributes:
+        reason: ``invalid_token``, ``token_expired`` or ``forbidden_topic``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

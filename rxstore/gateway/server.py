@@ -1,0 +1,544 @@
+"""The realtime gateway: change log in, authorized Socket.IO broadcasts out.
+
+One tailer reads the change log from the last seq it saw and hands each
+batch, in one synchronous step, to the send queue of every live client.
+A new or returning client is first brought up to date from the log (a
+snapshot at a known seq for a new one, a replay after its cursor for a
+returning one) and only then marked live, in the same synchronous step that
+compares its cursor with the tailer's head, so there is no gap and no
+duplicate at the seam::
+
+    log        ──1──2──3──4──5──6──
+    tailer     ──────[1-3]─────[4-6]──     (head 3, then 6)
+    client     connects at cursor 1: replay [2-3], live, then [4-6]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import socketio
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from rxstore.errors import AuthError
+from rxstore.events import BATCH, LIVE, RESET, SNAPSHOT, Change, Op, topic_event_name
+from rxstore.gateway.auth import TokenAuth, User
+from rxstore.gateway.changelog import ChangeLog
+
+__all__ = ["Handler", "RealtimeGateway", "Retention", "RowFilter", "Topic", "TopicFilter"]
+
+log = logging.getLogger("rxstore.gateway")
+
+RowFilter = Callable[[User, str, Mapping[str, Any]], bool]
+"""``authorize(user, topic, row) -> bool``: may this user see this row?"""
+TopicFilter = Callable[[User, str], bool]
+"""``can_subscribe(user, topic) -> bool``: may this user subscribe to this topic?"""
+Handler = Callable[[User, Any], Awaitable[Any]]
+"""``async handler(user, data) -> ack`` for an event sent by clients."""
+
+Frame = tuple[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Topic:
+    """A table served by the gateway.
+
+    Attributes:
+        name: Table (and topic, and room) name.
+        event: Socket event name of its changes; ``post_update`` for ``posts``.
+        primary_key: The row field that identifies a row.
+
+    Example:
+        >>> Topic(name="posts").event
+        'post_update'
+    """
+
+    name: str
+    event: str = attrs.field(default=attrs.Factory(lambda self: topic_event_name(self.name), takes_self=True))
+    primary_key: str = "id"
+
+
+@attrs.frozen(kw_only=True)
+class Retention:
+    """How long the change log keeps changes; older cursors get reset + snapshot.
+
+    Attributes:
+        max_age: Seconds a change is kept (``None``: no age limit).
+        max_rows: Most changes kept (``None``: no size limit).
+        interval: Seconds between trims.
+    """
+
+    max_age: float | None = 7 * 24 * 3600.0
+    max_rows: int | None = 1_000_000
+    interval: float = 60.0
+
+
+@attrs.define(eq=False)
+class _Client:
+    sid: str
+    user: User
+    topics: frozenset[str]
+    cursor: int | None
+    live: bool = False
+    skip: frozenset[int] = frozenset()
+    queue: deque[Frame] = attrs.field(factory=deque)
+    queued: int = 0
+    ready: asyncio.Event = attrs.field(factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.clients = Gauge("rxstore_connected_clients", "Connected clients.", registry=r)
+        self.changes = Counter("rxstore_changes", "Changes read from the log and broadcast.", registry=r)
+        self.sent = Counter("rxstore_events_sent", "Change events sent to clients.", registry=r)
+        self.replayed = Counter("rxstore_replayed", "Changes replayed to returning clients.", registry=r)
+        self.snapshots = Counter("rxstore_snapshots", "Snapshots sent.", registry=r)
+        self.refused = Counter("rxstore_refused", "Connections refused.", ["reason"], registry=r)
+        self.dropped = Counter(
+            "rxstore_slow_clients_dropped", "Clients disconnected for falling behind.", registry=r
+        )
+        self.bad_input = Counter("rxstore_bad_input", "Rejected client events.", ["reason"], registry=r)
+        self.head = Gauge("rxstore_head_seq", "Last seq broadcast.", registry=r)
+        self.lag = Gauge("rxstore_lag_seconds", "Commit-to-broadcast lag of the last batch.", registry=r)
+        self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)
+
+
+class RealtimeGateway:
+    """Serves a change log to Socket.IO clients, authorized per user and row.
+
+    Args:
+        log: The change log (SQLite or PostgreSQL), not necessarily opened yet.
+        topics: The tables to serve (names or :class:`Topic` values).
+        auth: Verifies the clients' tokens.
+        authorize: Row filter; a user never receives a row it denies (an UPDATE
+            that hides a row is sent as a DELETE, one that reveals it as an INSERT).
+        can_subscribe: Topic filter (default: every served topic).
+        batch_size: Most changes per read and per ``rxstore:batch`` frame.
+        serializer: ``"json"`` or ``"msgpack"`` (clients must match).
+        max_frame_bytes: Largest frame a client may send; a bigger one closes its connection.
+        client_queue_limit: Most changes waiting for one client; a client further
+            behind is disconnected (it resumes from its cursor when it returns).
+        retention: Trimming of the change log.
+        watch: Install the capture triggers on ``topics`` at start.
+
+    Example:
+        ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
+        auth=TokenAuth(secret=...))`` then ``await gateway.start(port=8080)``.
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        *,
+        topics: Iterable[str | Topic],
+        auth: TokenAuth,
+        authorize: RowFilter | None = None,
+        can_subscribe: TopicFilter | None = None,
+        batch_size: int = 500,
+        serializer: Literal["json", "msgpack"] = "json",
+        max_frame_bytes: int = 1 << 20,
+        client_queue_limit: int = 100_000,
+        retention: Retention | None = None,
+        watch: bool = True,
+        cors_allowed_origins: str | list[str] = "*",
+    ) -> None:
+        self.log = log
+        self.topics: dict[str, Topic] = {}
+        for topic in topics:
+            spec = topic if isinstance(topic, Topic) else Topic(name=topic)
+            self.topics[spec.name] = spec
+        self.auth = auth
+        self.authorize = authorize
+        self.can_subscribe = can_subscribe
+        self.batch_size = batch_size
+        self.client_queue_limit = client_queue_limit
+        self.retention = retention or Retention()
+        self.watch = watch
+        self.head = 0
+        self.metrics = _Metrics()
+        self.handlers: dict[str, Handler] = {}
+        self.sio: Any = socketio.AsyncServer(
+            async_mode="aiohttp",
+            serializer="msgpack" if serializer == "msgpack" else "default",
+            max_http_buffer_size=max_frame_bytes,
+            cors_allowed_origins=cors_allowed_origins,
+        )
+        self.app = web.Application()
+        self.sio.attach(self.app)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/metrics", self._metrics)
+        self._clients: dict[str, _Client] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._events = {name: spec.event for name, spec in self.topics.items()}
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_client_event)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+        """Open the log, install triggers, start tailing and serve HTTP on ``host:port``.
+
+        Use ``port=0`` for a free port; :attr:`port` tells which.
+        """
+        await self.log.open()
+        if self.watch:
+            for spec in self.topics.values():
+                await self.log.watch(spec.name, primary_key=spec.primary_key)
+        self.head = await self.log.head()
+        self.metrics.head.set(self.head)
+        self._tasks = [
+            asyncio.create_task(self._tail(), name="rxstore-gateway-tail"),
+            asyncio.create_task(self._trim(), name="rxstore-gateway-trim"),
+        ]
+        self._runner = web.AppRunner(self.app, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, host, port)
+        await self._site.start()
+        log.info("[RealtimeGateway] serving %s on %s", sorted(self.topics), self.url)
+
+    @property
+    def port(self) -> int:
+        """The TCP port served (after :meth:`start`)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the gateway is not started")
+        return int(self._runner.addresses[0][1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the gateway (after :meth:`start`)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the gateway is not started")
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Disconnect every client, stop tailing, close the log and the HTTP server."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for sid in list(self._clients):
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect(sid)
+            self._forget(sid)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+        await self.log.close()
+
+    async def __aenter__(self) -> RealtimeGateway:
+        await self.start(port=0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def on(self, event: str) -> Callable[[Handler], Handler]:
+        """Register ``async handler(user, data) -> ack`` for an event clients send.
+
+        Example:
+            ``@gateway.on("create_post")`` above ``async def create(user, data): ...``
+        """
+
+        def register(handler: Handler) -> Handler:
+            self.handlers[event] = handler
+            return handler
+
+        return register
+
+    # -- connections -----------------------------------------------------------
+
+    def _refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+        self.metrics.refused.labels(reason).inc()
+        log.info("[RealtimeGateway] refused a connection: %s (%s)", reason, message)
+        return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
+
+    async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> None:
+        if not isinstance(auth, Mapping):
+            raise self._refuse("invalid_token", "send auth={'token': '<jwt>', 'topics': [...], 'cursor': n}")
+        try:
+            user = self.auth.verify(auth.get("token"))
+        except AuthError as exc:
+            raise self._refuse(exc.reason, str(exc)) from None
+        requested = auth.get("topics")
+        if requested is None:
+            requested = [t for t in self.topics if self._may_subscribe(user, t)]
+        if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
+            raise self._refuse("bad_request", "'topics' must be a list of topic names")
+        for topic in requested:
+            if topic not in self.topics:
+                raise self._refuse("forbidden_topic", f"no such topic {topic!r}")
+            if not self._may_subscribe(user, topic):
+                raise self._refuse("forbidden_topic", f"{user.id!r} may not subscribe to {topic!r}")
+        cursor = auth.get("cursor")
+        if cursor is not None and (type(cursor) is not int or cursor < 0):
+            raise self._refuse("bad_request", "'cursor' must be a non-negative integer or null")
+        client = _Client(sid, user, frozenset(requested), cursor)
+        self._clients[sid] = client
+        self.metrics.clients.set(len(self._clients))
+        client.tasks.append(asyncio.create_task(self._sync(client), name=f"rxstore-sync-{sid}"))
+        client.tasks.append(asyncio.create_task(self._write(client), name=f"rxstore-write-{sid}"))
+
+    def _may_subscribe(self, user: User, topic: str) -> bool:
+        return self.can_subscribe is None or bool(self.can_subscribe(user, topic))
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._forget(sid)
+
+    def _forget(self, sid: str) -> None:
+        client = self._clients.pop(sid, None)
+        if client is None:
+            return
+        client.live = False
+        for task in client.tasks:
+            task.cancel()
+        client.queue.clear()
+        self.metrics.clients.set(len(self._clients))
+
+    async def _on_client_event(self, event: str, sid: str, data: Any = None) -> Any:
+        client = self._clients.get(sid)
+        handler = self.handlers.get(event)
+        if client is None:
+            return {"ok": False, "error": "not_connected"}
+        if handler is None:
+            self.metrics.bad_input.labels("unknown_event").inc()
+            return {"ok": False, "error": "unknown_event", "message": f"the gateway has no {event!r} handler"}
+        try:
+            result = await handler(client.user, data)
+        except AuthError as exc:
+            self.metrics.bad_input.labels(exc.reason).inc()
+            return {"ok": False, "error": exc.reason, "message": str(exc)}
+        except (ValueError, TypeError, KeyError) as exc:
+            self.metrics.bad_input.labels("invalid_payload").inc()
+            return {"ok": False, "error": "invalid_payload", "message": str(exc)}
+        except Exception:
+            log.exception("[RealtimeGateway] handler for %r failed", event)
+            return {"ok": False, "error": "internal_error"}
+        return {"ok": True, "result": result}
+
+    # -- bringing a client up to date ------------------------------------------
+
+    async def _sync(self, client: _Client) -> None:
+        await asyncio.sleep(0)  # let python-socketio finish the handshake first
+        try:
+            cursor = client.cursor
+            horizon = await self.log.horizon()
+            if cursor is None or cursor < horizon:
+                if cursor is not None:
+                    await self._emit(
+                        client, RESET, {"reason": "cursor_expired", "cursor": cursor, "horizon": horizon}
+                    )
+                await self._send_snapshot(client)
+            await self._catch_up(client)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("[RealtimeGateway] could not bring %s up to date", client.sid)
+            await self.sio.disconnect(client.sid)
+
+    async def _send_snapshot(self, client: _Client) -> None:
+        topics = sorted(client.topics)
+        snapshot = await self.log.snapshot(topics)
+        for topic in topics:
+            rows = snapshot.tables.get(topic, ())
+            if self.authorize is not None:
+                authorize, user = self.authorize, client.user
+                rows = [row for row in rows if authorize(user, topic, row)]
+            await self._emit(
+                client,
+                SNAPSHOT,
+                {"topic": topic, "event": self._events[topic], "seq": snapshot.seq, "records": list(rows)},
+            )
+        self.metrics.snapshots.inc()
+        client.cursor = snapshot.seq
+        client.skip = snapshot.skip
+
+    async def _catch_up(self, client: _Client) -> None:
+        while True:
+            cursor = client.cursor
+            assert cursor is not None
+            if cursor >= self.head:
+                # Synchronous from the check to here: the tailer cannot slip a batch in between.
+                client.live = True
+                self._enqueue(client, (LIVE, {"seq": cursor}), 0)
+                return
+            changes = await self.log.read(cursor, limit=self.batch_size)
+            if not changes:
+                client.cursor = self.head
+                continue
+            events = self._events_for(client, changes)
+            client.cursor = changes[-1].seq
+            if events:
+                self.metrics.replayed.inc(len(events))
+                await self._emit(client, BATCH, {"events": events})
+
+    # -- the live path ---------------------------------------------------------
+
+    async def _tail(self) -> None:
+        log_ = self.log
+        while True:
+            try:
+                changes = await log_.read(self.head, limit=self.batch_size)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.healthy.set(0)
+                log.warning("[RealtimeGateway] reading the change log failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.metrics.healthy.set(1 if log_.healthy else 0)
+            if not changes:
+                await log_.wait(1.0)
+                continue
+            self._broadcast(changes)
+
+    def _broadcast(self, changes: Sequence[Change]) -> None:
+        """Hand a batch to every live client; synchronous with the head update."""
+        self.head = changes[-1].seq
+        metrics = self.metrics
+        metrics.changes.inc(len(changes))
+        metrics.head.set(self.head)
+        metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
+        shared: dict[frozenset[str], list[Any]] = {}
+        first = changes[0].seq
+        for client in self._clients.values():
+            if not client.live:
+                continue
+            cursor = client.cursor
+            if self.authorize is None and not client.skip and cursor is not None and cursor < first:
+                events = shared.get(client.topics)
+                if events is None:
+                    events = shared[client.topics] = self._events_for(client, changes)
+            else:
+                events = self._events_for(client, changes)
+            client.cursor = self.head
+            if events:
+                self._enqueue(client, (BATCH, {"events": events}), len(events))
+
+    def _events_for(self, client: _Client, changes: Sequence[Change]) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
+        topics, skip, cursor = client.topics, client.skip, client.cursor or 0
+        authorize, user, names = self.authorize, client.user, self._events
+        events: list[Any] = []
+        for change in changes:
+            if change.seq <= cursor or change.topic not in topics:
+                continue
+            if skip and change.seq in skip:
+                continue
+            if authorize is None:
+                events.append([names[change.topic], change.to_payload()])
+                continue
+            visible = _visible_change(authorize, user, change)
+            if visible is not None:
+                events.append([names[change.topic], visible.to_payload()])
+        if skip and cursor >= max(skip):
+            client.skip = frozenset()
+        return events
+
+    def _enqueue(self, client: _Client, frame: Frame, size: int) -> None:
+        if client.queued + size > self.client_queue_limit:
+            log.warning(
+                "[RealtimeGateway] %s fell %d changes behind; disconnecting it", client.sid, client.queued
+            )
+            self.metrics.dropped.inc()
+            self._forget(client.sid)
+            task = asyncio.ensure_future(self.sio.disconnect(client.sid))
+            task.add_done_callback(_log_failure)
+            return
+        client.queue.append(frame)
+        client.queued += size
+        client.ready.set()
+
+    async def _write(self, client: _Client) -> None:
+        queue, sent = client.queue, self.metrics.sent
+        while True:
+            await client.ready.wait()
+            client.ready.clear()
+            while queue:
+                name, data = queue.popleft()
+                size = len(data["events"]) if name == BATCH else 0
+                await self.sio.emit(name, data, to=client.sid)
+                client.queued -= size
+                sent.inc(size)
+
+    async def _emit(self, client: _Client, name: str, data: Any) -> None:
+        await self.sio.emit(name, data, to=client.sid)
+
+    # -- housekeeping ------------------------------------------------------------
+
+    async def _trim(self) -> None:
+        retention = self.retention
+        while True:
+            await asyncio.sleep(retention.interval)
+            try:
+                removed = await self.log.trim(max_age=retention.max_age, max_rows=retention.max_rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("[RealtimeGateway] trimming the change log failed: %s", exc)
+                continue
+            if removed:
+                log.info("[RealtimeGateway] trimmed %d changes from the log", removed)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        healthy = self.log.healthy and all(not t.done() for t in self._tasks)
+        body = {
+            "status": "ok" if healthy else "unhealthy",
+            "log": "up" if self.log.healthy else "down",
+            "clients": len(self._clients),
+            "head": self.head,
+        }
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.healthy.set(1 if self.log.healthy else 0)
+        return web.Response(
+            body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def _visible_change(authorize: RowFilter, user: User, change: Change) -> Change | None:
+    """Rewrite a change as this user sees it: hidden rows vanish, revealed rows appear."""
+    topic = change.topic
+    after = change.record is not None and authorize(user, topic, change.record)
+    if change.op is Op.INSERT:
+        return change if after else None
+    before = change.old is not None and authorize(user, topic, change.old)
+    if change.op is Op.DELETE:
+        return change if before else None
+    if after and before:
+        return change
+    if after:
+        return attrs.evolve(change, op=Op.INSERT, old=None)
+    if before or change.old is None:
+        # Hidden now: the client must drop it (harmless if it never had it).
+        return attrs.evolve(change, op=Op.DELETE, record=None, old=change.old or _key_only(change))
+    return None
+
+
+def _key_only(change: Change) -> dict[str, Any]:
+    record = change.record or {}
+    return {key: record[key] for key in ("id",) if key in record}
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("[RealtimeGateway] background task failed", exc_info=task.exception())

@@ -1,0 +1,61 @@
+"""Helpers for gateway tests: a gateway on a real database, a PostStore, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from rxstore import Event, RootStore, TableStore
+from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.schema import Post, create_demo_schema
+from rxstore.gateway.server import RealtimeGateway
+
+SECRET = "rxstore-test-secret-0123456789abcdef"
+AUTH = TokenAuth(secret=SECRET)
+
+
+class PostStore(TableStore[Post]):
+    table = "posts"
+    record_type = Post
+
+
+async def start_gateway(url: str, **options: Any) -> RealtimeGateway:
+    """Open the log at ``url``, create the demo schema, serve it on a free port."""
+    log = open_change_log(url)
+    await log.open()
+    await create_demo_schema(log)
+    gateway = RealtimeGateway(log, topics=["posts"], auth=AUTH, **options)
+    await gateway.start(port=0)
+    return gateway
+
+
+def root_for(gateway: RealtimeGateway, user: str = "alice", **options: Any) -> tuple[RootStore, PostStore]:
+    posts = PostStore()
+    return RootStore(gateway.url, stores=[posts], token=AUTH.issue(user), **options), posts
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+class SeqCounter:
+    """Counts every change seq a root receives (before its own duplicate filter)."""
+
+    def __init__(self, root: RootStore) -> None:
+        self.seen: list[int] = []
+        self.rows: list[dict[str, Any]] = []
+        root.events.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.change is not None:
+            self.seen.append(event.change.seq)
+            row = event.change.record or event.change.old
+            if row is not None:
+                self.rows.append(dict(row))

@@ -1,0 +1,255 @@
+"""RealtimeGateway end to end: real change log, real Socket.IO server and RootStore clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import socketio
+
+from rxstore import ConnectionRefused, RootStore
+from rxstore.gateway.schema import Post, all_posts, delete_post, save_post
+from rxstore.gateway.server import RealtimeGateway
+from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway, wait_for
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/app.db"
+    else:
+        yield request.getfixturevalue("pg_dsn")
+
+
+@pytest.fixture
+async def gateway(database_url: str) -> AsyncIterator[RealtimeGateway]:
+    gateway = await start_gateway(database_url)
+    yield gateway
+    await gateway.stop()
+
+
+async def write_posts(gateway: RealtimeGateway, start: int, count: int, **fields) -> None:
+    for i in range(start, start + count):
+        await save_post(gateway.log, Post(id=f"p{i}", title=f"title {i}", **fields))
+
+
+async def test_first_connect_gets_snapshot_then_live_changes(gateway: RealtimeGateway) -> None:
+    await write_posts(gateway, 0, 5)
+    root, posts = root_for(gateway)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 5, what="snapshot")
+        await save_post(gateway.log, Post(id="p1", title="edited"))
+        await delete_post(gateway.log, "p2")
+        await write_posts(gateway, 10, 3)
+        await wait_for(lambda: len(posts.value) == 7 and posts.value["p1"].title == "edited")
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+        assert root.metrics.duplicates == 0
+
+
+async def test_resume_after_1000_missed_changes_delivers_each_once(gateway: RealtimeGateway) -> None:
+    root, posts = root_for(gateway)
+    counter = SeqCounter(root)
+    async with root:
+        await write_posts(gateway, 0, 10)
+        await wait_for(lambda: len(posts.value) == 10)
+    cursor = root.cursor
+    await write_posts(gateway, 10, 1000)
+    before = len(counter.seen)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 1010, what="replay of 1000 changes")
+        await wait_for(lambda: root.connection_state.connected)
+    replayed = counter.seen[before:]
+    assert len(replayed) == 1000 and len(set(replayed)) == 1000
+    assert replayed == sorted(replayed) and replayed[0] > cursor
+    assert root.metrics.duplicates == 0
+    assert posts.value.to_dict() == await all_posts(gateway.log)
+
+
+async def test_cursor_older_than_retention_gets_reset_and_snapshot(gateway: RealtimeGateway) -> None:
+    root, posts = root_for(gateway)
+    resets = []
+    root.events.subscribe(lambda e: resets.append(e) if e.name == "rxstore:reset" else None)
+    async with root:
+        await write_posts(gateway, 0, 20)
+        await wait_for(lambda: len(posts.value) == 20)
+    await write_posts(gateway, 20, 30)
+    await delete_post(gateway.log, "p3")
+    assert await gateway.log.trim(max_rows=5) > 0
+    assert await gateway.log.horizon() > (root.cursor or 0)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 49, what="reset + snapshot")
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+        assert "p3" not in posts.value
+
+
+async def test_authorize_hides_other_users_private_rows_in_snapshot_replay_and_live(
+    database_url: str,
+) -> None:
+    def authorize(user, topic, row) -> bool:
+        return not row["private"] or row["author"] == user.id
+
+    gateway = await start_gateway(database_url, authorize=authorize)
+    try:
+        log = gateway.log
+        await save_post(log, Post(id="b-secret-1", title="B only", author="bob", private=True))
+        await save_post(log, Post(id="public-1", title="all", author="bob"))
+        alice, alice_posts = root_for(gateway, "alice")
+        bob, bob_posts = root_for(gateway, "bob")
+        alice_rows = SeqCounter(alice)
+        async with alice, bob:
+            await wait_for(lambda: len(bob_posts.value) == 2)
+            await wait_for(lambda: len(alice_posts.value) == 1)
+            await save_post(log, Post(id="b-secret-2", title="B only", author="bob", private=True))
+            await save_post(log, Post(id="public-2", title="all", author="bob"))
+            await wait_for(lambda: len(alice_posts.value) == 2 and len(bob_posts.value) == 4)
+        # Replay: alice is away while bob writes more private rows, and a public row goes private.
+        await save_post(log, Post(id="b-secret-3", title="B only", author="bob", private=True))
+        await save_post(log, Post(id="public-1", title="now hidden", author="bob", private=True))
+        await save_post(log, Post(id="public-3", title="all", author="bob"))
+        async with alice:
+            await wait_for(lambda: "public-3" in alice_posts.value, what="alice replay")
+            assert set(alice_posts.value.to_dict()) == {"public-2", "public-3"}
+            # Live: a hidden row made public appears as an INSERT.
+            await save_post(log, Post(id="b-secret-1", title="revealed", author="bob"))
+            await wait_for(lambda: "b-secret-1" in alice_posts.value, what="revealed row")
+        leaked = [r for r in alice_rows.rows if r.get("private") and r.get("author") == "bob"]
+        assert leaked == []
+    finally:
+        await gateway.stop()
+
+
+async def test_change_written_by_another_process_reaches_the_client(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/app.db"
+    gateway = await start_gateway(url)
+    try:
+        root, posts = root_for(gateway)
+        async with root:
+            script = textwrap.dedent(f"""
+                import sqlite3
+                db = sqlite3.connect({str(tmp_path / "app.db")!r})
+                with db:
+                    db.execute("INSERT INTO posts (id, title) VALUES ('ext', 'from the sqlite3 shell')")
+                db.close()
+            """)
+            subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+            await wait_for(lambda: "ext" in posts.value, what="external write")
+        assert posts.value["ext"].title == "from the sqlite3 shell"
+    finally:
+        await gateway.stop()
+
+
+# -- refusals and bad input ----------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", max_frame_bytes=64 * 1024)
+    yield gateway
+    await gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("token", "topics", "reason"),
+    [
+        ("not-a-jwt", None, "invalid_token"),
+        (None, None, "invalid_token"),
+        (AUTH.issue("alice", ttl=-10), None, "token_expired"),
+        ("forged", None, "invalid_token"),
+        (AUTH.issue("alice"), ["secrets"], "forbidden_topic"),
+    ],
+)
+async def test_bad_connections_are_refused_with_a_reason(sqlite_gateway, token, topics, reason) -> None:
+    if token == "forged":
+        from rxstore.gateway.auth import TokenAuth
+
+        token = TokenAuth(secret="another-secret-that-is-long-enough!!").issue("alice")
+    root = RootStore(sqlite_gateway.url, token=token, topics=topics or ["posts"])
+    with pytest.raises(ConnectionRefused) as refused:
+        await root.setup_realtime()
+    await root.teardown_realtime()
+    assert refused.value.reason == reason
+
+
+async def test_gateway_answers_garbage_with_errors_and_other_clients_are_unaffected(sqlite_gateway) -> None:
+    gateway = sqlite_gateway
+    root, posts = root_for(gateway, "good")
+    async with root:
+        raw = socketio.AsyncClient(reconnection=False)
+        await raw.connect(gateway.url, auth={"token": AUTH.issue("mallory")}, transports=["websocket"])
+        assert (await raw.call("no_such_event", {"x": 1}, timeout=5))["error"] == "unknown_event"
+        assert (await raw.call("rxstore:batch", "garbage", timeout=5))["error"] == "unknown_event"
+        # An oversize frame closes only the offender's connection.
+        await raw.emit("post_update", "x" * (128 * 1024))
+        await wait_for(lambda: not raw.connected, what="offender disconnected")
+        await raw.disconnect()
+        # Refused auth payloads of the wrong shape.
+        for auth in (
+            {"token": AUTH.issue("m"), "topics": "posts"},
+            {"token": AUTH.issue("m"), "cursor": "7"},
+            "tok",
+        ):
+            bad = socketio.AsyncClient(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await bad.connect(gateway.url, auth=auth, transports=["websocket"])
+            await bad.disconnect()
+        await write_posts(gateway, 0, 3)
+        await wait_for(lambda: len(posts.value) == 3, what="good client still served")
+        assert root.connection_state.connected and root.metrics.errors == 0
+
+
+async def test_flood_of_bad_connects_is_refused_and_service_continues(sqlite_gateway) -> None:
+    gateway = sqlite_gateway
+
+    async def bad_connect() -> str:
+        client = socketio.AsyncClient(reconnection=False)
+        try:
+            await client.connect(gateway.url, auth={"token": "bad"}, transports=["websocket"])
+            return "connected"
+        except socketio.exceptions.ConnectionError:
+            return "refused"
+        finally:
+            await client.disconnect()
+
+    results = await asyncio.gather(*(bad_connect() for _ in range(50)))
+    assert results == ["refused"] * 50
+    root, posts = root_for(gateway)
+    async with root:
+        await write_posts(gateway, 0, 2)
+        await wait_for(lambda: len(posts.value) == 2)
+
+
+async def test_health_and_metrics_endpoints(sqlite_gateway) -> None:
+    gateway = sqlite_gateway
+    root, posts = root_for(gateway)
+    async with root, aiohttp.ClientSession() as http:
+        await write_posts(gateway, 0, 4)
+        await wait_for(lambda: len(posts.value) == 4)
+        async with http.get(f"{gateway.url}/healthz") as response:
+            assert response.status == 200
+            health = json.loads(await response.text())
+        assert health["status"] == "ok" and health["clients"] == 1 and health["head"] == 4
+        async with http.get(f"{gateway.url}/metrics") as response:
+            text = await response.text()
+        assert "rxstore_connected_clients 1.0" in text
+        assert "rxstore_changes_total 4.0" in text
+        assert "rxstore_lag_seconds" in text
+
+
+async def test_external_sqlite_shell_style_write_uses_the_same_file(tmp_path: Path) -> None:
+    """The log file is a plain SQLite database others can open."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        await save_post(gateway.log, Post(id="p", title="t"))
+        with sqlite3.connect(tmp_path / "app.db") as db:
+            (count,) = db.execute("SELECT count(*) FROM rxstore_changes").fetchone()
+        assert count == 1
+    finally:
+        await gateway.stop()

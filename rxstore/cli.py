@@ -1,0 +1,365 @@
+"""The ``rxstore`` command: ``serve``, ``token`` and ``demo``.
+
+``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
+file, a writer changing posts, and a RootStore + PostStore client rendering
+the live table in the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+_SECRET_ENV = "RXSTORE_SECRET"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rxstore",
+        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve database changes to Socket.IO clients",
+        description="Serve the changes of TABLES in a SQLite or PostgreSQL database as Socket.IO events.",
+    )
+    serve.add_argument(
+        "--db",
+        default="sqlite:///rxstore.db",
+        help="sqlite:///FILE or postgresql://... (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--tables",
+        nargs="+",
+        default=["posts"],
+        metavar="TABLE",
+        help="tables to watch and serve (default: posts)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    serve.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
+    serve.add_argument("--algorithm", default="HS256", help="JWT algorithm (default: %(default)s)")
+    serve.add_argument("--demo-schema", action="store_true", help="create the demo 'posts' table if missing")
+    serve.add_argument(
+        "--serializer",
+        choices=["json", "msgpack"],
+        default="json",
+        help="Socket.IO packet serializer; clients must match (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--owner-column",
+        metavar="COLUMN",
+        help="with --private-column: private rows go only to the user named in COLUMN",
+    )
+    serve.add_argument("--private-column", metavar="COLUMN", help="a truthy COLUMN makes a row private")
+    serve.add_argument(
+        "--retention-age",
+        type=float,
+        default=7 * 24 * 3600.0,
+        metavar="SECONDS",
+        help="keep changes this long (default: one week)",
+    )
+    serve.add_argument(
+        "--retention-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="keep at most N changes (default: %(default)s)",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+
+    token = commands.add_parser("token", help="print a token for a user", description="Print a JWT for USER.")
+    token.add_argument("--sub", required=True, metavar="USER", help="the user the token names")
+    token.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="validity in seconds (default: %(default)s)",
+    )
+    token.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
+    token.add_argument("--algorithm", default="HS256", help="JWT algorithm (default: %(default)s)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run gateway, writer and a live client in one terminal",
+        description="Zero set-up tour: a gateway on an embedded SQLite file, a writer changing posts, "
+        "and a RootStore + PostStore client rendering the live table. Ctrl-C to stop.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--rate", type=float, default=20.0, metavar="N", help="changes per second (default: 20)"
+    )
+    demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
+    demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    return parser
+
+
+def _secret(args: argparse.Namespace) -> str:
+    secret = args.secret or os.environ.get(_SECRET_ENV)
+    if not secret:
+        raise SystemExit(f"rxstore: no JWT secret: pass --secret or set {_SECRET_ENV}")
+    return str(secret)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rxstore`` command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "token":
+        from rxstore.gateway.auth import TokenAuth
+
+        auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
+        print(auth.issue(args.sub, ttl=args.ttl if args.ttl > 0 else None))
+        return 0
+    if args.command == "serve":
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+        )
+        return _run(_serve(args))
+    return _run(_demo(args))
+
+
+def _run(coroutine: Any) -> int:
+    try:
+        return int(asyncio.run(coroutine))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _wait_for_stop(duration: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from rxstore.gateway.auth import TokenAuth
+    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.schema import create_demo_schema
+    from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter
+
+    auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
+    try:
+        log = open_change_log(args.db)
+    except ValueError as exc:
+        raise SystemExit(f"rxstore: {exc}") from None
+    authorize: RowFilter | None = None
+    if args.private_column:
+        private, owner = args.private_column, args.owner_column
+
+        def authorize(user: Any, topic: str, row: Any) -> bool:
+            return not row.get(private) or (owner is not None and row.get(owner) == user.id)
+
+    if args.demo_schema:
+        await log.open()
+        await create_demo_schema(log)
+    gateway = RealtimeGateway(
+        log,
+        topics=args.tables,
+        auth=auth,
+        authorize=authorize,
+        serializer=args.serializer,
+        retention=Retention(max_age=args.retention_age, max_rows=args.retention_rows),
+    )
+    try:
+        await gateway.start(args.host, args.port)
+    except OSError as exc:
+        await log.close()
+        raise SystemExit(f"rxstore: cannot listen on {args.host}:{args.port}: {exc}") from None
+    print(
+        f"rxstore: serving {', '.join(args.tables)} from {args.db} on {gateway.url} (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        await _wait_for_stop(None)
+    finally:
+        await gateway.stop()
+    return 0
+
+
+_WORDS = (
+    "reactive",
+    "stores",
+    "socket",
+    "stream",
+    "scan",
+    "filter",
+    "live",
+    "cursor",
+    "replay",
+    "snapshot",
+    "gateway",
+    "batch",
+    "seq",
+    "marble",
+    "subject",
+)
+
+
+async def _write_forever(log: Any, rate: float, counter: list[int]) -> None:
+    from rxstore.gateway.schema import Post, delete_post, save_post
+
+    rng = random.Random(7)
+    ids: list[str] = []
+    next_id = 1
+    interval = 1.0 / rate if rate > 0 else 1.0
+    while True:
+        roll = rng.random()
+        if len(ids) < 8 or (roll < 0.35 and len(ids) < 30):
+            post_id, next_id = f"p{next_id}", next_id + 1
+            ids.append(post_id)
+            title = " ".join(rng.sample(_WORDS, 3)).capitalize()
+            await save_post(
+                log,
+                Post(
+                    id=post_id, title=title, author=rng.choice(["ann", "bob", "cy"]), updated_at=time.time()
+                ),
+            )
+        elif roll < 0.9:
+            post_id = rng.choice(ids)
+            title = " ".join(rng.sample(_WORDS, 3)).capitalize()
+            await save_post(
+                log,
+                Post(
+                    id=post_id,
+                    title=title,
+                    likes=rng.randint(0, 500),
+                    author=rng.choice(["ann", "bob", "cy"]),
+                    updated_at=time.time(),
+                ),
+            )
+        else:
+            post_id = ids.pop(rng.randrange(len(ids)))
+            await delete_post(log, post_id)
+        counter[0] += 1
+        await asyncio.sleep(interval)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    from rxstore import RootStore, TableStore
+    from rxstore.gateway.auth import TokenAuth
+    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.schema import Post, all_posts, create_demo_schema
+    from rxstore.gateway.server import RealtimeGateway
+
+    class PostStore(TableStore[Post]):
+        table = "posts"
+        record_type = Post
+
+    with tempfile.TemporaryDirectory(prefix="rxstore-demo-") as tmp:
+        db_path = Path(args.db) if args.db else Path(tmp) / "demo.db"
+        log = open_change_log(f"sqlite:///{db_path}")
+        await log.open()
+        await create_demo_schema(log)
+        auth = TokenAuth(secret=os.urandom(24).hex())
+        gateway = RealtimeGateway(log, topics=["posts"], auth=auth)
+        await gateway.start("127.0.0.1", args.port)
+        posts = PostStore()
+        written = [0]
+        writer = asyncio.create_task(_write_forever(log, args.rate, written))
+        console = Console()
+        started = time.monotonic()
+
+        def by_recent(post: Post) -> float:
+            return post.updated_at
+
+        def render() -> Group:
+            metrics = root.metrics.snapshot()
+            state = root.connection_state
+            table = Table(title=f"posts — {len(posts.value)} rows, seq {posts.seq}", expand=True)
+            for column, justify in (
+                ("id", "left"),
+                ("title", "left"),
+                ("author", "left"),
+                ("likes", "right"),
+            ):
+                table.add_column(column, justify=justify)  # type: ignore[arg-type]
+            for post in posts.value.ordered(by_recent, reverse=True)[:12]:
+                table.add_row(post.id, post.title, post.author, str(post.likes))
+            lag = f"{metrics.lag_p99_seconds * 1000:.1f} ms" if metrics.lag_p99_seconds is not None else "-"
+            status = Text.assemble(
+                ("● ", "green" if state.connected else "yellow"),
+                f"{state.status.value}  gateway {gateway.url}  ",
+                f"events/s {metrics.events_per_second:,.0f}  lag p99 {lag}  ",
+                f"written {written[0]}  received {metrics.events}  errors {metrics.errors}  ",
+                f"uptime {time.monotonic() - started:.0f} s",
+            )
+            return Group(table, Panel(status, title="rxstore demo — Ctrl-C to stop"))
+
+        root = RootStore(gateway.url, stores=[posts], token=auth.issue("demo"))
+        try:
+            async with root:
+                with Live(render(), console=console, refresh_per_second=8, transient=False) as live:
+                    refresher = asyncio.create_task(_refresh(live, render))
+                    try:
+                        await _wait_for_stop(args.duration)
+                        writer.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await writer
+                        head = await log.head()
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(_caught_up(posts, head), 5.0)
+                        table_now = await all_posts(log)
+                    finally:
+                        refresher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await refresher
+                        live.update(render())
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await gateway.stop()
+        same = table_now == posts.value.to_dict()
+        console.print(
+            f"\nrxstore demo: {written[0]} changes written, client at seq {posts.seq} of {head}, "
+            f"{root.metrics.errors} errors; the client {'equals' if same else 'DIFFERS FROM'} "
+            f"the database ({len(table_now)} posts)."
+        )
+        return 0 if same else 1
+
+
+async def _caught_up(store: Any, head: int) -> None:
+    while (store.seq or 0) < head:
+        await asyncio.sleep(0.02)
+
+
+async def _refresh(live: Any, render: Any) -> None:
+    while True:
+        await asyncio.sleep(0.125)
+        live.update(render())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -72,6 +72,7 @@ class Change:
         record: The row after the change; ``None`` for DELETE.
         old: The row before the change; ``None`` for INSERT.
         ts: Commit time of the change, Unix seconds.
+        mutation: Id of the client mutation that wrote it, if one did.
 
     Example:
         >>> c = Change(seq=1, topic="posts", op=Op.INSERT, record={"id": "p1"}, old=None, ts=0.0)
@@ -85,6 +86,7 @@ class Change:
     record: Mapping[str, Any] | None
     old: Mapping[str, Any] | None
     ts: float
+    mutation: str | None = None
 
     def key(self, primary_key: str) -> Any:
         """Return the primary key of the changed row.
@@ -102,7 +104,7 @@ class Change:
 
     def to_payload(self) -> dict[str, Any]:
         """Return the wire form of this change (see ``docs/protocol.md``)."""
-        return {
+        payload = {
             "seq": self.seq,
             "topic": self.topic,
             "op": self.op.value,
@@ -110,6 +112,9 @@ class Change:
             "old": self.old,
             "ts": self.ts,
         }
+        if self.mutation is not None:
+            payload["mutation"] = self.mutation
+        return payload
 
 
 @attrs.frozen(slots=True)
@@ -216,7 +221,10 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
             raise ProtocolError(
                 f"change envelope 'ts' must be a number, got {ts!r}", event=event, payload=payload
             )
-    return Change(seq, topic, op, record, old, ts)
+    mutation = payload.get("mutation")
+    if mutation is not None and type(mutation) is not str:
+        raise ProtocolError("change envelope 'mutation' must be a string or null", event=event, payload=payload)
+    return Change(seq, topic, op, record, old, ts, mutation)
 
 
 def topic_event_name(topic: str) -> str:

@@ -277,8 +277,9 @@ async def test_concurrent_writers_reach_every_client_exactly_once_in_row_order(d
     try:
         clients = [root_for(gateway, f"user{i}") for i in range(3)]
         counters = [SeqCounter(root) for root, _ in clients]
-        for root, _ in clients:
+        for root, posts in clients:
             await root.setup_realtime()
+            await wait_for(lambda p=posts: p.seq is not None, what="snapshot before the writers start")
 
         async def writer(w: int) -> None:
             for n in range(per_writer):

@@ -19,6 +19,7 @@ __all__ = [
     "BATCH",
     "CONTROL_PREFIX",
     "LIVE",
+    "MUTATE",
     "RESET",
     "SNAPSHOT",
     "Change",
@@ -35,6 +36,7 @@ BATCH: Final = "rxstore:batch"
 SNAPSHOT: Final = "rxstore:snapshot"
 RESET: Final = "rxstore:reset"
 LIVE: Final = "rxstore:live"
+MUTATE: Final = "rxstore:mutate"
 
 
 class Op(enum.StrEnum):

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,8 +24,10 @@ from reactivex import Observable
 from reactivex.abc import DisposableBase
 from reactivex.subject import BehaviorSubject, Subject
 
-from rxstore.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.connection import Backoff, ConnectionState, ConnectionStatus, SyncState
 from rxstore.errors import (
+    CallRejected,
+    CallTimeout,
     ConnectionRefused,
     NotConnected,
     OutboxFull,
@@ -37,6 +40,7 @@ from rxstore.events import (
     BATCH,
     CONTROL_PREFIX,
     LIVE,
+    MUTATE,
     RESET,
     SNAPSHOT,
     Event,
@@ -68,6 +72,10 @@ class _Outgoing:
     data: Any
     future: asyncio.Future[Any]
     timeout: float
+    retry: bool = False
+    """Resend after a lost acknowledgement (idempotent mutations only)."""
+    deadline: float | None = None
+    """Loop time after which a retried message fails with CallTimeout."""
 
 
 class RootStore:
@@ -84,6 +92,8 @@ class RootStore:
         outbox_limit: Most messages queued while offline; beyond it
             :meth:`call` raises :class:`~rxstore.errors.OutboxFull`.
         call_timeout: Default seconds to wait for a call's acknowledgement.
+        settle_after: Seconds after an acknowledged mutation at which its
+            optimistic rows are dropped if no change of it has arrived.
 
     Example:
         ``async with RootStore("http://localhost:8080", stores=[posts], token=t) as root:``
@@ -101,15 +111,18 @@ class RootStore:
         backoff: Backoff | None = None,
         outbox_limit: int = 1000,
         call_timeout: float = 10.0,
+        settle_after: float = 5.0,
     ) -> None:
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not self.urls:
             raise ValueError("RootStore needs at least one gateway URL")
         self.stores: tuple[RealtimeStore, ...] = tuple(stores)
         self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
+        self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
         self.backoff = backoff or Backoff()
         self.outbox_limit = outbox_limit
         self.call_timeout = call_timeout
+        self.settle_after = settle_after
         self.metrics = Metrics()
         self.cursor: int | None = None
         self._token: Token = token
@@ -124,6 +137,7 @@ class RootStore:
         self._subscriptions: list[DisposableBase] = []
         self._outbox: deque[_Outgoing] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
         self._url_index = 0
@@ -204,6 +218,11 @@ class RootStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RxStoreError):
                 await task
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
         await self._transport.disconnect()
         while self._outbox:
             item = self._outbox.popleft()
@@ -216,6 +235,7 @@ class RootStore:
         self._routes = {}
         if self._connection.value.status is not ConnectionStatus.IDLE:
             self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason="closed"))
+        self._set_sync(SyncState.STALE)
 
     async def __aenter__(self) -> Self:
         await self.setup_realtime()
@@ -235,7 +255,10 @@ class RootStore:
         """Send ``event`` and return the gateway's acknowledgement.
 
         While offline the call is queued (in order, up to ``outbox_limit``) and
-        sent after the connection is back; ``timeout`` counts from the send.
+        sent after the connection is back; ``timeout`` counts from the send. A
+        call is sent at most once: if the link drops after the send and before
+        the acknowledgement, it fails with :class:`~rxstore.errors.CallTimeout`
+        (use :meth:`mutate` for operations that must be retried).
 
         Raises:
             OutboxFull: Offline and the outbox is full; nothing was queued.
@@ -247,8 +270,68 @@ class RootStore:
             try:
                 return await self._transport.call(event, data, timeout=timeout)
             except NotConnected:
-                pass  # lost between the check and the send: queue it
-        return await self._enqueue(event, data, timeout)
+                pass  # not sent: the link went down first; queue it
+        return await self._queue(event, data, timeout)
+
+    async def mutate(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the gateway mutation ``name`` exactly once, optionally showing its result at once.
+
+        The mutation gets a fresh id and is resent with the same id until the
+        gateway acknowledges it (after reconnects too), so a retry after a lost
+        acknowledgement is applied once. ``optimistic`` rows (store -> key ->
+        record, or ``None`` for a deletion) are shown at once on top of the
+        confirmed state; the change coming back through the log replaces them,
+        and a rejection or timeout rolls them back.
+
+        Args:
+            name: The mutation, as registered on the gateway (``gateway.mutation(name)``).
+            args: Its arguments (JSON-able).
+            optimistic: Rows to show until the mutation's changes arrive.
+            timeout: Seconds for the whole mutation, retries included.
+
+        Returns:
+            The mutation's result, as returned by the gateway handler.
+
+        Raises:
+            CallRejected: The gateway refused it (``invalid_payload``, ``forbidden``, ...).
+            CallTimeout: Not acknowledged within ``timeout``.
+            OutboxFull: Offline and the outbox is full.
+
+        Example:
+            ``await root.mutate("rename_post", {"id": "p1", "title": "New"},
+            optimistic={posts: {"p1": Post("p1", "New")}})``
+        """
+        mutation = uuid.uuid4().hex
+        stores = list((optimistic or {}).items())
+        for store, rows in stores:
+            store.add_pending(mutation, rows)
+        timeout = self.call_timeout if timeout is None else timeout
+        payload = {"id": mutation, "name": name, "args": args}
+        try:
+            ack = await self._queue(MUTATE, payload, timeout, retry=True)
+            if not isinstance(ack, Mapping) or not ack.get("ok"):
+                code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
+                message = ack.get("message") if isinstance(ack, Mapping) else None
+                raise CallRejected(code, f"mutation {name!r} rejected: {message or code}")
+        except BaseException as exc:
+            for store, _ in stores:
+                store.drop_pending(mutation)
+            if isinstance(exc, RxStoreError):
+                self._report(exc)
+            raise
+        if stores:
+            # The mutation's changes normally settle the rows; if it wrote none, stop showing them.
+            loop = asyncio.get_running_loop()
+            for store, _ in stores:
+                loop.call_later(self.settle_after, store.drop_pending, mutation)
+        return ack.get("result")
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` without waiting for an acknowledgement (queued while offline).
@@ -262,38 +345,56 @@ class RootStore:
                 return
             except NotConnected:
                 pass
-        future = self._queue(event, data, timeout=0.0)
+        future = self._queue(event, data, 0.0)
         future.add_done_callback(_consume_exception)
 
-    def _queue(self, event: str, data: Any, timeout: float) -> asyncio.Future[Any]:
+    def _queue(self, event: str, data: Any, timeout: float, *, retry: bool = False) -> asyncio.Future[Any]:
+        """Append a message to the outbox and start flushing it if the link is up."""
         if len(self._outbox) >= self.outbox_limit:
             raise OutboxFull(
                 f"outbox holds {self.outbox_limit} messages; {event!r} was not queued "
                 "(raise outbox_limit or wait for the connection)"
             )
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.append(_Outgoing(event, data, future, timeout))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + timeout if retry else None
+        self._outbox.append(_Outgoing(event, data, future, timeout, retry, deadline))
         self.metrics.outbox_depth = len(self._outbox)
+        if self.connection_state.connected and (self._flusher is None or self._flusher.done()):
+            self._flusher = loop.create_task(self._flush_outbox(), name="rxstore-outbox")
         return future
-
-    async def _enqueue(self, event: str, data: Any, timeout: float) -> Any:
-        return await self._queue(event, data, timeout)
 
     async def _flush_outbox(self) -> None:
         """Send what was queued, in order; stop (keeping the rest) if the link drops."""
+        loop = asyncio.get_running_loop()
         while self._outbox and self.connection_state.connected:
             item = self._outbox[0]
             if item.future.done():  # cancelled by its caller
                 self._outbox.popleft()
                 continue
+            timeout = item.timeout
+            if item.deadline is not None:
+                timeout = item.deadline - loop.time()
+                if timeout <= 0:
+                    self._outbox.popleft()
+                    item.future.set_exception(CallTimeout(f"{item.event!r} not acknowledged in time"))
+                    continue
             try:
                 if item.timeout > 0:
-                    result = await self._transport.call(item.event, item.data, timeout=item.timeout)
+                    result = await self._transport.call(item.event, item.data, timeout=timeout)
                 else:
                     await self._transport.emit(item.event, item.data)
                     result = None
             except NotConnected:
                 return
+            except CallTimeout as exc:
+                if item.retry and loop.time() < (item.deadline or 0):
+                    if not self.connection_state.connected:
+                        return  # resent with the same id after the reconnect
+                    continue
+                self._outbox.popleft()
+                if not item.future.done():
+                    item.future.set_exception(exc)
             except RxStoreError as exc:
                 self._outbox.popleft()
                 if not item.future.done():
@@ -364,7 +465,8 @@ class RootStore:
                 self._connected(url)
                 if not first.done():
                     first.set_result(None)
-                await self._flush_outbox()
+                if self._outbox and (self._flusher is None or self._flusher.done()):
+                    self._flusher = asyncio.create_task(self._flush_outbox(), name="rxstore-outbox")
                 reason = await self._lost
                 log.info("[RootStore] connection to %s lost: %s", url, reason)
         except asyncio.CancelledError:
@@ -393,12 +495,18 @@ class RootStore:
         self._replaying = self.cursor is not None
         log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
+        self._set_sync(SyncState.REPLAYING)
+
+    def _set_sync(self, state: SyncState) -> None:
+        for store in self._tables:
+            store.set_sync(state)
 
     def _refused(self, exc: ConnectionRefused, url: str) -> None:
         """Mark the link refused for good (called by the connection loop or a test harness)."""
         log.warning("[RootStore] %s refused the connection: %s", url, exc.reason)
         self._report(exc)
         self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url))
+        self._set_sync(SyncState.STALE)
 
     def _on_lost(self, reason: str) -> None:
         """Transport callback: the established link is gone."""
@@ -406,6 +514,7 @@ class RootStore:
         if lost is not None and not lost.done():
             lost.set_result(reason)
         self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason))
+        self._set_sync(SyncState.STALE)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state != self._connection.value:
@@ -524,6 +633,7 @@ class RootStore:
                     self._deliver(sink, [reset])
             elif name == LIVE:
                 self._replaying = False
+                self._set_sync(SyncState.LIVE)
             else:
                 self._dispatch([Event(name, data)])
         except ProtocolError as exc:

@@ -8,13 +8,17 @@ lazily and memoized per state, never maintained per change.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 import cattrs
 import immutables
+from reactivex import Observable
+from reactivex.subject import BehaviorSubject
 
+from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ValidationError
 from rxstore.events import Event, EventKind, Op, Snapshot, topic_event_name
 from rxstore.store import DomainStore
@@ -157,6 +161,97 @@ class TableStore(DomainStore[TableState[R]]):
         if not self.table:
             raise TypeError(f"{type(self).__name__} must set the class attribute `table`")
         super().__init__(name=name, initial=TableState())
+        self._confirmed: TableState[R] = self._state.value
+        self._pending: dict[str, Mapping[Any, R | None]] = {}
+        self._status: BehaviorSubject[SyncStatus] = BehaviorSubject(
+            SyncStatus(SyncState.STALE, None, time.time())
+        )
+
+    # -- sync status -----------------------------------------------------------
+
+    @property
+    def status(self) -> Observable[SyncStatus]:
+        """Live, replaying or stale (with cursor and lag); a new subscriber gets the current one.
+
+        Example:
+            ``posts.status.subscribe(lambda s: banner.show(s.state is SyncState.STALE))``
+        """
+        return self._status
+
+    @property
+    def sync(self) -> SyncStatus:
+        """The current sync status, synchronously."""
+        return self._status.value
+
+    def set_sync(self, state: SyncState) -> None:
+        """Enter sync state ``state`` (called by the root store on link changes)."""
+        current = self._status.value
+        if current.state is not state:
+            self._status.on_next(SyncStatus(state, self._confirmed.seq, time.time()))
+
+    # -- optimistic mutations --------------------------------------------------
+
+    @property
+    def confirmed(self) -> TableState[R]:
+        """The state as confirmed by the change log, without pending mutations."""
+        return self._confirmed
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Ids of the mutations shown optimistically, oldest first."""
+        return tuple(self._pending)
+
+    def add_pending(self, mutation: str, rows: Mapping[Any, R | Mapping[str, Any] | None]) -> None:
+        """Show ``rows`` (key -> record, or ``None`` for deleted) at once, on top of the confirmed state.
+
+        They stay until the change written by ``mutation`` comes back through the
+        log, or :meth:`drop_pending` rolls them back.
+        """
+        records: dict[Any, R | None] = {}
+        for key, row in rows.items():
+            records[key] = None if row is None else (self.to_record(row) if isinstance(row, Mapping) else row)
+        self._pending[mutation] = records
+        self._publish()
+
+    def drop_pending(self, mutation: str) -> None:
+        """Stop showing the rows of ``mutation`` (settled or rolled back)."""
+        if self._pending.pop(mutation, None) is not None:
+            self._publish()
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Fold ``events`` into the confirmed state; notify once (see :meth:`reduce_batch`)."""
+        confirmed = self._confirmed
+        after = self.reduce_batch(confirmed, events)
+        settled = False
+        if self._pending:
+            for event in events:
+                change = event.change
+                if change is not None and change.mutation is not None:
+                    settled = self._pending.pop(change.mutation, None) is not None or settled
+        if after is confirmed and not settled:
+            return
+        self._confirmed = after
+        self._publish()
+
+    def reset(self) -> None:
+        """Forget every row, pending mutations included."""
+        self._pending.clear()
+        self._confirmed = TableState()
+        self._publish()
+
+    def _publish(self) -> None:
+        confirmed = self._confirmed
+        if not self._pending:
+            self._state.on_next(confirmed)
+            return
+        mutation: Any = confirmed.rows.mutate()
+        for rows in self._pending.values():
+            for key, record in rows.items():
+                if record is None:
+                    mutation.pop(key, None)
+                else:
+                    mutation[key] = record
+        self._state.on_next(TableState(mutation.finish(), confirmed.seq))
 
     def _initial_state(self) -> TableState[R]:
         return TableState()
@@ -164,7 +259,7 @@ class TableStore(DomainStore[TableState[R]]):
     @property
     def seq(self) -> int | None:
         """Seq of the last change applied."""
-        return self._state.value.seq
+        return self._confirmed.seq
 
     def to_record(self, row: Mapping[str, Any]) -> R:
         """Turn a row into a record (``record_type`` via cattrs, or the dict itself)."""

@@ -84,6 +84,7 @@ class SocketIOTransport:
         self._on_lost: LostHandler = _ignore_lost
         self._refusal: Any = None
         self._closing = False
+        self._lost: asyncio.Future[None] | None = None
 
     def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
         """Set the callbacks for incoming frames and for a lost link."""
@@ -110,9 +111,11 @@ class SocketIOTransport:
             self._refusal = data
 
         def on_disconnect(reason: Any = None) -> None:
-            if self._client is client and not self._closing:
-                self._client = None
-                self._on_lost(str(reason or "disconnected"))
+            if self._client is client:
+                self._signal_lost()
+                if not self._closing:
+                    self._client = None
+                    self._on_lost(str(reason or "disconnected"))
 
         client.on("*", on_any)
         client.on("connect_error", on_connect_error)
@@ -139,14 +142,21 @@ class SocketIOTransport:
             if refusal is not None:
                 raise _refused(refusal) from exc
             raise TransportError(f"cannot connect to {url}: {exc}") from exc
+        self._lost = asyncio.get_running_loop().create_future()
         self._client = client
 
     async def disconnect(self) -> None:
         """Close the link, if open."""
         client, self._client = self._client, None
         self._closing = True
+        self._signal_lost()
         if client is not None:
             await _quietly_disconnect(client)
+
+    def _signal_lost(self) -> None:
+        lost, self._lost = self._lost, None
+        if lost is not None and not lost.done():
+            lost.set_result(None)
 
     async def emit(self, event: str, data: Any) -> None:
         """Send ``event`` without acknowledgement."""
@@ -161,10 +171,19 @@ class SocketIOTransport:
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Send ``event`` and wait up to ``timeout`` seconds for the acknowledgement."""
         client = self._client
-        if client is None:
+        if client is None or self._lost is None:
             raise NotConnected(f"cannot call {event!r}: not connected")
+        lost = self._lost
+        call = asyncio.ensure_future(client.call(event, data, timeout=timeout))
         try:
-            return await client.call(event, data, timeout=timeout)
+            await asyncio.wait((call, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not call.done():
+                call.cancel()
+        if not call.done() or call.cancelled():
+            raise CallTimeout(f"the connection dropped before {event!r} was acknowledged")
+        try:
+            return call.result()
         except socketio.exceptions.TimeoutError as exc:
             raise CallTimeout(f"no acknowledgement for {event!r} within {timeout} s") from exc
         except socketio.exceptions.BadNamespaceError as exc:

@@ -14,7 +14,10 @@ import attrs
 
 from rxstore.events import Change
 
-__all__ = ["ChangeLog", "LogSnapshot", "open_change_log"]
+__all__ = ["ChangeLog", "LogSnapshot", "Statement", "open_change_log"]
+
+Statement = tuple[str, Sequence[Any]]
+"""One SQL statement and its parameters (``?`` placeholders for SQLite, ``$1`` for PostgreSQL)."""
 
 
 @attrs.frozen
@@ -79,6 +82,15 @@ class ChangeLog(Protocol):
         """Run one write statement in its own transaction, waking the tailers.
 
         Placeholders are ``?`` for SQLite and ``$1`` for PostgreSQL.
+        """
+
+    async def apply_mutation(self, mutation: str, user: str, statements: Sequence[Statement]) -> bool:
+        """Run ``statements`` in one transaction, once per ``(user, mutation)``.
+
+        The changes they write carry ``mutation`` in their envelope.
+
+        Returns:
+            False when this user's mutation was applied before (nothing was run).
         """
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -30,11 +30,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rxstore.errors import AuthError
-from rxstore.events import BATCH, LIVE, RESET, SNAPSHOT, Change, Op, topic_event_name
+from rxstore.events import BATCH, LIVE, MUTATE, RESET, SNAPSHOT, Change, Op, topic_event_name
 from rxstore.gateway.auth import TokenAuth, User
-from rxstore.gateway.changelog import ChangeLog
+from rxstore.gateway.changelog import ChangeLog, Statement
 
-__all__ = ["Handler", "RealtimeGateway", "Retention", "RowFilter", "Topic", "TopicFilter"]
+__all__ = [
+    "Handler",
+    "MutationHandler",
+    "RealtimeGateway",
+    "Retention",
+    "RowFilter",
+    "Topic",
+    "TopicFilter",
+    "Writes",
+]
 
 log = logging.getLogger("rxstore.gateway")
 
@@ -46,6 +55,26 @@ Handler = Callable[[User, Any], Awaitable[Any]]
 """``async handler(user, data) -> ack`` for an event sent by clients."""
 
 Frame = tuple[str, Any]
+
+_MAX_MUTATION_ID = 128
+
+
+@attrs.frozen
+class Writes:
+    """What a mutation handler returns: statements to run in one transaction, and a result.
+
+    Attributes:
+        statements: ``(sql, params)`` pairs, run in order, atomically.
+        result: Sent back to the client in the acknowledgement (JSON-able).
+    """
+
+    statements: Sequence[Statement]
+    result: Any = None
+
+
+MutationHandler = Callable[[User, Any], Awaitable["Writes | Sequence[Statement]"]]
+"""``async handler(user, args) -> Writes | [(sql, params), ...]``; raise ValueError to reject
+the payload, PermissionError (or AuthError) to forbid it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -169,6 +198,7 @@ class RealtimeGateway:
         self.head = 0
         self.metrics = _Metrics()
         self.handlers: dict[str, Handler] = {}
+        self.mutations: dict[str, MutationHandler] = {}
         self.sio: Any = socketio.AsyncServer(
             async_mode="aiohttp",
             serializer="msgpack" if serializer == "msgpack" else "default",
@@ -264,6 +294,26 @@ class RealtimeGateway:
 
         return register
 
+    def mutation(self, name: str) -> Callable[[MutationHandler], MutationHandler]:
+        """Register the mutation ``name``: ``async handler(user, args) -> Writes``.
+
+        Clients run it with ``root.mutate(name, args)``; the gateway runs the
+        returned statements in one transaction, once per client mutation id
+        (a retry after a lost acknowledgement is not applied twice), and the
+        changes they write reach every client through the log.
+
+        Example:
+            ``@gateway.mutation("rename_post")`` above ``async def rename(user, args):
+            return Writes([("UPDATE posts SET title = ? WHERE id = ? AND author = ?",
+            (args["title"], args["id"], user.id))])``
+        """
+
+        def register(handler: MutationHandler) -> MutationHandler:
+            self.mutations[name] = handler
+            return handler
+
+        return register
+
     # -- connections -----------------------------------------------------------
 
     def _refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
@@ -315,9 +365,11 @@ class RealtimeGateway:
 
     async def _on_client_event(self, event: str, sid: str, data: Any = None) -> Any:
         client = self._clients.get(sid)
-        handler = self.handlers.get(event)
         if client is None:
             return {"ok": False, "error": "not_connected"}
+        if event == MUTATE:
+            return await self._on_mutate(client, data)
+        handler = self.handlers.get(event)
         if handler is None:
             self.metrics.bad_input.labels("unknown_event").inc()
             return {"ok": False, "error": "unknown_event", "message": f"the gateway has no {event!r} handler"}
@@ -333,6 +385,36 @@ class RealtimeGateway:
             log.exception("[RealtimeGateway] handler for %r failed", event)
             return {"ok": False, "error": "internal_error"}
         return {"ok": True, "result": result}
+
+    def _reject(self, error: str, message: str) -> dict[str, Any]:
+        self.metrics.bad_input.labels(error).inc()
+        return {"ok": False, "error": error, "message": message}
+
+    async def _on_mutate(self, client: _Client, data: Any) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            return self._reject("invalid_payload", "a mutation is {'id': str, 'name': str, 'args': ...}")
+        mutation, name = data.get("id"), data.get("name")
+        if not isinstance(mutation, str) or not 0 < len(mutation) <= _MAX_MUTATION_ID:
+            return self._reject(
+                "invalid_payload", f"mutation 'id' must be a string of 1-{_MAX_MUTATION_ID} chars"
+            )
+        handler = self.mutations.get(name) if isinstance(name, str) else None
+        if handler is None:
+            return self._reject("unknown_mutation", f"the gateway has no mutation {name!r}")
+        try:
+            writes = await handler(client.user, data.get("args"))
+        except (AuthError, PermissionError) as exc:
+            return self._reject("forbidden", str(exc))
+        except (ValueError, TypeError, KeyError) as exc:
+            return self._reject("invalid_payload", str(exc) or type(exc).__name__)
+        if not isinstance(writes, Writes):
+            writes = Writes(list(writes))
+        try:
+            applied = await self.log.apply_mutation(mutation, client.user.id, writes.statements)
+        except Exception as exc:
+            log.warning("[RealtimeGateway] mutation %r of %s failed: %s", name, client.user.id, exc)
+            return self._reject("rejected", f"the database refused the mutation: {exc}")
+        return {"ok": True, "result": writes.result, "duplicate": not applied}
 
     # -- bringing a client up to date ------------------------------------------
 

@@ -1,0 +1,89 @@
+"""``python -m benchmarks [--quick] [--json PATH] [--only NAME ...] [--no-plots]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks._common import ROOT, Output, Table, machine, render_markdown, write_json
+
+BENCHMARKS = {
+    "inproc": "benchmarks.inproc",
+    "e2e": "benchmarks.e2e",
+    "latency": "benchmarks.latency",
+    "resume": "benchmarks.resume",
+    "fanout": "benchmarks.fanout",
+    "memory": "benchmarks.memory",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; the whole run takes < 2 minutes")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write one record per row to PATH")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the tables as markdown to PATH")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only these: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not write docs/img/*.png")
+    parser.add_argument(
+        "--plots-dir",
+        type=Path,
+        default=ROOT / "docs" / "img",
+        help="where the PNG plots go (default docs/img)",
+    )
+    args = parser.parse_args(argv)
+
+    meta = machine()
+    meta["mode"] = "quick" if args.quick else "full"
+    tables: list[Table] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    with Output() as out:
+        out.print("machine: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
+        for name, module_name in BENCHMARKS.items():
+            if args.only and name not in args.only:
+                continue
+            t0 = time.perf_counter()
+            try:
+                module = importlib.import_module(module_name)
+                produced = module.run(out, quick=args.quick)
+            except Exception:
+                failed.append(name)
+                out.print(
+                    f"[red]benchmark {name} failed[/red]" if out.console else f"benchmark {name} failed"
+                )
+                traceback.print_exc()
+                continue
+            for table in produced:
+                table.notes.append(f"({name}: {time.perf_counter() - t0:.1f} s)") if table is produced[
+                    -1
+                ] else None
+                out.print_table(table)
+            tables.extend(produced)
+        if not args.no_plots and tables:
+            from benchmarks import plots
+
+            written = plots.write(tables, args.plots_dir)
+            for path in written:
+                out.print(f"plot: {path}")
+        total = time.perf_counter() - started
+        meta["seconds"] = f"{total:.1f}"
+        out.print(f"total: {total:.1f} s")
+    if args.json:
+        write_json(args.json, tables, meta)
+    if args.markdown:
+        args.markdown.write_text("\n\n".join(render_markdown(t) for t in tables) + "\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""A benchmark client process: K rxstore (or bare python-socketio) clients, driven over stdin.
+
+Started by the socket benchmarks as ``python -m benchmarks._client '<json options>'``;
+it connects its clients, prints ``{"ready": ...}`` and then answers one JSON
+line per command read from stdin:
+
+* ``{"cmd": "wait", "seq": S}``: wait until every client holds seq ``S``; reply
+  with the wall time the last one got there and this process's CPU seconds
+  since the command arrived.
+* ``{"cmd": "resume", "seq": S}``: reconnect every client (with its cursor)
+  and wait as above; the reply also says when the reconnection started.
+* ``{"cmd": "disconnect"}``: close every client's connection (state is kept).
+* ``{"cmd": "lags"}``: commit -> client-state lags (seconds) recorded since
+  the last ``lags`` command, then clear them.
+* ``{"cmd": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import socketio
+
+from benchmarks._common import rss_bytes
+from rxstore import RootStore, TableStore
+from rxstore.events import BATCH, SNAPSHOT
+from rxstore.gateway.schema import Post
+from rxstore.transport import SocketIOTransport
+
+
+class _Waiter:
+    """Fires when ``seq`` reaches the target; remembers when (wall clock)."""
+
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.event = asyncio.Event()
+        self.reached_at = 0.0
+
+    def arm(self, target: int, current: int | None) -> None:
+        self.event.clear()
+        self.target = target
+        if current is not None and current >= target:
+            self.reached_at = time.time()
+            self.event.set()
+
+    def check(self, seq: int | None) -> None:
+        target = self.target
+        if target is not None and seq is not None and seq >= target:
+            self.reached_at = time.time()
+            self.target = None
+            self.event.set()
+
+
+class RxClient:
+    """A RootStore with one TableStore for ``posts`` (rows as dicts or attrs ``Post``)."""
+
+    def __init__(self, url: str, token: str, serializer: str, records: str, lags: list[float] | None) -> None:
+        waiter = self.waiter = _Waiter()
+
+        class Posts(TableStore[Any]):
+            table = "posts"
+            record_type = Post if records == "attrs" else None
+
+            def apply(self, events: Any) -> None:
+                super().apply(events)
+                if lags is not None:
+                    now = time.time()
+                    for event in events:
+                        change = event.change
+                        if change is not None:
+                            lags.append(now - change.ts)
+
+        self.posts = Posts()
+        self.root = RootStore(
+            url,
+            stores=[self.posts],
+            token=token,
+            transport=SocketIOTransport(serializer=serializer),  # type: ignore[arg-type]
+        )
+        self.posts.state.subscribe(lambda state: waiter.check(state.seq))
+
+    @property
+    def seq(self) -> int | None:
+        return self.posts.value.seq
+
+    async def connect(self) -> None:
+        await self.root.setup_realtime()
+
+    async def disconnect(self) -> None:
+        await self.root.teardown_realtime()
+
+
+class BareClient:
+    """A plain python-socketio AsyncClient putting the same frames into a dict."""
+
+    def __init__(self, url: str, token: str, serializer: str, records: str, lags: list[float] | None) -> None:
+        self.url = url
+        self.token = token
+        self.serializer = serializer
+        self.table: dict[Any, Any] = {}
+        self.cursor: int | None = None
+        self.waiter = _Waiter()
+        self.lags = lags
+        self.sio: Any = None
+
+    @property
+    def seq(self) -> int | None:
+        return self.cursor
+
+    def _on_any(self, event: str, data: Any = None) -> None:
+        table = self.table
+        if event == BATCH:
+            lags = self.lags
+            now = time.time() if lags is not None else 0.0
+            seq = self.cursor
+            for _name, p in data["events"]:
+                if p["op"] == "DELETE":
+                    table.pop(p["old"]["id"], None)
+                else:
+                    record = p["record"]
+                    table[record["id"]] = record
+                seq = p["seq"]
+                if lags is not None:
+                    lags.append(now - p["ts"])
+            self.cursor = seq
+        elif event == SNAPSHOT:
+            table.clear()
+            for record in data["records"]:
+                table[record["id"]] = record
+            self.cursor = data["seq"]
+        self.waiter.check(self.cursor)
+
+    async def connect(self) -> None:
+        self.sio = socketio.AsyncClient(
+            reconnection=False,
+            serializer="msgpack" if self.serializer == "msgpack" else "default",
+            handle_sigint=False,
+        )
+        self.sio.on("*", self._on_any)
+        await self.sio.connect(
+            self.url,
+            auth={"token": self.token, "topics": ["posts"], "cursor": self.cursor},
+            transports=["websocket"],
+            wait_timeout=30,
+        )
+
+    async def disconnect(self) -> None:
+        if self.sio is not None:
+            await self.sio.disconnect()
+            await self.sio.shutdown()
+            self.sio = None
+
+
+async def _wait_all(clients: list[Any], seq: int, timeout: float) -> tuple[float, bool]:
+    for client in clients:
+        client.waiter.arm(seq, client.seq)
+    try:
+        async with asyncio.timeout(timeout):
+            for client in clients:
+                await client.waiter.event.wait()
+    except TimeoutError:
+        return time.time(), False
+    return max(client.waiter.reached_at for client in clients), True
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def main(options: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    lags: list[float] | None = [] if options.get("lags") else None
+    kind = BareClient if options["kind"] == "bare" else RxClient
+    clients = [
+        kind(options["url"], options["token"], options["serializer"], options.get("records", "dict"), lags)
+        for _ in range(options.get("clients", 1))
+    ]
+    # Connect a few at a time: hundreds of handshakes at once starve the gateway.
+    for i in range(0, len(clients), 10):
+        await asyncio.gather(*(c.connect() for c in clients[i : i + 10]))
+    head = options.get("head")
+    if head is not None:
+        await _wait_all(clients, head, 120)
+    if lags is not None:
+        lags.clear()
+    _reply({"ready": True, "clients": len(clients), "rss": rss_bytes()})
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        command = json.loads(line)
+        cmd = command["cmd"]
+        if cmd == "wait":
+            cpu0 = _cpu()
+            done_at, ok = await _wait_all(clients, command["seq"], command.get("timeout", 120))
+            _reply({"ok": ok, "t_done": done_at, "cpu": _cpu() - cpu0, "rss": rss_bytes()})
+        elif cmd == "resume":
+            cpu0 = _cpu()
+            started = time.time()
+            await asyncio.gather(*(c.connect() for c in clients))
+            done_at, ok = await _wait_all(clients, command["seq"], command.get("timeout", 120))
+            _reply({"ok": ok, "t_start": started, "t_done": done_at, "cpu": _cpu() - cpu0})
+        elif cmd == "disconnect":
+            await asyncio.gather(*(c.disconnect() for c in clients))
+            _reply({"ok": True})
+        elif cmd == "lags":
+            values = list(lags or ())
+            if lags is not None:
+                lags.clear()
+            _reply({"lags": values})
+        elif cmd == "quit":
+            break
+    await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+
+
+def _reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))

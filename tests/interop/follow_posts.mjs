@@ -10,11 +10,13 @@
 // changes (or the time limit) it prints ONE JSON line on stdout:
 //
 //   {"rows": {id: row}, "seqs": [every change seq received, in order], "errors": [...],
-//    "snapshot": {"seq", "count"} | null, "live": seq | null, "cursor": seq, "dropped": [...]}
+//    "snapshot": {"seq", "count"} | null (the last one), "snapshots": n, "live": seq | null,
+//    "cursor": seq, "dropped": [seqs <= cursor it received and ignored]}
 //
 // and exits 0 (N reached, no errors) or 1 (errors or time limit). A connection the
 // gateway refuses prints {"refused": err.message, "data": err.data} and exits 2.
 // Progress lines ({"status": "live", ...}) go to stderr so a test can wait for them.
+// It follows across reconnects: each one sends the current cursor in socket.auth.
 
 import { io } from "socket.io-client";
 
@@ -34,6 +36,7 @@ const dropped = []; // seqs dropped because seq <= cursor
 const errors = [];
 let cursor = null; // last seq applied (or the snapshot's seq)
 let snapshot = null;
+let snapshots = 0; // how many were received (1 unless the cursor expired)
 let live = null;
 let applied = 0;
 let finished = false;
@@ -57,6 +60,7 @@ function finish(code, extra = {}) {
     seqs,
     errors,
     snapshot,
+    snapshots,
     live,
     cursor,
     dropped,
@@ -114,7 +118,13 @@ socket.on("connect_error", (err) => {
   finish(2, { refused: err.message, data: err.data ?? null });
 });
 
-socket.on("disconnect", (reason) => status({ status: "disconnected", reason }));
+socket.on("disconnect", (reason) => {
+  status({ status: "disconnected", reason });
+  // socket.io-client retries by itself after a transport failure, but not after the
+  // server disconnected it (gateway shutdown, slow client dropped): reconnect, and
+  // the gateway replays everything after socket.auth.cursor.
+  if (reason === "io server disconnect" && !finished) setTimeout(() => finished || socket.connect(), 200);
+});
 
 socket.on("rxstore:reset", (data) => {
   status({ status: "reset", ...data });
@@ -129,6 +139,7 @@ socket.on("rxstore:snapshot", (data) => {
   rows.clear();
   for (const record of data.records) rows.set(record[KEY], record);
   snapshot = { seq: data.seq, count: data.records.length };
+  snapshots += 1;
   setCursor(data.seq);
   status({ status: "snapshot", ...snapshot });
 });

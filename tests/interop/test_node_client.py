@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
+from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.schema import Post, all_posts, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.node
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("follow_posts.mjs")
-TIMEOUT = 60.0
+LIMIT = 45.0
+"""Default time limit of the Node script, seconds; the test waits a little longer."""
 POST_FIELDS = {field.name for field in attrs.fields(Post)}
 
 
@@ -56,26 +58,27 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
 class NodeFollower:
     """The Node script as a subprocess: its stderr status lines, then its one JSON line."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, limit: float) -> None:
         self.proc = proc
+        self.timeout = limit + 15
         self.statuses: list[dict[str, Any]] = []
         self.stderr_other: list[str] = []
 
     @classmethod
-    async def start(cls, node: str, url: str, token: str, count: int) -> NodeFollower:
+    async def start(cls, node: str, url: str, token: str, count: int, limit: float) -> NodeFollower:
         proc = await asyncio.create_subprocess_exec(
             node,
             str(SCRIPT),
             url,
             token,
             str(count),
-            str(TIMEOUT - 10),
+            str(limit),
             cwd=ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        return cls(proc)
+        return cls(proc, limit)
 
     async def wait_for_status(self, status: str) -> dict[str, Any]:
         """Read stderr until the script reports ``status`` (e.g. ``live``)."""
@@ -93,16 +96,21 @@ class NodeFollower:
                     return message
             raise AssertionError(f"node exited before {status!r}; stderr: {self.stderr_other}")
 
-        return await asyncio.wait_for(read(), TIMEOUT)
+        return await asyncio.wait_for(read(), self.timeout)
 
     async def result(self) -> tuple[int, dict[str, Any]]:
         """Wait (bounded) for the script to exit; return its exit code and its JSON line."""
         try:
-            stdout, stderr = await asyncio.wait_for(self.proc.communicate(), TIMEOUT)
+            stdout, stderr = await asyncio.wait_for(self.proc.communicate(), self.timeout)
         except TimeoutError:
             self.kill()
             await self.proc.wait()
-            raise AssertionError(f"node did not exit within {TIMEOUT} s") from None
+            raise AssertionError(f"node did not exit within {self.timeout} s") from None
+        for line in stderr.decode(errors="replace").splitlines():
+            try:
+                self.statuses.append(json.loads(line))
+            except ValueError:
+                self.stderr_other.append(line)
         lines = stdout.decode().splitlines()
         assert len(lines) == 1, f"expected one JSON line, got {stdout!r}; stderr: {stderr.decode()}"
         return self.proc.returncode or 0, json.loads(lines[0])
@@ -113,8 +121,10 @@ class NodeFollower:
 
 
 @contextlib.asynccontextmanager
-async def follow(node: str, url: str, token: str, count: int) -> AsyncIterator[NodeFollower]:
-    follower = await NodeFollower.start(node, url, token, count)
+async def follow(
+    node: str, url: str, token: str, count: int, *, limit: float = LIMIT
+) -> AsyncIterator[NodeFollower]:
+    follower = await NodeFollower.start(node, url, token, count, limit)
     try:
         yield follower
     finally:
@@ -188,3 +198,48 @@ async def test_node_socketio_client_with_bad_token_is_refused_with_reason(
     assert report["data"]["reason"] == "invalid_token"
     assert isinstance(report["data"]["message"], str) and report["data"]["message"]
     assert report["rows"] == {} and report["seqs"] == []
+
+
+@pytest.mark.timeout(240)
+async def test_node_socketio_client_resumes_from_its_cursor_across_a_gateway_restart(
+    node: str, tmp_path: Path
+) -> None:
+    """A server-side disconnect, changes while down, restart: replayed once each, no new snapshot."""
+    url = f"sqlite:///{tmp_path}/app.db"
+    gateway = await start_gateway(url)
+    port = gateway.port
+    restarted: RealtimeGateway | None = None
+    try:
+        await save_post(gateway.log, Post(id="seed", title="before"))
+        before, while_down, after = 10, 10, 5
+        count = before + while_down + after
+        async with follow(node, gateway.url, AUTH.issue("alice"), count, limit=180) as follower:
+            snapshot_seq = (await follower.wait_for_status("live"))["seq"]
+            for i in range(before):
+                await save_post(gateway.log, Post(id=f"a{i}", title="live"))
+            # Disconnects the client ("io server disconnect"). NB: this currently takes ~30 s:
+            # stop() runs runner.cleanup() right after sio.disconnect(), before the Node client's
+            # websocket close handshake completes, and Node's `ws` waits its 30 s closeTimeout.
+            await gateway.stop()
+            log = open_change_log(url)
+            await log.open()
+            for i in range(while_down):
+                await save_post(log, Post(id=f"b{i}", title="while the gateway was down"))
+            await delete_post(log, "a0")
+            restarted = RealtimeGateway(log, topics=["posts"], auth=AUTH)
+            await restarted.start(port=port)
+            for i in range(after - 1):
+                await save_post(log, Post(id=f"c{i}", title="after the restart"))
+            code, report = await follower.result()
+        assert report["errors"] == [] and code == 0, report
+        assert report["snapshots"] == 1, "the reconnect must send its cursor, not null"
+        assert [s["status"] for s in follower.statuses].count("connected") >= 2
+        assert {key: as_post(row) for key, row in report["rows"].items()} == await all_posts(log)
+        seqs = report["seqs"]
+        assert report["dropped"] == []
+        assert seqs == [change.seq for change in await log.read(snapshot_seq, limit=10 * count)]
+    finally:
+        if restarted is not None:
+            await restarted.stop()
+        else:
+            await gateway.stop()

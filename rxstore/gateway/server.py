@@ -268,6 +268,12 @@ class RealtimeGateway:
             with contextlib.suppress(Exception):
                 await self.sio.disconnect(sid)
             self._forget(sid)
+        # Let the close frames go out before the HTTP server goes: some clients
+        # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while self.sio.eio.sockets and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

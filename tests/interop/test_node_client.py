@@ -200,7 +200,7 @@ async def test_node_socketio_client_with_bad_token_is_refused_with_reason(
     assert report["rows"] == {} and report["seqs"] == []
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(60)
 async def test_node_socketio_client_resumes_from_its_cursor_across_a_gateway_restart(
     node: str, tmp_path: Path
 ) -> None:
@@ -213,7 +213,7 @@ async def test_node_socketio_client_resumes_from_its_cursor_across_a_gateway_res
         await save_post(gateway.log, Post(id="seed", title="before"))
         before, while_down, after = 10, 10, 5
         count = before + while_down + after
-        async with follow(node, gateway.url, AUTH.issue("alice"), count, limit=180) as follower:
+        async with follow(node, gateway.url, AUTH.issue("alice"), count, limit=30) as follower:
             snapshot_seq = (await follower.wait_for_status("live"))["seq"]
             for i in range(before):
                 await save_post(gateway.log, Post(id=f"a{i}", title="live"))

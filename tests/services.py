@@ -186,8 +186,9 @@ class PostgresServer:
             "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
             "max_connections": "200",
+            # Safe against process crashes (``stop("immediate")``), not OS crashes; a commit
+            # must still reach the WAL before it returns, so no synchronous_commit=off.
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
             **self.settings,

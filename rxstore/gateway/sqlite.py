@@ -29,7 +29,7 @@ from typing import Any, Final, TypeVar
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import LogSnapshot
+from rxstore.gateway.changelog import LogSnapshot, Statement
 
 __all__ = ["SQLiteChangeLog"]
 
@@ -45,7 +45,8 @@ _SCHEMA: Final = (
         op TEXT NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE')),
         record TEXT,
         old TEXT,
-        ts REAL NOT NULL
+        ts REAL NOT NULL,
+        mutation TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS rxstore_meta (
         key TEXT PRIMARY KEY,
@@ -55,6 +56,12 @@ _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS rxstore_watched (
         topic TEXT PRIMARY KEY,
         primary_key TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS rxstore_mutations (
+        user_id TEXT NOT NULL,
+        mutation TEXT NOT NULL,
+        applied_at REAL NOT NULL,
+        PRIMARY KEY (user_id, mutation)
     )""",
 )
 
@@ -295,7 +302,9 @@ class SQLiteChangeLog:
         """Delete changes older than ``max_age`` seconds or beyond the newest ``max_rows``.
 
         Only a prefix of the log is removed: a change is kept if any older
-        change is kept. The horizon becomes the highest trimmed seq.
+        change is kept. The horizon becomes the highest trimmed seq. With
+        ``max_age``, mutation ids older than it are forgotten too (see
+        :meth:`apply_mutation`).
 
         Returns:
             The number of changes removed.
@@ -319,6 +328,20 @@ class SQLiteChangeLog:
         """Run one write statement (``?`` placeholders) in its own transaction; wake tailers."""
         try:
             await self._call(lambda conn: self._execute_sync(conn, sql, args))
+        finally:
+            self._signal.notify()
+
+    async def apply_mutation(self, mutation: str, user: str, statements: Sequence[Statement]) -> bool:
+        """Run ``statements`` in one transaction, once per ``(user, mutation)``; wake tailers.
+
+        The changes they write carry ``mutation``. If a statement fails, nothing
+        is kept (not even the mutation id), so the mutation can be retried.
+
+        Returns:
+            False when this user's mutation was applied before (nothing was run).
+        """
+        try:
+            return await self._call(lambda conn: self._apply_mutation_sync(conn, mutation, user, statements))
         finally:
             self._signal.notify()
 
@@ -364,6 +387,8 @@ class SQLiteChangeLog:
             with _write_transaction(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                if "mutation" not in _columns(conn, "rxstore_changes"):  # a log from before mutations
+                    conn.execute("ALTER TABLE rxstore_changes ADD COLUMN mutation TEXT")
                 self._refresh_triggers(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
@@ -420,7 +445,8 @@ class SQLiteChangeLog:
     @staticmethod
     def _read_sync(conn: sqlite3.Connection, after: int, limit: int) -> list[Change]:
         rows = conn.execute(
-            "SELECT seq, topic, op, record, old, ts FROM rxstore_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, topic, op, record, old, ts, mutation FROM rxstore_changes "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
         return [
@@ -431,8 +457,9 @@ class SQLiteChangeLog:
                 json.loads(record) if record is not None else None,
                 json.loads(old) if old is not None else None,
                 float(ts),
+                mutation,
             )
-            for seq, topic, op, record, old, ts in rows
+            for seq, topic, op, record, old, ts, mutation in rows
         ]
 
     def _snapshot_sync(self, conn: sqlite3.Connection, topics: Sequence[str]) -> LogSnapshot:
@@ -477,12 +504,32 @@ class SQLiteChangeLog:
                     last = conn.execute("SELECT max(seq) FROM rxstore_changes").fetchone()[0]
                     cutoff = max(cutoff, last or 0)
             removed = conn.execute("DELETE FROM rxstore_changes WHERE seq <= ?", (cutoff,)).rowcount
+            if max_age is not None:  # mutation ids are remembered as long as changes are
+                conn.execute(f"DELETE FROM rxstore_mutations WHERE applied_at < {_NOW} - ?", (max_age,))
             if removed:
                 conn.execute(
                     "UPDATE rxstore_meta SET value = max(value, ?) WHERE key = 'horizon'",
                     (cutoff,),
                 )
         return int(removed)
+
+    def _apply_mutation_sync(
+        self, conn: sqlite3.Connection, mutation: str, user: str, statements: Sequence[Statement]
+    ) -> bool:
+        with _write_transaction(conn):
+            new = conn.execute(
+                f"INSERT INTO rxstore_mutations (user_id, mutation, applied_at) VALUES (?, ?, {_NOW}) "
+                "ON CONFLICT DO NOTHING",
+                (user, mutation),
+            ).rowcount
+            if not new:
+                return False
+            before = self._head_sync(conn)
+            for sql, args in statements:
+                conn.execute(sql, tuple(args))
+            # We hold the only write lock: every change after `before` is this mutation's.
+            conn.execute("UPDATE rxstore_changes SET mutation = ? WHERE seq > ?", (mutation, before))
+        return True
 
     @staticmethod
     def _execute_sync(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> None:

@@ -8,7 +8,7 @@ envelope format is specified in ``docs/protocol.md``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -63,7 +63,13 @@ class EventKind(enum.Enum):
     """The client's cursor is older than the log; snapshots follow."""
 
 
-@attrs.frozen(slots=True)
+# Change and Event are built once per incoming change, so their ``__init__`` is
+# written by hand (``init=False``): it stores the fields through the slots'
+# descriptors, which costs about half of attrs' frozen ``object.__setattr__``
+# calls. Same signature, defaults and immutability as the generated one.
+
+
+@attrs.frozen(slots=True, init=False)
 class Change:
     """One row change from the gateway's durable change log.
 
@@ -89,6 +95,24 @@ class Change:
     old: Mapping[str, Any] | None
     ts: float
     mutation: str | None = None
+
+    def __init__(
+        self,
+        seq: int,
+        topic: str,
+        op: Op,
+        record: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+        ts: float,
+        mutation: str | None = None,
+    ) -> None:
+        _change_seq(self, seq)
+        _change_topic(self, topic)
+        _change_op(self, op)
+        _change_record(self, record)
+        _change_old(self, old)
+        _change_ts(self, ts)
+        _change_mutation(self, mutation)
 
     def key(self, primary_key: str) -> Any:
         """Return the primary key of the changed row.
@@ -133,7 +157,7 @@ class Snapshot:
     records: tuple[Mapping[str, Any], ...]
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, init=False)
 class Event:
     """One socket event, as seen by stores.
 
@@ -155,10 +179,40 @@ class Event:
     seq: int | None = None
     change: Change | None = None
 
+    def __init__(
+        self,
+        name: str,
+        data: Any = None,
+        kind: EventKind = EventKind.MESSAGE,
+        seq: int | None = None,
+        change: Change | None = None,
+    ) -> None:
+        _event_name(self, name)
+        _event_data(self, data)
+        _event_kind(self, kind)
+        _event_seq(self, seq)
+        _event_change(self, change)
+
     @classmethod
     def from_change(cls, name: str, change: Change) -> Event:
         """Wrap a parsed change as the event ``name``."""
         return cls(name, change.to_payload(), EventKind.CHANGE, change.seq, change)
+
+
+_Setter = Callable[[Any, Any], None]
+
+
+def _setters(cls: type, names: str) -> tuple[_Setter, ...]:
+    """The ``__set__`` of each named slot descriptor of ``cls`` (bypasses the frozen ``__setattr__``)."""
+    return tuple(cls.__dict__[name].__set__ for name in names.split())
+
+
+_change_seq, _change_topic, _change_op, _change_record, _change_old, _change_ts, _change_mutation = _setters(
+    Change, "seq topic op record old ts mutation"
+)
+_event_name, _event_data, _event_kind, _event_seq, _event_change = _setters(
+    Event, "name data kind seq change"
+)
 
 
 def parse_change(payload: Any, *, event: str | None = None) -> Change:
@@ -225,7 +279,9 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
             )
     mutation = payload.get("mutation")
     if mutation is not None and type(mutation) is not str:
-        raise ProtocolError("change envelope 'mutation' must be a string or null", event=event, payload=payload)
+        raise ProtocolError(
+            "change envelope 'mutation' must be a string or null", event=event, payload=payload
+        )
     return Change(seq, topic, op, record, old, ts, mutation)
 
 

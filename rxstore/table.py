@@ -279,6 +279,9 @@ class TableStore(DomainStore[TableState[R]]):
         mutation: Any = None  # immutables.MapMutation, opened on the first change
         key_name = self.primary_key
         to_record = self.to_record
+        # Rows kept as they came (no record_type, to_record not overridden): skip the call.
+        as_is = self.record_type is None and type(self).to_record is TableStore.to_record
+        delete = Op.DELETE
         for event in events:
             kind = event.kind
             if kind is EventKind.CHANGE:
@@ -286,13 +289,18 @@ class TableStore(DomainStore[TableState[R]]):
                 if change is None or (seq is not None and change.seq <= seq):
                     continue
                 try:
-                    key = change.key(key_name)
-                    if change.op is Op.DELETE:
+                    # Change.key inlined; it still raises the ProtocolError for a row without the key.
+                    row = change.record
+                    try:
+                        key = (row if row is not None else change.old)[key_name]  # type: ignore[index]
+                    except (KeyError, TypeError):
+                        key = change.key(key_name)
+                    if change.op is delete:
                         if mutation is None:
                             mutation = rows.mutate()
                         mutation.pop(key, None)
                     else:
-                        record = to_record(change.record)  # type: ignore[arg-type]
+                        record = row if as_is else to_record(row)  # type: ignore[arg-type]
                         if mutation is None:
                             mutation = rows.mutate()
                         mutation[key] = record

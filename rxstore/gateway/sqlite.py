@@ -108,7 +108,10 @@ def _row_json(alias: str, columns: Sequence[str]) -> str:
 
     def value(column: str) -> str:
         ref = f"{alias}.{_ident(column)}"
-        return f"CASE typeof({ref}) WHEN 'blob' THEN hex({ref}) ELSE {ref} END"
+        return (
+            f"CASE typeof({ref}) WHEN 'blob' THEN hex({ref}) WHEN 'real' THEN {_real_json(ref)} "
+            f"ELSE {ref} END"
+        )
 
     first, rest = columns[:_MAX_JSON_PAIRS], columns[_MAX_JSON_PAIRS:]
     expr = "json_object(" + ", ".join(f"{_literal(c)}, {value(c)}" for c in first) + ")"
@@ -117,6 +120,25 @@ def _row_json(alias: str, columns: Sequence[str]) -> str:
         paths = ", ".join(f"{_literal(_json_path(c))}, {value(c)}" for c in chunk)
         expr = f"json_insert({expr}, {paths})"
     return expr
+
+
+def _real_json(ref: str) -> str:
+    """Return an SQL expression giving a REAL as an exact JSON number.
+
+    ``json_object`` (SQLite 3.40) writes REALs with 15 significant digits, so
+    e.g. a ``time.time()`` value would not survive. This uses the shortest of
+    ``%!.15g``/``%!.17g`` that reads back equal, else ``%!.20e``; infinities
+    become ``±9e999`` (read back as ``±inf``). Exact for all values in normal
+    ranges; SQLite's printf can still be one ulp off beyond about 1e±200.
+    """
+    g15, g17 = f"printf('%!.15g', {ref})", f"printf('%!.17g', {ref})"
+    return (
+        f"CASE WHEN {ref} > 1.7976931348623157e308 THEN json('9e999') "
+        f"WHEN {ref} < -1.7976931348623157e308 THEN json('-9e999') "
+        f"WHEN CAST({g15} AS REAL) = {ref} THEN json({g15}) "
+        f"WHEN CAST({g17} AS REAL) = {ref} THEN json({g17}) "
+        f"ELSE json(printf('%!.20e', {ref})) END"
+    )
 
 
 def _json_path(column: str) -> str:

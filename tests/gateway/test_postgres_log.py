@@ -240,6 +240,23 @@ async def test_insert_update_delete_are_captured_in_order_with_rows(log: Postgre
     assert await log.head() == 4
 
 
+async def test_doubles_are_captured_exactly(log: PostgresChangeLog) -> None:
+    # (Huge doubles such as 1e300 come back as ints: jsonb numbers are numerics, printed in full.)
+    values = [time.time(), 1 / 3, 0.1, 2.0**53, -1234.5, 2.5e-7, 1e-300]
+    conn = await asyncpg.connect(log.url)  # a plain session, as any writer would be
+    try:
+        for i, value in enumerate(values):
+            await conn.execute("INSERT INTO items (id, score) VALUES ($1, $2)", f"r{i}", value)
+    finally:
+        await conn.close()
+    changes: list[Change] = []
+    while len(changes) < len(values):
+        changes += await read_soon(log, changes[-1].seq if changes else 0)
+    assert [c.record["score"] for c in changes if c.record] == values
+    snap = await log.snapshot(["items"])
+    assert [r["score"] for r in snap.tables["items"]] == values  # ordered by id r0..r6
+
+
 async def test_watch_rejects_unknown_tables_and_missing_keys_and_is_idempotent(
     log: PostgresChangeLog,
 ) -> None:

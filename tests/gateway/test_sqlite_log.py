@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import sys
 import threading
@@ -131,6 +132,17 @@ async def test_blobs_are_captured_as_hex_and_snapshot_agrees(log: SQLiteChangeLo
     assert change.record == {"id": 1, "data": "00FF", "meta": "x"}
     snap = await log.snapshot(["files"])
     assert snap.tables["files"] == [change.record]
+
+
+async def test_reals_are_captured_exactly_not_rounded_to_15_digits(log: SQLiteChangeLog) -> None:
+    """json_object alone would write 1795664611.49337 for 1795664611.4933743."""
+    values = [time.time(), 1 / 3, 0.1, 2.0**53, -1234.5, 2.5e-7, 1e300, math.inf, -math.inf]
+    for i, value in enumerate(values):
+        await log.execute("INSERT INTO posts (id, title, score) VALUES (?, 't', ?)", f"p{i}", value)
+    changes = await log.read(0)
+    assert [c.record["score"] for c in changes if c.record] == values
+    snap = await log.snapshot(["posts"])
+    assert sorted(r["score"] for r in snap.tables["posts"]) == sorted(values)
 
 
 async def test_watch_rejects_unknown_tables_and_missing_primary_keys(log: SQLiteChangeLog) -> None:

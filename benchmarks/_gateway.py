@@ -24,7 +24,14 @@ _INSERT = (
     "INSERT INTO posts (id, title, body, author, private, likes, updated_at) "
     "SELECT 'p' || x, 'post ' || x, 'body of post ' || x, 'bench', 0, 0, 0.0 FROM c"
 )
-_UPDATE = "UPDATE posts SET likes = likes + 1 WHERE rowid > ? AND rowid <= ?"
+_UPSERT = (
+    "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+    "INSERT INTO posts (id, title, body, author, private, likes, updated_at) "
+    "SELECT 'p' || ((x - 1) % ? + 1), 'post ' || ((x - 1) % ? + 1), 'body of post ' || ((x - 1) % ? + 1), "
+    "'bench', 0, x, 0.0 FROM c WHERE true "
+    "ON CONFLICT (id) DO UPDATE SET likes = excluded.likes"
+)
+"""``count`` UPDATEs of the existing rows, cycling over them, in one statement (one transaction)."""
 
 
 class Server:
@@ -69,19 +76,16 @@ class Server:
     async def head(self) -> int:
         return await self.log.head()
 
-    async def update(self, first_row: int, count: int) -> None:
-        """One transaction updating ``count`` rows (cycling over the table) starting at ``first_row``."""
-        lo = (first_row - 1) % self.rows
-        hi = min(self.rows, lo + count)
-        await self.log.execute(_UPDATE, lo, hi)
-        if hi - lo < count:
-            await self.log.execute(_UPDATE, 0, count - (hi - lo))
+    async def update(self, first: int, count: int) -> None:
+        """One transaction of ``count`` UPDATEs, of rows ``first``, ``first + 1``, ... (cycling)."""
+        rows = self.rows
+        await self.log.execute(_UPSERT, first, first + count - 1, rows, rows, rows)
 
     async def write_changes(self, total: int, chunk: int) -> int:
         """Write ``total`` UPDATE changes, ``chunk`` per transaction, as fast as possible; return the head."""
         done = 0
         while done < total:
-            n = min(chunk, total - done, self.rows)
+            n = min(chunk, total - done)
             await self.update(done + 1, n)
             done += n
         return await self.head()

@@ -302,7 +302,7 @@ def _idle_store(i: int) -> type[TableStore[Any]]:
 
 
 def run(out: Output, *, quick: bool) -> list[Table]:
-    events, repeats = (30_000, 3) if quick else (200_000, 3)
+    events, repeats = (30_000, 3) if quick else (100_000, 3)
     store_counts = [1, 10, 100] if quick else [1, 2, 5, 10, 20, 50, 100]
     batch_sizes = [1, 10, 100, 500] if quick else [1, 2, 5, 10, 20, 50, 100, 200, 500]
     out.start("1 in-process", 1 + 10 + len(store_counts) * 4 + len(batch_sizes) * 3)

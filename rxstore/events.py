@@ -17,6 +17,7 @@ from rxstore.errors import ProtocolError
 
 __all__ = [
     "BATCH",
+    "BROADCAST",
     "CONTROL_PREFIX",
     "LIVE",
     "MUTATE",
@@ -37,6 +38,7 @@ SNAPSHOT: Final = "rxstore:snapshot"
 RESET: Final = "rxstore:reset"
 LIVE: Final = "rxstore:live"
 MUTATE: Final = "rxstore:mutate"
+BROADCAST: Final = "rxstore:broadcast"
 
 
 class Op(enum.StrEnum):

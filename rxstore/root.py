@@ -38,6 +38,7 @@ from rxstore.errors import (
 )
 from rxstore.events import (
     BATCH,
+    BROADCAST,
     CONTROL_PREFIX,
     LIVE,
     MUTATE,
@@ -333,6 +334,22 @@ class RootStore:
                 loop.call_later(self.settle_after, store.drop_pending, mutation)
         return ack.get("result")
 
+    async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
+        """Send ``event`` to the other clients of ``topic``, on every gateway node.
+
+        For what is not in the change log (presence, typing, cursors). Receivers
+        get ``event`` with ``{"from": user, "topic": topic, "data": data}``; a
+        :class:`~rxstore.store.DomainStore` that accepts ``event`` folds it.
+        Delivered at most once, and not replayed after a reconnect.
+
+        Raises:
+            CallRejected: Not a subscribed topic, or a reserved event name.
+        """
+        ack = await self.call(BROADCAST, {"topic": topic, "event": event, "data": data})
+        if not isinstance(ack, Mapping) or not ack.get("ok"):
+            code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
+            raise CallRejected(code, f"broadcast of {event!r} rejected: {code}")
+
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` without waiting for an acknowledgement (queued while offline).
 
@@ -469,6 +486,9 @@ class RootStore:
                     self._flusher = asyncio.create_task(self._flush_outbox(), name="rxstore-outbox")
                 reason = await self._lost
                 log.info("[RootStore] connection to %s lost: %s", url, reason)
+                # A short jittered pause: when a node restarts, its clients do not all
+                # come back in the same instant.
+                await asyncio.sleep(self.backoff.delay(1, self._rng) * self._rng.random())
         except asyncio.CancelledError:
             if not first.done():
                 first.cancel()

@@ -30,9 +30,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rxstore.errors import AuthError
-from rxstore.events import BATCH, LIVE, MUTATE, RESET, SNAPSHOT, Change, Op, topic_event_name
+from rxstore.events import (
+    BATCH,
+    BROADCAST,
+    CONTROL_PREFIX,
+    LIVE,
+    MUTATE,
+    RESET,
+    SNAPSHOT,
+    Change,
+    Op,
+    topic_event_name,
+)
 from rxstore.gateway.auth import TokenAuth, User
 from rxstore.gateway.changelog import ChangeLog, Statement
+from rxstore.gateway.fanout import RedisFanout
 
 __all__ = [
     "Handler",
@@ -161,6 +173,9 @@ class RealtimeGateway:
             behind is disconnected (it resumes from its cursor when it returns).
         retention: Trimming of the change log.
         watch: Install the capture triggers on ``topics`` at start.
+        cors_allowed_origins: Origins allowed to connect from a browser.
+        redis_url: Redis shared by several gateway nodes, for client broadcasts
+            (``root.broadcast``); changes never go through it.
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -182,6 +197,7 @@ class RealtimeGateway:
         retention: Retention | None = None,
         watch: bool = True,
         cors_allowed_origins: str | list[str] = "*",
+        redis_url: str | None = None,
     ) -> None:
         self.log = log
         self.topics: dict[str, Topic] = {}
@@ -199,8 +215,10 @@ class RealtimeGateway:
         self.metrics = _Metrics()
         self.handlers: dict[str, Handler] = {}
         self.mutations: dict[str, MutationHandler] = {}
+        self.fanout = RedisFanout(redis_url) if redis_url else None
         self.sio: Any = socketio.AsyncServer(
             async_mode="aiohttp",
+            client_manager=self.fanout.manager if self.fanout else None,
             serializer="msgpack" if serializer == "msgpack" else "default",
             max_http_buffer_size=max_frame_bytes,
             cors_allowed_origins=cors_allowed_origins,
@@ -210,10 +228,12 @@ class RealtimeGateway:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
         self._clients: dict[str, _Client] = {}
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._events = {name: spec.event for name, spec in self.topics.items()}
+        self._change_events = frozenset(self._events.values())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_client_event)
@@ -225,6 +245,7 @@ class RealtimeGateway:
 
         Use ``port=0`` for a free port; :attr:`port` tells which.
         """
+        self._stopping = False
         await self.log.open()
         if self.watch:
             for spec in self.topics.values():
@@ -235,6 +256,8 @@ class RealtimeGateway:
             asyncio.create_task(self._tail(), name="rxstore-gateway-tail"),
             asyncio.create_task(self._trim(), name="rxstore-gateway-trim"),
         ]
+        if self.fanout is not None:
+            self._tasks.append(asyncio.create_task(self.fanout.watch(self.sio), name="rxstore-gateway-redis"))
         self._runner = web.AppRunner(self.app, handle_signals=False)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port)
@@ -257,7 +280,10 @@ class RealtimeGateway:
         return f"http://{host}:{port}"
 
     async def stop(self) -> None:
-        """Disconnect every client, stop tailing, close the log and the HTTP server."""
+        """Stop accepting, disconnect every client, stop tailing, close the log and the HTTP server."""
+        self._stopping = True
+        if self._site is not None:
+            await self._site.stop()  # no new TCP connections; reconnecting clients go elsewhere
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -278,6 +304,8 @@ class RealtimeGateway:
             await self._runner.cleanup()
             self._runner = None
             self._site = None
+        if self.fanout is not None:
+            await self.fanout.close()
         await self.log.close()
 
     async def __aenter__(self) -> RealtimeGateway:
@@ -328,6 +356,8 @@ class RealtimeGateway:
         return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
 
     async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> None:
+        if self._stopping:
+            raise self._refuse("unavailable", "the gateway is shutting down; try another node")
         if not isinstance(auth, Mapping):
             raise self._refuse("invalid_token", "send auth={'token': '<jwt>', 'topics': [...], 'cursor': n}")
         try:
@@ -349,6 +379,8 @@ class RealtimeGateway:
             raise self._refuse("bad_request", "'cursor' must be a non-negative integer or null")
         client = _Client(sid, user, frozenset(requested), cursor)
         self._clients[sid] = client
+        for topic in client.topics:
+            await self.sio.enter_room(sid, _room(topic))
         self.metrics.clients.set(len(self._clients))
         client.tasks.append(asyncio.create_task(self._sync(client), name=f"rxstore-sync-{sid}"))
         client.tasks.append(asyncio.create_task(self._write(client), name=f"rxstore-write-{sid}"))
@@ -375,6 +407,8 @@ class RealtimeGateway:
             return {"ok": False, "error": "not_connected"}
         if event == MUTATE:
             return await self._on_mutate(client, data)
+        if event == BROADCAST:
+            return await self._on_broadcast(client, data)
         handler = self.handlers.get(event)
         if handler is None:
             self.metrics.bad_input.labels("unknown_event").inc()
@@ -421,6 +455,20 @@ class RealtimeGateway:
             log.warning("[RealtimeGateway] mutation %r of %s failed: %s", name, client.user.id, exc)
             return self._reject("rejected", f"the database refused the mutation: {exc}")
         return {"ok": True, "result": writes.result, "duplicate": not applied}
+
+    async def _on_broadcast(self, client: _Client, data: Any) -> dict[str, Any]:
+        if not isinstance(data, Mapping):
+            return self._reject("invalid_payload", "a broadcast is {'topic': str, 'event': str, 'data': ...}")
+        topic, event = data.get("topic"), data.get("event")
+        if not isinstance(topic, str) or topic not in client.topics:
+            return self._reject("forbidden_topic", f"broadcast to {topic!r}: not a subscribed topic")
+        if not isinstance(event, str) or not event or len(event) > 100:
+            return self._reject("invalid_payload", "broadcast 'event' must be a name of 1-100 chars")
+        if event.startswith(CONTROL_PREFIX) or event in self._change_events:
+            return self._reject("forbidden", f"{event!r} is reserved for the change log")
+        message = {"from": client.user.id, "topic": topic, "data": data.get("data")}
+        await self.sio.emit(event, message, room=_room(topic), skip_sid=client.sid)
+        return {"ok": True}
 
     # -- bringing a client up to date ------------------------------------------
 
@@ -563,12 +611,13 @@ class RealtimeGateway:
             while queue:
                 name, data = queue.popleft()
                 size = len(data["events"]) if name == BATCH else 0
-                await self.sio.emit(name, data, to=client.sid)
+                await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
                 client.queued -= size
                 sent.inc(size)
 
     async def _emit(self, client: _Client, name: str, data: Any) -> None:
-        await self.sio.emit(name, data, to=client.sid)
+        # Changes reach each node from the log itself: never through Redis.
+        await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
 
     # -- housekeeping ------------------------------------------------------------
 
@@ -587,10 +636,12 @@ class RealtimeGateway:
                 log.info("[RealtimeGateway] trimmed %d changes from the log", removed)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        healthy = self.log.healthy and all(not t.done() for t in self._tasks)
+        redis_ok = self.fanout is None or self.fanout.healthy
+        healthy = self.log.healthy and redis_ok and all(not t.done() for t in self._tasks)
         body = {
             "status": "ok" if healthy else "unhealthy",
             "log": "up" if self.log.healthy else "down",
+            "redis": "none" if self.fanout is None else ("up" if redis_ok else "down"),
             "clients": len(self._clients),
             "head": self.head,
         }
@@ -601,6 +652,10 @@ class RealtimeGateway:
         return web.Response(
             body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def _room(topic: str) -> str:
+    return f"topic:{topic}"
 
 
 def _visible_change(authorize: RowFilter, user: User, change: Change) -> Change | None:

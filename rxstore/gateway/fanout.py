@@ -1,0 +1,93 @@
+"""Scale-out: client-originated broadcasts across gateway nodes through Redis.
+
+Change events never go through Redis: every node tails the same change log
+itself. Redis carries only what is not in the log (presence, typing, ...),
+through python-socketio's ``AsyncRedisManager``. A known failure of such
+setups is a node whose Redis listener died silently and that no longer hears
+the others. Here each node sends a heartbeat through the manager and watches
+its own listener hear it: when it stops hearing, ``/healthz`` says so and the
+listener is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+
+__all__ = ["HEARTBEAT_ROOM", "RedisFanout"]
+
+log = logging.getLogger("rxstore.gateway")
+
+HEARTBEAT_ROOM = "rxstore:heartbeat"
+"""A room nobody joins: heartbeats emitted to it travel through Redis and do nothing else."""
+
+
+class _WatchedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """An ``AsyncRedisManager`` that records when its listener last heard anything."""
+
+    last_heard: float = 0.0
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        async for message in super()._listen():
+            self.last_heard = time.monotonic()
+            yield message
+
+
+class RedisFanout:
+    """The Redis client manager of one gateway node, with a liveness watchdog.
+
+    Args:
+        url: ``redis://host:port/db`` (or ``unix://...``).
+        channel: The pub/sub channel shared by the nodes.
+        heartbeat: Seconds between heartbeats; unhealthy after three missed.
+    """
+
+    def __init__(self, url: str, *, channel: str = "rxstore", heartbeat: float = 0.5) -> None:
+        self.url = url
+        self.heartbeat = heartbeat
+        self.manager: Any = _WatchedRedisManager(url, channel=channel)
+        self.restarts = 0
+        self._started = time.monotonic()
+
+    @property
+    def healthy(self) -> bool:
+        """True while this node's listener hears the heartbeats."""
+        heard = self.manager.last_heard or self._started
+        return time.monotonic() - heard < 3 * self.heartbeat + 0.5
+
+    async def watch(self, sio: Any) -> None:
+        """Send heartbeats forever; restart the listener when it died or went deaf."""
+        was_healthy = True
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await sio.emit("rxstore:heartbeat", None, room=HEARTBEAT_ROOM)
+            except Exception as exc:  # publish failed: Redis is down
+                log.debug("heartbeat publish failed: %s", exc)
+            healthy = self.healthy
+            if healthy != was_healthy:
+                log.warning("[RealtimeGateway] Redis fan-out %s", "recovered" if healthy else "is deaf")
+                was_healthy = healthy
+            thread = getattr(self.manager, "thread", None)
+            if thread is not None and thread.done():
+                log.warning("[RealtimeGateway] Redis listener stopped; restarting it")
+                self.restarts += 1
+                self.manager.thread = asyncio.ensure_future(self.manager._thread())
+
+    async def close(self) -> None:
+        """Stop the listener and close the Redis connections."""
+        thread = getattr(self.manager, "thread", None)
+        if thread is not None:
+            thread.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await thread
+        redis = getattr(self.manager, "redis", None)
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await redis.aclose()

@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
     serve.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
     serve.add_argument("--algorithm", default="HS256", help="JWT algorithm (default: %(default)s)")
-    serve.add_argument("--demo-schema", action="store_true", help="create the demo 'posts' table if missing")
+    serve.add_argument(
+        "--demo-schema",
+        action="store_true",
+        help="create the demo 'posts' table if missing and serve its save_post/delete_post mutations",
+    )
     serve.add_argument(
         "--serializer",
         choices=["json", "msgpack"],
@@ -80,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         default=1_000_000,
         metavar="N",
         help="keep at most N changes (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis shared by several gateway nodes, for client broadcasts (redis://host:port)",
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between trims of the change log (default: %(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
 
@@ -160,7 +176,7 @@ async def _wait_for_stop(duration: float | None) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     from rxstore.gateway.auth import TokenAuth
     from rxstore.gateway.changelog import open_change_log
-    from rxstore.gateway.schema import create_demo_schema
+    from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
     from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter
 
     auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
@@ -184,8 +200,13 @@ async def _serve(args: argparse.Namespace) -> int:
         auth=auth,
         authorize=authorize,
         serializer=args.serializer,
-        retention=Retention(max_age=args.retention_age, max_rows=args.retention_rows),
+        retention=Retention(
+            max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
+        ),
+        redis_url=args.redis,
     )
+    if args.demo_schema:
+        register_demo_mutations(gateway)
     try:
         await gateway.start(args.host, args.port)
     except OSError as exc:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from rxstore.gateway.auth import User
 from rxstore.gateway.changelog import ChangeLog
+from rxstore.table import structure_record
+
+if TYPE_CHECKING:
+    from rxstore.gateway.server import RealtimeGateway
 
 __all__ = [
     "DEMO_TABLES",
@@ -15,6 +20,7 @@ __all__ = [
     "create_demo_schema",
     "delete_post",
     "dialect_of",
+    "register_demo_mutations",
     "save_post",
 ]
 
@@ -103,3 +109,38 @@ async def all_posts(log: ChangeLog) -> dict[str, Post]:
         row["id"]: Post(**{**row, "private": bool(row["private"]), "updated_at": float(row["updated_at"])})
         for row in rows
     }
+
+
+def register_demo_mutations(gateway: RealtimeGateway) -> None:
+    """Register ``save_post`` and ``delete_post`` on a gateway serving the demo schema.
+
+    ``save_post`` takes a post's fields (validated into :class:`Post`) and
+    writes it as the calling user; a user may only change their own posts.
+    ``delete_post`` takes ``{"id": ...}`` and deletes it if the user wrote it.
+    """
+    log = gateway.log
+    sqlite = dialect_of(log) == "sqlite"
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+    upsert = (
+        f"INSERT INTO posts ({', '.join(_COLUMNS)}) VALUES ({_params(log, len(_COLUMNS))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE posts.author = excluded.author"
+    )
+
+    from rxstore.gateway.server import Writes
+
+    @gateway.mutation("save_post")
+    async def save(user: User, args: Any) -> Writes:
+        if not isinstance(args, dict):
+            raise ValueError("save_post takes the post's fields as an object")
+        post = structure_record({**args, "author": user.id}, Post)
+        private: object = int(post.private) if sqlite else post.private
+        params = (post.id, post.title, post.body, post.author, private, post.likes, post.updated_at)
+        return Writes([(upsert, params)], result={"id": post.id})
+
+    @gateway.mutation("delete_post")
+    async def delete(user: User, args: Any) -> Writes:
+        if not isinstance(args, dict) or not isinstance(args.get("id"), str):
+            raise ValueError("delete_post takes {'id': str}")
+        first, second = ("?", "?") if sqlite else ("$1", "$2")
+        sql = f"DELETE FROM posts WHERE id = {first} AND author = {second}"
+        return Writes([(sql, (args["id"], user.id))])

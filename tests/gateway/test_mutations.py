@@ -135,3 +135,31 @@ async def test_50_mutations_queued_offline_apply_once_in_order_after_reconnect(t
             assert root.metrics.outbox_depth == 0
         finally:
             await gateway.stop()
+
+
+async def test_demo_mutations_validate_payloads_and_authorize_per_user(tmp_path: Path) -> None:
+    from rxstore.gateway.schema import register_demo_mutations
+
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    register_demo_mutations(gateway)
+    try:
+        ann_posts, bob_posts = PostStore(), PostStore()
+        async with (
+            RootStore(gateway.url, stores=[ann_posts], token=AUTH.issue("ann")) as ann,
+            RootStore(gateway.url, stores=[bob_posts], token=AUTH.issue("bob")) as bob,
+        ):
+            await ann.mutate("save_post", {"id": "a1", "title": "mine", "author": "forged"})
+            with pytest.raises(CallRejected) as bad:
+                await ann.mutate("save_post", {"id": "a2", "title": "x", "likes": "many"})
+            assert bad.value.code == "invalid_payload" and "likes" in str(bad.value)
+            await bob.mutate("save_post", {"id": "a1", "title": "hijacked"})  # not bob's: no effect
+            await bob.mutate("delete_post", {"id": "a1"})  # not bob's: no effect
+            await wait_for(lambda: "a1" in bob_posts.value)
+            await ann.mutate("save_post", {"id": "a1", "title": "edited"})
+            await wait_for(
+                lambda: ann_posts.value.get("a1") is not None and ann_posts.value["a1"].title == "edited"
+            )
+        rows = await all_posts(gateway.log)
+        assert rows["a1"].author == "ann" and rows["a1"].title == "edited" and "a2" not in rows
+    finally:
+        await gateway.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 
 import attrs
 import reactivex
@@ -48,6 +49,7 @@ class MetricsSnapshot:
         lag_seconds: Commit-to-receive lag of the last change (``None`` before any).
         lag_p99_seconds: 99th percentile of the recent lags (``None`` before any).
         cursor: Seq of the last change received.
+        reduce_seconds: Per store, the mean time to apply one event (sampled).
     """
 
     events: int
@@ -62,6 +64,7 @@ class MetricsSnapshot:
     lag_seconds: float | None
     lag_p99_seconds: float | None
     cursor: int | None
+    reduce_seconds: Mapping[str, float] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -85,12 +88,19 @@ class Metrics:
     outbox_depth: int = 0
     cursor: int | None = None
     lags: deque[float] = attrs.field(factory=lambda: deque(maxlen=1024))
+    reduce_seconds: dict[str, float] = attrs.field(factory=dict)
     _rate_mark: tuple[float, int] = attrs.field(factory=lambda: (time.monotonic(), 0))
     _rate: float = 0.0
 
     def record_lag(self, commit_ts: float) -> None:
         """Record the lag from a change's commit time (Unix seconds) to now."""
         self.lags.append(time.time() - commit_ts)
+
+    def record_reduce(self, store: str, seconds: float, events: int) -> None:
+        """Fold one timed delivery of ``events`` to ``store`` into its mean per-event time."""
+        per_event = seconds / events
+        previous = self.reduce_seconds.get(store)
+        self.reduce_seconds[store] = per_event if previous is None else previous * 0.9 + per_event * 0.1
 
     def snapshot(self) -> MetricsSnapshot:
         """Return the counters now; the event rate is measured since the previous call."""
@@ -114,6 +124,7 @@ class Metrics:
             lag_seconds=lags[-1] if lags else None,
             lag_p99_seconds=p99,
             cursor=self.cursor,
+            reduce_seconds=dict(self.reduce_seconds),
         )
 
     def snapshots(

@@ -1,0 +1,83 @@
+"""Two gateway nodes on one PostgreSQL log with a real Redis between them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import attrs
+
+from rxstore import DomainStore, Event, RootStore
+from rxstore.gateway.schema import Post, all_posts, save_post
+from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
+
+
+@attrs.frozen
+class Presence:
+    seen: tuple[str, ...] = ()
+
+
+class PresenceStore(DomainStore[Presence]):
+    accepts = ("typing",)
+    initial = Presence()
+
+    def reduce(self, state: Presence, event: Event) -> Presence:
+        return Presence((*state.seen, f"{event.data['from']}:{event.data['data']}"))
+
+
+async def health(url: str) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+        return json.loads(await response.text()) | {"http": response.status}
+
+
+async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_server) -> None:
+    node1 = await start_gateway(pg_dsn, redis_url=redis_server.url)
+    node2 = await start_gateway(pg_dsn, redis_url=redis_server.url)
+    try:
+        ann_posts, bob_posts = PostStore(), PostStore()
+        ann_presence, bob_presence = PresenceStore(), PresenceStore()
+        async with (
+            RootStore(node1.url, stores=[ann_posts, ann_presence], token=AUTH.issue("ann")) as ann,
+            RootStore(node2.url, stores=[bob_posts, bob_presence], token=AUTH.issue("bob")) as bob,
+        ):
+            for i in range(20):
+                await save_post(node1.log, Post(id=f"p{i}", title=str(i)))
+            await wait_for(lambda: len(ann_posts.value) == 20 and len(bob_posts.value) == 20)
+            await ann.broadcast("posts", "typing", "p1")
+            await bob.broadcast("posts", "typing", "p2")
+            await wait_for(lambda: bob_presence.value.seen == ("ann:p1",), what="ann's broadcast on node 2")
+            await wait_for(lambda: ann_presence.value.seen == ("bob:p2",), what="bob's broadcast on node 1")
+            assert ann.metrics.duplicates == 0 and bob.metrics.duplicates == 0
+            assert ann_posts.value.to_dict() == bob_posts.value.to_dict() == await all_posts(node1.log)
+            assert (await health(node1.url))["redis"] == "up"
+
+            # Redis goes away: nodes report it, changes still flow (they never go through Redis).
+            redis_server.stop()
+            await wait_for_async(
+                lambda: health(node2.url), lambda h: h["redis"] == "down" and h["http"] == 503
+            )
+            await save_post(node2.log, Post(id="during", title="redis down"))
+            await wait_for(lambda: "during" in ann_posts.value and "during" in bob_posts.value)
+            redis_server.start()
+            await wait_for_async(lambda: health(node1.url), lambda h: h["redis"] == "up", timeout=20)
+            await wait_for_async(lambda: health(node2.url), lambda h: h["redis"] == "up", timeout=20)
+            await bob.broadcast("posts", "typing", "after")
+            await wait_for(
+                lambda: ann_presence.value.seen[-1:] == ("bob:after",), what="broadcast after restart"
+            )
+    finally:
+        await node1.stop()
+        await node2.stop()
+
+
+async def wait_for_async(fetch, predicate, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await fetch()
+        if predicate(value):
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s: last {value}")
+        await asyncio.sleep(0.1)

@@ -69,6 +69,8 @@ Handler = Callable[[User, Any], Awaitable[Any]]
 Frame = tuple[str, Any]
 
 _MAX_MUTATION_ID = 128
+_SOCKET_BACKLOG = 8
+"""Most frames handed to python-socketio for one client before waiting for its socket."""
 
 
 @attrs.frozen
@@ -193,7 +195,7 @@ class RealtimeGateway:
         batch_size: int = 500,
         serializer: Literal["json", "msgpack"] = "json",
         max_frame_bytes: int = 1 << 20,
-        client_queue_limit: int = 100_000,
+        client_queue_limit: int = 20_000,
         retention: Retention | None = None,
         watch: bool = True,
         cors_allowed_origins: str | list[str] = "*",
@@ -603,12 +605,24 @@ class RealtimeGateway:
         client.queued += size
         client.ready.set()
 
+    def _socket_backlog(self, sid: str) -> int:
+        """Packets python-socketio holds for this client, not yet written to its socket."""
+        try:
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            return int(self.sio.eio.sockets[eio_sid].queue.qsize())
+        except (KeyError, AttributeError):
+            return 0
+
     async def _write(self, client: _Client) -> None:
         queue, sent = client.queue, self.metrics.sent
         while True:
             await client.ready.wait()
             client.ready.clear()
             while queue:
+                # python-socketio's own per-socket queue is unbounded: hand it little, so
+                # a client that stops reading backs up here, where client_queue_limit applies.
+                while self._socket_backlog(client.sid) > _SOCKET_BACKLOG:
+                    await asyncio.sleep(0.005)
                 name, data = queue.popleft()
                 size = len(data["events"]) if name == BATCH else 0
                 await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
@@ -616,6 +630,8 @@ class RealtimeGateway:
                 sent.inc(size)
 
     async def _emit(self, client: _Client, name: str, data: Any) -> None:
+        while self._socket_backlog(client.sid) > _SOCKET_BACKLOG:  # replay paces itself to the client
+            await asyncio.sleep(0.005)
         # Changes reach each node from the log itself: never through Redis.
         await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
 

@@ -12,7 +12,14 @@ __all__ = ["Backoff", "ConnectionState", "ConnectionStatus", "SyncState", "SyncS
 
 
 class ConnectionStatus(enum.Enum):
-    """Where the root store's link to the gateway is."""
+    """Where the root store's link to the gateway is.
+
+    Example:
+        >>> [status.value for status in ConnectionStatus]
+        ['idle', 'connecting', 'connected', 'reconnecting', 'disconnected']
+        >>> ConnectionState(ConnectionStatus.CONNECTED).connected
+        True
+    """
 
     IDLE = "idle"
     """Not started (before ``setup_realtime``)."""

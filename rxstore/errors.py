@@ -14,7 +14,15 @@ if TYPE_CHECKING:
 
 
 class RxStoreError(Exception):
-    """Base class of every rxstore error."""
+    """Base class of every rxstore error.
+
+    Example:
+        >>> try:
+        ...     raise OutboxFull("outbox holds 1000 messages")
+        ... except RxStoreError as exc:
+        ...     print(type(exc).__name__, isinstance(exc, BufferError))
+        OutboxFull True
+    """
 
 
 class ProtocolError(RxStoreError, ValueError):
@@ -23,6 +31,14 @@ class ProtocolError(RxStoreError, ValueError):
     Attributes:
         event: Name of the socket event that carried the bad payload.
         payload: The payload as received (kept for debugging).
+
+    Example:
+        >>> from rxstore.events import parse_change
+        >>> try:
+        ...     parse_change({"seq": 7}, event="post_update")
+        ... except ProtocolError as exc:
+        ...     print(exc.event, "-", exc)
+        post_update - change envelope is missing 'topic'
     """
 
     def __init__(self, message: str, *, event: str | None = None, payload: Any = None) -> None:
@@ -36,6 +52,19 @@ class ValidationError(RxStoreError, ValueError):
 
     Attributes:
         problems: One line per bad field, e.g. ``"expected int @ $.count"``.
+
+    Example:
+        >>> import attrs
+        >>> from rxstore.table import structure_record
+        >>> @attrs.frozen
+        ... class Post:
+        ...     id: str
+        ...     likes: int = 0
+        >>> try:
+        ...     structure_record({"id": "p1", "likes": "many"}, Post)
+        ... except ValidationError as exc:
+        ...     print(exc.problems)
+        ('invalid value for type, expected int @ $.likes',)
     """
 
     def __init__(self, message: str, *, problems: tuple[str, ...] = ()) -> None:
@@ -51,6 +80,14 @@ class StoreError(RxStoreError, RuntimeError):
     Attributes:
         store: Name of the store.
         event: The event that failed.
+
+    Example:
+        >>> from rxstore.events import Event
+        >>> error = StoreError("LikeStore", Event("post_liked"), KeyError("post"))
+        >>> print(error)
+        LikeStore could not apply 'post_liked' (seq=None): 'post'
+        >>> error.store, type(error.__cause__).__name__
+        ('LikeStore', 'KeyError')
     """
 
     def __init__(self, store: str, event: Event, cause: BaseException) -> None:
@@ -66,6 +103,15 @@ class ConnectionRefused(RxStoreError, ConnectionError):
     Attributes:
         reason: Machine-readable reason: ``invalid_token``, ``token_expired``,
             ``forbidden_topic`` or ``refused`` when the server gave none.
+
+    Example:
+        ``await root.setup_realtime()`` raises it when the gateway refuses for
+        good (``invalid_token``, ``forbidden_topic``); ``root.errors`` reports
+        every refusal, the retried ones too:
+
+        >>> exc = ConnectionRefused("invalid_token")
+        >>> exc.reason, str(exc), isinstance(exc, ConnectionError)
+        ('invalid_token', 'connection refused: invalid_token', True)
     """
 
     def __init__(self, reason: str, message: str | None = None) -> None:
@@ -74,22 +120,55 @@ class ConnectionRefused(RxStoreError, ConnectionError):
 
 
 class TransportError(RxStoreError, ConnectionError):
-    """The transport failed (unreachable server, dropped socket, ...); retried."""
+    """The transport failed (unreachable server, dropped socket, ...); retried.
+
+    The root store retries by itself; it reports a ``TransportError`` to
+    ``root.errors`` (and raises it from ``setup_realtime``) only after
+    ``Backoff.max_attempts`` failed attempts in a row.
+
+    Example:
+        >>> isinstance(TransportError("cannot connect to http://127.0.0.1:1"), ConnectionError)
+        True
+    """
 
 
 class NotConnected(RxStoreError, ConnectionError):
-    """An operation needs a live connection and there is none."""
+    """An operation needs a live connection and there is none.
+
+    Example:
+        Calls still queued when the root store is torn down fail with it:
+        ``await root.call("save_post", {...})`` raises ``NotConnected`` if
+        ``teardown_realtime()`` runs before the call could be sent.
+
+        >>> isinstance(NotConnected("the root store was torn down"), ConnectionError)
+        True
+    """
 
 
 class OutboxFull(RxStoreError, BufferError):
     """The offline outbox is full; the message was not queued.
 
     Raise the outbox size, or wait for the connection to come back.
+
+    Example:
+        ``RootStore(url, outbox_limit=100)`` queues at most 100 messages while
+        offline; the 101st ``root.call(...)`` raises ``OutboxFull`` at once.
+
+        >>> isinstance(OutboxFull("outbox holds 100 messages"), BufferError)
+        True
     """
 
 
 class CallTimeout(RxStoreError, TimeoutError):
-    """An acknowledged call got no acknowledgement in time."""
+    """An acknowledged call got no acknowledgement in time.
+
+    Example:
+        ``await root.call("save_post", post, timeout=2.0)`` raises it when the
+        gateway has not acknowledged within 2 s of the send.
+
+        >>> isinstance(CallTimeout("no acknowledgement for 'save_post'"), TimeoutError)
+        True
+    """
 
 
 class CallRejected(RxStoreError, RuntimeError):
@@ -97,6 +176,11 @@ class CallRejected(RxStoreError, RuntimeError):
 
     Attributes:
         code: Machine-readable error code from the gateway.
+
+    Example:
+        >>> exc = CallRejected("forbidden", "mutation 'delete_post' rejected: forbidden")
+        >>> exc.code
+        'forbidden'
     """
 
     def __init__(self, code: str, message: str | None = None) -> None:
@@ -109,6 +193,11 @@ class AuthError(RxStoreError, PermissionError):
 
     Attributes:
         reason: ``invalid_token``, ``token_expired`` or ``forbidden_topic``.
+
+    Example:
+        >>> exc = AuthError("token_expired", "the token has expired: get a new one")
+        >>> exc.reason, isinstance(exc, PermissionError)
+        ('token_expired', True)
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -42,7 +42,12 @@ BROADCAST: Final = "rxstore:broadcast"
 
 
 class Op(enum.StrEnum):
-    """The kind of row change."""
+    """The kind of row change.
+
+    Example:
+        >>> Op("UPDATE") is Op.UPDATE, Op.DELETE == "DELETE"
+        (True, True)
+    """
 
     INSERT = "INSERT"
     UPDATE = "UPDATE"
@@ -53,7 +58,15 @@ _OPS: Final = {op.value: op for op in Op}
 
 
 class EventKind(enum.Enum):
-    """What an :class:`Event` carries."""
+    """What an :class:`Event` carries.
+
+    Example:
+        >>> Event("post_liked").kind
+        <EventKind.MESSAGE: 'message'>
+        >>> from rxstore.testing import change
+        >>> change("posts", 1, "INSERT", {"id": "p1"}).kind
+        <EventKind.CHANGE: 'change'>
+    """
 
     MESSAGE = "message"
     """Any socket event that is not a logged change (e.g. ``post_liked``)."""

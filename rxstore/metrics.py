@@ -50,6 +50,15 @@ class MetricsSnapshot:
         lag_p99_seconds: 99th percentile of the recent lags (``None`` before any).
         cursor: Seq of the last change received.
         reduce_seconds: Per store, the mean time to apply one event (sampled).
+
+    Example:
+        ``root.metrics.snapshot()`` takes one now;
+        ``root.metrics.snapshots(5.0, scheduler=AsyncIOScheduler(loop)).subscribe(print)``
+        prints one every 5 s on the event loop.
+
+        >>> snapshot = Metrics().snapshot()
+        >>> snapshot.events, snapshot.lag_seconds, snapshot.cursor
+        (0, None, None)
     """
 
     events: int

@@ -76,7 +76,17 @@ class _JSONPacket(socketio.packet.Packet):  # type: ignore[misc]
 
 
 class Transport(Protocol):
-    """The link between a root store and a gateway."""
+    """The link between a root store and a gateway.
+
+    Example:
+        :class:`~rxstore.testing.VirtualLink` is an in-memory transport for tests:
+
+        >>> from rxstore import RootStore
+        >>> from rxstore.testing import VirtualLink
+        >>> root = RootStore("virtual://gateway", transport=VirtualLink())
+        >>> root.connection_state.status.value
+        'idle'
+    """
 
     def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
         """Set the callbacks for incoming frames and for a lost link."""
@@ -115,6 +125,15 @@ class SocketIOTransport:
         serializer: ``"json"`` (default) or ``"msgpack"``; must match the gateway.
         connect_timeout: Seconds to wait for the gateway to accept the connection.
         socketio_path: The Socket.IO endpoint path on the gateway.
+
+    Example:
+        The default transport of a root store; pass one to change its options:
+
+        >>> from rxstore import RootStore
+        >>> transport = SocketIOTransport(serializer="msgpack", connect_timeout=2.0)
+        >>> root = RootStore("http://127.0.0.1:8080", transport=transport)
+        >>> root.urls
+        ('http://127.0.0.1:8080',)
     """
 
     def __init__(

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+import engineio
 import socketio
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -66,7 +67,42 @@ TopicFilter = Callable[[User, str], bool]
 Handler = Callable[[User, Any], Awaitable[Any]]
 """``async handler(user, data) -> ack`` for an event sent by clients."""
 
-Frame = tuple[str, Any]
+
+class _LogFrame(dict[str, Any]):
+    """A frame the gateway built from change-log rows: JSON values only, never bytes."""
+
+
+class _GatewayPacket(socketio.packet.Packet):  # type: ignore[misc]
+    """python-socketio's JSON packet, minus the binary scan of the gateway's own frames.
+
+    ``Packet.data_is_binary`` walks every value of every change looking for
+    ``bytes``: ~40% of the gateway's CPU on 500-change batches (profiled with
+    py-spy, see docs/benchmarks.md). Frames built from the log cannot hold bytes.
+    """
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        if type(data) is list and len(data) == 2 and type(data[1]) is _LogFrame:
+            return False
+        return bool(super().data_is_binary(data))
+
+
+@attrs.define(eq=False)
+class _OutFrame:
+    """A frame waiting in a client's send queue; shared by clients that get the same batch.
+
+    Attributes:
+        name: Socket event name.
+        data: Payload.
+        size: Changes it carries (counted against ``client_queue_limit``).
+        packets: Its engine.io packets, encoded once on first send and reused.
+    """
+
+    name: str
+    data: Any
+    size: int = 0
+    packets: list[Any] | None = None
+
 
 _MAX_MUTATION_ID = 128
 _SOCKET_BACKLOG = 8
@@ -133,7 +169,7 @@ class _Client:
     cursor: int | None
     live: bool = False
     skip: frozenset[int] = frozenset()
-    queue: deque[Frame] = attrs.field(factory=deque)
+    queue: deque[_OutFrame] = attrs.field(factory=deque)
     queued: int = 0
     ready: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
@@ -192,7 +228,7 @@ class RealtimeGateway:
         auth: TokenAuth,
         authorize: RowFilter | None = None,
         can_subscribe: TopicFilter | None = None,
-        batch_size: int = 500,
+        batch_size: int = 200,
         serializer: Literal["json", "msgpack"] = "json",
         max_frame_bytes: int = 1 << 20,
         client_queue_limit: int = 20_000,
@@ -221,7 +257,7 @@ class RealtimeGateway:
         self.sio: Any = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=self.fanout.manager if self.fanout else None,
-            serializer="msgpack" if serializer == "msgpack" else "default",
+            serializer="msgpack" if serializer == "msgpack" else _GatewayPacket,
             max_http_buffer_size=max_frame_bytes,
             cors_allowed_origins=cors_allowed_origins,
         )
@@ -510,23 +546,33 @@ class RealtimeGateway:
         client.skip = snapshot.skip
 
     async def _catch_up(self, client: _Client) -> None:
-        while True:
-            cursor = client.cursor
-            assert cursor is not None
-            if cursor >= self.head:
-                # Synchronous from the check to here: the tailer cannot slip a batch in between.
-                client.live = True
-                self._enqueue(client, (LIVE, {"seq": cursor}), 0)
-                return
-            changes = await self.log.read(cursor, limit=self.batch_size)
-            if not changes:
-                client.cursor = self.head
-                continue
-            events = self._events_for(client, changes)
-            client.cursor = changes[-1].seq
-            if events:
-                self.metrics.replayed.inc(len(events))
-                await self._emit(client, BATCH, {"events": events})
+        prefetch: asyncio.Future[list[Change]] | None = None
+        try:
+            while True:
+                cursor = client.cursor
+                assert cursor is not None
+                if cursor >= self.head:
+                    # Synchronous from the check to here: the tailer cannot slip a batch in between.
+                    client.live = True
+                    self._enqueue(client, _OutFrame(LIVE, {"seq": cursor}))
+                    return
+                if prefetch is None:
+                    prefetch = asyncio.ensure_future(self.log.read(cursor, limit=self.batch_size))
+                changes = await prefetch
+                prefetch = None
+                if not changes:
+                    client.cursor = self.head
+                    continue
+                if changes[-1].seq < self.head:  # read the next page while this one is sent
+                    prefetch = asyncio.ensure_future(self.log.read(changes[-1].seq, limit=self.batch_size))
+                events = self._events_for(client, changes)
+                client.cursor = changes[-1].seq
+                if events:
+                    self.metrics.replayed.inc(len(events))
+                    await self._send(client, _OutFrame(BATCH, _LogFrame(events=events), len(events)))
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()
 
     # -- the live path ---------------------------------------------------------
 
@@ -555,21 +601,27 @@ class RealtimeGateway:
         metrics.changes.inc(len(changes))
         metrics.head.set(self.head)
         metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
-        shared: dict[frozenset[str], list[Any]] = {}
+        shared: dict[frozenset[str], _OutFrame | None] = {}
         first = changes[0].seq
         for client in self._clients.values():
             if not client.live:
                 continue
             cursor = client.cursor
             if self.authorize is None and not client.skip and cursor is not None and cursor < first:
-                events = shared.get(client.topics)
-                if events is None:
-                    events = shared[client.topics] = self._events_for(client, changes)
+                # Clients of the same topics get the same frame object, encoded once.
+                if client.topics in shared:
+                    frame = shared[client.topics]
+                else:
+                    frame = shared[client.topics] = self._batch_frame(self._events_for(client, changes))
             else:
-                events = self._events_for(client, changes)
+                frame = self._batch_frame(self._events_for(client, changes))
             client.cursor = self.head
-            if events:
-                self._enqueue(client, (BATCH, {"events": events}), len(events))
+            if frame is not None:
+                self._enqueue(client, frame)
+
+    @staticmethod
+    def _batch_frame(events: list[Any]) -> _OutFrame | None:
+        return _OutFrame(BATCH, _LogFrame(events=events), len(events)) if events else None
 
     def _events_for(self, client: _Client, changes: Sequence[Change]) -> list[Any]:
         """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
@@ -591,8 +643,8 @@ class RealtimeGateway:
             client.skip = frozenset()
         return events
 
-    def _enqueue(self, client: _Client, frame: Frame, size: int) -> None:
-        if client.queued + size > self.client_queue_limit:
+    def _enqueue(self, client: _Client, frame: _OutFrame) -> None:
+        if client.queued + frame.size > self.client_queue_limit:
             log.warning(
                 "[RealtimeGateway] %s fell %d changes behind; disconnecting it", client.sid, client.queued
             )
@@ -602,13 +654,12 @@ class RealtimeGateway:
             task.add_done_callback(_log_failure)
             return
         client.queue.append(frame)
-        client.queued += size
+        client.queued += frame.size
         client.ready.set()
 
-    def _socket_backlog(self, sid: str) -> int:
+    def _socket_backlog(self, eio_sid: str) -> int:
         """Packets python-socketio holds for this client, not yet written to its socket."""
         try:
-            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
             return int(self.sio.eio.sockets[eio_sid].queue.qsize())
         except (KeyError, AttributeError):
             return 0
@@ -619,21 +670,34 @@ class RealtimeGateway:
             await client.ready.wait()
             client.ready.clear()
             while queue:
-                # python-socketio's own per-socket queue is unbounded: hand it little, so
-                # a client that stops reading backs up here, where client_queue_limit applies.
-                while self._socket_backlog(client.sid) > _SOCKET_BACKLOG:
-                    await asyncio.sleep(0.005)
-                name, data = queue.popleft()
-                size = len(data["events"]) if name == BATCH else 0
-                await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
-                client.queued -= size
-                sent.inc(size)
+                frame = queue.popleft()
+                await self._send(client, frame)
+                client.queued -= frame.size
+                sent.inc(frame.size)
+
+    async def _send(self, client: _Client, frame: _OutFrame) -> None:
+        """Send one frame to one client, straight to its socket (never through Redis)."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
+        if eio_sid is None:
+            return
+        # python-socketio's per-socket queue is unbounded: hand it little, so a client
+        # that stops reading backs up in its own queue, where client_queue_limit applies.
+        while self._socket_backlog(eio_sid) > _SOCKET_BACKLOG:
+            await asyncio.sleep(0.005)
+        packets = frame.packets
+        if packets is None:
+            encoded = self.sio.packet_class(
+                socketio.packet.EVENT, namespace="/", data=[frame.name, frame.data]
+            ).encode()
+            packets = frame.packets = [
+                engineio.packet.Packet(engineio.packet.MESSAGE, part)
+                for part in (encoded if isinstance(encoded, list) else [encoded])
+            ]
+        for packet in packets:
+            await self.sio.eio.send_packet(eio_sid, packet)
 
     async def _emit(self, client: _Client, name: str, data: Any) -> None:
-        while self._socket_backlog(client.sid) > _SOCKET_BACKLOG:  # replay paces itself to the client
-            await asyncio.sleep(0.005)
-        # Changes reach each node from the log itself: never through Redis.
-        await self.sio.emit(name, data, to=client.sid, ignore_queue=True)
+        await self._send(client, _OutFrame(name, data))
 
     # -- housekeeping ------------------------------------------------------------
 

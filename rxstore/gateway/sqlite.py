@@ -65,6 +65,8 @@ _SCHEMA: Final = (
     )""",
 )
 
+_OPS: Final = {op.value: op for op in Op}
+
 _HEAD_SQL: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'rxstore_changes'"
 
 _MAX_JSON_PAIRS: Final = 49
@@ -475,7 +477,7 @@ class SQLiteChangeLog:
             Change(
                 seq,
                 topic,
-                Op(op),
+                _OPS[op],
                 json.loads(record) if record is not None else None,
                 json.loads(old) if old is not None else None,
                 float(ts),

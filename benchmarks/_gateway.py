@@ -103,6 +103,45 @@ class Server:
         return count
 
 
+_PG_INSERT = (
+    "INSERT INTO posts (id, title, body, author, private, likes, updated_at) "
+    "SELECT 'p' || x, 'post ' || x, 'body of post ' || x, 'bench', false, 0, 0.0 "
+    "FROM generate_series(1, $1) x"
+)
+_PG_UPDATE = "UPDATE posts SET likes = likes + 1 WHERE id = 'p' || $1::text"
+
+
+class PgServer(Server):
+    """The same gateway on a throwaway PostgreSQL 15 cluster (tests/services.py)."""
+
+    def __init__(self, *, rows: int = 1000, **options: Any) -> None:
+        super().__init__(rows=rows, **options)
+        from tests.services import PostgresServer
+
+        self.postgres = PostgresServer()
+
+    async def __aenter__(self) -> Server:
+        from rxstore.gateway.postgres import PostgresChangeLog
+
+        await asyncio.to_thread(self.postgres.__enter__)
+        dsn = await asyncio.to_thread(self.postgres.create_database, "bench")
+        self.log = PostgresChangeLog(dsn)  # type: ignore[assignment]
+        await self.log.open()
+        await create_demo_schema(self.log)
+        await self.log.execute(_PG_INSERT, self.rows)
+        self.gateway = RealtimeGateway(self.log, topics=["posts"], auth=AUTH, **self.options)
+        await self.gateway.start(port=0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await super().__aexit__(*exc)
+        await asyncio.to_thread(self.postgres.__exit__, None, None, None)
+
+    async def update(self, first: int, count: int) -> None:
+        for i in range(first, first + count):
+            await self.log.execute(_PG_UPDATE, str((i - 1) % self.rows + 1))
+
+
 class Process:
     """A helper process (``python -m MODULE '<json options>'``) answering JSON lines."""
 

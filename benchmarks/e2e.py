@@ -16,11 +16,15 @@ bare peer is a python-socketio ``AsyncClient`` putting the same frames into a di
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
 from benchmarks._common import Output, Table
 from benchmarks._gateway import ClientProcess, Server
+from rxstore.gateway.server import RealtimeGateway
+
+_DEFAULT_BATCH = inspect.signature(RealtimeGateway).parameters["batch_size"].default
 
 ROWS = 10_000
 CHUNK = 1_000
@@ -134,7 +138,8 @@ async def _run(out: Output, quick: bool) -> Table:
     table.notes.append(
         "pipeline: all changes in one transaction, timed from its commit; with writes: transactions of "
         f"{CHUNK:,} UPDATEs written concurrently (gateway CPU then includes the SQLite writer thread). "
-        f"Gateway batch_size 500 (default); {ROWS:,}-row table; rxstore's client decodes JSON with orjson, "
+        f"Gateway batch_size {_DEFAULT_BATCH} (default); {ROWS:,}-row table; "
+        "rxstore's client decodes JSON with orjson, "
         "the bare client with python-socketio's json"
     )
     return table

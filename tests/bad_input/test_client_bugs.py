@@ -1,0 +1,207 @@
+"""Client bugs found by the bad-input suite, pinned as strict xfails until fixed.
+
+Each test is the smallest input that shows the bug and asserts the behaviour
+the suite decided on (see ``client_model.DECISIONS``). When a fix lands, the
+test passes, strict xfail turns that into a failure: remove the marker then.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from rxstore import ProtocolError, RootStore, StoreError
+from rxstore.events import BATCH, SNAPSHOT
+from rxstore.testing import VirtualLink, batch_frame, change_frame, message_frame
+from rxstore.transport import _FrameJSON
+from tests.bad_input.client_model import Client, new_client
+
+
+def _insert(seq: int, key: Any, **fields: Any) -> dict[str, Any]:
+    return change_frame("posts", seq, "INSERT", {"id": key, **fields}).data
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a frame under a table's change event name that lacks 'op' or 'seq', or is not an object, "
+    "is taken for a plain message and silently ignored (RootStore._to_event)",
+)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"seq": 1, "topic": "posts", "record": {"id": "p1"}},
+        {"topic": "posts", "op": "INSERT", "record": {"id": "p1"}},
+        "garbage",
+        None,
+        [1, 2],
+    ],
+    ids=["no op", "no seq", "string", "null", "list"],
+)
+def test_a_malformed_change_frame_under_a_table_event_name_is_reported(payload: Any) -> None:
+    client = new_client()
+    errors = client.send("post_update", payload)
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: parse_change reports a hashable invalid op as a missing key "
+    "(\"change envelope is missing 'insert'\"): the message does not name 'op'",
+)
+@pytest.mark.parametrize("op", ["insert", "UPSERT", None, 1])
+def test_an_invalid_op_is_reported_as_an_invalid_op(op: Any) -> None:
+    client = new_client()
+    errors = client.send("post_update", {"seq": 1, "topic": "posts", "op": op, "record": {"id": "p1"}})
+    assert len(errors) == 1 and re.search(r"\bop\b", str(errors[0])), str(errors[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a snapshot older than the cursor replaces the table (rows applied since are lost for good: "
+    "the cursor stays ahead, so they are never replayed)",
+)
+def test_a_snapshot_older_than_the_cursor_does_not_roll_the_table_back() -> None:
+    client = new_client()
+    client.send("post_update", _insert(10, "q"))
+    errors = client.send(
+        SNAPSHOT, {"topic": "posts", "event": "post_update", "seq": 3, "records": [{"id": "old"}]}
+    )
+    assert set(client.posts.value.to_dict()) == {"q"} and client.posts.seq == 10
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: TableStore applies a change whatever its 'topic': post_update carrying a comments row "
+    "lands in the posts table",
+)
+def test_a_change_of_another_topic_is_not_applied_to_the_table() -> None:
+    client = new_client()
+    errors = client.send("post_update", change_frame("comments", 1, "INSERT", {"id": "c1"}).data)
+    assert client.posts.value.to_dict() == {}
+    assert len(errors) == 1 and "comments" in str(errors[0])
+
+
+class _Raising:
+    """A plain RealtimeStore whose handler raises on events named 'boom'."""
+
+    def setup_realtime_handlers(self, events: Any) -> Any:
+        def on_event(event: Any) -> None:
+            if event.name == "boom":
+                raise RuntimeError("boom")
+
+        return events.subscribe(on_event)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: an exception in a root.events subscriber (a plain RealtimeStore) escapes _on_frame, "
+    "and the rest of the frame never reaches the domain stores although the cursor has passed it",
+)
+def test_a_raising_realtime_store_neither_escapes_nor_loses_the_rest_of_the_frame() -> None:
+    client = new_client()
+    link = VirtualLink()
+    root = RootStore("virtual://gateway", stores=[client.posts, _Raising()], transport=link)
+    link.root = root
+    root.setup_domain_event_handlers()
+    link.accept()
+    errors: list[Exception] = []
+    root.errors.subscribe(errors.append)
+    frame = batch_frame([message_frame("boom", 1), change_frame("posts", 1, "INSERT", {"id": "p1"})])
+    root._on_frame(BATCH, frame.data)
+    assert "p1" in client.posts.value and root.cursor == 1
+    assert len(errors) == 1 and isinstance(errors[0], StoreError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: an integer 'ts' beyond float range raises OverflowError out of _on_frame (parse_change "
+    "calls float(ts) unguarded); in-process only, the JSON decoders cap integers at 100 digits",
+)
+def test_a_ts_beyond_float_range_is_a_protocol_error() -> None:
+    client = new_client()
+    payload = {**_insert(1, "p1"), "ts": 10**400}
+    errors = client.send("post_update", payload)
+    assert len(errors) == 1 and "'ts'" in str(errors[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a non-string event name raises AttributeError out of _on_frame (name.startswith); "
+    "python-socketio hands such names from a foreign server to the '*' handler",
+)
+@pytest.mark.parametrize("name", [7, None, ["post_update"]], ids=["int", "null", "list"])
+def test_a_non_string_event_name_is_reported(name: Any) -> None:
+    client = new_client()
+    errors = client.send(name, {"x": 1})
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the cattrs converter coerces instead of validating: null -> 'None', 2.9 -> 2, "
+    "'7' -> 7, true -> 1, an object -> its repr; the row is stored, no error (table.converter)",
+)
+@pytest.mark.parametrize(
+    "fields",
+    [{"body": None}, {"body": {"x": 1}}, {"votes": 2.9}, {"votes": "7"}, {"votes": True}],
+    ids=["null body", "object body", "float votes", "string votes", "bool votes"],
+)
+def test_a_row_of_the_wrong_types_is_rejected_not_coerced(fields: dict[str, Any]) -> None:
+    client = new_client()
+    row = {"id": "c1", "body": "text", **fields}
+    errors = client.send("comment_update", change_frame("comments", 1, "INSERT", row).data)
+    assert "c1" not in client.comments.value
+    assert len(errors) == 1 and isinstance(errors[0], StoreError)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: error messages embed repr() of the bad value, unbounded: a 1000-deep array (orjson decodes "
+    "up to 1024) raises RecursionError out of _on_frame, a 1 MB string makes a 4 MB message",
+)
+@pytest.mark.parametrize("kind", ["deep", "long"])
+def test_error_messages_quote_bad_values_in_bounded_form(kind: str) -> None:
+    client = new_client()
+    if kind == "deep":
+        text = '{"seq": ' + _deep(1000) + ', "topic": "posts", "op": "INSERT", "record": {"id": "a"}}'
+    else:
+        text = (
+            '{"seq": "'
+            + "\\u0000" * 1_000_000
+            + '", "topic": "posts", "op": "INSERT", "record": {"id": "a"}}'
+        )
+    errors = client.send("post_update", _FrameJSON.loads(text))  # decoded as the transport decodes
+    assert len(errors) == 1 and "'seq'" in str(errors[0]) and len(str(errors[0])) < 10_000
+
+
+def _watch(client: Client) -> list[Any]:
+    states: list[Any] = []
+    client.posts.state.subscribe(states.append)
+    states.clear()
+    return states
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: TableStore.reduce_batch opens the map mutation before hashing the key, so an unhashable "
+    "key notifies subscribers of an unchanged state, and a DELETE of one is not reported on an empty table",
+)
+@pytest.mark.parametrize("case", ["insert notifies", "delete on empty table"])
+def test_a_row_with_an_unhashable_key_is_reported_and_notifies_nobody(case: str) -> None:
+    client = new_client()
+    states = _watch(client)
+    if case == "insert notifies":
+        errors = client.send("post_update", _insert(1, ["not", "hashable"]))
+        assert len(errors) == 1 and "unhashable" in str(errors[0])
+        assert states == []
+    else:
+        payload = change_frame("posts", 1, "DELETE", {"id": ["not", "hashable"]}).data
+        errors = client.send("post_update", payload)
+        assert len(errors) == 1 and "unhashable" in str(errors[0])

@@ -8,6 +8,7 @@ envelope format is specified in ``docs/protocol.md``.
 from __future__ import annotations
 
 import enum
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -254,7 +255,7 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
     try:
         seq = payload["seq"]
         topic = payload["topic"]
-        op = _OPS[payload["op"]]
+        op_value = payload["op"]
         record = payload.get("record")
         old = payload.get("old")
         ts = payload.get("ts", 0.0)
@@ -262,19 +263,22 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
         raise ProtocolError(
             f"change envelope is missing {exc.args[0]!r}", event=event, payload=payload
         ) from None
-    except TypeError:
+    op = _OPS.get(op_value) if type(op_value) is str else None
+    if op is None:
         raise ProtocolError(
-            f"change envelope has an invalid op {payload.get('op')!r}", event=event, payload=payload
-        ) from None
+            f"change envelope has an invalid op {_shown(op_value)} (INSERT, UPDATE or DELETE)",
+            event=event,
+            payload=payload,
+        )
     if type(seq) is not int or seq < 0:
         raise ProtocolError(
-            f"change envelope 'seq' must be a non-negative int, got {seq!r}",
+            f"change envelope 'seq' must be a non-negative int, got {_shown(seq)}",
             event=event,
             payload=payload,
         )
     if type(topic) is not str:
         raise ProtocolError(
-            f"change envelope 'topic' must be a string, got {topic!r}", event=event, payload=payload
+            f"change envelope 'topic' must be a string, got {_shown(topic)}", event=event, payload=payload
         )
     if record is not None and type(record) is not dict:
         raise ProtocolError(
@@ -286,18 +290,30 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
         field = "record" if op is not Op.DELETE else "old"
         raise ProtocolError(f"{op.value} change envelope needs {field!r}", event=event, payload=payload)
     if type(ts) is not float:
-        if type(ts) is int:
-            ts = float(ts)
-        else:
+        if type(ts) is not int:
             raise ProtocolError(
-                f"change envelope 'ts' must be a number, got {ts!r}", event=event, payload=payload
+                f"change envelope 'ts' must be a number, got {_shown(ts)}", event=event, payload=payload
             )
+        try:
+            ts = float(ts)
+        except OverflowError:
+            error = "change envelope 'ts' is out of range"
+            raise ProtocolError(error, event=event, payload=payload) from None
     mutation = payload.get("mutation")
     if mutation is not None and type(mutation) is not str:
         raise ProtocolError(
             "change envelope 'mutation' must be a string or null", event=event, payload=payload
         )
     return Change(seq, topic, op, record, old, ts, mutation)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 60
+
+
+def _shown(value: Any) -> str:
+    """A bad value as quoted in an error message: bounded in length and depth."""
+    return _REPR.repr(value)
 
 
 def topic_event_name(topic: str) -> str:

@@ -122,6 +122,7 @@ class RootStore:
         self.stores: tuple[RealtimeStore, ...] = tuple(stores)
         self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
         self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
+        self._change_events = frozenset(store.event for store in self._tables)
         self.backoff = backoff or Backoff()
         self.outbox_limit = outbox_limit
         self.call_timeout = call_timeout
@@ -553,6 +554,10 @@ class RootStore:
         """Transport callback: one incoming frame (an event, a batch or a control frame)."""
         metrics = self.metrics
         metrics.frames += 1
+        if type(name) is not str:
+            error = f"event name must be a string, got {type(name).__name__}"
+            self._report(ProtocolError(error, payload=data))
+            return
         if name == BATCH:
             events = self._unpack_batch(data)
         elif name.startswith(CONTROL_PREFIX):
@@ -569,7 +574,7 @@ class RootStore:
     def _to_event(self, name: str, data: Any) -> Event | None:
         """Turn one frame into an event; ``None`` for a duplicate or a bad change."""
         self.metrics.events += 1
-        if type(data) is dict and "op" in data and "seq" in data:
+        if (type(data) is dict and "op" in data and "seq" in data) or name in self._change_events:
             try:
                 change = parse_change(data, event=name)
             except ProtocolError as exc:
@@ -595,6 +600,7 @@ class RootStore:
         cursor = self.cursor
         duplicates = changes = 0
         change_kind = EventKind.CHANGE
+        change_events = self._change_events
         for frame in frames:
             if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
                 self._report(
@@ -602,7 +608,7 @@ class RootStore:
                 )
                 continue
             name, payload = frame
-            if type(payload) is dict and "op" in payload and "seq" in payload:
+            if (type(payload) is dict and "op" in payload and "seq" in payload) or name in change_events:
                 try:
                     change = parse_change(payload, event=name)
                 except ProtocolError as exc:
@@ -636,7 +642,10 @@ class RootStore:
         subject = self._events
         if subject.observers:
             for event in events:
-                subject.on_next(event)
+                try:
+                    subject.on_next(event)
+                except Exception as exc:  # a plain RealtimeStore's handler raised
+                    self._report(StoreError("root.events subscriber", event, exc))
         routes = self._routes
         if len(events) == 1:
             for store in routes.get(last.name, ()):
@@ -671,6 +680,12 @@ class RootStore:
                 event = _snapshot_event(data)
                 seq = event.seq
                 assert seq is not None
+                if self.cursor is not None and seq < self.cursor:
+                    raise ProtocolError(
+                        f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
+                        event=SNAPSHOT,
+                        payload=data,
+                    )
                 if self.cursor is None or seq > self.cursor:
                     self.cursor = seq
                 self._dispatch([event])

@@ -19,7 +19,7 @@ from reactivex import Observable
 from reactivex.subject import BehaviorSubject
 
 from rxstore.connection import SyncState, SyncStatus
-from rxstore.errors import ValidationError
+from rxstore.errors import ProtocolError, ValidationError
 from rxstore.events import Event, EventKind, Op, Snapshot, topic_event_name
 from rxstore.store import DomainStore
 
@@ -29,6 +29,25 @@ R = TypeVar("R")
 
 converter = cattrs.Converter(detailed_validation=True)
 """The cattrs converter used for records; register hooks on it for custom types."""
+
+
+def _exactly(kind: type) -> Callable[[Any, type], Any]:
+    """A structure hook that checks the JSON type instead of coercing (``str(None)`` is not a title)."""
+
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is kind:
+            return value
+        if kind is float and type(value) is int:
+            return float(value)
+        if kind is bool and type(value) is int and value in (0, 1):  # SQLite booleans
+            return bool(value)
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+
+    return structure
+
+
+for _kind in (str, int, float, bool):
+    converter.register_structure_hook(_kind, _exactly(_kind))
 
 
 def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
@@ -282,6 +301,7 @@ class TableStore(DomainStore[TableState[R]]):
         # Rows kept as they came (no record_type, to_record not overridden): skip the call.
         as_is = self.record_type is None and type(self).to_record is TableStore.to_record
         delete = Op.DELETE
+        table = self.table
         for event in events:
             kind = event.kind
             if kind is EventKind.CHANGE:
@@ -289,12 +309,17 @@ class TableStore(DomainStore[TableState[R]]):
                 if change is None or (seq is not None and change.seq <= seq):
                     continue
                 try:
+                    if change.topic != table:
+                        raise ProtocolError(
+                            f"change seq={change.seq} of {change.topic!r} is not a {table!r} change"
+                        )
                     # Change.key inlined; it still raises the ProtocolError for a row without the key.
                     row = change.record
                     try:
                         key = (row if row is not None else change.old)[key_name]  # type: ignore[index]
                     except (KeyError, TypeError):
                         key = change.key(key_name)
+                    hash(key)  # an unhashable key fails here, before the map is touched
                     if change.op is delete:
                         if mutation is None:
                             mutation = rows.mutate()

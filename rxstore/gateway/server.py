@@ -105,6 +105,10 @@ class _OutFrame:
 
 
 _MAX_MUTATION_ID = 128
+_SOCKETIO_RESERVED = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+"""Event names Socket.IO clients give a meaning of their own: never broadcast under them."""
 _SOCKET_BACKLOG = 8
 """Most frames handed to python-socketio for one client before waiting for its socket."""
 
@@ -393,7 +397,10 @@ class RealtimeGateway:
         log.info("[RealtimeGateway] refused a connection: %s (%s)", reason, message)
         return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
 
-    async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> Any:
+        if self.sio.manager.is_connected(sid, "/"):
+            # Not a handshake: python-socketio routes a client event named 'connect' here.
+            return self._reject("forbidden", "'connect' is a reserved event name")
         if self._stopping:
             raise self._refuse("unavailable", "the gateway is shutting down; try another node")
         if not isinstance(auth, Mapping):
@@ -426,8 +433,12 @@ class RealtimeGateway:
     def _may_subscribe(self, user: User, topic: str) -> bool:
         return self.can_subscribe is None or bool(self.can_subscribe(user, topic))
 
-    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> Any:
+        if self.sio.manager.is_connected(sid, "/"):
+            # Not a disconnect: python-socketio routes a client event named 'disconnect' here.
+            return self._reject("forbidden", "'disconnect' is a reserved event name")
         self._forget(sid)
+        return None
 
     def _forget(self, sid: str) -> None:
         client = self._clients.pop(sid, None)
@@ -439,10 +450,13 @@ class RealtimeGateway:
         client.queue.clear()
         self.metrics.clients.set(len(self._clients))
 
-    async def _on_client_event(self, event: str, sid: str, data: Any = None) -> Any:
+    async def _on_client_event(self, event: str, sid: str, *args: Any) -> Any:
         client = self._clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not_connected"}
+        if len(args) > 1:
+            return self._reject("invalid_payload", f"{event!r} takes one argument, got {len(args)}")
+        data = args[0] if args else None
         if event == MUTATE:
             return await self._on_mutate(client, data)
         if event == BROADCAST:
@@ -504,6 +518,8 @@ class RealtimeGateway:
             return self._reject("invalid_payload", "broadcast 'event' must be a name of 1-100 chars")
         if event.startswith(CONTROL_PREFIX) or event in self._change_events:
             return self._reject("forbidden", f"{event!r} is reserved for the change log")
+        if event in _SOCKETIO_RESERVED:
+            return self._reject("forbidden", f"{event!r} is reserved by Socket.IO")
         message = {"from": client.user.id, "topic": topic, "data": data.get("data")}
         await self.sio.emit(event, message, room=_room(topic), skip_sid=client.sid)
         return {"ok": True}

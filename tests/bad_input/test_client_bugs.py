@@ -1,8 +1,7 @@
-"""Client bugs found by the bad-input suite, pinned as strict xfails until fixed.
+"""Regression tests for the client bugs the bad-input suite found (all fixed).
 
-Each test is the smallest input that shows the bug and asserts the behaviour
-the suite decided on (see ``client_model.DECISIONS``). When a fix lands, the
-test passes, strict xfail turns that into a failure: remove the marker then.
+Each test is the smallest input that showed the bug and asserts the behaviour
+the suite decided on (see ``client_model.DECISIONS``).
 """
 
 from __future__ import annotations
@@ -23,11 +22,6 @@ def _insert(seq: int, key: Any, **fields: Any) -> dict[str, Any]:
     return change_frame("posts", seq, "INSERT", {"id": key, **fields}).data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a frame under a table's change event name that lacks 'op' or 'seq', or is not an object, "
-    "is taken for a plain message and silently ignored (RootStore._to_event)",
-)
 @pytest.mark.parametrize(
     "payload",
     [
@@ -45,11 +39,6 @@ def test_a_malformed_change_frame_under_a_table_event_name_is_reported(payload: 
     assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_change reports a hashable invalid op as a missing key "
-    "(\"change envelope is missing 'insert'\"): the message does not name 'op'",
-)
 @pytest.mark.parametrize("op", ["insert", "UPSERT", None, 1])
 def test_an_invalid_op_is_reported_as_an_invalid_op(op: Any) -> None:
     client = new_client()
@@ -57,11 +46,6 @@ def test_an_invalid_op_is_reported_as_an_invalid_op(op: Any) -> None:
     assert len(errors) == 1 and re.search(r"\bop\b", str(errors[0])), str(errors[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a snapshot older than the cursor replaces the table (rows applied since are lost for good: "
-    "the cursor stays ahead, so they are never replayed)",
-)
 def test_a_snapshot_older_than_the_cursor_does_not_roll_the_table_back() -> None:
     client = new_client()
     client.send("post_update", _insert(10, "q"))
@@ -72,11 +56,6 @@ def test_a_snapshot_older_than_the_cursor_does_not_roll_the_table_back() -> None
     assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TableStore applies a change whatever its 'topic': post_update carrying a comments row "
-    "lands in the posts table",
-)
 def test_a_change_of_another_topic_is_not_applied_to_the_table() -> None:
     client = new_client()
     errors = client.send("post_update", change_frame("comments", 1, "INSERT", {"id": "c1"}).data)
@@ -95,11 +74,6 @@ class _Raising:
         return events.subscribe(on_event)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exception in a root.events subscriber (a plain RealtimeStore) escapes _on_frame, "
-    "and the rest of the frame never reaches the domain stores although the cursor has passed it",
-)
 def test_a_raising_realtime_store_neither_escapes_nor_loses_the_rest_of_the_frame() -> None:
     client = new_client()
     link = VirtualLink()
@@ -115,11 +89,6 @@ def test_a_raising_realtime_store_neither_escapes_nor_loses_the_rest_of_the_fram
     assert len(errors) == 1 and isinstance(errors[0], StoreError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an integer 'ts' beyond float range raises OverflowError out of _on_frame (parse_change "
-    "calls float(ts) unguarded); in-process only, the JSON decoders cap integers at 100 digits",
-)
 def test_a_ts_beyond_float_range_is_a_protocol_error() -> None:
     client = new_client()
     payload = {**_insert(1, "p1"), "ts": 10**400}
@@ -127,11 +96,6 @@ def test_a_ts_beyond_float_range_is_a_protocol_error() -> None:
     assert len(errors) == 1 and "'ts'" in str(errors[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a non-string event name raises AttributeError out of _on_frame (name.startswith); "
-    "python-socketio hands such names from a foreign server to the '*' handler",
-)
 @pytest.mark.parametrize("name", [7, None, ["post_update"]], ids=["int", "null", "list"])
 def test_a_non_string_event_name_is_reported(name: Any) -> None:
     client = new_client()
@@ -139,11 +103,6 @@ def test_a_non_string_event_name_is_reported(name: Any) -> None:
     assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the cattrs converter coerces instead of validating: null -> 'None', 2.9 -> 2, "
-    "'7' -> 7, true -> 1, an object -> its repr; the row is stored, no error (table.converter)",
-)
 @pytest.mark.parametrize(
     "fields",
     [{"body": None}, {"body": {"x": 1}}, {"votes": 2.9}, {"votes": "7"}, {"votes": True}],
@@ -161,11 +120,6 @@ def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: error messages embed repr() of the bad value, unbounded: a 1000-deep array (orjson decodes "
-    "up to 1024) raises RecursionError out of _on_frame, a 1 MB string makes a 4 MB message",
-)
 @pytest.mark.parametrize("kind", ["deep", "long"])
 def test_error_messages_quote_bad_values_in_bounded_form(kind: str) -> None:
     client = new_client()
@@ -188,11 +142,6 @@ def _watch(client: Client) -> list[Any]:
     return states
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TableStore.reduce_batch opens the map mutation before hashing the key, so an unhashable "
-    "key notifies subscribers of an unchanged state, and a DELETE of one is not reported on an empty table",
-)
 @pytest.mark.parametrize("case", ["insert notifies", "delete on empty table"])
 def test_a_row_with_an_unhashable_key_is_reported_and_notifies_nobody(case: str) -> None:
     client = new_client()

@@ -1,8 +1,7 @@
-"""Gateway bugs found by the bad-input suite, pinned as strict xfails until fixed.
+"""Regression tests for the gateway bugs the bad-input suite found (all fixed).
 
-Each test runs on a gateway of its own (the bugs would disturb the shared one
-of ``test_gateway.py``). When a fix lands, strict xfail turns the passing test
-into a failure: remove the marker then.
+Each test runs on a gateway of its own (the bugs disturbed the shared one
+of ``test_gateway.py``).
 """
 
 from __future__ import annotations
@@ -30,12 +29,6 @@ def fresh(tmp_path: Path) -> Iterator[GatewayEnv]:
         env.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: python-socketio routes a client event named 'connect' to the gateway's connect handler; "
-    "_on_connect runs again for the live sid: a new snapshot each time and the old sync/write tasks "
-    "leak (never cancelled) - a cheap way to make the gateway read whole tables and pile up tasks",
-)
 def test_a_client_event_named_connect_does_not_redo_the_handshake(fresh: GatewayEnv) -> None:
     async def attempt() -> None:
         client = await fresh.attacker("mallory")
@@ -60,11 +53,6 @@ def test_a_client_event_named_connect_does_not_redo_the_handshake(fresh: Gateway
     fresh.run(attempt())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a client event named 'disconnect' runs the gateway's disconnect handler: the gateway "
-    "forgets the client (no more changes, every call answered not_connected) while its socket stays open",
-)
 def test_a_client_event_named_disconnect_does_not_orphan_the_connection(fresh: GatewayEnv) -> None:
     async def attempt() -> None:
         client = await fresh.attacker("mallory")
@@ -77,12 +65,6 @@ def test_a_client_event_named_disconnect_does_not_orphan_the_connection(fresh: G
     fresh.run(attempt())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: rxstore:broadcast accepts Socket.IO reserved event names; a broadcast named 'disconnect' "
-    "fires python-socketio's disconnect handler in every other client of the topic: RootStore "
-    "reconnects and leaves the old socket open, which then delivers every later broadcast twice",
-)
 def test_a_broadcast_under_a_socketio_reserved_name_is_refused(fresh: GatewayEnv) -> None:
     async def attempt() -> None:
         ack = await fresh.call("mallory", BROADCAST, {"topic": "posts", "event": "disconnect", "data": 1})
@@ -101,11 +83,6 @@ def test_a_broadcast_under_a_socketio_reserved_name_is_refused(fresh: GatewayEnv
     fresh.run(attempt())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an event with more than one argument (socket.emit('x', a, b, ack) in socket.io-client) "
-    "raises TypeError in python-socketio's call of _on_client_event: no ack at all, the caller times out",
-)
 @pytest.mark.parametrize("event", [MUTATE, BROADCAST, "no_such_event"])
 def test_an_event_with_two_arguments_gets_an_error_ack(fresh: GatewayEnv, event: str) -> None:
     async def attempt() -> None:

@@ -635,7 +635,8 @@ class RootStore:
         metrics = self.metrics
         last = events[-1]
         if last.change is not None:
-            metrics.record_lag(last.change.ts)
+            if last.change.ts > 0:  # 0: the envelope had no commit time
+                metrics.record_lag(last.change.ts)
             metrics.cursor = self.cursor
             if self._replaying:
                 metrics.replayed += len(events)
@@ -693,6 +694,8 @@ class RootStore:
                 log.info("[RootStore] reset: %s", data)
                 self.cursor = None
                 reset = Event(RESET, data, EventKind.RESET)
+                if self._events.observers:
+                    self._events.on_next(reset)
                 for store in {store for stores in self._routes.values() for store in stores}:
                     self._deliver(store, [reset])
             elif name == LIVE:

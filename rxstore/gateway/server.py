@@ -531,11 +531,14 @@ class RealtimeGateway:
         try:
             cursor = client.cursor
             horizon = await self.log.horizon()
-            if cursor is None or cursor < horizon:
-                if cursor is not None:
-                    await self._emit(
-                        client, RESET, {"reason": "cursor_expired", "cursor": cursor, "horizon": horizon}
-                    )
+            reason = None
+            if cursor is not None and cursor < horizon:
+                reason = "cursor_expired"  # the changes after it were trimmed
+            elif cursor is not None and cursor > await self.log.head():
+                reason = "cursor_ahead"  # from another database (restored, recreated)
+            if cursor is None or reason is not None:
+                if reason is not None:
+                    await self._emit(client, RESET, {"reason": reason, "cursor": cursor, "horizon": horizon})
                 await self._send_snapshot(client)
             await self._catch_up(client)
         except asyncio.CancelledError:

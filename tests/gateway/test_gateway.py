@@ -301,3 +301,18 @@ async def test_concurrent_writers_reach_every_client_exactly_once_in_row_order(d
             await root.teardown_realtime()
     finally:
         await gateway.stop()
+
+
+async def test_cursor_ahead_of_the_log_gets_reset_and_snapshot(gateway: RealtimeGateway) -> None:
+    """A cursor from another (restored, recreated) database must not silence the client."""
+    await write_posts(gateway, 0, 3)
+    root, posts = root_for(gateway)
+    root.cursor = 1_000_000
+    resets = []
+    root.events.subscribe(lambda e: resets.append(e.data) if e.name == "rxstore:reset" else None)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 3, what="snapshot after reset")
+        await write_posts(gateway, 3, 2)
+        await wait_for(lambda: len(posts.value) == 5, what="live after reset")
+    assert resets and resets[0]["reason"] == "cursor_ahead"
+    assert posts.value.to_dict() == await all_posts(gateway.log)

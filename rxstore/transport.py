@@ -206,7 +206,9 @@ class SocketIOTransport:
         except socketio.exceptions.ConnectionError as exc:
             await _quietly_disconnect(client)
             refusal = self._refusal
-            if refusal is not None:
+            # A refusal by the gateway always carries an object; python-socketio reports a
+            # connection it could not even open (dead node) as a plain string: retry elsewhere.
+            if isinstance(refusal, Mapping):
                 raise _refused(refusal) from exc
             raise TransportError(f"cannot connect to {url}: {exc}") from exc
         self._lost = asyncio.get_running_loop().create_future()

@@ -102,6 +102,7 @@ class _OutFrame:
     data: Any
     size: int = 0
     packets: list[Any] | None = None
+    nbytes: int = 0
 
 
 _MAX_MUTATION_ID = 128
@@ -110,6 +111,8 @@ _SOCKETIO_RESERVED = frozenset(
 )
 """Event names Socket.IO clients give a meaning of their own: never broadcast under them."""
 _SOCKET_BACKLOG = 8
+_SHUTDOWN_GRACE = 2.0
+"""Seconds a stopping gateway waits for a client's connection before cutting it."""
 """Most frames handed to python-socketio for one client before waiting for its socket."""
 
 
@@ -175,6 +178,9 @@ class _Client:
     skip: frozenset[int] = frozenset()
     queue: deque[_OutFrame] = attrs.field(factory=deque)
     queued: int = 0
+    queued_bytes: int = 0
+    transport: Any = None
+    """The client's TCP transport, aborted when the client is dropped."""
     ready: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
 
@@ -212,7 +218,8 @@ class RealtimeGateway:
         serializer: ``"json"`` or ``"msgpack"`` (clients must match).
         max_frame_bytes: Largest frame a client may send; a bigger one closes its connection.
         client_queue_limit: Most changes waiting for one client; a client further
-            behind is disconnected (it resumes from its cursor when it returns).
+            behind is dropped (it resumes from its cursor when it returns).
+        client_queue_bytes: Most encoded bytes waiting for one client, likewise.
         retention: Trimming of the change log.
         watch: Install the capture triggers on ``topics`` at start.
         cors_allowed_origins: Origins allowed to connect from a browser.
@@ -236,6 +243,7 @@ class RealtimeGateway:
         serializer: Literal["json", "msgpack"] = "json",
         max_frame_bytes: int = 1 << 20,
         client_queue_limit: int = 20_000,
+        client_queue_bytes: int = 16 << 20,
         retention: Retention | None = None,
         watch: bool = True,
         cors_allowed_origins: str | list[str] = "*",
@@ -251,6 +259,7 @@ class RealtimeGateway:
         self.can_subscribe = can_subscribe
         self.batch_size = batch_size
         self.client_queue_limit = client_queue_limit
+        self.client_queue_bytes = client_queue_bytes
         self.retention = retention or Retention()
         self.watch = watch
         self.head = 0
@@ -300,7 +309,12 @@ class RealtimeGateway:
         ]
         if self.fanout is not None:
             self._tasks.append(asyncio.create_task(self.fanout.watch(self.sio), name="rxstore-gateway-redis"))
-        self._runner = web.AppRunner(self.app, handle_signals=False)
+        if self.fanout is not None and not self.sio.manager_initialized:
+            # python-socketio starts the Redis listener on the first connection; start it
+            # now, so a node with no client yet hears the others (and reports healthy).
+            self.sio.manager_initialized = True
+            self.sio.manager.initialize()
+        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port)
         await self._site.start()
@@ -332,9 +346,10 @@ class RealtimeGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        transports = [c.transport for c in self._clients.values() if c.transport is not None]
         for sid in list(self._clients):
             with contextlib.suppress(Exception):
-                await self.sio.disconnect(sid)
+                await asyncio.wait_for(self.sio.disconnect(sid), _SHUTDOWN_GRACE)
             self._forget(sid)
         # Let the close frames go out before the HTTP server goes: some clients
         # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.
@@ -342,6 +357,9 @@ class RealtimeGateway:
         deadline = loop.time() + 1.0
         while self.sio.eio.sockets and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        for transport in transports:  # a client that stopped reading cannot take its close frame
+            if not transport.is_closing():
+                transport.abort()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -423,6 +441,8 @@ class RealtimeGateway:
         if cursor is not None and (type(cursor) is not int or cursor < 0):
             raise self._refuse("bad_request", "'cursor' must be a non-negative integer or null")
         client = _Client(sid, user, frozenset(requested), cursor)
+        request = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
+        client.transport = getattr(request, "transport", None)
         self._clients[sid] = client
         for topic in client.topics:
             await self.sio.enter_room(sid, _room(topic))
@@ -611,7 +631,12 @@ class RealtimeGateway:
             if not changes:
                 await log_.wait(1.0)
                 continue
-            self._broadcast(changes)
+            try:
+                self._broadcast(changes)
+            except Exception:  # never let one bad batch make the node deaf
+                log.exception(
+                    "[RealtimeGateway] broadcasting seq %d-%d failed", changes[0].seq, changes[-1].seq
+                )
 
     def _broadcast(self, changes: Sequence[Change]) -> None:
         """Hand a batch to every live client; synchronous with the head update."""
@@ -622,7 +647,7 @@ class RealtimeGateway:
         metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
         shared: dict[frozenset[str], _OutFrame | None] = {}
         first = changes[0].seq
-        for client in self._clients.values():
+        for client in list(self._clients.values()):  # _enqueue may drop a slow client
             if not client.live:
                 continue
             cursor = client.cursor
@@ -663,18 +688,46 @@ class RealtimeGateway:
         return events
 
     def _enqueue(self, client: _Client, frame: _OutFrame) -> None:
-        if client.queued + frame.size > self.client_queue_limit:
+        self._encode(frame)  # eagerly: once per shared frame, and its size is known
+        if (
+            client.queued + frame.size > self.client_queue_limit
+            or client.queued_bytes + frame.nbytes > self.client_queue_bytes
+        ):
             log.warning(
-                "[RealtimeGateway] %s fell %d changes behind; disconnecting it", client.sid, client.queued
+                "[RealtimeGateway] %s fell %d changes (%d bytes) behind; dropping it",
+                client.sid,
+                client.queued,
+                client.queued_bytes,
             )
             self.metrics.dropped.inc()
-            self._forget(client.sid)
-            task = asyncio.ensure_future(self.sio.disconnect(client.sid))
-            task.add_done_callback(_log_failure)
+            self._drop(client)
             return
         client.queue.append(frame)
         client.queued += frame.size
+        client.queued_bytes += frame.nbytes
         client.ready.set()
+
+    def _drop(self, client: _Client) -> None:
+        """Forget a client and cut its connection now (its socket may not drain); it resumes later."""
+        self._forget(client.sid)
+        transport = client.transport
+        if transport is not None:
+            transport.abort()
+        task = asyncio.ensure_future(self.sio.disconnect(client.sid))
+        task.add_done_callback(_log_failure)
+
+    def _encode(self, frame: _OutFrame) -> list[Any]:
+        """The frame's engine.io packets, encoded once (shared frames are shared by many clients)."""
+        packets = frame.packets
+        if packets is None:
+            encoded = self.sio.packet_class(
+                socketio.packet.EVENT, namespace="/", data=[frame.name, frame.data]
+            ).encode()
+            parts = encoded if isinstance(encoded, list) else [encoded]
+            packets = frame.packets = [engineio.packet.Packet(engineio.packet.MESSAGE, p) for p in parts]
+            frame.nbytes = sum(len(p) for p in parts)
+            frame.data = None  # the encoded form is all that is needed now
+        return packets
 
     def _socket_backlog(self, eio_sid: str) -> int:
         """Packets python-socketio holds for this client, not yet written to its socket."""
@@ -692,6 +745,7 @@ class RealtimeGateway:
                 frame = queue.popleft()
                 await self._send(client, frame)
                 client.queued -= frame.size
+                client.queued_bytes -= frame.nbytes
                 sent.inc(frame.size)
 
     async def _send(self, client: _Client, frame: _OutFrame) -> None:
@@ -703,16 +757,7 @@ class RealtimeGateway:
         # that stops reading backs up in its own queue, where client_queue_limit applies.
         while self._socket_backlog(eio_sid) > _SOCKET_BACKLOG:
             await asyncio.sleep(0.005)
-        packets = frame.packets
-        if packets is None:
-            encoded = self.sio.packet_class(
-                socketio.packet.EVENT, namespace="/", data=[frame.name, frame.data]
-            ).encode()
-            packets = frame.packets = [
-                engineio.packet.Packet(engineio.packet.MESSAGE, part)
-                for part in (encoded if isinstance(encoded, list) else [encoded])
-            ]
-        for packet in packets:
+        for packet in self._encode(frame):
             await self.sio.eio.send_packet(eio_sid, packet)
 
     async def _emit(self, client: _Client, name: str, data: Any) -> None:

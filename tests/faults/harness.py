@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -538,9 +538,8 @@ class TapTransport(SocketIOTransport):
     gateway sends twice shows up here twice (``redelivered``).
     """
 
-    def __init__(self, *, dead_node_is_transport_error: bool = False, **options: Any) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.dead_node_is_transport_error = dead_node_is_transport_error
         self.received: list[int] = []
         self.resets: list[dict[str, Any]] = []
         self.snapshots = 0
@@ -564,24 +563,6 @@ class TapTransport(SocketIOTransport):
 
         super().bind(tap, on_lost)
 
-    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
-        """Connect; with ``dead_node_is_transport_error``, work around the failover bug.
-
-        python-socketio also fires ``connect_error`` (with a plain string) when the
-        TCP/websocket connection itself fails; ``SocketIOTransport`` reads every
-        ``connect_error`` as a gateway refusal, so a dead node raises
-        ``ConnectionRefused("Connection error")`` and ``RootStore`` retries that URL
-        forever instead of moving to the next one (xfail tests in
-        test_node_failover.py). A real refusal's payload is a dict; here anything
-        else becomes the ``TransportError`` it should have been.
-        """
-        try:
-            await super().connect(url, auth)
-        except ConnectionRefused as exc:
-            if self.dead_node_is_transport_error and not isinstance(self._refusal, Mapping):
-                raise TransportError(f"cannot connect to {url}: {exc.reason}") from exc
-            raise
-
 
 class FaultClient:
     """A RootStore + PostStore (+ extra stores) with everything the accounting needs recorded.
@@ -601,13 +582,10 @@ class FaultClient:
         user: str = "reader",
         stores: Iterable[Any] = (),
         call_timeout: float = 10.0,
-        dead_node_is_transport_error: bool = False,
     ) -> None:
         self.name = name
         self.posts = PostStore(name=f"{name}.posts")
-        self.transport = TapTransport(
-            connect_timeout=2.0, dead_node_is_transport_error=dead_node_is_transport_error
-        )
+        self.transport = TapTransport(connect_timeout=2.0)
         self.root = RootStore(
             urls,
             stores=[self.posts, *stores],

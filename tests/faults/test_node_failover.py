@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rxstore import ConnectionRefused, RootStore
+from rxstore import RootStore
 from rxstore.errors import TransportError
 from rxstore.transport import SocketIOTransport
 from tests.faults.harness import (
@@ -39,11 +39,8 @@ async def test_kill_node_1_of_2_clients_fail_over_to_node_2(cluster, recorder, p
     node2 = cluster.gateway(db.url, name="node2")
     await node1.start()
     await node2.start()
-    # dead_node_is_transport_error: the workaround for the failover bug pinned by the xfail tests below.
-    movers = await cluster.clients(3, [node1.url, node2.url], prefix="n1-", dead_node_is_transport_error=True)
-    stayers = await cluster.clients(
-        1, [node2.url, node1.url], prefix="n2-", dead_node_is_transport_error=True
-    )
+    movers = await cluster.clients(3, [node1.url, node2.url], prefix="n1-")
+    stayers = await cluster.clients(1, [node2.url, node1.url], prefix="n2-")
     clients = [*movers, *stayers]
     await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
     assert all(c.root.connection_state.url == node1.url for c in movers)
@@ -86,16 +83,9 @@ async def test_kill_node_1_of_2_clients_fail_over_to_node_2(cluster, recorder, p
     assert outcome.counts[3].reconnects == 0
 
 
-# -- the failover bug, pinned ----------------------------------------------------------
+# -- the failover bug (fixed), as regression tests ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConnectionRefused,
-    reason="bug: SocketIOTransport reads python-socketio's connect_error for a failed TCP/websocket "
-    "connection as a gateway refusal (ConnectionRefused('Connection error')), so RootStore retries a "
-    "dead node forever and never moves to the next URL",
-)
 @pytest.mark.timeout(30)
 async def test_transport_reports_a_dead_node_as_transport_error_not_refusal() -> None:
     """Connecting to a port nobody listens on is a TransportError (worth trying elsewhere),
@@ -107,12 +97,6 @@ async def test_transport_reports_a_dead_node_as_transport_error_not_refusal() ->
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bug: a dead first URL is retried forever (see the transport test above); "
-    "RootStore([dead, live]) never connects to the live gateway",
-)
 @pytest.mark.timeout(30)
 async def test_root_store_fails_over_from_a_dead_url_to_the_next(tmp_path) -> None:
     """``RootStore([dead, live])`` connects to ``live`` within a few backoff steps."""

@@ -136,13 +136,6 @@ async def test_redis_restart_two_nodes_still_hear_each_other(cluster, recorder, 
 # -- found while building this scenario --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: python-socketio starts AsyncRedisManager's listener lazily, on the first client "
-    "connection; until then the fan-out watchdog hears no heartbeat and /healthz reports "
-    "redis: down (503) from 2 s after start, so a load balancer never sends the node a client",
-)
 @pytest.mark.timeout(30)
 async def test_idle_redis_node_reports_healthy(cluster, own_redis, tmp_path) -> None:
     """A node started with ``--redis`` and no client yet answers ``/healthz`` 200 with

@@ -118,8 +118,8 @@ async def test_slow_client_does_not_stall_others(cluster, recorder, tmp_path) ->
     connects, subscribes and stops reading for 15 s. The followers keep up all along (every
     half-second marker reaches each of them, lag measured), end equal to the database with no
     change lost, applied twice or out of order, and the gateway's RSS is sampled throughout:
-    its growth while the stalled client is connected is reported (the bound is pinned by the
-    xfail test below)."""
+    its growth while the stalled client is connected is reported (it is bounded by the
+    gateway's client_queue_bytes and client_queue_limit)."""
     db = SqliteDb(tmp_path / "app.db")
     gateway = cluster.gateway(db.url)
     await gateway.start()
@@ -204,17 +204,9 @@ async def test_slow_client_does_not_stall_others(cluster, recorder, tmp_path) ->
     assert lag(stalled_ticks) < 2.0, "followers fell behind while a client stalled"
 
 
-# -- found while building this scenario --------------------------------------------------
+# -- bugs found while building this scenario (fixed), as regression tests --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: when a client exceeds client_queue_limit during a live batch, "
-    "RealtimeGateway._enqueue calls _forget, which pops the client from self._clients while "
-    "_broadcast iterates over it: RuntimeError('dictionary changed size during iteration') kills "
-    "the tailer task, and no client gets another change",
-)
 @pytest.mark.timeout(60)
 async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> None:
     """A client that stops reading is disconnected once it is more than ``client_queue_limit``
@@ -247,13 +239,6 @@ async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> Non
             await asyncio.wait_for(gateway.stop(), 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: RealtimeGateway.stop() waits in aiohttp's AppRunner.cleanup() for the engine.io "
-    "websocket handler of a client that stopped reading, whose writer is blocked on a full socket: "
-    "`rxstore serve` does not exit on SIGTERM (observed: > 100 s in-process)",
-)
 @pytest.mark.timeout(60)
 async def test_gateway_exits_on_sigterm_with_a_stalled_client(cluster, tmp_path) -> None:
     """``rxstore serve`` exits within 10 s of SIGTERM although a client has stopped reading."""

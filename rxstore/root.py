@@ -143,6 +143,7 @@ class RootStore:
         self._outbox: deque[_Outgoing] = deque()
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._settle_timers: dict[tuple[TableStore[Any], str], asyncio.TimerHandle] = {}
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
         self._url_index = 0
@@ -228,6 +229,9 @@ class RootStore:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+        for handle in self._settle_timers.values():
+            handle.cancel()
+        self._settle_timers.clear()
         await self._transport.disconnect()
         while self._outbox:
             item = self._outbox.popleft()
@@ -320,11 +324,7 @@ class RootStore:
         timeout = self.call_timeout if timeout is None else timeout
         payload = {"id": mutation, "name": name, "args": args}
         try:
-            ack = await self._queue(MUTATE, payload, timeout, retry=True)
-            if not isinstance(ack, Mapping) or not ack.get("ok"):
-                code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
-                message = ack.get("message") if isinstance(ack, Mapping) else None
-                raise CallRejected(code, f"mutation {name!r} rejected: {message or code}")
+            ack = _accepted(await self._queue(MUTATE, payload, timeout, retry=True), f"mutation {name!r}")
         except BaseException as exc:
             for store, _ in stores:
                 store.drop_pending(mutation)
@@ -335,8 +335,13 @@ class RootStore:
             # The mutation's changes normally settle the rows; if it wrote none, stop showing them.
             loop = asyncio.get_running_loop()
             for store, _ in stores:
-                loop.call_later(self.settle_after, store.drop_pending, mutation)
+                handle = loop.call_later(self.settle_after, self._settle, store, mutation)
+                self._settle_timers[(store, mutation)] = handle
         return ack.get("result")
+
+    def _settle(self, store: TableStore[Any], mutation: str) -> None:
+        self._settle_timers.pop((store, mutation), None)
+        store.drop_pending(mutation)
 
     async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
         """Send ``event`` to the other clients of ``topic``, on every gateway node.
@@ -349,10 +354,7 @@ class RootStore:
         Raises:
             CallRejected: Not a subscribed topic, or a reserved event name.
         """
-        ack = await self.call(BROADCAST, {"topic": topic, "event": event, "data": data})
-        if not isinstance(ack, Mapping) or not ack.get("ok"):
-            code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
-            raise CallRejected(code, f"broadcast of {event!r} rejected: {code}")
+        _accepted(await self.call(BROADCAST, {"topic": topic, "event": event, "data": data}), f"{event!r}")
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` without waiting for an acknowledgement (queued while offline).
@@ -705,6 +707,19 @@ class RootStore:
                 self._dispatch([Event(name, data)])
         except ProtocolError as exc:
             self._report(exc)
+
+
+def _accepted(ack: Any, what: str) -> Mapping[str, Any]:
+    """Return a positive acknowledgement, or raise the rejection it carries.
+
+    Raises:
+        CallRejected: ``{"ok": false, "error": code, "message": ...}`` (or no proper ack).
+    """
+    if isinstance(ack, Mapping) and ack.get("ok"):
+        return ack
+    code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
+    message = ack.get("message") if isinstance(ack, Mapping) else None
+    raise CallRejected(code, f"{what} rejected: {message or code}")
 
 
 def _snapshot_event(data: Any) -> Event:

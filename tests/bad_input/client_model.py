@@ -41,7 +41,7 @@ DECISIONS = {
     "snapshot row without primary key": "one StoreError per row; the other rows are kept",
     "batch frame of the wrong shape": "one ProtocolError",
     "batch entry that is not [name, payload]": "one ProtocolError per entry; the others are applied",
-    "rxstore:reset with any payload": "valid: the payload is informational; cursor and tables cleared",
+    "rxstore:reset with any payload": "valid: informational payload; cursor and tables cleared; on the hot stream",
     "rxstore:live with any payload": "valid no-op (sync status only)",
     "unknown rxstore:* control frame": "valid: on the hot stream, no store accepts it",
 }
@@ -335,6 +335,7 @@ class ControlItem(Item):
             model.cursor = None
             model.rows = {topic: {} for topic in model.rows}
             model.seqs = dict.fromkeys(model.seqs)
+            model.hot.append(self.name)  # resets are on the hot stream too
         elif self.name != LIVE:
             model.hot.append(self.name)
 

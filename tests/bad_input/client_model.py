@@ -41,7 +41,7 @@ DECISIONS = {
     "snapshot row without primary key": "one StoreError per row; the other rows are kept",
     "batch frame of the wrong shape": "one ProtocolError",
     "batch entry that is not [name, payload]": "one ProtocolError per entry; the others are applied",
-    "rxstore:reset with any payload": "valid: informational payload; cursor and tables cleared; on the hot stream",
+    "rxstore:reset with any payload": "valid: cursor and tables cleared; on the hot stream",
     "rxstore:live with any payload": "valid no-op (sync status only)",
     "unknown rxstore:* control frame": "valid: on the hot stream, no store accepts it",
 }

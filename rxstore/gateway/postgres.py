@@ -37,7 +37,7 @@ import asyncpg
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
 from rxstore.gateway.changelog import LogSnapshot, Statement
-from rxstore.gateway.sqlite import _WakeSignal
+from rxstore.gateway.wakeup import WakeSignal
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -211,7 +211,7 @@ class PostgresChangeLog:
         self._lifecycle = asyncio.Lock()
         self._seq_lock = asyncio.Lock()
         self._kick = asyncio.Event()
-        self._signal = _WakeSignal()
+        self._signal = WakeSignal()
         self._dirty = True  # there may be unsequenced changes
         self._healthy = False
 

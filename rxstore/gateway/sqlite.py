@@ -21,7 +21,6 @@ import contextlib
 import json
 import sqlite3
 import urllib.parse
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Final, TypeVar
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
 from rxstore.gateway.changelog import LogSnapshot, Statement
+from rxstore.gateway.wakeup import WakeSignal
 
 __all__ = ["SQLiteChangeLog"]
 
@@ -164,47 +164,6 @@ def _trigger_sql(table: str, op: Op, columns: Sequence[str]) -> str:
     )
 
 
-class _WakeSignal:
-    """Wakes tailers, without losing a wake-up that lands between read() and wait().
-
-    :meth:`mark_read` remembers, per asyncio task, the version it read at; a
-    later :meth:`wait` by that task returns at once if anything happened since.
-    Loop thread only.
-    """
-
-    def __init__(self) -> None:
-        self._version = 0
-        self._event = asyncio.Event()
-        self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
-
-    def mark_read(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._seen[task] = self._version
-
-    def notify(self) -> None:
-        self._version += 1
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        task = asyncio.current_task()
-        version = self._version
-        if task is not None:
-            seen = self._seen.get(task)
-            self._seen[task] = version
-            if seen is not None and seen != version:
-                return
-        if timeout <= 0:
-            return
-        event = self._event
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-
 class SQLiteChangeLog:
     """The change log in a SQLite file (the embedded default).
 
@@ -231,7 +190,7 @@ class SQLiteChangeLog:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._signal = _WakeSignal()
+        self._signal = WakeSignal()
         self._lifecycle = asyncio.Lock()
         self._healthy = False
         # Worker-thread state.

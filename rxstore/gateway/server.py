@@ -602,6 +602,14 @@ class RealtimeGateway:
                 if not changes:
                     client.cursor = self.head
                     continue
+                if changes[0].seq != cursor + 1 and cursor < await self.log.horizon():
+                    # Trimmed between our horizon check and this read: start over from a snapshot.
+                    horizon = await self.log.horizon()
+                    await self._emit(
+                        client, RESET, {"reason": "cursor_expired", "cursor": cursor, "horizon": horizon}
+                    )
+                    await self._send_snapshot(client)
+                    continue
                 if changes[-1].seq < self.head:  # read the next page while this one is sent
                     prefetch = asyncio.ensure_future(self.log.read(changes[-1].seq, limit=self.batch_size))
                 events = self._events_for(client, changes)

@@ -316,3 +316,35 @@ async def test_cursor_ahead_of_the_log_gets_reset_and_snapshot(gateway: Realtime
         await wait_for(lambda: len(posts.value) == 5, what="live after reset")
     assert resets and resets[0]["reason"] == "cursor_ahead"
     assert posts.value.to_dict() == await all_posts(gateway.log)
+
+
+async def test_a_trim_racing_the_horizon_check_falls_back_to_a_snapshot(tmp_path: Path) -> None:
+    """The log is trimmed after the gateway checked the client's cursor against the horizon
+    and before it read the replay: the gap is noticed and the client gets reset + snapshot."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        root, posts = root_for(gateway)
+        async with root:
+            await write_posts(gateway, 0, 5)
+            await wait_for(lambda: len(posts.value) == 5)
+        await write_posts(gateway, 5, 30)
+        log = gateway.log
+        real_horizon = log.horizon
+        calls = 0
+
+        async def horizon_trimmed_after_the_first_look() -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                seen = await real_horizon()
+                await log.trim(max_rows=3)  # lands right after the gateway's check
+                return seen
+            return await real_horizon()
+
+        log.horizon = horizon_trimmed_after_the_first_look  # type: ignore[method-assign]
+        async with root:
+            await wait_for(lambda: len(posts.value) == 35, what="snapshot after the racing trim")
+            assert posts.value.to_dict() == await all_posts(log)
+        assert calls >= 2
+    finally:
+        await gateway.stop()

@@ -540,6 +540,10 @@ class RealtimeGateway:
             return self._reject("forbidden", f"{event!r} is reserved for the change log")
         if event in _SOCKETIO_RESERVED:
             return self._reject("forbidden", f"{event!r} is reserved by Socket.IO")
+        if self.fanout is not None and not self.fanout.healthy:
+            return self._reject(
+                "unavailable", "the gateways' Redis is down: the broadcast would not reach all"
+            )
         message = {"from": client.user.id, "topic": topic, "data": data.get("data")}
         await self.sio.emit(event, message, room=_room(topic), skip_sid=client.sid)
         return {"ok": True}

@@ -7,8 +7,9 @@ import json
 
 import aiohttp
 import attrs
+import pytest
 
-from rxstore import DomainStore, Event, RootStore
+from rxstore import CallRejected, DomainStore, Event, RootStore
 from rxstore.gateway.schema import Post, all_posts, save_post
 from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
 
@@ -58,6 +59,9 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
                 lambda: health(node2.url), lambda h: h["redis"] == "down" and h["http"] == 503
             )
             await save_post(node2.log, Post(id="during", title="redis down"))
+            with pytest.raises(CallRejected) as refused:  # would not reach the other node: said so
+                await ann.broadcast("posts", "typing", "lost")
+            assert refused.value.code == "unavailable"
             await wait_for(lambda: "during" in ann_posts.value and "during" in bob_posts.value)
             redis_server.start()
             await wait_for_async(lambda: health(node1.url), lambda h: h["redis"] == "up", timeout=20)

@@ -692,7 +692,7 @@ class RealtimeGateway:
             if authorize is None:
                 events.append([names[change.topic], change.to_payload()])
                 continue
-            visible = _visible_change(authorize, user, change)
+            visible = _visible_change(authorize, user, change, self.topics[change.topic].primary_key)
             if visible is not None:
                 events.append([names[change.topic], visible.to_payload()])
         if skip and cursor >= max(skip):
@@ -814,7 +814,7 @@ def _room(topic: str) -> str:
     return f"topic:{topic}"
 
 
-def _visible_change(authorize: RowFilter, user: User, change: Change) -> Change | None:
+def _visible_change(authorize: RowFilter, user: User, change: Change, primary_key: str) -> Change | None:
     """Rewrite a change as this user sees it: hidden rows vanish, revealed rows appear."""
     topic = change.topic
     after = change.record is not None and authorize(user, topic, change.record)
@@ -829,13 +829,9 @@ def _visible_change(authorize: RowFilter, user: User, change: Change) -> Change 
         return attrs.evolve(change, op=Op.INSERT, old=None)
     if before or change.old is None:
         # Hidden now: the client must drop it (harmless if it never had it).
-        return attrs.evolve(change, op=Op.DELETE, record=None, old=change.old or _key_only(change))
+        old = change.old or {primary_key: (change.record or {}).get(primary_key)}
+        return attrs.evolve(change, op=Op.DELETE, record=None, old=old)
     return None
-
-
-def _key_only(change: Change) -> dict[str, Any]:
-    record = change.record or {}
-    return {key: record[key] for key in ("id",) if key in record}
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

@@ -51,7 +51,9 @@ class RedisFanout:
     def __init__(self, url: str, *, channel: str = "rxstore", heartbeat: float = 0.5) -> None:
         self.url = url
         self.heartbeat = heartbeat
-        self.manager: Any = _WatchedRedisManager(url, channel=channel)
+        # Bounded socket operations: a Redis that hangs must not hang publishes or shutdown.
+        options = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_check_interval": 5}
+        self.manager: Any = _WatchedRedisManager(url, channel=channel, redis_options=options)
         self.restarts = 0
         self._started = time.monotonic()
 
@@ -86,8 +88,8 @@ class RedisFanout:
         if thread is not None:
             thread.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await thread
+                await asyncio.wait_for(thread, 2.0)
         redis = getattr(self.manager, "redis", None)
         if redis is not None:
             with contextlib.suppress(Exception):
-                await redis.aclose()
+                await asyncio.wait_for(redis.aclose(), 2.0)

@@ -28,10 +28,12 @@ class PresenceStore(DomainStore[Presence]):
 
 
 async def health(url: str) -> dict:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(f"{url}/healthz") as response:
         return json.loads(await response.text()) | {"http": response.status}
 
 
+@pytest.mark.timeout(90)
 async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_server) -> None:
     node1 = await start_gateway(pg_dsn, redis_url=redis_server.url)
     node2 = await start_gateway(pg_dsn, redis_url=redis_server.url)
@@ -55,9 +57,10 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
 
             # Redis goes away: nodes report it, changes still flow (they never go through Redis).
             redis_server.stop()
-            await wait_for_async(
-                lambda: health(node2.url), lambda h: h["redis"] == "down" and h["http"] == 503
-            )
+            for node in (node1, node2):
+                await wait_for_async(
+                    lambda node=node: health(node.url), lambda h: h["redis"] == "down" and h["http"] == 503
+                )
             await save_post(node2.log, Post(id="during", title="redis down"))
             with pytest.raises(CallRejected) as refused:  # would not reach the other node: said so
                 await ann.broadcast("posts", "typing", "lost")
@@ -71,8 +74,9 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
                 lambda: ann_presence.value.seen[-1:] == ("bob:after",), what="broadcast after restart"
             )
     finally:
-        await node1.stop()
-        await node2.stop()
+        async with asyncio.timeout(30):
+            await node1.stop()
+            await node2.stop()
 
 
 async def wait_for_async(fetch, predicate, timeout: float = 10.0) -> None:

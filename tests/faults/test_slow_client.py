@@ -219,7 +219,10 @@ async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> Non
         await follower.start()
         await wait_until(lambda: follower.live, 10, "follower live")
         await asyncio.to_thread(stalled.connect)
-        await db.bulk_write(4000, body=2000)  # ~9 MB of frames: the stalled client's backlog passes 1000
+        # ~26 MB of frames. Up to ~8 MB of them can sit outside the gateway's own queue for this
+        # client (python-socketio's per-socket backlog of 8 frames of up to 200 changes, and the
+        # kernel's loopback send buffer), so the queue passes 1000 changes with a wide margin.
+        await db.bulk_write(12_000, body=2000)
 
         async def dropped() -> bool:
             health = await fetch_health(gateway.url)

@@ -37,6 +37,7 @@ import asyncpg
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
 from rxstore.gateway.changelog import LogSnapshot, Statement
+from rxstore.gateway.codec import load_json
 from rxstore.gateway.wakeup import WakeSignal
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _redact(url: str) -> str:
 
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=load_json, schema="pg_catalog")
 
 
 class PostgresChangeLog:

@@ -45,6 +45,7 @@ from rxstore.events import (
 )
 from rxstore.gateway.auth import TokenAuth, User
 from rxstore.gateway.changelog import ChangeLog, Statement
+from rxstore.gateway.codec import GatewayJSON, LogFrame
 from rxstore.gateway.fanout import RedisFanout
 
 __all__ = [
@@ -68,21 +69,20 @@ Handler = Callable[[User, Any], Awaitable[Any]]
 """``async handler(user, data) -> ack`` for an event sent by clients."""
 
 
-class _LogFrame(dict[str, Any]):
-    """A frame the gateway built from change-log rows: JSON values only, never bytes."""
-
-
 class _GatewayPacket(socketio.packet.Packet):  # type: ignore[misc]
     """python-socketio's JSON packet, minus the binary scan of the gateway's own frames.
 
     ``Packet.data_is_binary`` walks every value of every change looking for
     ``bytes``: ~40% of the gateway's CPU on 500-change batches (profiled with
     py-spy, see docs/benchmarks.md). Frames built from the log cannot hold bytes.
+    Those frames are encoded by orjson (:class:`~rxstore.gateway.codec.GatewayJSON`).
     """
+
+    json = GatewayJSON
 
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
-        if type(data) is list and len(data) == 2 and type(data[1]) is _LogFrame:
+        if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
             return False
         return bool(super().data_is_binary(data))
 
@@ -620,7 +620,7 @@ class RealtimeGateway:
                 client.cursor = changes[-1].seq
                 if events:
                     self.metrics.replayed.inc(len(events))
-                    await self._send(client, _OutFrame(BATCH, _LogFrame(events=events), len(events)))
+                    await self._send(client, _OutFrame(BATCH, LogFrame(events=events), len(events)))
         finally:
             if prefetch is not None:
                 prefetch.cancel()
@@ -677,7 +677,7 @@ class RealtimeGateway:
 
     @staticmethod
     def _batch_frame(events: list[Any]) -> _OutFrame | None:
-        return _OutFrame(BATCH, _LogFrame(events=events), len(events)) if events else None
+        return _OutFrame(BATCH, LogFrame(events=events), len(events)) if events else None
 
     def _events_for(self, client: _Client, changes: Sequence[Change]) -> list[Any]:
         """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""

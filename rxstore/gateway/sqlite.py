@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Final, TypeVar
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
 from rxstore.gateway.changelog import LogSnapshot, Statement
+from rxstore.gateway.codec import load_json
 from rxstore.gateway.wakeup import WakeSignal
 
 __all__ = ["SQLiteChangeLog"]
@@ -437,8 +437,8 @@ class SQLiteChangeLog:
                 seq,
                 topic,
                 _OPS[op],
-                json.loads(record) if record is not None else None,
-                json.loads(old) if old is not None else None,
+                load_json(record) if record is not None else None,
+                load_json(old) if old is not None else None,
                 float(ts),
                 mutation,
             )

@@ -1,0 +1,84 @@
+"""The gateway's fast JSON gives exactly what the standard library gives."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rxstore.gateway.codec import ExactRow, GatewayJSON, LogFrame, load_json
+from rxstore.gateway.schema import Post, all_posts, save_post
+from tests.gateway.harness import root_for, start_gateway, wait_for
+
+TEXTS = [
+    '{"id": "p1", "likes": 3, "score": 0.1}',
+    '{"x": 9e999, "y": -9e999}',  # SQLite's infinite REALs
+    '{"big": 123456789012345678901234567890}',  # orjson would make this a float
+    '{"max": 9223372036854775807, "min": -9223372036854775808}',
+    '{"lone": "\\ud800"}',
+    '{"text": "h\\u00e9llo \\ud83d\\ude00 \\u2028", "nested": {"a": [1, 2.5, null, true]}}',
+    "[1, 2, 3]",
+    '"just a string"',
+    "null",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_load_json_equals_the_standard_library(text: str) -> None:
+    decoded = load_json(text)
+    assert repr(decoded) == repr(json.loads(text)) or type(decoded) is ExactRow
+    assert json.dumps(decoded) == json.dumps(json.loads(text))
+
+
+def test_rows_orjson_cannot_hold_exactly_are_marked() -> None:
+    assert type(load_json('{"x": 9e999}')) is ExactRow
+    assert type(load_json('{"big": 123456789012345678901234567890}')) is ExactRow
+    assert type(load_json('{"x": 1.5}')) is dict
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(),
+)
+rows = st.dictionaries(st.text(), st.one_of(json_scalars, st.lists(json_scalars, max_size=3)), max_size=6)
+
+
+@given(st.lists(rows, max_size=5))
+def test_log_frames_decode_to_what_the_stdlib_encoding_decodes_to(records: list[dict[str, Any]]) -> None:
+    """Whatever the rows hold (infinities, 70-bit integers, any unicode), a client decodes the same values."""
+    marked = [load_json(json.dumps(row)) for row in records]
+    frame = ["rxstore:batch", LogFrame(events=[["post_update", {"record": row}] for row in marked])]
+    fast = GatewayJSON.dumps(frame, separators=(",", ":"))
+    slow = json.dumps(frame, separators=(",", ":"))
+    assert repr(json.loads(fast)) == repr(json.loads(slow))
+
+
+def test_other_packets_are_encoded_by_the_standard_library() -> None:
+    ack = {"ok": False, "error": "bad", "value": math.inf}
+    assert GatewayJSON.dumps(ack, separators=(",", ":")) == json.dumps(ack, separators=(",", ":"))
+
+
+async def test_an_infinite_real_reaches_the_client_as_infinity(tmp_path: Path) -> None:
+    """SQLite stores inf, the log holds 9e999, the frame carries Infinity (not orjson's null)."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        root, posts = root_for(gateway)
+        async with root:
+            await wait_for(lambda: posts.value is not None, what="snapshot")
+            await save_post(gateway.log, Post(id="p1", title="été 😀", updated_at=math.inf))
+            await save_post(gateway.log, Post(id="p2", title="plain", updated_at=1.5))
+            await wait_for(lambda: len(posts.value) == 2, what="both changes")
+            assert posts.value["p1"].updated_at == math.inf
+            assert posts.value["p1"].title == "été 😀"
+            assert posts.value["p2"].updated_at == 1.5
+            assert {k: v for k, v in posts.value.to_dict().items()} == await all_posts(gateway.log)
+    finally:
+        await gateway.stop()

@@ -437,8 +437,8 @@ class SQLiteChangeLog:
                 seq,
                 topic,
                 _OPS[op],
-                load_json(record) if record is not None else None,
-                load_json(old) if old is not None else None,
+                load_json(record, big_ints=False) if record is not None else None,
+                load_json(old, big_ints=False) if old is not None else None,
                 float(ts),
                 mutation,
             )

@@ -21,7 +21,11 @@ from benchmarks._gateway import Server
 
 async def main(options: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
-    async with Server(serializer=options.get("serializer", "json"), rows=options.get("rows", 100)) as server:
+    async with Server(
+        serializer=options.get("serializer", "json"),
+        rows=options.get("rows", 100),
+        coalesce=options.get("coalesce", 0.0),
+    ) as server:
         assert server.gateway is not None
         _reply({"url": server.url, "rss": rss_bytes(), "head": await server.head()})
         peak = rss_bytes()

@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between trims of the change log (default: %(default)s)",
     )
+    serve.add_argument(
+        "--coalesce",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="shortest time between two live broadcasts; changes committed meanwhile reach each "
+        "client in one frame (e.g. 0.05 for hundreds of clients of a busy log; default: %(default)s)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
 
     token = commands.add_parser("token", help="print a token for a user", description="Print a JWT for USER.")
@@ -200,6 +208,7 @@ async def _serve(args: argparse.Namespace) -> int:
         auth=auth,
         authorize=authorize,
         serializer=args.serializer,
+        coalesce=args.coalesce,
         retention=Retention(
             max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
         ),

@@ -348,3 +348,38 @@ async def test_a_trim_racing_the_horizon_check_falls_back_to_a_snapshot(tmp_path
         assert calls >= 2
     finally:
         await gateway.stop()
+
+
+async def test_coalesce_sends_changes_of_one_window_in_one_frame(tmp_path: Path) -> None:
+    """With ``coalesce``, changes committed within the window after a broadcast go out together;
+    a backlog bigger than ``batch_size`` is read on at once, not one page per window."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", coalesce=3.0, batch_size=10)
+    try:
+        root, posts = root_for(gateway)
+        async with root:
+            await wait_for(lambda: root.connection_state.connected and posts.value is not None)
+            await write_posts(gateway, 0, 1)  # broadcast at once: nothing was sent for 3 s
+            await wait_for(lambda: len(posts.value) == 1, what="the first change")
+            sizes: list[int] = []
+            posts.state.subscribe(lambda state: sizes.append(len(state)))
+            for i in range(1, 6):  # 5 transactions 50 ms apart: all within the window
+                await write_posts(gateway, i, 1)
+                await asyncio.sleep(0.05)
+            await wait_for(lambda: len(posts.value) == 6, timeout=10, what="the window's changes")
+            assert sizes == [1, 6], "the 5 changes of one window came in one frame, one state update"
+            # 100 changes in one transaction: 10 pages of 10, sent without waiting 3 s between pages.
+            await asyncio.sleep(3.0)
+            await write_posts_in_one_transaction(gateway, 100, 100)
+            await wait_for(lambda: len(posts.value) == 106, timeout=2.5, what="a 10-page backlog")
+            assert posts.value.to_dict() == await all_posts(gateway.log)
+    finally:
+        await gateway.stop()
+
+
+async def write_posts_in_one_transaction(gateway: RealtimeGateway, start: int, count: int) -> None:
+    await gateway.log.execute(
+        "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO posts (id, title) SELECT 'p' || i, 'title ' || i FROM n",
+        start,
+        start + count - 1,
+    )

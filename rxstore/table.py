@@ -300,7 +300,7 @@ class TableStore(DomainStore[TableState[R]]):
         to_record = self.to_record
         # Rows kept as they came (no record_type, to_record not overridden): skip the call.
         as_is = self.record_type is None and type(self).to_record is TableStore.to_record
-        delete = Op.DELETE
+        delete, update = Op.DELETE, Op.UPDATE
         table = self.table
         for event in events:
             kind = event.kind
@@ -328,6 +328,12 @@ class TableStore(DomainStore[TableState[R]]):
                         record = row if as_is else to_record(row)  # type: ignore[arg-type]
                         if mutation is None:
                             mutation = rows.mutate()
+                        old = change.old
+                        if old is not None and change.op is update:
+                            old_key = old.get(key_name, key)
+                            if old_key != key:  # the UPDATE changed the primary key: move the row
+                                hash(old_key)
+                                mutation.pop(old_key, None)
                         mutation[key] = record
                 except Exception as exc:
                     self.report(event, exc)

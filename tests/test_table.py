@@ -183,3 +183,29 @@ def test_any_change_sequence_equals_the_same_sequence_on_a_dict(sequence, batch_
         posts.apply(events[start : start + batch_size])
     assert rows(posts) == expected
     assert posts.seq == (len(sequence) or None)
+
+
+def test_an_update_that_changes_the_primary_key_moves_the_row():
+    posts = PostStore()
+    posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "a"})])
+    posts.apply(
+        [change("posts", 2, "UPDATE", {"id": "p9", "title": "a"}, old={"id": "p1", "title": "a"})]
+    )
+    assert rows(posts) == {"p9": Post("p9", "a")}
+    # In one batch with other changes, and back again.
+    posts.apply(
+        [
+            change("posts", 3, "INSERT", {"id": "p2", "title": "b"}),
+            change("posts", 4, "UPDATE", {"id": "p1", "title": "a"}, old={"id": "p9", "title": "a"}),
+        ]
+    )
+    assert rows(posts) == {"p1": Post("p1", "a"), "p2": Post("p2", "b")}
+
+
+def test_an_update_whose_old_row_has_an_unhashable_key_is_reported_and_skipped():
+    posts = PostStore()
+    errors: list[StoreError] = []
+    posts.errors.subscribe(errors.append)
+    posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "a"})])
+    posts.apply([change("posts", 2, "UPDATE", {"id": "p1", "title": "b"}, old={"id": ["x"], "title": "a"})])
+    assert rows(posts) == {"p1": Post("p1", "a")} and len(errors) == 1

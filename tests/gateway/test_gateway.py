@@ -383,3 +383,15 @@ async def write_posts_in_one_transaction(gateway: RealtimeGateway, start: int, c
         start,
         start + count - 1,
     )
+
+
+async def test_an_update_of_the_primary_key_moves_the_row_on_every_client(gateway: RealtimeGateway) -> None:
+    await write_posts(gateway, 0, 3)
+    root, posts = root_for(gateway)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 3, what="snapshot")
+        placeholder = "?" if gateway.log.url.startswith("sqlite") else "$1"
+        await gateway.log.execute(f"UPDATE posts SET id = 'p9' WHERE id = {placeholder}", "p1")
+        await wait_for(lambda: "p9" in posts.value, what="the renamed row")
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+        assert sorted(posts.value.to_dict()) == ["p0", "p2", "p9"]

@@ -406,18 +406,18 @@ def run(out: Output, *, quick: bool) -> list[Table]:
     bseries: dict[str, list[float]] = {"rxstore": [], "reactivex": [], "floor": []}
     for size in batch_sizes:
         out.step(f"batch size {size}")
-        values = []
+        rates: list[float] = []
         for key, make in (("rxstore", bench.rxstore), ("reactivex", bench.reactivex), ("floor", bench.floor)):
             feed = make(size)
             assert feed is not None
-            values.append(bench.measure(feed, size))
-            bseries[key].append(values[-1])
+            rates.append(bench.measure(feed, size))
+            bseries[key].append(rates[-1])
             out.advance()
         batch_table.add(
-            [size, *values],
-            batch_table.row("rxstore", f"batch={size}", values[0], "events/s"),
-            batch_table.row("reactivex scan over lists", f"batch={size}", values[1], "events/s", peer=True),
-            batch_table.row("dict -> callback", f"batch={size}", values[2], "events/s", peer=True),
+            [size, *rates],
+            batch_table.row("rxstore", f"batch={size}", rates[0], "events/s"),
+            batch_table.row("reactivex scan over lists", f"batch={size}", rates[1], "events/s", peer=True),
+            batch_table.row("dict -> callback", f"batch={size}", rates[2], "events/s", peer=True),
         )
     batch_table.series = {"batch": batch_sizes, **bseries}
     out.finish()

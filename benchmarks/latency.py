@@ -69,8 +69,8 @@ async def _run(out: Output, quick: bool) -> Table:
                     ),
                 )
     for database, target in (("SQLite", 10), ("PostgreSQL", 15)):
-        lags = series.get(f"rxstore RootStore -> TableStore ({database})")
-        p99 = percentile(lags, 0.99) if lags else None
+        measured = series.get(f"rxstore RootStore -> TableStore ({database})")
+        p99 = percentile(measured, 0.99) if measured else None
         now = f"{p99 * 1000:.1f} ms" if p99 is not None else "not measured: PostgreSQL 15 binaries not found"
         table.notes.append(f"target: p99 <= {target} ms with {database} (now {now})")
     table.notes.append("ts has millisecond resolution (SQLite julianday): each lag may read up to 1 ms high")

@@ -121,7 +121,7 @@ def run(out: Output, *, quick: bool) -> list[Table]:
         return [LikeStore() for _ in range(IDLE_STORES)]
 
     def behavior_subjects() -> Any:
-        subjects = [BehaviorSubject(immutables.Map()) for _ in range(IDLE_STORES)]
+        subjects: list[BehaviorSubject[Any]] = [BehaviorSubject(immutables.Map()) for _ in range(IDLE_STORES)]
         for subject in subjects:
             subject.subscribe(lambda _s: None)
         return subjects

@@ -179,10 +179,10 @@ class Event:
 
     Attributes:
         name: The socket event name (``post_update``, ``post_liked``, ...).
-        data: The payload (a :class:`Snapshot` for SNAPSHOT events).
+        data: The payload: the change envelope (wire form, see ``docs/protocol.md``)
+            for CHANGE events, a :class:`Snapshot` for SNAPSHOT events.
         kind: What the event carries.
         seq: Change-log position for CHANGE, SNAPSHOT and RESET events.
-        change: The parsed change for CHANGE events.
 
     Example:
         >>> Event("post_liked", {"post_id": "p1"}).kind
@@ -193,7 +193,28 @@ class Event:
     data: Any = None
     kind: EventKind = EventKind.MESSAGE
     seq: int | None = None
-    change: Change | None = None
+    _change: Change | None = attrs.field(default=None, alias="change", eq=False, repr=False)
+    """Set when built from a :class:`Change`, else made from ``data`` on first use."""
+
+    @property
+    def change(self) -> Change | None:
+        """The parsed change of a CHANGE event (``None`` for other kinds).
+
+        The root store validates every envelope as it arrives but builds the
+        :class:`Change` value only when something asks for it here (a
+        ``TableStore`` reads the envelope itself), which saves most of the
+        per-change cost of a batch.
+
+        Example:
+            >>> from rxstore.testing import change
+            >>> change("posts", 3, "DELETE", {"id": "p1"}).change.key("id")
+            'p1'
+        """
+        change = self._change
+        if change is None and self.kind is EventKind.CHANGE:
+            change = parse_change(self.data, event=self.name)
+            _event_change(self, change)
+        return change
 
     def __init__(
         self,
@@ -227,7 +248,7 @@ _change_seq, _change_topic, _change_op, _change_record, _change_old, _change_ts,
     Change, "seq topic op record old ts mutation"
 )
 _event_name, _event_data, _event_kind, _event_seq, _event_change = _setters(
-    Event, "name data kind seq change"
+    Event, "name data kind seq _change"
 )
 
 
@@ -305,6 +326,42 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
             "change envelope 'mutation' must be a string or null", event=event, payload=payload
         )
     return Change(seq, topic, op, record, old, ts, mutation)
+
+
+def envelope_seq(payload: Any) -> int | None:
+    """The ``seq`` of a well-formed change envelope, checked without building a :class:`Change`.
+
+    The fast path of the root store: ``None`` means "not certainly well formed"
+    (malformed, or a rarer form such as an integer ``ts``); :func:`parse_change`
+    then gives the change or says what is wrong.
+
+    Example:
+        >>> envelope_seq({"seq": 7, "topic": "posts", "op": "INSERT", "record": {"id": 1}, "ts": 1.5})
+        7
+        >>> envelope_seq({"seq": 7, "topic": "posts", "op": "INSERT", "record": None}) is None
+        True
+    """
+    if type(payload) is not dict:
+        return None
+    get = payload.get
+    seq = get("seq")
+    if type(seq) is not int or seq < 0 or type(get("topic")) is not str:
+        return None
+    op = get("op")
+    if op == "UPDATE" or op == "INSERT":
+        old = get("old")
+        if type(get("record")) is not dict or (old is not None and type(old) is not dict):
+            return None
+    elif op == "DELETE":
+        record = get("record")
+        if type(get("old")) is not dict or (record is not None and type(record) is not dict):
+            return None
+    else:
+        return None
+    mutation = get("mutation")
+    if type(get("ts", 0.0)) is not float or (mutation is not None and type(mutation) is not str):
+        return None
+    return seq
 
 
 _REPR = reprlib.Repr()

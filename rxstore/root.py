@@ -48,6 +48,7 @@ from rxstore.events import (
     Event,
     EventKind,
     Snapshot,
+    envelope_seq,
     parse_change,
 )
 from rxstore.metrics import Metrics
@@ -577,18 +578,22 @@ class RootStore:
         """Turn one frame into an event; ``None`` for a duplicate or a bad change."""
         self.metrics.events += 1
         if (type(data) is dict and "op" in data and "seq" in data) or name in self._change_events:
-            try:
-                change = parse_change(data, event=name)
-            except ProtocolError as exc:
-                self._report(exc)
-                return None
+            seq = envelope_seq(data)
+            change = None
+            if seq is None:
+                try:
+                    change = parse_change(data, event=name)
+                except ProtocolError as exc:
+                    self._report(exc)
+                    return None
+                seq = change.seq
             cursor = self.cursor
-            if cursor is not None and change.seq <= cursor:
+            if cursor is not None and seq <= cursor:
                 self.metrics.duplicates += 1
                 return None
-            self.cursor = change.seq
+            self.cursor = seq
             self.metrics.changes_applied += 1
-            return Event(name, data, EventKind.CHANGE, change.seq, change)
+            return Event(name, data, EventKind.CHANGE, seq, change)
         return Event(name, data)
 
     def _unpack_batch(self, data: Any) -> list[Event]:
@@ -611,12 +616,15 @@ class RootStore:
                 continue
             name, payload = frame
             if (type(payload) is dict and "op" in payload and "seq" in payload) or name in change_events:
-                try:
-                    change = parse_change(payload, event=name)
-                except ProtocolError as exc:
-                    self._report(exc)
-                    continue
-                seq = change.seq
+                seq = envelope_seq(payload)  # checked here; the Change is built only if asked for
+                change = None
+                if seq is None:
+                    try:
+                        change = parse_change(payload, event=name)
+                    except ProtocolError as exc:
+                        self._report(exc)
+                        continue
+                    seq = change.seq
                 if cursor is not None and seq <= cursor:
                     duplicates += 1
                     continue
@@ -636,9 +644,10 @@ class RootStore:
         """Publish events on the hot stream and hand each store its share, once."""
         metrics = self.metrics
         last = events[-1]
-        if last.change is not None:
-            if last.change.ts > 0:  # 0: the envelope had no commit time
-                metrics.record_lag(last.change.ts)
+        if last.kind is EventKind.CHANGE:
+            ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
+            if ts > 0:  # 0: the envelope had no commit time
+                metrics.record_lag(ts)
             metrics.cursor = self.cursor
             if self._replaying:
                 metrics.replayed += len(events)

@@ -20,7 +20,7 @@ from reactivex.subject import BehaviorSubject
 
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError, ValidationError
-from rxstore.events import Event, EventKind, Op, Snapshot, topic_event_name
+from rxstore.events import Change, Event, EventKind, Snapshot, topic_event_name
 from rxstore.store import DomainStore
 
 __all__ = ["TableState", "TableStore", "converter", "structure_record"]
@@ -244,9 +244,10 @@ class TableStore(DomainStore[TableState[R]]):
         settled = False
         if self._pending:
             for event in events:
-                change = event.change
-                if change is not None and change.mutation is not None:
-                    settled = self._pending.pop(change.mutation, None) is not None or settled
+                if event.kind is EventKind.CHANGE:
+                    mutation = event.data.get("mutation")
+                    if mutation is not None:
+                        settled = self._pending.pop(mutation, None) is not None or settled
         if after is confirmed and not settled:
             return
         self._confirmed = after
@@ -300,45 +301,50 @@ class TableStore(DomainStore[TableState[R]]):
         to_record = self.to_record
         # Rows kept as they came (no record_type, to_record not overridden): skip the call.
         as_is = self.record_type is None and type(self).to_record is TableStore.to_record
-        delete, update = Op.DELETE, Op.UPDATE
         table = self.table
         for event in events:
             kind = event.kind
             if kind is EventKind.CHANGE:
-                change = event.change
-                if change is None or (seq is not None and change.seq <= seq):
+                # The envelope itself (validated by the root store, or the wire form of a Change).
+                change_seq = event.seq
+                if change_seq is None or (seq is not None and change_seq <= seq):
                     continue
                 try:
-                    if change.topic != table:
+                    envelope = event.data
+                    if type(envelope) is not dict:  # an event built by hand around a Change
+                        envelope = cast(Change, event.change).to_payload()
+                    if envelope["topic"] != table:
                         raise ProtocolError(
-                            f"change seq={change.seq} of {change.topic!r} is not a {table!r} change"
+                            f"change seq={change_seq} of {envelope['topic']!r} is not a {table!r} change"
                         )
-                    # Change.key inlined; it still raises the ProtocolError for a row without the key.
-                    row = change.record
+                    op = envelope["op"]
+                    row = envelope.get("record") if op != "DELETE" else envelope["old"]
                     try:
-                        key = (row if row is not None else change.old)[key_name]  # type: ignore[index]
+                        key = row[key_name]
                     except (KeyError, TypeError):
-                        key = change.key(key_name)
+                        raise ProtocolError(
+                            f"change seq={change_seq} on {table!r} has no {key_name!r} in its row"
+                        ) from None
                     hash(key)  # an unhashable key fails here, before the map is touched
-                    if change.op is delete:
+                    if op == "DELETE":
                         if mutation is None:
                             mutation = rows.mutate()
                         mutation.pop(key, None)
                     else:
-                        record = row if as_is else to_record(row)  # type: ignore[arg-type]
+                        record = row if as_is else to_record(row)  # may raise: nothing touched yet
+                        old = envelope.get("old")
+                        old_key = key if old is None or op != "UPDATE" else old.get(key_name, key)
+                        if old_key != key:
+                            hash(old_key)
                         if mutation is None:
                             mutation = rows.mutate()
-                        old = change.old
-                        if old is not None and change.op is update:
-                            old_key = old.get(key_name, key)
-                            if old_key != key:  # the UPDATE changed the primary key: move the row
-                                hash(old_key)
-                                mutation.pop(old_key, None)
+                        if old_key != key:  # the UPDATE changed the primary key: move the row
+                            mutation.pop(old_key, None)
                         mutation[key] = record
                 except Exception as exc:
                     self.report(event, exc)
                     continue
-                seq = change.seq
+                seq = change_seq
             elif kind is EventKind.SNAPSHOT:
                 snapshot = cast(Snapshot, event.data)
                 mutation = None

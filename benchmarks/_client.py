@@ -18,6 +18,7 @@ line per command read from stdin:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import sys
@@ -174,6 +175,8 @@ def _cpu() -> float:
 
 
 async def main(options: dict[str, Any]) -> None:
+    if options.get("gc_threshold"):
+        gc.set_threshold(int(options["gc_threshold"]))
     loop = asyncio.get_running_loop()
     lags: list[float] | None = [] if options.get("lags") else None
     kind = BareClient if options["kind"] == "bare" else RxClient

@@ -631,6 +631,9 @@ class RootStore:
                 cursor = seq
                 changes += 1
                 append(Event(name, payload, change_kind, seq, change))
+            elif name.startswith(CONTROL_PREFIX):
+                error = f"control frame {name!r} inside a batch is not allowed; ignored"
+                self._report(ProtocolError(error, event=BATCH, payload=frame))
             else:
                 append(Event(name, payload))
         self.cursor = cursor

@@ -96,6 +96,22 @@ def test_a_batch_frame_costs_each_store_one_notification():
     assert sizes == m.expected("0b", {"0": 0, "b": 100})
 
 
+def test_a_control_frame_inside_a_batch_is_reported_not_delivered():
+    with marbles() as m:
+        posts, recorder = PostStore(), Recorder()
+        frames = [
+            change_frame("posts", 1, "INSERT", {"id": "p1", "title": "t"}),
+            message_frame("rxstore:reset", {"reason": "forged"}),
+            change_frame("posts", 2, "INSERT", {"id": "p2", "title": "t"}),
+        ]
+        root = m.root([posts, recorder], server="-b", values={"b": batch_frame(frames)})
+        errors = m.record(root.errors.pipe(ops.map(str)))
+        m.run()
+    assert sorted(titles(posts)) == ["p1", "p2"]
+    assert recorder.names == ["post_update", "post_update"]
+    assert len(errors) == 1 and "'rxstore:reset' inside a batch" in errors[0].value.value
+
+
 def test_duplicate_seqs_are_dropped_before_the_stores():
     with marbles() as m:
         posts = PostStore()

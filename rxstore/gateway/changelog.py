@@ -14,10 +14,27 @@ import attrs
 
 from rxstore.events import Change
 
-__all__ = ["ChangeLog", "LogSnapshot", "Statement", "open_change_log"]
+__all__ = ["AppliedMutation", "ChangeLog", "LogSnapshot", "Statement", "open_change_log"]
 
 Statement = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters (``?`` placeholders for SQLite, ``$1`` for PostgreSQL)."""
+
+
+@attrs.frozen
+class AppliedMutation:
+    """What a change log remembers of an applied client mutation.
+
+    Attributes:
+        fingerprint: Digest of the mutation's name and arguments ("" if not given).
+        result: The result acknowledged the first time (JSON), ``None`` if none was kept.
+
+    Example:
+        >>> AppliedMutation(fingerprint="ab12", result={"id": "p1"}).result
+        {'id': 'p1'}
+    """
+
+    fingerprint: str
+    result: Any
 
 
 @attrs.frozen
@@ -84,14 +101,26 @@ class ChangeLog(Protocol):
         Placeholders are ``?`` for SQLite and ``$1`` for PostgreSQL.
         """
 
-    async def apply_mutation(self, mutation: str, user: str, statements: Sequence[Statement]) -> bool:
+    async def apply_mutation(
+        self,
+        mutation: str,
+        user: str,
+        statements: Sequence[Statement],
+        *,
+        fingerprint: str = "",
+        result: Any = None,
+    ) -> bool:
         """Run ``statements`` in one transaction, once per ``(user, mutation)``.
 
-        The changes they write carry ``mutation`` in their envelope.
+        The changes they write carry ``mutation`` in their envelope. ``fingerprint``
+        and ``result`` are kept with the mutation id (see :meth:`applied_mutation`).
 
         Returns:
             False when this user's mutation was applied before (nothing was run).
         """
+
+    async def applied_mutation(self, mutation: str, user: str) -> AppliedMutation | None:
+        """What was kept when this user's mutation was applied; ``None`` if it was not (or is forgotten)."""
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run one query and return its rows as dicts."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import socketio
 
-__all__ = ["ExactRow", "GatewayJSON", "LogFrame", "load_json"]
+__all__ = ["ExactRow", "GatewayJSON", "LogFrame", "dump_json", "load_json"]
 
 _orjson: Any
 try:
@@ -70,6 +70,19 @@ def load_json(text: str, *, big_ints: bool = True) -> Any:
             pass
     value = json.loads(text)
     return ExactRow(value) if type(value) is dict else value
+
+
+def dump_json(value: Any) -> str | None:
+    """Encode ``value`` for the database as JSON text; ``None`` if it is not JSON-able.
+
+    Example:
+        >>> dump_json({"id": "p1"}), dump_json(b"bytes")
+        ('{"id": "p1"}', None)
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _frame_default(value: Any) -> Any:

@@ -36,8 +36,8 @@ import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import LogSnapshot, Statement
-from rxstore.gateway.codec import load_json
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement
+from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.wakeup import WakeSignal
 
 if TYPE_CHECKING:
@@ -91,6 +91,9 @@ CREATE TABLE IF NOT EXISTS rxstore_mutations (
     applied_at double precision NOT NULL,
     PRIMARY KEY (user_id, mutation)
 );
+-- kept since results are remembered (a table from before gets them here)
+ALTER TABLE rxstore_mutations ADD COLUMN IF NOT EXISTS fingerprint text NOT NULL DEFAULT '';
+ALTER TABLE rxstore_mutations ADD COLUMN IF NOT EXISTS result text;
 
 CREATE OR REPLACE FUNCTION rxstore_capture() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
@@ -452,23 +455,34 @@ class PostgresChangeLog:
         self._dirty = True
         self._kick.set()
 
-    async def apply_mutation(self, mutation: str, user: str, statements: Sequence[Statement]) -> bool:
+    async def apply_mutation(
+        self,
+        mutation: str,
+        user: str,
+        statements: Sequence[Statement],
+        *,
+        fingerprint: str = "",
+        result: Any = None,
+    ) -> bool:
         """Run ``statements`` in one transaction, once per ``(user, mutation)``; wake tailers.
 
         The changes they write carry ``mutation`` (the capture trigger reads the
-        transaction-local setting ``rxstore.mutation``). If a statement fails,
-        nothing is kept (not even the mutation id), so it can be retried. A
-        concurrent duplicate waits for the first and then returns False.
+        transaction-local setting ``rxstore.mutation``); ``fingerprint`` and
+        ``result`` (as JSON) are kept with the id. If a statement fails, nothing
+        is kept (not even the mutation id), so it can be retried. A concurrent
+        duplicate waits for the first and then returns False.
 
         Returns:
             False when this user's mutation was applied before (nothing was run).
         """
         async with self._connection() as conn, conn.transaction():
             new = await conn.fetchval(
-                "INSERT INTO rxstore_mutations (user_id, mutation, applied_at) "
-                "VALUES ($1, $2, extract(epoch FROM now())) ON CONFLICT DO NOTHING RETURNING true",
+                "INSERT INTO rxstore_mutations (user_id, mutation, applied_at, fingerprint, result) "
+                "VALUES ($1, $2, extract(epoch FROM now()), $3, $4) ON CONFLICT DO NOTHING RETURNING true",
                 user,
                 mutation,
+                fingerprint,
+                dump_json(result),
             )
             if not new:
                 return False
@@ -478,6 +492,20 @@ class PostgresChangeLog:
         self._dirty = True
         self._kick.set()
         return True
+
+    async def applied_mutation(self, mutation: str, user: str) -> AppliedMutation | None:
+        """What was kept when this user's mutation was applied (``None``: not applied, or trimmed)."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT fingerprint, result FROM rxstore_mutations WHERE user_id = $1 AND mutation = $2",
+                user,
+                mutation,
+            )
+        if row is None:
+            return None
+        return AppliedMutation(
+            row["fingerprint"], None if row["result"] is None else load_json(row["result"])
+        )
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run one query (``$1`` placeholders) and return its rows as dicts."""

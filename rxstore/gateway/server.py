@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections import deque
@@ -85,6 +87,15 @@ class _GatewayPacket(socketio.packet.Packet):  # type: ignore[misc]
         if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
             return False
         return bool(super().data_is_binary(data))
+
+
+def _fingerprint(name: Any, args: Any) -> str:
+    """Digest of a mutation's name and arguments: tells a retry from a reused id."""
+    try:
+        text = json.dumps([name, args], sort_keys=True, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError):  # e.g. msgpack maps with keys of mixed types
+        text = repr([name, args])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @attrs.define(eq=False)
@@ -532,12 +543,28 @@ class RealtimeGateway:
             return self._reject("invalid_payload", str(exc) or type(exc).__name__)
         if not isinstance(writes, Writes):
             writes = Writes(list(writes))
+        fingerprint = _fingerprint(name, data.get("args"))
+        user = client.user.id
         try:
-            applied = await self.log.apply_mutation(mutation, client.user.id, writes.statements)
+            applied = await self.log.apply_mutation(
+                mutation, user, writes.statements, fingerprint=fingerprint, result=writes.result
+            )
+            if applied:
+                return {"ok": True, "result": writes.result, "duplicate": False}
+            previous = await self.log.applied_mutation(mutation, user)
         except Exception as exc:
-            log.warning("[RealtimeGateway] mutation %r of %s failed: %s", name, client.user.id, exc)
+            log.warning("[RealtimeGateway] mutation %r of %s failed: %s", name, user, exc)
             return self._reject("rejected", f"the database refused the mutation: {exc}")
-        return {"ok": True, "result": writes.result, "duplicate": not applied}
+        # A retry: acknowledge it with what the first application acknowledged.
+        if previous is None:  # forgotten meanwhile (trimmed with the log)
+            return {"ok": True, "result": writes.result, "duplicate": True}
+        if previous.fingerprint and previous.fingerprint != fingerprint:
+            return self._reject(
+                "mutation_id_reused",
+                f"mutation id {mutation!r} was used before for another mutation or other arguments; "
+                "give every mutation a new id (retries keep theirs)",
+            )
+        return {"ok": True, "result": previous.result, "duplicate": True}
 
     async def _on_broadcast(self, client: _Client, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):

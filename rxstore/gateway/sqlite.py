@@ -27,8 +27,8 @@ from typing import Any, Final, TypeVar
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import LogSnapshot, Statement
-from rxstore.gateway.codec import load_json
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement
+from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.wakeup import WakeSignal
 
 __all__ = ["SQLiteChangeLog"]
@@ -61,6 +61,8 @@ _SCHEMA: Final = (
         user_id TEXT NOT NULL,
         mutation TEXT NOT NULL,
         applied_at REAL NOT NULL,
+        fingerprint TEXT NOT NULL DEFAULT '',
+        result TEXT,
         PRIMARY KEY (user_id, mutation)
     )""",
 )
@@ -314,19 +316,45 @@ class SQLiteChangeLog:
         finally:
             self._signal.notify()
 
-    async def apply_mutation(self, mutation: str, user: str, statements: Sequence[Statement]) -> bool:
+    async def apply_mutation(
+        self,
+        mutation: str,
+        user: str,
+        statements: Sequence[Statement],
+        *,
+        fingerprint: str = "",
+        result: Any = None,
+    ) -> bool:
         """Run ``statements`` in one transaction, once per ``(user, mutation)``; wake tailers.
 
-        The changes they write carry ``mutation``. If a statement fails, nothing
-        is kept (not even the mutation id), so the mutation can be retried.
+        The changes they write carry ``mutation``; ``fingerprint`` and ``result``
+        (as JSON) are kept with the id. If a statement fails, nothing is kept
+        (not even the mutation id), so the mutation can be retried.
 
         Returns:
             False when this user's mutation was applied before (nothing was run).
         """
+        kept = (fingerprint, dump_json(result))
         try:
-            return await self._call(lambda conn: self._apply_mutation_sync(conn, mutation, user, statements))
+            return await self._call(
+                lambda conn: self._apply_mutation_sync(conn, mutation, user, statements, kept)
+            )
         finally:
             self._signal.notify()
+
+    async def applied_mutation(self, mutation: str, user: str) -> AppliedMutation | None:
+        """What was kept when this user's mutation was applied (``None``: not applied, or trimmed)."""
+        rows, _ = await self._call(
+            lambda conn: self._fetch_sync(
+                conn,
+                "SELECT fingerprint, result FROM rxstore_mutations WHERE user_id = ? AND mutation = ?",
+                (user, mutation),
+            )
+        )
+        if not rows:
+            return None
+        result = rows[0]["result"]
+        return AppliedMutation(rows[0]["fingerprint"], None if result is None else load_json(result))
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run one query (``?`` placeholders) and return its rows as dicts."""
@@ -372,6 +400,11 @@ class SQLiteChangeLog:
                     conn.execute(statement)
                 if "mutation" not in _columns(conn, "rxstore_changes"):  # a log from before mutations
                     conn.execute("ALTER TABLE rxstore_changes ADD COLUMN mutation TEXT")
+                if "fingerprint" not in _columns(conn, "rxstore_mutations"):  # before results were kept
+                    conn.execute(
+                        "ALTER TABLE rxstore_mutations ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''"
+                    )
+                    conn.execute("ALTER TABLE rxstore_mutations ADD COLUMN result TEXT")
                 self._refresh_triggers(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
@@ -497,13 +530,18 @@ class SQLiteChangeLog:
         return int(removed)
 
     def _apply_mutation_sync(
-        self, conn: sqlite3.Connection, mutation: str, user: str, statements: Sequence[Statement]
+        self,
+        conn: sqlite3.Connection,
+        mutation: str,
+        user: str,
+        statements: Sequence[Statement],
+        kept: tuple[str, str | None],
     ) -> bool:
         with _write_transaction(conn):
             new = conn.execute(
-                f"INSERT INTO rxstore_mutations (user_id, mutation, applied_at) VALUES (?, ?, {_NOW}) "
-                "ON CONFLICT DO NOTHING",
-                (user, mutation),
+                "INSERT INTO rxstore_mutations (user_id, mutation, applied_at, fingerprint, result) "
+                f"VALUES (?, ?, {_NOW}, ?, ?) ON CONFLICT DO NOTHING",
+                (user, mutation, *kept),
             ).rowcount
             if not new:
                 return False

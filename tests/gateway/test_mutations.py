@@ -35,6 +35,15 @@ def register(gateway: RealtimeGateway) -> None:
     async def append_title(user: Any, args: Any) -> Writes:
         return Writes([("UPDATE posts SET title = title || ? WHERE id = ?", (args["suffix"], args["id"]))])
 
+    calls = {"n": 0}
+
+    @gateway.mutation("numbered_post")
+    async def numbered_post(user: Any, args: Any) -> Writes:
+        """A result that differs on every call: a retry must get the first one back."""
+        calls["n"] += 1
+        title = f"{args['title']} #{calls['n']}"
+        return Writes([("INSERT INTO posts (id, title) VALUES (?, ?)", (args["id"], title))], result=title)
+
     @gateway.mutation("delete_any")
     async def delete_any(user: Any, args: Any) -> Writes:
         raise PermissionError(f"{user.id} may not delete posts")
@@ -163,3 +172,26 @@ async def test_demo_mutations_validate_payloads_and_authorize_per_user(tmp_path:
         assert rows["a1"].author == "ann" and rows["a1"].title == "edited" and "a2" not in rows
     finally:
         await gateway.stop()
+
+
+async def test_a_retry_is_acknowledged_with_the_first_result(gateway) -> None:
+    async with RootStore(gateway.url, stores=[], token=AUTH.issue("ann"), topics=["posts"]) as root:
+        message = {"id": "m-7", "name": "numbered_post", "args": {"id": "p7", "title": "seven"}}
+        first = await root.call("rxstore:mutate", message)
+        retry = await root.call("rxstore:mutate", message)
+    assert first == {"ok": True, "result": "seven #1", "duplicate": False}
+    assert retry == {"ok": True, "result": "seven #1", "duplicate": True}
+    assert (await all_posts(gateway.log))["p7"].title == "seven #1"
+
+
+async def test_a_mutation_id_reused_with_other_arguments_is_rejected(gateway) -> None:
+    async with RootStore(gateway.url, stores=[], token=AUTH.issue("ann"), topics=["posts"]) as root:
+        first = {"id": "m-8", "name": "numbered_post", "args": {"id": "p8", "title": "eight"}}
+        assert (await root.call("rxstore:mutate", first))["ok"] is True
+        other_args = {**first, "args": {"id": "p9", "title": "nine"}}
+        other_name = {**first, "name": "create_post", "args": {"id": "p9", "title": "nine"}}
+        for reused in (other_args, other_name):
+            reply = await root.call("rxstore:mutate", reused)
+            assert reply["ok"] is False and reply["error"] == "mutation_id_reused", reply
+            assert "new id" in reply["message"]
+    assert set(await all_posts(gateway.log)) == {"p8"}

@@ -13,7 +13,7 @@ import pytest
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import LogSnapshot, open_change_log
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, open_change_log
 from rxstore.gateway.postgres import SEQUENCER_LOCK_KEY, PostgresChangeLog
 from tests.services import PostgresServer, require_or_skip
 
@@ -591,6 +591,18 @@ async def test_apply_mutation_runs_once_per_user_and_its_changes_carry_the_id(
         (4, Op.DELETE, "m1"),
         (5, Op.INSERT, None),
     ]
+
+
+async def test_a_mutation_keeps_its_fingerprint_and_result(log: PostgresChangeLog) -> None:
+    statements: list[Any] = []
+    assert await log.applied_mutation("m1", "alice") is None
+    assert await log.apply_mutation(
+        "m1", "alice", statements, fingerprint="f1", result={"id": "p1", "n": [1]}
+    )
+    assert await log.apply_mutation("m2", "alice", statements, result=b"not json")  # kept as null
+    assert await log.applied_mutation("m1", "alice") == AppliedMutation("f1", {"id": "p1", "n": [1]})
+    assert await log.applied_mutation("m2", "alice") == AppliedMutation("", None)
+    assert await log.applied_mutation("m1", "bob") is None
 
 
 async def test_a_failed_mutation_keeps_nothing_and_can_be_retried(log: PostgresChangeLog) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.changelog import AppliedMutation, open_change_log
 from rxstore.gateway.sqlite import SQLiteChangeLog
 
 pytestmark = pytest.mark.timeout(30)
@@ -401,6 +401,18 @@ async def test_apply_mutation_runs_once_per_user_and_its_changes_carry_the_id(
     assert changes[1].to_payload()["mutation"] == "m1"
 
 
+async def test_a_mutation_keeps_its_fingerprint_and_result(log: SQLiteChangeLog) -> None:
+    statements: list[Any] = []
+    assert await log.applied_mutation("m1", "alice") is None
+    assert await log.apply_mutation(
+        "m1", "alice", statements, fingerprint="f1", result={"id": "p1", "n": [1]}
+    )
+    assert await log.apply_mutation("m2", "alice", statements, result=b"not json")  # kept as null
+    assert await log.applied_mutation("m1", "alice") == AppliedMutation("f1", {"id": "p1", "n": [1]})
+    assert await log.applied_mutation("m2", "alice") == AppliedMutation("", None)
+    assert await log.applied_mutation("m1", "bob") is None
+
+
 async def test_a_failed_mutation_keeps_nothing_and_can_be_retried(log: SQLiteChangeLog) -> None:
     await log.execute("INSERT INTO posts (id, title) VALUES ('taken', 't')")
     bad = [
@@ -431,5 +443,28 @@ async def test_a_log_file_from_before_mutations_gets_the_column_on_open(db_path:
     try:
         [change] = await log.read(0)
         assert change.mutation is None and change.record == {}
+    finally:
+        await log.close()
+
+
+async def test_a_mutations_table_from_before_results_were_kept_gets_the_columns_on_open(
+    db_path: Path,
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        "CREATE TABLE rxstore_mutations (user_id TEXT NOT NULL, mutation TEXT NOT NULL, "
+        "applied_at REAL NOT NULL, PRIMARY KEY (user_id, mutation))"
+    )
+    conn.execute("INSERT INTO rxstore_mutations VALUES ('alice', 'old', 1.0)")
+    conn.commit()
+    conn.close()
+    log = SQLiteChangeLog(url_of(db_path))
+    await log.open()
+    try:
+        assert await log.applied_mutation("old", "alice") == AppliedMutation("", None)
+        assert await log.apply_mutation("old", "alice", []) is False
+        assert await log.apply_mutation("new", "alice", [], fingerprint="f", result=1) is True
+        assert await log.applied_mutation("new", "alice") == AppliedMutation("f", 1)
     finally:
         await log.close()

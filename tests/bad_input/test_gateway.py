@@ -336,7 +336,8 @@ def test_well_formed_unicode_posts_reach_alice_exactly(env: GatewayEnv, args: di
 def test_forged_mutation_ids_reused_across_users_stay_per_user(
     env: GatewayEnv, prefix: str, args: dict[str, Any]
 ) -> None:
-    """Bob reusing mallory's mutation id is a new mutation of bob's; mallory reusing it is a duplicate."""
+    """Bob reusing mallory's mutation id is a new mutation of bob's; mallory reusing it for another
+    mutation is refused (``mutation_id_reused``), and her retry of the first is a duplicate."""
     mutation_id = f"{prefix[:64]}~{next(_serial)}"
 
     async def attempt() -> None:
@@ -350,7 +351,9 @@ def test_forged_mutation_ids_reused_across_users_stay_per_user(
         again = await env.call(
             "mallory", MUTATE, {"id": mutation_id, "name": "delete_post", "args": {"id": args["id"]}}
         )
-        assert again.get("ok") is True and again["duplicate"] is True, again
+        assert again.get("ok") is False and again["error"] == "mutation_id_reused", again
+        retry = await env.call("mallory", MUTATE, {"id": mutation_id, "name": "save_post", "args": args})
+        assert retry == {**first, "duplicate": True}, retry
         assert await env.counts() == (before[0] + 1, before[1] + 1), "a replayed id wrote rows"
         await wait_for(
             lambda: bob_args["id"] in env.posts.value and args["id"] in env.posts.value, "both rows at alice"

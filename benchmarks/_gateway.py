@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks._common import ROOT
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.schema import create_demo_schema
-from rxstore.gateway.server import RealtimeGateway
+from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.gateway.sqlite import SQLiteChangeLog
 
 AUTH = TokenAuth(secret="rxstore-benchmark-secret-0123456789abcdef")
@@ -37,9 +37,12 @@ _UPSERT = (
 class Server:
     """A RealtimeGateway serving ``posts`` from a fresh SQLite file with ``rows`` rows."""
 
-    def __init__(self, *, serializer: str = "json", rows: int = 1000, **options: Any) -> None:
+    def __init__(
+        self, *, serializer: str = "json", rows: int = 1000, old: str = "full", **options: Any
+    ) -> None:
         self.serializer = serializer
         self.rows = rows
+        self.old = old
         self.options = options
         self._tmp = tempfile.TemporaryDirectory(prefix="rxstore-bench-")
         self.path = Path(self._tmp.name) / "bench.db"
@@ -53,7 +56,7 @@ class Server:
             await self.log.execute(_INSERT, start, min(self.rows, start + 49_999))
         self.gateway = RealtimeGateway(
             self.log,
-            topics=["posts"],
+            topics=[Topic(name="posts", old=self.old)],  # type: ignore[arg-type]
             auth=AUTH,
             serializer=self.serializer,  # type: ignore[arg-type]
             **self.options,

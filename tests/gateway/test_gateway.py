@@ -10,14 +10,16 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import socketio
 
-from rxstore import ConnectionRefused, RootStore
-from rxstore.gateway.schema import Post, all_posts, delete_post, save_post
-from rxstore.gateway.server import RealtimeGateway
+from rxstore import ConnectionRefused, EventKind, RootStore
+from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.schema import Post, all_posts, create_demo_schema, delete_post, save_post
+from rxstore.gateway.server import RealtimeGateway, Topic
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway, wait_for
 
 
@@ -395,3 +397,38 @@ async def test_an_update_of_the_primary_key_moves_the_row_on_every_client(gatewa
         await wait_for(lambda: "p9" in posts.value, what="the renamed row")
         assert posts.value.to_dict() == await all_posts(gateway.log)
         assert sorted(posts.value.to_dict()) == ["p0", "p2", "p9"]
+
+
+async def test_topics_with_key_only_old_rows_send_the_key_and_clients_still_mirror_the_table(
+    database_url: str,
+) -> None:
+    """``Topic(old="key")``: UPDATE/DELETE envelopes carry ``{"id": ...}`` as ``old`` (authorize still
+    sees the whole row), and a TableStore mirrors the table through updates, deletes and a key change."""
+    log = open_change_log(database_url)
+    await log.open()
+    await create_demo_schema(log)
+    seen_by_authorize: list[Any] = []
+
+    def authorize(user: Any, topic: str, row: Any) -> bool:
+        seen_by_authorize.append(row)
+        return not row.get("private")
+
+    gateway = RealtimeGateway(log, topics=[Topic(name="posts", old="key")], auth=AUTH, authorize=authorize)
+    await gateway.start(port=0)
+    try:
+        await write_posts(gateway, 0, 3)
+        root, posts = root_for(gateway)
+        olds: list[Any] = []
+        root.events.subscribe(lambda e: olds.append(e.data["old"]) if e.kind is EventKind.CHANGE else None)
+        async with root:
+            await wait_for(lambda: len(posts.value) == 3, what="snapshot")
+            await save_post(gateway.log, Post(id="p0", title="edited"))
+            await delete_post(gateway.log, "p1")
+            param = "?" if database_url.startswith("sqlite") else "$1"
+            await gateway.log.execute(f"UPDATE posts SET id = 'p9' WHERE id = {param}", "p2")
+            await wait_for(lambda: "p9" in posts.value and "p1" not in posts.value, what="all three changes")
+            assert posts.value.to_dict() == await all_posts(gateway.log)
+        assert olds == [{"id": "p0"}, {"id": "p1"}, {"id": "p2"}]
+        assert any(row.get("title") == "title 1" and "body" in row for row in seen_by_authorize)
+    finally:
+        await gateway.stop()

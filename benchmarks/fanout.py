@@ -126,7 +126,7 @@ async def _run(out: Output, quick: bool) -> Table:
 
 
 def run(out: Output, *, quick: bool) -> list[Table]:
-    out.start("5 fan-out", 2)
+    out.start("5 fan-out", 2 * len(COALESCE))
     table = asyncio.run(_run(out, quick))
     out.finish()
     return [table]

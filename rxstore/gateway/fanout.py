@@ -29,14 +29,40 @@ HEARTBEAT_ROOM = "rxstore:heartbeat"
 
 
 class _WatchedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """An ``AsyncRedisManager`` that records when its listener last heard anything."""
+    """An ``AsyncRedisManager`` that records when its listener last heard anything.
+
+    Its listener also retries a lost Redis every ``max_retry`` seconds at most:
+    python-socketio's own doubles its pause up to 60 s, so after a long outage a
+    node could stay deaf for a minute after Redis was back.
+    """
 
     last_heard: float = 0.0
+    max_retry: float = 2.0
 
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in super()._listen():
             self.last_heard = time.monotonic()
             yield message
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        pause = 0.25
+        subscribed = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed = True
+                    pause = 0.25
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:
+                log.warning(
+                    "[RealtimeGateway] cannot receive from Redis (%s); retrying in %.2g s", exc, pause
+                )
+                subscribed = False
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.max_retry)
 
 
 class RedisFanout:

@@ -89,3 +89,20 @@ async def wait_for_async(fetch, predicate, timeout: float = 10.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {timeout} s: last {value}")
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(90)
+async def test_a_node_hears_redis_again_soon_after_a_long_outage(tmp_path, redis_server) -> None:
+    """python-socketio's listener doubles its retry pause up to 60 s (after 16 s down, its next try
+    is ~15 s after Redis returns); rxstore's retries at most every 2 s."""
+    node = await start_gateway(f"sqlite:///{tmp_path}/app.db", redis_url=redis_server.url)
+    try:
+        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "up")
+        redis_server.stop()
+        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "down")
+        await asyncio.sleep(16)
+        redis_server.start()
+        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "up", timeout=6)
+    finally:
+        async with asyncio.timeout(30):
+            await node.stop()

@@ -107,6 +107,20 @@ BEGIN
 END
 $fn$;
 
+-- TRUNCATE fires no row triggers: log every row it removes as a DELETE, in its transaction.
+CREATE OR REPLACE FUNCTION rxstore_capture_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO rxstore_changes (topic, op, record, old, ts, mutation) '
+        'SELECT $1, ''DELETE'', NULL, to_jsonb(t), extract(epoch FROM clock_timestamp()), '
+        'nullif(current_setting(''rxstore.mutation'', true), '''') FROM %I.%I AS t',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME) USING TG_ARGV[0];
+    PERFORM pg_notify('{CHANGES_CHANNEL}', '');
+    RETURN NULL;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION rxstore_sequence(batch integer) RETURNS bigint
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -286,7 +300,8 @@ class PostgresChangeLog:
         """Install the capture trigger on ``table`` (idempotent); topic = table name.
 
         The trigger writes whole rows with ``to_jsonb``, so added or dropped
-        columns need no new trigger.
+        columns need no new trigger. A ``TRUNCATE`` of the table is logged as
+        one DELETE per row it removes (a statement trigger, same transaction).
 
         Raises:
             ValueError: The table does not exist or has no column ``primary_key``.
@@ -319,6 +334,11 @@ class PostgresChangeLog:
                 f"CREATE OR REPLACE TRIGGER rxstore_capture "
                 f"AFTER INSERT OR UPDATE OR DELETE ON {_ident(table)} "
                 f"FOR EACH ROW EXECUTE FUNCTION rxstore_capture({_literal(table)})"
+            )
+            await conn.execute(
+                f"CREATE OR REPLACE TRIGGER rxstore_capture_truncate "
+                f"BEFORE TRUNCATE ON {_ident(table)} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION rxstore_capture_truncate({_literal(table)})"
             )
 
     async def read(self, after: int, *, limit: int = 1000) -> list[Change]:

@@ -432,3 +432,18 @@ async def test_topics_with_key_only_old_rows_send_the_key_and_clients_still_mirr
         assert any(row.get("title") == "title 1" and "body" in row for row in seen_by_authorize)
     finally:
         await gateway.stop()
+
+
+
+async def test_emptying_the_table_empties_every_client(gateway: RealtimeGateway) -> None:
+    """``TRUNCATE`` on PostgreSQL (logged as one DELETE per row), ``DELETE FROM`` on SQLite."""
+    await write_posts(gateway, 0, 5)
+    root, posts = root_for(gateway)
+    async with root:
+        await wait_for(lambda: len(posts.value) == 5, what="snapshot")
+        sqlite = gateway.log.url.startswith("sqlite")
+        await gateway.log.execute("DELETE FROM posts" if sqlite else "TRUNCATE posts")
+        await wait_for(lambda: len(posts.value) == 0, what="an empty table")
+        await write_posts(gateway, 10, 2)
+        await wait_for(lambda: len(posts.value) == 2, what="rows written after")
+        assert posts.value.to_dict() == await all_posts(gateway.log)

@@ -240,6 +240,17 @@ async def test_insert_update_delete_are_captured_in_order_with_rows(log: Postgre
     assert await log.head() == 4
 
 
+async def test_truncate_is_captured_as_one_delete_per_row(log: PostgresChangeLog) -> None:
+    for rid in ("a", "b", "c"):
+        await log.execute("INSERT INTO items (id) VALUES ($1)", rid)
+    await log.execute("TRUNCATE items")
+    changes = await log.read(3)
+    assert sorted((c.op, c.old["id"]) for c in changes) == [(Op.DELETE, r) for r in ("a", "b", "c")]
+    assert all(c.topic == "items" and c.record is None for c in changes)
+    await log.execute("INSERT INTO items (id) VALUES ('d')")  # the table stays watched
+    assert [(c.op, c.key("id")) for c in await log.read(6)] == [(Op.INSERT, "d")]
+
+
 async def test_doubles_are_captured_exactly(log: PostgresChangeLog) -> None:
     # (Huge doubles such as 1e300 come back as ints: jsonb numbers are numerics, printed in full.)
     values = [time.time(), 1 / 3, 0.1, 2.0**53, -1234.5, 2.5e-7, 1e-300]

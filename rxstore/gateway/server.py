@@ -47,7 +47,7 @@ from rxstore.events import (
 )
 from rxstore.gateway.auth import TokenAuth, User
 from rxstore.gateway.changelog import ChangeLog, Statement
-from rxstore.gateway.codec import GatewayJSON, LogFrame
+from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
 from rxstore.gateway.fanout import RedisFanout
 
 __all__ = [
@@ -96,6 +96,20 @@ def _fingerprint(name: Any, args: Any) -> str:
     except (TypeError, ValueError):  # e.g. msgpack maps with keys of mixed types
         text = repr([name, args])
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _msgpack_packet_class() -> type[Any]:
+    """python-socketio's msgpack packet, packing the gateway's log frames with ormsgpack."""
+    from socketio.msgpack_packet import MsgPackPacket
+
+    class _GatewayMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
+        def encode(self) -> bytes:
+            data = self.data
+            if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
+                return pack_msgpack(self._to_dict())
+            return super().encode()  # type: ignore[no-any-return]
+
+    return _GatewayMsgPackPacket
 
 
 @attrs.define(eq=False)
@@ -301,7 +315,7 @@ class RealtimeGateway:
         self.sio: Any = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=self.fanout.manager if self.fanout else None,
-            serializer="msgpack" if serializer == "msgpack" else _GatewayPacket,
+            serializer=_msgpack_packet_class() if serializer == "msgpack" else _GatewayPacket,
             max_http_buffer_size=max_frame_bytes,
             cors_allowed_origins=cors_allowed_origins,
         )

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxstore.gateway.codec import ExactRow, GatewayJSON, LogFrame, load_json
+from rxstore.gateway.codec import ExactRow, GatewayJSON, LogFrame, load_json, pack_msgpack
 from rxstore.gateway.schema import Post, all_posts, save_post
 from tests.gateway.harness import root_for, start_gateway, wait_for
 
@@ -82,3 +82,27 @@ async def test_an_infinite_real_reaches_the_client_as_infinity(tmp_path: Path) -
             assert {k: v for k, v in posts.value.to_dict().items()} == await all_posts(gateway.log)
     finally:
         await gateway.stop()
+
+
+msgpack_rows = st.dictionaries(
+    st.text(),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(),
+        st.text(),
+        st.binary(max_size=8),
+    ),
+    max_size=6,
+)
+
+
+@given(st.lists(msgpack_rows, max_size=5))
+def test_msgpack_frames_decode_to_what_msgpack_python_packs(records: list[dict[str, Any]]) -> None:
+    import msgpack
+
+    frame = {"type": 2, "data": ["rxstore:batch", LogFrame(events=[["e", {"record": r}] for r in records])]}
+    fast = msgpack.unpackb(pack_msgpack(frame))
+    slow = msgpack.unpackb(msgpack.packb(frame))
+    assert repr(fast) == repr(slow)

@@ -130,7 +130,8 @@ class GatewayEnv:
         self.alice_errors: list[Exception] = []
         self.start_seq: int | None = None
         self.attackers: dict[str, socketio.AsyncClient] = {}
-        self.applied_mutations: set[tuple[str, str]] = set()
+        self.applied_mutations: dict[tuple[str, str], tuple[tuple[Any, Any], Any]] = {}
+        """(user, mutation id) -> ((name, args), result) of each mutation applied."""
         self.expected_broadcasts: list[tuple[str, Any]] = []
 
     def run(self, coro: Awaitable[T], timeout: float = 60.0) -> T:

@@ -276,6 +276,11 @@ def mutations(draw: st.DrawFn) -> tuple[Any, frozenset[str], str | None]:
     return payload, frozenset({"ok", "invalid_payload", "forbidden", "rejected"}), mutation_id
 
 
+def _same_mutation(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    """Same name and args as JSON says it (``True`` and ``1`` differ), as the gateway compares them."""
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
+
+
 @examples(150)
 @given(mutations(), st.booleans())
 def test_garbage_mutations_get_error_acks_and_write_nothing(
@@ -284,7 +289,9 @@ def test_garbage_mutations_get_error_acks_and_write_nothing(
     """Missing/long/non-string ids, unknown names, args of every type: an error ack and no row written.
 
     Accepted ones write at most one change and record their id once: a second
-    use of the same id by the same user is acknowledged as a duplicate and writes nothing.
+    use of the same id by the same user writes nothing; it is acknowledged as a
+    duplicate (with the first result) when name and args are the same, refused
+    with ``mutation_id_reused`` otherwise.
     """
     payload, answers, mutation_id = case
 
@@ -292,18 +299,26 @@ def test_garbage_mutations_get_error_acks_and_write_nothing(
         sent = payload
         if reuse and isinstance(sent, dict) and mutation_id is not None and env.applied_mutations:
             sent = {**sent, "id": sorted(env.applied_mutations)[0][1]}
+        sent_id = sent.get("id") if isinstance(sent, dict) else None
+        key = ("mallory", sent_id) if isinstance(sent_id, str) else None
+        first = env.applied_mutations.get(key) if key is not None else None
         before = await env.counts()
         ack = await env.call("mallory", MUTATE, sent)
         after = await env.counts()
-        if isinstance(ack, dict) and ack.get("ok") is True:
+        if first is not None and _same_mutation(first[0], (sent.get("name"), sent.get("args"))) is False:
+            # A reused id: refused by the handler (bad args) or as reused, never run.
+            assert ack.get("ok") is not True, f"{sent!r} reused an id and was accepted: {ack}"
+            assert ack.get("error") in answers - {"ok"} | {"mutation_id_reused"}, ack
+            assert after == before, "a reused mutation id wrote rows"
+        elif isinstance(ack, dict) and ack.get("ok") is True:
             assert "ok" in answers, f"{sent!r} was accepted"
-            key = ("mallory", sent["id"])
-            assert ack.get("duplicate") is (key in env.applied_mutations), ack
-            if ack["duplicate"]:
+            assert ack.get("duplicate") is (first is not None), ack
+            if first is not None:
                 assert after == before, "a duplicate mutation wrote rows"
+                assert ack.get("result") == first[1], "a retry got another result than the first run"
             else:
                 assert after[1] == before[1] + 1 and before[0] <= after[0] <= before[0] + 1
-                env.applied_mutations.add(key)
+                env.applied_mutations[key] = ((sent.get("name"), sent.get("args")), ack.get("result"))
         else:
             _assert_error_ack(ack, answers - {"ok"})
             assert after == before, f"rejected mutation {sent!r} wrote rows"
@@ -507,7 +522,7 @@ def test_oversize_frames_close_only_the_offender(env: GatewayEnv, kind: str, ove
                         ("big", {"from": "mallory", "topic": "posts", "data": blob})
                     )
                 if ack["ok"] and kind == MUTATE:
-                    env.applied_mutations.add(("mallory", "big"))
+                    env.applied_mutations["mallory", "big"] = ((data["name"], data["args"]), ack["result"])
         finally:
             await close_client(client)
         if over > 0:

@@ -662,8 +662,10 @@ class RootStore:
                 except Exception as exc:  # a plain RealtimeStore's handler raised
                     self._report(StoreError("root.events subscriber", event, exc))
         routes = self._routes
-        if len(events) == 1:
-            for store in routes.get(last.name, ()):
+        name = last.name
+        if len(events) == 1 or (events[0].name == name and all(e.name == name for e in events)):
+            # One event name (one topic's batch, the common case): every store gets all of them.
+            for store in routes.get(name, ()):
                 self._deliver(store, events)
             return
         shares: dict[DomainStore[Any], list[Event]] = {}

@@ -334,11 +334,12 @@ class TableStore(DomainStore[TableState[R]]):
                         record = row if as_is else to_record(row)  # may raise: nothing touched yet
                         old = envelope.get("old")
                         old_key = key if old is None or op != "UPDATE" else old.get(key_name, key)
-                        if old_key != key:
+                        moved = old_key != key  # the UPDATE changed the primary key: move the row
+                        if moved:
                             hash(old_key)
                         if mutation is None:
                             mutation = rows.mutate()
-                        if old_key != key:  # the UPDATE changed the primary key: move the row
+                        if moved:
                             mutation.pop(old_key, None)
                         mutation[key] = record
                 except Exception as exc:

@@ -14,7 +14,7 @@ import attrs
 
 from rxstore.events import Change
 
-__all__ = ["AppliedMutation", "ChangeLog", "LogSnapshot", "Statement", "open_change_log"]
+__all__ = ["AppliedMutation", "ChangeLog", "LogSnapshot", "Statement", "open_change_log", "trim_needed"]
 
 Statement = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters (``?`` placeholders for SQLite, ``$1`` for PostgreSQL)."""
@@ -128,6 +128,23 @@ class ChangeLog(Protocol):
     @property
     def healthy(self) -> bool:
         """False while the database connection is lost (and being re-established)."""
+
+
+def trim_needed(max_age: float | None, max_rows: int | None) -> bool:
+    """Check :meth:`ChangeLog.trim`'s limits; ``False`` when there is nothing to trim by.
+
+    Raises:
+        ValueError: A limit is negative.
+
+    Example:
+        >>> trim_needed(None, None), trim_needed(3600.0, None)
+        (False, True)
+    """
+    if max_age is not None and max_age < 0:
+        raise ValueError(f"max_age must be >= 0, got {max_age!r}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
+    return max_age is not None or max_rows is not None
 
 
 def open_change_log(url: str) -> ChangeLog:

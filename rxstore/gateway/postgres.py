@@ -36,7 +36,7 @@ import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement, trim_needed
 from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.wakeup import WakeSignal
 
@@ -426,11 +426,7 @@ class PostgresChangeLog:
         Returns:
             The number of changes removed.
         """
-        if max_age is not None and max_age < 0:
-            raise ValueError(f"max_age must be >= 0, got {max_age!r}")
-        if max_rows is not None and max_rows < 0:
-            raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
-        if max_age is None and max_rows is None:
+        if not trim_needed(max_age, max_rows):
             return 0
         await self._settle()
         async with self._connection() as conn, conn.transaction():

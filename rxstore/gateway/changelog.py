@@ -8,13 +8,22 @@ tails the log from a cursor and never needs to know which database it reads.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import attrs
 
 from rxstore.events import Change
 
-__all__ = ["AppliedMutation", "ChangeLog", "LogSnapshot", "Statement", "open_change_log", "trim_needed"]
+__all__ = [
+    "AppliedMutation",
+    "ChangeLog",
+    "LogSnapshot",
+    "SnapshotReader",
+    "Statement",
+    "open_change_log",
+    "trim_needed",
+]
 
 Statement = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters (``?`` placeholders for SQLite, ``$1`` for PostgreSQL)."""
@@ -55,6 +64,28 @@ class LogSnapshot:
     skip: frozenset[int] = frozenset()
 
 
+class SnapshotReader(Protocol):
+    """Rows of some topics as of one change-log position, read page by page.
+
+    Open one with :meth:`ChangeLog.snapshot_reader`; it holds a read
+    transaction (and a database connection) until it is closed, so a
+    snapshot of any size streams with a page of rows in memory at a time.
+
+    Attributes:
+        seq: Every change with ``seq <= seq`` is reflected in the rows.
+        skip: As :attr:`LogSnapshot.skip`.
+    """
+
+    seq: int
+    skip: frozenset[int]
+
+    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (at most ``limit``, in key order) and whether more follow.
+
+        Topics are read one after the other, each from its first row.
+        """
+
+
 class ChangeLog(Protocol):
     """A durable, ordered log of row changes (SQLite or PostgreSQL)."""
 
@@ -69,15 +100,24 @@ class ChangeLog(Protocol):
     async def watch(self, table: str, *, primary_key: str = "id") -> None:
         """Install the capture triggers on ``table`` (idempotent); topic = table name."""
 
-    async def read(self, after: int, *, limit: int = 1000) -> list[Change]:
+    async def read(self, after: int, *, limit: int = 1000, max_bytes: int | None = None) -> list[Change]:
         """Return committed changes with ``seq > after`` in seq order, at most ``limit``.
 
-        Never skips a change: a change that is not returned now is returned by a
-        later call with the same ``after``.
+        ``max_bytes`` bounds the JSON size of the rows returned (at least one
+        change is returned, however large). Never skips a change: a change
+        that is not returned now is returned by a later call with the same
+        ``after``.
         """
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position."""
+
+    def snapshot_reader(self, topics: Sequence[str]) -> AbstractAsyncContextManager[SnapshotReader]:
+        """Open a paged snapshot of ``topics`` at one consistent position (``async with``).
+
+        Raises:
+            ValueError: A topic's table does not exist.
+        """
 
     async def head(self) -> int:
         """Return the highest seq in the log (0 when empty)."""

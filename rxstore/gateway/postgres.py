@@ -29,14 +29,14 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement, trim_needed
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
 from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.wakeup import WakeSignal
 
@@ -341,11 +341,13 @@ class PostgresChangeLog:
                 f"FOR EACH STATEMENT EXECUTE FUNCTION rxstore_capture_truncate({_literal(table)})"
             )
 
-    async def read(self, after: int, *, limit: int = 1000) -> list[Change]:
+    async def read(self, after: int, *, limit: int = 1000, max_bytes: int | None = None) -> list[Change]:
         """Return sequenced changes with ``seq > after`` in seq order, at most ``limit``.
 
         Runs the sequencer first when changes may be waiting for a seq, so a
         write made through :meth:`execute` is readable when it returns.
+        ``max_bytes`` bounds the stored size of the rows returned (one change
+        at least); rows past it are not even sent by the server.
 
         Raises:
             NotConnected: The database connection is lost.
@@ -355,13 +357,49 @@ class PostgresChangeLog:
         self._signal.mark_read()
         await self._settle()
         async with self._connection() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, topic, op, record, old, ts, mutation FROM rxstore_changes "
-                "WHERE seq > $1 ORDER BY seq LIMIT $2",
-                after,
-                limit,
-            )
+            if max_bytes is None:
+                rows = await conn.fetch(
+                    "SELECT seq, topic, op, record, old, ts, mutation FROM rxstore_changes "
+                    "WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    after,
+                    limit,
+                )
+            else:
+                rows = await conn.fetch(_READ_BOUNDED_SQL, after, limit, max_bytes)
         return [Change(r[0], r[1], Op(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def snapshot_reader(self, topics: Sequence[str]) -> AsyncIterator[SnapshotReader]:
+        """Open a paged snapshot of ``topics``: a REPEATABLE READ transaction and a server-side cursor.
+
+        It holds one pooled connection until closed.
+
+        Raises:
+            ValueError: A topic's table does not exist.
+            NotConnected: The database connection is lost.
+        """
+        wanted = list(dict.fromkeys(topics))
+        for topic in wanted:
+            _check_topic(topic)
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            seq = await conn.fetchval("SELECT seq FROM rxstore_head WHERE singleton")
+            keys: dict[str, str] = {
+                r[0]: r[1]
+                for r in await conn.fetch(
+                    "SELECT topic, primary_key FROM rxstore_watched WHERE topic = ANY($1)", wanted
+                )
+            }
+            for topic in wanted:
+                if await conn.fetchval("SELECT to_regclass($1)::text", _ident(topic)) is None:
+                    raise ValueError(f"cannot snapshot {topic!r}: no such table")
+            pending = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT id FROM rxstore_changes WHERE seq IS NULL AND topic = ANY($1)", wanted
+                )
+            ]
+            skip = await self._seqs_of(pending) if pending else frozenset()
+            yield _PostgresSnapshotReader(conn, int(seq), skip, keys)
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position.
@@ -679,3 +717,41 @@ class PostgresChangeLog:
         pool = self._pool
         if pool is not None:
             await pool.expire_connections()
+
+
+_READ_BOUNDED_SQL = """
+SELECT seq, topic, op, record, old, ts, mutation FROM (
+    SELECT seq, topic, op, record, old, ts, mutation,
+           sum(pg_column_size(record) + coalesce(pg_column_size(old), 0)) OVER (ORDER BY seq) AS total,
+           row_number() OVER (ORDER BY seq) AS n
+    FROM (SELECT * FROM rxstore_changes WHERE seq > $1 ORDER BY seq LIMIT $2) AS page
+) AS sized
+WHERE n = 1 OR total <= $3
+ORDER BY seq
+"""
+"""A page of changes whose stored rows fit in $3 bytes (the first one always)."""
+
+
+class _PostgresSnapshotReader:
+    """A :class:`~rxstore.gateway.changelog.SnapshotReader` over one connection's open transaction."""
+
+    def __init__(self, conn: _Conn, seq: int, skip: frozenset[int], keys: Mapping[str, str]) -> None:
+        self.seq = seq
+        self.skip = skip
+        self._conn = conn
+        self._keys = keys
+        self._topic: str | None = None
+        self._cursor: Any = None
+        self._held: Any = None
+
+    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (at most ``limit``) and whether more follow."""
+        if topic != self._topic:
+            key = self._keys.get(topic)
+            order = f" ORDER BY t.{_ident(key)}" if key else ""
+            self._cursor = await self._conn.cursor(f"SELECT to_jsonb(t) FROM {_ident(topic)} AS t{order}")
+            self._topic, self._held = topic, None
+        raw = [self._held] if self._held is not None else []
+        raw.extend(r[0] for r in await self._cursor.fetch(limit + 1 - len(raw)))
+        self._held = raw.pop() if len(raw) > limit else None
+        return raw, self._held is not None

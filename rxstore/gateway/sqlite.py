@@ -20,14 +20,14 @@ import asyncio
 import contextlib
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
-from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, Statement, trim_needed
+from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
 from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.wakeup import WakeSignal
 
@@ -253,12 +253,35 @@ class SQLiteChangeLog:
         _check_topic(table)
         await self._call(lambda conn: self._watch_sync(conn, table, primary_key))
 
-    async def read(self, after: int, *, limit: int = 1000) -> list[Change]:
-        """Return committed changes with ``seq > after`` in seq order, at most ``limit``."""
+    async def read(self, after: int, *, limit: int = 1000, max_bytes: int | None = None) -> list[Change]:
+        """Return committed changes with ``seq > after`` in seq order, at most ``limit``.
+
+        ``max_bytes`` bounds the JSON text of the rows returned (one change at least).
+        """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit!r}")
         self._signal.mark_read()
-        return await self._call(lambda conn: self._read_sync(conn, after, limit))
+        return await self._call(lambda conn: self._read_sync(conn, after, limit, max_bytes))
+
+    @contextlib.asynccontextmanager
+    async def snapshot_reader(self, topics: Sequence[str]) -> AsyncIterator[SnapshotReader]:
+        """Open a paged snapshot of ``topics``: a read transaction on a connection of its own.
+
+        Raises:
+            ValueError: A topic's table does not exist.
+            NotConnected: The log is not open.
+        """
+        wanted = list(dict.fromkeys(topics))
+        for topic in wanted:
+            _check_topic(topic)
+        if self._executor is None:
+            raise NotConnected(f"change log {self.url} is not open")
+        reader = _SQLiteSnapshotReader(self.path, self.busy_timeout)
+        try:
+            await asyncio.to_thread(reader.begin, wanted)
+            yield reader
+        finally:
+            await asyncio.to_thread(reader.close)
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` and the head seq, read in one transaction.
@@ -455,12 +478,16 @@ class SQLiteChangeLog:
         return int(row[0]) if row else 0
 
     @staticmethod
-    def _read_sync(conn: sqlite3.Connection, after: int, limit: int) -> list[Change]:
+    def _read_sync(
+        conn: sqlite3.Connection, after: int, limit: int, max_bytes: int | None = None
+    ) -> list[Change]:
         rows = conn.execute(
             "SELECT seq, topic, op, record, old, ts, mutation FROM rxstore_changes "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
+        if max_bytes is not None:
+            rows = _within_bytes(rows, max_bytes)
         return [
             Change(
                 seq,
@@ -562,6 +589,78 @@ class SQLiteChangeLog:
         names = [d[0] for d in cursor.description or ()]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         return rows, conn.total_changes != before
+
+
+def _within_bytes(rows: list[Any], max_bytes: int) -> list[Any]:
+    """The first ``rows`` (one at least) whose record and old JSON texts fit in ``max_bytes``."""
+    total = 0
+    for index, row in enumerate(rows):
+        total += len(row[3] or "") + len(row[4] or "")
+        if total > max_bytes and index:
+            return rows[:index]
+    return rows
+
+
+class _SQLiteSnapshotReader:
+    """A :class:`~rxstore.gateway.changelog.SnapshotReader` on a read-only connection of its own.
+
+    Its methods run in a worker thread (``asyncio.to_thread``), one at a time.
+    """
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.seq = 0
+        self.skip: frozenset[int] = frozenset()
+        self._conn: sqlite3.Connection | None = None
+        self._keys: dict[str, str] = {}
+        self._topic: str | None = None
+        self._cursor: sqlite3.Cursor | None = None
+        self._names: list[str] = []
+        self._held: Any = None
+
+    def begin(self, topics: Sequence[str]) -> None:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn = conn
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("PRAGMA cache_size = -1024")  # 1 MiB: many readers may be open at once
+        conn.execute("BEGIN")  # a WAL read transaction: one consistent view until close()
+        self.seq = SQLiteChangeLog._head_sync(conn)
+        self._keys = dict(conn.execute("SELECT topic, primary_key FROM rxstore_watched").fetchall())
+        for topic in topics:
+            if not _columns(conn, topic):
+                raise ValueError(f"cannot snapshot {topic!r}: no such table")
+
+    def fetch_sync(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        conn = self._conn
+        if conn is None:
+            raise NotConnected("the snapshot reader is closed")
+        if topic != self._topic:
+            key = self._keys.get(topic)
+            order = f" ORDER BY {_ident(key)}" if key in _columns(conn, topic) else ""
+            self._cursor = conn.execute(f"SELECT * FROM {_ident(topic)}{order}")
+            self._names = [d[0] for d in self._cursor.description]
+            self._topic, self._held = topic, None
+        cursor = self._cursor
+        assert cursor is not None
+        raw = [self._held] if self._held is not None else []
+        raw.extend(cursor.fetchmany(limit + 1 - len(raw)))
+        self._held = raw.pop() if len(raw) > limit else None
+        names = self._names
+        rows = [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in raw]
+        return rows, self._held is not None
+
+    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (at most ``limit``) and whether more follow."""
+        return await asyncio.to_thread(self.fetch_sync, topic, limit)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._cursor = None
+        if conn is not None:
+            conn.close()  # ends the read transaction
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from rxstore.events import BROADCAST, MUTATE, SNAPSHOT
+from rxstore.gateway.schema import Post, save_post
 from tests.bad_input.gateway_env import GatewayEnv, wait_for
 from tests.gateway.harness import AUTH
 
@@ -54,13 +55,26 @@ def test_a_client_event_named_connect_does_not_redo_the_handshake(fresh: Gateway
 
 
 def test_a_client_event_named_disconnect_does_not_orphan_the_connection(fresh: GatewayEnv) -> None:
+    """A client event named 'disconnect' is refused (``forbidden``) and the session lives on, whole."""
+
     async def attempt() -> None:
         client = await fresh.attacker("mallory")
+        frames: list[str] = []
+        client.on("*", lambda event, data=None: frames.append(f"{event} {data}"))
         await client.emit("disconnect", "bye")
-        await asyncio.sleep(0.3)
-        if client.connected:
-            ack = await client.call("no_such_event", 1, timeout=5)
-            assert ack.get("error") == "unknown_event", f"a connected client is answered {ack}"
+        ack = await client.call("disconnect", "bye", timeout=5)
+        assert isinstance(ack, dict) and ack.get("error") == "forbidden", ack
+        # The gateway handles a client's events in order: this answer comes after both 'disconnect's.
+        ack = await client.call("no_such_event", 1, timeout=5)
+        assert ack.get("error") == "unknown_event", f"mallory's session is gone: {ack}"
+        assert client.connected, "the gateway closed the connection instead of refusing the event"
+        # Still subscribed: a new change reaches mallory (the writer of her session is alive).
+        await save_post(fresh.log, Post(id="after-disconnect", title="still live"))
+        await wait_for(
+            lambda: any("after-disconnect" in frame for frame in frames),
+            "a live change after the 'disconnect' event",
+            5,
+        )
 
     fresh.run(attempt())
 

@@ -58,8 +58,12 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
 
 
 async def test_optimistic_row_shows_at_once_and_is_replaced_by_the_logged_change(gateway) -> None:
+    """The logged change settles the optimistic row at once, long before the ``settle_after`` timer."""
     posts = PostStore()
-    async with RootStore(gateway.url, stores=[posts], token=AUTH.issue("ann")) as root:
+    settle_after = 60.0  # the fallback timer must not be what settles the row here
+    async with RootStore(
+        gateway.url, stores=[posts], token=AUTH.issue("ann"), settle_after=settle_after
+    ) as root:
         await wait_for(lambda: posts.seq is not None)
         pending = asyncio.ensure_future(
             root.mutate(
@@ -71,8 +75,10 @@ async def test_optimistic_row_shows_at_once_and_is_replaced_by_the_logged_change
         await asyncio.sleep(0)
         assert posts.value["p1"].author == "" and "p1" not in posts.confirmed  # shown, not confirmed
         assert await pending == {"id": "p1"}
-        await wait_for(lambda: "p1" in posts.confirmed and not posts.pending, what="settled")
-        assert posts.value["p1"] == Post(id="p1", title="hello", author="ann")
+        acked = asyncio.get_running_loop().time()
+        await wait_for(lambda: "p1" in posts.confirmed and not posts.pending, timeout=5, what="settled")
+        assert asyncio.get_running_loop().time() - acked < settle_after / 10
+        assert posts.value["p1"] == Post(id="p1", title="hello", author="ann")  # the logged row, not ours
 
 
 async def test_rejected_mutation_rolls_back_and_reports(gateway) -> None:

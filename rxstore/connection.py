@@ -74,18 +74,30 @@ class Backoff:
         factor: Growth per attempt.
         maximum: Cap on the delay.
         jitter: Fraction of the delay that is random (0 = none, 1 = full jitter).
-        max_attempts: Give up after this many failed attempts in a row; ``None`` = never.
+        max_attempts: Give up after this many failed connection attempts in a
+            row (unreachable gateway, a refusal that may pass, a token provider
+            that raises); ``None`` = never. Giving up reports the last failure
+            to ``root.errors``, sets the state to disconnected, and makes a
+            waiting ``setup_realtime()`` raise it.
 
     Example:
         >>> Backoff(initial=1.0, factor=2.0, maximum=5.0, jitter=0.0).delay(4)
         5.0
+        >>> Backoff(max_attempts=3).gives_up(3), Backoff().gives_up(1000)
+        (True, False)
     """
 
     initial: float = 0.25
     factor: float = 2.0
     maximum: float = 10.0
     jitter: float = 0.5
-    max_attempts: int | None = None
+    max_attempts: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+
+    def gives_up(self, failures: int) -> bool:
+        """Return whether ``failures`` failed attempts in a row are enough to stop."""
+        return self.max_attempts is not None and failures >= self.max_attempts
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Return the delay in seconds before attempt number ``attempt`` (>= 1)."""

@@ -31,6 +31,9 @@ class ProtocolError(RxStoreError, ValueError):
     Attributes:
         event: Name of the socket event that carried the bad payload.
         payload: The payload as received (kept for debugging).
+        store: Name of the store that could not use the payload, when one
+            store reports it for itself (a ``TableStore`` given a message
+            that is not a change envelope); ``None`` when the root reports it.
 
     Example:
         >>> from rxstore.events import parse_change
@@ -41,10 +44,13 @@ class ProtocolError(RxStoreError, ValueError):
         post_update - change envelope is missing 'topic'
     """
 
-    def __init__(self, message: str, *, event: str | None = None, payload: Any = None) -> None:
+    def __init__(
+        self, message: str, *, event: str | None = None, payload: Any = None, store: str | None = None
+    ) -> None:
         super().__init__(message)
         self.event = event
         self.payload = payload
+        self.store = store
 
 
 class ValidationError(RxStoreError, ValueError):
@@ -102,12 +108,14 @@ class ConnectionRefused(RxStoreError, ConnectionError):
 
     Attributes:
         reason: Machine-readable reason: ``invalid_token``, ``token_expired``,
-            ``forbidden_topic`` or ``refused`` when the server gave none.
+            ``forbidden_topic``, ``bad_request``, ``unavailable``, the message
+            of another server's refusal, or ``refused`` when the server gave none.
 
     Example:
         ``await root.setup_realtime()`` raises it when the gateway refuses for
-        good (``invalid_token``, ``forbidden_topic``); ``root.errors`` reports
-        every refusal, the retried ones too:
+        good (``invalid_token``, ``forbidden_topic``, ``bad_request``), or
+        after ``Backoff.max_attempts`` failed attempts in a row of any other
+        refusal; ``root.errors`` reports every refusal, the retried ones too:
 
         >>> exc = ConnectionRefused("invalid_token")
         >>> exc.reason, str(exc), isinstance(exc, ConnectionError)
@@ -117,6 +125,35 @@ class ConnectionRefused(RxStoreError, ConnectionError):
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message or f"connection refused: {reason}")
         self.reason = reason
+
+
+class TokenProviderError(RxStoreError, RuntimeError):
+    """The token provider failed: it raised (the ``__cause__``), or is not async.
+
+    A provider that raises counts as a failed connection attempt: the root
+    store reports it to ``root.errors``, backs off and calls it again, and
+    gives up after ``Backoff.max_attempts`` failed attempts in a row. A
+    provider that returns no awaitable (a plain ``def``) is a mistake that
+    retrying cannot fix: ``setup_realtime()`` raises at once. Fix the
+    provider, or pass the token string itself.
+
+    Attributes:
+        fatal: True when calling the provider again cannot help (it is not async).
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise OSError("auth server down")
+        ...     except OSError as cause:
+        ...         raise TokenProviderError("the token provider raised OSError: auth server down") from cause
+        ... except RxStoreError as exc:
+        ...     print(type(exc.__cause__).__name__, isinstance(exc, RuntimeError))
+        OSError True
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 class TransportError(RxStoreError, ConnectionError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import time
@@ -35,6 +36,7 @@ from rxstore.errors import (
     ProtocolError,
     RxStoreError,
     StoreError,
+    TokenProviderError,
     TransportError,
 )
 from rxstore.events import (
@@ -67,7 +69,10 @@ _TIMING_SAMPLE = 15
 
 log = logging.getLogger("rxstore.root")
 
-_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic"})
+_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "bad_request"})
+"""Refusals that a retry with the same token and topics cannot pass (``bad_request``:
+the gateway says the client itself is wrong). Any other refusal is retried with
+backoff, up to ``Backoff.max_attempts`` failed attempts in a row."""
 
 
 @attrs.define
@@ -130,7 +135,7 @@ class RootStore:
         self.settle_after = settle_after
         self.metrics = Metrics()
         self.cursor: int | None = None
-        self._token: Token = token
+        self._token: Token = _checked_token(token)
         self._transport: Transport = transport or SocketIOTransport()
         self._transport.bind(self._on_frame, self._on_lost)
         self._events: Subject[Event] = Subject()
@@ -195,16 +200,29 @@ class RootStore:
     async def setup_realtime(self, token: Token = None, *, wait: bool = True) -> None:
         """Connect to the gateway and keep the connection up until teardown.
 
+        Every failed attempt (unreachable gateway, a refusal that may pass,
+        a token provider that raises) is logged at WARNING and retried after a
+        backoff; refusals and provider failures also go to :attr:`errors`.
+        After ``Backoff.max_attempts`` failed attempts in a row the root store
+        stops: the state becomes disconnected and the last failure, as
+        "gave up after N failed attempts: ...", goes to :attr:`errors`.
+
         Args:
             token: Replaces the token given to the constructor.
             wait: Return only once connected (default), or at once.
 
         Raises:
             ConnectionRefused: With ``wait``, the gateway refused for good
-                (``invalid_token``, ``forbidden_topic``); see ``exc.reason``.
+                (``invalid_token``, ``forbidden_topic``, ``bad_request``), or
+                refused ``max_attempts`` times in a row; see ``exc.reason``.
+            TokenProviderError: With ``wait``, the token provider is not async,
+                or raised ``max_attempts`` times in a row (the ``__cause__``).
+            TransportError: With ``wait``, the gateway was unreachable
+                ``max_attempts`` times in a row.
+            TypeError: ``token`` is neither a string, a callable nor ``None``.
         """
         if token is not None:
-            self._token = token
+            self._token = _checked_token(token)
         self.setup_domain_event_handlers()
         if self._task is not None and not self._task.done():
             return
@@ -213,6 +231,8 @@ class RootStore:
         self._task = asyncio.create_task(self._run(first), name="rxstore-root")
         if wait:
             await first
+        else:
+            first.add_done_callback(_consume_exception)  # giving up shows on connection and errors
 
     async def teardown_realtime(self) -> None:
         """Close the connection and release every task and subscription.
@@ -436,56 +456,89 @@ class RootStore:
         return {"token": token, "topics": list(self.topics), "cursor": self.cursor}
 
     async def _resolve_token(self) -> str | None:
+        """Return the token for the next attempt, calling the provider if there is one.
+
+        Raises:
+            TokenProviderError: The provider raised (the ``__cause__``), returned
+                no string, or is not async (``fatal``: it is not called again).
+        """
         token = self._token
         if token is None or isinstance(token, str):
             return token
-        return await token()
+        try:
+            pending = token()
+            if not inspect.isawaitable(pending):
+                raise TokenProviderError(
+                    f"the token provider {_name_of(token)} returned {type(pending).__name__}, not an "
+                    "awaitable: make it async (async def) or pass the token string itself",
+                    fatal=True,
+                )
+            value = await pending
+        except TokenProviderError:
+            raise
+        except Exception as exc:
+            raise TokenProviderError(f"the token provider raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(value, str):
+            raise TokenProviderError(f"the token provider returned {type(value).__name__}, not a str")
+        return value
+
+    async def _attempt(self, url: str) -> RxStoreError | None:
+        """Try to connect to ``url`` once; return why it failed, or ``None`` once connected."""
+        try:
+            token = await self._resolve_token()
+        except TokenProviderError as exc:
+            return exc
+        try:
+            await self._transport.connect(url, self.auth_payload(token))
+        except ConnectionRefused as exc:
+            if exc.reason == "unavailable":
+                self._url_index += 1  # that node is going away: try the next one
+            return exc
+        except (TimeoutError, TransportError, OSError) as exc:
+            self._url_index += 1
+            if isinstance(exc, TransportError):
+                return exc
+            error = TransportError(f"cannot connect to {url}: {exc}")
+            error.__cause__ = exc
+            return error
+        return None
+
+    def _fatal(self, error: RxStoreError) -> bool:
+        """Return whether retrying cannot get past ``error``."""
+        if isinstance(error, ConnectionRefused):
+            return error.reason in _FATAL_REFUSALS or (
+                error.reason == "token_expired" and not callable(self._token)
+            )
+        return isinstance(error, TokenProviderError) and error.fatal
 
     async def _run(self, first: asyncio.Future[None]) -> None:
-        attempt = 0
+        failures = 0
         ever_connected = False
         try:
             while True:
                 url = self.urls[self._url_index % len(self.urls)]
-                if attempt == 0:
+                if failures == 0:
                     status = ConnectionStatus.RECONNECTING if ever_connected else ConnectionStatus.CONNECTING
                     self._set_state(ConnectionState(status, url=url))
                 loop = asyncio.get_running_loop()
                 self._lost = loop.create_future()
-                try:
-                    token = await self._resolve_token()
-                    await self._transport.connect(url, self.auth_payload(token))
-                except ConnectionRefused as exc:
-                    fatal = exc.reason in _FATAL_REFUSALS or (
-                        exc.reason == "token_expired" and not callable(self._token)
-                    )
-                    if fatal:
-                        self._refused(exc, url)
-                        if not first.done():
-                            first.set_exception(exc)
+                error = await self._attempt(url)
+                if error is not None:
+                    failures += 1
+                    if self._fatal(error):
+                        self._give_up(error, url, first)
                         return
-                    self._report(exc)
-                    attempt += 1
-                    await self._wait_before(attempt, url, exc.reason)
-                    continue
-                except (TimeoutError, TransportError, OSError) as exc:
-                    attempt += 1
-                    self._url_index += 1
-                    if self.backoff.max_attempts is not None and attempt > self.backoff.max_attempts:
-                        error = TransportError(f"gave up after {attempt - 1} attempts: {exc}")
-                        self._report(error)
-                        self._set_state(
-                            ConnectionState(ConnectionStatus.DISCONNECTED, reason=str(exc), url=url)
-                        )
-                        if not first.done():
-                            first.set_exception(error)
+                    if self.backoff.gives_up(failures):
+                        self._give_up(_gave_up(error, failures), url, first, reason=_reason_of(error))
                         return
-                    await self._wait_before(attempt, url, str(exc))
+                    if not isinstance(error, TransportError):
+                        self._report(error)  # transport failures are reported only on giving up
+                    await self._wait_before(failures, url, _reason_of(error))
                     continue
                 if ever_connected:
                     self.metrics.reconnects += 1
                 ever_connected = True
-                attempt = 0
+                failures = 0
                 self._connected(url)
                 if not first.done():
                     first.set_result(None)
@@ -500,6 +553,25 @@ class RootStore:
             if not first.done():
                 first.cancel()
             raise
+        except Exception as exc:  # a bug, or a raising subscriber: fail setup_realtime(), never hang it
+            log.exception("[RootStore] the connection loop failed")
+            if not first.done():
+                error = TransportError(f"the connection loop failed: {exc!r}")
+                error.__cause__ = exc
+                first.set_exception(error)
+
+    def _give_up(
+        self, error: RxStoreError, url: str, first: asyncio.Future[None], *, reason: str | None = None
+    ) -> None:
+        """Stop the connection loop: report ``error``, mark the link down, fail a waiting setup."""
+        log.warning("[RootStore] %s: %.200s; not retrying", url, error)
+        self._report(error)
+        self._set_state(
+            ConnectionState(ConnectionStatus.DISCONNECTED, reason=reason or _reason_of(error), url=url)
+        )
+        self._set_sync(SyncState.STALE)
+        if not first.done():
+            first.set_exception(error)
 
     async def _wait_before(self, attempt: int, url: str, reason: str) -> None:
         delay = self.backoff.delay(attempt, self._rng)
@@ -508,8 +580,8 @@ class RootStore:
                 ConnectionStatus.RECONNECTING, reason=reason, attempt=attempt, delay=delay, url=url
             )
         )
-        log.info(
-            "[RootStore] attempt %d to %s failed (%s); retrying in %.2f s",
+        log.warning(
+            "[RootStore] attempt %d to %s failed (%.200s); retrying in %.2f s",
             attempt,
             url,
             reason,
@@ -575,9 +647,15 @@ class RootStore:
             self._dispatch(events)
 
     def _to_event(self, name: str, data: Any) -> Event | None:
-        """Turn one frame into an event; ``None`` for a duplicate or a bad change."""
+        """Turn one frame into an event; ``None`` for a duplicate or a bad change.
+
+        A payload with ``op`` and ``seq`` is a change (reported if malformed);
+        any other payload is a message, even under a table's event name: it
+        goes to every store accepting that name, and a ``TableStore`` among
+        them reports for itself that it is not a change envelope.
+        """
         self.metrics.events += 1
-        if (type(data) is dict and "op" in data and "seq" in data) or name in self._change_events:
+        if type(data) is dict and "op" in data and "seq" in data:
             seq = envelope_seq(data)
             change = None
             if seq is None:
@@ -607,7 +685,6 @@ class RootStore:
         cursor = self.cursor
         duplicates = changes = 0
         change_kind = EventKind.CHANGE
-        change_events = self._change_events
         for frame in frames:
             if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
                 self._report(
@@ -615,7 +692,7 @@ class RootStore:
                 )
                 continue
             name, payload = frame
-            if (type(payload) is dict and "op" in payload and "seq" in payload) or name in change_events:
+            if type(payload) is dict and "op" in payload and "seq" in payload:
                 seq = envelope_seq(payload)  # checked here; the Change is built only if asked for
                 change = None
                 if seq is None:
@@ -764,3 +841,39 @@ def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[s
 def _consume_exception(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _checked_token(token: Token) -> Token:
+    """Return ``token`` if it is a string, a callable or ``None``.
+
+    Raises:
+        TypeError: Anything else (a provider's *result* is checked when it is called).
+    """
+    if token is None or isinstance(token, str) or callable(token):
+        return token
+    raise TypeError(
+        f"token must be a str, an async callable returning one, or None; got {type(token).__name__}"
+    )
+
+
+def _name_of(provider: Any) -> str:
+    return str(getattr(provider, "__qualname__", None) or repr(provider))
+
+
+def _reason_of(error: RxStoreError) -> str:
+    """The ``ConnectionState.reason`` for a failed attempt."""
+    return error.reason if isinstance(error, ConnectionRefused) else str(error)
+
+
+def _gave_up(error: RxStoreError, failures: int) -> RxStoreError:
+    """The error that ends the loop after ``failures`` failed attempts, ``error`` the last."""
+    message = f"gave up after {failures} failed attempt{'' if failures == 1 else 's'}: {error}"
+    final: RxStoreError
+    if isinstance(error, ConnectionRefused):
+        final = ConnectionRefused(error.reason, message)
+    elif isinstance(error, TokenProviderError):
+        final = TokenProviderError(message)
+    else:
+        final = TransportError(message)
+    final.__cause__ = error.__cause__ or error
+    return final

@@ -20,7 +20,7 @@ from reactivex.subject import BehaviorSubject
 
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError, ValidationError
-from rxstore.events import Change, Event, EventKind, Snapshot, topic_event_name
+from rxstore.events import Change, Event, EventKind, Snapshot, parse_change, topic_event_name
 from rxstore.store import DomainStore
 
 __all__ = ["TableState", "TableStore", "converter", "structure_record"]
@@ -142,7 +142,10 @@ class TableStore(DomainStore[TableState[R]]):
 
     A change whose ``seq`` is not newer than the state's ``seq`` is skipped, so a
     change is applied exactly once even if it is delivered twice. A row that does
-    not fit ``record_type`` is reported to ``errors`` with the bad field named.
+    not fit ``record_type`` is reported to ``errors`` with the bad field named,
+    and so is a payload under ``event`` that is not a change envelope (a
+    :class:`~rxstore.errors.ProtocolError` naming this store; other stores
+    accepting ``event`` still get it).
 
     Example:
         >>> @attrs.frozen
@@ -355,11 +358,33 @@ class TableStore(DomainStore[TableState[R]]):
                 mutation = None
                 rows = immutables.Map()
                 seq = None
+            else:  # a message under this table's event name: for other stores, not for this one
+                self._not_a_change(event)
         if mutation is not None:
             rows = mutation.finish()
         if rows is state.rows and seq == state.seq:
             return state
         return TableState(rows, seq)
+
+    def _not_a_change(self, event: Event) -> None:
+        """Report a message under this table's event name: not a change envelope, so ignored here.
+
+        Other stores accepting the same name still get it (see ``RootStore._to_event``).
+        """
+        try:
+            parse_change(event.data, event=event.name)
+            why = "a message, not a change"
+        except ProtocolError as exc:
+            why = str(exc)
+        error = ProtocolError(
+            f"{self.name}: {event.name!r} payload is not a change envelope ({why}); "
+            f"{self.table!r} left as it was",
+            event=event.name,
+            payload=event.data,
+            store=self.name,
+        )
+        self.log.warning("[%s] %s", self.name, error)
+        self._errors.on_next(error)
 
     def _rows_of(self, snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
         mutation: Any = immutables.Map().mutate()

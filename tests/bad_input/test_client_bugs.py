@@ -34,9 +34,12 @@ def _insert(seq: int, key: Any, **fields: Any) -> dict[str, Any]:
     ids=["no op", "no seq", "string", "null", "list"],
 )
 def test_a_malformed_change_frame_under_a_table_event_name_is_reported(payload: Any) -> None:
+    """Not a change envelope: the table store reports it as its own and keeps its state; a message still."""
     client = new_client()
     errors = client.send("post_update", payload)
-    assert len(errors) == 1 and isinstance(errors[0], ProtocolError)
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError) and errors[0].store == "Posts"
+    assert client.posts.value.to_dict() == {} and client.root.cursor is None
+    assert client.recorder.names == ["post_update"]
 
 
 @pytest.mark.parametrize("op", ["insert", "UPSERT", None, 1])

@@ -19,6 +19,7 @@ from rxstore.errors import ProtocolError
 __all__ = [
     "BATCH",
     "BROADCAST",
+    "CLOSING",
     "CONTROL_PREFIX",
     "LIVE",
     "MUTATE",
@@ -40,6 +41,8 @@ RESET: Final = "rxstore:reset"
 LIVE: Final = "rxstore:live"
 MUTATE: Final = "rxstore:mutate"
 BROADCAST: Final = "rxstore:broadcast"
+CLOSING: Final = "rxstore:closing"
+"""Sent by the gateway just before it ends a session: ``{"reason", "message"}``."""
 
 
 class Op(enum.StrEnum):

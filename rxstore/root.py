@@ -42,6 +42,7 @@ from rxstore.errors import (
 from rxstore.events import (
     BATCH,
     BROADCAST,
+    CLOSING,
     CONTROL_PREFIX,
     LIVE,
     MUTATE,
@@ -154,6 +155,10 @@ class RootStore:
         self._rng = random.Random()
         self._url_index = 0
         self._replaying = False
+        self._chunks: dict[str, tuple[int, list[Any]]] = {}
+        """Topic -> (seq, records) of a snapshot arriving in chunks, not yet shown to the stores."""
+        self._closing: str | None = None
+        """The reason the gateway gave (``rxstore:closing``) for ending the session."""
 
     # -- observables -----------------------------------------------------------
 
@@ -402,6 +407,9 @@ class RootStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         deadline = loop.time() + timeout if retry else None
+        if retry:  # the whole mutation has ``timeout``, also while offline for good
+            timer = loop.call_later(timeout, _time_out, future, event)
+            future.add_done_callback(lambda _: timer.cancel())
         self._outbox.append(_Outgoing(event, data, future, timeout, retry, deadline))
         self.metrics.outbox_depth = len(self._outbox)
         if self.connection_state.connected and (self._flusher is None or self._flusher.done()):
@@ -592,6 +600,8 @@ class RootStore:
     def _connected(self, url: str) -> None:
         """Mark the link up (called by the connection loop or a test harness)."""
         self._replaying = self.cursor is not None
+        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
+        self._closing = None
         log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
         self._set_sync(SyncState.REPLAYING)
@@ -609,6 +619,8 @@ class RootStore:
 
     def _on_lost(self, reason: str) -> None:
         """Transport callback: the established link is gone."""
+        if self._closing is not None:
+            reason = self._closing  # e.g. token_expired: the gateway said why it ended the session
         lost = self._lost
         if lost is not None and not lost.done():
             lost.set_result(reason)
@@ -720,6 +732,31 @@ class RootStore:
         metrics.changes_applied += changes
         return events
 
+    def _whole_snapshot(self, data: Any) -> Event | None:
+        """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
+
+        Raises:
+            ProtocolError: A malformed frame (the chunks held for its topic are dropped).
+        """
+        event = _snapshot_event(data)
+        more = data.get("more", False)
+        snapshot = event.data
+        held = self._chunks.pop(snapshot.topic, None)
+        if type(more) is not bool:
+            raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
+        if held is not None and held[0] != event.seq:
+            held = None  # a new snapshot of the topic began (after a reset): the old one is void
+        if more:
+            records = held[1] if held is not None else []
+            records.extend(snapshot.records)
+            self._chunks[snapshot.topic] = (event.seq or 0, records)
+            return None
+        if held is None:
+            return event
+        held[1].extend(snapshot.records)
+        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
+        return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
+
     def _dispatch(self, events: Sequence[Event]) -> None:
         """Publish events on the hot stream and hand each store its share, once."""
         metrics = self.metrics
@@ -771,7 +808,10 @@ class RootStore:
     def _on_control(self, name: str, data: Any) -> None:
         try:
             if name == SNAPSHOT:
-                event = _snapshot_event(data)
+                whole = self._whole_snapshot(data)
+                if whole is None:
+                    return  # a chunk: held until its topic's last one
+                event = whole
                 seq = event.seq
                 assert seq is not None
                 if self.cursor is not None and seq < self.cursor:
@@ -783,6 +823,9 @@ class RootStore:
                 if self.cursor is None or seq > self.cursor:
                     self.cursor = seq
                 self._dispatch([event])
+            elif name == CLOSING:
+                self._closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
+                log.info("[RootStore] the gateway is ending the session: %s", data)
             elif name == RESET:
                 log.info("[RootStore] reset: %s", data)
                 self.cursor = None
@@ -836,6 +879,11 @@ def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[s
     topics = [store.table for store in stores if isinstance(store, TableStore)]
     topics.extend(extra)
     return tuple(dict.fromkeys(topics))
+
+
+def _time_out(future: asyncio.Future[Any], event: str) -> None:
+    if not future.done():
+        future.set_exception(CallTimeout(f"{event!r} not acknowledged in time"))
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

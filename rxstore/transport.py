@@ -125,6 +125,10 @@ class SocketIOTransport:
         serializer: ``"json"`` (default) or ``"msgpack"``; must match the gateway.
         connect_timeout: Seconds to wait for the gateway to accept the connection.
         socketio_path: The Socket.IO endpoint path on the gateway.
+        max_frame_bytes: Largest frame accepted from the gateway (64 MiB); a bigger
+            one ends the connection. The gateway cuts snapshots and batches into
+            frames of its ``frame_bytes`` (1 MiB), so this only has to exceed the
+            largest single row (aiohttp's own default, 4 MiB, is replaced).
 
     Example:
         The default transport of a root store; pass one to change its options:
@@ -142,8 +146,12 @@ class SocketIOTransport:
         serializer: Literal["json", "msgpack"] = "json",
         connect_timeout: float = 5.0,
         socketio_path: str = "socket.io",
+        max_frame_bytes: int = 64 << 20,
     ) -> None:
+        if max_frame_bytes < 1024:
+            raise ValueError(f"max_frame_bytes must be >= 1024, got {max_frame_bytes}")
         self.serializer = serializer
+        self.max_frame_bytes = max_frame_bytes
         self.connect_timeout = connect_timeout
         self.socketio_path = socketio_path
         self._client: Any = None
@@ -163,6 +171,7 @@ class SocketIOTransport:
             reconnection=False,  # the root store reconnects, with a fresh token and cursor
             serializer="msgpack" if self.serializer == "msgpack" else _JSONPacket,
             handle_sigint=False,
+            websocket_extra_options={"max_msg_size": self.max_frame_bytes},
         )
         on_frame = self._on_frame
 

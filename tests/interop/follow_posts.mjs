@@ -10,7 +10,7 @@
 // changes (or the time limit) it prints ONE JSON line on stdout:
 //
 //   {"rows": {id: row}, "seqs": [every change seq received, in order], "errors": [...],
-//    "snapshot": {"seq", "count"} | null (the last one), "snapshots": n, "live": seq | null,
+//    "snapshot": {"seq", "count", "frames"} | null (the last one), "snapshots": n, "live": seq | null,
 //    "cursor": seq, "dropped": [seqs <= cursor it received and ignored]}
 //
 // and exits 0 (N reached, no errors) or 1 (errors or time limit). A connection the
@@ -37,6 +37,7 @@ const errors = [];
 let cursor = null; // last seq applied (or the snapshot's seq)
 let snapshot = null;
 let snapshots = 0; // how many were received (1 unless the cursor expired)
+let chunks = null; // {seq, records, frames} of a snapshot still arriving in chunks
 let live = null;
 let applied = 0;
 let finished = false;
@@ -136,9 +137,15 @@ socket.on("rxstore:snapshot", (data) => {
     errors.push(`malformed rxstore:snapshot: ${JSON.stringify(data)}`);
     return;
   }
+  // A snapshot may come in chunks ("more": true on all but the last): show it only once whole.
+  if (chunks === null || chunks.seq !== data.seq) chunks = { seq: data.seq, records: [], frames: 0 };
+  chunks.records.push(...data.records);
+  chunks.frames += 1;
+  if (data.more === true) return;
   rows.clear();
-  for (const record of data.records) rows.set(record[KEY], record);
-  snapshot = { seq: data.seq, count: data.records.length };
+  for (const record of chunks.records) rows.set(record[KEY], record);
+  snapshot = { seq: data.seq, count: chunks.records.length, frames: chunks.frames };
+  chunks = null;
   snapshots += 1;
   setCursor(data.seq);
   status({ status: "snapshot", ...snapshot });

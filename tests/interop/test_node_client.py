@@ -176,7 +176,7 @@ async def test_node_socketio_client_follows_posts_snapshot_then_live(
         code, report = await follower.result()
 
     assert report["errors"] == [] and code == 0, report
-    assert report["snapshot"] == {"seq": snapshot_seq, "count": 4}
+    assert report["snapshot"] == {"seq": snapshot_seq, "count": 4, "frames": 1}
     expected = await all_posts(log)
     assert {key: as_post(row) for key, row in report["rows"].items()} == expected
     seqs = report["seqs"]

@@ -59,8 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
-    serve.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
-    serve.add_argument("--algorithm", default="HS256", help="JWT algorithm (default: %(default)s)")
+    serve.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${_SECRET_ENV})")
+    serve.add_argument(
+        "--algorithm",
+        help="JWT algorithm accepted (default: HS256 with --secret, the key's own with --public-key: "
+        "RS256 for RSA, ES256 for P-256)",
+    )
+    serve.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="verify RS256/ES256/... tokens with this public key (PEM, or an X.509 certificate)",
+    )
+    serve.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="verify tokens with the keys of this local JWKS file, picked by the token's 'kid'",
+    )
     serve.add_argument(
         "--demo-schema",
         action="store_true",
@@ -123,8 +137,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="validity in seconds (default: %(default)s)",
     )
-    token.add_argument("--secret", help=f"JWT secret (default: ${_SECRET_ENV})")
-    token.add_argument("--algorithm", default="HS256", help="JWT algorithm (default: %(default)s)")
+    token.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${_SECRET_ENV})")
+    token.add_argument(
+        "--algorithm",
+        help="JWT algorithm (default: HS256 with --secret, the key's own with --private-key)",
+    )
+    token.add_argument(
+        "--private-key", metavar="FILE", help="sign with this private key (PEM) instead of a secret"
+    )
+    token.add_argument(
+        "--kid", metavar="KID", help="key id to write in the token's header (see serve --jwks)"
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -154,13 +177,45 @@ def _secret(args: argparse.Namespace) -> str:
     return str(secret)
 
 
+def _token_auth(args: argparse.Namespace) -> Any:
+    """The ``TokenAuth`` that ``serve`` verifies with, or ``token`` issues with; exits on a bad key."""
+    from rxstore.gateway.auth import KeyConfigError, TokenAuth
+
+    issuing = args.command == "token"
+    key_option = "--private-key" if issuing else "--public-key"
+    key_file = args.private_key if issuing else args.public_key
+    jwks = None if issuing else args.jwks
+    if args.secret and (key_file or jwks):
+        keys = key_option if issuing else f"{key_option}/--jwks"
+        raise SystemExit(f"rxstore: pass --secret (HS256) or {keys}, not both")
+    if jwks and (key_file or args.algorithm):
+        raise SystemExit(
+            "rxstore: --jwks goes alone: its keys name their algorithms (their 'alg', or their type)"
+        )
+    if args.algorithm and not args.algorithm.startswith("HS") and not (key_file or jwks):
+        how = "signs with a private key" if issuing else "verifies with a public key"
+        raise SystemExit(
+            f"rxstore: {args.algorithm} {how}: pass {key_option} FILE{'' if issuing else ' or --jwks FILE'} "
+            "(--secret is the HMAC secret of HS256/384/512)"
+        )
+    try:
+        if jwks:
+            return TokenAuth.from_jwks(jwks)
+        if key_file and issuing:
+            return TokenAuth.from_private_key(key_file, algorithm=args.algorithm, kid=args.kid)
+        if key_file:
+            return TokenAuth.from_public_key(key_file, algorithm=args.algorithm)
+        kid = args.kid if issuing else None
+        return TokenAuth(secret=_secret(args), algorithm=args.algorithm or "HS256", kid=kid)
+    except KeyConfigError as exc:
+        raise SystemExit(f"rxstore: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rxstore`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "token":
-        from rxstore.gateway.auth import TokenAuth
-
-        auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
+        auth = _token_auth(args)
         print(auth.issue(args.sub, ttl=args.ttl if args.ttl > 0 else None))
         return 0
     if args.command == "serve":
@@ -189,12 +244,11 @@ async def _wait_for_stop(duration: float | None) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from rxstore.gateway.auth import TokenAuth
     from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
     from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter, Topic
 
-    auth = TokenAuth(secret=_secret(args), algorithm=args.algorithm)
+    auth = _token_auth(args)
     try:
         log = open_change_log(args.db)
     except ValueError as exc:

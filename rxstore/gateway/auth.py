@@ -24,34 +24,30 @@ from typing import Any
 
 import attrs
 import jwt
-from jwt.algorithms import get_default_algorithms, has_crypto
 
-from rxstore.errors import AuthError, RxStoreError
+from rxstore.errors import AuthError
+from rxstore.gateway._jwt_keys import (
+    ASYMMETRIC,
+    HMAC,
+    Key,
+    KeyConfigError,
+    KeySource,
+    as_bytes,
+    check_fits,
+    hmac_key,
+    infer_algorithm,
+    jwks_keys,
+    load_private,
+    load_public,
+    read_key,
+    refuse_hmac,
+    require_crypto,
+    short,
+)
 
 __all__ = ["KeyConfigError", "KeySource", "TokenAuth", "User"]
 
-KeySource = str | bytes | os.PathLike[str]
-"""A key: PEM text (``str`` or ``bytes``) or the path of a file holding it."""
-
-_HMAC = frozenset({"HS256", "HS384", "HS512"})
-_ASYMMETRIC = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
-_MIN_RSA_BITS = 2048
 _SHOWN_KIDS = 5
-
-
-class KeyConfigError(RxStoreError, ValueError):
-    """A JWT key or algorithm that cannot be used; raised when the ``TokenAuth`` is built.
-
-    Example:
-        >>> try:
-        ...     TokenAuth(secret="s3cret-for-the-doctest-only-32bytes", algorithm="none")
-        ... except KeyConfigError as exc:
-        ...     print(exc)  # doctest: +ELLIPSIS
-        unsupported JWT algorithm 'none': use one of ES256, ..., RS512
-    """
 
 
 @attrs.frozen
@@ -69,15 +65,6 @@ class User:
 
     id: str
     claims: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class _Key:
-    """One verification key: its algorithm (fixed by configuration) and its name."""
-
-    algorithm: str
-    key: Any  # bytes (HMAC) or a cryptography public key
-    label: str
 
 
 @attrs.frozen(kw_only=True)
@@ -111,7 +98,7 @@ class TokenAuth:
     kid: str | None = None
     jwks: Mapping[str, Any] | None = attrs.field(default=None, repr=False, hash=False)
     _signing_key: Any = attrs.field(init=False, repr=False, eq=False)
-    _keys: Mapping[str | None, _Key] = attrs.field(init=False, repr=False, eq=False)
+    _keys: Mapping[str | None, Key] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         signing_key, keys = _prepare(self)
@@ -133,10 +120,10 @@ class TokenAuth:
         Raises:
             KeyConfigError: The file cannot be read, or the key does not parse or fit.
         """
-        _refuse_hmac(algorithm, "a public key")
-        _require_crypto()
-        data = _read_key(key, "public key")
-        chosen = algorithm or _infer_algorithm(_load_public(data, "the public key"), "the public key")
+        refuse_hmac(algorithm, "a public key")
+        require_crypto()
+        data = read_key(key, "public key")
+        chosen = algorithm or infer_algorithm(load_public(data, "the public key"), "the public key")
         return cls(algorithm=chosen, verify_key=data, leeway=leeway)
 
     @classmethod
@@ -159,11 +146,11 @@ class TokenAuth:
         Raises:
             KeyConfigError: The file cannot be read, or the key does not parse or fit.
         """
-        _refuse_hmac(algorithm, "a private key")
-        _require_crypto()
-        data = _read_key(key, "private key")
-        private = _load_private(data, "the private key")
-        chosen = algorithm or _infer_algorithm(private.public_key(), "the private key")
+        refuse_hmac(algorithm, "a private key")
+        require_crypto()
+        data = read_key(key, "private key")
+        private = load_private(data, "the private key")
+        chosen = algorithm or infer_algorithm(private.public_key(), "the private key")
         return cls(secret=data, algorithm=chosen, kid=kid, leeway=leeway)
 
     @classmethod
@@ -255,7 +242,7 @@ class TokenAuth:
             raise AuthError("invalid_token", "the token's 'sub' claim must be a non-empty string")
         return User(sub, claims)
 
-    def _select(self, token: str) -> _Key:
+    def _select(self, token: str) -> Key:
         """The key that verifies ``token``: the only one, or the JWKS key its ``kid`` names."""
         if self.jwks is None:
             return next(iter(self._keys.values()))
@@ -277,40 +264,40 @@ class TokenAuth:
             )
         raise AuthError(
             "invalid_token",
-            f"the token's key id {_short(kid)} is not in the gateway's JWKS ({known}): "
+            f"the token's key id {short(kid)} is not in the gateway's JWKS ({known}): "
             "sign with one of its keys, or add the key to the JWKS",
         )
 
 
-def _prepare(auth: TokenAuth) -> tuple[Any, dict[str | None, _Key]]:
+def _prepare(auth: TokenAuth) -> tuple[Any, dict[str | None, Key]]:
     """Parse and check ``auth``'s keys: (the signing key or None, the verification keys)."""
-    if auth.algorithm not in _HMAC | _ASYMMETRIC:
-        supported = ", ".join(sorted(_HMAC | _ASYMMETRIC))
+    if auth.algorithm not in HMAC | ASYMMETRIC:
+        supported = ", ".join(sorted(HMAC | ASYMMETRIC))
         raise KeyConfigError(f"unsupported JWT algorithm {auth.algorithm!r}: use one of {supported}")
     if auth.jwks is not None and auth.verify_key is not None:
         raise KeyConfigError("pass either jwks or verify_key, not both")
-    if auth.algorithm in _ASYMMETRIC or auth.jwks is not None:
-        _require_crypto()
-    if auth.algorithm in _HMAC:
+    if auth.algorithm in ASYMMETRIC or auth.jwks is not None:
+        require_crypto()
+    if auth.algorithm in HMAC:
         if auth.jwks is not None:
             if auth.secret:
                 raise KeyConfigError(
                     "a JWKS verifies RS/PS/ES/EdDSA tokens: an HMAC secret cannot go with it"
                 )
-            return None, _jwks_keys(auth.jwks)
-        signing_key = _hmac_key(auth.secret, auth.algorithm, "the secret")
+            return None, jwks_keys(auth.jwks)
+        signing_key = hmac_key(auth.secret, auth.algorithm, "the secret")
         if auth.verify_key is None:
-            return signing_key, {None: _Key(auth.algorithm, signing_key, "the gateway's secret")}
-        verify_key = _hmac_key(auth.verify_key, auth.algorithm, "verify_key")
-        return signing_key, {None: _Key(auth.algorithm, verify_key, "the gateway's secret")}
+            return signing_key, {None: Key(auth.algorithm, signing_key, "the gateway's secret")}
+        verify_key = hmac_key(auth.verify_key, auth.algorithm, "verify_key")
+        return signing_key, {None: Key(auth.algorithm, verify_key, "the gateway's secret")}
     private = None
     if auth.secret:
-        private = _load_private(_as_bytes(auth.secret), "the private key (secret)")
-        _check_fits(private.public_key(), auth.algorithm, "the private key (secret)")
+        private = load_private(as_bytes(auth.secret), "the private key (secret)")
+        check_fits(private.public_key(), auth.algorithm, "the private key (secret)")
     if auth.jwks is not None:
-        return private, _jwks_keys(auth.jwks)
+        return private, jwks_keys(auth.jwks)
     if auth.verify_key is not None:
-        public = _load_public(_as_bytes(auth.verify_key), "verify_key")
+        public = load_public(as_bytes(auth.verify_key), "verify_key")
     elif private is not None:
         public = private.public_key()
     else:
@@ -318,210 +305,18 @@ def _prepare(auth: TokenAuth) -> tuple[Any, dict[str | None, _Key]]:
             f"{auth.algorithm} verifies with a public key: use TokenAuth.from_public_key(PEM or file), "
             "TokenAuth.from_jwks(file), or TokenAuth.from_private_key(...) to issue"
         )
-    _check_fits(public, auth.algorithm, "the public key")
-    return private, {None: _Key(auth.algorithm, public, "the gateway's public key")}
-
-
-def _require_crypto() -> None:
-    if not has_crypto:
-        raise KeyConfigError(
-            "public-key algorithms need the 'cryptography' package: pip install 'rxstore[gateway]'"
-        )
-
-
-def _refuse_hmac(algorithm: str | None, what: str) -> None:
-    if algorithm in _HMAC:
-        raise KeyConfigError(
-            f"{algorithm} is an HMAC algorithm, signed with a shared secret: {what} is for "
-            "RS256/ES256/...; pass algorithm='RS256' (RSA) or 'ES256' (EC P-256), or none"
-        )
-
-
-def _hmac_key(secret: str | bytes, algorithm: str, what: str) -> bytes:
-    """``secret`` as an HMAC key, refusing an empty one and an asymmetric key."""
-    if not secret:
-        raise KeyConfigError(
-            f"{algorithm} needs a secret: pass secret='<a long random string>' "
-            "(an empty secret would let anyone sign tokens)"
-        )
-    try:
-        key: bytes = get_default_algorithms()[algorithm].prepare_key(secret)
-    except jwt.InvalidKeyError as exc:
-        raise KeyConfigError(
-            f"{what} is a public/private key, not an {algorithm} secret: to verify RS256/ES256 "
-            "tokens use TokenAuth.from_public_key(...) with algorithm='RS256' or 'ES256'"
-        ) from exc
-    return key
-
-
-def _jwks_keys(jwks: Mapping[str, Any]) -> dict[str | None, _Key]:
-    """The signature keys of a JWK Set by ``kid``, each with its own algorithm."""
-    entries = jwks.get("keys") if "kty" not in jwks else [jwks]
-    if not isinstance(entries, list):
-        raise KeyConfigError("a JWKS is a JSON object {'keys': [...]} (RFC 7517)")
-    keys: dict[str | None, _Key] = {}
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise KeyConfigError(f"JWKS key #{index + 1} is not a JSON object")
-        if entry.get("use", "sig") != "sig":
-            continue
-        kid = entry.get("kid")
-        label = f"JWKS key {_short(kid)}" if kid is not None else f"JWKS key #{index + 1}"
-        if kid is not None and not isinstance(kid, str):
-            raise KeyConfigError(f"{label}: 'kid' must be a string")
-        if kid in keys:
-            raise KeyConfigError(f"{label} appears twice: every key of a JWKS needs its own kid")
-        keys[kid] = _jwk_key(entry, label)
-    if not keys:
-        raise KeyConfigError("the JWKS holds no signature key ({'keys': [...]} with 'use' 'sig' or none)")
-    if len(keys) > 1 and None in keys:
-        raise KeyConfigError("a JWKS of several keys needs a 'kid' on each: tokens pick their key by kid")
-    return keys
-
-
-def _jwk_key(entry: Mapping[str, Any], label: str) -> _Key:
-    """One JWK as a public verification key, refusing shared secrets (``kty`` ``oct``)."""
-    algorithm = entry.get("alg")
-    if entry.get("kty") == "oct" or algorithm in _HMAC:
-        raise KeyConfigError(
-            f"{label} is a shared secret (kty 'oct' / HS*): a JWKS for the gateway holds public keys only"
-        )
-    if algorithm is not None and algorithm not in _ASYMMETRIC:
-        raise KeyConfigError(f"{label}: unsupported alg {algorithm!r}; use RS256, ES256, ... or leave it out")
-    try:
-        jwk = jwt.PyJWK(dict(entry))
-    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
-        raise KeyConfigError(f"{label} does not parse as a JWK: {exc}") from exc
-    if jwk.algorithm_name not in _ASYMMETRIC:
-        raise KeyConfigError(f"{label}: unsupported key ({jwk.algorithm_name})")
-    key = jwk.key.public_key() if hasattr(jwk.key, "private_bytes") else jwk.key
-    _check_fits(key, jwk.algorithm_name, label)
-    return _Key(jwk.algorithm_name, key, label)
-
-
-def _read_key(source: KeySource, what: str) -> bytes:
-    """The key bytes of ``source``: PEM text as is, else the content of the file it names."""
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, str) and ("-----BEGIN" in source or source.lstrip().startswith(("ssh-", "ecdsa-"))):
-        return source.encode()
-    path = Path(source)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise KeyConfigError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
-
-
-def _as_bytes(key: str | bytes) -> bytes:
-    return key.encode() if isinstance(key, str) else key
-
-
-def _load_public(data: bytes, what: str) -> Any:
-    """A public key from PEM (public key, certificate or private key), OpenSSH or DER."""
-    from cryptography import x509
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-
-    text = data.strip()
-    if b"PRIVATE KEY-----" in text:
-        return _load_private(text, what).public_key()
-    try:
-        if text.startswith(b"-----BEGIN CERTIFICATE"):
-            return x509.load_pem_x509_certificate(text).public_key()
-        if text.startswith(b"-----BEGIN"):
-            return serialization.load_pem_public_key(text)
-        if text.startswith((b"ssh-", b"ecdsa-")):
-            return serialization.load_ssh_public_key(text)
-        return serialization.load_der_public_key(text)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyConfigError(
-            f"{what} does not parse as a public key ({exc}): pass a PEM file "
-            "('-----BEGIN PUBLIC KEY-----', e.g. from `openssl pkey -pubout -in key.pem`)"
-        ) from exc
-
-
-def _load_private(data: bytes, what: str) -> Any:
-    """An unencrypted private key from PEM (PKCS#8, PKCS#1, SEC1 or OpenSSH)."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-
-    text = data.strip()
-    if b"PUBLIC KEY-----" in text or text.startswith(b"-----BEGIN CERTIFICATE"):
-        raise KeyConfigError(
-            f"{what} is a public key: it can only verify; use TokenAuth.from_public_key(...) "
-            "(rxstore serve --public-key FILE), and issue with the private key"
-        )
-    try:
-        if text.startswith(b"-----BEGIN OPENSSH PRIVATE KEY"):
-            return serialization.load_ssh_private_key(text, password=None)
-        return serialization.load_pem_private_key(text, password=None)
-    except TypeError as exc:  # encrypted
-        raise KeyConfigError(
-            f"{what} is encrypted: decrypt it (`openssl pkey -in key.pem -out plain.pem`) ({exc})"
-        ) from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyConfigError(
-            f"{what} does not parse as a private key ({exc}): pass a PEM file "
-            "('-----BEGIN PRIVATE KEY-----', e.g. from `openssl genpkey -algorithm RSA`)"
-        ) from exc
-
-
-def _check_fits(key: Any, algorithm: str, what: str) -> None:
-    """Refuse a public key that cannot verify ``algorithm`` (wrong type, curve or size)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-
-    if algorithm[:2] in ("RS", "PS"):
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise KeyConfigError(f"{what} is {_describe(key)}: {algorithm} needs an RSA key")
-        if key.key_size < _MIN_RSA_BITS:
-            raise KeyConfigError(f"{what} is a {key.key_size}-bit RSA key: use at least {_MIN_RSA_BITS} bits")
-    elif algorithm in _CURVES:
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _CURVES[algorithm]:
-            raise KeyConfigError(
-                f"{what} is {_describe(key)}: {algorithm} needs an EC key on curve {_CURVES[algorithm]}"
-            )
-    elif not isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        raise KeyConfigError(f"{what} is {_describe(key)}: EdDSA needs an Ed25519 or Ed448 key")
-
-
-def _infer_algorithm(key: Any, what: str) -> str:
-    """The usual algorithm of a public key: RSA -> RS256, EC -> ES* by curve, Ed -> EdDSA."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        for algorithm, curve in _CURVES.items():
-            if key.curve.name == curve:
-                return algorithm
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return "EdDSA"
-    raise KeyConfigError(f"{what} is {_describe(key)}: JWTs need an RSA, EC (P-256/384/521) or Ed25519 key")
-
-
-def _describe(key: Any) -> str:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if isinstance(key, rsa.RSAPublicKey):
-        return "an RSA key"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"an EC key on curve {key.curve.name}"
-    return f"a {type(key).__name__.removeprefix('_').removesuffix('PublicKey') or 'different'} key"
+    check_fits(public, auth.algorithm, "the public key")
+    return private, {None: Key(auth.algorithm, public, "the gateway's public key")}
 
 
 def _token_alg(token: str) -> str:
     try:
-        return _short(jwt.get_unverified_header(token).get("alg"))
+        return short(jwt.get_unverified_header(token).get("alg"))
     except jwt.PyJWTError:
         return "an unknown algorithm"
 
 
-def _known_kids(keys: Mapping[str | None, _Key]) -> str:
+def _known_kids(keys: Mapping[str | None, Key]) -> str:
     kids = [repr(kid) for kid in keys if kid is not None]
     more = f", ... {len(kids) - _SHOWN_KIDS} more" if len(kids) > _SHOWN_KIDS else ""
     return "kids " + ", ".join(kids[:_SHOWN_KIDS]) + more
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

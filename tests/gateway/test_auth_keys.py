@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+import rxstore.gateway._jwt_keys
 import rxstore.gateway.auth
 from rxstore import RootStore
 from rxstore.errors import AuthError, ConnectionRefused, RxStoreError
@@ -324,8 +325,10 @@ def test_hs256_auth_keeps_working_and_refuses_rs256_tokens(keys: Keys) -> None:
 
 
 def test_auth_module_doctests_pass() -> None:
-    """The examples in rxstore.gateway.auth run."""
-    assert doctest.testmod(rxstore.gateway.auth, optionflags=doctest.ELLIPSIS).failed == 0
+    """The examples in rxstore.gateway.auth (and its key helpers) run."""
+    for module in (rxstore.gateway.auth, rxstore.gateway._jwt_keys):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0
 
 
 # -- end to end: a real gateway and a RootStore ---------------------------------------

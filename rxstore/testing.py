@@ -319,15 +319,20 @@ class MarbleTest:
         """Return the notifications ``diagram`` describes, with virtual times.
 
         Raises:
-            ValueError: The diagram is malformed (an unclosed or nested group).
+            ValueError: The diagram is malformed (an unclosed or nested group, or
+                anything but ``-`` after ``|`` or ``#``: a stream emits nothing once ended).
         """
         lookup = values or {}
         records: list[Recorded[Any]] = []
         tick = 0
         group_tick: int | None = None
+        ended: str | None = None
         for char in diagram:
             if char == " ":
                 continue
+            if ended is not None and char not in "-()":
+                error_text = f"{char!r} after {ended!r} in marble diagram {diagram!r}: the stream has ended"
+                raise ValueError(error_text)
             at = (tick if group_tick is None else group_tick) * self.timespan
             if char == "(":
                 if group_tick is not None:
@@ -342,8 +347,10 @@ class MarbleTest:
                 continue
             elif char == "|":
                 records.append(Recorded(at, OnCompleted()))
+                ended = char
             elif char == "#":
                 records.append(Recorded(at, OnError(error or Exception("error"))))
+                ended = char
             elif char != "-":
                 records.append(Recorded(at, OnNext(lookup.get(char, char))))
             if group_tick is None:
@@ -420,15 +427,18 @@ class MarbleTest:
                 notification = recorded.value
                 if isinstance(notification, OnNext):
                     symbol = str(notification.value)
-                    if symbol not in actions:
-                        raise ValueError(f"unknown link symbol {symbol!r}: use c (up), x (drop), r (refused)")
-                    self.scheduler.schedule_absolute(recorded.time, _run(actions[symbol]))
+                else:
+                    symbol = "|" if isinstance(notification, OnCompleted) else "#"
+                if symbol not in actions:
+                    raise ValueError(f"unknown link symbol {symbol!r}: use c (up), x (drop), r (refused)")
+                self.scheduler.schedule_absolute(recorded.time, _run(actions[symbol]))
         for recorded in self.parse(server, values):
-            if isinstance(recorded.value, OnNext):
-                frame = recorded.value.value
-                if not isinstance(frame, Frame):
-                    raise TypeError(f"server diagram values must be Frame objects, got {frame!r}")
-                self.scheduler.schedule_absolute(recorded.time, _run(_send(virtual, frame)))
+            if not isinstance(recorded.value, OnNext):
+                raise ValueError(f"server diagram {server!r}: a gateway sends frames, it never ends (| or #)")
+            frame = recorded.value.value
+            if not isinstance(frame, Frame):
+                raise TypeError(f"server diagram values must be Frame objects, got {frame!r}")
+            self.scheduler.schedule_absolute(recorded.time, _run(_send(virtual, frame)))
         self.link = virtual
         return root
 

@@ -18,6 +18,7 @@ from rxstore.errors import (
     ProtocolError,
     RxStoreError,
     StoreError,
+    TokenProviderError,
     TransportError,
     ValidationError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "StoreError",
     "TableState",
     "TableStore",
+    "TokenProviderError",
     "Transport",
     "TransportError",
     "ValidationError",

@@ -129,7 +129,6 @@ class RootStore:
         self.stores: tuple[RealtimeStore, ...] = tuple(stores)
         self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
         self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
-        self._change_events = frozenset(store.event for store in self._tables)
         self.backoff = backoff or Backoff()
         self.outbox_limit = outbox_limit
         self.call_timeout = call_timeout

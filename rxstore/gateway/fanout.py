@@ -59,8 +59,11 @@ class QueuedManager(socketio.AsyncManager):  # type: ignore[misc]
         """Emit ``event``; a room emit goes to :attr:`deliver` when it takes it."""
         room = to or room
         deliver = self.deliver
-        if deliver is not None and callback is None and isinstance(room, str) and deliver(
-            event, data, room, skip_sid
+        if (
+            deliver is not None
+            and callback is None
+            and isinstance(room, str)
+            and deliver(event, data, room, skip_sid)
         ):
             return
         await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)

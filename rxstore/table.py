@@ -31,6 +31,10 @@ converter = cattrs.Converter(detailed_validation=True)
 """The cattrs converter used for records; register hooks on it for custom types."""
 
 
+_NON_FINITE = frozenset({"Infinity", "-Infinity", "NaN"})
+"""Non-finite numbers as JSON strings: what the gateway sends for a database's inf and NaN."""
+
+
 def _exactly(kind: type) -> Callable[[Any, type], Any]:
     """A structure hook that checks the JSON type instead of coercing (``str(None)`` is not a title)."""
 
@@ -38,6 +42,8 @@ def _exactly(kind: type) -> Callable[[Any, type], Any]:
         if type(value) is kind:
             return value
         if kind is float and type(value) is int:
+            return float(value)
+        if kind is float and type(value) is str and value in _NON_FINITE:  # the gateway sends them so
             return float(value)
         if kind is bool and type(value) is int and value in (0, 1):  # SQLite booleans
             return bool(value)

@@ -49,6 +49,15 @@ from rxstore.gateway.auth import TokenAuth, User
 from rxstore.gateway.changelog import ChangeLog, Statement
 from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
 from rxstore.gateway.fanout import RedisFanout
+from rxstore.gateway.guard import (
+    BadInputLog,
+    BadPayload,
+    GuardedServer,
+    WireGuard,
+    json_packet_class,
+    msgpack_packet_class,
+    websocket_limit,
+)
 
 __all__ = [
     "Handler",
@@ -236,6 +245,22 @@ class _Metrics:
         self.head = Gauge("rxstore_head_seq", "Last seq broadcast.", registry=r)
         self.lag = Gauge("rxstore_lag_seconds", "Commit-to-broadcast lag of the last batch.", registry=r)
         self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)
+        self.bad_frames = Counter(
+            "rxstore_bad_frames",
+            "Client frames refused at the wire (malformed, binary: socket closed; oversize: answered).",
+            ["reason"],
+            registry=r,
+        )
+        self.handshake_timeouts = Counter(
+            "rxstore_handshake_timeouts",
+            "Connections closed for not joining the namespace within handshake_timeout.",
+            registry=r,
+        )
+        self.bad_input_log_suppressed = Counter(
+            "rxstore_bad_input_log_suppressed",
+            "Warnings about bad clients not logged (over bad_input_log_per_minute).",
+            registry=r,
+        )
 
 
 class RealtimeGateway:
@@ -257,7 +282,11 @@ class RealtimeGateway:
             ``batch_size``) is always read on without waiting. Worth setting
             (e.g. ``0.05``) for many clients of a busy log: see docs/operations.md.
         serializer: ``"json"`` or ``"msgpack"`` (clients must match).
-        max_frame_bytes: Largest frame a client may send; a bigger one closes its connection.
+        max_frame_bytes: Largest frame a client may send. A bigger one is answered
+            ``invalid_payload`` (an acknowledgement if it asked for one; a CONNECT is
+            refused with ``bad_request``) up to a quarter more (at least 16 KiB more:
+            the websocket limit, :func:`~rxstore.gateway.guard.websocket_limit`);
+            beyond that the connection is closed (websocket close code 1009).
         client_queue_limit: Most changes waiting for one client; a client further
             behind is dropped (it resumes from its cursor when it returns).
         client_queue_bytes: Most encoded bytes waiting for one client, likewise.
@@ -266,6 +295,13 @@ class RealtimeGateway:
         cors_allowed_origins: Origins allowed to connect from a browser.
         redis_url: Redis shared by several gateway nodes, for client broadcasts
             (``root.broadcast``); changes never go through it.
+        handshake_timeout: Seconds a connection may stay open without joining the
+            namespace (the Socket.IO CONNECT); then it is closed and counted in
+            ``rxstore_handshake_timeouts``. ``None``: no limit.
+        bad_input_log_per_minute: Most warning lines per minute about bad clients
+            (malformed or binary frames, handshake timeouts; one line per client
+            at most); every bad frame is counted in ``rxstore_bad_frames``.
+
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -290,6 +326,8 @@ class RealtimeGateway:
         watch: bool = True,
         cors_allowed_origins: str | list[str] = "*",
         redis_url: str | None = None,
+        handshake_timeout: float | None = 10.0,
+        bad_input_log_per_minute: int = 10,
     ) -> None:
         self.log = log
         self.topics: dict[str, Topic] = {}
@@ -312,11 +350,26 @@ class RealtimeGateway:
         self.handlers: dict[str, Handler] = {}
         self.mutations: dict[str, MutationHandler] = {}
         self.fanout = RedisFanout(redis_url) if redis_url else None
-        self.sio: Any = socketio.AsyncServer(
+        if handshake_timeout is not None and handshake_timeout <= 0:
+            raise ValueError(f"handshake_timeout must be > 0 seconds or None, got {handshake_timeout}")
+        guard = WireGuard(
+            max_frame_bytes=max_frame_bytes,
+            handshake_timeout=handshake_timeout,
+            bad_frames=self.metrics.bad_frames,
+            handshake_timeouts=self.metrics.handshake_timeouts,
+            report=BadInputLog(bad_input_log_per_minute, self.metrics.bad_input_log_suppressed),
+        )
+        packet_class = (
+            msgpack_packet_class(_msgpack_packet_class(), max_frame_bytes=max_frame_bytes)
+            if serializer == "msgpack"
+            else json_packet_class(_GatewayPacket, max_frame_bytes=max_frame_bytes)
+        )
+        self.sio: Any = GuardedServer(
+            guard=guard,
             async_mode="aiohttp",
             client_manager=self.fanout.manager if self.fanout else None,
-            serializer=_msgpack_packet_class() if serializer == "msgpack" else _GatewayPacket,
-            max_http_buffer_size=max_frame_bytes,
+            serializer=packet_class,
+            max_http_buffer_size=websocket_limit(max_frame_bytes),
             cors_allowed_origins=cors_allowed_origins,
         )
         self.app = web.Application()
@@ -470,6 +523,8 @@ class RealtimeGateway:
             return self._reject("forbidden", "'connect' is a reserved event name")
         if self._stopping:
             raise self._refuse("unavailable", "the gateway is shutting down; try another node")
+        if type(auth) is BadPayload:  # not JSON, too big, ...: see rxstore.gateway.guard
+            raise self._refuse("bad_request", f"auth payload refused: {auth.message}")
         if not isinstance(auth, Mapping):
             raise self._refuse("invalid_token", "send auth={'token': '<jwt>', 'topics': [...], 'cursor': n}")
         try:
@@ -523,6 +578,8 @@ class RealtimeGateway:
         client = self._clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not_connected"}
+        if args and type(args[0]) is BadPayload:  # refused while decoding: see rxstore.gateway.guard
+            return self._reject("invalid_payload", args[0].message)
         if len(args) > 1:
             return self._reject("invalid_payload", f"{event!r} takes one argument, got {len(args)}")
         data = args[0] if args else None

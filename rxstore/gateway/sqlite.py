@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 from rxstore.errors import NotConnected
 from rxstore.events import Change, Op
 from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
-from rxstore.gateway.codec import dump_json, load_json
+from rxstore.gateway.codec import dump_json, load_json, non_finite_json
 from rxstore.gateway.wakeup import WakeSignal
 
 __all__ = ["SQLiteChangeLog"]
@@ -104,6 +104,8 @@ def _jsonable(value: object) -> object:
     # The capture triggers store BLOBs as upper-case hex; snapshots do the same.
     if isinstance(value, bytes):
         return value.hex().upper()
+    if type(value) is float and value - value != 0.0:  # inf: the log's 9e999 reads as "Infinity"
+        return non_finite_json(value)
     return value
 
 

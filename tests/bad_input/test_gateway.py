@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 
 from rxstore.events import BROADCAST, MUTATE
 from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.schema import Post, save_post
 from tests.bad_input.cases import examples, ran
 from tests.bad_input.gateway_env import (
@@ -153,7 +155,19 @@ def auth_payloads(draw: st.DrawFn) -> tuple[Any, str | None]:
     payload = _payload({"token": token, "topics": topics, "cursor": cursor})
     # Beyond max_frame_bytes the handshake never reaches the gateway: see test_an_oversize_auth_...
     assume(_encoded_size(payload) < MAX_FRAME - 1024)
+    if _non_finite(payload):  # not JSON (RFC 8259): refused as a whole before any field is read
+        return payload, "bad_request"
     return payload, token_reason or topics_reason or cursor_reason
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _encoded_size(value: Any) -> int:
@@ -186,13 +200,19 @@ def test_garbage_auth_is_refused_with_the_reason(env: GatewayEnv, case: tuple[An
 
 
 def test_an_oversize_auth_payload_gets_no_connection(env: GatewayEnv) -> None:
-    """An auth payload beyond max_frame_bytes: no connection (and no reason: the gateway never sees it)."""
+    """An auth payload beyond max_frame_bytes: refused with bad_request naming the limit; far beyond: cut."""
     auth = {"token": AUTH.issue("mallory"), "topics": ["posts"] * (MAX_FRAME // 8)}
-    assert _encoded_size(auth) > MAX_FRAME
+    assert MAX_FRAME < _encoded_size(auth) < websocket_limit(MAX_FRAME)
+    huge = {"token": AUTH.issue("mallory"), "topics": ["posts"] * (MAX_FRAME // 2)}
+    assert _encoded_size(huge) > websocket_limit(MAX_FRAME)
 
     async def attempt() -> None:
         before = await env.counts()
         client, refusal = await raw_client(env.gateway.url, auth, wait_timeout=2)
+        assert client is None and isinstance(refusal, dict), refusal
+        assert refusal["data"]["reason"] == "bad_request"
+        assert str(MAX_FRAME) in refusal["data"]["message"]
+        client, refusal = await raw_client(env.gateway.url, huge, wait_timeout=2)
         assert client is None and refusal is None
         assert await env.counts() == before
 
@@ -269,7 +289,7 @@ def mutations(draw: st.DrawFn) -> tuple[Any, frozenset[str], str | None]:
     )
     payload = _payload({"id": mutation_id, "name": name, "args": args})
     valid_id = isinstance(mutation_id, str) and 0 < len(mutation_id) <= 128
-    if not valid_id:
+    if not valid_id or _non_finite(payload):  # not JSON (RFC 8259): refused as a whole
         return payload, frozenset({"invalid_payload"}), None
     if not (isinstance(name, str) and name in _REGISTERED):
         return payload, frozenset({"unknown_mutation"}), mutation_id
@@ -424,6 +444,8 @@ def broadcasts(draw: st.DrawFn) -> tuple[Any, str | None]:
     )
     data = draw(st.one_of(json_values, st.just(MISSING)))
     payload = _payload({"topic": topic, "event": event, "data": data})
+    if _non_finite(payload):  # not JSON (RFC 8259): refused as a whole
+        return payload, "invalid_payload"
     if topic != "posts":
         return payload, "forbidden_topic"
     if not isinstance(event, str) or not 0 < len(event) <= 100:
@@ -495,7 +517,8 @@ def test_unknown_events_get_unknown_event(env: GatewayEnv, event: Any, data: Any
     st.sampled_from(["x", "\x00", "📮", "שָׁלוֹם"]),
 )
 def test_oversize_frames_close_only_the_offender(env: GatewayEnv, kind: str, over: int, unit: str) -> None:
-    """A frame beyond max_frame_bytes closes that connection (no row, alice unaffected); below, an ack."""
+    """Beyond the websocket limit a frame closes that connection (no row, alice unaffected); beyond
+    max_frame_bytes, up to that limit, it is answered invalid_payload; below, an ack."""
 
     async def attempt() -> None:
         before = await env.counts()
@@ -511,9 +534,13 @@ def test_oversize_frames_close_only_the_offender(env: GatewayEnv, kind: str, ove
         else:
             event, data = "unknown", blob
         try:
-            if over > 0:
+            if MAX_FRAME + over > websocket_limit(MAX_FRAME):
                 await client.emit(event, data)
                 await wait_for(lambda: not client.connected, "the offender disconnected", 10)
+            elif over > 0:
+                ack = await client.call(event, data, timeout=10)
+                assert ack["error"] == "invalid_payload" and str(MAX_FRAME) in ack["message"], ack
+                assert client.connected
             else:
                 ack = await client.call(event, data, timeout=10)
                 assert isinstance(ack, dict) and "ok" in ack, ack

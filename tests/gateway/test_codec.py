@@ -1,4 +1,4 @@
-"""The gateway's fast JSON gives exactly what the standard library gives."""
+"""The gateway's fast JSON gives exactly what the standard library gives, as strict JSON (RFC 8259)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,30 @@ TEXTS = [
 ]
 
 
+def _strict(value: Any) -> Any:
+    """What the gateway makes of a value the stdlib decoded: non-finite floats as their JSON strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_load_json_equals_the_standard_library(text: str) -> None:
+    """Same values as json.loads, except that non-finite numbers become "Infinity"/"-Infinity"/"NaN"."""
     decoded = load_json(text)
-    assert repr(decoded) == repr(json.loads(text)) or type(decoded) is ExactRow
-    assert json.dumps(decoded) == json.dumps(json.loads(text))
+    expected = _strict(json.loads(text))
+    assert repr(decoded) == repr(expected) or type(decoded) is ExactRow
+    assert json.dumps(decoded, allow_nan=False) == json.dumps(expected)
+
+
+def test_non_finite_numbers_from_the_database_read_as_postgresql_writes_them() -> None:
+    """SQLite's 9e999 and Python's Infinity/NaN literals read as to_jsonb's strings."""
+    assert load_json('{"a": 9e999, "b": -9e999, "c": 1.5}') == {"a": "Infinity", "b": "-Infinity", "c": 1.5}
+    assert load_json('{"a": Infinity, "b": NaN}') == {"a": "Infinity", "b": "NaN"}
 
 
 def test_rows_orjson_cannot_hold_exactly_are_marked() -> None:
@@ -61,13 +80,18 @@ def test_log_frames_decode_to_what_the_stdlib_encoding_decodes_to(records: list[
     assert repr(json.loads(fast)) == repr(json.loads(slow))
 
 
-def test_other_packets_are_encoded_by_the_standard_library() -> None:
-    ack = {"ok": False, "error": "bad", "value": math.inf}
+def test_other_packets_are_encoded_by_the_standard_library_as_strict_json() -> None:
+    """Acks and the like: the stdlib's bytes; a non-finite number travels as its string, never Infinity."""
+    ack = {"ok": True, "result": [1.5, "x", None]}
     assert GatewayJSON.dumps(ack, separators=(",", ":")) == json.dumps(ack, separators=(",", ":"))
+    odd = {"ok": False, "values": [math.inf, -math.inf, math.nan, {"deep": (math.inf,)}]}
+    text = GatewayJSON.dumps(odd, separators=(",", ":"))
+    assert text == '{"ok":false,"values":["Infinity","-Infinity","NaN",{"deep":["Infinity"]}]}'
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a frame"))
 
 
 async def test_an_infinite_real_reaches_the_client_as_infinity(tmp_path: Path) -> None:
-    """SQLite stores inf, the log holds 9e999, the frame carries Infinity (not orjson's null)."""
+    """SQLite's inf: the log holds 9e999, the frame "Infinity" (not orjson's null), a Post reads inf."""
     gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
     try:
         root, posts = root_for(gateway)

@@ -1,0 +1,537 @@
+"""Hostile input at the wire: what the gateway refuses before a handler sees it.
+
+python-socketio and python-engineio decode every frame a client sends. Left to
+themselves they keep binary attachments a packet announces (any number, any
+size), keep a socket that never joins the namespace for as long as it answers
+pings, drop a frame they cannot decode without an acknowledgement, and log a
+traceback for each. :class:`GuardedServer` puts the gateway's rules in front:
+
+* **Frames** that are not Engine.IO / Socket.IO packets, binary frames and
+  packets announcing binary attachments (the rxstore protocol has none) are
+  counted (``rxstore_bad_frames{reason}``), reported in one rate-limited
+  warning line, and the socket is closed (after an ``invalid_payload``
+  acknowledgement when the packet asked for one).
+* **Payloads** that are not strict JSON (``Infinity``, ``NaN``, ``1e999``),
+  hold an integer of over 100 digits, or make a frame bigger than
+  ``max_frame_bytes`` reach the gateway as a :class:`BadPayload`: an event is
+  answered ``invalid_payload`` (an acknowledgement when it asked for one), a
+  CONNECT is refused with ``bad_request``; the connection is kept.
+* **Handshakes**: an Engine.IO connection that has not joined the namespace
+  ``handshake_timeout`` seconds after it opened (or after it left) is closed
+  (``rxstore_handshake_timeouts``).
+* **Logs**: python-engineio logs a traceback for a long-polling request whose
+  body is not an Engine.IO payload; the gateway's Engine.IO logger counts it
+  and closes that session as above instead. Other errors (the gateway's own
+  bugs) are logged with their traceback as before, at ERROR and above only,
+  as python-engineio does by default.
+
+The private python-socketio / python-engineio names this relies on
+(``AsyncServer._handle_eio_*``, ``engineio.AsyncServer._async``,
+``AsyncSocket.queue``) are those of python-socketio 5.x / python-engineio 4.x;
+``tests/gateway/test_hostile_wire.py`` fails when they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+import time
+from collections import OrderedDict
+from types import TracebackType
+from typing import Any
+
+import attrs
+import engineio.async_socket
+import engineio.packet
+import engineio.payload
+import socketio
+from aiohttp import WSCloseCode, WSMsgType
+from engineio.async_drivers.aiohttp import WebSocket as _EngineIOWebSocket
+from prometheus_client import Counter
+
+from rxstore.errors import ProtocolError
+from rxstore.gateway.codec import PayloadError
+
+__all__ = [
+    "INVALID_EVENT",
+    "BadFrame",
+    "BadInputLog",
+    "BadPayload",
+    "GuardedServer",
+    "WireGuard",
+    "json_packet_class",
+    "msgpack_packet_class",
+    "websocket_limit",
+]
+
+log = logging.getLogger("rxstore.gateway")
+
+INVALID_EVENT = "rxstore:invalid_payload"
+"""Event name under which an event whose payload was refused reaches the gateway's handler."""
+
+_CONNECT, _DISCONNECT, _EVENT, _ACK = (
+    socketio.packet.CONNECT,
+    socketio.packet.DISCONNECT,
+    socketio.packet.EVENT,
+    socketio.packet.ACK,
+)
+_CLIENT_TYPES = {"0": _CONNECT, "1": _DISCONNECT, "2": _EVENT, "3": _ACK}
+"""Socket.IO packet types a client may send (CONNECT_ERROR is the server's; 5, 6 carry binary)."""
+_BINARY_TYPES = frozenset("56")
+_ENGINEIO_TYPES = frozenset("0123456")
+"""Engine.IO packet types (OPEN ... NOOP): the first character of every text frame."""
+_DIGITS = frozenset("0123456789")
+_EVENT_NAME_TYPES = frozenset({str, int, float, bool, type(None)})
+"""What python-socketio can look an event name up with (the gateway answers unknown_event)."""
+_MAX_ACK_ID_DIGITS = 15
+"""Socket.IO clients number their acknowledgements from 0: 15 digits is far beyond any."""
+_CLOSE_GRACE = 2.0
+"""Seconds a refused client has to take its close frame before its TCP connection is cut."""
+_REFUSED = "rxstore.refused"
+"""Key set in a refused socket's environ: its later frames are dropped unread."""
+
+
+def websocket_limit(max_frame_bytes: int) -> int:
+    """Largest websocket message read at all: ``max_frame_bytes`` plus a quarter (at least 16 KiB).
+
+    A frame between the two is read so that the gateway can answer it
+    (``invalid_payload``); a bigger one closes the connection (close code 1009)
+    without being buffered. Each connection holds at most one such message.
+
+    Example:
+        >>> websocket_limit(1 << 20)
+        1310720
+    """
+    return max_frame_bytes + max(max_frame_bytes // 4, 16 << 10)
+
+
+class BadFrame(ProtocolError):
+    """A frame that is not a packet of the rxstore protocol: the socket is closed.
+
+    Attributes:
+        reason: ``malformed``, ``binary`` or ``oversize_closed`` (the ``rxstore_bad_frames`` label).
+        ack: The acknowledgement id of the packet, when it had a readable one.
+        namespace: The packet's namespace, when it had a readable one.
+    """
+
+    def __init__(
+        self, reason: str, message: str, *, ack: int | None = None, namespace: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.ack = ack
+        self.namespace = namespace
+
+
+@attrs.frozen
+class BadPayload:
+    """Stands for a payload the gateway refused to decode; the handler answers ``invalid_payload``.
+
+    Attributes:
+        message: What was wrong, for the client.
+    """
+
+    message: str
+
+
+@attrs.define(eq=False)
+class BadInputLog:
+    """Warnings about bad clients: at most one line per client, at most ``per_minute`` lines in all.
+
+    Lines held back are counted (``rxstore_bad_input_log_suppressed``) and the
+    next line says how many there were.
+
+    Example:
+        >>> from prometheus_client import CollectorRegistry
+        >>> logged = BadInputLog(per_minute=1, suppressed=Counter("s", "s", registry=CollectorRegistry()))
+        >>> logged.warn("10.0.0.1:5000", "not a Socket.IO packet"), logged.warn("10.0.0.2:5000", "x")
+        (True, False)
+        >>> logged.warn("10.0.0.1:5000", "again")
+        False
+    """
+
+    per_minute: int
+    suppressed: Counter
+    _seen: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False)
+    _tokens: float = attrs.field(init=False)
+    _last: float = attrs.field(factory=time.monotonic, init=False)
+    _held: int = attrs.field(default=0, init=False)
+
+    @_tokens.default
+    def _full(self) -> float:
+        return float(self.per_minute)
+
+    def warn(self, client: str, message: str) -> bool:
+        """Log ``message`` about ``client`` unless it was reported before or the rate is spent."""
+        if client in self._seen:
+            return False
+        self._seen[client] = None
+        if len(self._seen) > 10_000:  # remember the latest clients only: bounded
+            self._seen.popitem(last=False)
+        now = time.monotonic()
+        rate = self.per_minute / 60.0
+        self._tokens = min(float(self.per_minute), self._tokens + (now - self._last) * rate)
+        self._last = now
+        if self._tokens < 1.0:
+            self._held += 1
+            self.suppressed.inc()
+            return False
+        self._tokens -= 1.0
+        held, self._held = self._held, 0
+        suffix = f" ({held} more bad clients not logged)" if held else ""
+        log.warning("[RealtimeGateway] bad client %s: %s; closed%s", client, message, suffix)
+        return True
+
+
+@attrs.define(eq=False)
+class WireGuard:
+    """The gateway's limits at the wire, and what counts and reports their breaches.
+
+    Attributes:
+        max_frame_bytes: Largest frame whose payload is decoded.
+        handshake_timeout: Seconds an Engine.IO connection may stay without
+            joining the namespace (``None``: forever).
+        bad_frames: Counter of refused frames, by reason.
+        handshake_timeouts: Counter of connections closed for not joining.
+        report: The rate-limited warning log.
+    """
+
+    max_frame_bytes: int
+    handshake_timeout: float | None
+    bad_frames: Counter
+    handshake_timeouts: Counter
+    report: BadInputLog
+
+    def refused(self, client: str, reason: str, message: str) -> None:
+        """Count a refused frame and report its client (at most once, rate-limited)."""
+        self.bad_frames.labels(reason).inc()
+        self.report.warn(client, message)
+
+
+def _peer(environ: Any) -> str:
+    request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
+    transport = getattr(request, "transport", None)
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(getattr(request, "remote", None) or "unknown")
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    """Bytes of ``text`` in UTF-8, counted exactly only where it may matter against ``limit``."""
+    size = len(text)
+    if size * 4 > limit and not text.isascii():
+        size = len(text.encode("utf-8", "surrogatepass"))
+    return size
+
+
+def _event_data(data: Any) -> Any:
+    """An EVENT's data, or ``[INVALID_EVENT, BadPayload]`` when it cannot be one."""
+    if type(data) is BadPayload:
+        return [INVALID_EVENT, data]
+    if type(data) is not list or not data or type(data[0]) not in _EVENT_NAME_TYPES:
+        return [INVALID_EVENT, BadPayload("an event is [name, payload]")]
+    return data
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return True
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+    return False
+
+
+def json_packet_class(base: type[Any], *, max_frame_bytes: int) -> type[Any]:
+    """``base`` (a python-socketio JSON packet class) decoding client frames by the gateway's rules.
+
+    Decoding never raises for a bad payload: the packet's data becomes a
+    :class:`BadPayload` (for an EVENT, ``[INVALID_EVENT, BadPayload]``). A
+    frame that is no client packet at all raises :class:`BadFrame`.
+    """
+
+    class _GuardedJSONPacket(base):  # type: ignore[misc]
+        def decode(self, encoded_packet: Any) -> int:
+            # Replaces python-socketio 5.x's Packet.decode (type, namespace, id, data).
+            if type(encoded_packet) is not str:
+                raise BadFrame("binary", "a binary frame: the rxstore protocol has no binary payloads")
+            text = encoded_packet
+            kind = _CLIENT_TYPES.get(text[:1])
+            binary = kind is None and text[:1] in _BINARY_TYPES
+            if kind is None and not binary:
+                raise BadFrame("malformed", f"not a Socket.IO packet (type {text[:1]!r})")
+            self.packet_type = kind
+            self.namespace = None
+            self.id = None
+            self.data = None
+            start = 1
+            if binary:  # skip the attachment count ("<n>-") to find the id worth an answer
+                dash = text.find("-", start, start + 20)
+                start = dash + 1 if dash > start and text[start:dash].isdigit() else start
+            if text[start : start + 1] == "/":
+                comma = text.find(",", start)
+                end = len(text) if comma == -1 else comma
+                self.namespace = text[start:end].split("?", 1)[0]
+                start = end + 1
+            end = start
+            while (binary or kind in (_EVENT, _ACK)) and end < len(text) and text[end] in _DIGITS:
+                end += 1
+                if end - start > _MAX_ACK_ID_DIGITS:
+                    raise BadFrame("malformed", "acknowledgement id too long", namespace=self.namespace)
+            if end > start:
+                self.id = int(text[start:end])
+            if binary:
+                raise BadFrame(
+                    "binary",
+                    "binary attachments: the rxstore protocol has no binary payloads",
+                    ack=self.id,
+                    namespace=self.namespace,
+                )
+            body = text[end:]
+            if kind == _DISCONNECT or not body:
+                if kind == _EVENT:
+                    self.data = _event_data(None)
+                return 0
+            size = _utf8_size(text, max_frame_bytes)
+            if size > max_frame_bytes:
+                self.data = BadPayload(
+                    f"a frame of {size} bytes; the gateway takes at most {max_frame_bytes}"
+                )
+            else:
+                try:
+                    self.data = self.json.loads(body)
+                except PayloadError as exc:
+                    self.data = BadPayload(str(exc))
+            if kind == _EVENT:
+                self.data = _event_data(self.data)
+            elif kind == _ACK and type(self.data) is not list:
+                self.data = []
+            return 0
+
+    return _GuardedJSONPacket
+
+
+def msgpack_packet_class(base: type[Any], *, max_frame_bytes: int) -> type[Any]:
+    """``base`` (a python-socketio msgpack packet class) decoding client frames by the gateway's rules."""
+
+    class _GuardedMsgPackPacket(base):  # type: ignore[misc]
+        def decode(self, encoded_packet: Any) -> int:
+            if not isinstance(encoded_packet, bytes | bytearray):
+                raise BadFrame("malformed", "a text frame on a msgpack gateway")
+            try:
+                super().decode(encoded_packet)
+            except Exception as exc:  # msgpack's many errors, a map without 'type'/'nsp'
+                raise BadFrame(
+                    "malformed", f"not a msgpack Socket.IO packet ({type(exc).__name__})"
+                ) from None
+            kind, namespace, ack = self.packet_type, self.namespace, self.id
+            if kind not in (_CONNECT, _DISCONNECT, _EVENT, _ACK) or type(kind) is not int:
+                raise BadFrame("malformed", f"not a client packet type: {kind!r}")
+            if not (namespace is None or type(namespace) is str) or not (ack is None or type(ack) is int):
+                raise BadFrame("malformed", "bad namespace or acknowledgement id")
+            data: Any = getattr(self, "data", None)  # set by msgpack decode
+            if len(encoded_packet) > max_frame_bytes:
+                data = BadPayload(
+                    f"a frame of {len(encoded_packet)} bytes; the gateway takes at most {max_frame_bytes}"
+                )
+            elif kind in (_CONNECT, _EVENT) and _has_non_finite(data):
+                data = BadPayload("a non-finite number (inf, nan): send finite numbers")
+            if kind == _EVENT:
+                data = _event_data(data)
+            elif kind == _ACK and type(data) is not list:
+                data = []
+            self.data = data
+            return 0
+
+    return _GuardedMsgPackPacket
+
+
+def _websocket_class(guard: WireGuard) -> type[Any]:
+    """python-engineio 4.x's aiohttp websocket, refusing text frames that are no Engine.IO packet."""
+
+    class _GuardedWebSocket(_EngineIOWebSocket):  # type: ignore[misc]
+        async def wait(self) -> Any:
+            msg = await self._sock.receive()
+            data = msg.data
+            if type(data) is str:
+                if not data or data[0] not in _ENGINEIO_TYPES:
+                    guard.refused(_peer(self.environ), "malformed", "not an Engine.IO packet")
+                    raise OSError("not an Engine.IO packet")
+                return data
+            if type(data) is bytes:
+                return data
+            if msg.type is WSMsgType.ERROR and getattr(data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
+                guard.refused(
+                    _peer(self.environ), "oversize_closed", f"a frame over the websocket limit: {data}"
+                )
+            raise OSError()  # closed (engine.io ends the connection)
+
+    return _GuardedWebSocket
+
+
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with the gateway's rules at the wire (see the module's docstring).
+
+    Args:
+        guard: The limits and their counters.
+        **options: For :class:`socketio.AsyncServer` (``serializer`` should be a
+            class made by :func:`json_packet_class` or :func:`msgpack_packet_class`).
+    """
+
+    def __init__(self, *, guard: WireGuard, **options: Any) -> None:
+        engineio_log = _EngineIOLog()
+        super().__init__(engineio_logger=engineio_log, **options)
+        engineio_log.server = self
+        self.guard = guard
+        self._handshakes: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        eio = self.eio
+        eio._async = {**eio._async, "websocket": _websocket_class(guard)}  # per server, not the module's
+
+    # python-socketio 5.x calls these three for every Engine.IO connection, message and disconnection.
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        self._start_handshake_timer(eio_sid)
+        return result
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        environ = self.environ.get(eio_sid)
+        if environ is None or environ.get(_REFUSED):
+            return  # gone, or refused and being closed: not even decoded
+        try:
+            if not data:  # python-socketio would not even decode it: an EVENT without data
+                raise BadFrame("malformed", "an empty Socket.IO packet")
+            await super()._handle_eio_message(eio_sid, data)
+        except BadFrame as exc:
+            await self._refuse(eio_sid, environ, exc)
+            return
+        if eio_sid not in self._handshakes and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
+            self._start_handshake_timer(eio_sid)  # it left the namespace but kept the connection
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        timer = self._handshakes.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    # -- refusing --------------------------------------------------------------
+
+    async def _refuse(self, eio_sid: str, environ: dict[str, Any], exc: BadFrame) -> None:
+        environ[_REFUSED] = True
+        self.guard.refused(_peer(environ), exc.reason, str(exc))
+        namespace = exc.namespace or "/"
+        if exc.ack is not None and self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            answer = {"ok": False, "error": "invalid_payload", "message": str(exc)}
+            ack = self.packet_class(socketio.packet.ACK, namespace=namespace, id=exc.ack, data=[answer])
+            encoded = ack.encode()
+            for part in encoded if isinstance(encoded, list) else [encoded]:
+                await self.eio.send(eio_sid, part)
+        await self.close_socket(eio_sid)
+
+    async def close_socket(self, eio_sid: str) -> None:
+        """Close an Engine.IO connection: what is queued for it goes first, then the websocket closes.
+
+        A client that does not take its close frame within a grace period
+        has its TCP connection cut.
+        """
+        environ = self.environ.get(eio_sid) or {}
+        transport = getattr(environ.get("aiohttp.request"), "transport", None)
+        if transport is not None:
+            asyncio.get_running_loop().call_later(_CLOSE_GRACE, _abort, transport)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        # python-engineio 4.x: close() runs the disconnect handlers and queues a CLOSE packet;
+        # None after it makes the websocket writer send the queue, then close the websocket.
+        await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        socket.queue.put_nowait(None)
+        self.eio.sockets.pop(eio_sid, None)
+
+    def bad_polling_request(self, eio_sid: str) -> None:
+        """A long-polling request whose body is no Engine.IO payload: count, report, close the session."""
+        environ = self.environ.get(eio_sid)
+        if environ is None or environ.get(_REFUSED):
+            return
+        environ[_REFUSED] = True
+        self.guard.refused(_peer(environ), "malformed", "not an Engine.IO payload (long-polling)")
+        self._close_later(eio_sid)
+
+    def _close_later(self, eio_sid: str) -> None:
+        task = asyncio.ensure_future(self.close_socket(eio_sid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # -- the handshake timer ---------------------------------------------------
+
+    def _start_handshake_timer(self, eio_sid: str) -> None:
+        timeout = self.guard.handshake_timeout
+        if timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._handshakes[eio_sid] = loop.call_later(timeout, self._handshake_expired, eio_sid)
+
+    def _handshake_expired(self, eio_sid: str) -> None:
+        self._handshakes.pop(eio_sid, None)
+        if eio_sid not in self.eio.sockets or self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return  # gone, or joined (or joining) the namespace
+        environ = self.environ.get(eio_sid)
+        if environ is not None:
+            environ[_REFUSED] = True
+            self.guard.handshake_timeouts.inc()
+            self.guard.report.warn(
+                _peer(environ), f"no Socket.IO CONNECT within {self.guard.handshake_timeout:g} s"
+            )
+        self._close_later(eio_sid)
+
+
+_DECODERS = (engineio.packet.Packet.decode.__code__, engineio.payload.Payload.decode.__code__)
+_POST = engineio.async_socket.AsyncSocket.handle_post_request.__code__
+
+
+def _bad_post_session(tb: TracebackType | None) -> str | None:
+    """The Engine.IO session whose long-polling body raised this, if that is what raised it."""
+    sid, innermost = None, None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code is _POST:
+            sid = getattr(tb.tb_frame.f_locals.get("self"), "sid", None)
+        elif sid is not None and code in _DECODERS:
+            return str(sid)
+        innermost = code
+        tb = tb.tb_next
+    return str(sid) if sid is not None and innermost is _POST else None  # e.g. a body that is not UTF-8
+
+
+class _EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """python-engineio's logger: ERROR and above, as its default; bad client input is not an error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("engineio.server"), {})
+        self.server: GuardedServer | None = None
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level >= logging.ERROR and self.logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("exc_info") and self.server is not None:
+            sid = _bad_post_session(sys.exc_info()[2])
+            if sid is not None:
+                self.server.bad_polling_request(sid)
+                return
+        super().log(level, msg, *args, **kwargs)
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    if not transport.is_closing():
+        transport.abort()  # type: ignore[attr-defined]

@@ -247,7 +247,7 @@ class _Metrics:
         self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)
         self.bad_frames = Counter(
             "rxstore_bad_frames",
-            "Client frames refused at the wire (malformed, binary: socket closed; oversize: answered).",
+            "Client frames refused at the wire, the socket closed (malformed, binary, oversize_closed).",
             ["reason"],
             registry=r,
         )

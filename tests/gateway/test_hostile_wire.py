@@ -425,6 +425,7 @@ async def test_an_oversize_frame_that_asks_for_an_ack_is_answered_and_the_connec
         await wait_for(lambda: not client.connected, what="the oversize sender cut")
     finally:
         await client.disconnect()
+    assert metric(gateway, "rxstore_bad_frames_total", reason="oversize_closed") == 1
     assert await all_posts(gateway.log) == {}
 
 

@@ -122,10 +122,19 @@ def mallory() -> dict[str, Any]:
 # -- item 4: binary attachments ---------------------------------------------------------------
 
 
-async def test_a_binary_attachment_flood_closes_the_socket_and_keeps_nothing(
-    gateway: RealtimeGateway,
-) -> None:
-    """999,999,999 announced attachments, then up to 300 binary frames of 1000 KiB: cut, memory flat."""
+async def test_a_binary_attachment_flood_closes_the_socket_and_keeps_nothing(tmp_path: Path) -> None:
+    """999,999,999 announced attachments, then up to 300 binary frames of 1000 KiB: cut, memory flat.
+
+    (The default max_frame_bytes, 1 MiB: each frame on its own is within the limit.)
+    """
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        await _binary_flood(gateway)
+    finally:
+        await gateway.stop()
+
+
+async def _binary_flood(gateway: RealtimeGateway) -> None:
     async with raw_socket(gateway) as sock:
         assert (await sock.connect(mallory())).startswith("40")
         await sock.next(lambda f: "rxstore:live" in f)  # synced: a plain authenticated client

@@ -135,6 +135,8 @@ class RootStore:
         self.settle_after = settle_after
         self.metrics = Metrics()
         self.cursor: int | None = None
+        self.epoch: str | None = None
+        """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
         self._token: Token = _checked_token(token)
         self._transport: Transport = transport or SocketIOTransport()
         self._transport.bind(self._on_frame, self._on_lost)
@@ -460,7 +462,7 @@ class RootStore:
 
     def auth_payload(self, token: str | None) -> dict[str, Any]:
         """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
-        return {"token": token, "topics": list(self.topics), "cursor": self.cursor}
+        return {"token": token, "topics": list(self.topics), "cursor": self.cursor, "epoch": self.epoch}
 
     async def _resolve_token(self) -> str | None:
         """Return the token for the next attempt, calling the provider if there is one.
@@ -828,12 +830,16 @@ class RootStore:
             elif name == RESET:
                 log.info("[RootStore] reset: %s", data)
                 self.cursor = None
+                self.epoch = None  # the next rxstore:live tells the new one
                 reset = Event(RESET, data, EventKind.RESET)
                 if self._events.observers:
                     self._events.on_next(reset)
                 for store in {store for stores in self._routes.values() for store in stores}:
                     self._deliver(store, [reset])
             elif name == LIVE:
+                epoch = data.get("epoch") if type(data) is dict else None
+                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
+                    self.epoch = epoch
                 self._replaying = False
                 self._set_sync(SyncState.LIVE)
             else:

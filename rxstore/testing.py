@@ -58,6 +58,7 @@ from rxstore.errors import ConnectionRefused, NotConnected, TransportError
 from rxstore.events import (
     BATCH,
     LIVE,
+    RESET,
     SNAPSHOT,
     Event,
     EventKind,
@@ -212,18 +213,22 @@ class VirtualLink:
     Change frames sent while the link is down are kept; when the link comes
     back, the ones after the root's cursor are replayed as one batch, then
     ``rxstore:live`` is sent, as the real gateway does. Plain messages sent
-    while down are lost, as socket.io broadcasts are.
+    while down are lost, as socket.io broadcasts are. A root that comes back
+    with a cursor of another :attr:`epoch` (set it to simulate a restored
+    database) gets ``rxstore:reset`` (``epoch_changed``) and every change again.
 
     Attributes:
         sent: What the root emitted, as frames, in order.
         up: Whether the link is connected.
         reachable: Whether :meth:`connect` succeeds (under a real event loop).
+        epoch: The virtual change log's epoch, sent in ``rxstore:live``.
     """
 
     def __init__(self) -> None:
         self.sent: list[Frame] = []
         self.up = False
         self.reachable = True
+        self.epoch = "virtual"
         self.root: RootStore | None = None
         self._log: list[Frame] = []
         self._on_frame: FrameHandler | None = None
@@ -250,10 +255,14 @@ class VirtualLink:
         self.up = True
         root._connected("virtual://gateway")
         cursor = root.cursor
+        if cursor is not None and root.epoch is not None and root.epoch != self.epoch:
+            reset = {"reason": "epoch_changed", "cursor": cursor, "horizon": 0, "epoch": self.epoch}
+            self._on_frame(RESET, reset)
+            cursor = root.cursor
         missed = [f for f in self._changes() if (f.seq or 0) > (-1 if cursor is None else cursor)]
         if missed:
             self._on_frame(BATCH, batch_frame(missed).data)
-        self._on_frame(LIVE, {"seq": root.cursor})
+        self._on_frame(LIVE, {"seq": root.cursor, "epoch": self.epoch})
 
     def drop(self, reason: str = "transport close") -> None:
         """The connection drops."""

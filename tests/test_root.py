@@ -216,10 +216,16 @@ def test_handlers_are_never_registered_twice():
     assert len(posts._errors.observers) == 1
 
 
-def test_topics_come_from_table_stores_and_are_sent_with_the_cursor():
+def test_topics_come_from_table_stores_and_are_sent_with_the_cursor_and_its_epoch():
     root = RootStore("virtual://", stores=[PostStore(), LikeStore()], topics=["comments", "posts"])
-    root.cursor = 41
-    assert root.auth_payload("tok") == {"token": "tok", "topics": ["posts", "comments"], "cursor": 41}
+    assert root.auth_payload("tok")["epoch"] is None
+    root.cursor, root.epoch = 41, "e1"
+    assert root.auth_payload("tok") == {
+        "token": "tok",
+        "topics": ["posts", "comments"],
+        "cursor": 41,
+        "epoch": "e1",
+    }
 
 
 async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():

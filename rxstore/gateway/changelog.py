@@ -125,6 +125,20 @@ class ChangeLog(Protocol):
     async def horizon(self) -> int:
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
 
+    async def epoch(self) -> str:
+        """Return the log's identity: a random id made with the log (a re-created log gets a new one).
+
+        A cursor is a position in one log: clients send the epoch with it, and
+        a cursor of another epoch (another database, a restored backup) gets a
+        reset and a snapshot instead of a replay.
+        """
+
+    async def mark_restore(self) -> str:
+        """Give the log a new epoch and return it: run after restoring a backup or copying the database.
+
+        Every cursor handed out before then gets a reset and a snapshot.
+        """
+
     async def trim(self, *, max_age: float | None = None, max_rows: int | None = None) -> int:
         """Delete changes older than ``max_age`` seconds or beyond the newest ``max_rows``.
 

@@ -29,6 +29,7 @@ import json
 import logging
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -94,6 +95,16 @@ CREATE TABLE IF NOT EXISTS rxstore_mutations (
 -- kept since results are remembered (a table from before gets them here)
 ALTER TABLE rxstore_mutations ADD COLUMN IF NOT EXISTS fingerprint text NOT NULL DEFAULT '';
 ALTER TABLE rxstore_mutations ADD COLUMN IF NOT EXISTS result text;
+
+-- The log's identity (one row): clients send the epoch with their cursor. `origin` is where it
+-- was made (cluster system identifier, database oid): a copy elsewhere gets a new epoch on open.
+CREATE TABLE IF NOT EXISTS rxstore_identity (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    epoch text NOT NULL,
+    created_at double precision NOT NULL,
+    origin_system text,
+    origin_database bigint NOT NULL
+);
 
 CREATE OR REPLACE FUNCTION rxstore_capture() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
@@ -182,6 +193,46 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+async def _origin(conn: _Conn) -> tuple[str | None, int]:
+    """The cluster's system identifier (``None`` if this role may not read it) and the database's oid."""
+    database = await conn.fetchval("SELECT oid::bigint FROM pg_database WHERE datname = current_database()")
+    try:
+        async with conn.transaction():  # a savepoint: a refusal must not abort the caller's transaction
+            system = await conn.fetchval("SELECT system_identifier::text FROM pg_control_system()")
+    except asyncpg.InsufficientPrivilegeError:
+        system = None
+    return system, int(database)
+
+
+async def _ensure_epoch(conn: _Conn, *, replace: bool) -> None:
+    """Give the log a new epoch (``replace``, or if it was made elsewhere), else keep it; in a transaction."""
+    system, database = await _origin(conn)
+    row = await conn.fetchrow(
+        "SELECT origin_system, origin_database FROM rxstore_identity WHERE singleton FOR UPDATE"
+    )
+    if row is not None and not replace:
+        made_system, made_database = row["origin_system"], row["origin_database"]
+        if made_database == database and (system is None or made_system in (None, system)):
+            return
+        _log.warning(
+            "rxstore: the change log was made in another database (%s/%s, now %s/%s): a restored "
+            "or copied database; it gets a new epoch, clients reset and reload",
+            made_system,
+            made_database,
+            system,
+            database,
+        )
+    await conn.execute(
+        "INSERT INTO rxstore_identity (epoch, created_at, origin_system, origin_database) "
+        "VALUES ($1, extract(epoch FROM clock_timestamp()), $2, $3) ON CONFLICT (singleton) DO UPDATE "
+        "SET epoch = excluded.epoch, created_at = excluded.created_at, "
+        "origin_system = excluded.origin_system, origin_database = excluded.origin_database",
+        uuid.uuid4().hex,
+        system,
+        database,
+    )
+
+
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=json.dumps, decoder=load_json, schema="pg_catalog")
@@ -257,7 +308,10 @@ class PostgresChangeLog:
                 raise NotConnected(f"cannot connect to {_redact(self.url)}: {exc}") from exc
             try:
                 async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+                    fresh = await conn.fetchval("SELECT to_regclass('rxstore_changes') IS NULL")
                     await conn.execute(_SCHEMA)
+                    await _ensure_epoch(conn, replace=bool(fresh))  # a new (or re-created) log: a new epoch
                 self._pool = pool
                 await self._connect_listener()
                 await self._sequence(force=True)  # rows written while no gateway ran
@@ -453,6 +507,30 @@ class PostgresChangeLog:
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
         async with self._connection() as conn:
             return int(await conn.fetchval("SELECT horizon FROM rxstore_head WHERE singleton"))
+
+    async def epoch(self) -> str:
+        """Return the log's identity, made with the log and changed by :meth:`mark_restore`.
+
+        Opening a log whose identity row was made in another database or
+        cluster (a ``pg_dump`` restored elsewhere, ``CREATE DATABASE ...
+        TEMPLATE``) also gives it a new epoch.
+        """
+        async with self._connection() as conn:
+            epoch = await conn.fetchval("SELECT epoch FROM rxstore_identity WHERE singleton")
+            if epoch is None:  # the row was deleted under us: the log's identity is lost, make a new one
+                async with conn.transaction():
+                    await _ensure_epoch(conn, replace=False)
+                epoch = await conn.fetchval("SELECT epoch FROM rxstore_identity WHERE singleton")
+        return str(epoch)
+
+    async def mark_restore(self) -> str:
+        """Give the log a new epoch (after restoring a backup into this database); return it.
+
+        Clients that come back with a cursor of the old epoch get a reset and a snapshot.
+        """
+        async with self._connection() as conn, conn.transaction():
+            await _ensure_epoch(conn, replace=True)
+            return str(await conn.fetchval("SELECT epoch FROM rxstore_identity WHERE singleton"))
 
     async def trim(self, *, max_age: float | None = None, max_rows: int | None = None) -> int:
         """Delete changes older than ``max_age`` seconds or beyond the newest ``max_rows``.

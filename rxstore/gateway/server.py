@@ -219,6 +219,8 @@ class _Client:
     cursor: int | None
     live: bool = False
     skip: frozenset[int] = frozenset()
+    epoch: str | None = None
+    """The log epoch of the client's cursor (from its auth); once it is synced, the log's."""
     queue: deque[_OutFrame] = attrs.field(factory=deque)
     queued: int = 0
     queued_bytes: int = 0
@@ -544,7 +546,10 @@ class RealtimeGateway:
         cursor = auth.get("cursor")
         if cursor is not None and (type(cursor) is not int or cursor < 0):
             raise self._refuse("bad_request", "'cursor' must be a non-negative integer or null")
-        client = _Client(sid, user, frozenset(requested), cursor)
+        epoch = auth.get("epoch")
+        if epoch is not None and type(epoch) is not str:
+            raise self._refuse("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
+        client = _Client(sid, user, frozenset(requested), cursor, epoch=epoch)
         request = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
         client.transport = getattr(request, "transport", None)
         self._clients[sid] = client
@@ -677,15 +682,23 @@ class RealtimeGateway:
         try:
             cursor = client.cursor
             horizon = await self.log.horizon()
+            epoch = await self.log.epoch()
             reason = None
-            if cursor is not None and cursor < horizon:
+            if cursor is not None and client.epoch is not None and client.epoch != epoch:
+                reason = "epoch_changed"  # a cursor of another log: another database, a restored backup
+            elif cursor is not None and cursor < horizon:
                 reason = "cursor_expired"  # the changes after it were trimmed
             elif cursor is not None and cursor > await self.log.head():
                 reason = "cursor_ahead"  # from another database (restored, recreated)
             if cursor is None or reason is not None:
                 if reason is not None:
-                    await self._emit(client, RESET, {"reason": reason, "cursor": cursor, "horizon": horizon})
+                    await self._emit(
+                        client,
+                        RESET,
+                        {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
+                    )
                 await self._send_snapshot(client)
+            client.epoch = epoch  # sent in rxstore:live
             await self._catch_up(client)
         except asyncio.CancelledError:
             raise
@@ -719,7 +732,7 @@ class RealtimeGateway:
                 if cursor >= self.head:
                     # Synchronous from the check to here: the tailer cannot slip a batch in between.
                     client.live = True
-                    self._enqueue(client, _OutFrame(LIVE, {"seq": cursor}))
+                    self._enqueue(client, _OutFrame(LIVE, {"seq": cursor, "epoch": client.epoch}))
                     return
                 if prefetch is None:
                     prefetch = asyncio.ensure_future(self.log.read(cursor, limit=self.batch_size))

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import sqlite3
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,6 +65,11 @@ _SCHEMA: Final = (
         fingerprint TEXT NOT NULL DEFAULT '',
         result TEXT,
         PRIMARY KEY (user_id, mutation)
+    )""",
+    """CREATE TABLE IF NOT EXISTS rxstore_identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        epoch TEXT NOT NULL,
+        created_at REAL NOT NULL
     )""",
 )
 
@@ -308,6 +314,23 @@ class SQLiteChangeLog:
             )
         )
 
+    async def epoch(self) -> str:
+        """Return the log's identity, made with the log and changed by :meth:`mark_restore`."""
+        return await self._call(_epoch_sync)
+
+    async def mark_restore(self) -> str:
+        """Give the log a new epoch (after restoring a backup or copying the file); return it.
+
+        Clients that come back with a cursor of the old epoch get a reset and a snapshot.
+        """
+
+        def mark(conn: sqlite3.Connection) -> str:
+            with _write_transaction(conn):
+                _ensure_epoch(conn, replace=True)
+            return _epoch_sync(conn)
+
+        return await self._call(mark)
+
     async def trim(self, *, max_age: float | None = None, max_rows: int | None = None) -> int:
         """Delete changes older than ``max_age`` seconds or beyond the newest ``max_rows``.
 
@@ -417,8 +440,10 @@ class SQLiteChangeLog:
             if str(mode).lower() != "wal":
                 raise RuntimeError(f"cannot switch {self.path} to WAL mode (got {mode!r})")
             with _write_transaction(conn):
+                fresh = not _columns(conn, "rxstore_changes")  # a new (or re-created) log: a new epoch
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _ensure_epoch(conn, replace=fresh)
                 if "mutation" not in _columns(conn, "rxstore_changes"):  # a log from before mutations
                     conn.execute("ALTER TABLE rxstore_changes ADD COLUMN mutation TEXT")
                 if "fingerprint" not in _columns(conn, "rxstore_mutations"):  # before results were kept
@@ -676,6 +701,27 @@ def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _ensure_epoch(conn: sqlite3.Connection, *, replace: bool) -> None:
+    """Give the log a new epoch (``replace``), or its first one if it has none; in a write transaction."""
+    conflict = (
+        "DO UPDATE SET epoch = excluded.epoch, created_at = excluded.created_at" if replace else "DO NOTHING"
+    )
+    conn.execute(
+        f"INSERT INTO rxstore_identity (singleton, epoch, created_at) VALUES (1, ?, {_NOW}) "
+        f"ON CONFLICT (singleton) {conflict}",
+        (uuid.uuid4().hex,),
+    )
+
+
+def _epoch_sync(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT epoch FROM rxstore_identity WHERE singleton = 1").fetchone()
+    if row is None:  # the row was deleted under us: the log's identity is lost, make a new one
+        with _write_transaction(conn):
+            _ensure_epoch(conn, replace=False)
+        row = conn.execute("SELECT epoch FROM rxstore_identity WHERE singleton = 1").fetchone()
+    return str(row[0])
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:

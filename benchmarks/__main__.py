@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--only NAME ...] [--no-plots]``."""
+"""``python -m benchmarks [--quick] [--json PATH] [--only NAME ...] [--plots-dir DIR]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks._common import ROOT, Output, Table, machine, render_markdown, write_json
+from benchmarks._common import Output, Table, machine, render_markdown, write_json
+
+DESCRIPTION = (
+    "Measure rxstore side by side with its peers (plain callbacks, raw reactivex, a bare "
+    "python-socketio client, reaktiv, pydux) in one run on this machine, and print the tables. "
+    "See docs/benchmarks.md."
+)
 
 BENCHMARKS = {
     "inproc": "benchmarks.inproc",
@@ -22,7 +28,7 @@ BENCHMARKS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true", help="smaller sizes; the whole run takes < 2 minutes")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write one record per row to PATH")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the tables as markdown to PATH")
@@ -33,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only these: {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument("--no-plots", action="store_true", help="do not write docs/img/*.png")
     parser.add_argument(
         "--plots-dir",
         type=Path,
-        default=ROOT / "docs" / "img",
-        help="where the PNG plots go (default docs/img)",
+        metavar="DIR",
+        help="write the PNG plots to DIR (docs/img to update the docs' plots; default: no plots)",
     )
+    parser.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default now
     args = parser.parse_args(argv)
 
     meta = machine()
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 ] else None
                 out.print_table(table)
             tables.extend(produced)
-        if not args.no_plots and tables:
+        if args.plots_dir is not None and not args.no_plots and tables:
             from benchmarks import plots
 
             written = plots.write(tables, args.plots_dir)

@@ -1,4 +1,4 @@
-"""The ``rxstore`` command: ``serve``, ``token``, ``demo`` and ``log``.
+"""The ``rxstore`` command: ``serve``, ``token`` and ``demo``.
 
 ``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
 file, a writer changing posts, and a RootStore + PostStore client rendering
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -21,16 +22,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rxstore import __version__
+from rxstore._cli_checks import (
+    CommandError,
+    Parser,
+    check_secret,
+    explain_watch_error,
+    port,
+    redact,
+    run_command,
+    served_tables,
+    table_key,
+    ttl,
+    user,
+)
+
 __all__ = ["main"]
 
 _SECRET_ENV = "RXSTORE_SECRET"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rxstore",
-        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo.",
+        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo. "
+        "A mistake is one line on stderr and exit status 2 (--debug adds the traceback).",
     )
+    parser.add_argument("--version", action="version", version=f"rxstore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -48,7 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["posts"],
         metavar="TABLE",
-        help="tables to watch and serve (default: posts)",
+        help="tables to watch and serve, each keyed on its 'id' column unless --key says otherwise "
+        "(default: posts)",
+    )
+    serve.add_argument(
+        "--key",
+        type=table_key,
+        action="append",
+        default=[],
+        metavar="TABLE=COLUMN",
+        help="the column that identifies TABLE's rows, when it is not 'id' (repeat for several tables)",
     )
     serve.add_argument(
         "--old",
@@ -58,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
         "primary key (smaller frames; enough for TableStore) (default: %(default)s)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=port, default=8080, help="port to listen on; 0: a free one (default: %(default)s)"
+    )
     serve.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${_SECRET_ENV})")
     serve.add_argument(
         "--algorithm",
@@ -78,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo-schema",
         action="store_true",
-        help="create the demo 'posts' table if missing and serve its save_post/delete_post mutations",
+        help="create the demo 'posts' table if missing, serve it (besides --tables) and its "
+        "save_post/delete_post mutations",
     )
     serve.add_argument(
         "--serializer",
@@ -129,13 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
 
     token = commands.add_parser("token", help="print a token for a user", description="Print a JWT for USER.")
-    token.add_argument("--sub", required=True, metavar="USER", help="the user the token names")
+    token.add_argument("--sub", required=True, type=user, metavar="USER", help="the user the token names")
     token.add_argument(
         "--ttl",
-        type=float,
+        type=ttl,
         default=3600.0,
         metavar="SECONDS",
-        help="validity in seconds (default: %(default)s)",
+        help="seconds the token is valid; 0: it never expires (default: %(default)s)",
     )
     token.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${_SECRET_ENV})")
     token.add_argument(
@@ -166,86 +196,24 @@ def _parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=20.0, metavar="N", help="changes per second (default: 20)"
     )
     demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
-    demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
-    _add_log_commands(commands)
+    demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
     return parser
 
 
-def _add_log_commands(commands: Any) -> None:
-    """``rxstore log show | mark-restore``: the change log's identity (its epoch)."""
-    log = commands.add_parser(
-        "log",
-        help="inspect the change log, or mark a restored database",
-        description="The change log's identity: every cursor a client holds belongs to one log epoch.",
-    )
-    actions = log.add_subparsers(dest="log_command", required=True, metavar="ACTION")
-    show = actions.add_parser(
-        "show",
-        help="print the log's epoch, head seq and horizon",
-        description="Print the change log's epoch, head seq and horizon on one line.",
-    )
-    mark = actions.add_parser(
-        "mark-restore",
-        help="give the log a new epoch: run after restoring a backup or copying a database",
-        description="Give the change log a new epoch. Run it after restoring a backup of the database "
-        "(a copied SQLite file, pg_restore or psql into the same database, a point-in-time "
-        "recovery), after copying a database file to serve the copy on its own, or after failing "
-        "over to a standby that may have lost recent writes; best with the gateways stopped, "
-        "before they serve it. Clients that come back with a cursor from before then get "
-        "rxstore:reset (epoch_changed) and a fresh snapshot, instead of a replay of changes that "
-        "are not the ones they missed. A database that is restored or copied into another "
-        "PostgreSQL database or cluster gets a new epoch by itself.",
-    )
-    for parser in (show, mark):
-        parser.add_argument(
-            "--db",
-            required=True,
-            metavar="URL",
-            help="sqlite:///FILE (must exist) or postgresql://...",
-        )
-
-
-async def _log_command(args: argparse.Namespace) -> int:
-    from rxstore.errors import RxStoreError
-    from rxstore.gateway.changelog import open_change_log
-    from rxstore.gateway.sqlite import SQLiteChangeLog
-
-    try:
-        log = open_change_log(args.db)
-    except ValueError as exc:
-        raise SystemExit(f"rxstore: {exc}") from None
-    if isinstance(log, SQLiteChangeLog) and not log.path.is_file():
-        raise SystemExit(f"rxstore: no database file {log.path}: nothing to mark")
-    try:
-        await log.open()
-    except (RxStoreError, OSError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"rxstore: cannot open the change log: {exc}") from None
-    try:
-        before = await log.epoch()
-        head, horizon = await log.head(), await log.horizon()
-        if args.log_command == "show":
-            print(f"rxstore: log epoch {before}, head seq {head}, horizon {horizon}")
-            return 0
-        after = await log.mark_restore()
-    finally:
-        await log.close()
-    print(
-        f"rxstore: log epoch {before} -> {after} (head seq {head}): clients with a cursor from "
-        "before get a reset and a snapshot",
-        flush=True,
-    )
-    return 0
-
-
-def _secret(args: argparse.Namespace) -> str:
+def _secret(args: argparse.Namespace, algorithm: str) -> str:
     secret = args.secret or os.environ.get(_SECRET_ENV)
     if not secret:
-        raise SystemExit(f"rxstore: no JWT secret: pass --secret or set {_SECRET_ENV}")
+        raise CommandError(f"no JWT secret: pass --secret or set {_SECRET_ENV}")
+    check_secret(secret, algorithm)
     return str(secret)
 
 
 def _token_auth(args: argparse.Namespace) -> Any:
-    """The ``TokenAuth`` that ``serve`` verifies with, or ``token`` issues with; exits on a bad key."""
+    """The ``TokenAuth`` that ``serve`` verifies with, or ``token`` issues with.
+
+    Raises:
+        CommandError: The options or the key cannot work.
+    """
     from rxstore.gateway.auth import KeyConfigError, TokenAuth
 
     issuing = args.command == "token"
@@ -254,15 +222,13 @@ def _token_auth(args: argparse.Namespace) -> Any:
     jwks = None if issuing else args.jwks
     if args.secret and (key_file or jwks):
         keys = key_option if issuing else f"{key_option}/--jwks"
-        raise SystemExit(f"rxstore: pass --secret (HS256) or {keys}, not both")
+        raise CommandError(f"pass --secret (HS256) or {keys}, not both")
     if jwks and (key_file or args.algorithm):
-        raise SystemExit(
-            "rxstore: --jwks goes alone: its keys name their algorithms (their 'alg', or their type)"
-        )
+        raise CommandError("--jwks goes alone: its keys name their algorithms (their 'alg', or their type)")
     if args.algorithm and not args.algorithm.startswith("HS") and not (key_file or jwks):
         how = "signs with a private key" if issuing else "verifies with a public key"
-        raise SystemExit(
-            f"rxstore: {args.algorithm} {how}: pass {key_option} FILE{'' if issuing else ' or --jwks FILE'} "
+        raise CommandError(
+            f"{args.algorithm} {how}: pass {key_option} FILE{'' if issuing else ' or --jwks FILE'} "
             "(--secret is the HMAC secret of HS256/384/512)"
         )
     try:
@@ -273,14 +239,19 @@ def _token_auth(args: argparse.Namespace) -> Any:
         if key_file:
             return TokenAuth.from_public_key(key_file, algorithm=args.algorithm)
         kid = args.kid if issuing else None
-        return TokenAuth(secret=_secret(args), algorithm=args.algorithm or "HS256", kid=kid)
+        algorithm = args.algorithm or "HS256"
+        return TokenAuth(secret=_secret(args, algorithm), algorithm=algorithm, kid=kid)
     except KeyConfigError as exc:
-        raise SystemExit(f"rxstore: {exc}") from None
+        raise CommandError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``rxstore`` command line; returns the exit status."""
+    """Run the ``rxstore`` command line; returns the exit status (2 for a mistake, said in one line)."""
     args = _parser().parse_args(argv)
+    return run_command(lambda: _command(args), debug=getattr(args, "debug", False))
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "token":
         auth = _token_auth(args)
         print(auth.issue(args.sub, ttl=args.ttl if args.ttl > 0 else None))
@@ -290,8 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
         )
         return _run(_serve(args))
-    if args.command == "log":
-        return _run(_log_command(args))
     return _run(_demo(args))
 
 
@@ -313,30 +282,27 @@ async def _wait_for_stop(duration: float | None) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
-    from rxstore.gateway.server import RealtimeGateway, Retention, RowFilter, Topic
+    from rxstore.gateway.server import RealtimeGateway, Retention, Topic
 
     auth = _token_auth(args)
+    tables = served_tables(args.tables, demo_schema=args.demo_schema)
+    keys = _table_keys(args.key, tables)
+    topics = [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
+    log = await _open_log(args.db)
     try:
-        log = open_change_log(args.db)
-    except ValueError as exc:
-        raise SystemExit(f"rxstore: {exc}") from None
-    authorize: RowFilter | None = None
-    if args.private_column:
-        private, owner = args.private_column, args.owner_column
-
-        def authorize(user: Any, topic: str, row: Any) -> bool:
-            return not row.get(private) or (owner is not None and row.get(owner) == user.id)
-
-    if args.demo_schema:
-        await log.open()
-        await create_demo_schema(log)
+        if args.demo_schema:
+            await create_demo_schema(log)
+        for topic in topics:
+            await _watch(log, topic.name, topic.primary_key, demo_schema=args.demo_schema)
+    except BaseException:
+        await log.close()
+        raise
     gateway = RealtimeGateway(
         log,
-        topics=[Topic(name=table, old=args.old) for table in args.tables],
+        topics=topics,
         auth=auth,
-        authorize=authorize,
+        authorize=_row_filter(args),
         serializer=args.serializer,
         coalesce=args.coalesce,
         retention=Retention(
@@ -349,10 +315,10 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await gateway.start(args.host, args.port)
     except OSError as exc:
-        await log.close()
-        raise SystemExit(f"rxstore: cannot listen on {args.host}:{args.port}: {exc}") from None
+        await gateway.stop()
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {_listen_problem(exc)}") from exc
     print(
-        f"rxstore: serving {', '.join(args.tables)} from {args.db} on {gateway.url} (Ctrl-C to stop)",
+        f"rxstore: serving {', '.join(tables)} from {redact(args.db)} on {gateway.url} (Ctrl-C to stop)",
         flush=True,
     )
     try:
@@ -360,6 +326,70 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await gateway.stop()
     return 0
+
+
+def _listen_problem(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is in use (another server listens there): pick another --port, or 0 (free)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges): pick another --port"
+    return " ".join(str(exc.strerror or exc).split())
+
+
+def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict[str, str]:
+    """``--key TABLE=COLUMN`` options as table -> key column; each TABLE must be served."""
+    keys: dict[str, str] = {}
+    for table, column in pairs:
+        if table not in tables:
+            raise CommandError(
+                f"--key {table}={column}: {table!r} is not served (--tables {' '.join(tables)})"
+            )
+        if keys.setdefault(table, column) != column:
+            raise CommandError(f"--key names two key columns for {table!r}: {keys[table]} and {column}")
+    return keys
+
+
+async def _open_log(url: str) -> Any:
+    """The change log of ``url``, opened (the database file or server checked first)."""
+    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.sqlite import SQLiteChangeLog
+
+    try:
+        log = open_change_log(url)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    if isinstance(log, SQLiteChangeLog):
+        if log.path.is_dir():
+            raise CommandError(f"--db {url}: {log.path} is a directory: name a database file in it")
+        if not log.path.parent.is_dir():
+            raise CommandError(f"--db {url}: no directory {log.path.parent} for the database file")
+    try:
+        await log.open()
+    except Exception as exc:
+        detail = " ".join(str(exc).split())  # the log's own message names the URL (redacted)
+        where = "" if redact(url) in detail else f"cannot open the database {redact(url)}: "
+        raise CommandError(where + detail) from exc
+    return log
+
+
+async def _watch(log: Any, table: str, key: str, *, demo_schema: bool) -> None:
+    """Install the capture of ``table``, saying how to fix a missing table or key column."""
+    try:
+        await log.watch(table, primary_key=key)
+    except ValueError as exc:
+        raise CommandError(explain_watch_error(table, str(exc), demo_schema=demo_schema)) from exc
+
+
+def _row_filter(args: argparse.Namespace) -> Any:
+    """The ``authorize`` hook of ``--private-column``/``--owner-column`` (``None`` without them)."""
+    if not args.private_column:
+        return None
+    private, owner = args.private_column, args.owner_column
+
+    def authorize(user: Any, topic: str, row: Any) -> bool:
+        return not row.get(private) or (owner is not None and row.get(owner) == user.id)
+
+    return authorize
 
 
 _WORDS = (

@@ -8,9 +8,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from rxstore import RootStore
+import attrs
+import jwt
+
+from rxstore import RootStore, TableStore
 from rxstore.gateway.auth import TokenAuth
 from tests.gateway.harness import PostStore, wait_for
 
@@ -86,3 +91,113 @@ def test_demo_runs_and_ends_equal_to_the_database():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "equals the database" in " ".join(result.stdout.split())
+
+
+@asynccontextmanager
+async def serving(*args: str) -> AsyncIterator[tuple[str, str]]:
+    """``rxstore serve ARGS --port 0`` in a subprocess; yields its URL and its first line."""
+    server = await asyncio.create_subprocess_exec(
+        *RXSTORE, "serve", *args, "--port", "0",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "RXSTORE_SECRET": SECRET},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        found = re.search(r"http://[\d.]+:\d+", line)
+        assert found, line
+        yield found.group(0), line
+    finally:
+        server.terminate()
+        assert await asyncio.wait_for(server.wait(), 20) == 0
+
+
+def issued_token(*args: str) -> str:
+    """``rxstore token ARGS``'s stdout as printed, trailing newline included."""
+    return subprocess.run(
+        [*RXSTORE, "token", *args, "--secret", SECRET], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+@attrs.frozen
+class Article:
+    slug: str
+    title: str
+
+
+class ArticleStore(TableStore[Article]):
+    table = "articles"
+    record_type = Article
+    primary_key = "slug"
+
+
+def create_table(db: Path, sql: str, rows: Sequence[tuple[str, str]] = ()) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql)
+        conn.executemany(f"INSERT INTO {sql.split()[2]} VALUES (?, ?)", rows)
+
+
+async def test_key_option_serves_a_table_keyed_on_slug_to_a_root_store(tmp_path: Path) -> None:
+    """serve --key articles=slug: snapshot, INSERT, UPDATE and DELETE reach a TableStore keyed on slug."""
+    db = tmp_path / "app.db"
+    create_table(db, "CREATE TABLE articles (slug TEXT PRIMARY KEY, title TEXT)", [("hello", "Hello")])
+    async with serving("--db", f"sqlite:///{db}", "--tables", "articles", "--key", "articles=slug") as (
+        url,
+        _,
+    ):
+        articles = ArticleStore()
+        async with RootStore(url, stores=[articles], token=issued_token("--sub", "ann").strip()):
+            await wait_for(lambda: "hello" in articles.value, what="the snapshot row keyed on slug")
+            with sqlite3.connect(db) as conn:
+                conn.execute("INSERT INTO articles VALUES ('news', 'News')")
+                conn.execute("UPDATE articles SET title = 'Hello again' WHERE slug = 'hello'")
+            await wait_for(
+                lambda: (
+                    articles.value.to_dict()
+                    == {"hello": Article("hello", "Hello again"), "news": Article("news", "News")}
+                ),
+                what="INSERT and UPDATE keyed on slug",
+            )
+            with sqlite3.connect(db) as conn:
+                conn.execute("DELETE FROM articles WHERE slug = 'news'")
+            await wait_for(lambda: "news" not in articles.value, what="DELETE keyed on slug")
+
+
+async def test_demo_schema_serves_posts_besides_the_named_tables(tmp_path: Path) -> None:
+    """--tables articles --demo-schema creates posts and serves it too (it used to serve articles only)."""
+    db = tmp_path / "app.db"
+    create_table(db, "CREATE TABLE articles (slug TEXT PRIMARY KEY, title TEXT)", [("a1", "First")])
+    args = ("--db", f"sqlite:///{db}", "--tables", "articles", "--key", "articles=slug", "--demo-schema")
+    async with serving(*args) as (url, line):
+        assert "serving articles, posts from" in line
+        posts, articles = PostStore(), ArticleStore()
+        async with RootStore(url, stores=[posts, articles], token=issued_token("--sub", "ann").strip()):
+            with sqlite3.connect(db) as conn:
+                conn.execute("INSERT INTO posts (id, title) VALUES ('p1', 'demo post')")
+            await wait_for(lambda: "p1" in posts.value and "a1" in articles.value, what="rows of both tables")
+
+
+async def test_a_token_with_its_trailing_newline_is_accepted_by_the_gateway(tmp_path: Path) -> None:
+    """rxstore token's output as printed (with its newline, as read from a file) connects."""
+    token = issued_token("--sub", "bob")
+    assert token.endswith("\n")
+    async with serving("--db", f"sqlite:///{tmp_path / 'app.db'}", "--demo-schema") as (url, _):
+        posts = PostStore()
+        async with RootStore(url, stores=[posts], token=token) as root:
+            await wait_for(
+                lambda: root.connection_state.connected, what="a connection with the newline token"
+            )
+
+
+def test_surrounding_whitespace_of_a_token_is_ignored_by_verify() -> None:
+    auth = TokenAuth(secret=SECRET)
+    token = auth.issue("alice", ttl=60)
+    assert auth.verify(f" \t{token}\r\n").id == "alice"
+
+
+def test_ttl_zero_gives_a_token_that_never_expires_and_help_says_so() -> None:
+    claims = jwt.decode(issued_token("--sub", "alice", "--ttl", "0").strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and "exp" not in claims
+    out = subprocess.run(
+        [*RXSTORE, "token", "--help"], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert "0: it never expires" in " ".join(out.stdout.split())

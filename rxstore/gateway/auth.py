@@ -206,12 +206,13 @@ class TokenAuth:
         return jwt.encode(payload, self._signing_key, algorithm=self.algorithm, headers=headers)
 
     def verify(self, token: object) -> User:
-        """Return the user a token names.
+        """Return the user a token names (whitespace around it, e.g. a pasted newline, is ignored).
 
         Raises:
             AuthError: ``token_expired`` or ``invalid_token`` (missing, malformed,
                 bad signature, another algorithm, unknown ``kid``, no ``sub``).
         """
+        token = token.strip() if isinstance(token, str) else token
         if not isinstance(token, str) or not token:
             raise AuthError("invalid_token", "no token: pass auth={'token': '<jwt>'} when connecting")
         key = self._select(token)

@@ -1,0 +1,64 @@
+"""``python -m benchmarks``: plain help text, and no plots written into the repository unless asked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as bench
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = """
+from benchmarks._common import Table
+
+
+def run(out, *, quick):
+    table = Table("latency", "tiny latency table", ["variant", "p50"])
+    table.add(["sqlite", 1.0])
+    table.series = {"sqlite": [0.001, 0.002, 0.003]}
+    return [table]
+"""
+
+
+def test_help_is_plain_text_without_rst_markup() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    ).stdout
+    assert "``" not in out and "--plots-dir DIR" in out and "docs/benchmarks.md" in out
+
+
+@pytest.fixture
+def tiny_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A benchmark that returns a latency table at once (the real ones take tens of seconds)."""
+    pytest.importorskip("matplotlib", reason="plots need matplotlib: pip install -e '.[bench]'")
+    (tmp_path / "tiny_bench.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(bench.BENCHMARKS, "tiny", "tiny_bench")
+    return "tiny"
+
+
+def _tracked_plots() -> dict[Path, tuple[int, bytes]]:
+    return {
+        path: (path.stat().st_mtime_ns, path.read_bytes()) for path in (ROOT / "docs" / "img").glob("*.png")
+    }
+
+
+def test_a_run_writes_no_plots_unless_plots_dir_is_given(
+    tiny_benchmark: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --plots-dir the tracked docs/img/*.png stay as they are; with it, the plot goes there."""
+    before = _tracked_plots()
+    assert bench.main(["--only", tiny_benchmark]) == 0
+    assert "plot:" not in capsys.readouterr().out
+    assert _tracked_plots() == before
+    assert bench.main(["--only", tiny_benchmark, "--plots-dir", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "latency_percentiles.png").stat().st_size > 0
+    assert _tracked_plots() == before

@@ -349,8 +349,13 @@ def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict
     return keys
 
 
-async def _open_log(url: str) -> Any:
-    """The change log of ``url``, opened (the database file or server checked first)."""
+async def _open_log(url: str, *, option: str | None = None) -> Any:
+    """The change log of ``url``, opened (the database file or server checked first).
+
+    Args:
+        url: The database URL.
+        option: How the command line named the database, for messages (default ``--db URL``).
+    """
     from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.sqlite import SQLiteChangeLog
 
@@ -358,11 +363,12 @@ async def _open_log(url: str) -> Any:
         log = open_change_log(url)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    option = option or f"--db {url}"
     if isinstance(log, SQLiteChangeLog):
         if log.path.is_dir():
-            raise CommandError(f"--db {url}: {log.path} is a directory: name a database file in it")
+            raise CommandError(f"{option}: {log.path} is a directory: name a database file in it")
         if not log.path.parent.is_dir():
-            raise CommandError(f"--db {url}: no directory {log.path.parent} for the database file")
+            raise CommandError(f"{option}: no directory {log.path.parent} for the database file")
     try:
         await log.open()
     except Exception as exc:
@@ -459,7 +465,6 @@ async def _demo(args: argparse.Namespace) -> int:
 
     from rxstore import RootStore, TableStore
     from rxstore.gateway.auth import TokenAuth
-    from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.schema import Post, all_posts, create_demo_schema
     from rxstore.gateway.server import RealtimeGateway
 
@@ -469,12 +474,15 @@ async def _demo(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="rxstore-demo-") as tmp:
         db_path = Path(args.db) if args.db else Path(tmp) / "demo.db"
-        log = open_change_log(f"sqlite:///{db_path}")
-        await log.open()
+        log = await _open_log(f"sqlite:///{db_path}", option=f"--db {db_path}")
         await create_demo_schema(log)
         auth = TokenAuth(secret=os.urandom(24).hex())
         gateway = RealtimeGateway(log, topics=["posts"], auth=auth)
-        await gateway.start("127.0.0.1", args.port)
+        try:
+            await gateway.start("127.0.0.1", args.port)
+        except OSError as exc:
+            await gateway.stop()
+            raise CommandError(f"cannot listen on 127.0.0.1:{args.port}: {_listen_problem(exc)}") from exc
         posts = PostStore()
         written = [0]
         writer = asyncio.create_task(_write_forever(log, args.rate, written))

@@ -192,6 +192,16 @@ def test_debug_adds_the_traceback_before_the_same_line(slug_db: str, where: str)
     assert result.stderr.splitlines()[-1].startswith("rxstore: cannot watch 'posts': it has no column 'id'")
 
 
+def test_demo_on_a_port_in_use_is_one_line(busy_port: int) -> None:
+    result = cli("demo", "--duration", "1", "--port", str(busy_port))
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{busy_port}", "in use")
+
+
+def test_demo_with_a_directory_as_its_database_file_is_one_line(tmp_path: Path) -> None:
+    result = cli("demo", "--duration", "1", "--db", str(tmp_path))
+    assert_one_line_error(result, f"--db {tmp_path}: {tmp_path} is a directory")
+
+
 def test_version_prints_the_package_version() -> None:
     result = cli("--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"rxstore {rxstore.__version__}")

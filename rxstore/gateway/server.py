@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -36,6 +36,7 @@ from rxstore.errors import AuthError
 from rxstore.events import (
     BATCH,
     BROADCAST,
+    CLOSING,
     CONTROL_PREFIX,
     LIVE,
     MUTATE,
@@ -46,9 +47,9 @@ from rxstore.events import (
     topic_event_name,
 )
 from rxstore.gateway.auth import TokenAuth, User
-from rxstore.gateway.changelog import ChangeLog, Statement
+from rxstore.gateway.changelog import ChangeLog, SnapshotReader, Statement
 from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
-from rxstore.gateway.fanout import RedisFanout
+from rxstore.gateway.fanout import QueuedManager, RedisFanout
 from rxstore.gateway.guard import (
     BadInputLog,
     BadPayload,
@@ -145,6 +146,9 @@ _SOCKETIO_RESERVED = frozenset(
 )
 """Event names Socket.IO clients give a meaning of their own: never broadcast under them."""
 _SOCKET_BACKLOG = 8
+_MAX_PAGE_ROWS = 10_000
+_BIG_FRAME = 64 << 10
+"""A frame this big waits until python-socketio holds at most one packet for its client."""
 _SHUTDOWN_GRACE = 2.0
 """Seconds a stopping gateway waits for a client's connection before cutting it."""
 """Most frames handed to python-socketio for one client before waiting for its socket."""
@@ -228,6 +232,52 @@ class _Client:
     """The client's TCP transport, aborted when the client is dropped."""
     ready: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
+    expires: float | None = None
+    """Unix time at which the client's token expires (its ``exp`` plus the leeway)."""
+    expiry: asyncio.TimerHandle | None = None
+
+
+class _PerUser:
+    """One lock per user, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user) or (asyncio.Lock(), 0)
+        self._locks[user] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[user]
+            if users == 1:
+                del self._locks[user]
+            else:
+                self._locks[user] = (lock, users - 1)
+
+
+class _Stalled(Exception):
+    """A client took longer than ``client_send_timeout`` to accept a frame."""
+
+
+class _Throttled:
+    """Logs a warning at most once per ``interval`` seconds, counting what it held back."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        held, self._held, self._next = self._held, 0, now + self.interval
+        suffix = f" ({held} more like it in the last {self.interval:g} s)" if held else ""
+        log.warning(message + suffix, *args)
 
 
 class _Metrics:
@@ -247,6 +297,34 @@ class _Metrics:
         self.head = Gauge("rxstore_head_seq", "Last seq broadcast.", registry=r)
         self.lag = Gauge("rxstore_lag_seconds", "Commit-to-broadcast lag of the last batch.", registry=r)
         self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)
+        self.snapshot_frames = Counter(
+            "rxstore_snapshot_frames", "Snapshot frames (chunks) sent.", registry=r
+        )
+        self.snapshots_active = Gauge(
+            "rxstore_snapshots_active", "Snapshots being read and sent now.", registry=r
+        )
+        self.snapshots_waiting = Gauge(
+            "rxstore_snapshots_waiting", "Clients waiting for a snapshot slot.", registry=r
+        )
+        self.queued_bytes = Gauge(
+            "rxstore_queued_bytes", "Encoded bytes waiting in every client's send queue.", registry=r
+        )
+        self.stalled = Counter(
+            "rxstore_stalled_clients_dropped",
+            "Clients dropped for not accepting a frame within client_send_timeout.",
+            registry=r,
+        )
+        self.authorize_errors = Counter(
+            "rxstore_authorize_errors",
+            "authorize/can_subscribe calls that raised (the row or topic was denied).",
+            registry=r,
+        )
+        self.expired = Counter(
+            "rxstore_sessions_expired", "Sessions ended because their token expired.", registry=r
+        )
+        self.broadcasts = Counter(
+            "rxstore_broadcasts", "Client broadcasts delivered to this node's clients.", registry=r
+        )
         self.bad_frames = Counter(
             "rxstore_bad_frames",
             "Client frames refused at the wire, the socket closed (malformed, binary, oversize_closed).",
@@ -289,6 +367,17 @@ class RealtimeGateway:
             refused with ``bad_request``) up to a quarter more (at least 16 KiB more:
             the websocket limit, :func:`~rxstore.gateway.guard.websocket_limit`);
             beyond that the connection is closed (websocket close code 1009).
+        frame_bytes: Target size of the frames the gateway sends: snapshots go in
+            chunks, and replay and live batches are cut, so that each frame stays
+            under it; one change bigger than it travels alone in its frame. Keep it
+            well under the clients' own limit (``SocketIOTransport(max_frame_bytes=)``,
+            64 MiB; browsers have none).
+        client_send_timeout: Seconds a client may take to accept one frame; a
+            client that stalls longer is dropped (it resumes when it returns).
+        snapshot_concurrency: Most snapshots read from the database and sent at
+            once (each holds a read transaction and a connection); others wait.
+            One user's snapshots are sent one at a time, so that one user's
+            stalled connections cannot hold every slot.
         client_queue_limit: Most changes waiting for one client; a client further
             behind is dropped (it resumes from its cursor when it returns).
         client_queue_bytes: Most encoded bytes waiting for one client, likewise.
@@ -303,7 +392,6 @@ class RealtimeGateway:
         bad_input_log_per_minute: Most warning lines per minute about bad clients
             (malformed or binary frames, handshake timeouts; one line per client
             at most); every bad frame is counted in ``rxstore_bad_frames``.
-
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -322,6 +410,9 @@ class RealtimeGateway:
         coalesce: float = 0.0,
         serializer: Literal["json", "msgpack"] = "json",
         max_frame_bytes: int = 1 << 20,
+        frame_bytes: int = 1 << 20,
+        client_send_timeout: float = 30.0,
+        snapshot_concurrency: int = 4,
         client_queue_limit: int = 20_000,
         client_queue_bytes: int = 16 << 20,
         retention: Retention | None = None,
@@ -340,6 +431,19 @@ class RealtimeGateway:
         self.authorize = authorize
         self.can_subscribe = can_subscribe
         self.batch_size = batch_size
+        if frame_bytes < 1024 or client_send_timeout <= 0 or snapshot_concurrency < 1:
+            raise ValueError(
+                "frame_bytes must be >= 1024, client_send_timeout > 0 and snapshot_concurrency >= 1"
+            )
+        self.frame_bytes = frame_bytes
+        self.client_send_timeout = client_send_timeout
+        self.snapshot_concurrency = snapshot_concurrency
+        self._read_bytes = max(frame_bytes, client_queue_bytes // 4)
+        """Most bytes of rows one read of the log returns: a big transaction is sent in parts."""
+        self._snapshot_slots = asyncio.Semaphore(snapshot_concurrency)
+        self._user_snapshots = _PerUser()
+        self._hook_warnings = _Throttled()
+        self._authorize: RowFilter | None = self._fail_closed(authorize) if authorize else None
         if coalesce < 0:
             raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
         self.coalesce = coalesce
@@ -369,7 +473,7 @@ class RealtimeGateway:
         self.sio: Any = GuardedServer(
             guard=guard,
             async_mode="aiohttp",
-            client_manager=self.fanout.manager if self.fanout else None,
+            client_manager=self.fanout.manager if self.fanout else QueuedManager(),
             serializer=packet_class,
             max_http_buffer_size=websocket_limit(max_frame_bytes),
             cors_allowed_origins=cors_allowed_origins,
@@ -379,6 +483,7 @@ class RealtimeGateway:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
         self._clients: dict[str, _Client] = {}
+        self._queued_total = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -389,6 +494,7 @@ class RealtimeGateway:
         }
         """Topic -> primary key, for topics whose envelopes carry only the old row's key."""
         self._change_events = frozenset(self._events.values())
+        self.sio.manager.deliver = self._deliver_to_room
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_client_event)
@@ -558,9 +664,58 @@ class RealtimeGateway:
         self.metrics.clients.set(len(self._clients))
         client.tasks.append(asyncio.create_task(self._sync(client), name=f"rxstore-sync-{sid}"))
         client.tasks.append(asyncio.create_task(self._write(client), name=f"rxstore-write-{sid}"))
+        exp = user.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            client.expires = float(exp) + self.auth.leeway
+            loop = asyncio.get_running_loop()
+            client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self._expire, client)
 
     def _may_subscribe(self, user: User, topic: str) -> bool:
-        return self.can_subscribe is None or bool(self.can_subscribe(user, topic))
+        if self.can_subscribe is None:
+            return True
+        try:
+            return bool(self.can_subscribe(user, topic))
+        except Exception as exc:  # fail closed: a hook that raises denies
+            self.metrics.authorize_errors.inc()
+            self._hook_warnings.warning(
+                "[RealtimeGateway] can_subscribe raised for %r on %r (denied): %r", user.id, topic, exc
+            )
+            return False
+
+    def _fail_closed(self, authorize: RowFilter) -> RowFilter:
+        """Wrap ``authorize`` so that a call that raises denies that row to that user, and is counted."""
+
+        def guarded(user: User, topic: str, row: Mapping[str, Any]) -> bool:
+            try:
+                return bool(authorize(user, topic, row))
+            except Exception as exc:
+                self.metrics.authorize_errors.inc()
+                self._hook_warnings.warning(
+                    "[RealtimeGateway] authorize raised for %r on a %r row (hidden from them): %r",
+                    user.id,
+                    topic,
+                    exc,
+                )
+                return False
+
+        return guarded
+
+    def _expire(self, client: _Client) -> None:
+        """End a session whose token expired: nothing more is sent or accepted; it is told why."""
+        if self._clients.get(client.sid) is not client:
+            return
+        self.metrics.expired.inc()
+        log.info("[RealtimeGateway] %s (%s): token expired, session ended", client.sid, client.user.id)
+        self._forget(client.sid)
+        task = asyncio.ensure_future(
+            self._close(client, "token_expired", "the token expired: reconnect with a fresh one")
+        )
+        task.add_done_callback(_log_failure)
+
+    async def _close(self, client: _Client, reason: str, message: str) -> None:
+        with contextlib.suppress(_Stalled):
+            await asyncio.wait_for(self._emit(client, CLOSING, {"reason": reason, "message": message}), 2.0)
+        await self.sio.disconnect(client.sid)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Any:
         if self.sio.manager.is_connected(sid, "/"):
@@ -576,13 +731,20 @@ class RealtimeGateway:
         client.live = False
         for task in client.tasks:
             task.cancel()
+        if client.expiry is not None:
+            client.expiry.cancel()
         client.queue.clear()
+        self._queued_total -= client.queued_bytes
+        client.queued = client.queued_bytes = 0
+        self.metrics.queued_bytes.set(self._queued_total)
         self.metrics.clients.set(len(self._clients))
 
     async def _on_client_event(self, event: str, sid: str, *args: Any) -> Any:
         client = self._clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not_connected"}
+        if client.expires is not None and time.time() >= client.expires:
+            return self._reject("token_expired", "the token expired: reconnect with a fresh one")
         if args and type(args[0]) is BadPayload:  # refused while decoding: see rxstore.gateway.guard
             return self._reject("invalid_payload", args[0].message)
         if len(args) > 1:
@@ -702,26 +864,74 @@ class RealtimeGateway:
             await self._catch_up(client)
         except asyncio.CancelledError:
             raise
+        except _Stalled as exc:
+            self._drop_stalled(client, exc)
         except Exception:
             log.exception("[RealtimeGateway] could not bring %s up to date", client.sid)
             await self.sio.disconnect(client.sid)
 
     async def _send_snapshot(self, client: _Client) -> None:
+        """Stream the client's topics at one log position, a page of rows at a time.
+
+        Each topic goes in ``rxstore:snapshot`` frames of at most ``frame_bytes``
+        (``"more": true`` on all but its last); the next page is read only once
+        the client has taken the previous frame, so a client that does not read
+        holds a frame or two, never the table.
+        """
         topics = sorted(client.topics)
-        snapshot = await self.log.snapshot(topics)
-        for topic in topics:
-            rows = snapshot.tables.get(topic, ())
-            if self.authorize is not None:
-                authorize, user = self.authorize, client.user
+        metrics = self.metrics
+        metrics.snapshots_waiting.inc()
+        async with self._user_snapshots.hold(client.user.id):  # one at a time per user
+            try:
+                await self._snapshot_slots.acquire()
+            finally:
+                metrics.snapshots_waiting.dec()
+            metrics.snapshots_active.inc()
+            try:
+                async with self.log.snapshot_reader(topics) as reader:
+                    for topic in topics:
+                        await self._stream_topic(client, reader, topic)
+                    seq, skip = reader.seq, reader.skip
+            finally:
+                metrics.snapshots_active.dec()
+                self._snapshot_slots.release()
+        metrics.snapshots.inc()
+        client.cursor = seq
+        client.skip = skip
+
+    async def _stream_topic(self, client: _Client, reader: SnapshotReader, topic: str) -> None:
+        authorize, user, event, seq = self._authorize, client.user, self._events[topic], reader.seq
+        limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
+        while True:
+            rows, more = await reader.fetch(topic, limit)
+            fetched = len(rows)
+            if authorize is not None:
                 rows = [row for row in rows if authorize(user, topic, row)]
-            await self._emit(
-                client,
-                SNAPSHOT,
-                {"topic": topic, "event": self._events[topic], "seq": snapshot.seq, "records": list(rows)},
-            )
-        self.metrics.snapshots.inc()
-        client.cursor = snapshot.seq
-        client.skip = snapshot.skip
+            if not rows and more:
+                limit = min(limit * 2, _MAX_PAGE_ROWS)  # all hidden: read on
+                continue
+            nbytes = 0
+            for frame in self._snapshot_frames(topic, event, seq, rows, more):
+                await self._send(client, frame)
+                self.metrics.snapshot_frames.inc()
+                nbytes += frame.nbytes
+            if not more:
+                return
+            per_row = max(1, nbytes // max(1, len(rows)) * len(rows) // fetched)
+            limit = max(1, min(_MAX_PAGE_ROWS, self.frame_bytes // per_row))
+
+    def _snapshot_frames(
+        self, topic: str, event: str, seq: int, rows: list[dict[str, Any]], more: bool
+    ) -> list[_OutFrame]:
+        """``rows`` as snapshot frames of at most ``frame_bytes`` (a bigger row alone), encoded."""
+        frame = _OutFrame(SNAPSHOT, LogFrame(topic=topic, event=event, seq=seq, records=rows, more=more))
+        self._encode(frame)
+        if frame.nbytes <= self.frame_bytes or len(rows) <= 1:
+            return [frame]
+        half = len(rows) // 2
+        return self._snapshot_frames(topic, event, seq, rows[:half], True) + self._snapshot_frames(
+            topic, event, seq, rows[half:], more
+        )
 
     async def _catch_up(self, client: _Client) -> None:
         prefetch: asyncio.Future[list[Change]] | None = None
@@ -735,7 +945,9 @@ class RealtimeGateway:
                     self._enqueue(client, _OutFrame(LIVE, {"seq": cursor, "epoch": client.epoch}))
                     return
                 if prefetch is None:
-                    prefetch = asyncio.ensure_future(self.log.read(cursor, limit=self.batch_size))
+                    prefetch = asyncio.ensure_future(
+                        self.log.read(cursor, limit=self.batch_size, max_bytes=self._read_bytes)
+                    )
                 changes = await prefetch
                 prefetch = None
                 if not changes:
@@ -750,12 +962,15 @@ class RealtimeGateway:
                     await self._send_snapshot(client)
                     continue
                 if changes[-1].seq < self.head:  # read the next page while this one is sent
-                    prefetch = asyncio.ensure_future(self.log.read(changes[-1].seq, limit=self.batch_size))
+                    prefetch = asyncio.ensure_future(
+                        self.log.read(changes[-1].seq, limit=self.batch_size, max_bytes=self._read_bytes)
+                    )
                 events = self._events_for(client, changes)
                 client.cursor = changes[-1].seq
                 if events:
                     self.metrics.replayed.inc(len(events))
-                    await self._send(client, _OutFrame(BATCH, LogFrame(events=events), len(events)))
+                    for frame in self._batch_frames(events):
+                        await self._send(client, frame)
         finally:
             if prefetch is not None:
                 prefetch.cancel()
@@ -773,7 +988,7 @@ class RealtimeGateway:
                 if pause > 0:
                     await asyncio.sleep(pause)
             try:
-                changes = await log_.read(self.head, limit=self.batch_size)
+                changes = await log_.read(self.head, limit=self.batch_size, max_bytes=self._read_bytes)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -786,6 +1001,9 @@ class RealtimeGateway:
                 await log_.wait(1.0)
                 continue
             backlog = len(changes) >= self.batch_size
+            if self.coalesce and not backlog:  # a read cut by max_bytes is a backlog too
+                with contextlib.suppress(Exception):
+                    backlog = changes[-1].seq < await log_.head()
             last_broadcast = loop.time()
             try:
                 self._broadcast(changes)
@@ -795,38 +1013,57 @@ class RealtimeGateway:
                 )
 
     def _broadcast(self, changes: Sequence[Change]) -> None:
-        """Hand a batch to every live client; synchronous with the head update."""
+        """Hand a batch to every live client; synchronous with the head update.
+
+        A failure for one client (a bug) drops that client, which resumes from
+        its own cursor later: the others, and the head, are not affected.
+        """
         self.head = changes[-1].seq
         metrics = self.metrics
         metrics.changes.inc(len(changes))
         metrics.head.set(self.head)
         metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
-        shared: dict[frozenset[str], _OutFrame | None] = {}
+        shared: dict[frozenset[str], list[_OutFrame]] = {}
         first = changes[0].seq
         for client in list(self._clients.values()):  # _enqueue may drop a slow client
             if not client.live:
                 continue
-            cursor = client.cursor
-            if self.authorize is None and not client.skip and cursor is not None and cursor < first:
-                # Clients of the same topics get the same frame object, encoded once.
-                if client.topics in shared:
-                    frame = shared[client.topics]
+            try:
+                cursor = client.cursor
+                if self._authorize is None and not client.skip and cursor is not None and cursor < first:
+                    # Clients of the same topics get the same frames, encoded once.
+                    frames = shared.get(client.topics)
+                    if frames is None:
+                        frames = shared[client.topics] = self._batch_frames(self._events_for(client, changes))
                 else:
-                    frame = shared[client.topics] = self._batch_frame(self._events_for(client, changes))
-            else:
-                frame = self._batch_frame(self._events_for(client, changes))
-            client.cursor = self.head
-            if frame is not None:
-                self._enqueue(client, frame)
+                    frames = self._batch_frames(self._events_for(client, changes))
+                client.cursor = self.head
+                for frame in frames:
+                    if not self._enqueue(client, frame):
+                        break
+            except Exception:
+                log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, self.head, client.sid)
+                self._drop(client)
 
-    @staticmethod
-    def _batch_frame(events: list[Any]) -> _OutFrame | None:
-        return _OutFrame(BATCH, LogFrame(events=events), len(events)) if events else None
+    def _batch_frames(self, events: list[Any]) -> list[_OutFrame]:
+        """``events`` as batch frames of at most ``frame_bytes`` each (a bigger change alone), encoded."""
+        if not events:
+            return []
+        frame = _OutFrame(BATCH, LogFrame(events=events), len(events))
+        self._encode(frame)
+        if frame.nbytes <= self.frame_bytes or len(events) == 1:
+            return [frame]
+        parts = min(len(events), -(-frame.nbytes // self.frame_bytes))
+        step = -(-len(events) // parts)
+        frames: list[_OutFrame] = []
+        for start in range(0, len(events), step):
+            frames.extend(self._batch_frames(events[start : start + step]))
+        return frames
 
     def _events_for(self, client: _Client, changes: Sequence[Change]) -> list[Any]:
         """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
         topics, skip, cursor = client.topics, client.skip, client.cursor or 0
-        authorize, user, names, key_only = self.authorize, client.user, self._events, self._key_only_old
+        authorize, user, names, key_only = self._authorize, client.user, self._events, self._key_only_old
         events: list[Any] = []
         for change in changes:
             if change.seq <= cursor or change.topic not in topics:
@@ -847,7 +1084,8 @@ class RealtimeGateway:
             client.skip = frozenset()
         return events
 
-    def _enqueue(self, client: _Client, frame: _OutFrame) -> None:
+    def _enqueue(self, client: _Client, frame: _OutFrame) -> bool:
+        """Queue a frame for a client; drop the client (and return False) if it is too far behind."""
         self._encode(frame)  # eagerly: once per shared frame, and its size is known
         if (
             client.queued + frame.size > self.client_queue_limit
@@ -861,11 +1099,28 @@ class RealtimeGateway:
             )
             self.metrics.dropped.inc()
             self._drop(client)
-            return
+            return False
         client.queue.append(frame)
         client.queued += frame.size
         client.queued_bytes += frame.nbytes
+        self._queued_total += frame.nbytes
         client.ready.set()
+        return True
+
+    def _deliver_to_room(self, event: str, data: Any, room: str, skip_sid: Any) -> bool:
+        """Queue an emit to a topic room (a client broadcast) for each of this node's clients in it."""
+        if not room.startswith(_ROOM_PREFIX):
+            return False
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        frame = _OutFrame(event, data)  # shared: encoded once for every receiver
+        receivers = 0
+        for sid, _ in list(self.sio.manager.get_participants("/", room)):
+            client = self._clients.get(sid)
+            if client is not None and sid not in skip:
+                receivers += self._enqueue(client, frame)
+        if receivers:
+            self.metrics.broadcasts.inc(receivers)
+        return True
 
     def _drop(self, client: _Client) -> None:
         """Forget a client and cut its connection now (its socket may not drain); it resumes later."""
@@ -898,26 +1153,49 @@ class RealtimeGateway:
 
     async def _write(self, client: _Client) -> None:
         queue, sent = client.queue, self.metrics.sent
-        while True:
-            await client.ready.wait()
-            client.ready.clear()
-            while queue:
-                frame = queue.popleft()
-                await self._send(client, frame)
-                client.queued -= frame.size
-                client.queued_bytes -= frame.nbytes
-                sent.inc(frame.size)
+        try:
+            while True:
+                await client.ready.wait()
+                client.ready.clear()
+                while queue:
+                    frame = queue.popleft()
+                    await self._send(client, frame)
+                    client.queued -= frame.size
+                    client.queued_bytes -= frame.nbytes
+                    self._queued_total -= frame.nbytes
+                    sent.inc(frame.size)
+                self.metrics.queued_bytes.set(self._queued_total)
+        except _Stalled as exc:
+            self._drop_stalled(client, exc)
+
+    def _drop_stalled(self, client: _Client, exc: _Stalled) -> None:
+        log.warning("[RealtimeGateway] %s: %s; dropping it", client.sid, exc)
+        self.metrics.stalled.inc()
+        self._drop(client)
 
     async def _send(self, client: _Client, frame: _OutFrame) -> None:
-        """Send one frame to one client, straight to its socket (never through Redis)."""
+        """Send one frame to one client, straight to its socket (never through Redis).
+
+        Raises:
+            _Stalled: The client did not take what it was sent before within ``client_send_timeout``.
+        """
         eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
         if eio_sid is None:
             return
-        # python-socketio's per-socket queue is unbounded: hand it little, so a client
-        # that stops reading backs up in its own queue, where client_queue_limit applies.
-        while self._socket_backlog(eio_sid) > _SOCKET_BACKLOG:
-            await asyncio.sleep(0.005)
-        for packet in self._encode(frame):
+        packets = self._encode(frame)
+        # python-socketio's per-socket queue is unbounded: hand it little (one big frame),
+        # so a client that stops reading backs up in its own queue, where the limits apply.
+        backlog = 1 if frame.nbytes > _BIG_FRAME else _SOCKET_BACKLOG
+        if self._socket_backlog(eio_sid) > backlog:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.client_send_timeout
+            pause = 0.002
+            while self._socket_backlog(eio_sid) > backlog:
+                if loop.time() > deadline:
+                    raise _Stalled(f"took no frame for {self.client_send_timeout:g} s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        for packet in packets:
             await self.sio.eio.send_packet(eio_sid, packet)
 
     async def _emit(self, client: _Client, name: str, data: Any) -> None:
@@ -958,8 +1236,11 @@ class RealtimeGateway:
         )
 
 
+_ROOM_PREFIX = "topic:"
+
+
 def _room(topic: str) -> str:
-    return f"topic:{topic}"
+    return f"{_ROOM_PREFIX}{topic}"
 
 
 def _visible_change(authorize: RowFilter, user: User, change: Change, primary_key: str) -> Change | None:

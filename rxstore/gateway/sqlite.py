@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -631,7 +632,9 @@ def _within_bytes(rows: list[Any], max_bytes: int) -> list[Any]:
 class _SQLiteSnapshotReader:
     """A :class:`~rxstore.gateway.changelog.SnapshotReader` on a read-only connection of its own.
 
-    Its methods run in a worker thread (``asyncio.to_thread``), one at a time.
+    Its methods run in worker threads (``asyncio.to_thread``), one at a time: a
+    lock keeps :meth:`close` (run when the reading task is cancelled) from
+    closing the connection under a fetch that is still running.
     """
 
     def __init__(self, path: Path, busy_timeout: float) -> None:
@@ -645,8 +648,13 @@ class _SQLiteSnapshotReader:
         self._cursor: sqlite3.Cursor | None = None
         self._names: list[str] = []
         self._held: Any = None
+        self._lock = threading.Lock()
 
     def begin(self, topics: Sequence[str]) -> None:
+        with self._lock:
+            self._begin(topics)
+
+    def _begin(self, topics: Sequence[str]) -> None:
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -661,6 +669,10 @@ class _SQLiteSnapshotReader:
                 raise ValueError(f"cannot snapshot {topic!r}: no such table")
 
     def fetch_sync(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        with self._lock:
+            return self._fetch(topic, limit)
+
+    def _fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
         conn = self._conn
         if conn is None:
             raise NotConnected("the snapshot reader is closed")
@@ -684,10 +696,11 @@ class _SQLiteSnapshotReader:
         return await asyncio.to_thread(self.fetch_sync, topic, limit)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        self._cursor = None
-        if conn is not None:
-            conn.close()  # ends the read transaction
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._cursor = None
+            if conn is not None:
+                conn.close()  # ends the read transaction
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The ``rxstore`` command: ``serve``, ``token`` and ``demo``.
+"""The ``rxstore`` command: ``serve``, ``token``, ``demo`` and ``log``.
 
 ``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
 file, a writer changing posts, and a RootStore + PostStore client rendering
@@ -197,7 +197,74 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
     demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
+    _add_log_commands(commands)
     return parser
+
+
+def _add_log_commands(commands: Any) -> None:
+    """``rxstore log show | mark-restore``: the change log's identity (its epoch)."""
+    log = commands.add_parser(
+        "log",
+        help="inspect the change log, or mark a restored database",
+        description="The change log's identity: every cursor a client holds belongs to one log epoch.",
+    )
+    actions = log.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    show = actions.add_parser(
+        "show",
+        help="print the log's epoch, head seq and horizon",
+        description="Print the change log's epoch, head seq and horizon on one line.",
+    )
+    mark = actions.add_parser(
+        "mark-restore",
+        help="give the log a new epoch: run after restoring a backup or copying a database",
+        description="Give the change log a new epoch. Run it after restoring a backup of the database "
+        "(a copied SQLite file, pg_restore or psql into the same database, a point-in-time "
+        "recovery), after copying a database file to serve the copy on its own, or after failing "
+        "over to a standby that may have lost recent writes; best with the gateways stopped, "
+        "before they serve it. Clients that come back with a cursor from before then get "
+        "rxstore:reset (epoch_changed) and a fresh snapshot, instead of a replay of changes that "
+        "are not the ones they missed. A database that is restored or copied into another "
+        "PostgreSQL database or cluster gets a new epoch by itself.",
+    )
+    for parser in (show, mark):
+        parser.add_argument(
+            "--db",
+            required=True,
+            metavar="URL",
+            help="sqlite:///FILE (must exist) or postgresql://...",
+        )
+
+
+async def _log_command(args: argparse.Namespace) -> int:
+    from rxstore.errors import RxStoreError
+    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.sqlite import SQLiteChangeLog
+
+    try:
+        log = open_change_log(args.db)
+    except ValueError as exc:
+        raise SystemExit(f"rxstore: {exc}") from None
+    if isinstance(log, SQLiteChangeLog) and not log.path.is_file():
+        raise SystemExit(f"rxstore: no database file {log.path}: nothing to mark")
+    try:
+        await log.open()
+    except (RxStoreError, OSError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"rxstore: cannot open the change log: {exc}") from None
+    try:
+        before = await log.epoch()
+        head, horizon = await log.head(), await log.horizon()
+        if args.log_command == "show":
+            print(f"rxstore: log epoch {before}, head seq {head}, horizon {horizon}")
+            return 0
+        after = await log.mark_restore()
+    finally:
+        await log.close()
+    print(
+        f"rxstore: log epoch {before} -> {after} (head seq {head}): clients with a cursor from "
+        "before get a reset and a snapshot",
+        flush=True,
+    )
+    return 0
 
 
 def _secret(args: argparse.Namespace, algorithm: str) -> str:
@@ -261,6 +328,8 @@ def _command(args: argparse.Namespace) -> int:
             level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
         )
         return _run(_serve(args))
+    if args.command == "log":
+        return _run(_log_command(args))
     return _run(_demo(args))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import string
 import sys
 import traceback
 import urllib.parse
@@ -143,6 +144,76 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535, or 0 for a free one")
+    return value
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+}
+
+
+def byte_size(text: str) -> int:
+    """Argparse type: a size in bytes, with an optional KiB / MiB / GiB suffix.
+
+    Example:
+        >>> byte_size("1MiB"), byte_size("512k"), byte_size("4096")
+        (1048576, 524288, 4096)
+        >>> byte_size("lots")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: 'lots' is not a size: use bytes, or a number with KiB, MiB or GiB
+    """
+    number = text.strip().rstrip(string.ascii_letters)
+    unit = text.strip()[len(number) :].lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: use bytes, or a number with KiB, MiB or GiB"
+        ) from None
+    if not 1 <= value < 1 << 40:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use at least 1 byte")
+    return int(value)
+
+
+def seconds(text: str) -> float:
+    """Argparse type: a positive number of seconds.
+
+    Example:
+        >>> seconds("2.5")
+        2.5
+        >>> seconds("0")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: '0' is not a positive number of seconds
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def count(text: str) -> int:
+    """Argparse type: a positive integer.
+
+    Example:
+        >>> count("4")
+        4
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
 

@@ -26,11 +26,14 @@ from rxstore import __version__
 from rxstore._cli_checks import (
     CommandError,
     Parser,
+    byte_size,
     check_secret,
+    count,
     explain_watch_error,
     port,
     redact,
     run_command,
+    seconds,
     served_tables,
     table_key,
     ttl,
@@ -155,6 +158,52 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="shortest time between two live broadcasts; changes committed meanwhile reach each "
         "client in one frame (e.g. 0.05 for hundreds of clients of a busy log; default: %(default)s)",
+    )
+    limits = serve.add_argument_group(
+        "limits",
+        "bounds on what one client can cost the gateway (docs/reliability.md, Limits and hostile clients)",
+    )
+    limits.add_argument(
+        "--max-frame-bytes",
+        type=byte_size,
+        default=1 << 20,
+        metavar="SIZE",
+        help="largest frame a client may send; a bigger event is refused (default: 1MiB)",
+    )
+    limits.add_argument(
+        "--frame-bytes",
+        type=byte_size,
+        default=1 << 20,
+        metavar="SIZE",
+        help="size of the frames sent: snapshots go in chunks of it, batches are cut at it (default: 1MiB)",
+    )
+    limits.add_argument(
+        "--client-queue-bytes",
+        type=byte_size,
+        default=16 << 20,
+        metavar="SIZE",
+        help="most bytes waiting for one client; a client further behind is dropped (default: 16MiB)",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="a client that takes no frame for this long is dropped (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="a connection that does not join within this long is closed (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--snapshot-concurrency",
+        type=count,
+        default=4,
+        metavar="N",
+        help="most snapshots read and sent at once; more wait their turn (default: %(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
 
@@ -374,6 +423,12 @@ async def _serve(args: argparse.Namespace) -> int:
         authorize=_row_filter(args),
         serializer=args.serializer,
         coalesce=args.coalesce,
+        max_frame_bytes=args.max_frame_bytes,
+        frame_bytes=args.frame_bytes,
+        client_queue_bytes=args.client_queue_bytes,
+        client_send_timeout=args.send_timeout,
+        handshake_timeout=args.handshake_timeout,
+        snapshot_concurrency=args.snapshot_concurrency,
         retention=Retention(
             max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
         ),

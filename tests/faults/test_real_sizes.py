@@ -314,3 +314,27 @@ async def test_broadcasts_go_through_the_bounded_queue_and_drop_a_client_that_ne
         stalled.close()
         await sender.teardown_realtime()
         await listener.teardown_realtime()
+
+
+async def test_rxstore_serve_takes_the_limits_from_its_options(tmp_path: Path) -> None:
+    """``--frame-bytes 64KiB``: a 2 MB snapshot arrives in 30+ chunks, whole."""
+    import aiohttp
+
+    db = tmp_path / "opts.db"
+    gateway = GatewayProcess(
+        f"sqlite:///{db}", log_dir=tmp_path, args=["--frame-bytes", "64KiB", "--snapshot-concurrency", "1"]
+    )
+    await gateway.start()
+    try:
+        rows = _rows([("r", 100, 20_000)])
+        await asyncio.to_thread(_write_sqlite, db, rows)
+        root, posts = await _mirror(gateway.url, auth=PROCESS_AUTH)
+        await root.teardown_realtime()
+        assert _digest({k: p.body for k, p in posts.value.to_dict().items()}) == _digest(
+            {key: body for key, _, body in rows}
+        )
+        async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/metrics") as response:
+            frames = _metric(await response.text(), "rxstore_snapshot_frames_total")
+        assert frames >= 30, f"2 MB in {frames} frames of 64 KiB"
+    finally:
+        await gateway.terminate()

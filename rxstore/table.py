@@ -20,12 +20,18 @@ from reactivex.subject import BehaviorSubject
 
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError, ValidationError
-from rxstore.events import Change, Event, EventKind, Snapshot, parse_change, topic_event_name
+from rxstore.events import Change, Event, EventKind, Op, Snapshot, parse_change, topic_event_name
 from rxstore.store import DomainStore
 
-__all__ = ["TableState", "TableStore", "converter", "structure_record"]
+__all__ = ["Parser", "TableState", "TableStore", "converter", "structure_record"]
 
 R = TypeVar("R")
+
+Parser = Callable[[Any], tuple[Op | str, Mapping[str, Any]] | None]
+"""Payload of a server other than the rxstore gateway -> ``(op, row)``, or ``None`` to ignore it.
+
+See the ``parse`` argument of :class:`TableStore`.
+"""
 
 converter = cattrs.Converter(detailed_validation=True)
 """The cattrs converter used for records; register hooks on it for custom types."""
@@ -153,6 +159,14 @@ class TableStore(DomainStore[TableState[R]]):
     :class:`~rxstore.errors.ProtocolError` naming this store; other stores
     accepting ``event`` still get it).
 
+    Any other Socket.IO server (one that emits, say, ``post_update`` with
+    ``{"type": "created", "post": {...}}``) is followed through a ``parse``
+    adapter: pass ``parse=`` or override :meth:`parse`. Such a *foreign* table
+    has no seq: each payload is applied as it comes (INSERT and UPDATE put the
+    row, DELETE removes its key), with no duplicate-by-seq filtering, no
+    snapshot and no replay of what was missed while disconnected; its sync
+    status is LIVE as soon as the link is up (``cursor`` stays ``None``).
+
     Example:
         >>> @attrs.frozen
         ... class Post:
@@ -166,12 +180,26 @@ class TableStore(DomainStore[TableState[R]]):
         >>> posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "Hi"})])
         >>> posts.value.get("p1")
         Post(id='p1', title='Hi')
+
+        The same table from a server that sends ``{type, post}``:
+
+        >>> seed = PostStore(parse=lambda data: (data["type"], data["post"]))
+        >>> seed.apply([Event("post_update", {"type": "created", "post": {"id": "p1", "title": "Hi"}})])
+        >>> seed.apply([Event("post_update", {"type": "deleted", "post": {"id": "p1"}})])
+        >>> len(seed.value), seed.value.seq, seed.foreign
+        (0, None, True)
     """
 
     table: ClassVar[str] = ""
     record_type: ClassVar[type[Any] | None] = None
     primary_key: ClassVar[str] = "id"
     event: ClassVar[str] = ""
+    foreign_ops: ClassVar[Mapping[str, Op]] = {
+        **{word: Op.INSERT for word in ("insert", "inserted", "create", "created")},
+        **{word: Op.UPDATE for word in ("update", "updated", "upsert", "upserted")},
+        **{word: Op.DELETE for word in ("delete", "deleted", "remove", "removed")},
+    }
+    """The op words a ``parse`` adapter may return (lower-cased before lookup), besides :class:`Op`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -180,14 +208,20 @@ class TableStore(DomainStore[TableState[R]]):
                 cls.event = topic_event_name(cls.table)
             cls.accepts = (cls.event,)
 
-    def __init__(self, *, name: str | None = None) -> None:
+    def __init__(self, *, name: str | None = None, parse: Parser | None = None) -> None:
         """Create the store, empty.
 
         Args:
             name: Name in logs and errors; defaults to the class name.
+            parse: Follow a server other than the rxstore gateway: turns each
+                payload under ``event`` into ``(op, row)`` (or ``None`` to
+                ignore it); see :meth:`parse`. Overrides an overridden ``parse``.
         """
         if not self.table:
             raise TypeError(f"{type(self).__name__} must set the class attribute `table`")
+        if parse is None and type(self).parse is not TableStore.parse:
+            parse = self.parse
+        self._parse: Parser | None = parse
         super().__init__(name=name, initial=TableState())
         self._confirmed: TableState[R] = self._state.value
         self._pending: dict[str, Mapping[Any, R | None]] = {}
@@ -212,7 +246,12 @@ class TableStore(DomainStore[TableState[R]]):
         return self._status.value
 
     def set_sync(self, state: SyncState) -> None:
-        """Enter sync state ``state`` (called by the root store on link changes)."""
+        """Enter sync state ``state`` (called by the root store on link changes).
+
+        A :attr:`foreign` table has nothing to replay: REPLAYING is LIVE for it.
+        """
+        if state is SyncState.REPLAYING and self._parse is not None:
+            state = SyncState.LIVE
         current = self._status.value
         if current.state is not state:
             self._status.on_next(SyncStatus(state, self._confirmed.seq, time.time()))
@@ -290,6 +329,67 @@ class TableStore(DomainStore[TableState[R]]):
         """Seq of the last change applied."""
         return self._confirmed.seq
 
+    @property
+    def foreign(self) -> bool:
+        """Whether payloads go through :meth:`parse` (a server other than the rxstore gateway)."""
+        return self._parse is not None
+
+    def parse(self, payload: Any) -> tuple[Op | str, Mapping[str, Any]] | None:
+        """Turn a payload of a server other than the rxstore gateway into ``(op, row)``.
+
+        Override it (or pass ``parse=`` to the constructor) to follow such a
+        server; the default is unused: the gateway sends change envelopes.
+        ``op`` is an :class:`~rxstore.events.Op` or one of :attr:`foreign_ops`
+        (``"created"``, ``"updated"``, ``"deleted"``, ...); ``row`` must carry
+        the primary key (for DELETE, at least the key). Return ``None`` to
+        ignore the payload. A payload it raises on, or returns anything else
+        for, is reported to :attr:`errors` and skipped.
+
+        Example:
+            ``return data["type"], data["post"]`` for the seed's ``{type, post}``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} follows the rxstore gateway; it parses nothing")
+
+    def _parsed(self, event: Event, parse: Parser) -> tuple[Op, Any, R | None] | None:
+        """``(op, key, record)`` of a foreign payload (``None``: ignore it).
+
+        Raises:
+            ProtocolError: ``parse`` raised or returned something unusable.
+            ValidationError: The row does not fit ``record_type``.
+        """
+
+        def refused(why: str) -> ProtocolError:
+            return ProtocolError(
+                f"{self.name}: {event.name!r} payload {why}; {self.table!r} left as it was",
+                event=event.name,
+                payload=event.data,
+                store=self.name,
+            )
+
+        try:
+            parsed = parse(event.data)
+        except Exception as exc:
+            raise refused(f"could not be parsed: parse raised {type(exc).__name__}: {exc}") from exc
+        if parsed is None:
+            return None
+        if type(parsed) not in (tuple, list) or len(parsed) != 2:
+            raise refused(f"could not be parsed: parse returned {type(parsed).__name__}, not (op, row)")
+        word, row = parsed
+        op = word if isinstance(word, Op) else None
+        if op is None and isinstance(word, str):
+            op = self.foreign_ops.get(word.lower())
+        if op is None:
+            known = ", ".join(sorted(self.foreign_ops))
+            raise refused(f"has the unknown op {word!r} (an Op or one of: {known})")
+        if not isinstance(row, Mapping):
+            raise refused(f"gave a {type(row).__name__} as its row, not an object")
+        try:
+            key = row[self.primary_key]
+            hash(key)
+        except (KeyError, TypeError):
+            raise refused(f"has no usable {self.primary_key!r} in its row") from None
+        return op, key, None if op is Op.DELETE else self.to_record(row)
+
     def to_record(self, row: Mapping[str, Any]) -> R:
         """Turn a row into a record (``record_type`` via cattrs, or the dict itself)."""
         record_type = self.record_type
@@ -311,6 +411,7 @@ class TableStore(DomainStore[TableState[R]]):
         # Rows kept as they came (no record_type, to_record not overridden): skip the call.
         as_is = self.record_type is None and type(self).to_record is TableStore.to_record
         table = self.table
+        parse = self._parse
         for event in events:
             kind = event.kind
             if kind is EventKind.CHANGE:
@@ -364,6 +465,19 @@ class TableStore(DomainStore[TableState[R]]):
                 mutation = None
                 rows = immutables.Map()
                 seq = None
+            elif parse is not None:  # a foreign server's payload: no seq, applied as it comes
+                try:
+                    parsed = self._parsed(event, parse)
+                except Exception as exc:
+                    self.report(event, exc)
+                    continue
+                if parsed is not None:
+                    if mutation is None:
+                        mutation = rows.mutate()
+                    if parsed[0] is Op.DELETE:
+                        mutation.pop(parsed[1], None)
+                    else:
+                        mutation[parsed[1]] = parsed[2]
             else:  # a message under this table's event name: for other stores, not for this one
                 self._not_a_change(event)
         if mutation is not None:

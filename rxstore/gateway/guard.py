@@ -49,6 +49,7 @@ import engineio.payload
 import socketio
 from aiohttp import WSCloseCode, WSMsgType
 from engineio.async_drivers.aiohttp import WebSocket as _EngineIOWebSocket
+from engineio.async_drivers.asgi import WebSocket as _EngineIOASGIWebSocket
 from prometheus_client import Counter
 
 from rxstore.errors import ProtocolError
@@ -211,6 +212,10 @@ class WireGuard:
 
 
 def _peer(environ: Any) -> str:
+    scope = environ.get("asgi.scope") if isinstance(environ, dict) else None
+    client = scope.get("client") if isinstance(scope, dict) else None
+    if isinstance(client, list | tuple) and len(client) >= 2:
+        return f"{client[0]}:{client[1]}"
     request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
     transport = getattr(request, "transport", None)
     peer = transport.get_extra_info("peername") if transport is not None else None
@@ -379,6 +384,47 @@ def _websocket_class(guard: WireGuard) -> type[Any]:
     return _GuardedWebSocket
 
 
+def _asgi_websocket_class(guard: WireGuard) -> type[Any]:
+    """python-engineio 4.x's ASGI websocket, refusing what the aiohttp one refuses.
+
+    The ASGI server reads and buffers a whole message first (uvicorn: up to its
+    ``ws_max_size``, 16 MiB by default); a message over
+    :func:`websocket_limit` is then refused like on aiohttp: counted as
+    ``oversize_closed`` and the websocket closed with code 1009.
+    """
+    limit = websocket_limit(guard.max_frame_bytes)
+
+    class _GuardedASGIWebSocket(_EngineIOASGIWebSocket):  # type: ignore[misc]
+        async def __call__(self, environ: Any) -> Any:
+            self.environ = environ
+            return await super().__call__(environ)
+
+        async def wait(self) -> Any:
+            event = await self.asgi_receive()
+            if event["type"] != "websocket.receive":
+                raise OSError()  # closed (engine.io ends the connection)
+            data = event.get("text")
+            if data is not None:
+                if not data or data[0] not in _ENGINEIO_TYPES:
+                    guard.refused(_peer(self.environ), "malformed", "not an Engine.IO packet")
+                    raise OSError("not an Engine.IO packet")
+                size = _utf8_size(data, limit)
+            else:
+                data = event.get("bytes")
+                if data is None:
+                    raise OSError()
+                size = len(data)
+            if size > limit:
+                guard.refused(
+                    _peer(self.environ), "oversize_closed", f"a frame of {size} bytes, over {limit}"
+                )
+                await self.asgi_send({"type": "websocket.close", "code": WSCloseCode.MESSAGE_TOO_BIG})
+                raise OSError()
+            return data
+
+    return _GuardedASGIWebSocket
+
+
 class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the gateway's rules at the wire (see the module's docstring).
 
@@ -396,7 +442,8 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         self._handshakes: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
         eio = self.eio
-        eio._async = {**eio._async, "websocket": _websocket_class(guard)}  # per server, not the module's
+        websocket = _asgi_websocket_class(guard) if eio.async_mode == "asgi" else _websocket_class(guard)
+        eio._async = {**eio._async, "websocket": websocket}  # per server, not the module's
 
     # python-socketio 5.x calls these three for every Engine.IO connection, message and disconnection.
 

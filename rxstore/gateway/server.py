@@ -32,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rxstore.errors import AuthError
+from rxstore.errors import AuthError, RxStoreError
 from rxstore.events import (
     BATCH,
     BROADCAST,
@@ -59,8 +59,10 @@ from rxstore.gateway.guard import (
     msgpack_packet_class,
     websocket_limit,
 )
+from rxstore.gateway.mount import ASGIApp, GatewayASGIApp
 
 __all__ = [
+    "GatewayUsageError",
     "Handler",
     "MutationHandler",
     "RealtimeGateway",
@@ -343,6 +345,23 @@ class _Metrics:
         )
 
 
+class GatewayUsageError(RxStoreError, RuntimeError):
+    """The gateway was used in a way its mode or state does not allow; the message says what to do.
+
+    Example:
+        >>> from rxstore.gateway.auth import TokenAuth
+        >>> from rxstore.gateway.changelog import open_change_log
+        >>> gateway = RealtimeGateway(
+        ...     open_change_log("sqlite:///app.db"), topics=["posts"], auth=TokenAuth(secret="s" * 32)
+        ... )
+        >>> try:
+        ...     gateway.asgi_app()
+        ... except GatewayUsageError as exc:
+        ...     print(exc)
+        asgi_app() needs RealtimeGateway(..., async_mode='asgi'); this gateway was built with ...
+    """
+
+
 class RealtimeGateway:
     """Serves a change log to Socket.IO clients, authorized per user and row.
 
@@ -392,6 +411,11 @@ class RealtimeGateway:
         bad_input_log_per_minute: Most warning lines per minute about bad clients
             (malformed or binary frames, handshake timeouts; one line per client
             at most); every bad frame is counted in ``rxstore_bad_frames``.
+        async_mode: How the gateway is served: ``"aiohttp"`` for :meth:`start`
+            and :meth:`attach` (an aiohttp app), ``"asgi"`` for :meth:`asgi_app`
+            (uvicorn, Starlette, FastAPI). One Socket.IO server speaks one of
+            them; under ASGI a dropped client's TCP connection is not cut (see
+            docs/gateway.md, "Mounting the gateway in your app").
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -421,7 +445,11 @@ class RealtimeGateway:
         redis_url: str | None = None,
         handshake_timeout: float | None = 10.0,
         bad_input_log_per_minute: int = 10,
+        async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
     ) -> None:
+        if async_mode not in ("aiohttp", "asgi"):
+            raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
+        self.async_mode = async_mode
         self.log = log
         self.topics: dict[str, Topic] = {}
         for topic in topics:
@@ -472,19 +500,16 @@ class RealtimeGateway:
         )
         self.sio: Any = GuardedServer(
             guard=guard,
-            async_mode="aiohttp",
+            async_mode=async_mode,
             client_manager=self.fanout.manager if self.fanout else QueuedManager(),
             serializer=packet_class,
             max_http_buffer_size=websocket_limit(max_frame_bytes),
             cors_allowed_origins=cors_allowed_origins,
         )
-        self.app = web.Application()
-        self.sio.attach(self.app)
-        self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/metrics", self._metrics)
         self._clients: dict[str, _Client] = {}
         self._queued_total = 0
         self._stopping = False
+        self._opened = False
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -501,11 +526,20 @@ class RealtimeGateway:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
-        """Open the log, install triggers, start tailing and serve HTTP on ``host:port``.
+    async def open(self) -> None:
+        """Open the log, install the triggers and start tailing; serves nothing.
 
-        Use ``port=0`` for a free port; :attr:`port` tells which.
+        :meth:`start` calls it, and so do the startup of an app the gateway is
+        mounted in (:meth:`attach`, :meth:`asgi_app`, :meth:`lifespan`); call it
+        yourself only to serve the gateway some other way. :meth:`close` undoes
+        it, also after it raised.
+
+        Raises:
+            GatewayUsageError: It is open already.
         """
+        if self._opened:
+            raise GatewayUsageError("the gateway is open already: close() it before opening it again")
+        self._opened = True
         self._stopping = False
         await self.log.open()
         if self.watch:
@@ -524,32 +558,155 @@ class RealtimeGateway:
             # now, so a node with no client yet hears the others (and reports healthy).
             self.sio.manager_initialized = True
             self.sio.manager.initialize()
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
+
+    async def close(self) -> None:
+        """Refuse new clients, disconnect every client, stop tailing and close the log; idempotent.
+
+        The HTTP server is not the gateway's here: the app serving it stops it.
+        """
+        await self._disconnect_all()
+        await self._release()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """:meth:`open` on entry, :meth:`close` on exit, as an ASGI app's lifespan wants it.
+
+        Example:
+            ``Starlette(routes=[Mount("/realtime", gateway.asgi_app())], lifespan=gateway.lifespan)``;
+            in a lifespan of your own: ``async with gateway.lifespan(): yield``.
+        """
+        await self.open()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+        """Open the gateway (:meth:`open`) and serve it alone on ``host:port``.
+
+        Serves Socket.IO, ``/healthz`` and ``/metrics``. Use ``port=0`` for a
+        free port; :attr:`port` tells which. To serve it inside your own app
+        instead, see :meth:`attach` and :meth:`asgi_app`.
+        """
+        self._require_mode("aiohttp", "start()")
+        await self.open()
+        app = web.Application()
+        self._add_routes(app, "socket.io", "/healthz", "/metrics")
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port)
         await self._site.start()
         log.info("[RealtimeGateway] serving %s on %s", sorted(self.topics), self.url)
 
+    def attach(
+        self,
+        app: web.Application,
+        *,
+        socketio_path: str = "socket.io",
+        healthz: str | None = "/healthz",
+        metrics: str | None = "/metrics",
+    ) -> None:
+        """Serve the gateway inside an aiohttp app, run by the app's lifecycle.
+
+        Adds the Socket.IO endpoint (``/socket.io/``; clients of another path
+        pass ``SocketIOTransport(socketio_path=...)``) and the ``healthz`` and
+        ``metrics`` routes (``None``: not added). The app's startup opens the
+        gateway, its shutdown disconnects the clients (before aiohttp waits for
+        open requests), its cleanup stops tailing and closes the log.
+
+        Raises:
+            GatewayUsageError: The gateway was built with ``async_mode="asgi"``.
+        """
+        self._require_mode("aiohttp", "attach()")
+        self._add_routes(app, socketio_path, healthz, metrics)
+
+        async def opened(app: web.Application) -> None:
+            await self.open()
+
+        async def disconnected(app: web.Application) -> None:
+            await self._disconnect_all()
+
+        async def closed(app: web.Application) -> None:
+            await self.close()  # all of it, also when the startup failed half-way
+
+        app.on_startup.append(opened)
+        app.on_shutdown.append(disconnected)
+        app.on_cleanup.append(closed)
+
+    def asgi_app(
+        self,
+        other_asgi_app: ASGIApp | None = None,
+        *,
+        socketio_path: str = "socket.io",
+        healthz: str | None = "/healthz",
+        metrics: str | None = "/metrics",
+    ) -> GatewayASGIApp:
+        """An ASGI app serving the gateway, and ``other_asgi_app`` (Starlette, FastAPI, ...) beside it.
+
+        It serves Socket.IO on ``socketio_path``, ``healthz`` and ``metrics``
+        (``None``: left to the other app), hands every other request to
+        ``other_asgi_app`` (404 without one), and opens the gateway at the
+        lifespan's startup (before the other app's) and closes it at its
+        shutdown (after the other app's). Mounted under a prefix, it gets no
+        lifespan: pass ``lifespan=gateway.lifespan`` to the outer app.
+
+        Raises:
+            GatewayUsageError: The gateway was not built with ``async_mode="asgi"``.
+        """
+        self._require_mode("asgi", "asgi_app()")
+        return GatewayASGIApp(
+            self, other_asgi_app, socketio_path=socketio_path, healthz=healthz, metrics=metrics
+        )
+
+    def _require_mode(self, mode: str, what: str) -> None:
+        if self.async_mode != mode:
+            raise GatewayUsageError(
+                f"{what} needs RealtimeGateway(..., async_mode={mode!r}); "
+                f"this gateway was built with async_mode={self.async_mode!r}"
+            )
+
+    def _add_routes(
+        self, app: web.Application, socketio_path: str, healthz: str | None, metrics: str | None
+    ) -> None:
+        self.sio.attach(app, socketio_path=socketio_path)
+        if healthz is not None:
+            app.router.add_get(healthz, self._healthz)
+        if metrics is not None:
+            app.router.add_get(metrics, self._metrics)
+
     @property
     def port(self) -> int:
         """The TCP port served (after :meth:`start`)."""
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("the gateway is not started")
-        return int(self._runner.addresses[0][1])
+        return int(self._address()[1])
 
     @property
     def url(self) -> str:
         """``http://host:port`` of the gateway (after :meth:`start`)."""
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("the gateway is not started")
-        host, port = self._runner.addresses[0][:2]
+        host, port = self._address()[:2]
         return f"http://{host}:{port}"
+
+    def _address(self) -> Any:
+        if self._runner is None or not self._runner.addresses:
+            raise GatewayUsageError(
+                "the gateway serves no port of its own: start() it (an app it is mounted in has its own)"
+            )
+        return self._runner.addresses[0]
 
     async def stop(self) -> None:
         """Stop accepting, disconnect every client, stop tailing, close the log and the HTTP server."""
         self._stopping = True
         if self._site is not None:
             await self._site.stop()  # no new TCP connections; reconnecting clients go elsewhere
+        await self._disconnect_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+        await self._release()
+
+    async def _disconnect_all(self) -> None:
+        """Refuse new clients, stop tailing, disconnect every client and let its close frame go."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -570,13 +727,13 @@ class RealtimeGateway:
         for transport in transports:  # a client that stopped reading cannot take its close frame
             if not transport.is_closing():
                 transport.abort()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._site = None
+
+    async def _release(self) -> None:
+        """Close what :meth:`open` opened (Redis, the log); idempotent."""
         if self.fanout is not None:
             await self.fanout.close()
         await self.log.close()
+        self._opened = False
 
     async def __aenter__(self) -> RealtimeGateway:
         await self.start(port=0)
@@ -1217,9 +1374,11 @@ class RealtimeGateway:
             if removed:
                 log.info("[RealtimeGateway] trimmed %d changes from the log", removed)
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    def _health_report(self) -> tuple[int, dict[str, Any]]:
+        """What ``/healthz`` answers: its HTTP status (200 or 503) and body."""
         redis_ok = self.fanout is None or self.fanout.healthy
-        healthy = self.log.healthy and redis_ok and all(not t.done() for t in self._tasks)
+        tasks_ok = self._opened and all(not t.done() for t in self._tasks)
+        healthy = self.log.healthy and redis_ok and tasks_ok
         body = {
             "status": "ok" if healthy else "unhealthy",
             "log": "up" if self.log.healthy else "down",
@@ -1227,13 +1386,20 @@ class RealtimeGateway:
             "clients": len(self._clients),
             "head": self.head,
         }
-        return web.json_response(body, status=200 if healthy else 503)
+        return (200 if healthy else 503), body
+
+    def _metrics_report(self) -> tuple[bytes, str]:
+        """What ``/metrics`` answers: the Prometheus text and its content type."""
+        self.metrics.healthy.set(1 if self.log.healthy else 0)
+        return generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status, body = self._health_report()
+        return web.json_response(body, status=status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        self.metrics.healthy.set(1 if self.log.healthy else 0)
-        return web.Response(
-            body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body, content_type = self._metrics_report()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 _ROOM_PREFIX = "topic:"

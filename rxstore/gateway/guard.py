@@ -19,6 +19,11 @@ traceback for each. :class:`GuardedServer` puts the gateway's rules in front:
 * **Handshakes**: an Engine.IO connection that has not joined the namespace
   ``handshake_timeout`` seconds after it opened (or after it left) is closed
   (``rxstore_handshake_timeouts``).
+* **ASGI** (``async_mode="asgi"``): the same frames are refused and counted;
+  the ASGI server reads a whole websocket message first (uvicorn: up to its
+  ``ws_max_size``) and there is no TCP connection to cut, so a refused
+  client that does not take its close frame is ended by the server's
+  websocket ping timeout.
 * **Logs**: python-engineio logs a traceback for a long-polling request whose
   body is not an Engine.IO payload; the gateway's Engine.IO logger counts it
   and closes that session as above instead. Other errors (the gateway's own

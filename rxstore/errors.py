@@ -169,6 +169,75 @@ class TransportError(RxStoreError, ConnectionError):
     """
 
 
+class ConnectError(RxStoreError, ConnectionError):
+    """The first connection did not succeed within ``RootStore(connect_timeout=...)``.
+
+    Raised by a waiting ``setup_realtime()`` (and so by ``async with
+    RootStore(...)``) when the gateway could not be reached, or kept refusing
+    with a reason that may pass, for ``connect_timeout`` seconds (10 by
+    default); the root store then stops trying. Check the URL and that the
+    gateway runs; a long-lived service that should wait for its gateway
+    passes ``connect_timeout=None`` (retry forever, per ``Backoff``). Once
+    connected, lost connections are retried per ``Backoff`` and never raise this.
+
+    Attributes:
+        url: The gateway URL of the last attempt.
+        attempts: How many attempts failed.
+        timeout: The ``connect_timeout`` that ran out, in seconds.
+
+    The last attempt's error is the ``__cause__`` (a
+    :class:`TransportError`, :class:`ConnectionRefused` or
+    :class:`TokenProviderError`).
+
+    Example:
+        >>> exc = ConnectError("http://127.0.0.1:9", attempts=5, timeout=10.0, cause="refused")
+        >>> str(exc).split(";")[0]
+        'cannot connect to http://127.0.0.1:9 within 10 s, 5 failed attempts (last: refused)'
+        >>> exc.url, exc.attempts, isinstance(exc, ConnectionError)
+        ('http://127.0.0.1:9', 5, True)
+    """
+
+    def __init__(self, url: str, *, attempts: int, timeout: float, cause: object) -> None:
+        plural = "" if attempts == 1 else "s"
+        super().__init__(
+            f"cannot connect to {url} within {timeout:g} s, {attempts} failed attempt{plural} "
+            f"(last: {cause}); is the gateway running at that URL? connect_timeout=None keeps retrying"
+        )
+        self.url = url
+        self.attempts = attempts
+        self.timeout = timeout
+
+
+class LiveTimeout(RxStoreError, TimeoutError):
+    """A store (or every store of a root) did not become live in time.
+
+    Raised by ``await store.live(timeout=...)`` and ``await root.live(timeout=...)``
+    (and sent by the observables of ``when_live``). The message names each
+    store that was not live, with its sync state and cursor, and for a root
+    the connection's state and reason.
+
+    Attributes:
+        waiting: Store name -> the sync state it was in (``"stale"`` or
+            ``"replaying"``) when the time ran out.
+        connection: The root's connection status and reason (``root.live``
+            only), e.g. ``"reconnecting (transport error)"``.
+
+    Example:
+        >>> exc = LiveTimeout(10.0, {"PostStore": "replaying (cursor 12)"}, connection="connected")
+        >>> print(exc)
+        not live after 10 s: PostStore replaying (cursor 12); connection connected
+        >>> isinstance(exc, TimeoutError), exc.waiting
+        (True, {'PostStore': 'replaying (cursor 12)'})
+    """
+
+    def __init__(self, timeout: float, waiting: dict[str, str], *, connection: str | None = None) -> None:
+        stores = ", ".join(f"{name} {state}" for name, state in waiting.items()) or "no store waiting"
+        where = f"; connection {connection}" if connection is not None else ""
+        super().__init__(f"not live after {timeout:g} s: {stores}{where}")
+        self.waiting = waiting
+        self.connection = connection
+
+
 class NotConnected(RxStoreError, ConnectionError):
     """An operation needs a live connection and there is none.
 

@@ -23,13 +23,15 @@ from typing import Any, Self
 
 import attrs
 from reactivex import Observable
-from reactivex.abc import DisposableBase
+from reactivex.abc import DisposableBase, SchedulerBase
 from reactivex.subject import BehaviorSubject, Subject
 
+from rxstore._live import root_live
 from rxstore.connection import Backoff, ConnectionState, ConnectionStatus, SyncState
 from rxstore.errors import (
     CallRejected,
     CallTimeout,
+    ConnectError,
     ConnectionRefused,
     NotConnected,
     OutboxFull,
@@ -104,6 +106,16 @@ class RootStore:
         call_timeout: Default seconds to wait for a call's acknowledgement.
         settle_after: Seconds after an acknowledged mutation at which its
             optimistic rows are dropped if no change of it has arrived.
+        connect_timeout: Seconds a waiting :meth:`setup_realtime` (and
+            ``async with``) keeps trying to make the *first* connection
+            before it stops and raises :class:`~rxstore.errors.ConnectError`
+            (10 s: a wrong URL or a gateway that is down fails fast); ``None``
+            retries for ever, per ``backoff``, as a long-lived service that
+            waits for its gateway wants. An attempt under way when the time
+            runs out finishes first (the transport bounds one attempt:
+            ``SocketIOTransport(connect_timeout=5.0)``). Once connected, a lost
+            connection is retried per ``backoff`` whatever this is; with
+            ``setup_realtime(wait=False)`` it does not apply either.
 
     Example:
         ``async with RootStore("http://localhost:8080", stores=[posts], token=t) as root:``
@@ -122,6 +134,7 @@ class RootStore:
         outbox_limit: int = 1000,
         call_timeout: float = 10.0,
         settle_after: float = 5.0,
+        connect_timeout: float | None = 10.0,
     ) -> None:
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not self.urls:
@@ -133,6 +146,9 @@ class RootStore:
         self.outbox_limit = outbox_limit
         self.call_timeout = call_timeout
         self.settle_after = settle_after
+        if connect_timeout is not None and not connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
+        self.connect_timeout = connect_timeout
         self.metrics = Metrics()
         self.cursor: int | None = None
         self.epoch: str | None = None
@@ -183,6 +199,46 @@ class RootStore:
         """Bad payloads, failing reducers, refusals: reported here, never raised into a store."""
         return self._errors
 
+    # -- waiting until live ----------------------------------------------------
+
+    def when_live(
+        self, timeout: float | None = 30.0, *, scheduler: SchedulerBase | None = None
+    ) -> Observable[None]:
+        """Emit ``None`` once connected with every table store live, then complete.
+
+        This is :meth:`live` as an observable: record it in a marble test (the
+        timeout runs in virtual time), or subscribe to it in a UI.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits for ever.
+            scheduler: Where the timeout runs; the subscriber's scheduler by default.
+
+        Raises (on the observable):
+            LiveTimeout: Not live in time; names each table store that was not
+                live, its state, and the connection's state.
+        """
+        return root_live(self._connection, lambda: self._connection.value, self._tables, timeout, scheduler)
+
+    async def live(self, timeout: float | None = 30.0) -> None:
+        """Wait until connected with every table store live: snapshots applied, changes arriving.
+
+        ``async with RootStore(...)`` returns as soon as the connection is up,
+        while the tables are still replaying (0 rows on a first connect);
+        after ``await root.live()`` every table store holds its whole table.
+        Returns at once if that is already so.
+
+        Raises:
+            LiveTimeout: Not live within ``timeout`` seconds (also a
+                ``TimeoutError``); the message names each store that was not
+                live with its state (stale or replaying) and the connection's
+                state and reason.
+
+        Example:
+            ``async with RootStore(url, stores=[posts], token=t) as root:
+            await root.live(timeout=10); print(len(posts.value))``
+        """
+        await self.when_live(timeout)
+
     # -- lifecycle (the seed's names) ------------------------------------------
 
     def setup_domain_event_handlers(self) -> None:
@@ -211,13 +267,22 @@ class RootStore:
         backoff; refusals and provider failures also go to :attr:`errors`.
         After ``Backoff.max_attempts`` failed attempts in a row the root store
         stops: the state becomes disconnected and the last failure, as
-        "gave up after N failed attempts: ...", goes to :attr:`errors`.
+        "gave up after N failed attempts: ...", goes to :attr:`errors`. With
+        ``wait``, it also stops when the first connection is not made within
+        ``connect_timeout`` seconds (whichever comes first); without, it keeps
+        trying in the background (per ``backoff``).
+
+        Returning means connected, not live: the tables may still be
+        replaying; ``await root.live()`` waits for them.
 
         Args:
             token: Replaces the token given to the constructor.
             wait: Return only once connected (default), or at once.
 
         Raises:
+            ConnectError: With ``wait``, no connection within ``connect_timeout``
+                seconds (unreachable gateway, wrong URL, a refusal that may pass);
+                names the URL and the last failure (the ``__cause__``).
             ConnectionRefused: With ``wait``, the gateway refused for good
                 (``invalid_token``, ``forbidden_topic``, ``bad_request``), or
                 refused ``max_attempts`` times in a row; see ``exc.reason``.
@@ -234,7 +299,9 @@ class RootStore:
             return
         loop = asyncio.get_running_loop()
         first: asyncio.Future[None] = loop.create_future()
-        self._task = asyncio.create_task(self._run(first), name="rxstore-root")
+        timeout = self.connect_timeout if wait else None
+        deadline = None if timeout is None else loop.time() + timeout
+        self._task = asyncio.create_task(self._run(first, deadline), name="rxstore-root")
         if wait:
             await first
         else:
@@ -520,7 +587,11 @@ class RootStore:
             )
         return isinstance(error, TokenProviderError) and error.fatal
 
-    async def _run(self, first: asyncio.Future[None]) -> None:
+    async def _run(self, first: asyncio.Future[None], deadline: float | None = None) -> None:
+        """Connect, and reconnect whenever the link is lost, until cancelled or given up.
+
+        ``deadline`` (loop time) bounds the first connection: see ``connect_timeout``.
+        """
         failures = 0
         ever_connected = False
         try:
@@ -540,9 +611,14 @@ class RootStore:
                     if self.backoff.gives_up(failures):
                         self._give_up(_gave_up(error, failures), url, first, reason=_reason_of(error))
                         return
+                    left = None if ever_connected or deadline is None else deadline - loop.time()
+                    if left is not None and left <= 0:
+                        timed_out = self._timed_out(error, url, failures)
+                        self._give_up(timed_out, url, first, reason="connect_timeout")
+                        return
                     if not isinstance(error, TransportError):
                         self._report(error)  # transport failures are reported only on giving up
-                    await self._wait_before(failures, url, _reason_of(error))
+                    await self._wait_before(failures, url, _reason_of(error), left)
                     continue
                 if ever_connected:
                     self.metrics.reconnects += 1
@@ -582,8 +658,18 @@ class RootStore:
         if not first.done():
             first.set_exception(error)
 
-    async def _wait_before(self, attempt: int, url: str, reason: str) -> None:
+    def _timed_out(self, error: RxStoreError, url: str, failures: int) -> ConnectError:
+        """The error of a first connection that took longer than ``connect_timeout``."""
+        timeout = self.connect_timeout or 0.0
+        final = ConnectError(url, attempts=failures, timeout=timeout, cause=error)
+        final.__cause__ = error
+        return final
+
+    async def _wait_before(self, attempt: int, url: str, reason: str, left: float | None = None) -> None:
+        """Wait the backoff delay of ``attempt``, at most ``left`` seconds (the first connection's)."""
         delay = self.backoff.delay(attempt, self._rng)
+        if left is not None:
+            delay = min(delay, left)
         self._set_state(
             ConnectionState(
                 ConnectionStatus.RECONNECTING, reason=reason, attempt=attempt, delay=delay, url=url

@@ -9,15 +9,17 @@ lazily and memoized per state, never maintained per change.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 import cattrs
 import immutables
 from reactivex import Observable
+from reactivex.abc import SchedulerBase
 from reactivex.subject import BehaviorSubject
 
+from rxstore._live import table_live
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError, ValidationError
 from rxstore.events import Change, Event, EventKind, Op, Snapshot, parse_change, topic_event_name
@@ -90,24 +92,37 @@ def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
 
 
 @attrs.frozen(slots=False)
-class TableState(Generic[R]):
-    """The rows of one table at change-log position ``seq``.
+class TableState(Mapping[Any, R], Generic[R]):
+    """The rows of one table at change-log position ``seq``: a read-only mapping of key -> record.
+
+    A :class:`collections.abc.Mapping`, like a dict: ``len(state)``,
+    ``key in state``, ``state[key]``, ``state.get(key)``, ``state.keys()``,
+    ``state.values()``, ``state.items()``; iterating yields the primary
+    keys, as a dict's does (it used to yield the records: write
+    ``state.values()`` for those). NgRx's entity-adapter views are here
+    too: :meth:`ids`, :attr:`entities`, :attr:`total`, and :meth:`ordered`
+    for the records in an order. Two states are equal when their rows and
+    ``seq`` are (a state never equals a plain dict).
 
     Attributes:
-        rows: Primary key -> record.
+        rows: Primary key -> record (an ``immutables.Map``).
         seq: Seq of the last change applied (``None`` before any).
 
     Example:
-        >>> state = TableState(immutables.Map({"p1": "first"}), seq=4)
-        >>> state.get("p1"), len(state), "p2" in state
-        ('first', 1, False)
+        >>> state = TableState(immutables.Map({"p2": "second", "p1": "first"}), seq=4)
+        >>> state.get("p1"), len(state), "p2" in state, state.total
+        ('first', 2, True, 2)
+        >>> sorted(state), sorted(state.values()), state.ids()
+        (['p1', 'p2'], ['first', 'second'], ('p1', 'p2'))
+        >>> dict(state) == {"p1": "first", "p2": "second"}
+        True
     """
 
     rows: immutables.Map[Any, R] = attrs.field(factory=immutables.Map)
     seq: int | None = None
     _memo: dict[Any, Any] = attrs.field(factory=dict, eq=False, repr=False, alias="_memo")
 
-    def get(self, key: Any, default: R | None = None) -> R | None:
+    def get(self, key: Any, default: R | None = None) -> R | None:  # type: ignore[override]
         """Return the record with primary key ``key``, or ``default``."""
         return self.rows.get(key, default)
 
@@ -120,8 +135,54 @@ class TableState(Generic[R]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self) -> Iterator[R]:
-        return iter(self.rows.values())
+    def __iter__(self) -> Iterator[Any]:
+        """Iterate over the primary keys (as a dict does); ``values()`` gives the records."""
+        return iter(self.rows)
+
+    def values(self) -> ValuesView[R]:
+        """Return a view of the records (straight from the map, no lookup per record)."""
+        return _RowValues(self)
+
+    def items(self) -> ItemsView[Any, R]:
+        """Return a view of the ``(key, record)`` pairs (straight from the map)."""
+        return _RowItems(self)
+
+    @property
+    def entities(self) -> Mapping[Any, R]:
+        """Primary key -> record, read-only (NgRx's ``entities``; the same as :attr:`rows`)."""
+        return self.rows
+
+    @property
+    def total(self) -> int:
+        """The number of records (NgRx's ``total``; the same as ``len(state)``)."""
+        return len(self.rows)
+
+    def ids(self, key: Callable[[R], Any] | None = None, *, reverse: bool = False) -> tuple[Any, ...]:
+        """Return the primary keys in order, computed once per state and ``key``.
+
+        Args:
+            key: Orders the keys by ``key(record)``, as :meth:`ordered` orders the
+                records; ``None`` orders them by the keys themselves (which must
+                be comparable with each other).
+            reverse: Largest first.
+
+        Example:
+            >>> state = TableState(immutables.Map({"a": 3, "b": 1, "c": 2}))
+            >>> state.ids(), state.ids(lambda n: n), state.ids(reverse=True)
+            (('a', 'b', 'c'), ('b', 'c', 'a'), ('c', 'b', 'a'))
+        """
+        memo_key = ("ids", key, reverse)
+        try:
+            return cast(tuple[Any, ...], self._memo[memo_key])
+        except KeyError:
+            if key is None:
+                result = tuple(sorted(self.rows.keys(), reverse=reverse))
+            else:
+                by_record = key
+                pairs = sorted(self.rows.items(), key=lambda pair: by_record(pair[1]), reverse=reverse)
+                result = tuple(pair[0] for pair in pairs)
+            self._memo[memo_key] = result
+            return result
 
     def to_dict(self) -> dict[Any, R]:
         """Return the rows as a plain dict (a copy: O(n))."""
@@ -139,6 +200,32 @@ class TableState(Generic[R]):
             result = tuple(sorted(self.rows.values(), key=key, reverse=reverse))
             self._memo[memo_key] = result
             return result
+
+
+class _RowValues(ValuesView[R]):
+    """``state.values()``: iterates the map's values directly (a ``ValuesView`` looks each key up)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, state: TableState[R]) -> None:
+        super().__init__(state)
+        self._rows = state.rows
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self._rows.values())
+
+
+class _RowItems(ItemsView[Any, R]):
+    """``state.items()``: iterates the map's items directly."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, state: TableState[R]) -> None:
+        super().__init__(state)
+        self._rows = state.rows
+
+    def __iter__(self) -> Iterator[tuple[Any, R]]:
+        return iter(self._rows.items())
 
 
 class TableStore(DomainStore[TableState[R]]):
@@ -244,6 +331,40 @@ class TableStore(DomainStore[TableState[R]]):
     def sync(self) -> SyncStatus:
         """The current sync status, synchronously."""
         return self._status.value
+
+    def when_live(
+        self, timeout: float | None = 30.0, *, scheduler: SchedulerBase | None = None
+    ) -> Observable[SyncStatus]:
+        """Emit the sync status once this store is live (at once if it is), then complete.
+
+        Live means the snapshot or replay is applied and changes arrive as they
+        are committed. This is :meth:`live` as an observable: record it in a
+        marble test (the timeout runs in virtual time), or subscribe in a UI.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits for ever.
+            scheduler: Where the timeout runs; the subscriber's scheduler by default.
+
+        Raises (on the observable):
+            LiveTimeout: Not live within ``timeout``; names this store and its state.
+        """
+        return table_live(self, timeout, scheduler)
+
+    async def live(self, timeout: float | None = 30.0) -> SyncStatus:
+        """Wait until this store is live: its snapshot (or replay) applied, changes arriving.
+
+        ``async with RootStore(...)`` returns once connected, while the tables
+        are still replaying; await this (or ``root.live()``) before reading the
+        whole table. Returns at once if the store is live.
+
+        Raises:
+            LiveTimeout: Not live within ``timeout`` seconds (also a ``TimeoutError``);
+                the message names this store and its state (stale or replaying).
+
+        Example:
+            ``await posts.live(timeout=10); print(len(posts.value), "posts")``
+        """
+        return await self.when_live(timeout)
 
     def set_sync(self, state: SyncState) -> None:
         """Enter sync state ``state`` (called by the root store on link changes).

@@ -63,7 +63,7 @@ class Recorder:
 
 
 def titles(store: PostStore) -> dict[str, str]:
-    return {p.id: p.title for p in store.value}
+    return {p.id: p.title for p in store.value.values()}
 
 
 def test_events_are_routed_by_name_to_the_stores_that_accept_them():

@@ -46,7 +46,7 @@ def test_snapshot_then_changes_in_marbles():
                 },
             )
         )
-        seen = m.record(posts.select(lambda s: (s.seq, sorted((p.id, p.title, p.likes) for p in s))))
+        seen = m.record(posts.select(lambda s: (s.seq, sorted((p.id, p.title, p.likes) for p in s.values()))))
         m.run()
     assert seen == m.expected(
         "es-i-u-d",
@@ -138,7 +138,7 @@ def test_ordering_is_memoized_per_state():
 
     first = posts.value.ordered(by_likes)
     assert first is posts.value.ordered(by_likes)
-    assert [p.likes for p in first] == sorted(p.likes for p in posts.value)
+    assert [p.likes for p in first] == sorted(p.likes for p in posts.value.values())
     posts.apply([change("posts", 30, "UPDATE", {"id": "p1", "title": "t", "likes": 100})])
     assert posts.value.ordered(by_likes, reverse=True)[0].id == "p1"
 

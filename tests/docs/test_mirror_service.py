@@ -26,7 +26,7 @@ mirror = load_example("mirror_service")
 
 def recount(service: Any) -> dict[str, int]:
     """Posts per author, counted again from the mirrored table."""
-    return dict(collections.Counter(post.author for post in service.posts.value))
+    return dict(collections.Counter(post.author for post in service.posts.value.values()))
 
 
 async def test_mirrors_the_table_logs_new_posts_and_counts_per_author(tmp_path: Path) -> None:

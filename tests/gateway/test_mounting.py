@@ -199,17 +199,20 @@ async def test_a_gateway_mounted_under_a_prefix_follows_the_outer_apps_lifespan(
 
 
 async def test_the_wire_guard_and_the_client_queue_hold_under_asgi(tmp_path: Path) -> None:
-    """Under ASGI a bad frame and an oversize frame close the socket and are counted; a client too far
-    behind is dropped and comes back to the whole table."""
-    gateway = await new_gateway(tmp_path, async_mode="asgi", max_frame_bytes=4096, client_queue_limit=10)
+    """Under ASGI a bad frame, an oversize frame and a missing handshake close the socket and are
+    counted; a client too far behind is dropped and comes back to the whole table."""
+    gateway = await new_gateway(
+        tmp_path, async_mode="asgi", max_frame_bytes=4096, client_queue_limit=10, handshake_timeout=0.3
+    )
     limit = websocket_limit(4096)
     async with uvicorn_serving(gateway.asgi_app(), ws_max_size=4 * limit) as url:
         ws_url = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as session:
-            for frame, code in (("garbage", None), ("4" + "x" * limit, 1009)):
+            for frame, code in (("garbage", None), ("4" + "x" * limit, 1009), (None, None)):
                 async with session.ws_connect(ws_url) as ws:
                     assert (await ws.receive(timeout=5)).data.startswith("0")  # engine.io OPEN
-                    await ws.send_str(frame)
+                    if frame is not None:  # else: no Socket.IO CONNECT, for handshake_timeout
+                        await ws.send_str(frame)
                     while (await ws.receive(timeout=5)).type not in (
                         aiohttp.WSMsgType.CLOSE,
                         aiohttp.WSMsgType.CLOSED,
@@ -220,6 +223,7 @@ async def test_the_wire_guard_and_the_client_queue_hold_under_asgi(tmp_path: Pat
         bad = gateway.metrics.bad_frames
         assert bad.labels("malformed")._value.get() == 1
         assert bad.labels("oversize_closed")._value.get() == 1
+        assert gateway.metrics.handshake_timeouts._value.get() == 1
 
         root, posts = await follow(url)
         await wait_for(lambda: root.metrics.reconnects == 0 and posts.value is not None, what="connected")
@@ -230,6 +234,7 @@ async def test_the_wire_guard_and_the_client_queue_hold_under_asgi(tmp_path: Pat
         await gateway.log.apply_mutation("bulk", "alice", statements)  # one batch of 30 > the limit 10
         await wait_for(lambda: gateway.metrics.dropped._value.get() == 1, what="the client dropped")
         await wait_for(lambda: len(posts.value) == 30, what="the client back, with every row")
+        assert root.metrics.reconnects >= 1  # it was disconnected, not only forgotten
         await root.__aexit__(None, None, None)
     assert gateway_tasks() == []
 

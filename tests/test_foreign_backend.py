@@ -170,6 +170,7 @@ async def test_adapted_table_is_live_once_connected_before_any_event_and_says_so
     ) as root:
         assert posts.sync.state is SyncState.LIVE and plain.sync.state is SyncState.LIVE
         assert posts.sync.cursor is None and len(posts.value) == 0
+        await asyncio.wait_for(root.live(timeout=5), 0.5)  # no rxstore:live will come: not needed
         await server.sio.disconnect(server.sids[-1])
         await wait_for(lambda: len(server.sids) == 2 and root.connection_state.connected, "the reconnect")
         await wait_for(lambda: posts.sync.state is SyncState.LIVE, "live again")

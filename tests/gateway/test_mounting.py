@@ -260,3 +260,25 @@ async def test_each_mode_refuses_the_other_modes_mounting_and_a_second_open(tmp_
     finally:
         await asgi_gateway.close()
     assert gateway_tasks() == []
+
+
+async def test_a_minimal_asgi_app_without_lifespan_still_gets_the_gateway_opened_and_closed(
+    tmp_path: Path,
+) -> None:
+    """An ASGI app that refuses the lifespan scope (as the spec allows): the gateway runs its own."""
+    gateway = await new_gateway(tmp_path, async_mode="asgi")
+
+    async def minimal(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError(f"no {scope['type']} here")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"minimal"})
+
+    async with uvicorn_serving(gateway.asgi_app(minimal)) as url:
+        assert await get(f"{url}/hello") == (200, "minimal")
+        root = await check_follows_and_reports(gateway, url)
+    try:
+        assert gateway_tasks() == []
+        assert not gateway.log.healthy
+    finally:
+        await root.__aexit__(None, None, None)

@@ -1,4 +1,4 @@
-"""PNG plots of a run (matplotlib, Agg backend), written where ``--plots-dir`` says (docs/img for the docs)."""
+"""PNG plots of a run (matplotlib, Agg backend), written to ``--plots-dir`` (docs/img for the docs)."""
 
 from __future__ import annotations
 

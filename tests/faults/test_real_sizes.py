@@ -32,8 +32,8 @@ import pytest
 
 from rxstore import DomainStore, Event, RootStore
 from rxstore.connection import SyncState
-from rxstore.gateway.server import RealtimeGateway
 from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import AUTH as PROCESS_AUTH
 from tests.faults.harness import GatewayProcess, StalledClient, fetch_health, wait_until
 from tests.gateway.harness import AUTH, PostStore, start_gateway
@@ -222,7 +222,10 @@ async def test_connections_that_never_read_a_10_mib_table_keep_the_gateway_small
         await root.teardown_realtime()
         peak = max(peak, gateway.rss())
         growth = (peak - baseline) / 2**20
-        print(f"gateway RSS {baseline / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB; carol waited {waited:.2f} s")
+        print(
+            f"gateway RSS {baseline / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB;",
+            f"carol waited {waited:.2f} s",
+        )
         assert growth < 120, f"20 non-reading clients grew the gateway by {growth:.0f} MiB"
     finally:
         for client in stalled:

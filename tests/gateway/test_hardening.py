@@ -69,7 +69,9 @@ async def test_an_authorize_hook_that_raises_hides_only_its_row_from_each_user(
     bob = RootStore(gateway.url, stores=[bob_posts], token=AUTH.issue("bob"))
     caplog.set_level(logging.WARNING, logger="rxstore.gateway")
     async with alice, bob:
-        await wait_for(lambda: alice_posts.sync.state.value == "live" and bob_posts.sync.state.value == "live")
+        await wait_for(
+            lambda: alice_posts.sync.state.value == "live" and bob_posts.sync.state.value == "live"
+        )
         assert set(alice_posts.value.to_dict()) == {"a0"}, "the snapshot failed or leaked the raising row"
         assert bob_posts.value.to_dict() == {}
         # One transaction: alice's row, bob's row and a row the hook raises on.
@@ -118,7 +120,9 @@ def _short_token(user: str, seconds: float) -> str:
     return AUTH.issue(user, ttl=seconds)
 
 
-async def test_an_expired_token_ends_the_session_and_a_fixed_token_stays_out(gateway: RealtimeGateway) -> None:
+async def test_an_expired_token_ends_the_session_and_a_fixed_token_stays_out(
+    gateway: RealtimeGateway,
+) -> None:
     posts = PostStore()
     closing: list[Any] = []
     root = RootStore(gateway.url, stores=[posts], token=_short_token("alice", 2), backoff=FAST)
@@ -128,7 +132,9 @@ async def test_an_expired_token_ends_the_session_and_a_fixed_token_stays_out(gat
         await _insert(gateway, [("p1", "before", "alice")])
         await wait_for(lambda: "p1" in posts.value)
         await wait_for(
-            lambda: root.connection_state.status is ConnectionStatus.DISCONNECTED, timeout=6, what="session end"
+            lambda: root.connection_state.status is ConnectionStatus.DISCONNECTED,
+            timeout=6,
+            what="session end",
         )
         assert root.connection_state.reason == "token_expired"
         await _insert(gateway, [("p2", "after expiry", "alice")])
@@ -160,7 +166,9 @@ async def test_an_expired_session_refuses_events_sent_after_exp(gateway: Realtim
     assert acks[0]["ok"] is False and acks[0]["error"] == "token_expired"
 
 
-async def test_a_token_provider_resumes_after_expiry_without_loss_or_snapshot(gateway: RealtimeGateway) -> None:
+async def test_a_token_provider_resumes_after_expiry_without_loss_or_snapshot(
+    gateway: RealtimeGateway,
+) -> None:
     issued: list[float] = []
 
     async def provider() -> str:

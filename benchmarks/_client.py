@@ -30,7 +30,7 @@ import socketio
 from benchmarks._common import rss_bytes
 from rxstore import RootStore, TableStore
 from rxstore.events import BATCH, SNAPSHOT
-from rxstore.gateway.schema import Post
+from rxstore.gateway.demo import Post
 from rxstore.transport import SocketIOTransport
 
 

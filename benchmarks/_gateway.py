@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks._common import ROOT
 from rxstore.gateway.auth import TokenAuth
-from rxstore.gateway.schema import create_demo_schema
+from rxstore.gateway.demo import create_demo_schema
 from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.gateway.sqlite import SQLiteChangeLog
 

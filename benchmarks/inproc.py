@@ -31,7 +31,7 @@ from reactivex.subject import BehaviorSubject, Subject
 from benchmarks._common import Output, Table, rate
 from rxstore import RootStore, TableStore
 from rxstore.events import BATCH, SNAPSHOT
-from rxstore.gateway.schema import Post
+from rxstore.gateway.demo import Post
 from rxstore.testing import VirtualLink
 
 ENTITIES = 100_000

@@ -400,7 +400,7 @@ async def _wait_for_stop(duration: float | None) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
+    from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
     from rxstore.gateway.server import RealtimeGateway, Retention, Topic
 
     auth = _token_auth(args)
@@ -542,7 +542,7 @@ _WORDS = (
 
 
 async def _write_forever(log: Any, rate: float, counter: list[int]) -> None:
-    from rxstore.gateway.schema import Post, delete_post, save_post
+    from rxstore.gateway.demo import Post, delete_post, save_post
 
     rng = random.Random(7)
     ids: list[str] = []
@@ -589,7 +589,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
     from rxstore import RootStore, TableStore
     from rxstore.gateway.auth import TokenAuth
-    from rxstore.gateway.schema import Post, all_posts, create_demo_schema
+    from rxstore.gateway.demo import Post, all_posts, create_demo_schema
     from rxstore.gateway.server import RealtimeGateway
 
     class PostStore(TableStore[Post]):

@@ -30,7 +30,7 @@ from rxstore import (
 )
 from rxstore.connection import SyncState
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, create_demo_schema, save_post
+from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore, wait_for

@@ -24,7 +24,7 @@ from rxstore import (
     TransportError,
 )
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore, wait_for

@@ -20,7 +20,7 @@ from typing import Any
 
 from rxstore.gateway.auth import TokenAuth, User
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import create_demo_schema, dialect_of
+from rxstore.gateway.demo import create_demo_schema, dialect_of
 from rxstore.gateway.server import RealtimeGateway, Retention, Topic, Writes
 
 

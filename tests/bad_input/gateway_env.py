@@ -21,7 +21,7 @@ import socketio
 
 from rxstore import Event, EventKind, RootStore, TableStore
 from rxstore.gateway.changelog import ChangeLog, open_change_log
-from rxstore.gateway.schema import all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
 

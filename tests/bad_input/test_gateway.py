@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from rxstore.events import BROADCAST, MUTATE
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.guard import websocket_limit
-from rxstore.gateway.schema import Post, save_post
+from rxstore.gateway.demo import Post, save_post
 from tests.bad_input.cases import examples, ran
 from tests.bad_input.gateway_env import (
     CHANGE_EVENTS,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rxstore.events import BROADCAST, MUTATE, SNAPSHOT
-from rxstore.gateway.schema import Post, save_post
+from rxstore.gateway.demo import Post, save_post
 from tests.bad_input.gateway_env import GatewayEnv, wait_for
 from tests.gateway.harness import AUTH
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rxstore import CallRejected, RootStore
-from rxstore.gateway.schema import Post, create_demo_schema, save_post
+from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import EXAMPLES, load_example
 from tests.gateway.harness import AUTH, SECRET, PostStore, start_gateway, wait_for

@@ -48,7 +48,7 @@ from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
 from rxstore.events import BATCH, RESET, SNAPSHOT, Event, EventKind
 from rxstore.gateway.auth import TokenAuth
-from rxstore.gateway.schema import Post
+from rxstore.gateway.demo import Post
 from rxstore.transport import SocketIOTransport
 from tests.services import free_port
 
@@ -1035,7 +1035,7 @@ async def start_inprocess_gateway(db_url: str, **options: Any) -> Any:
     """A RealtimeGateway in this process (for minimal reproductions that need a gateway option
     the CLI does not expose), with the suite's secret, demo schema and mutations, on a free port."""
     from rxstore.gateway.changelog import open_change_log
-    from rxstore.gateway.schema import create_demo_schema, register_demo_mutations
+    from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
     from rxstore.gateway.server import RealtimeGateway
 
     log = open_change_log(db_url)

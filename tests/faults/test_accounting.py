@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rxstore.gateway.schema import Post
+from rxstore.gateway.demo import Post
 from tests.faults.harness import account
 
 ROWS = {"p1": Post(id="p1", title="t")}

@@ -9,7 +9,7 @@ from typing import Any
 from rxstore import Event, RootStore, TableStore
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, create_demo_schema
+from rxstore.gateway.demo import Post, create_demo_schema
 from rxstore.gateway.server import RealtimeGateway
 
 SECRET = "rxstore-test-secret-0123456789abcdef"

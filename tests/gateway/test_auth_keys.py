@@ -35,7 +35,7 @@ from rxstore import RootStore
 from rxstore.errors import AuthError, ConnectionRefused, RxStoreError
 from rxstore.gateway.auth import KeyConfigError, TokenAuth
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, create_demo_schema, save_post
+from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import PostStore, wait_for
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxstore.gateway.codec import ExactRow, GatewayJSON, LogFrame, load_json, pack_msgpack
-from rxstore.gateway.schema import Post, all_posts, save_post
+from rxstore.gateway.demo import Post, all_posts, save_post
 from tests.gateway.harness import root_for, start_gateway, wait_for
 
 TEXTS = [

@@ -24,7 +24,7 @@ from rxstore.errors import CallRejected
 from rxstore.events import BROADCAST
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.guard import websocket_limit
-from rxstore.gateway.schema import Post, all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, root_for, start_gateway, wait_for
 

@@ -23,7 +23,7 @@ from rxstore import RootStore
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.mount import ASGIApp
-from rxstore.gateway.schema import Post, create_demo_schema, save_post
+from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import GatewayUsageError, RealtimeGateway
 from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore, wait_for

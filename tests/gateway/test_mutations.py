@@ -11,7 +11,7 @@ import pytest
 
 from rxstore import Backoff, CallRejected, RootStore
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, all_posts
+from rxstore.gateway.demo import Post, all_posts
 from rxstore.gateway.server import RealtimeGateway, Writes
 from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
 
@@ -153,7 +153,7 @@ async def test_50_mutations_queued_offline_apply_once_in_order_after_reconnect(t
 
 
 async def test_demo_mutations_validate_payloads_and_authorize_per_user(tmp_path: Path) -> None:
-    from rxstore.gateway.schema import register_demo_mutations
+    from rxstore.gateway.demo import register_demo_mutations
 
     gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
     register_demo_mutations(gateway)

@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from rxstore import CallRejected, DomainStore, Event, RootStore
-from rxstore.gateway.schema import Post, all_posts, save_post
+from rxstore.gateway.demo import Post, all_posts, save_post
 from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
 
 

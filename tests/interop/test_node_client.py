@@ -20,7 +20,7 @@ import attrs
 import pytest
 
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.schema import Post, all_posts, delete_post, save_post
+from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
 from tests.services import require_or_skip

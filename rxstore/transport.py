@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import socketio
 
+from rxstore._json import MISS, fast_loads
 from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
 
 __all__ = ["FrameHandler", "LostHandler", "SocketIOTransport", "Transport"]
@@ -26,19 +27,8 @@ LostHandler = Callable[[str], None]
 
 log = logging.getLogger("rxstore.transport")
 
-_orjson: Any
-try:  # optional: decodes incoming JSON frames several times faster than the stdlib
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised where orjson is not installed
-    _orjson = None
-
 _JSON: Any = socketio.packet.Packet.json
 """python-socketio's own json (the stdlib's, with a cap on integer length)."""
-
-_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
-_LONG_NUMBER = "0" * 19
-"""19 digits in a row (after mapping digits to 0): maybe an integer beyond 64 bits,
-which orjson would turn into a float. Finding it this way costs ~0.5 ns per character."""
 
 
 class _FrameJSON:
@@ -51,17 +41,10 @@ class _FrameJSON:
 
     @staticmethod
     def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
-        if (
-            _orjson is not None
-            and not args
-            and not kwargs
-            and type(text) is str
-            and _LONG_NUMBER not in text.translate(_DIGITS_AS_ZERO)
-        ):
-            try:
-                return _orjson.loads(text)
-            except _orjson.JSONDecodeError:
-                pass
+        if not args and not kwargs and type(text) is str:
+            value = fast_loads(text)
+            if value is not MISS:
+                return value
         return _JSON.loads(text, *args, **kwargs)
 
     @staticmethod

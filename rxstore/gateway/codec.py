@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rxstore._json import MISS, fast_loads
+from rxstore._json import orjson as _orjson
 from rxstore.errors import ProtocolError
 
 __all__ = [
@@ -45,12 +47,6 @@ __all__ = [
     "pack_msgpack",
 ]
 
-_orjson: Any
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised where orjson is not installed
-    _orjson = None
-
 _ormsgpack: Any
 try:  # the msgpack extra: packs the gateway's frames ~2.8x faster than msgpack-python
     import ormsgpack as _ormsgpack
@@ -59,10 +55,6 @@ except ImportError:  # pragma: no cover - exercised where ormsgpack is not insta
 
 _MAX_INT_DIGITS = 100
 """Longest integer a client may send, in characters (python-socketio's own cap)."""
-
-_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
-_LONG_NUMBER = "0" * 19
-"""19 digits in a row: maybe an integer beyond 64 bits (costs ~0.5 ns per character to find)."""
 
 
 class ExactRow(dict[str, Any]):
@@ -160,11 +152,9 @@ def load_json(text: str, *, big_ints: bool = True) -> Any:
         >>> type(row).__name__, row
         ('ExactRow', {'x': 'Infinity', 'y': '-Infinity'})
     """
-    if _orjson is not None and not (big_ints and _LONG_NUMBER in text.translate(_DIGITS_AS_ZERO)):
-        try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:
-            pass
+    value = fast_loads(text, big_ints=big_ints)
+    if value is not MISS:
+        return value
     value = json.loads(text, parse_float=_db_float, parse_constant=_db_constant)
     return ExactRow(value) if type(value) is dict else value
 

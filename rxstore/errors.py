@@ -199,6 +199,7 @@ class ConnectError(RxStoreError, ConnectionError):
 
     def __init__(self, url: str, *, attempts: int, timeout: float, cause: object) -> None:
         plural = "" if attempts == 1 else "s"
+        cause = str(cause).removeprefix(f"cannot connect to {url}: ")  # the URL is named once
         super().__init__(
             f"cannot connect to {url} within {timeout:g} s, {attempts} failed attempt{plural} "
             f"(last: {cause}); is the gateway running at that URL? connect_timeout=None keeps retrying"

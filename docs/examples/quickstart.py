@@ -24,8 +24,9 @@ class PostStore(TableStore[Post]):
 
 async def main(url: str, token: str, seconds: float = 3600) -> None:
     posts = PostStore()
-    async with RootStore(url, stores=[posts], token=token) as root:
+    async with RootStore(url, stores=[posts], token=token) as root:  # connected
         root.connection.subscribe(lambda c: print("connection:", c.status.value))
+        await root.live(timeout=10)  # the snapshot is in: posts holds the whole table
         posts.select(len).subscribe(lambda n: print("posts:", n))
         posts.select(lambda s: s.get("p1")).subscribe(lambda p: print("p1 is now", p))
         await asyncio.sleep(seconds)

@@ -59,6 +59,7 @@ async def test_quickstart_runs_as_a_script(tmp_path: Path) -> None:
             assert line, f"the script ended early: {lines}"
             lines.append(line.decode().strip())
         assert "connection: connected" in lines
+        assert "posts: 0" not in lines  # root.live(): never the count of a table still replaying
     finally:
         script.terminate()
         await script.wait()

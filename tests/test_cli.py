@@ -17,7 +17,8 @@ import jwt
 
 from rxstore import RootStore, TableStore
 from rxstore.gateway.auth import TokenAuth
-from tests.gateway.harness import PostStore, wait_for
+from tests.gateway.harness import PostStore
+from tests.waiting import wait_for
 
 SECRET = "cli-test-secret-0123456789abcdefghij"
 RXSTORE = [sys.executable, "-m", "rxstore.cli"]

@@ -11,7 +11,7 @@ against the npm ``socket.io`` server package.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
@@ -33,6 +33,7 @@ from rxstore import (
     ValidationError,
 )
 from rxstore.connection import SyncState
+from tests.waiting import wait_for
 
 TOKEN = "seed-token"
 
@@ -111,15 +112,6 @@ async def server() -> AsyncIterator[SeedServer]:
     await runner.cleanup()
 
 
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.01)
-
-
 def collect(root: RootStore) -> list[RxStoreError]:
     errors: list[RxStoreError] = []
     root.errors.subscribe(errors.append)
@@ -140,7 +132,7 @@ async def test_table_store_with_parse_follows_created_updated_deleted_posts_besi
         await server.write("created", {"id": "p3", "title": "Third", "author": "ann", "likes": 1})
         await server.write("updated", {"id": "p1", "title": "Hello again", "author": "ann", "likes": 5})
         await server.write("deleted", {"id": "p2"})
-        await wait_for(lambda: len(activity.value) == 5, "five post_update events")
+        await wait_for(lambda: len(activity.value) == 5, what="five post_update events", timeout=5.0)
         assert posts.value.to_dict() == {key: Post(**row) for key, row in server.posts.items()}
         assert activity.value == ("created p1", "created p2", "created p3", "updated p1", "deleted p2")
     assert errors == []
@@ -172,10 +164,14 @@ async def test_adapted_table_is_live_once_connected_before_any_event_and_says_so
         assert posts.sync.cursor is None and len(posts.value) == 0
         await asyncio.wait_for(root.live(timeout=5), 0.5)  # no rxstore:live will come: not needed
         await server.sio.disconnect(server.sids[-1])
-        await wait_for(lambda: len(server.sids) == 2 and root.connection_state.connected, "the reconnect")
-        await wait_for(lambda: posts.sync.state is SyncState.LIVE, "live again")
+        await wait_for(
+            lambda: len(server.sids) == 2 and root.connection_state.connected,
+            what="the reconnect",
+            timeout=5.0,
+        )
+        await wait_for(lambda: posts.sync.state is SyncState.LIVE, what="live again", timeout=5.0)
         await server.write("created", {"id": "p9", "title": "after the reconnect"})
-        await wait_for(lambda: "p9" in posts.value, "p9")
+        await wait_for(lambda: "p9" in posts.value, what="p9", timeout=5.0)
     assert SyncState.REPLAYING not in states
     assert states == [SyncState.STALE, SyncState.LIVE, SyncState.STALE, SyncState.LIVE, SyncState.STALE]
 
@@ -195,7 +191,7 @@ async def test_unusable_payloads_are_reported_naming_the_store_and_later_ones_st
         await server.sio.emit("post_update", {"type": "created", "post": {"id": "p1", "title": 7}})
         await server.sio.emit("post_update", {"type": "ping"})  # parse says: ignore it
         await server.write("created", {"id": "p2", "title": "fine"})
-        await wait_for(lambda: "p2" in posts.value, "the good payload after the bad ones")
+        await wait_for(lambda: "p2" in posts.value, what="the good payload after the bad ones", timeout=5.0)
     assert posts.value.to_dict() == {"p2": Post("p2", "fine")}
     assert len(errors) == 5, errors
     assert all(isinstance(error, StoreError) and error.store == "SeedPostStore" for error in errors)
@@ -223,7 +219,9 @@ async def test_no_duplicate_filtering_the_same_payload_sent_again_is_applied_aga
         steps += [("deleted", None), ("created", "first")]  # a delete of a missing row is no error
         for number, (kind, title) in enumerate(steps, 1):
             await server.write(kind, {"id": "p1", "title": title} if title else {"id": "p1"})
-            await wait_for(lambda number=number: len(activity.value) == number, f"step {number}")  # type: ignore[misc]
+            await wait_for(
+                lambda number=number: len(activity.value) == number, what=f"step {number}", timeout=5.0
+            )  # type: ignore[misc]
             post = posts.value.get("p1")
             titles.append(post.title if post else None)
     assert titles == ["first", "second", "first", None, None, "first"]
@@ -269,7 +267,8 @@ async def test_server_that_accepts_then_drops_at_once_is_given_up_after_max_atte
         await asyncio.wait_for(root.setup_realtime(), 10)
         await wait_for(
             lambda: root.connection_state.status is ConnectionStatus.DISCONNECTED or len(server.sids) > 5,
-            "giving up, or more attempts than max_attempts",
+            what="giving up, or more attempts than max_attempts",
+            timeout=5.0,
         )
         assert len(server.sids) == 3
         assert root.connection_state.status is ConnectionStatus.DISCONNECTED

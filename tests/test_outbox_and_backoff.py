@@ -27,7 +27,8 @@ from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.transport import SocketIOTransport
-from tests.gateway.harness import AUTH, PostStore, wait_for
+from tests.gateway.harness import AUTH, PostStore
+from tests.waiting import wait_for
 
 FAST = Backoff(initial=0.02, factor=2.0, maximum=0.1, jitter=0.0)
 """Quick retries: the tests wait for conditions, not for delays."""

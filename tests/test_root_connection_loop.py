@@ -33,6 +33,7 @@ from rxstore import (
 )
 from rxstore.errors import TokenProviderError
 from rxstore.testing import batch_frame, change_frame, marbles, message_frame
+from tests.waiting import wait_for
 
 TOKEN = "secret-token"
 FAST = Backoff(initial=0.01, factor=2.0, maximum=0.05, jitter=0.0)
@@ -108,16 +109,6 @@ async def server() -> AsyncIterator[Server]:
     state, runner = await start_server()
     yield state
     await runner.cleanup()
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = BOUND) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def sent(records: list[Any]) -> list[Any]:
@@ -283,7 +274,7 @@ async def test_max_attempts_counts_failures_in_a_row_and_restarts_after_a_connec
         await asyncio.wait_for(root.setup_realtime(), BOUND)
         server.plan = [unavailable, unavailable]
         await server.sio.disconnect(server.sids[-1])
-        await wait_for(lambda: len(server.sids) == 2 and root.connection_state.connected)
+        await wait_for(lambda: len(server.sids) == 2 and root.connection_state.connected, timeout=BOUND)
         assert len(server.attempts) == 6 and root.metrics.reconnects == 1
         assert [e.reason for e in errors if isinstance(e, ConnectionRefused)] == ["unavailable"] * 4
     finally:

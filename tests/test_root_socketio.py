@@ -15,6 +15,7 @@ from aiohttp import web
 
 from rxstore import Backoff, ConnectionRefused, ConnectionStatus, RootStore, TableStore
 from rxstore.testing import change_frame
+from tests.waiting import wait_for
 
 TOKEN = "secret-token"
 
@@ -68,14 +69,6 @@ async def server() -> AsyncIterator[Server]:
     await runner.cleanup()
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_root_store_follows_post_updates_from_a_real_server(server: Server) -> None:
     posts = PostStore()
     async with RootStore(server.url, stores=[posts], token=TOKEN) as root:
@@ -88,7 +81,7 @@ async def test_root_store_follows_post_updates_from_a_real_server(server: Server
             change_frame("posts", 4, "DELETE", {"id": "p2", "title": "World"}),
         ):
             await server.sio.emit(frame.name, frame.data)
-        await wait_for(lambda: posts.seq == 4)
+        await wait_for(lambda: posts.seq == 4, timeout=5.0)
         assert posts.value.to_dict() == {"p1": Post("p1", "Hello again")}
         assert root.cursor == 4
     assert root.connection_state.status is ConnectionStatus.DISCONNECTED
@@ -118,12 +111,12 @@ async def test_token_provider_is_called_again_on_reconnect_and_cursor_resumes(se
     async with RootStore(server.url, stores=[posts], token=token) as root:
         frame = change_frame("posts", 7, "INSERT", {"id": "p7", "title": "seven"})
         await server.sio.emit(frame.name, frame.data)
-        await wait_for(lambda: posts.seq == 7)
+        await wait_for(lambda: posts.seq == 7, timeout=5.0)
         await server.sio.disconnect(server.sids[-1])
-        await wait_for(lambda: len(server.sids) == 2)
+        await wait_for(lambda: len(server.sids) == 2, timeout=5.0)
         assert calls == 2
         assert server.auths[-1]["cursor"] == 7
-        await wait_for(lambda: root.connection_state.connected)
+        await wait_for(lambda: root.connection_state.connected, timeout=5.0)
         assert root.metrics.reconnects == 1
 
 
@@ -141,7 +134,7 @@ async def test_call_is_acknowledged_and_queued_in_order_while_offline(server: Se
         assert await root.call("create_post", {"title": "a"}) == {"ok": True, "n": 1}
         server.accepting = False
         await server.sio.disconnect(server.sids[-1])
-        await wait_for(lambda: root.connection_state.attempt >= 1)
+        await wait_for(lambda: root.connection_state.attempt >= 1, timeout=5.0)
         queued = [asyncio.ensure_future(root.call("create_post", {"title": t})) for t in "bcd"]
         await asyncio.sleep(0.2)
         assert received == [{"title": "a"}] and root.metrics.outbox_depth == 3

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +23,7 @@ from rxstore.gateway.changelog import ChangeLog, open_change_log
 from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
+from tests.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -80,14 +80,6 @@ async def _cancel_the_rest() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 async def raw_client(
@@ -160,7 +152,7 @@ class GatewayEnv:
         self.alice.errors.subscribe(self.alice_errors.append)
         self.alice.connection.subscribe(lambda state: self.states.append(state.status.value))
         await self.alice.setup_realtime()
-        await wait_for(lambda: self.posts.seq is not None, "alice's snapshot")
+        await wait_for(lambda: self.posts.seq is not None, what="alice's snapshot", timeout=15.0)
         self.start_seq = self.alice.cursor
 
     def _on_alice_event(self, event: Event) -> None:
@@ -218,15 +210,23 @@ class GatewayEnv:
         """Alice got every change written since she connected, once, in order, and equals the tables."""
         expected = await self.log_seqs()
         await wait_for(
-            lambda: len(self.seen) >= len(expected), f"alice receiving {len(expected)} changes", timeout
+            lambda: len(self.seen) >= len(expected),
+            what=f"alice receiving {len(expected)} changes",
+            timeout=timeout,
         )
         assert self.seen == expected, "alice missed, duplicated or reordered changes"
         posts = await all_posts(self.log)
-        await wait_for(lambda: self.posts.value.to_dict() == posts, "alice's posts == table", timeout)
+        await wait_for(
+            lambda: self.posts.value.to_dict() == posts, what="alice's posts == table", timeout=timeout
+        )
         notes = {row["id"]: row for row in await self.log.fetch("SELECT id, text FROM notes")}
-        await wait_for(lambda: self.notes.value.to_dict() == notes, "alice's notes == table", timeout)
+        await wait_for(
+            lambda: self.notes.value.to_dict() == notes, what="alice's notes == table", timeout=timeout
+        )
         count = len(self.expected_broadcasts)
-        await wait_for(lambda: len(self.broadcasts) >= count, f"alice receiving {count} broadcasts", timeout)
+        await wait_for(
+            lambda: len(self.broadcasts) >= count, what=f"alice receiving {count} broadcasts", timeout=timeout
+        )
         assert sorted(map(repr, self.broadcasts)) == sorted(map(repr, self.expected_broadcasts))
         assert self.alice_errors == [], self.alice_errors
         metrics = self.alice.metrics

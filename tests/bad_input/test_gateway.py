@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from rxstore.events import BROADCAST, MUTATE
 from rxstore.gateway.auth import TokenAuth
-from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.demo import Post, save_post
+from rxstore.gateway.guard import websocket_limit
 from tests.bad_input.cases import examples, ran
 from tests.bad_input.gateway_env import (
     CHANGE_EVENTS,
@@ -38,10 +38,10 @@ from tests.bad_input.gateway_env import (
     GatewayEnv,
     close_client,
     raw_client,
-    wait_for,
 )
 from tests.bad_input.strategies import big_ints, json_values, non_dicts, not_str, texts
 from tests.gateway.harness import AUTH, SECRET
+from tests.waiting import wait_for
 
 MISSING: Any = object()
 """A field left out of the payload."""
@@ -222,7 +222,11 @@ def test_an_oversize_auth_payload_gets_no_connection(env: GatewayEnv) -> None:
 
 def test_garbage_auth_leaves_the_gateway_and_alice_unaffected(env: GatewayEnv) -> None:
     async def connections() -> None:
-        await wait_for(lambda: len(env.gateway._clients) == 1 + len(env.attackers), "refused clients gone")
+        await wait_for(
+            lambda: len(env.gateway._clients) == 1 + len(env.attackers),
+            what="refused clients gone",
+            timeout=15.0,
+        )
 
     env.run(connections())
     _settle(env)
@@ -360,7 +364,11 @@ def test_well_formed_unicode_posts_reach_alice_exactly(env: GatewayEnv, args: di
         assert ack == {"ok": True, "result": {"id": args["id"]}, "duplicate": False}, ack
         assert await env.counts() == (before[0] + 1, before[1] + 1)
         expected = Post(**{**args, "author": "mallory"})
-        await wait_for(lambda: env.posts.value.get(args["id"]) == expected, f"alice mirroring {args['id']}")
+        await wait_for(
+            lambda: env.posts.value.get(args["id"]) == expected,
+            what=f"alice mirroring {args['id']}",
+            timeout=15.0,
+        )
 
     env.run(attempt())
     ran("gateway: well-formed unicode posts mirrored exactly")
@@ -391,7 +399,9 @@ def test_forged_mutation_ids_reused_across_users_stay_per_user(
         assert retry == {**first, "duplicate": True}, retry
         assert await env.counts() == (before[0] + 1, before[1] + 1), "a replayed id wrote rows"
         await wait_for(
-            lambda: bob_args["id"] in env.posts.value and args["id"] in env.posts.value, "both rows at alice"
+            lambda: bob_args["id"] in env.posts.value and args["id"] in env.posts.value,
+            what="both rows at alice",
+            timeout=15.0,
         )
         assert (
             env.posts.value[bob_args["id"]].author == "bob"
@@ -536,7 +546,7 @@ def test_oversize_frames_close_only_the_offender(env: GatewayEnv, kind: str, ove
         try:
             if MAX_FRAME + over > websocket_limit(MAX_FRAME):
                 await client.emit(event, data)
-                await wait_for(lambda: not client.connected, "the offender disconnected", 10)
+                await wait_for(lambda: not client.connected, what="the offender disconnected", timeout=10)
             elif over > 0:
                 ack = await client.call(event, data, timeout=10)
                 assert ack["error"] == "invalid_payload" and str(MAX_FRAME) in ack["message"], ack

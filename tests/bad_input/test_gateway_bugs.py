@@ -16,8 +16,9 @@ import pytest
 
 from rxstore.events import BROADCAST, MUTATE, SNAPSHOT
 from rxstore.gateway.demo import Post, save_post
-from tests.bad_input.gateway_env import GatewayEnv, wait_for
+from tests.bad_input.gateway_env import GatewayEnv
 from tests.gateway.harness import AUTH
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_a_client_event_named_connect_does_not_redo_the_handshake(fresh: Gateway
             return sum(1 for t in asyncio.all_tasks() if t.get_name() == name and not t.done())
 
         with contextlib.suppress(AssertionError):  # give the bug 3 s to show (a fixed gateway waits them out)
-            await wait_for(lambda: bool(snapshots) or writers() > 1, "a redone handshake", 3)
+            await wait_for(lambda: bool(snapshots) or writers() > 1, what="a redone handshake", timeout=3)
         assert snapshots == [], f"{len(snapshots)} snapshots re-sent"
         assert writers() == 1, f"{writers()} writer tasks for one connection"
 
@@ -72,8 +73,8 @@ def test_a_client_event_named_disconnect_does_not_orphan_the_connection(fresh: G
         await save_post(fresh.log, Post(id="after-disconnect", title="still live"))
         await wait_for(
             lambda: any("after-disconnect" in frame for frame in frames),
-            "a live change after the 'disconnect' event",
-            5,
+            what="a live change after the 'disconnect' event",
+            timeout=5,
         )
 
     fresh.run(attempt())
@@ -85,7 +86,9 @@ def test_a_broadcast_under_a_socketio_reserved_name_is_refused(fresh: GatewayEnv
         await asyncio.sleep(0.5)
         hello = await fresh.call("mallory", BROADCAST, {"topic": "posts", "event": "hello", "data": 2})
         assert hello == {"ok": True}
-        await wait_for(lambda: any(name == "hello" for name, _ in fresh.broadcasts), "hello at alice")
+        await wait_for(
+            lambda: any(name == "hello" for name, _ in fresh.broadcasts), what="hello at alice", timeout=15.0
+        )
         await asyncio.sleep(0.3)
         assert fresh.alice.metrics.reconnects == 0, f"alice reconnected: {fresh.states}"
         assert [name for name, _ in fresh.broadcasts].count("hello") == 1, "alice got 'hello' twice"

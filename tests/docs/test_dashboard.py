@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +13,12 @@ from rxstore.gateway.demo import Post, delete_post, register_demo_mutations, sav
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import load_example
 from tests.gateway.harness import AUTH, start_gateway
+from tests.waiting import wait_for
 
 textual = pytest.importorskip("textual", reason="the dashboard needs textual: pip install -e '.[docs]'")
 from textual.widgets import DataTable, Static  # noqa: E402
 
 dashboard = load_example("dashboard")
-
-
-async def until(pilot: Any, predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Let the app run until ``predicate()`` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await pilot.pause(0.02)
 
 
 def rows(table: DataTable[Any]) -> dict[str, list[str]]:
@@ -50,28 +39,51 @@ async def test_rows_appear_change_and_go_live_with_connection_and_sync_status(tm
         async with app.run_test(size=(120, 30)) as pilot:
             table = app.query_one(DataTable)
             # The snapshot: rows that existed before the dashboard started.
-            await until(
-                pilot, lambda: rows(table) == {"p1": ["p1", "Before the dashboard", "bob", "3"]}, "snapshot"
+            await wait_for(
+                lambda: rows(table) == {"p1": ["p1", "Before the dashboard", "bob", "3"]},
+                what="snapshot",
+                timeout=15.0,
+                pause=pilot.pause,
             )
-            await until(
-                pilot, lambda: "connected" in status_text(app) and "posts live" in status_text(app), "live"
+            await wait_for(
+                lambda: "connected" in status_text(app) and "posts live" in status_text(app),
+                what="live",
+                timeout=15.0,
+                pause=pilot.pause,
             )
             assert app.user == "alice" and app.status_line == status_text(app)
 
             # Live changes: insert, update, delete, each reaches the table.
             await save_post(gateway.log, Post(id="p2", title="Written live", author="cy"))
-            await until(pilot, lambda: rows(table).get("p2") == ["p2", "Written live", "cy", "0"], "insert")
+            await wait_for(
+                lambda: rows(table).get("p2") == ["p2", "Written live", "cy", "0"],
+                what="insert",
+                timeout=15.0,
+                pause=pilot.pause,
+            )
             await save_post(gateway.log, Post(id="p1", title="Renamed", author="bob", likes=4))
-            await until(pilot, lambda: rows(table)["p1"] == ["p1", "Renamed", "bob", "4"], "update")
+            await wait_for(
+                lambda: rows(table)["p1"] == ["p1", "Renamed", "bob", "4"],
+                what="update",
+                timeout=15.0,
+                pause=pilot.pause,
+            )
             await delete_post(gateway.log, "p2")
-            await until(pilot, lambda: "p2" not in rows(table), "delete")
+            await wait_for(lambda: "p2" not in rows(table), what="delete", timeout=15.0, pause=pilot.pause)
             assert f"seq {app.posts.seq}" in status_text(app) and "1 rows" in status_text(app)
 
             # "n": a save_post mutation, shown at once, then confirmed by the change log.
             await pilot.press("n")
-            await until(pilot, lambda: table.row_count == 2, "optimistic row")
+            await wait_for(
+                lambda: table.row_count == 2, what="optimistic row", timeout=15.0, pause=pilot.pause
+            )
             [mine] = [key for key in rows(table) if key.startswith("alice-")]
-            await until(pilot, lambda: mine in app.posts.confirmed and not app.posts.pending, "confirmed")
+            await wait_for(
+                lambda: mine in app.posts.confirmed and not app.posts.pending,
+                what="confirmed",
+                timeout=15.0,
+                pause=pilot.pause,
+            )
             assert rows(table)[mine][2] == "alice"
 
             # "d" on someone else's post is refused locally; on our own it deletes it.
@@ -81,7 +93,12 @@ async def test_rows_appear_change_and_go_live_with_connection_and_sync_status(tm
             assert "p1" in rows(table)
             table.move_cursor(row=table.get_row_index(mine))
             await pilot.press("d")
-            await until(pilot, lambda: mine not in rows(table) and mine not in app.posts.confirmed, "deleted")
+            await wait_for(
+                lambda: mine not in rows(table) and mine not in app.posts.confirmed,
+                what="deleted",
+                timeout=15.0,
+                pause=pilot.pause,
+            )
             assert app.errors == []
     finally:
         await gateway.stop()
@@ -96,18 +113,25 @@ async def test_status_goes_stale_while_the_gateway_is_down_and_catches_up_after(
         async with app.run_test(size=(120, 30)) as pilot:
             table = app.query_one(DataTable)
             await save_post(gateway.log, Post(id="p1", title="one"))
-            await until(pilot, lambda: "p1" in rows(table), "first row")
+            await wait_for(lambda: "p1" in rows(table), what="first row", timeout=15.0, pause=pilot.pause)
 
             await gateway.stop()
-            await until(pilot, lambda: "reconnecting" in status_text(app), "reconnecting")
+            await wait_for(
+                lambda: "reconnecting" in status_text(app),
+                what="reconnecting",
+                timeout=15.0,
+                pause=pilot.pause,
+            )
             assert "posts stale" in status_text(app)
             with sqlite3.connect(tmp_path / "app.db") as db:  # written while nobody serves it
                 db.execute("INSERT INTO posts (id, title) VALUES ('p2', 'written offline')")
 
             gateway = RealtimeGateway(open_change_log(url), topics=["posts"], auth=AUTH)
             await gateway.start(port=port)
-            await until(pilot, lambda: "p2" in rows(table), "replayed row", timeout=30)
-            await until(pilot, lambda: "posts live" in status_text(app), "live again")
+            await wait_for(lambda: "p2" in rows(table), what="replayed row", timeout=30, pause=pilot.pause)
+            await wait_for(
+                lambda: "posts live" in status_text(app), what="live again", timeout=15.0, pause=pilot.pause
+            )
             assert rows(table)["p2"] == ["p2", "written offline", "", "0"]
             assert app.root.metrics.reconnects == 1 and app.root.metrics.duplicates == 0
     finally:

@@ -15,7 +15,8 @@ import sys
 import time
 from typing import Any
 
-from tests.faults.harness import FaultClient, wait_until
+from tests.faults.harness import FaultClient
+from tests.waiting import wait_for
 
 
 def emit(message: dict[str, Any]) -> None:
@@ -26,7 +27,7 @@ def emit(message: dict[str, Any]) -> None:
 async def main(url: str, count: int) -> int:
     clients = [FaultClient(f"proc{i}", url) for i in range(count)]
     await asyncio.gather(*(c.start() for c in clients))
-    await wait_until(lambda: all(c.live for c in clients), 15, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 15, "clients live")
     emit({"ready": [c.name for c in clients]})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -45,7 +46,7 @@ async def main(url: str, count: int) -> int:
         return 2
     head = int(line[1])
     started = time.monotonic()
-    await wait_until(lambda: all(c.seq >= head for c in clients), 30, f"clients at seq {head}")
+    await wait_for(lambda: all(c.seq >= head for c in clients), 30, f"clients at seq {head}")
     emit({"reports": [c.report() for c in clients], "caught_up_after_s": time.monotonic() - started})
     for client in clients:
         await client.stop()

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.demo import Post
 from rxstore.transport import SocketIOTransport
 from tests.services import free_port
+from tests.waiting import wait_for
 
 SECRET = "rxstore-fault-suite-secret-0123456789"
 AUTH = TokenAuth(secret=SECRET)
@@ -67,35 +68,6 @@ MARKER = "marker"
 """Primary key of the marker row: its title changes at chosen instants (recovery clocks)."""
 
 COLUMNS = ("id", "title", "body", "author", "private", "likes", "updated_at")
-
-
-# -- waiting ------------------------------------------------------------------
-
-
-async def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.01
-) -> float:
-    """Wait until ``predicate()`` holds; return the seconds waited. Fails after ``timeout``."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - start
-
-
-async def wait_until_async(
-    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, *, interval: float = 0.05
-) -> float:
-    """Like :func:`wait_until` for an async predicate."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - start
 
 
 # -- gateway processes --------------------------------------------------------
@@ -163,18 +135,19 @@ class GatewayProcess:
         return await self.wait_healthy(timeout)
 
     async def wait_healthy(self, timeout: float = 30.0) -> float:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Wait until ``/healthz`` answers 200 (fail at once if the process exited); return when."""
+
+        async def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             health = await self.health()
-            if health is not None and health[0] == 200:
-                return time.monotonic()
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.name} not healthy within {timeout} s: {health}\n{self.log_tail()}"
-                )
-            await asyncio.sleep(0.02)
+            return health is not None and health[0] == 200
+
+        try:
+            await wait_for(healthy, timeout, f"{self.name} healthy", interval=0.02)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.log_tail()}") from None
+        return time.monotonic()
 
     async def health(self) -> tuple[int, dict[str, Any]] | None:
         """``(status, body)`` of ``/healthz``, or ``None`` when it does not answer."""
@@ -919,13 +892,13 @@ async def settle(
         await writer.stop()
     await db.write_marker("final")
     if clients:
-        await wait_until(
+        await wait_for(
             lambda: all("final" in c.markers for c in clients), timeout, "every client has the final marker"
         )
     oracle = await db.oracle()
     head = oracle[-1][0] if oracle else 0
     if clients:
-        await wait_until(lambda: all(c.seq >= head for c in clients), timeout, f"every client at seq {head}")
+        await wait_for(lambda: all(c.seq >= head for c in clients), timeout, f"every client at seq {head}")
     rows = await db.rows()
     reports = list(reports) if reports is not None else [c.report() for c in clients]
     seqs = [seq for seq, _, _ in oracle]

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize, wait_until
+from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,9 +25,9 @@ async def test_gateway_kill_9_mid_stream_clients_resume_exactly_once(cluster, re
     await gateway.start()
     await db.install_oracle()
     clients = await cluster.clients(3, gateway.url)
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     writer = cluster.writer(SqliteWriter(db.path, rate=200))
-    await wait_until(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
 
     fault_start = time.monotonic()
     written_before = writer.written
@@ -35,7 +36,7 @@ async def test_gateway_kill_9_mid_stream_clients_resume_exactly_once(cluster, re
     missed = writer.written - written_before
     fault_end = await gateway.start()
     marker_written = await db.write_marker("back")
-    await wait_until(lambda: all("back" in c.markers for c in clients), 20, "clients caught up after restart")
+    await wait_for(lambda: all("back" in c.markers for c in clients), 20, "clients caught up after restart")
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )

@@ -21,9 +21,9 @@ from tests.faults.harness import (
     settle,
     start_inprocess_gateway,
     summarize,
-    wait_until,
 )
 from tests.services import free_port
+from tests.waiting import wait_for
 
 
 @pytest.mark.postgres
@@ -42,16 +42,16 @@ async def test_kill_node_1_of_2_clients_fail_over_to_node_2(cluster, recorder, p
     movers = await cluster.clients(3, [node1.url, node2.url], prefix="n1-")
     stayers = await cluster.clients(1, [node2.url, node1.url], prefix="n2-")
     clients = [*movers, *stayers]
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     assert all(c.root.connection_state.url == node1.url for c in movers)
     writer = cluster.writer(PostgresWriter(db.url, rate=200))
-    await wait_until(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
 
     fault_start = time.monotonic()
     node1.kill()
     fault_end = time.monotonic()  # the fault is permanent: recovery counts from the kill
     marker_written = await db.write_marker("after-kill")
-    await wait_until(lambda: all("after-kill" in c.markers for c in clients), 20, "clients resumed on node 2")
+    await wait_for(lambda: all("after-kill" in c.markers for c in clients), 20, "clients resumed on node 2")
     live_s, caught_up_s = recovery(
         clients,
         fault_start=fault_start,

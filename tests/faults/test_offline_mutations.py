@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize, wait_until
+from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize
+from tests.waiting import wait_for
 
 OFFLINE = 10.0
 MUTATIONS = 50
@@ -29,14 +30,14 @@ async def test_50_mutations_queued_offline_for_10s_apply_once_in_order(cluster, 
     await db.install_oracle()
     proxy = await cluster.proxy(gateway.port)
     clients = await cluster.clients(3, f"http://127.0.0.1:{proxy.port}", user="ann", call_timeout=60.0)
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     writer = cluster.writer(SqliteWriter(db.path, rate=100))
-    await wait_until(lambda: all(c.seq >= 50 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 50 for c in clients), 15, "clients following the stream")
     author = clients[0]
 
     fault_start = time.monotonic()
     proxy.cut()
-    await wait_until(lambda: not author.root.connection_state.connected, 5, "client offline")
+    await wait_for(lambda: not author.root.connection_state.connected, 5, "client offline")
     queued = [
         asyncio.ensure_future(
             author.root.mutate("save_post", {"id": f"q{i % 5}", "title": f"m{i}", "likes": i}, timeout=60)
@@ -52,7 +53,7 @@ async def test_50_mutations_queued_offline_for_10s_apply_once_in_order(cluster, 
     marker_written = await db.write_marker("back")
     results = await asyncio.wait_for(asyncio.gather(*queued), 30)
     acked_s = time.monotonic() - fault_end
-    await wait_until(lambda: all("back" in c.markers for c in clients), 20, "clients caught up")
+    await wait_for(lambda: all("back" in c.markers for c in clients), 20, "clients caught up")
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )

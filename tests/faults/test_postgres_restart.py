@@ -14,8 +14,8 @@ from tests.faults.harness import (
     recovery,
     settle,
     summarize,
-    wait_until,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -51,9 +51,9 @@ async def test_postgres_restart_mid_stream(cluster, recorder, own_postgres, mode
     gateway = cluster.gateway(db.url)
     await gateway.start()
     clients = await cluster.clients(3, gateway.url)
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     writer = cluster.writer(PostgresWriter(db.url, rate=200))
-    await wait_until(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
 
     seen: list[tuple[float, str]] = []
     stop = asyncio.Event()
@@ -62,11 +62,11 @@ async def test_postgres_restart_mid_stream(cluster, recorder, own_postgres, mode
     await asyncio.to_thread(_restart, own_postgres, mode, down)
     fault_end = time.monotonic()
     marker_written = await db.write_marker("back")
-    await wait_until(lambda: all("back" in c.markers for c in clients), 30, "clients caught up after restart")
+    await wait_for(lambda: all("back" in c.markers for c in clients), 30, "clients caught up after restart")
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )
-    await wait_until(lambda: bool(seen) and seen[-1][1] == "up", 10, "gateway reports the log up")
+    await wait_for(lambda: bool(seen) and seen[-1][1] == "up", 10, "gateway reports the log up")
     stop.set()
     await watcher
     await asyncio.sleep(1.0)

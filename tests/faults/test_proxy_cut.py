@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize, wait_until
+from tests.faults.harness import SqliteDb, SqliteWriter, assert_clean, recovery, settle, summarize
+from tests.waiting import wait_for
 
 RETENTION = ["--retention-rows", "50", "--retention-interval", "0.5"]
 
@@ -36,22 +37,20 @@ async def test_cut_every_client_link(cluster, recorder, tmp_path, outage, new_li
     await db.install_oracle()
     proxy = await cluster.proxy(gateway.port)
     clients = await cluster.clients(3, f"http://127.0.0.1:{proxy.port}")
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     writer = cluster.writer(SqliteWriter(db.path, rate=200))
-    await wait_until(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
 
     fault_start = time.monotonic()
     seq_at_cut = min(c.seq for c in clients)
     proxy.cut(new=new_links)
-    await wait_until(
-        lambda: not any(c.root.connection_state.connected for c in clients), 5, "clients cut off"
-    )
+    await wait_for(lambda: not any(c.root.connection_state.connected for c in clients), 5, "clients cut off")
     await asyncio.sleep(max(0.0, outage - (time.monotonic() - fault_start)))
     horizon = await db.horizon()
     proxy.restore()
     fault_end = time.monotonic()
     marker_written = await db.write_marker("back")
-    await wait_until(lambda: all("back" in c.markers for c in clients), 30, "clients caught up after the cut")
+    await wait_for(lambda: all("back" in c.markers for c in clients), 30, "clients caught up after the cut")
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )

@@ -35,9 +35,10 @@ from rxstore.connection import SyncState
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import AUTH as PROCESS_AUTH
-from tests.faults.harness import GatewayProcess, StalledClient, fetch_health, wait_until
+from tests.faults.harness import GatewayProcess, StalledClient, fetch_health
 from tests.gateway.harness import AUTH, PostStore, start_gateway
 from tests.services import require_or_skip
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DIGEST_SCRIPT = REPO / "tests" / "interop" / "snapshot_digest.mjs"
@@ -121,7 +122,7 @@ async def _mirror(
     posts = PostStore()
     root = RootStore(url, stores=[posts], token=auth.issue(user))
     await root.setup_realtime()
-    await wait_until(lambda: posts.sync.state is SyncState.LIVE, timeout, "the snapshot to arrive")
+    await wait_for(lambda: posts.sync.state is SyncState.LIVE, timeout, "the snapshot to arrive")
     return root, posts
 
 
@@ -240,7 +241,7 @@ async def test_a_stalled_snapshot_is_dropped_after_client_send_timeout(tmp_path:
         client = StalledClient(gateway.port, AUTH.issue("mallory"))
         await asyncio.to_thread(client.connect)
         try:
-            await wait_until(lambda: not gateway._clients, 15.0, "the stalled client to be dropped")
+            await wait_for(lambda: not gateway._clients, 15.0, "the stalled client to be dropped")
         finally:
             client.close()
         assert _metric(_metrics(gateway), "rxstore_stalled_clients_dropped_total") == 1
@@ -263,7 +264,7 @@ async def test_one_transaction_of_20_mb_reaches_every_live_client_without_droppi
         await asyncio.to_thread(_write_sqlite, tmp_path / "big.db", rows)
         expected = _digest({key: body for key, _, body in rows})
         for posts in (first_posts, second_posts):
-            await wait_until(lambda p=posts: len(p.value) == 200, 60.0, "the transaction's rows")
+            await wait_for(lambda p=posts: len(p.value) == 200, 60.0, "the transaction's rows")
             assert _digest({key: post.body for key, post in posts.value.to_dict().items()}) == expected
         assert first.metrics.reconnects == second.metrics.reconnects == 0
         metrics = _metrics(gateway)
@@ -306,7 +307,7 @@ async def test_broadcasts_go_through_the_bounded_queue_and_drop_a_client_that_ne
         payload = "x" * 900_000
         for _ in range(200):
             await sender.broadcast("posts", "typing", payload)
-        await wait_until(lambda: typing.value.count == 200, 60.0, "every broadcast at the listener")
+        await wait_for(lambda: typing.value.count == 200, 60.0, "every broadcast at the listener")
         assert typing.value.chars == 200 * 900_000
         metrics = _metrics(gateway)
         assert _metric(metrics, "rxstore_slow_clients_dropped_total") >= 1, "the stalled client was kept"

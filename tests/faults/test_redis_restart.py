@@ -17,9 +17,8 @@ from tests.faults.harness import (
     assert_clean,
     settle,
     summarize,
-    wait_until,
-    wait_until_async,
 )
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -50,7 +49,7 @@ async def _cross(sender, receiver_store: TypingStore, timeout: float) -> float:
     payload = uuid.uuid4().hex
     start = time.monotonic()
     await sender.root.broadcast("posts", "typing", {"id": payload})
-    await wait_until(
+    await wait_for(
         lambda: any(p == payload for _, p in receiver_store.value.seen), timeout, "cross-node broadcast"
     )
     return time.monotonic() - start
@@ -74,11 +73,11 @@ async def test_redis_restart_two_nodes_still_hear_each_other(cluster, recorder, 
     (a,) = await cluster.clients(1, node1.url, prefix="a", user="ann", stores=[typing_a])
     (b,) = await cluster.clients(1, node2.url, prefix="b", user="bob", stores=[typing_b])
     clients = [a, b]
-    await wait_until(lambda: all(c.live for c in clients), 10, "clients live")
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
     await _cross(a, typing_b, 5)
     await _cross(b, typing_a, 5)
     writer = cluster.writer(PostgresWriter(db.url, rate=200))
-    await wait_until(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
+    await wait_for(lambda: all(c.seq >= 100 for c in clients), 15, "clients following the stream")
 
     fault_start = time.monotonic()
     seq_at_stop = min(c.seq for c in clients)
@@ -88,14 +87,12 @@ async def test_redis_restart_two_nodes_still_hear_each_other(cluster, recorder, 
     async def all_report(state: str) -> bool:
         return all([await _redis_state(n) == state for n in nodes])
 
-    detect_s = await wait_until_async(lambda: all_report("down"), 15, "both nodes report redis down")
+    detect_s = await wait_for(lambda: all_report("down"), 15, "both nodes report redis down", interval=0.05)
     # Changes do not go through Redis: they keep flowing while it is down.
-    await wait_until(
-        lambda: all(c.seq >= seq_at_stop + 100 for c in clients), 15, "changes flow without Redis"
-    )
+    await wait_for(lambda: all(c.seq >= seq_at_stop + 100 for c in clients), 15, "changes flow without Redis")
     await asyncio.to_thread(own_redis.start)
     fault_end = time.monotonic()
-    healthy_s = await wait_until_async(lambda: all_report("up"), 30, "both nodes report redis up")
+    healthy_s = await wait_for(lambda: all_report("up"), 30, "both nodes report redis up", interval=0.05)
     a_to_b = await _cross(a, typing_b, 5)
     b_to_a = await _cross(b, typing_a, 5)
     broadcast_s = time.monotonic() - fault_end

@@ -23,9 +23,8 @@ from tests.faults.harness import (
     fetch_health,
     start_inprocess_gateway,
     summarize,
-    wait_until,
-    wait_until_async,
 )
+from tests.waiting import wait_for
 
 RATE = 400
 """Changes per second written during the scenario."""
@@ -217,7 +216,7 @@ async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> Non
     stalled = StalledClient(gateway.port, AUTH.issue("slowpoke"))
     try:
         await follower.start()
-        await wait_until(lambda: follower.live, 10, "follower live")
+        await wait_for(lambda: follower.live, 10, "follower live")
         await asyncio.to_thread(stalled.connect)
         # ~26 MB of frames. Up to ~8 MB of them can sit outside the gateway's own queue for this
         # client (python-socketio's per-socket backlog of 8 frames of up to 200 changes, and the
@@ -228,9 +227,9 @@ async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> Non
             health = await fetch_health(gateway.url)
             return health is not None and health[1]["clients"] == 1
 
-        await wait_until_async(dropped, 15, "the stalled client is disconnected")
+        await wait_for(dropped, 15, "the stalled client is disconnected", interval=0.05)
         await db.write_marker("after")
-        await wait_until(
+        await wait_for(
             lambda: "after" in follower.markers, 5, "the follower gets changes written after the drop"
         )
         health = await fetch_health(gateway.url)

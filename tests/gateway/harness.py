@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from rxstore import Event, RootStore, TableStore
@@ -11,6 +9,7 @@ from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, create_demo_schema
 from rxstore.gateway.server import RealtimeGateway
+from tests.waiting import wait_for as wait_for  # re-exported for older imports; use tests.waiting
 
 SECRET = "rxstore-test-secret-0123456789abcdef"
 AUTH = TokenAuth(secret=SECRET)
@@ -34,15 +33,6 @@ async def start_gateway(url: str, **options: Any) -> RealtimeGateway:
 def root_for(gateway: RealtimeGateway, user: str = "alice", **options: Any) -> tuple[RootStore, PostStore]:
     posts = PostStore()
     return RootStore(gateway.url, stores=[posts], token=AUTH.issue(user), **options), posts
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class SeqCounter:

@@ -37,7 +37,8 @@ from rxstore.gateway.auth import KeyConfigError, TokenAuth
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import PostStore, wait_for
+from tests.gateway.harness import PostStore
+from tests.waiting import wait_for
 
 RXSTORE = [sys.executable, "-m", "rxstore.cli"]
 

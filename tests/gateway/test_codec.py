@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from rxstore.gateway.codec import ExactRow, GatewayJSON, LogFrame, load_json, pack_msgpack
 from rxstore.gateway.demo import Post, all_posts, save_post
-from tests.gateway.harness import root_for, start_gateway, wait_for
+from tests.gateway.harness import root_for, start_gateway
+from tests.waiting import wait_for
 
 TEXTS = [
     '{"id": "p1", "likes": 3, "score": 0.1}',

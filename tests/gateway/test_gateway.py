@@ -21,7 +21,8 @@ from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.transport import FrameHandler, LostHandler, SocketIOTransport
-from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway, wait_for
+from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
+from tests.waiting import wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

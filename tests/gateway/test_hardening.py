@@ -25,7 +25,8 @@ from rxstore.connection import ConnectionStatus
 from rxstore.events import CLOSING
 from rxstore.gateway.auth import User
 from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import AUTH, PostStore, SeqCounter, start_gateway, wait_for
+from tests.gateway.harness import AUTH, PostStore, SeqCounter, start_gateway
+from tests.waiting import wait_for
 
 FAST = Backoff(initial=0.05, factor=2.0, maximum=0.5, jitter=0.1)
 

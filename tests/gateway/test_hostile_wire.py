@@ -23,10 +23,11 @@ import socketio
 from rxstore.errors import CallRejected
 from rxstore.events import BROADCAST
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import AUTH, root_for, start_gateway, wait_for
+from tests.gateway.harness import AUTH, root_for, start_gateway
+from tests.waiting import wait_for
 
 MAX_FRAME = 64 << 10
 

@@ -26,13 +26,14 @@ import socketio
 from rxstore import EventKind, RootStore
 from rxstore.connection import SyncState
 from rxstore.gateway.changelog import open_change_log
-from rxstore.gateway.postgres import PostgresChangeLog
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
+from rxstore.gateway.postgres import PostgresChangeLog
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.testing import change_frame, marbles
-from tests.gateway.harness import AUTH, PostStore, root_for, start_gateway, wait_for
+from tests.gateway.harness import AUTH, PostStore, root_for, start_gateway
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
 from tests.services import PG_BIN_DIR, PostgresServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

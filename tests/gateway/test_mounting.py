@@ -21,12 +21,13 @@ from aiohttp import web
 
 from rxstore import RootStore
 from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.guard import websocket_limit
 from rxstore.gateway.mount import ASGIApp
-from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import GatewayUsageError, RealtimeGateway
 from rxstore.transport import SocketIOTransport
-from tests.gateway.harness import AUTH, PostStore, wait_for
+from tests.gateway.harness import AUTH, PostStore
+from tests.waiting import wait_for
 
 uvicorn = pytest.importorskip("uvicorn", reason="pip install -e '.[test]' (uvicorn)")
 starlette = pytest.importorskip("starlette", reason="pip install -e '.[test]' (starlette)")

@@ -13,7 +13,8 @@ from rxstore import Backoff, CallRejected, RootStore
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts
 from rxstore.gateway.server import RealtimeGateway, Writes
-from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
+from tests.gateway.harness import AUTH, PostStore, start_gateway
+from tests.waiting import wait_for
 
 
 def register(gateway: RealtimeGateway) -> None:

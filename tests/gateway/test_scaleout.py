@@ -11,7 +11,8 @@ import pytest
 
 from rxstore import CallRejected, DomainStore, Event, RootStore
 from rxstore.gateway.demo import Post, all_posts, save_post
-from tests.gateway.harness import AUTH, PostStore, start_gateway, wait_for
+from tests.gateway.harness import AUTH, PostStore, start_gateway
+from tests.waiting import wait_for
 
 
 @attrs.frozen
@@ -58,8 +59,8 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
             # Redis goes away: nodes report it, changes still flow (they never go through Redis).
             redis_server.stop()
             for node in (node1, node2):
-                await wait_for_async(
-                    lambda node=node: health(node.url), lambda h: h["redis"] == "down" and h["http"] == 503
+                await wait_for(
+                    lambda node=node: redis_is(node.url, "down", 503), what="redis down, 503", interval=0.1
                 )
             await save_post(node2.log, Post(id="during", title="redis down"))
             with pytest.raises(CallRejected) as refused:  # would not reach the other node: said so
@@ -67,8 +68,8 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
             assert refused.value.code == "unavailable"
             await wait_for(lambda: "during" in ann_posts.value and "during" in bob_posts.value)
             redis_server.start()
-            await wait_for_async(lambda: health(node1.url), lambda h: h["redis"] == "up", timeout=20)
-            await wait_for_async(lambda: health(node2.url), lambda h: h["redis"] == "up", timeout=20)
+            await wait_for(lambda: redis_is(node1.url, "up"), 20, "node 1 redis up", interval=0.1)
+            await wait_for(lambda: redis_is(node2.url, "up"), 20, "node 2 redis up", interval=0.1)
             await bob.broadcast("posts", "typing", "after")
             await wait_for(
                 lambda: ann_presence.value.seen[-1:] == ("bob:after",), what="broadcast after restart"
@@ -79,16 +80,10 @@ async def test_two_nodes_share_the_log_and_broadcasts_cross_nodes(pg_dsn, redis_
             await node2.stop()
 
 
-async def wait_for_async(fetch, predicate, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if predicate(value):
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s: last {value}")
-        await asyncio.sleep(0.1)
+async def redis_is(url: str, state: str, http: int | None = None) -> bool:
+    """Whether the node at ``url`` reports Redis ``state`` (and, if given, that HTTP status) on /healthz."""
+    report = await health(url)
+    return bool(report["redis"] == state and (http is None or report["http"] == http))
 
 
 @pytest.mark.timeout(90)
@@ -97,12 +92,12 @@ async def test_a_node_hears_redis_again_soon_after_a_long_outage(tmp_path, redis
     is ~15 s after Redis returns); rxstore's retries at most every 2 s."""
     node = await start_gateway(f"sqlite:///{tmp_path}/app.db", redis_url=redis_server.url)
     try:
-        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "up")
+        await wait_for(lambda: redis_is(node.url, "up"), what="redis up", interval=0.1)
         redis_server.stop()
-        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "down")
-        await asyncio.sleep(16)
+        await wait_for(lambda: redis_is(node.url, "down"), what="redis down", interval=0.1)
+        await asyncio.sleep(16)  # the point of the test: an outage long enough to back socketio's retry off
         redis_server.start()
-        await wait_for_async(lambda: health(node.url), lambda h: h["redis"] == "up", timeout=6)
+        await wait_for(lambda: redis_is(node.url, "up"), 6, "redis up again within 6 s", interval=0.1)
     finally:
         async with asyncio.timeout(30):
             await node.stop()

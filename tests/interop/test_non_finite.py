@@ -20,6 +20,7 @@ import pytest
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.node
 
@@ -67,12 +68,13 @@ async def run_node(binary: str, url: str, cursor: int | None, want: int) -> dict
 
 
 async def wait_until_live(node_task: asyncio.Task[dict[str, Any]], gateway: RealtimeGateway) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while not any(c.live for c in gateway._clients.values()):
+    """Wait until the gateway has a live client; fail at once if the node process ended first."""
+
+    def live() -> bool:
         assert not node_task.done(), node_task.result()
-        assert loop.time() < deadline, "the node client never went live"
-        await asyncio.sleep(0.02)
+        return any(c.live for c in gateway._clients.values())  # private: no public per-client state
+
+    await wait_for(live, 15, "the node client going live", interval=0.02)
 
 
 async def test_npm_client_parses_snapshot_replay_and_live_frames_with_outside_infinities(

@@ -33,6 +33,7 @@ from rxstore import (
 )
 from rxstore.connection import SyncState
 from tests.services import free_port, require_or_skip
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.node
 
@@ -152,15 +153,6 @@ async def seed_server(node: str) -> AsyncIterator[tuple[SeedServer, str]]:
         await server._reader
 
 
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached within {TIMEOUT} s")
-        await asyncio.sleep(0.01)
-
-
 async def test_root_store_follows_the_npm_socketio_seed_server_created_updated_deleted(node: str) -> None:
     """The adapted table equals the server's posts, live at once, and again after the server kicks it."""
     posts = PostStore()
@@ -181,18 +173,22 @@ async def test_root_store_follows_the_npm_socketio_seed_server_created_updated_d
             await server.write("deleted", {"id": "p2"})
             await server.write("updated", {"id": "p3", "title": "édité «ü» 🚀", "author": "bob", "likes": 0})
             await server.write("deleted", {"id": "p5"})
-            await until(lambda: len(activity.value) == 9, "nine post_update events")
+            await wait_for(lambda: len(activity.value) == 9, what="nine post_update events", timeout=TIMEOUT)
             dump = await server.command("dump")
             assert posts.value.to_dict() == {key: Post(**row) for key, row in dump["posts"].items()}
             assert sorted(posts.value.to_dict()) == ["p1", "p3", "p4"]
 
             await server.command("kick")  # the server ends the session; the root comes back
-            await until(
-                lambda: server.count("connected") == 2 and root.connection_state.connected, "reconnect"
+            await wait_for(
+                lambda: server.count("connected") == 2 and root.connection_state.connected,
+                what="reconnect",
+                timeout=TIMEOUT,
             )
-            await until(lambda: posts.sync.state is SyncState.LIVE, "live after the reconnect")
+            await wait_for(
+                lambda: posts.sync.state is SyncState.LIVE, what="live after the reconnect", timeout=TIMEOUT
+            )
             await server.write("created", {"id": "p6", "title": "after the kick"})
-            await until(lambda: "p6" in posts.value, "p6 after the reconnect")
+            await wait_for(lambda: "p6" in posts.value, what="p6 after the reconnect", timeout=TIMEOUT)
         assert errors == []
         assert activity.value[:3] == ("created p1", "created p2", "created p3")
 

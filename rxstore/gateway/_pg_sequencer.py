@@ -1,0 +1,204 @@
+"""The PostgreSQL change log's connections, sequencer and supervisor.
+
+:class:`SequencedLog` is the base of
+:class:`~rxstore.gateway.postgres.PostgresChangeLog`: it holds the pool and
+the LISTEN connection, numbers committed changes (``rxstore_sequence``, see
+:mod:`rxstore.gateway.postgres`) and runs the supervisor task that sequences
+on NOTIFY and on a poll, notices a lost connection and reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from rxstore.errors import NotConnected
+from rxstore.gateway._pg_schema import CHANGES_CHANNEL, CONNECTION_ERRORS, SEQ_CHANNEL, Conn, redact
+from rxstore.gateway.wakeup import WakeSignal
+
+__all__ = ["SequencedLog"]
+
+_log = logging.getLogger("rxstore.gateway.postgres")
+
+
+class SequencedLog:
+    """Connections, sequencer and supervisor of a PostgreSQL change log (a base class).
+
+    Attributes:
+        url: The database URL.
+        poll_interval: Seconds between safety-net sequencer runs and liveness checks.
+        batch: The most changes one sequencer transaction numbers.
+        connect_timeout: Seconds to wait for a new connection.
+        max_backoff: The longest pause between reconnection attempts.
+    """
+
+    url: str
+    poll_interval: float
+    batch: int
+    connect_timeout: float
+    max_backoff: float
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._seq_lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._signal = WakeSignal()
+        self._dirty = True  # there may be unsequenced changes
+        self._healthy = False
+
+    # -- sequencer ----------------------------------------------------------
+
+    async def _sequence(self, *, force: bool = False) -> bool:
+        """Number all visible unsequenced changes.
+
+        Returns:
+            False if another session holds the sequencer lock (it will number them).
+        """
+        async with self._seq_lock:
+            if not (force or self._dirty):
+                return True  # a run that started after our caller's write just finished
+            self._dirty = False
+            try:
+                while True:
+                    async with self._connection() as conn, conn.transaction(isolation="read_committed"):
+                        assigned = int(
+                            await conn.fetchval("SELECT rxstore_sequence($1)", self.batch, timeout=30)
+                        )
+                    if assigned < 0:
+                        self._dirty = True
+                        return False
+                    if assigned:
+                        self._signal.notify()
+                    if assigned < self.batch:
+                        return True
+            except BaseException:
+                self._dirty = True
+                raise
+
+    async def _settle(self) -> None:
+        """Make every change this process knows of readable (sequence it, or wait for the run)."""
+        # Not dirty but locked: a run that covers our changes has started but not committed.
+        if self._dirty or self._seq_lock.locked():
+            await self._sequence()
+
+    async def _seqs_of(self, ids: list[int]) -> frozenset[int]:
+        """Return the seqs the changes ``ids`` get, sequencing them if needed."""
+        deadline = time.monotonic() + 30
+        while True:
+            await self._sequence(force=True)
+            async with self._connection() as conn:
+                rows = await conn.fetch("SELECT seq FROM rxstore_changes WHERE id = ANY($1::bigint[])", ids)
+            seqs = [r[0] for r in rows]  # a trimmed id is gone: nothing to skip
+            if None not in seqs:
+                return frozenset(seqs)
+            if time.monotonic() > deadline:
+                raise TimeoutError("changes committed before a snapshot were not sequenced in 30 s")
+            await asyncio.sleep(0.01)  # another node is sequencing them
+
+    # -- connections --------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        pool = self._pool
+        if pool is None:
+            raise NotConnected(f"change log {redact(self.url)} is not open")
+        try:
+            async with pool.acquire(timeout=self.connect_timeout) as conn:
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            self._healthy = False
+            self._kick.set()  # let the supervisor check and reconnect
+            raise NotConnected(f"lost the connection to {redact(self.url)}: {exc}") from exc
+        except asyncpg.InterfaceError as exc:
+            if self._pool is None:  # closed under us
+                raise NotConnected(f"change log {redact(self.url)} was closed") from exc
+            raise
+
+    async def _connect_listener(self) -> None:
+        conn = await asyncpg.connect(
+            self.url,
+            timeout=self.connect_timeout,
+            server_settings={"application_name": "rxstore-listen"},
+        )
+        try:
+            await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
+            await conn.add_listener(SEQ_CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._on_terminate)
+        self._listener = conn
+
+    async def _drop_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.close(), 2)
+        except (TimeoutError, *CONNECTION_ERRORS, asyncpg.InterfaceError):
+            conn.terminate()
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: object, /) -> None:
+        if channel == CHANGES_CHANNEL:
+            self._dirty = True
+            self._kick.set()
+        else:  # another session sequenced: new seqs are readable
+            self._signal.notify()
+
+    def _on_terminate(self, conn: object, /) -> None:
+        if conn is self._listener:
+            self._healthy = False
+            self._kick.set()
+
+    async def _supervise(self) -> None:
+        """Sequence on NOTIFY and on a poll; notice a lost connection and reconnect."""
+        backoff = 0.05
+        busy = False
+        while True:
+            try:
+                if self._listener is None:
+                    await self._connect_listener()
+                    await self._pool_reset()
+                    self._healthy = True
+                    backoff = 0.05
+                    _log.info("rxstore: reconnected to %s", redact(self.url))
+                    busy = not await self._sequence(force=True)
+                    self._signal.notify()  # tailers re-read after the outage
+                try:
+                    async with asyncio.timeout(0.02 if busy else self.poll_interval):
+                        await self._kick.wait()
+                    kicked = True
+                except TimeoutError:
+                    kicked = False
+                self._kick.clear()
+                listener = self._listener
+                if listener is None or listener.is_closed():
+                    raise ConnectionResetError("the LISTEN connection was closed")
+                if not kicked:  # idle: make sure the LISTEN connection is really alive
+                    await listener.execute("SELECT 1", timeout=self.connect_timeout)
+                busy = not await self._sequence(force=True)
+                self._healthy = True
+            except asyncio.CancelledError:
+                raise
+            except (*CONNECTION_ERRORS, NotConnected) as exc:
+                if self._healthy or backoff == 0.05:
+                    _log.warning("rxstore: lost %s (%s); reconnecting", redact(self.url), exc)
+                self._healthy = False
+                await self._drop_listener()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:
+                _log.exception("rxstore: change-log supervisor error; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _pool_reset(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            await pool.expire_connections()

@@ -1,0 +1,72 @@
+"""The gateway's Prometheus metrics (``/metrics``); add new ones at the end of :class:`Metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, in a registry of its own (served on ``/metrics``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.clients = Gauge("rxstore_connected_clients", "Connected clients.", registry=r)
+        self.changes = Counter("rxstore_changes", "Changes read from the log and broadcast.", registry=r)
+        self.sent = Counter("rxstore_events_sent", "Change events sent to clients.", registry=r)
+        self.replayed = Counter("rxstore_replayed", "Changes replayed to returning clients.", registry=r)
+        self.snapshots = Counter("rxstore_snapshots", "Snapshots sent.", registry=r)
+        self.refused = Counter("rxstore_refused", "Connections refused.", ["reason"], registry=r)
+        self.dropped = Counter(
+            "rxstore_slow_clients_dropped", "Clients disconnected for falling behind.", registry=r
+        )
+        self.bad_input = Counter("rxstore_bad_input", "Rejected client events.", ["reason"], registry=r)
+        self.head = Gauge("rxstore_head_seq", "Last seq broadcast.", registry=r)
+        self.lag = Gauge("rxstore_lag_seconds", "Commit-to-broadcast lag of the last batch.", registry=r)
+        self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)
+        self.snapshot_frames = Counter(
+            "rxstore_snapshot_frames", "Snapshot frames (chunks) sent.", registry=r
+        )
+        self.snapshots_active = Gauge(
+            "rxstore_snapshots_active", "Snapshots being read and sent now.", registry=r
+        )
+        self.snapshots_waiting = Gauge(
+            "rxstore_snapshots_waiting", "Clients waiting for a snapshot slot.", registry=r
+        )
+        self.queued_bytes = Gauge(
+            "rxstore_queued_bytes", "Encoded bytes waiting in every client's send queue.", registry=r
+        )
+        self.stalled = Counter(
+            "rxstore_stalled_clients_dropped",
+            "Clients dropped for not accepting a frame within client_send_timeout.",
+            registry=r,
+        )
+        self.authorize_errors = Counter(
+            "rxstore_authorize_errors",
+            "authorize/can_subscribe calls that raised (the row or topic was denied).",
+            registry=r,
+        )
+        self.expired = Counter(
+            "rxstore_sessions_expired", "Sessions ended because their token expired.", registry=r
+        )
+        self.broadcasts = Counter(
+            "rxstore_broadcasts", "Client broadcasts delivered to this node's clients.", registry=r
+        )
+        self.bad_frames = Counter(
+            "rxstore_bad_frames",
+            "Client frames refused at the wire, the socket closed (malformed, binary, oversize_closed).",
+            ["reason"],
+            registry=r,
+        )
+        self.handshake_timeouts = Counter(
+            "rxstore_handshake_timeouts",
+            "Connections closed for not joining the namespace within handshake_timeout.",
+            registry=r,
+        )
+        self.bad_input_log_suppressed = Counter(
+            "rxstore_bad_input_log_suppressed",
+            "Warnings about bad clients not logged (over bad_input_log_per_minute).",
+            registry=r,
+        )

@@ -1,0 +1,221 @@
+"""Bringing a new or returning client up to date: snapshot or replay, then live.
+
+A new client (no cursor) gets a snapshot at a known seq, a returning one the
+changes after its cursor (or a reset and a snapshot when its cursor is of
+another log, trimmed, or ahead). It is marked live in the same synchronous
+step that finds its cursor at the tailer's head, so that it misses no batch
+and gets none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from rxstore.events import LIVE, RESET, Change
+from rxstore.gateway.api import RowFilter
+from rxstore.gateway.changelog import ChangeLog, SnapshotReader
+from rxstore.gateway.delivery import Client, Delivery, OutFrame, Stalled
+from rxstore.gateway.metrics import Metrics
+
+__all__ = ["Sync"]
+
+log = logging.getLogger("rxstore.gateway")
+
+MAX_PAGE_ROWS = 10_000
+"""Most rows read from a snapshot at once."""
+
+
+class _PerUser:
+    """One lock per user, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user) or (asyncio.Lock(), 0)
+        self._locks[user] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[user]
+            if users == 1:
+                del self._locks[user]
+            else:
+                self._locks[user] = (lock, users - 1)
+
+
+class Sync:
+    """Snapshots and replays, sent through the clients' sockets with backpressure.
+
+    Args:
+        log: The change log.
+        delivery: The clients' sockets.
+        metrics: The gateway's metrics.
+        head: The tailer's head (the last seq broadcast), read when asked.
+        events_for: ``(client, changes) -> [event, payload] pairs`` the client may see.
+        authorize: The row filter, failing closed (``None``: every row).
+        names: Topic -> socket event name.
+        batch_size: Most changes per read of the log.
+        read_bytes: Most bytes of rows per read of the log.
+        snapshot_concurrency: Most snapshots read and sent at once.
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        delivery: Delivery,
+        metrics: Metrics,
+        *,
+        head: Callable[[], int],
+        events_for: Callable[[Client, Sequence[Change]], list[Any]],
+        authorize: RowFilter | None,
+        names: dict[str, str],
+        batch_size: int,
+        read_bytes: int,
+        snapshot_concurrency: int,
+    ) -> None:
+        self.log = log
+        self.delivery = delivery
+        self.metrics = metrics
+        self.head = head
+        self.events_for = events_for
+        self.authorize = authorize
+        self.names = names
+        self.batch_size = batch_size
+        self.read_bytes = read_bytes
+        self._slots = asyncio.Semaphore(snapshot_concurrency)
+        self._user_snapshots = _PerUser()
+
+    async def run(self, client: Client) -> None:
+        """Bring ``client`` up to date and mark it live; drop or disconnect it on failure."""
+        await asyncio.sleep(0)  # let python-socketio finish the handshake first
+        try:
+            cursor = client.cursor
+            horizon = await self.log.horizon()
+            epoch = await self.log.epoch()
+            reason = None
+            if cursor is not None and client.epoch is not None and client.epoch != epoch:
+                reason = "epoch_changed"  # a cursor of another log: another database, a restored backup
+            elif cursor is not None and cursor < horizon:
+                reason = "cursor_expired"  # the changes after it were trimmed
+            elif cursor is not None and cursor > await self.log.head():
+                reason = "cursor_ahead"  # from another database (restored, recreated)
+            if cursor is None or reason is not None:
+                if reason is not None:
+                    await self.delivery.emit(
+                        client,
+                        RESET,
+                        {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
+                    )
+                await self.snapshot(client)
+            client.epoch = epoch  # sent in rxstore:live
+            await self.catch_up(client)
+        except asyncio.CancelledError:
+            raise
+        except Stalled as exc:
+            self.delivery.drop_stalled(client, exc)
+        except Exception:
+            log.exception("[RealtimeGateway] could not bring %s up to date", client.sid)
+            await self.delivery.sio.disconnect(client.sid)
+
+    async def snapshot(self, client: Client) -> None:
+        """Stream the client's topics at one log position, a page of rows at a time.
+
+        Each topic goes in ``rxstore:snapshot`` frames of at most ``frame_bytes``
+        (``"more": true`` on all but its last); the next page is read only once
+        the client has taken the previous frame, so a client that does not read
+        holds a frame or two, never the table.
+        """
+        topics = sorted(client.topics)
+        metrics = self.metrics
+        metrics.snapshots_waiting.inc()
+        async with self._user_snapshots.hold(client.user.id):  # one at a time per user
+            try:
+                await self._slots.acquire()
+            finally:
+                metrics.snapshots_waiting.dec()
+            metrics.snapshots_active.inc()
+            try:
+                async with self.log.snapshot_reader(topics) as reader:
+                    for topic in topics:
+                        await self._stream_topic(client, reader, topic)
+                    seq, skip = reader.seq, reader.skip
+            finally:
+                metrics.snapshots_active.dec()
+                self._slots.release()
+        metrics.snapshots.inc()
+        client.cursor = seq
+        client.skip = skip
+
+    async def _stream_topic(self, client: Client, reader: SnapshotReader, topic: str) -> None:
+        authorize, user, event, seq = self.authorize, client.user, self.names[topic], reader.seq
+        delivery = self.delivery
+        limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
+        while True:
+            rows, more = await reader.fetch(topic, limit)
+            fetched = len(rows)
+            if authorize is not None:
+                rows = [row for row in rows if authorize(user, topic, row)]
+            if not rows and more:
+                limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
+                continue
+            nbytes = 0
+            for frame in delivery.snapshot_frames(topic, event, seq, rows, more):
+                await delivery.send(client, frame)
+                self.metrics.snapshot_frames.inc()
+                nbytes += frame.nbytes
+            if not more:
+                return
+            per_row = max(1, nbytes // max(1, len(rows)) * len(rows) // fetched)
+            limit = max(1, min(MAX_PAGE_ROWS, delivery.frame_bytes // per_row))
+
+    async def catch_up(self, client: Client) -> None:
+        """Replay the changes after the client's cursor, then mark it live at the head."""
+        prefetch: asyncio.Future[list[Change]] | None = None
+        delivery = self.delivery
+        try:
+            while True:
+                cursor = client.cursor
+                assert cursor is not None
+                head = self.head()
+                if cursor >= head:
+                    # Synchronous from the check to here: the tailer cannot slip a batch in between.
+                    client.live = True
+                    delivery.enqueue(client, OutFrame(LIVE, {"seq": cursor, "epoch": client.epoch}))
+                    return
+                if prefetch is None:
+                    prefetch = asyncio.ensure_future(
+                        self.log.read(cursor, limit=self.batch_size, max_bytes=self.read_bytes)
+                    )
+                changes = await prefetch
+                prefetch = None
+                if not changes:
+                    client.cursor = self.head()
+                    continue
+                if changes[0].seq != cursor + 1 and cursor < await self.log.horizon():
+                    # Trimmed between our horizon check and this read: start over from a snapshot.
+                    horizon = await self.log.horizon()
+                    await delivery.emit(
+                        client, RESET, {"reason": "cursor_expired", "cursor": cursor, "horizon": horizon}
+                    )
+                    await self.snapshot(client)
+                    continue
+                if changes[-1].seq < self.head():  # read the next page while this one is sent
+                    prefetch = asyncio.ensure_future(
+                        self.log.read(changes[-1].seq, limit=self.batch_size, max_bytes=self.read_bytes)
+                    )
+                events = self.events_for(client, changes)
+                client.cursor = changes[-1].seq
+                if events:
+                    self.metrics.replayed.inc(len(events))
+                    for frame in delivery.batch_frames(events):
+                        await delivery.send(client, frame)
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()

@@ -1,0 +1,183 @@
+"""The live path: one reader of the change log handing each batch to every live client.
+
+The tailer reads from the last seq it broadcast (its head) and hands each
+batch, in one synchronous step with the head update, to the queue of every
+live client: a client marked live at the head (see :mod:`rxstore.gateway.sync`)
+misses no batch and gets none twice. Clients of the same topics get the same
+frames, encoded once, unless a row filter makes each client's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rxstore.events import Change
+from rxstore.gateway.api import Retention, RowFilter
+from rxstore.gateway.changelog import ChangeLog
+from rxstore.gateway.delivery import Client, Delivery, OutFrame
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.visibility import events_for
+
+__all__ = ["Tailer"]
+
+log = logging.getLogger("rxstore.gateway")
+
+
+class Tailer:
+    """Reads the change log on from its head and broadcasts what it reads; trims the log.
+
+    Args:
+        log: The change log.
+        delivery: The clients' queues.
+        metrics: The gateway's metrics.
+        clients: The gateway's connected clients by sid (shared, not copied).
+        authorize: The row filter, failing closed (``None``: every row).
+        names: Topic -> socket event name.
+        primary_keys: Topic -> primary key.
+        key_only: Topic -> primary key, for topics whose ``old`` is the key alone.
+        batch_size: Most changes per read.
+        read_bytes: Most bytes of rows per read.
+        coalesce: Shortest time, in seconds, between two live broadcasts.
+        retention: Trimming of the change log.
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        delivery: Delivery,
+        metrics: Metrics,
+        clients: dict[str, Client],
+        *,
+        authorize: RowFilter | None,
+        names: dict[str, str],
+        primary_keys: dict[str, str],
+        key_only: dict[str, str],
+        batch_size: int,
+        read_bytes: int,
+        coalesce: float,
+        retention: Retention,
+    ) -> None:
+        self.log = log
+        self.delivery = delivery
+        self.metrics = metrics
+        self.clients = clients
+        self.authorize = authorize
+        self.names = names
+        self.primary_keys = primary_keys
+        self.key_only = key_only
+        self.batch_size = batch_size
+        self.read_bytes = read_bytes
+        self.coalesce = coalesce
+        self.retention = retention
+        self.head = 0
+        """The last seq broadcast."""
+
+    def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
+        skip, cursor = client.skip, client.cursor or 0
+        events = events_for(
+            changes,
+            user=client.user,
+            topics=client.topics,
+            cursor=cursor,
+            skip=skip,
+            authorize=self.authorize,
+            names=self.names,
+            primary_keys=self.primary_keys,
+            key_only=self.key_only,
+        )
+        if skip and cursor >= max(skip):
+            client.skip = frozenset()
+        return events
+
+    async def tail(self) -> None:
+        """Read and broadcast forever; a failed read is retried, a failed broadcast logged."""
+        log_ = self.log
+        loop = asyncio.get_running_loop()
+        last_broadcast = -float("inf")
+        backlog = False
+        while True:
+            if self.coalesce and not backlog:
+                pause = last_broadcast + self.coalesce - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            try:
+                changes = await log_.read(self.head, limit=self.batch_size, max_bytes=self.read_bytes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.healthy.set(0)
+                log.warning("[RealtimeGateway] reading the change log failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.metrics.healthy.set(1 if log_.healthy else 0)
+            if not changes:
+                await log_.wait(1.0)
+                continue
+            backlog = len(changes) >= self.batch_size
+            if self.coalesce and not backlog:  # a read cut by max_bytes is a backlog too
+                with contextlib.suppress(Exception):
+                    backlog = changes[-1].seq < await log_.head()
+            last_broadcast = loop.time()
+            try:
+                self.broadcast(changes)
+            except Exception:  # never let one bad batch make the node deaf
+                log.exception(
+                    "[RealtimeGateway] broadcasting seq %d-%d failed", changes[0].seq, changes[-1].seq
+                )
+
+    def broadcast(self, changes: Sequence[Change]) -> None:
+        """Hand a batch to every live client; synchronous with the head update.
+
+        A failure for one client (a bug) drops that client, which resumes from
+        its own cursor later: the others, and the head, are not affected.
+        """
+        self.head = head = changes[-1].seq
+        metrics = self.metrics
+        metrics.changes.inc(len(changes))
+        metrics.head.set(head)
+        metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
+        shared: dict[frozenset[str], list[OutFrame]] = {}
+        delivery = self.delivery
+        first = changes[0].seq
+        for client in list(self.clients.values()):  # enqueue may drop a slow client
+            if not client.live:
+                continue
+            try:
+                cursor = client.cursor
+                if self.authorize is None and not client.skip and cursor is not None and cursor < first:
+                    # Clients of the same topics get the same frames, encoded once.
+                    frames = shared.get(client.topics)
+                    if frames is None:
+                        frames = shared[client.topics] = delivery.batch_frames(
+                            self.events_for(client, changes)
+                        )
+                else:
+                    frames = delivery.batch_frames(self.events_for(client, changes))
+                client.cursor = head
+                for frame in frames:
+                    if not delivery.enqueue(client, frame):
+                        break
+            except Exception:
+                log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
+                delivery.drop(client)
+
+    async def trim(self) -> None:
+        """Trim the log every ``retention.interval`` seconds, forever."""
+        retention = self.retention
+        while True:
+            await asyncio.sleep(retention.interval)
+            try:
+                removed = await self.log.trim(max_age=retention.max_age, max_rows=retention.max_rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("[RealtimeGateway] trimming the change log failed: %s", exc)
+                continue
+            if removed:
+                log.info("[RealtimeGateway] trimmed %d changes from the log", removed)

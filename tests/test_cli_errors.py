@@ -218,7 +218,7 @@ async def test_a_failed_start_leaves_nothing_running(tmp_path: Path, busy_port: 
 
 
 def test_the_checks_docstring_examples_run() -> None:
-    import rxstore._cli_checks as checks
+    import rxstore.cli._checks as checks
 
     result = doctest.testmod(checks, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

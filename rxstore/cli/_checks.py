@@ -20,6 +20,7 @@ from rxstore.errors import RxStoreError
 
 __all__ = [
     "EXIT_USAGE",
+    "SECRET_ENV",
     "CommandError",
     "Parser",
     "check_secret",
@@ -35,6 +36,9 @@ __all__ = [
 
 EXIT_USAGE = 2
 """Exit status of every command-line mistake (argparse's own, too)."""
+
+SECRET_ENV = "RXSTORE_SECRET"
+"""The environment variable ``serve`` and ``token`` read the HMAC secret from."""
 
 _EXTRAS = {
     "jwt": "gateway",
@@ -281,7 +285,7 @@ def check_secret(secret: str, algorithm: str) -> None:
         >>> check_secret("x" * 32, "HS256")
         >>> check_secret("short", "HS256")
         Traceback (most recent call last):
-        rxstore._cli_checks.CommandError: the secret is 5 bytes long; HS256 needs at least 32 ...
+        rxstore.cli._checks.CommandError: the secret is 5 bytes long; HS256 needs at least 32 ...
     """
     need = _HMAC_MIN_BYTES.get(algorithm.upper())
     size = len(secret.encode())

@@ -1,0 +1,55 @@
+"""The ``rxstore`` command: ``serve``, ``token``, ``demo`` and ``log``.
+
+``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
+file, a writer changing posts, and a RootStore + PostStore client rendering
+the live table in the terminal.
+
+The command is a package of rooms: :mod:`._parser` (the options),
+:mod:`._checks` (option checks, one-line errors), :mod:`._serve` (``serve``
+and ``token``), :mod:`._demo` (``demo``) and :mod:`._log` (``log``).
+``python -m rxstore.cli`` runs :func:`main`, as the ``rxstore`` script does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from rxstore.cli._checks import run_command
+from rxstore.cli._demo import demo
+from rxstore.cli._log import log_command
+from rxstore.cli._parser import build_parser
+from rxstore.cli._serve import serve, token_auth
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rxstore`` command line; returns the exit status (2 for a mistake, said in one line)."""
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: _command(args), debug=getattr(args, "debug", False))
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "token":
+        auth = token_auth(args)
+        print(auth.issue(args.sub, ttl=args.ttl if args.ttl > 0 else None))
+        return 0
+    if args.command == "serve":
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+        )
+        return _run(serve(args))
+    if args.command == "log":
+        return _run(log_command(args))
+    return _run(demo(args))
+
+
+def _run(coroutine: Any) -> int:
+    try:
+        return int(asyncio.run(coroutine))
+    except KeyboardInterrupt:
+        return 130

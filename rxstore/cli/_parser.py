@@ -1,0 +1,261 @@
+"""The ``rxstore`` command's options: ``serve``, ``token``, ``demo`` and ``log``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rxstore import __version__
+from rxstore.cli._checks import (
+    SECRET_ENV,
+    Parser,
+    byte_size,
+    count,
+    port,
+    seconds,
+    table_key,
+    ttl,
+    user,
+)
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rxstore`` command's argument parser."""
+    parser = Parser(
+        prog="rxstore",
+        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo. "
+        "A mistake is one line on stderr and exit status 2 (--debug adds the traceback).",
+    )
+    parser.add_argument("--version", action="version", version=f"rxstore {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve database changes to Socket.IO clients",
+        description="Serve the changes of TABLES in a SQLite or PostgreSQL database as Socket.IO events.",
+    )
+    serve.add_argument(
+        "--db",
+        default="sqlite:///rxstore.db",
+        help="sqlite:///FILE or postgresql://... (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--tables",
+        nargs="+",
+        default=["posts"],
+        metavar="TABLE",
+        help="tables to watch and serve, each keyed on its 'id' column unless --key says otherwise "
+        "(default: posts)",
+    )
+    serve.add_argument(
+        "--key",
+        type=table_key,
+        action="append",
+        default=[],
+        metavar="TABLE=COLUMN",
+        help="the column that identifies TABLE's rows, when it is not 'id' (repeat for several tables)",
+    )
+    serve.add_argument(
+        "--old",
+        choices=["full", "key"],
+        default="full",
+        help="what UPDATE/DELETE changes carry of the row before: the whole row, or only its "
+        "primary key (smaller frames; enough for TableStore) (default: %(default)s)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=port, default=8080, help="port to listen on; 0: a free one (default: %(default)s)"
+    )
+    serve.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${SECRET_ENV})")
+    serve.add_argument(
+        "--algorithm",
+        help="JWT algorithm accepted (default: HS256 with --secret, the key's own with --public-key: "
+        "RS256 for RSA, ES256 for P-256)",
+    )
+    serve.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="verify RS256/ES256/... tokens with this public key (PEM, or an X.509 certificate)",
+    )
+    serve.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="verify tokens with the keys of this local JWKS file, picked by the token's 'kid'",
+    )
+    serve.add_argument(
+        "--demo-schema",
+        action="store_true",
+        help="create the demo 'posts' table if missing, serve it (besides --tables) and its "
+        "save_post/delete_post mutations",
+    )
+    serve.add_argument(
+        "--serializer",
+        choices=["json", "msgpack"],
+        default="json",
+        help="Socket.IO packet serializer; clients must match (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--owner-column",
+        metavar="COLUMN",
+        help="with --private-column: private rows go only to the user named in COLUMN",
+    )
+    serve.add_argument("--private-column", metavar="COLUMN", help="a truthy COLUMN makes a row private")
+    serve.add_argument(
+        "--retention-age",
+        type=float,
+        default=7 * 24 * 3600.0,
+        metavar="SECONDS",
+        help="keep changes this long (default: one week)",
+    )
+    serve.add_argument(
+        "--retention-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="keep at most N changes (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis shared by several gateway nodes, for client broadcasts (redis://host:port)",
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between trims of the change log (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--coalesce",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="shortest time between two live broadcasts; changes committed meanwhile reach each "
+        "client in one frame (e.g. 0.05 for hundreds of clients of a busy log; default: %(default)s)",
+    )
+    limits = serve.add_argument_group(
+        "limits",
+        "bounds on what one client can cost the gateway (docs/reliability.md, Limits and hostile clients)",
+    )
+    limits.add_argument(
+        "--max-frame-bytes",
+        type=byte_size,
+        default=1 << 20,
+        metavar="SIZE",
+        help="largest frame a client may send; a bigger event is refused (default: 1MiB)",
+    )
+    limits.add_argument(
+        "--frame-bytes",
+        type=byte_size,
+        default=1 << 20,
+        metavar="SIZE",
+        help="size of the frames sent: snapshots go in chunks of it, batches are cut at it (default: 1MiB)",
+    )
+    limits.add_argument(
+        "--client-queue-bytes",
+        type=byte_size,
+        default=16 << 20,
+        metavar="SIZE",
+        help="most bytes waiting for one client; a client further behind is dropped (default: 16MiB)",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="a client that takes no frame for this long is dropped (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="a connection that does not join within this long is closed (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--snapshot-concurrency",
+        type=count,
+        default=4,
+        metavar="N",
+        help="most snapshots read and sent at once; more wait their turn (default: %(default)s)",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+
+    token = commands.add_parser("token", help="print a token for a user", description="Print a JWT for USER.")
+    token.add_argument("--sub", required=True, type=user, metavar="USER", help="the user the token names")
+    token.add_argument(
+        "--ttl",
+        type=ttl,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds the token is valid; 0: it never expires (default: %(default)s)",
+    )
+    token.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${SECRET_ENV})")
+    token.add_argument(
+        "--algorithm",
+        help="JWT algorithm (default: HS256 with --secret, the key's own with --private-key)",
+    )
+    token.add_argument(
+        "--private-key", metavar="FILE", help="sign with this private key (PEM) instead of a secret"
+    )
+    token.add_argument(
+        "--kid", metavar="KID", help="key id to write in the token's header (see serve --jwks)"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="run gateway, writer and a live client in one terminal",
+        description="Zero set-up tour: a gateway on an embedded SQLite file, a writer changing posts, "
+        "and a RootStore + PostStore client rendering the live table. Ctrl-C to stop.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--rate", type=float, default=20.0, metavar="N", help="changes per second (default: 20)"
+    )
+    demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
+    demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
+    _add_log_commands(commands)
+    return parser
+
+
+def _add_log_commands(commands: Any) -> None:
+    """``rxstore log show | mark-restore``: the change log's identity (its epoch)."""
+    log = commands.add_parser(
+        "log",
+        help="inspect the change log, or mark a restored database",
+        description="The change log's identity: every cursor a client holds belongs to one log epoch.",
+    )
+    actions = log.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    show = actions.add_parser(
+        "show",
+        help="print the log's epoch, head seq and horizon",
+        description="Print the change log's epoch, head seq and horizon on one line.",
+    )
+    mark = actions.add_parser(
+        "mark-restore",
+        help="give the log a new epoch: run after restoring a backup or copying a database",
+        description="Give the change log a new epoch. Run it after restoring a backup of the database "
+        "(a copied SQLite file, pg_restore or psql into the same database, a point-in-time "
+        "recovery), after copying a database file to serve the copy on its own, or after failing "
+        "over to a standby that may have lost recent writes; best with the gateways stopped, "
+        "before they serve it. Clients that come back with a cursor from before then get "
+        "rxstore:reset (epoch_changed) and a fresh snapshot, instead of a replay of changes that "
+        "are not the ones they missed. A database that is restored or copied into another "
+        "PostgreSQL database or cluster gets a new epoch by itself.",
+    )
+    for parser in (show, mark):
+        parser.add_argument(
+            "--db",
+            required=True,
+            metavar="URL",
+            help="sqlite:///FILE (must exist) or postgresql://...",
+        )

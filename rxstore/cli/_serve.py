@@ -1,0 +1,204 @@
+"""``rxstore serve`` and ``rxstore token``, and what ``demo`` shares with them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from rxstore.cli._checks import (
+    SECRET_ENV,
+    CommandError,
+    check_secret,
+    explain_watch_error,
+    redact,
+    served_tables,
+)
+
+__all__ = ["listen_problem", "open_log", "serve", "token_auth", "wait_for_stop"]
+
+
+def _secret(args: argparse.Namespace, algorithm: str) -> str:
+    secret = args.secret or os.environ.get(SECRET_ENV)
+    if not secret:
+        raise CommandError(f"no JWT secret: pass --secret or set {SECRET_ENV}")
+    check_secret(secret, algorithm)
+    return str(secret)
+
+
+def token_auth(args: argparse.Namespace) -> Any:
+    """The ``TokenAuth`` that ``serve`` verifies with, or ``token`` issues with.
+
+    Raises:
+        CommandError: The options or the key cannot work.
+    """
+    from rxstore.gateway.auth import KeyConfigError, TokenAuth
+
+    issuing = args.command == "token"
+    key_option = "--private-key" if issuing else "--public-key"
+    key_file = args.private_key if issuing else args.public_key
+    jwks = None if issuing else args.jwks
+    if args.secret and (key_file or jwks):
+        keys = key_option if issuing else f"{key_option}/--jwks"
+        raise CommandError(f"pass --secret (HS256) or {keys}, not both")
+    if jwks and (key_file or args.algorithm):
+        raise CommandError("--jwks goes alone: its keys name their algorithms (their 'alg', or their type)")
+    if args.algorithm and not args.algorithm.startswith("HS") and not (key_file or jwks):
+        how = "signs with a private key" if issuing else "verifies with a public key"
+        raise CommandError(
+            f"{args.algorithm} {how}: pass {key_option} FILE{'' if issuing else ' or --jwks FILE'} "
+            "(--secret is the HMAC secret of HS256/384/512)"
+        )
+    try:
+        if jwks:
+            return TokenAuth.from_jwks(jwks)
+        if key_file and issuing:
+            return TokenAuth.from_private_key(key_file, algorithm=args.algorithm, kid=args.kid)
+        if key_file:
+            return TokenAuth.from_public_key(key_file, algorithm=args.algorithm)
+        kid = args.kid if issuing else None
+        algorithm = args.algorithm or "HS256"
+        return TokenAuth(secret=_secret(args, algorithm), algorithm=algorithm, kid=kid)
+    except KeyConfigError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+async def wait_for_stop(duration: float | None) -> None:
+    """Return on SIGINT or SIGTERM, or after ``duration`` seconds (``None``: never)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Serve the tables until stopped; 0 when stopped."""
+    from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
+    from rxstore.gateway.server import RealtimeGateway, Retention, Topic
+
+    auth = token_auth(args)
+    tables = served_tables(args.tables, demo_schema=args.demo_schema)
+    keys = _table_keys(args.key, tables)
+    topics = [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
+    log = await open_log(args.db)
+    try:
+        if args.demo_schema:
+            await create_demo_schema(log)
+        for topic in topics:
+            await _watch(log, topic.name, topic.primary_key, demo_schema=args.demo_schema)
+    except BaseException:
+        await log.close()
+        raise
+    gateway = RealtimeGateway(
+        log,
+        topics=topics,
+        auth=auth,
+        authorize=_row_filter(args),
+        serializer=args.serializer,
+        coalesce=args.coalesce,
+        max_frame_bytes=args.max_frame_bytes,
+        frame_bytes=args.frame_bytes,
+        client_queue_bytes=args.client_queue_bytes,
+        client_send_timeout=args.send_timeout,
+        handshake_timeout=args.handshake_timeout,
+        snapshot_concurrency=args.snapshot_concurrency,
+        retention=Retention(
+            max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
+        ),
+        redis_url=args.redis,
+    )
+    if args.demo_schema:
+        register_demo_mutations(gateway)
+    try:
+        await gateway.start(args.host, args.port)
+    except OSError as exc:
+        await gateway.stop()
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
+    print(
+        f"rxstore: serving {', '.join(tables)} from {redact(args.db)} on {gateway.url} (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        await wait_for_stop(None)
+    finally:
+        await gateway.stop()
+    return 0
+
+
+def listen_problem(exc: OSError) -> str:
+    """Say in words why a server could not listen, and what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is in use (another server listens there): pick another --port, or 0 (free)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges): pick another --port"
+    return " ".join(str(exc.strerror or exc).split())
+
+
+def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict[str, str]:
+    """``--key TABLE=COLUMN`` options as table -> key column; each TABLE must be served."""
+    keys: dict[str, str] = {}
+    for table, column in pairs:
+        if table not in tables:
+            raise CommandError(
+                f"--key {table}={column}: {table!r} is not served (--tables {' '.join(tables)})"
+            )
+        if keys.setdefault(table, column) != column:
+            raise CommandError(f"--key names two key columns for {table!r}: {keys[table]} and {column}")
+    return keys
+
+
+async def open_log(url: str, *, option: str | None = None) -> Any:
+    """The change log of ``url``, opened (the database file or server checked first).
+
+    Args:
+        url: The database URL.
+        option: How the command line named the database, for messages (default ``--db URL``).
+    """
+    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.sqlite import SQLiteChangeLog
+
+    try:
+        log = open_change_log(url)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    option = option or f"--db {url}"
+    if isinstance(log, SQLiteChangeLog):
+        if log.path.is_dir():
+            raise CommandError(f"{option}: {log.path} is a directory: name a database file in it")
+        if not log.path.parent.is_dir():
+            raise CommandError(f"{option}: no directory {log.path.parent} for the database file")
+    try:
+        await log.open()
+    except Exception as exc:
+        detail = " ".join(str(exc).split())  # the log's own message names the URL (redacted)
+        where = "" if redact(url) in detail else f"cannot open the database {redact(url)}: "
+        raise CommandError(where + detail) from exc
+    return log
+
+
+async def _watch(log: Any, table: str, key: str, *, demo_schema: bool) -> None:
+    """Install the capture of ``table``, saying how to fix a missing table or key column."""
+    try:
+        await log.watch(table, primary_key=key)
+    except ValueError as exc:
+        raise CommandError(explain_watch_error(table, str(exc), demo_schema=demo_schema)) from exc
+
+
+def _row_filter(args: argparse.Namespace) -> Any:
+    """The ``authorize`` hook of ``--private-column``/``--owner-column`` (``None`` without them)."""
+    if not args.private_column:
+        return None
+    private, owner = args.private_column, args.owner_column
+
+    def authorize(user: Any, topic: str, row: Any) -> bool:
+        return not row.get(private) or (owner is not None and row.get(owner) == user.id)
+
+    return authorize

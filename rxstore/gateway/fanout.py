@@ -75,6 +75,10 @@ class _WatchedRedisManager(socketio.AsyncRedisManager, QueuedManager):  # type: 
     Its listener also retries a lost Redis every ``max_retry`` seconds at most:
     python-socketio's own doubles its pause up to 60 s, so after a long outage a
     node could stay deaf for a minute after Redis was back.
+
+    It overrides python-socketio 5.x's private ``_listen`` and
+    ``_redis_listen_with_retries`` and calls ``_redis_connect``;
+    ``tests/gateway/test_library_pins.py`` fails when those change.
     """
 
     last_heard: float = 0.0

@@ -22,8 +22,8 @@ from rxstore.gateway.api import Handler, MutationHandler, Writes
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, room
 from rxstore.gateway.fanout import RedisFanout
-from rxstore.gateway.guard import BadPayload
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.packets import BadPayload
 
 __all__ = ["MAX_MUTATION_ID", "SOCKETIO_RESERVED", "ClientEvents", "fingerprint"]
 

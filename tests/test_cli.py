@@ -66,8 +66,11 @@ async def test_serve_and_token_let_a_separate_root_store_follow_a_table(tmp_path
         env=env,
     )
     try:
+        assert server.stdout is not None
         line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
-        url = re.search(r"http://[\d.]+:\d+", line).group(0)
+        found = re.search(r"http://[\d.]+:\d+", line)
+        assert found is not None, line
+        url = found.group(0)
         token = subprocess.run(
             [*RXSTORE, "token", "--sub", "bob"],
             capture_output=True,
@@ -102,6 +105,7 @@ async def serving(*args: str) -> AsyncIterator[tuple[str, str]]:
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "RXSTORE_SECRET": SECRET},
     )  # fmt: skip
     try:
+        assert server.stdout is not None
         assert server.stdout is not None
         line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
         found = re.search(r"http://[\d.]+:\d+", line)

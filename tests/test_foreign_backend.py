@@ -221,7 +221,7 @@ async def test_no_duplicate_filtering_the_same_payload_sent_again_is_applied_aga
             await server.write(kind, {"id": "p1", "title": title} if title else {"id": "p1"})
             await wait_for(
                 lambda number=number: len(activity.value) == number, what=f"step {number}", timeout=5.0
-            )  # type: ignore[misc]
+            )
             post = posts.value.get("p1")
             titles.append(post.title if post else None)
     assert titles == ["first", "second", "first", None, None, "first"]

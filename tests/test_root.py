@@ -26,6 +26,7 @@ from rxstore.testing import (
     message_frame,
     snapshot_frame,
 )
+from tests.recorded import value_of
 
 
 @attrs.frozen
@@ -52,6 +53,14 @@ class LikeStore(DomainStore[Likes]):
         return Likes(state.count + 1)
 
 
+def event_name(event: Event) -> str:
+    return event.name
+
+
+def status_value(state: ConnectionState) -> str:
+    return state.status.value
+
+
 class Recorder:
     """A plain RealtimeStore (not a DomainStore): gets the whole hot stream."""
 
@@ -59,7 +68,7 @@ class Recorder:
         self.names: list[str] = []
 
     def setup_realtime_handlers(self, events):
-        return events.pipe(ops.map(lambda e: e.name)).subscribe(self.names.append)
+        return events.pipe(ops.map(event_name)).subscribe(self.names.append)
 
 
 def titles(store: PostStore) -> dict[str, str]:
@@ -109,7 +118,7 @@ def test_a_control_frame_inside_a_batch_is_reported_not_delivered():
         m.run()
     assert sorted(titles(posts)) == ["p1", "p2"]
     assert recorder.names == ["post_update", "post_update"]
-    assert len(errors) == 1 and "'rxstore:reset' inside a batch" in errors[0].value.value
+    assert len(errors) == 1 and "'rxstore:reset' inside a batch" in value_of(errors[0])
 
 
 def test_duplicate_seqs_are_dropped_before_the_stores():
@@ -144,7 +153,7 @@ def test_changes_missed_while_disconnected_are_replayed_once_on_reconnect():
             link="c---x---c",
             values=values,
         )
-        states = m.record(root.connection.pipe(ops.map(lambda c: c.status.value)))
+        states = m.record(root.connection.pipe(ops.map(status_value)))
         sizes = m.record(posts.select(len))
         m.run()
     assert titles(posts) == {f"p{i}": str(i) for i in range(1, 7)}
@@ -160,10 +169,10 @@ def test_refused_connection_says_why():
         states = m.record(root.connection)
         errors = m.record(root.errors)
         m.run()
-    assert states[-1].value.value == ConnectionState(
+    assert value_of(states[-1]) == ConnectionState(
         ConnectionStatus.DISCONNECTED, reason="invalid_token", url="virtual://gateway"
     )
-    assert errors[0].value.value.reason == "invalid_token"
+    assert value_of(errors[0]).reason == "invalid_token"
 
 
 def test_malformed_frames_are_reported_and_nothing_else_is_affected():
@@ -187,7 +196,7 @@ def test_malformed_frames_are_reported_and_nothing_else_is_affected():
     assert titles(posts) == {"p1": "one", "p2": "two"}
     assert likes.value == Likes(1)
     assert [r.time for r in errors] == [3, 5, 7, 7, 9]
-    assert all(isinstance(r.value.value, ProtocolError) for r in errors)
+    assert all(isinstance(value_of(r), ProtocolError) for r in errors)
 
 
 def test_store_failures_reach_root_errors_with_the_store_name():
@@ -202,8 +211,8 @@ def test_store_failures_reach_root_errors_with_the_store_name():
         )
         errors = m.record(root.errors)
         m.run()
-    assert errors[0].value.value.store == "PostStore"
-    assert "title" in str(errors[0].value.value.__cause__)
+    assert value_of(errors[0]).store == "PostStore"
+    assert "title" in str(value_of(errors[0]).__cause__)
 
 
 def test_handlers_are_never_registered_twice():

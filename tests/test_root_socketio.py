@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import socketio
 from aiohttp import web
 
-from rxstore import Backoff, ConnectionRefused, ConnectionStatus, RootStore, TableStore
+from rxstore import Backoff, ConnectionRefused, ConnectionState, ConnectionStatus, RootStore, TableStore
 from rxstore.testing import change_frame
 from tests.waiting import wait_for
 
@@ -49,6 +50,7 @@ async def server() -> AsyncIterator[Server]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    assert isinstance(site._server, asyncio.Server)
     port = site._server.sockets[0].getsockname()[1]
     state = Server(sio, f"http://127.0.0.1:{port}")
 
@@ -89,7 +91,7 @@ async def test_root_store_follows_post_updates_from_a_real_server(server: Server
 
 async def test_wrong_token_is_refused_and_connection_says_why(server: Server) -> None:
     root = RootStore(server.url, stores=[PostStore()], token="wrong")
-    states = []
+    states: list[ConnectionState] = []
     root.connection.subscribe(states.append)
     with pytest.raises(ConnectionRefused) as refused:
         await root.setup_realtime()
@@ -136,8 +138,8 @@ async def test_call_is_acknowledged_and_queued_in_order_while_offline(server: Se
         await server.sio.disconnect(server.sids[-1])
         await wait_for(lambda: root.connection_state.attempt >= 1, timeout=5.0)
         queued = [asyncio.ensure_future(root.call("create_post", {"title": t})) for t in "bcd"]
-        await asyncio.sleep(0.2)
-        assert received == [{"title": "a"}] and root.metrics.outbox_depth == 3
+        await wait_for(lambda: root.metrics.outbox_depth == 3, timeout=5.0, what="three calls queued")
+        assert received == [{"title": "a"}]
         server.accepting = True
         acks = await asyncio.wait_for(asyncio.gather(*queued), 10)
     assert [a["n"] for a in acks] == [2, 3, 4]
@@ -154,17 +156,23 @@ async def test_teardown_leaves_no_task_socket_or_subscription_behind() -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     try:
+        assert process.stdout is not None and process.stdin is not None
         port = int((await asyncio.wait_for(process.stdout.readline(), 20)).decode())
         before = set(asyncio.all_tasks())
         posts = PostStore()
         root = RootStore(f"http://127.0.0.1:{port}", stores=[posts])
         async with root:
             assert root.connection_state.connected
-        await asyncio.sleep(0.2)
-        leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
-        assert leftover == []
+
+        def leftover() -> list[asyncio.Task[Any]]:
+            return [t for t in asyncio.all_tasks() - before if not t.done()]
+
+        with contextlib.suppress(AssertionError):  # the assert below names what is left
+            await wait_for(lambda: not leftover(), timeout=5.0, what="the root's tasks ended")
+        assert leftover() == []
         assert not posts._errors.observers
-        assert root._transport._client is None
+        assert root._transport._client is None  # type: ignore[attr-defined]  # private: no public handle
     finally:
-        process.stdin.close()
+        if process.stdin is not None:
+            process.stdin.close()
         await asyncio.wait_for(process.wait(), 10)

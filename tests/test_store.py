@@ -7,6 +7,7 @@ import pytest
 
 from rxstore import DomainStore, Event, StoreError
 from rxstore.testing import marbles, message
+from tests.recorded import value_of
 
 
 @attrs.frozen
@@ -140,7 +141,7 @@ def test_failing_reducer_keeps_state_reports_error_and_store_keeps_running():
         m.run()
     assert states == m.expected("sa---b", {"s": Likes(), "a": Likes(1, "p1"), "b": Likes(2, "p2")})
     assert [r.time for r in errors] == [3]
-    error = errors[0].value.value
+    error = value_of(errors[0])
     assert isinstance(error, StoreError) and isinstance(error, RuntimeError)
     assert error.store == "Fragile" and error.event.data == {"post": "bad"}
     assert isinstance(error.__cause__, KeyError)

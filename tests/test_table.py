@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from rxstore import EventKind, StoreError, TableState, TableStore, ValidationError
+from rxstore import EventKind, RxStoreError, TableState, TableStore, ValidationError
 from rxstore.events import Event
 from rxstore.testing import change, marbles, snapshot
 
@@ -102,7 +104,7 @@ def test_reset_empties_the_table_and_a_following_snapshot_refills_it():
 
 def test_bad_record_is_reported_with_the_field_named_and_skipped():
     posts = PostStore()
-    errors: list[StoreError] = []
+    errors: list[RxStoreError] = []
     posts.errors.subscribe(errors.append)
     posts.apply(
         [
@@ -143,7 +145,7 @@ def test_ordering_is_memoized_per_state():
     assert posts.value.ordered(by_likes, reverse=True)[0].id == "p1"
 
 
-class DictStore(TableStore[dict]):
+class DictStore(TableStore[dict[str, Any]]):
     table = "notes"
 
 
@@ -204,7 +206,7 @@ def test_an_update_that_changes_the_primary_key_moves_the_row():
 
 def test_an_update_whose_old_row_has_an_unhashable_key_is_reported_and_skipped():
     posts = PostStore()
-    errors: list[StoreError] = []
+    errors: list[RxStoreError] = []
     posts.errors.subscribe(errors.append)
     posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "a"})])
     posts.apply([change("posts", 2, "UPDATE", {"id": "p1", "title": "b"}, old={"id": ["x"], "title": "a"})])

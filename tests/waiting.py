@@ -7,7 +7,8 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-Predicate = Callable[[], "bool | Awaitable[bool]"]
+#: Called with no arguments (``...`` lets a lambda bind a loop variable as a default argument).
+Predicate = Callable[..., "bool | Awaitable[bool]"]
 
 
 async def wait_for(

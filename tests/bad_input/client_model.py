@@ -10,7 +10,7 @@ bad input are written down in :data:`DECISIONS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from hypothesis import strategies as st
@@ -130,8 +130,12 @@ def new_client() -> Client:
     errors: list[Exception] = []
     root.errors.subscribe(errors.append)
     emissions: list[str] = []
+
+    def emitted(name: str) -> Callable[[Any], None]:
+        return lambda _state: emissions.append(name)
+
     for store in (posts, comments, likes):
-        store.state.subscribe(lambda _state, name=store.name: emissions.append(name))
+        store.state.subscribe(emitted(store.name))
     emissions.clear()  # the BehaviorSubjects' current values
     return Client(root, link, posts, comments, likes, recorder, errors, emissions)
 
@@ -460,10 +464,19 @@ _ITEM_KIND = st.sampled_from(
 _BATCH_SIZE = st.integers(0, 8)
 
 
+T = TypeVar("T")
+
+
+class Draw(Protocol):
+    """Hypothesis's ``draw`` (of ``@composite`` or ``data()``): a value of the strategy's type."""
+
+    def __call__(self, strategy: st.SearchStrategy[T], /) -> T: ...
+
+
 class Gen:
     """Draws items; keeps the seqs issued so far to draw duplicates and stragglers."""
 
-    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+    def __init__(self, draw: Draw) -> None:
         self.draw = draw
         self.next_seq = 1
         self.issued: list[int] = []

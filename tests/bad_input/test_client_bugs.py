@@ -19,7 +19,8 @@ from tests.bad_input.client_model import Client, new_client
 
 
 def _insert(seq: int, key: Any, **fields: Any) -> dict[str, Any]:
-    return change_frame("posts", seq, "INSERT", {"id": key, **fields}).data
+    data: dict[str, Any] = change_frame("posts", seq, "INSERT", {"id": key, **fields}).data
+    return data
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,8 @@ def test_a_client_event_named_connect_does_not_redo_the_handshake(fresh: Gateway
         client = await fresh.attacker("mallory")
         snapshots: list[Any] = []
         client.on(SNAPSHOT, snapshots.append)
-        await asyncio.sleep(0.3)
-        snapshots.clear()  # the snapshot of the real handshake
+        await asyncio.sleep(0.3)  # the real handshake's snapshot may arrive or not: the raw client
+        snapshots.clear()  # can only listen after connect returns  # the snapshot of the real handshake
         sid = client.get_sid()
         auth = {"token": AUTH.issue("mallory"), "topics": ["posts"]}
         for _ in range(3):
@@ -83,13 +83,13 @@ def test_a_client_event_named_disconnect_does_not_orphan_the_connection(fresh: G
 def test_a_broadcast_under_a_socketio_reserved_name_is_refused(fresh: GatewayEnv) -> None:
     async def attempt() -> None:
         ack = await fresh.call("mallory", BROADCAST, {"topic": "posts", "event": "disconnect", "data": 1})
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the point: a forwarded 'disconnect' gets time to reconnect alice
         hello = await fresh.call("mallory", BROADCAST, {"topic": "posts", "event": "hello", "data": 2})
         assert hello == {"ok": True}
         await wait_for(
             lambda: any(name == "hello" for name, _ in fresh.broadcasts), what="hello at alice", timeout=15.0
         )
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the point: a second 'hello' would arrive now
         assert fresh.alice.metrics.reconnects == 0, f"alice reconnected: {fresh.states}"
         assert [name for name, _ in fresh.broadcasts].count("hello") == 1, "alice got 'hello' twice"
         assert ack.get("ok") is False, ack

@@ -19,7 +19,8 @@ from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import EXAMPLES, load_example
-from tests.gateway.harness import AUTH, start_gateway, wait_for
+from tests.gateway.harness import AUTH, start_gateway
+from tests.waiting import wait_for
 
 mirror = load_example("mirror_service")
 

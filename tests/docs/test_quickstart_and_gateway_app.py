@@ -14,7 +14,8 @@ from rxstore import CallRejected, RootStore
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import EXAMPLES, load_example
-from tests.gateway.harness import AUTH, SECRET, PostStore, start_gateway, wait_for
+from tests.gateway.harness import AUTH, SECRET, PostStore, start_gateway
+from tests.waiting import wait_for
 
 quickstart = load_example("quickstart")
 gateway_app = load_example("gateway_app")

@@ -139,7 +139,7 @@ class GatewayProcess:
 
         async def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}")
             health = await self.health()
             return health is not None and health[0] == 200
 

@@ -40,7 +40,7 @@ async def test_gateway_kill_9_mid_stream_clients_resume_exactly_once(cluster, re
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )
-    await asyncio.sleep(1.0)  # live changes after the restart
+    await asyncio.sleep(1.0)  # paces the check: the writer's live changes after the restart are in it
     outcome = await settle(db, clients, [writer])
 
     recorder.record(

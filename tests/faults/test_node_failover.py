@@ -59,7 +59,7 @@ async def test_kill_node_1_of_2_clients_fail_over_to_node_2(cluster, recorder, p
         marker="after-kill",
         marker_written=marker_written,
     )
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # paces the check: the writer's live changes after recovery are in it
     outcome = await settle(db, clients, [writer])
 
     on_node2 = sum(1 for c in clients if c.root.connection_state.url == node2.url)

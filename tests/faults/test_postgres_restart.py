@@ -69,7 +69,7 @@ async def test_postgres_restart_mid_stream(cluster, recorder, own_postgres, mode
     await wait_for(lambda: bool(seen) and seen[-1][1] == "up", 10, "gateway reports the log up")
     stop.set()
     await watcher
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # paces the check: the writer's live changes after recovery are in it
     outcome = await settle(db, clients, [writer])
 
     states = [state for _, state in seen]

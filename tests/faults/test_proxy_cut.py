@@ -54,7 +54,7 @@ async def test_cut_every_client_link(cluster, recorder, tmp_path, outage, new_li
     live_s, caught_up_s = recovery(
         clients, fault_start=fault_start, fault_end=fault_end, marker="back", marker_written=marker_written
     )
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # paces the check: the writer's live changes after recovery are in it
     outcome = await settle(db, clients, [writer])
 
     scenario = f"2-proxy-cut-{outage:g}s" + ("-beyond-retention" if retention else "")

@@ -77,7 +77,7 @@ class Followers:
 async def _sample_rss(gateway, samples: list[tuple[float, int]], stop: asyncio.Event) -> None:
     while not stop.is_set():
         samples.append((time.monotonic(), gateway.rss()))
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.25)  # paces the RSS sampler
 
 
 async def _tick(db: SqliteDb, written: dict[str, float], stop: asyncio.Event) -> None:
@@ -87,7 +87,7 @@ async def _tick(db: SqliteDb, written: dict[str, float], stop: asyncio.Event) ->
         title = f"tick{k}"
         await db.write_marker(title)
         written[title] = time.time()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # paces the tick writer
 
 
 def _mb(value: float) -> float:
@@ -251,7 +251,7 @@ async def test_gateway_exits_on_sigterm_with_a_stalled_client(cluster, tmp_path)
     try:
         await asyncio.to_thread(stalled.connect)
         await db.bulk_write(3000, body=2000)  # more than the socket buffers hold
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the point: SIGTERM while the gateway is blocked sending to it
         started = time.monotonic()
         code = await gateway.terminate(timeout=10)
         assert code == 0, f"no exit {time.monotonic() - started:.1f} s after SIGTERM"

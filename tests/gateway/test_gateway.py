@@ -72,7 +72,7 @@ async def test_resume_after_1000_missed_changes_delivers_each_once(gateway: Real
         await wait_for(lambda: root.connection_state.connected)
     replayed = counter.seen[before:]
     assert len(replayed) == 1000 and len(set(replayed)) == 1000
-    assert replayed == sorted(replayed) and replayed[0] > cursor
+    assert cursor is not None and replayed == sorted(replayed) and replayed[0] > cursor
     assert root.metrics.duplicates == 0
     assert posts.value.to_dict() == await all_posts(gateway.log)
 
@@ -406,7 +406,7 @@ async def test_coalesce_sends_changes_of_one_window_in_one_frame(tmp_path: Path)
             await wait_for(lambda: len(posts.value) == 6, timeout=10, what="the window's changes")
             assert sizes == [1, 6], "the 5 changes of one window came in one frame, one state update"
             # 100 changes in one transaction: 10 pages of 10, sent without waiting 3 s between pages.
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(3.0)  # the point: the last broadcast's 3 s window runs out first
             await write_posts_in_one_transaction(gateway, 100, 100)
             await wait_for(lambda: len(posts.value) == 106, timeout=2.5, what="a 10-page backlog")
             assert posts.value.to_dict() == await all_posts(gateway.log)
@@ -468,7 +468,6 @@ async def test_topics_with_key_only_old_rows_send_the_key_and_clients_still_mirr
         assert any(row.get("title") == "title 1" and "body" in row for row in seen_by_authorize)
     finally:
         await gateway.stop()
-
 
 
 async def test_emptying_the_table_empties_every_client(gateway: RealtimeGateway) -> None:

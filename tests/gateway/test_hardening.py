@@ -158,7 +158,9 @@ async def test_an_expired_session_refuses_events_sent_after_exp(gateway: Realtim
     await client.connect(gateway.url, auth={"token": token}, transports=["websocket"])
     try:
         sid = next(iter(gateway._clients))
-        gateway._clients[sid].expiry.cancel()  # hold the session open past exp, as a late timer would
+        expiry = gateway._clients[sid].expiry  # private: no public handle on a session's timer
+        assert expiry is not None
+        expiry.cancel()  # hold the session open past exp, as a late timer would
         while time.time() < exp:
             await asyncio.sleep(0.05)
         acks.append(await client.call("rxstore:mutate", {"id": "m1", "name": "save_post", "args": {}}))

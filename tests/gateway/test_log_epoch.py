@@ -32,6 +32,7 @@ from rxstore.gateway.server import RealtimeGateway
 from rxstore.testing import change_frame, marbles
 from tests.gateway.harness import AUTH, PostStore, root_for, start_gateway
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
+from tests.recorded import value_of
 from tests.services import PG_BIN_DIR, PostgresServer
 from tests.waiting import wait_for
 
@@ -522,7 +523,7 @@ def test_the_virtual_gateway_resets_a_root_whose_epoch_it_no_longer_has() -> Non
         m.at(4, lambda: setattr(m.link, "epoch", "restored"))
         resets = m.record(root.events)
         m.run()
-    kinds = [(r.time, r.value.value.kind, r.value.value.data) for r in resets]
+    kinds = [(r.time, value_of(r).kind, value_of(r).data) for r in resets]
     reset = [k for k in kinds if k[1] is EventKind.RESET]
     assert reset == [
         (6, EventKind.RESET, {"reason": "epoch_changed", "cursor": 1, "horizon": 0, "epoch": "restored"})

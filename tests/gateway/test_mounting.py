@@ -228,7 +228,7 @@ async def test_the_wire_guard_and_the_client_queue_hold_under_asgi(tmp_path: Pat
 
         root, posts = await follow(url)
         await wait_for(lambda: root.metrics.reconnects == 0 and posts.value is not None, what="connected")
-        await wait_for(lambda: gateway._clients and all(c.live for c in gateway._clients.values()))
+        await wait_for(lambda: bool(gateway._clients) and all(c.live for c in gateway._clients.values()))
         statements = [
             ("INSERT INTO posts (id, title) VALUES (?, ?)", (f"p{i}", f"post {i}")) for i in range(30)
         ]

@@ -138,8 +138,7 @@ async def test_50_mutations_queued_offline_apply_once_in_order_after_reconnect(t
             asyncio.ensure_future(root.mutate("append_title", {"id": "p", "suffix": f",{i}"}))
             for i in range(1, 51)
         ]
-        await asyncio.sleep(0.3)
-        assert root.metrics.outbox_depth == 50
+        await wait_for(lambda: root.metrics.outbox_depth == 50, 5, "50 mutations in the outbox")
         gateway = RealtimeGateway(open_change_log(url), topics=["posts"], auth=AUTH)
         register(gateway)
         await gateway.start(port=port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 import attrs
@@ -28,10 +29,11 @@ class PresenceStore(DomainStore[Presence]):
         return Presence((*state.seen, f"{event.data['from']}:{event.data['data']}"))
 
 
-async def health(url: str) -> dict:
+async def health(url: str) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as http, http.get(f"{url}/healthz") as response:
-        return json.loads(await response.text()) | {"http": response.status}
+        report: dict[str, Any] = json.loads(await response.text())
+        return report | {"http": response.status}
 
 
 @pytest.mark.timeout(90)

@@ -82,10 +82,11 @@ class NodeFollower:
 
     async def wait_for_status(self, status: str) -> dict[str, Any]:
         """Read stderr until the script reports ``status`` (e.g. ``live``)."""
-        assert self.proc.stderr is not None
+        stderr = self.proc.stderr
+        assert stderr is not None
 
         async def read() -> dict[str, Any]:
-            while line := await self.proc.stderr.readline():
+            while line := await stderr.readline():
                 try:
                     message = json.loads(line)
                 except ValueError:
@@ -93,7 +94,8 @@ class NodeFollower:
                     continue
                 self.statuses.append(message)
                 if message.get("status") == status:
-                    return message
+                    found: dict[str, Any] = message
+                    return found
             raise AssertionError(f"node exited before {status!r}; stderr: {self.stderr_other}")
 
         return await asyncio.wait_for(read(), self.timeout)

@@ -1,4 +1,7 @@
-"""The gateway inside another application: an ASGI app, and the pieces an aiohttp app gets.
+"""Serving the gateway: alone, inside an aiohttp app, or as an ASGI app.
+
+:class:`Serving` is the gateway's base class holding ``start``, ``attach``,
+``asgi_app``, ``lifespan`` and ``stop``.
 
 :meth:`RealtimeGateway.asgi_app() <rxstore.gateway.server.RealtimeGateway.asgi_app>`
 returns a :class:`GatewayASGIApp`: Socket.IO on its path, ``/healthz`` and

@@ -11,6 +11,19 @@ duplicate at the seam::
     log        ──1──2──3──4──5──6──
     tailer     ──────[1-3]─────[4-6]──     (head 3, then 6)
     client     connects at cursor 1: replay [2-3], live, then [4-6]
+
+This module wires the gateway together and holds its lifecycle and the
+connection handshake; each other concern has a module of its own:
+
+* :mod:`~rxstore.gateway.api`: Topic, Retention, Writes, the hook types (no Socket.IO).
+* :mod:`~rxstore.gateway.tailer`: the live path (read the log, broadcast), trimming.
+* :mod:`~rxstore.gateway.sync`: bringing a client up to date (snapshot, replay, live).
+* :mod:`~rxstore.gateway.visibility`: who sees which change (pure functions).
+* :mod:`~rxstore.gateway.delivery`: per-client queues, encoding, backpressure, engine.io internals.
+* :mod:`~rxstore.gateway.mutations`: what clients send (mutations, broadcasts, handlers).
+* :mod:`~rxstore.gateway.mount`: serving it (alone, in an aiohttp app, ASGI).
+* :mod:`~rxstore.gateway.guard` and :mod:`~rxstore.gateway.packets`: hostile input at the wire.
+* :mod:`~rxstore.gateway.metrics`: the Prometheus metrics.
 """
 
 from __future__ import annotations

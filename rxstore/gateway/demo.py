@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from rxstore.gateway.api import Writes
 from rxstore.gateway.auth import User
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.table import structure_record
@@ -125,8 +126,6 @@ def register_demo_mutations(gateway: RealtimeGateway) -> None:
         f"INSERT INTO posts ({', '.join(_COLUMNS)}) VALUES ({_params(log, len(_COLUMNS))}) "
         f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE posts.author = excluded.author"
     )
-
-    from rxstore.gateway.server import Writes
 
     @gateway.mutation("save_post")
     async def save(user: User, args: Any) -> Writes:

@@ -4,4 +4,5 @@ import sys
 
 from rxstore.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (e.g. by pkgutil.walk_packages), it does nothing
+    sys.exit(main())

@@ -1,4 +1,7 @@
-"""The root's fast envelope check (``envelope_seq``) agrees with ``parse_change``.
+"""rxstore.events: change envelopes (``parse_change``, the fast ``envelope_seq``), Change and Event.
+
+First, the property that the root's fast envelope check (``envelope_seq``) agrees with
+``parse_change``:
 
 ``envelope_seq`` is what the root store runs on every incoming change; it
 builds nothing and returns ``None`` for anything it does not certainly accept,
@@ -13,11 +16,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import attrs
+import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from rxstore.errors import ProtocolError
-from rxstore.events import envelope_seq, parse_change
+from rxstore.events import Change, Event, EventKind, Op, envelope_seq, parse_change, topic_event_name
 from tests.bad_input.strategies import big_ints, json_scalars, json_values, texts
 
 OPS = ("INSERT", "UPDATE", "DELETE")
@@ -138,3 +143,113 @@ def test_envelope_seq_and_parse_change_accept_and_reject_the_same_payloads(paylo
     """Accepted by the fast check: parse_change accepts it with the same seq; rejected by
     parse_change: the fast check rejects it too; only an integer ``ts`` takes the slow path."""
     _agree(payload)
+
+
+# -- parse_change: what a valid envelope becomes, what an invalid one is told -------------------
+
+ENVELOPE: dict[str, Any] = {"seq": 7, "topic": "posts", "op": "UPDATE", "record": {"id": "p1"}, "ts": 1.5}
+
+
+def test_parse_change_keeps_every_field_and_makes_an_integer_ts_a_float() -> None:
+    change = parse_change({**ENVELOPE, "old": {"id": "p0"}, "ts": 2, "mutation": "m1"})
+    assert change == Change(7, "posts", Op.UPDATE, {"id": "p1"}, {"id": "p0"}, 2.0, "m1")
+    assert type(change.ts) is float
+
+
+def test_parse_change_defaults_ts_to_zero_and_old_and_mutation_to_none() -> None:
+    change = parse_change({"seq": 1, "topic": "t", "op": "INSERT", "record": {"id": 1}})
+    assert (change.ts, change.old, change.mutation) == (0.0, None, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({k: v for k, v in ENVELOPE.items() if k != "topic"}, "missing 'topic'"),
+        ({**ENVELOPE, "op": "DROP"}, "invalid op 'DROP'"),
+        ({**ENVELOPE, "seq": -1}, "'seq' must be a non-negative int"),
+        ({**ENVELOPE, "seq": True}, "'seq' must be a non-negative int"),
+        ({**ENVELOPE, "op": "DELETE", "record": None}, "DELETE change envelope needs 'old'"),
+        ({**ENVELOPE, "record": None}, "UPDATE change envelope needs 'record'"),
+        ({**ENVELOPE, "ts": "now"}, "'ts' must be a number"),
+        ({**ENVELOPE, "ts": 10**400}, "'ts' is out of range"),
+        ({**ENVELOPE, "mutation": 5}, "'mutation' must be a string or null"),
+        ([ENVELOPE], "must be an object, got list"),
+    ],
+)
+def test_parse_change_names_what_is_wrong(payload: Any, says: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_change(payload, event="post_update")
+    assert says in str(refused.value)
+    assert refused.value.event == "post_update" and refused.value.payload is payload
+
+
+def test_a_huge_bad_value_is_quoted_bounded_in_the_error() -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_change({**ENVELOPE, "seq": "x" * 100_000})
+    assert len(str(refused.value)) < 300
+
+
+# -- Change and Event values ----------------------------------------------------------------------
+
+
+def test_change_key_reads_the_record_or_for_a_delete_the_old_row() -> None:
+    assert parse_change(ENVELOPE).key("id") == "p1"
+    delete = parse_change({**ENVELOPE, "op": "DELETE", "record": None, "old": {"id": "gone"}})
+    assert delete.key("id") == "gone"
+
+
+def test_change_key_missing_is_a_protocol_error_naming_seq_topic_and_key() -> None:
+    with pytest.raises(ProtocolError, match=r"seq=7 on 'posts' has no 'uuid'"):
+        parse_change(ENVELOPE).key("uuid")
+
+
+def test_to_payload_round_trips_and_leaves_out_a_missing_mutation() -> None:
+    change = parse_change(ENVELOPE)
+    assert "mutation" not in change.to_payload()
+    assert parse_change(change.to_payload()) == change
+    with_mutation = parse_change({**ENVELOPE, "mutation": "m9"})
+    assert with_mutation.to_payload()["mutation"] == "m9"
+    assert parse_change(with_mutation.to_payload()) == with_mutation
+
+
+def test_an_event_parses_its_change_on_first_use_once_and_equality_ignores_it() -> None:
+    event = Event("post_update", dict(ENVELOPE), EventKind.CHANGE, 7)
+    first = event.change
+    assert first == parse_change(ENVELOPE) and event.change is first
+    assert event == Event("post_update", dict(ENVELOPE), EventKind.CHANGE, 7)
+
+
+def test_an_event_with_a_bad_envelope_raises_when_its_change_is_read() -> None:
+    event = Event("post_update", {**ENVELOPE, "op": "DROP"}, EventKind.CHANGE, 7)
+    with pytest.raises(ProtocolError, match="invalid op"):
+        _ = event.change
+
+
+def test_from_change_carries_the_change_its_seq_and_its_wire_form() -> None:
+    change = parse_change(ENVELOPE)
+    event = Event.from_change("post_update", change)
+    assert (event.kind, event.seq, event.data) == (EventKind.CHANGE, 7, change.to_payload())
+    assert event.change is change
+
+
+def test_a_message_event_has_no_change_and_values_are_frozen() -> None:
+    event = Event("post_liked", {"id": "p1"})
+    assert event.kind is EventKind.MESSAGE and event.change is None
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.name = "other"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        parse_change(ENVELOPE).seq = 8  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("topic", "name"),
+    [
+        ("posts", "post_update"),
+        ("categories", "category_update"),
+        ("news", "news_update"),
+        ("address", "address_update"),
+        ("glass", "glass_update"),
+    ],
+)
+def test_topic_event_name_is_the_singular_plus_update(topic: str, name: str) -> None:
+    assert topic_event_name(topic) == name

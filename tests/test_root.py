@@ -256,15 +256,3 @@ async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():
         await pending
     assert [t for t in asyncio.all_tasks() if t.get_name() == "rxstore-root"] == []
 
-
-def test_metrics_sample_reduce_time_per_store():
-    posts = PostStore()
-    root = RootStore("virtual://", stores=[posts], transport=VirtualLink())
-    root.setup_domain_event_handlers()
-    for seq in range(1, 65):
-        root._on_frame(
-            "post_update", change_frame("posts", seq, "INSERT", {"id": f"p{seq}", "title": "t"}).data
-        )
-    snapshot = root.metrics.snapshot()
-    assert snapshot.changes_applied == 64 and snapshot.cursor == 64
-    assert 0 < snapshot.reduce_seconds["PostStore"] < 0.1

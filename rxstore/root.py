@@ -15,13 +15,10 @@ import inspect
 import logging
 import random
 import time
-import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import attrs
 from reactivex import Observable
 from reactivex.abc import DisposableBase, SchedulerBase
 from reactivex.subject import BehaviorSubject, Subject
@@ -29,12 +26,8 @@ from reactivex.subject import BehaviorSubject, Subject
 from rxstore._live import root_live
 from rxstore.connection import Backoff, ConnectionState, ConnectionStatus, SyncState
 from rxstore.errors import (
-    CallRejected,
-    CallTimeout,
     ConnectError,
     ConnectionRefused,
-    NotConnected,
-    OutboxFull,
     ProtocolError,
     RxStoreError,
     StoreError,
@@ -43,11 +36,9 @@ from rxstore.errors import (
 )
 from rxstore.events import (
     BATCH,
-    BROADCAST,
     CLOSING,
     CONTROL_PREFIX,
     LIVE,
-    MUTATE,
     RESET,
     SNAPSHOT,
     Event,
@@ -57,6 +48,7 @@ from rxstore.events import (
     parse_change,
 )
 from rxstore.metrics import Metrics
+from rxstore.outbox import Outbox, consume_exception
 from rxstore.store import DomainStore, RealtimeStore
 from rxstore.table import TableStore
 from rxstore.transport import SocketIOTransport, Transport
@@ -76,18 +68,6 @@ _FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "bad_request"})
 """Refusals that a retry with the same token and topics cannot pass (``bad_request``:
 the gateway says the client itself is wrong). Any other refusal is retried with
 backoff, up to ``Backoff.max_attempts`` failed attempts in a row."""
-
-
-@attrs.define
-class _Outgoing:
-    event: str
-    data: Any
-    future: asyncio.Future[Any]
-    timeout: float
-    retry: bool = False
-    """Resend after a lost acknowledgement (idempotent mutations only)."""
-    deadline: float | None = None
-    """Loop time after which a retried message fails with CallTimeout."""
 
 
 class RootStore:
@@ -143,9 +123,6 @@ class RootStore:
         self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
         self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
         self.backoff = backoff or Backoff()
-        self.outbox_limit = outbox_limit
-        self.call_timeout = call_timeout
-        self.settle_after = settle_after
         if connect_timeout is not None and not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
         self.connect_timeout = connect_timeout
@@ -164,10 +141,17 @@ class RootStore:
         self._routes: dict[str, tuple[DomainStore[Any], ...]] = {}
         self._deliveries = 0
         self._subscriptions: list[DisposableBase] = []
-        self._outbox: deque[_Outgoing] = deque()
+        self.outbox = Outbox(
+            self._transport,
+            self.metrics,
+            connected=lambda: self._connection.value.connected,
+            report=self._report,
+            limit=outbox_limit,
+            call_timeout=call_timeout,
+            settle_after=settle_after,
+        )
+        """Calls, emits and mutations on their way (``call``, ``mutate``, ... delegate to it)."""
         self._task: asyncio.Task[None] | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._settle_timers: dict[tuple[TableStore[Any], str], asyncio.TimerHandle] = {}
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
         self._url_index = 0
@@ -305,7 +289,7 @@ class RootStore:
         if wait:
             await first
         else:
-            first.add_done_callback(_consume_exception)  # giving up shows on connection and errors
+            first.add_done_callback(consume_exception)  # giving up shows on connection and errors
 
     async def teardown_realtime(self) -> None:
         """Close the connection and release every task and subscription.
@@ -318,20 +302,8 @@ class RootStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RxStoreError):
                 await task
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-        for handle in self._settle_timers.values():
-            handle.cancel()
-        self._settle_timers.clear()
+        await self.outbox.close()
         await self._transport.disconnect()
-        while self._outbox:
-            item = self._outbox.popleft()
-            if not item.future.done():
-                item.future.set_exception(NotConnected("the root store was torn down"))
-        self.metrics.outbox_depth = 0
         for subscription in self._subscriptions:
             subscription.dispose()
         self._subscriptions.clear()
@@ -352,7 +324,7 @@ class RootStore:
     ) -> None:
         await self.teardown_realtime()
 
-    # -- sending ---------------------------------------------------------------
+    # -- sending (the outbox) --------------------------------------------------
 
     async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
         """Send ``event`` and return the gateway's acknowledgement.
@@ -368,13 +340,7 @@ class RootStore:
             CallTimeout: No acknowledgement in time.
             NotConnected: The root store was torn down before the call was sent.
         """
-        timeout = self.call_timeout if timeout is None else timeout
-        if self.connection_state.connected and not self._outbox:
-            try:
-                return await self._transport.call(event, data, timeout=timeout)
-            except NotConnected:
-                pass  # not sent: the link went down first; queue it
-        return await self._queue(event, data, timeout)
+        return await self.outbox.call(event, data, timeout=timeout)
 
     async def mutate(
         self,
@@ -411,31 +377,7 @@ class RootStore:
             ``await root.mutate("rename_post", {"id": "p1", "title": "New"},
             optimistic={posts: {"p1": Post("p1", "New")}})``
         """
-        mutation = uuid.uuid4().hex
-        stores = list((optimistic or {}).items())
-        for store, rows in stores:
-            store.add_pending(mutation, rows)
-        timeout = self.call_timeout if timeout is None else timeout
-        payload = {"id": mutation, "name": name, "args": args}
-        try:
-            ack = _accepted(await self._queue(MUTATE, payload, timeout, retry=True), f"mutation {name!r}")
-        except BaseException as exc:
-            for store, _ in stores:
-                store.drop_pending(mutation)
-            if isinstance(exc, RxStoreError):
-                self._report(exc)
-            raise
-        if stores:
-            # The mutation's changes normally settle the rows; if it wrote none, stop showing them.
-            loop = asyncio.get_running_loop()
-            for store, _ in stores:
-                handle = loop.call_later(self.settle_after, self._settle, store, mutation)
-                self._settle_timers[(store, mutation)] = handle
-        return ack.get("result")
-
-    def _settle(self, store: TableStore[Any], mutation: str) -> None:
-        self._settle_timers.pop((store, mutation), None)
-        store.drop_pending(mutation)
+        return await self.outbox.mutate(name, args, optimistic=optimistic, timeout=timeout)
 
     async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
         """Send ``event`` to the other clients of ``topic``, on every gateway node.
@@ -448,7 +390,7 @@ class RootStore:
         Raises:
             CallRejected: Not a subscribed topic, or a reserved event name.
         """
-        _accepted(await self.call(BROADCAST, {"topic": topic, "event": event, "data": data}), f"{event!r}")
+        await self.outbox.broadcast(topic, event, data)
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` without waiting for an acknowledgement (queued while offline).
@@ -456,74 +398,7 @@ class RootStore:
         Raises:
             OutboxFull: Offline and the outbox is full; nothing was queued.
         """
-        if self.connection_state.connected and not self._outbox:
-            try:
-                await self._transport.emit(event, data)
-                return
-            except NotConnected:
-                pass
-        future = self._queue(event, data, 0.0)
-        future.add_done_callback(_consume_exception)
-
-    def _queue(self, event: str, data: Any, timeout: float, *, retry: bool = False) -> asyncio.Future[Any]:
-        """Append a message to the outbox and start flushing it if the link is up."""
-        if len(self._outbox) >= self.outbox_limit:
-            raise OutboxFull(
-                f"outbox holds {self.outbox_limit} messages; {event!r} was not queued "
-                "(raise outbox_limit or wait for the connection)"
-            )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + timeout if retry else None
-        if retry:  # the whole mutation has ``timeout``, also while offline for good
-            timer = loop.call_later(timeout, _time_out, future, event)
-            future.add_done_callback(lambda _: timer.cancel())
-        self._outbox.append(_Outgoing(event, data, future, timeout, retry, deadline))
-        self.metrics.outbox_depth = len(self._outbox)
-        if self.connection_state.connected and (self._flusher is None or self._flusher.done()):
-            self._flusher = loop.create_task(self._flush_outbox(), name="rxstore-outbox")
-        return future
-
-    async def _flush_outbox(self) -> None:
-        """Send what was queued, in order; stop (keeping the rest) if the link drops."""
-        loop = asyncio.get_running_loop()
-        while self._outbox and self.connection_state.connected:
-            item = self._outbox[0]
-            if item.future.done():  # cancelled by its caller
-                self._outbox.popleft()
-                continue
-            timeout = item.timeout
-            if item.deadline is not None:
-                timeout = item.deadline - loop.time()
-                if timeout <= 0:
-                    self._outbox.popleft()
-                    item.future.set_exception(CallTimeout(f"{item.event!r} not acknowledged in time"))
-                    continue
-            try:
-                if item.timeout > 0:
-                    result = await self._transport.call(item.event, item.data, timeout=timeout)
-                else:
-                    await self._transport.emit(item.event, item.data)
-                    result = None
-            except NotConnected:
-                return
-            except CallTimeout as exc:
-                if item.retry and loop.time() < (item.deadline or 0):
-                    if not self.connection_state.connected:
-                        return  # resent with the same id after the reconnect
-                    continue
-                self._outbox.popleft()
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            except RxStoreError as exc:
-                self._outbox.popleft()
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            else:
-                self._outbox.popleft()
-                if not item.future.done():
-                    item.future.set_result(result)
-            self.metrics.outbox_depth = len(self._outbox)
+        await self.outbox.emit(event, data)
 
     # -- the connection loop ---------------------------------------------------
 
@@ -627,8 +502,7 @@ class RootStore:
                 self._connected(url)
                 if not first.done():
                     first.set_result(None)
-                if self._outbox and (self._flusher is None or self._flusher.done()):
-                    self._flusher = asyncio.create_task(self._flush_outbox(), name="rxstore-outbox")
+                self.outbox.resume()
                 reason = await self._lost
                 log.info("[RootStore] connection to %s lost: %s", url, reason)
                 # A short jittered pause: when a node restarts, its clients do not all
@@ -934,19 +808,6 @@ class RootStore:
             self._report(exc)
 
 
-def _accepted(ack: Any, what: str) -> Mapping[str, Any]:
-    """Return a positive acknowledgement, or raise the rejection it carries.
-
-    Raises:
-        CallRejected: ``{"ok": false, "error": code, "message": ...}`` (or no proper ack).
-    """
-    if isinstance(ack, Mapping) and ack.get("ok"):
-        return ack
-    code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
-    message = ack.get("message") if isinstance(ack, Mapping) else None
-    raise CallRejected(code, f"{what} rejected: {message or code}")
-
-
 def _snapshot_event(data: Any) -> Event:
     """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
     if type(data) is not dict:
@@ -970,16 +831,6 @@ def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[s
     topics = [store.table for store in stores if isinstance(store, TableStore)]
     topics.extend(extra)
     return tuple(dict.fromkeys(topics))
-
-
-def _time_out(future: asyncio.Future[Any], event: str) -> None:
-    if not future.done():
-        future.set_exception(CallTimeout(f"{event!r} not acknowledged in time"))
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _checked_token(token: Token) -> Token:

@@ -1,4 +1,5 @@
-"""Asymmetric JWT keys: RS256/ES256 public keys and local JWKS files, with real keys.
+"""rxstore.gateway.auth: HS256 tokens (issue, verify, refusals by reason), and asymmetric JWT
+keys: RS256/ES256 public keys and local JWKS files, with real keys.
 
 Keys are generated here with ``cryptography``; tokens are signed with pyjwt (or forged
 by hand for the attacks: an HS256 token whose HMAC secret is the public key, an
@@ -113,7 +114,7 @@ def unsigned(kid: str | None = None) -> str:
     return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims()).encode())}."
 
 
-def refusal(auth: TokenAuth, token: str) -> AuthError:
+def refusal(auth: TokenAuth, token: object) -> AuthError:
     with pytest.raises(AuthError) as refused:
         auth.verify(token)
     return refused.value
@@ -436,3 +437,61 @@ async def test_cli_refuses_keys_that_cannot_work_with_a_clear_message(keys: Keys
     for (args, message), result in zip(cases, results, strict=True):
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+# -- HS256 (the default): issue and verify -----------------------------------------------------
+
+HS_SECRET = "rxstore-auth-test-secret-0123456789abcdef-long-enough-for-hs512-too"
+
+
+def test_an_issued_token_verifies_to_its_user_with_every_claim() -> None:
+    auth = TokenAuth(secret=HS_SECRET)
+    user = auth.verify(auth.issue("alice", ttl=60, role="admin", tenant=7))
+    assert user.id == "alice"
+    assert {k: user.claims[k] for k in ("sub", "role", "tenant")} == {
+        "sub": "alice",
+        "role": "admin",
+        "tenant": 7,
+    }
+    assert user.claims["exp"] - user.claims["iat"] == 60
+
+
+def test_a_token_issued_without_ttl_has_no_exp_and_keeps_verifying() -> None:
+    auth = TokenAuth(secret=HS_SECRET)
+    user = auth.verify(auth.issue("alice", ttl=None))
+    assert "exp" not in user.claims and user.id == "alice"
+
+
+def test_surrounding_whitespace_of_a_token_is_ignored_by_verify() -> None:
+    auth = TokenAuth(secret=HS_SECRET)
+    token = auth.issue("alice", ttl=60)
+    assert auth.verify(f" \t{token}\r\n").id == "alice"
+
+
+def test_an_expired_token_is_token_expired_unless_within_leeway() -> None:
+    token = TokenAuth(secret=HS_SECRET).issue("alice", ttl=-5)
+    assert refusal(TokenAuth(secret=HS_SECRET), token).reason == "token_expired"
+    assert TokenAuth(secret=HS_SECRET, leeway=30).verify(token).id == "alice"
+
+
+@pytest.mark.parametrize("token", [None, "", "   ", 42, b"bytes", "not.a.jwt", "a.b"])
+def test_a_missing_or_malformed_token_is_invalid_token(token: object) -> None:
+    assert refusal(TokenAuth(secret=HS_SECRET), token).reason == "invalid_token"
+
+
+def test_a_token_signed_with_another_secret_is_refused_naming_the_signature() -> None:
+    forged = TokenAuth(secret="another-secret-of-enough-length-0123456789").issue("alice")
+    error = refusal(TokenAuth(secret=HS_SECRET), forged)
+    assert error.reason == "invalid_token" and "signature does not match" in str(error)
+
+
+def test_a_token_of_another_hmac_algorithm_is_refused_naming_both() -> None:
+    token = jwt.encode({"sub": "alice"}, HS_SECRET, algorithm="HS512")
+    error = refusal(TokenAuth(secret=HS_SECRET), token)
+    assert error.reason == "invalid_token" and "HS512" in str(error) and "HS256" in str(error)
+
+
+@pytest.mark.parametrize("claims", [{}, {"sub": ""}, {"sub": 5}, {"name": "alice"}])
+def test_a_token_without_a_non_empty_string_sub_is_refused(claims: dict[str, Any]) -> None:
+    token = jwt.encode(claims, HS_SECRET, algorithm="HS256")
+    assert refusal(TokenAuth(secret=HS_SECRET), token).reason == "invalid_token"

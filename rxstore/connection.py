@@ -79,6 +79,14 @@ class Backoff:
             that raises); ``None`` = never. Giving up reports the last failure
             to ``root.errors``, sets the state to disconnected, and makes a
             waiting ``setup_realtime()`` raise it.
+        stable_after: A link accepted and then lost within this many seconds,
+            before a single frame arrived, counts as a failed attempt (a
+            server that refuses by disconnecting in its connection handler,
+            as NestJS's ``handleConnection`` does): the next attempt backs
+            off, and ``max_attempts`` such links in a row give up with a
+            ``ConnectionRefused`` (reason ``disconnected_at_once``) or a
+            ``TransportError``. A link that received a frame, or lived
+            longer, ends a run of failures.
 
     Example:
         >>> Backoff(initial=1.0, factor=2.0, maximum=5.0, jitter=0.0).delay(4)
@@ -94,6 +102,7 @@ class Backoff:
     max_attempts: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
+    stable_after: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
 
     def gives_up(self, failures: int) -> bool:
         """Return whether ``failures`` failed attempts in a row are enough to stop."""

@@ -132,7 +132,7 @@ class RootStore:
         """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
         self._token: Token = _checked_token(token)
         self._transport: Transport = transport or SocketIOTransport()
-        self._transport.bind(self._on_frame, self._on_lost)
+        self._transport.bind(self._on_frame, self.link_lost)
         self._events: Subject[Event] = Subject()
         self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
             ConnectionState(ConnectionStatus.IDLE)
@@ -477,6 +477,7 @@ class RootStore:
                     self._set_state(ConnectionState(status, url=url))
                 loop = asyncio.get_running_loop()
                 self._lost = loop.create_future()
+                frames = self.metrics.frames  # frames may arrive while connect() returns
                 error = await self._attempt(url)
                 if error is not None:
                     failures += 1
@@ -498,16 +499,30 @@ class RootStore:
                 if ever_connected:
                     self.metrics.reconnects += 1
                 ever_connected = True
-                failures = 0
-                self._connected(url)
+                up_since = loop.time()
+                self.link_up(url)
                 if not first.done():
                     first.set_result(None)
                 self.outbox.resume()
                 reason = await self._lost
                 log.info("[RootStore] connection to %s lost: %s", url, reason)
-                # A short jittered pause: when a node restarts, its clients do not all
-                # come back in the same instant.
-                await asyncio.sleep(self.backoff.delay(1, self._rng) * self._rng.random())
+                uptime = loop.time() - up_since
+                if self.metrics.frames != frames or uptime >= self.backoff.stable_after:
+                    failures = 0
+                    # A short jittered pause: when a node restarts, its clients do not all
+                    # come back in the same instant.
+                    await asyncio.sleep(self.backoff.delay(1, self._rng) * self._rng.random())
+                    continue
+                # Accepted, then dropped before a single frame (a server refusing in
+                # handleConnection): a failed attempt, or this loop would never end.
+                failures += 1
+                error = _dropped_at_once(url, reason, uptime)
+                if self.backoff.gives_up(failures):
+                    self._give_up(_gave_up(error, failures), url, first, reason=_reason_of(error))
+                    return
+                if not isinstance(error, TransportError):
+                    self._report(error)
+                await self._wait_before(failures, url, _reason_of(error))
         except asyncio.CancelledError:
             if not first.done():
                 first.cancel()
@@ -558,8 +573,12 @@ class RootStore:
         )
         await asyncio.sleep(delay)
 
-    def _connected(self, url: str) -> None:
-        """Mark the link up (called by the connection loop or a test harness)."""
+    def link_up(self, url: str) -> None:
+        """Mark the link to ``url`` up: replay from the cursor, tables replaying.
+
+        Called by the connection loop once a connection is accepted, and by a
+        harness that drives the link itself (``rxstore.testing.VirtualLink``).
+        """
         self._replaying = self.cursor is not None
         self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
         self._closing = None
@@ -571,15 +590,18 @@ class RootStore:
         for store in self._tables:
             store.set_sync(state)
 
-    def _refused(self, exc: ConnectionRefused, url: str) -> None:
-        """Mark the link refused for good (called by the connection loop or a test harness)."""
+    def link_refused(self, exc: ConnectionRefused, url: str) -> None:
+        """Mark the link refused for good: report ``exc``, disconnected, tables stale.
+
+        For a harness that drives the link itself (``rxstore.testing.VirtualLink``).
+        """
         log.warning("[RootStore] %s refused the connection: %s", url, exc.reason)
         self._report(exc)
         self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url))
         self._set_sync(SyncState.STALE)
 
-    def _on_lost(self, reason: str) -> None:
-        """Transport callback: the established link is gone."""
+    def link_lost(self, reason: str) -> None:
+        """Mark the established link lost (the transport's callback): reconnecting, tables stale."""
         if self._closing is not None:
             reason = self._closing  # e.g. token_expired: the gateway said why it ended the session
         lost = self._lost
@@ -853,6 +875,18 @@ def _name_of(provider: Any) -> str:
 def _reason_of(error: RxStoreError) -> str:
     """The ``ConnectionState.reason`` for a failed attempt."""
     return error.reason if isinstance(error, ConnectionRefused) else str(error)
+
+
+def _dropped_at_once(url: str, reason: str, uptime: float) -> RxStoreError:
+    """The failure of a link accepted, then lost ``uptime`` seconds later before any frame."""
+    if reason == "server disconnect":  # python-socketio's word for the server ending it
+        return ConnectionRefused(
+            "disconnected_at_once",
+            f"{url} accepted the connection and disconnected it {uptime:.2f} s later, before "
+            "sending anything (a server refusing in handleConnection? refuse in the handshake)",
+        )
+    lost = f"the link to {url} was lost {uptime:.2f} s after connecting"
+    return TransportError(f"{lost}, before any frame: {reason}")
 
 
 def _gave_up(error: RxStoreError, failures: int) -> RxStoreError:

@@ -253,7 +253,7 @@ class VirtualLink:
         root = self.root
         assert root is not None and self._on_frame is not None, "VirtualLink is not bound to a root"
         self.up = True
-        root._connected("virtual://gateway")
+        root.link_up("virtual://gateway")
         cursor = root.cursor
         if cursor is not None and root.epoch is not None and root.epoch != self.epoch:
             reset = {"reason": "epoch_changed", "cursor": cursor, "horizon": 0, "epoch": self.epoch}
@@ -275,7 +275,7 @@ class VirtualLink:
         """The gateway refuses a connection attempt."""
         self.up = False
         if self.root is not None:
-            self.root._refused(ConnectionRefused(reason), "virtual://gateway")
+            self.root.link_refused(ConnectionRefused(reason), "virtual://gateway")
 
     def _changes(self) -> Iterator[Frame]:
         for frame in self._log:

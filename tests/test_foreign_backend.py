@@ -249,20 +249,19 @@ async def test_server_refusing_the_token_is_tried_max_attempts_times_then_given_
     assert len(server.auths) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RootStore._run resets its failure count on every accepted connection, so a server that "
-    "accepts and then disconnects at once (a NestJS handleConnection refusing the token) is "
-    "reconnected forever, ~10 times a second; max_attempts is never reached (root.py, not fixed here)",
-)
 async def test_server_that_accepts_then_drops_at_once_is_given_up_after_max_attempts(
     server: SeedServer,
 ) -> None:
-    """Dropped before a single frame, max_attempts times in a row: the root stops instead of looping."""
+    """Dropped before a single frame, max_attempts times in a row: the root stops instead of looping.
+
+    Each such link is a failed attempt: reported as a ``ConnectionRefused``
+    (``disconnected_at_once``), and the third ends the loop with "gave up after 3".
+    """
     server.drop_on_connect = True
     root = RootStore(
         server.url, stores=[SeedPostStore()], token=TOKEN, backoff=Backoff(initial=0.01, max_attempts=3)
     )
+    errors = collect(root)
     try:
         await asyncio.wait_for(root.setup_realtime(), 10)
         await wait_for(
@@ -271,6 +270,10 @@ async def test_server_that_accepts_then_drops_at_once_is_given_up_after_max_atte
             timeout=5.0,
         )
         assert len(server.sids) == 3
-        assert root.connection_state.status is ConnectionStatus.DISCONNECTED
+        state = root.connection_state
+        assert state.status is ConnectionStatus.DISCONNECTED and state.reason == "disconnected_at_once"
+        assert [type(e) for e in errors] == [ConnectionRefused] * 3
+        assert all(isinstance(e, ConnectionRefused) and e.reason == "disconnected_at_once" for e in errors)
+        assert str(errors[-1]).startswith("gave up after 3 failed attempts: ")
     finally:
         await root.teardown_realtime()

@@ -10,7 +10,7 @@ from reactivex import operators as ops
 
 from rxstore import Backoff, RootStore, TableStore
 from rxstore.metrics import Metrics, MetricsSnapshot, percentile
-from rxstore.testing import VirtualLink, batch_frame, change_frame, marbles, message_frame, on_next
+from rxstore.testing import Frame, VirtualLink, batch_frame, change_frame, marbles, message_frame, on_next
 from tests.waiting import wait_for
 
 
@@ -35,7 +35,7 @@ def linked_root() -> tuple[RootStore, VirtualLink]:
     return root, link
 
 
-def insert(seq: int) -> object:
+def insert(seq: int) -> Frame:
     return change_frame("posts", seq, "INSERT", {"id": f"p{seq}", "title": "t"})
 
 
@@ -98,14 +98,16 @@ def test_the_event_rate_is_measured_between_two_snapshots() -> None:
     assert 100 / elapsed <= rate <= 100 / 0.1
 
 
+def events_of(snapshot: MetricsSnapshot) -> int:
+    return snapshot.events
+
+
 def test_snapshots_emit_every_interval_on_the_given_scheduler() -> None:
     with marbles() as m:
         metrics = Metrics()
         m.at(3, lambda: setattr(metrics, "events", 1))
         m.at(12, lambda: setattr(metrics, "events", 5))
-        counts = m.record(
-            metrics.snapshots(5.0, scheduler=m.scheduler).pipe(ops.map(lambda s: s.events), ops.take(3))
-        )
+        counts = m.record(metrics.snapshots(5.0, scheduler=m.scheduler).pipe(ops.map(events_of), ops.take(3)))
         m.run()
     assert counts[:3] == [on_next(5, 1), on_next(10, 1), on_next(15, 5)]
 

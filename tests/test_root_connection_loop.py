@@ -265,13 +265,15 @@ async def test_bad_request_is_fatal_at_the_first_refusal(server: Server) -> None
 async def test_max_attempts_counts_failures_in_a_row_and_restarts_after_a_connection(
     server: Server,
 ) -> None:
-    """2 refusals, connected, dropped, 2 refusals, connected again: max_attempts=3 is never reached."""
+    """2 refusals, connected (a frame served), dropped, 2 refusals, connected: max_attempts=3 not reached."""
     unavailable = gateway_refusal("unavailable")
     server.plan = [unavailable, unavailable]
     root = RootStore(server.url, token=TOKEN, backoff=attrs.evolve(FAST, max_attempts=3))
     errors, _ = watch(root)
     try:
         await asyncio.wait_for(root.setup_realtime(), BOUND)
+        await server.sio.emit("welcome", {}, to=server.sids[-1])  # a link that served a frame
+        await wait_for(lambda: root.metrics.frames == 1, timeout=BOUND, what="the frame")
         server.plan = [unavailable, unavailable]
         await server.sio.disconnect(server.sids[-1])
         await wait_for(lambda: len(server.sids) == 2 and root.connection_state.connected, timeout=BOUND)
@@ -279,6 +281,43 @@ async def test_max_attempts_counts_failures_in_a_row_and_restarts_after_a_connec
         assert [e.reason for e in errors if isinstance(e, ConnectionRefused)] == ["unavailable"] * 4
     finally:
         await asyncio.wait_for(root.teardown_realtime(), BOUND)
+
+
+async def test_a_link_dropped_before_any_frame_is_a_failed_attempt_unless_it_outlived_stable_after(
+    server: Server,
+) -> None:
+    """Refused, accepted and dropped at once (no frame), refused: the 3rd failure in a row gives up.
+
+    With ``stable_after=0`` the same silent link counts as a connection: the run restarts.
+    """
+    unavailable = gateway_refusal("unavailable")
+    for stable_after, gives_up in [(5.0, True), (0.0, False)]:
+        server.plan = [unavailable]
+        backoff = attrs.evolve(FAST, max_attempts=3, stable_after=stable_after)
+        root = RootStore(server.url, token=TOKEN, backoff=backoff)
+        errors, _ = watch(root)
+        try:
+            await asyncio.wait_for(root.setup_realtime(), BOUND)
+            server.plan = [unavailable]
+            await server.sio.disconnect(server.sids[-1])
+            await wait_for(
+                lambda r=root: (
+                    r.connection_state.status is ConnectionStatus.DISCONNECTED or len(server.attempts) == 4
+                ),
+                timeout=BOUND,
+                what="giving up, or the attempt after the refusal",
+            )
+            reasons = [e.reason for e in errors if isinstance(e, ConnectionRefused)]
+            if gives_up:
+                assert root.connection_state.status is ConnectionStatus.DISCONNECTED
+                assert len(server.attempts) == 3
+                assert reasons == ["unavailable", "disconnected_at_once", "unavailable"]
+                assert str(errors[-1]).startswith("gave up after 3 failed attempts: ")
+            else:
+                assert len(server.attempts) == 4 and reasons == ["unavailable", "unavailable"]
+        finally:
+            await asyncio.wait_for(root.teardown_realtime(), BOUND)
+            server.attempts.clear()
 
 
 async def test_an_unavailable_node_is_left_for_the_next_url(server: Server) -> None:

@@ -150,7 +150,7 @@ async def test_setup_gives_up_after_max_attempts_on_an_unreachable_gateway() -> 
         assert [s.attempt for s in states if s.status is ConnectionStatus.RECONNECTING] == [1, 2]
         assert states[-1].status is ConnectionStatus.DISCONNECTED
         # Given up for good: no attempt follows (watched for 10 times the longest delay).
-        await asyncio.sleep(10 * 0.1)
+        await asyncio.sleep(10 * 0.1)  # the point: an absence (no further attempt) has no event to await
         assert transport.attempts == 3 and states[-1].status is ConnectionStatus.DISCONNECTED
     finally:
         await root.teardown_realtime()  # does not raise after giving up

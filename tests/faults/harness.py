@@ -343,7 +343,7 @@ class PostgresWriter:
                 due += interval
                 pause = due - loop.time()
                 if pause > 0:
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(pause)  # paces the writer at its rate
                 else:
                     due = loop.time()
         finally:

@@ -49,7 +49,7 @@ async def test_50_mutations_queued_offline_for_10s_apply_once_in_order(cluster, 
         await wait_for(lambda: author.root.metrics.outbox_depth >= MUTATIONS, 5, "the outbox filled")
     depth_offline = author.root.metrics.outbox_depth
     assert not any(f.done() for f in queued), "a mutation finished while offline"
-    await asyncio.sleep(max(0.0, OFFLINE - (time.monotonic() - fault_start)))
+    await asyncio.sleep(max(0.0, OFFLINE - (time.monotonic() - fault_start)))  # the outage's length
     proxy.restore()
     fault_end = time.monotonic()
     marker_written = await db.write_marker("back")

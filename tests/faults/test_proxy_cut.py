@@ -45,7 +45,7 @@ async def test_cut_every_client_link(cluster, recorder, tmp_path, outage, new_li
     seq_at_cut = min(c.seq for c in clients)
     proxy.cut(new=new_links)
     await wait_for(lambda: not any(c.root.connection_state.connected for c in clients), 5, "clients cut off")
-    await asyncio.sleep(max(0.0, outage - (time.monotonic() - fault_start)))
+    await asyncio.sleep(max(0.0, outage - (time.monotonic() - fault_start)))  # the outage's length
     horizon = await db.horizon()
     proxy.restore()
     fault_end = time.monotonic()

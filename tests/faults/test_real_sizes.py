@@ -214,7 +214,7 @@ async def test_connections_that_never_read_a_10_mib_table_keep_the_gateway_small
         deadline = time.monotonic() + 4.0  # a measurement window, not a synchronisation
         while time.monotonic() < deadline:
             peak = max(peak, gateway.rss())
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # paces the RSS sampling of the window
         # Another user is not kept waiting by mallory's stalled snapshots.
         started = time.monotonic()
         root, posts = await _mirror(gateway.url, user="carol", timeout=10.0, auth=PROCESS_AUTH)

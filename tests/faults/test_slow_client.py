@@ -145,14 +145,14 @@ async def test_slow_client_does_not_stall_others(cluster, recorder, tmp_path) ->
     writer = cluster.writer(SqliteWriter(db.path, rate=RATE, body=BODY))
     ticker = asyncio.create_task(_tick(db, written, stop))
     t0 = time.monotonic()
-    await asyncio.sleep(BASELINE)
+    await asyncio.sleep(BASELINE)  # a measurement window: RSS and tick latency before the stall
     t_stall = time.monotonic()
     baseline_ticks = set(written)
     stalled = StalledClient(gateway.port, AUTH.issue("slowpoke"))
     await asyncio.to_thread(stalled.connect)
     writes_at_stall = writer.written
     try:
-        await asyncio.sleep(STALLED)
+        await asyncio.sleep(STALLED)  # a measurement window: the stall itself
         t_end = time.monotonic()
         writes_while_stalled = writer.written - writes_at_stall
         health = await gateway.health()

@@ -163,13 +163,13 @@ class GatewayProcess:
         """SIGTERM; return the exit code, or ``None`` if it had not exited after ``timeout``."""
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                return None
-            await asyncio.sleep(0.02)
-        return self.proc.returncode
+        proc = self.proc
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await wait_for(lambda: proc.poll() is not None, timeout, f"{self.name} exiting", interval=0.02)
+        except AssertionError:
+            return None
+        return proc.returncode
 
     def rss(self) -> int:
         """Resident set size in bytes (``VmRSS`` of ``/proc/<pid>/status``)."""

@@ -161,8 +161,7 @@ async def test_an_expired_session_refuses_events_sent_after_exp(gateway: Realtim
         expiry = gateway._clients[sid].expiry  # private: no public handle on a session's timer
         assert expiry is not None
         expiry.cancel()  # hold the session open past exp, as a late timer would
-        while time.time() < exp:
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: time.time() >= exp, 10, "the token's exp passed", interval=0.05)
         acks.append(await client.call("rxstore:mutate", {"id": "m1", "name": "save_post", "args": {}}))
     finally:
         await client.disconnect()

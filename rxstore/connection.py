@@ -1,14 +1,41 @@
-"""Connection states and the reconnection backoff policy."""
+"""Connection states, the reconnection backoff policy, and the connection loop's rules.
+
+The loop itself is ``RootStore._run`` (rxstore/root.py); what it decides with
+lives here: how a token is obtained, which failures are worth retrying, and
+the error it stops with.
+"""
 
 from __future__ import annotations
 
 import enum
+import inspect
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 
-__all__ = ["Backoff", "ConnectionState", "ConnectionStatus", "SyncState", "SyncStatus"]
+from rxstore.errors import ConnectionRefused, RxStoreError, TokenProviderError, TransportError
+
+__all__ = [
+    "Backoff",
+    "ConnectionState",
+    "ConnectionStatus",
+    "SyncState",
+    "SyncStatus",
+    "Token",
+    "TokenProvider",
+]
+
+TokenProvider = Callable[[], Awaitable[str]]
+"""An async callable returning a fresh token; called before every connection attempt."""
+Token = str | TokenProvider | None
+
+_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "bad_request"})
+"""Refusals that a retry with the same token and topics cannot pass (``bad_request``:
+the gateway says the client itself is wrong). Any other refusal is retried with
+backoff, up to ``Backoff.max_attempts`` failed attempts in a row."""
 
 
 class ConnectionStatus(enum.Enum):
@@ -152,3 +179,105 @@ class SyncStatus:
         if self.state is SyncState.STALE and self.since:
             return max(0.0, time.time() - self.since)
         return 0.0
+
+
+# -- the connection loop's rules ------------------------------------------------
+
+
+def checked_token(token: Token) -> Token:
+    """Return ``token`` if it is a string, a callable or ``None``.
+
+    Raises:
+        TypeError: Anything else (a provider's *result* is checked when it is called).
+    """
+    if token is None or isinstance(token, str) or callable(token):
+        return token
+    raise TypeError(
+        f"token must be a str, an async callable returning one, or None; got {type(token).__name__}"
+    )
+
+
+async def resolve_token(token: Token) -> str | None:
+    """Return the token for the next attempt, calling the provider if there is one.
+
+    Raises:
+        TokenProviderError: The provider raised (the ``__cause__``), returned
+            no string, or is not async (``fatal``: it is not called again).
+    """
+    if token is None or isinstance(token, str):
+        return token
+    try:
+        pending = token()
+        if not inspect.isawaitable(pending):
+            raise TokenProviderError(
+                f"the token provider {_name_of(token)} returned {type(pending).__name__}, not an "
+                "awaitable: make it async (async def) or pass the token string itself",
+                fatal=True,
+            )
+        value = await pending
+    except TokenProviderError:
+        raise
+    except Exception as exc:
+        raise TokenProviderError(f"the token provider raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(value, str):
+        raise TokenProviderError(f"the token provider returned {type(value).__name__}, not a str")
+    return value
+
+
+def is_fatal(error: RxStoreError, *, renewable: bool) -> bool:
+    """Return whether retrying cannot get past ``error`` (``renewable``: the token comes from a provider).
+
+    Example:
+        >>> is_fatal(ConnectionRefused("token_expired"), renewable=True)
+        False
+        >>> is_fatal(ConnectionRefused("invalid_token"), renewable=True)
+        True
+    """
+    if isinstance(error, ConnectionRefused):
+        return error.reason in _FATAL_REFUSALS or (error.reason == "token_expired" and not renewable)
+    return isinstance(error, TokenProviderError) and error.fatal
+
+
+def reason_of(error: RxStoreError) -> str:
+    """The ``ConnectionState.reason`` for a failed attempt."""
+    return error.reason if isinstance(error, ConnectionRefused) else str(error)
+
+
+def dropped_at_once(url: str, reason: str, uptime: float) -> RxStoreError:
+    """The failure of a link accepted, then lost ``uptime`` seconds later before any frame.
+
+    Example:
+        >>> dropped_at_once("http://gw", "server disconnect", 0.01).reason
+        'disconnected_at_once'
+    """
+    if reason == "server disconnect":  # python-socketio's word for the server ending it
+        return ConnectionRefused(
+            "disconnected_at_once",
+            f"{url} accepted the connection and disconnected it {uptime:.2f} s later, before "
+            "sending anything (a server refusing in handleConnection? refuse in the handshake)",
+        )
+    lost = f"the link to {url} was lost {uptime:.2f} s after connecting"
+    return TransportError(f"{lost}, before any frame: {reason}")
+
+
+def gave_up(error: RxStoreError, failures: int) -> RxStoreError:
+    """The error that ends the loop after ``failures`` failed attempts, ``error`` the last.
+
+    Example:
+        >>> str(gave_up(ConnectionRefused("unavailable"), 3))
+        'gave up after 3 failed attempts: connection refused: unavailable'
+    """
+    message = f"gave up after {failures} failed attempt{'' if failures == 1 else 's'}: {error}"
+    final: RxStoreError
+    if isinstance(error, ConnectionRefused):
+        final = ConnectionRefused(error.reason, message)
+    elif isinstance(error, TokenProviderError):
+        final = TokenProviderError(message)
+    else:
+        final = TransportError(message)
+    final.__cause__ = error.__cause__ or error
+    return final
+
+
+def _name_of(provider: Any) -> str:
+    return str(getattr(provider, "__qualname__", None) or repr(provider))

@@ -1,21 +1,21 @@
-"""The root store: one connection, every event as a stream, routing by name.
+"""The root store: one connection, every event as a stream, stores subscribed to it.
 
 The seed's ``RootStore`` owned the socket and handed it to each domain store.
-Here the root owns one transport, turns every incoming frame into
+Here the root owns one transport whose frames go to a
+:class:`~rxstore.router.Router`: it turns them into
 :class:`~rxstore.events.Event` values on the hot stream :attr:`RootStore.events`,
-and routes each event by name through a dict to the stores that accept it, so
-the cost per event does not grow with the number of stores.
+and each domain store subscribes to the keyed view of its names
+(:meth:`RootStore.events_named`), so the cost per event does not grow with
+the number of stores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import random
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,50 +24,38 @@ from reactivex.abc import DisposableBase, SchedulerBase
 from reactivex.subject import BehaviorSubject, Subject
 
 from rxstore._live import root_live
-from rxstore.connection import Backoff, ConnectionState, ConnectionStatus, SyncState
+from rxstore.connection import (
+    Backoff,
+    ConnectionState,
+    ConnectionStatus,
+    SyncState,
+    Token,
+    TokenProvider,
+    checked_token,
+    dropped_at_once,
+    gave_up,
+    is_fatal,
+    reason_of,
+    resolve_token,
+)
 from rxstore.errors import (
     ConnectError,
     ConnectionRefused,
-    ProtocolError,
     RxStoreError,
-    StoreError,
     TokenProviderError,
     TransportError,
 )
-from rxstore.events import (
-    BATCH,
-    CLOSING,
-    CONTROL_PREFIX,
-    LIVE,
-    RESET,
-    SNAPSHOT,
-    Event,
-    EventKind,
-    Snapshot,
-    envelope_seq,
-    parse_change,
-)
+from rxstore.events import Event
 from rxstore.metrics import Metrics
 from rxstore.outbox import Outbox, consume_exception
+from rxstore.router import Frame, Router
 from rxstore.store import DomainStore, RealtimeStore
 from rxstore.table import TableStore
 from rxstore.transport import SocketIOTransport, Transport
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
 
-TokenProvider = Callable[[], Awaitable[str]]
-"""An async callable returning a fresh token; called before every connection attempt."""
-Token = str | TokenProvider | None
-
-_TIMING_SAMPLE = 15
-"""Time one delivery in 16 per store (a bit mask): reduce times without a clock call per event."""
-
 log = logging.getLogger("rxstore.root")
-
-_FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "bad_request"})
-"""Refusals that a retry with the same token and topics cannot pass (``bad_request``:
-the gateway says the client itself is wrong). Any other refusal is retried with
-backoff, up to ``Backoff.max_attempts`` failed attempts in a row."""
 
 
 class RootStore:
@@ -127,19 +115,14 @@ class RootStore:
             raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
         self.connect_timeout = connect_timeout
         self.metrics = Metrics()
-        self.cursor: int | None = None
-        self.epoch: str | None = None
-        """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
-        self._token: Token = _checked_token(token)
+        self._router = Router(metrics=self.metrics, report=self._report, tables=self._tables)
+        self._token: Token = checked_token(token)
         self._transport: Transport = transport or SocketIOTransport()
-        self._transport.bind(self._on_frame, self.link_lost)
-        self._events: Subject[Event] = Subject()
+        self._transport.bind(self._router.on_frame, self.link_lost)
         self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
             ConnectionState(ConnectionStatus.IDLE)
         )
         self._errors: Subject[RxStoreError] = Subject()
-        self._routes: dict[str, tuple[DomainStore[Any], ...]] = {}
-        self._deliveries = 0
         self._subscriptions: list[DisposableBase] = []
         self.outbox = Outbox(
             self._transport,
@@ -155,18 +138,49 @@ class RootStore:
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
         self._url_index = 0
-        self._replaying = False
-        self._chunks: dict[str, tuple[int, list[Any]]] = {}
-        """Topic -> (seq, records) of a snapshot arriving in chunks, not yet shown to the stores."""
-        self._closing: str | None = None
-        """The reason the gateway gave (``rxstore:closing``) for ending the session."""
 
     # -- observables -----------------------------------------------------------
 
     @property
     def events(self) -> Observable[Event]:
-        """Every incoming event, hot: a late subscriber sees only later events."""
-        return self._events
+        """Every incoming event, hot: a late subscriber sees only later events.
+
+        ``events.pipe(rxstore.operators.named(...))`` is :meth:`events_named`.
+        """
+        return self._router.events
+
+    def events_named(self, *names: str) -> Observable[Frame]:
+        """The keyed view of :attr:`events`: the events named ``names``, one frame at a time.
+
+        O(1) per event whatever the number of stores (one dict from name to
+        views), and one notification per incoming frame: a batch of 100
+        changes is one tuple of 100 events. Fold it with
+        :func:`rxstore.operators.safe_scan` to write a store as a pipeline.
+        """
+        return self._router.events.named(*names)
+
+    @property
+    def router(self) -> Router:
+        """Where frames enter (``root.router.on_frame(name, data)``: the transport's callback)."""
+        return self._router
+
+    @property
+    def cursor(self) -> int | None:
+        """Seq of the last change received; sent on every reconnect."""
+        return self._router.cursor
+
+    @cursor.setter
+    def cursor(self, seq: int | None) -> None:
+        self._router.cursor = seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
+        return self._router.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: str | None) -> None:
+        self._router.epoch = epoch
 
     @property
     def connection(self) -> Observable[ConnectionState]:
@@ -228,20 +242,18 @@ class RootStore:
     def setup_domain_event_handlers(self) -> None:
         """Connect every store to the event flow, once (calling it again does nothing).
 
-        Domain stores are registered in the name router; any other
-        :class:`~rxstore.store.RealtimeStore` gets the hot :attr:`events` stream.
+        Every store gets the hot :attr:`events` stream
+        (``setup_realtime_handlers``): a domain store subscribes to the keyed
+        view of its names, any other :class:`~rxstore.store.RealtimeStore`
+        does what it likes; a domain store's errors also go to :attr:`errors`.
         """
-        if self._routes or self._subscriptions:
+        if self._subscriptions:
             return
-        routes: dict[str, list[DomainStore[Any]]] = {}
+        events = self._router.events
         for store in self.stores:
             if isinstance(store, DomainStore):
-                for name in store.accepts:
-                    routes.setdefault(name, []).append(store)
                 self._subscriptions.append(store.errors.subscribe(self._report))
-            else:
-                self._subscriptions.append(store.setup_realtime_handlers(self._events))
-        self._routes = {name: tuple(stores) for name, stores in routes.items()}
+            self._subscriptions.append(store.setup_realtime_handlers(events))
 
     async def setup_realtime(self, token: Token = None, *, wait: bool = True) -> None:
         """Connect to the gateway and keep the connection up until teardown.
@@ -277,7 +289,7 @@ class RootStore:
             TypeError: ``token`` is neither a string, a callable nor ``None``.
         """
         if token is not None:
-            self._token = _checked_token(token)
+            self._token = checked_token(token)
         self.setup_domain_event_handlers()
         if self._task is not None and not self._task.done():
             return
@@ -307,7 +319,6 @@ class RootStore:
         for subscription in self._subscriptions:
             subscription.dispose()
         self._subscriptions.clear()
-        self._routes = {}
         if self._connection.value.status is not ConnectionStatus.IDLE:
             self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason="closed"))
         self._set_sync(SyncState.STALE)
@@ -406,37 +417,10 @@ class RootStore:
         """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
         return {"token": token, "topics": list(self.topics), "cursor": self.cursor, "epoch": self.epoch}
 
-    async def _resolve_token(self) -> str | None:
-        """Return the token for the next attempt, calling the provider if there is one.
-
-        Raises:
-            TokenProviderError: The provider raised (the ``__cause__``), returned
-                no string, or is not async (``fatal``: it is not called again).
-        """
-        token = self._token
-        if token is None or isinstance(token, str):
-            return token
-        try:
-            pending = token()
-            if not inspect.isawaitable(pending):
-                raise TokenProviderError(
-                    f"the token provider {_name_of(token)} returned {type(pending).__name__}, not an "
-                    "awaitable: make it async (async def) or pass the token string itself",
-                    fatal=True,
-                )
-            value = await pending
-        except TokenProviderError:
-            raise
-        except Exception as exc:
-            raise TokenProviderError(f"the token provider raised {type(exc).__name__}: {exc}") from exc
-        if not isinstance(value, str):
-            raise TokenProviderError(f"the token provider returned {type(value).__name__}, not a str")
-        return value
-
     async def _attempt(self, url: str) -> RxStoreError | None:
         """Try to connect to ``url`` once; return why it failed, or ``None`` once connected."""
         try:
-            token = await self._resolve_token()
+            token = await resolve_token(self._token)
         except TokenProviderError as exc:
             return exc
         try:
@@ -453,14 +437,6 @@ class RootStore:
             error.__cause__ = exc
             return error
         return None
-
-    def _fatal(self, error: RxStoreError) -> bool:
-        """Return whether retrying cannot get past ``error``."""
-        if isinstance(error, ConnectionRefused):
-            return error.reason in _FATAL_REFUSALS or (
-                error.reason == "token_expired" and not callable(self._token)
-            )
-        return isinstance(error, TokenProviderError) and error.fatal
 
     async def _run(self, first: asyncio.Future[None], deadline: float | None = None) -> None:
         """Connect, and reconnect whenever the link is lost, until cancelled or given up.
@@ -481,11 +457,11 @@ class RootStore:
                 error = await self._attempt(url)
                 if error is not None:
                     failures += 1
-                    if self._fatal(error):
+                    if is_fatal(error, renewable=callable(self._token)):
                         self._give_up(error, url, first)
                         return
                     if self.backoff.gives_up(failures):
-                        self._give_up(_gave_up(error, failures), url, first, reason=_reason_of(error))
+                        self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
                         return
                     left = None if ever_connected or deadline is None else deadline - loop.time()
                     if left is not None and left <= 0:
@@ -494,7 +470,7 @@ class RootStore:
                         return
                     if not isinstance(error, TransportError):
                         self._report(error)  # transport failures are reported only on giving up
-                    await self._wait_before(failures, url, _reason_of(error), left)
+                    await self._wait_before(failures, url, reason_of(error), left)
                     continue
                 if ever_connected:
                     self.metrics.reconnects += 1
@@ -516,13 +492,13 @@ class RootStore:
                 # Accepted, then dropped before a single frame (a server refusing in
                 # handleConnection): a failed attempt, or this loop would never end.
                 failures += 1
-                error = _dropped_at_once(url, reason, uptime)
+                error = dropped_at_once(url, reason, uptime)
                 if self.backoff.gives_up(failures):
-                    self._give_up(_gave_up(error, failures), url, first, reason=_reason_of(error))
+                    self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
                     return
                 if not isinstance(error, TransportError):
                     self._report(error)
-                await self._wait_before(failures, url, _reason_of(error))
+                await self._wait_before(failures, url, reason_of(error))
         except asyncio.CancelledError:
             if not first.done():
                 first.cancel()
@@ -541,7 +517,7 @@ class RootStore:
         log.warning("[RootStore] %s: %.200s; not retrying", url, error)
         self._report(error)
         self._set_state(
-            ConnectionState(ConnectionStatus.DISCONNECTED, reason=reason or _reason_of(error), url=url)
+            ConnectionState(ConnectionStatus.DISCONNECTED, reason=reason or reason_of(error), url=url)
         )
         self._set_sync(SyncState.STALE)
         if not first.done():
@@ -579,9 +555,7 @@ class RootStore:
         Called by the connection loop once a connection is accepted, and by a
         harness that drives the link itself (``rxstore.testing.VirtualLink``).
         """
-        self._replaying = self.cursor is not None
-        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
-        self._closing = None
+        self._router.link_up()
         log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
         self._set_sync(SyncState.REPLAYING)
@@ -602,8 +576,8 @@ class RootStore:
 
     def link_lost(self, reason: str) -> None:
         """Mark the established link lost (the transport's callback): reconnecting, tables stale."""
-        if self._closing is not None:
-            reason = self._closing  # e.g. token_expired: the gateway said why it ended the session
+        if self._router.closing is not None:
+            reason = self._router.closing  # e.g. token_expired: the gateway said why it ended the session
         lost = self._lost
         if lost is not None and not lost.done():
             lost.set_result(reason)
@@ -618,286 +592,8 @@ class RootStore:
         self.metrics.errors += 1
         self._errors.on_next(error)
 
-    # -- the hot path ----------------------------------------------------------
-
-    def _on_frame(self, name: str, data: Any) -> None:
-        """Transport callback: one incoming frame (an event, a batch or a control frame)."""
-        metrics = self.metrics
-        metrics.frames += 1
-        if type(name) is not str:
-            error = f"event name must be a string, got {type(name).__name__}"
-            self._report(ProtocolError(error, payload=data))
-            return
-        if name == BATCH:
-            events = self._unpack_batch(data)
-        elif name.startswith(CONTROL_PREFIX):
-            self._on_control(name, data)
-            return
-        else:
-            event = self._to_event(name, data)
-            if event is None:
-                return
-            events = [event]
-        if events:
-            self._dispatch(events)
-
-    def _to_event(self, name: str, data: Any) -> Event | None:
-        """Turn one frame into an event; ``None`` for a duplicate or a bad change.
-
-        A payload with ``op`` and ``seq`` is a change (reported if malformed);
-        any other payload is a message, even under a table's event name: it
-        goes to every store accepting that name, and a ``TableStore`` among
-        them reports for itself that it is not a change envelope.
-        """
-        self.metrics.events += 1
-        if type(data) is dict and "op" in data and "seq" in data:
-            seq = envelope_seq(data)
-            change = None
-            if seq is None:
-                try:
-                    change = parse_change(data, event=name)
-                except ProtocolError as exc:
-                    self._report(exc)
-                    return None
-                seq = change.seq
-            cursor = self.cursor
-            if cursor is not None and seq <= cursor:
-                self.metrics.duplicates += 1
-                return None
-            self.cursor = seq
-            self.metrics.changes_applied += 1
-            return Event(name, data, EventKind.CHANGE, seq, change)
-        return Event(name, data)
-
-    def _unpack_batch(self, data: Any) -> list[Event]:
-        """Turn a batch frame into its events: :meth:`_to_event` inlined, counters kept local."""
-        frames = data.get("events") if type(data) is dict else None
-        if type(frames) is not list:
-            self._report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
-            return []
-        events: list[Event] = []
-        append = events.append
-        cursor = self.cursor
-        duplicates = changes = 0
-        change_kind = EventKind.CHANGE
-        for frame in frames:
-            if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
-                self._report(
-                    ProtocolError("batch entries must be [event_name, payload]", event=BATCH, payload=frame)
-                )
-                continue
-            name, payload = frame
-            if type(payload) is dict and "op" in payload and "seq" in payload:
-                seq = envelope_seq(payload)  # checked here; the Change is built only if asked for
-                change = None
-                if seq is None:
-                    try:
-                        change = parse_change(payload, event=name)
-                    except ProtocolError as exc:
-                        self._report(exc)
-                        continue
-                    seq = change.seq
-                if cursor is not None and seq <= cursor:
-                    duplicates += 1
-                    continue
-                cursor = seq
-                changes += 1
-                append(Event(name, payload, change_kind, seq, change))
-            elif name.startswith(CONTROL_PREFIX):
-                error = f"control frame {name!r} inside a batch is not allowed; ignored"
-                self._report(ProtocolError(error, event=BATCH, payload=frame))
-            else:
-                append(Event(name, payload))
-        self.cursor = cursor
-        metrics = self.metrics
-        metrics.events += len(frames)
-        metrics.duplicates += duplicates
-        metrics.changes_applied += changes
-        return events
-
-    def _whole_snapshot(self, data: Any) -> Event | None:
-        """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
-
-        Raises:
-            ProtocolError: A malformed frame (the chunks held for its topic are dropped).
-        """
-        event = _snapshot_event(data)
-        more = data.get("more", False)
-        snapshot = event.data
-        held = self._chunks.pop(snapshot.topic, None)
-        if type(more) is not bool:
-            raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
-        if held is not None and held[0] != event.seq:
-            held = None  # a new snapshot of the topic began (after a reset): the old one is void
-        if more:
-            records = held[1] if held is not None else []
-            records.extend(snapshot.records)
-            self._chunks[snapshot.topic] = (event.seq or 0, records)
-            return None
-        if held is None:
-            return event
-        held[1].extend(snapshot.records)
-        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
-        return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
-
-    def _dispatch(self, events: Sequence[Event]) -> None:
-        """Publish events on the hot stream and hand each store its share, once."""
-        metrics = self.metrics
-        last = events[-1]
-        if last.kind is EventKind.CHANGE:
-            ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
-            if ts > 0:  # 0: the envelope had no commit time
-                metrics.record_lag(ts)
-            metrics.cursor = self.cursor
-            if self._replaying:
-                metrics.replayed += len(events)
-        subject = self._events
-        if subject.observers:
-            for event in events:
-                try:
-                    subject.on_next(event)
-                except Exception as exc:  # a plain RealtimeStore's handler raised
-                    self._report(StoreError("root.events subscriber", event, exc))
-        routes = self._routes
-        name = last.name
-        if len(events) == 1 or (events[0].name == name and all(e.name == name for e in events)):
-            # One event name (one topic's batch, the common case): every store gets all of them.
-            for store in routes.get(name, ()):
-                self._deliver(store, events)
-            return
-        shares: dict[DomainStore[Any], list[Event]] = {}
-        for event in events:
-            for store in routes.get(event.name, ()):
-                share = shares.get(store)
-                if share is None:
-                    shares[store] = [event]
-                else:
-                    share.append(event)
-        for store, share in shares.items():
-            self._deliver(store, share)
-
-    def _deliver(self, store: DomainStore[Any], events: Sequence[Event]) -> None:
-        self._deliveries += 1
-        try:
-            if self._deliveries & _TIMING_SAMPLE:
-                store.apply(events)
-            else:
-                started = time.perf_counter()
-                store.apply(events)
-                self.metrics.record_reduce(store.name, time.perf_counter() - started, len(events))
-        except Exception as exc:  # a subscriber of the store's state raised
-            self._report(StoreError(store.name, events[0], exc))
-
-    def _on_control(self, name: str, data: Any) -> None:
-        try:
-            if name == SNAPSHOT:
-                whole = self._whole_snapshot(data)
-                if whole is None:
-                    return  # a chunk: held until its topic's last one
-                event = whole
-                seq = event.seq
-                assert seq is not None
-                if self.cursor is not None and seq < self.cursor:
-                    raise ProtocolError(
-                        f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
-                        event=SNAPSHOT,
-                        payload=data,
-                    )
-                if self.cursor is None or seq > self.cursor:
-                    self.cursor = seq
-                self._dispatch([event])
-            elif name == CLOSING:
-                self._closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
-                log.info("[RootStore] the gateway is ending the session: %s", data)
-            elif name == RESET:
-                log.info("[RootStore] reset: %s", data)
-                self.cursor = None
-                self.epoch = None  # the next rxstore:live tells the new one
-                reset = Event(RESET, data, EventKind.RESET)
-                if self._events.observers:
-                    self._events.on_next(reset)
-                for store in {store for stores in self._routes.values() for store in stores}:
-                    self._deliver(store, [reset])
-            elif name == LIVE:
-                epoch = data.get("epoch") if type(data) is dict else None
-                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
-                    self.epoch = epoch
-                self._replaying = False
-                self._set_sync(SyncState.LIVE)
-            else:
-                self._dispatch([Event(name, data)])
-        except ProtocolError as exc:
-            self._report(exc)
-
-
-def _snapshot_event(data: Any) -> Event:
-    """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
-    if type(data) is not dict:
-        raise ProtocolError("snapshot frame must be an object", event=SNAPSHOT, payload=data)
-    topic, name, seq, records = (
-        data.get("topic"),
-        data.get("event"),
-        data.get("seq"),
-        data.get("records"),
-    )
-    if type(topic) is not str or type(name) is not str:
-        raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
-    if type(seq) is not int or seq < 0:
-        raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
-    if type(records) is not list or not all(type(r) is dict for r in records):
-        raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
-    return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)
-
 
 def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[str, ...]:
     topics = [store.table for store in stores if isinstance(store, TableStore)]
     topics.extend(extra)
     return tuple(dict.fromkeys(topics))
-
-
-def _checked_token(token: Token) -> Token:
-    """Return ``token`` if it is a string, a callable or ``None``.
-
-    Raises:
-        TypeError: Anything else (a provider's *result* is checked when it is called).
-    """
-    if token is None or isinstance(token, str) or callable(token):
-        return token
-    raise TypeError(
-        f"token must be a str, an async callable returning one, or None; got {type(token).__name__}"
-    )
-
-
-def _name_of(provider: Any) -> str:
-    return str(getattr(provider, "__qualname__", None) or repr(provider))
-
-
-def _reason_of(error: RxStoreError) -> str:
-    """The ``ConnectionState.reason`` for a failed attempt."""
-    return error.reason if isinstance(error, ConnectionRefused) else str(error)
-
-
-def _dropped_at_once(url: str, reason: str, uptime: float) -> RxStoreError:
-    """The failure of a link accepted, then lost ``uptime`` seconds later before any frame."""
-    if reason == "server disconnect":  # python-socketio's word for the server ending it
-        return ConnectionRefused(
-            "disconnected_at_once",
-            f"{url} accepted the connection and disconnected it {uptime:.2f} s later, before "
-            "sending anything (a server refusing in handleConnection? refuse in the handshake)",
-        )
-    lost = f"the link to {url} was lost {uptime:.2f} s after connecting"
-    return TransportError(f"{lost}, before any frame: {reason}")
-
-
-def _gave_up(error: RxStoreError, failures: int) -> RxStoreError:
-    """The error that ends the loop after ``failures`` failed attempts, ``error`` the last."""
-    message = f"gave up after {failures} failed attempt{'' if failures == 1 else 's'}: {error}"
-    final: RxStoreError
-    if isinstance(error, ConnectionRefused):
-        final = ConnectionRefused(error.reason, message)
-    elif isinstance(error, TokenProviderError):
-        final = TokenProviderError(message)
-    else:
-        final = TransportError(message)
-    final.__cause__ = error.__cause__ or error
-    return final

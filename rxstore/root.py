@@ -182,6 +182,11 @@ class RootStore:
         return self._connection.value
 
     @property
+    def running(self) -> bool:
+        """Whether the connection loop runs: ``False`` before setup, after teardown, or once it gave up."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def errors(self) -> Observable[RxStoreError]:
         """Bad payloads, failing reducers, refusals: reported here, never raised into a store."""
         return self._errors

@@ -240,7 +240,7 @@ async def test_server_refusing_the_token_is_tried_max_attempts_times_then_given_
         await asyncio.wait_for(root.setup_realtime(), 10)
     assert refused.value.reason == "unauthorized"
     assert "gave up after 3 failed attempts" in str(refused.value)
-    assert root._task is not None and root._task.done()  # the loop ended: no 4th attempt can follow
+    assert not root.running  # the loop ended: no 4th attempt can follow
     assert len(server.auths) == 3 and server.sids == []
     state = root.connection_state
     assert state.status is ConnectionStatus.DISCONNECTED and state.reason == "unauthorized"

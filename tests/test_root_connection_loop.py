@@ -238,7 +238,7 @@ async def test_max_attempts_is_honoured_on_a_retried_refusal(
     ):
         await asyncio.wait_for(root.setup_realtime(), BOUND)
     assert raised.value.reason == reason
-    assert len(server.attempts) == 3 and root._task is not None and root._task.done()
+    assert len(server.attempts) == 3 and not root.running
     assert [e.reason for e in errors if isinstance(e, ConnectionRefused)] == [reason] * 3
     state = root.connection_state
     assert state.status is ConnectionStatus.DISCONNECTED and state.reason == reason
@@ -298,6 +298,7 @@ async def test_a_link_dropped_before_any_frame_is_a_failed_attempt_unless_it_out
         errors, _ = watch(root)
         try:
             await asyncio.wait_for(root.setup_realtime(), BOUND)
+            assert root.running
             server.plan = [unavailable]
             await server.sio.disconnect(server.sids[-1])
             await wait_for(
@@ -308,6 +309,7 @@ async def test_a_link_dropped_before_any_frame_is_a_failed_attempt_unless_it_out
                 what="giving up, or the attempt after the refusal",
             )
             reasons = [e.reason for e in errors if isinstance(e, ConnectionRefused)]
+            assert root.running is not gives_up
             if gives_up:
                 assert root.connection_state.status is ConnectionStatus.DISCONNECTED
                 assert len(server.attempts) == 3

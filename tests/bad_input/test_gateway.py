@@ -537,7 +537,8 @@ def test_oversize_frames_close_only_the_offender(env: GatewayEnv, kind: str, ove
             env.gateway.url, {"token": AUTH.issue("mallory"), "topics": ["posts"]}
         )
         assert client is not None, refusal
-        blob = unit * ((MAX_FRAME + over) // (len(json.dumps(unit)) - 2))  # as the client's json encodes it
+        # As the client's json encodes it; rounded up, so that the blob alone is over by `over` when over > 0.
+        blob = unit * -(-(MAX_FRAME + over) // (len(json.dumps(unit)) - 2))
         data: Any
         if kind == MUTATE:
             event, data = MUTATE, {"id": "big", "name": "save_post", "args": {"id": "big", "title": blob}}

@@ -249,6 +249,8 @@ def dropped_at_once(url: str, reason: str, uptime: float) -> RxStoreError:
     Example:
         >>> dropped_at_once("http://gw", "server disconnect", 0.01).reason
         'disconnected_at_once'
+        >>> str(dropped_at_once("http://gw", "transport close", 0.01))
+        'the link to http://gw was lost 0.01 s after connecting, before any frame: transport close'
     """
     if reason == "server disconnect":  # python-socketio's word for the server ending it
         return ConnectionRefused(

@@ -1,6 +1,6 @@
 """Benchmark 1: in-process RootStore -> TableStore on 100k entities, against peers.
 
-Frames enter through ``RootStore._on_frame(name, payload)`` (the transport's
+Frames enter through ``root.router.on_frame(name, payload)`` (the transport's
 callback), so the socket is excluded; payloads are decoded dicts, built before
 the clock starts. Every contestant does the same work per change: take an
 UPDATE envelope, put its record into a 100k-entity table state and notify one
@@ -127,10 +127,10 @@ class Bench:
         idle = [_idle_store(i)() for i in range(stores - 1)]
         root = RootStore(stores=[hot, *idle], transport=VirtualLink())
         root.setup_domain_event_handlers()
-        root._on_frame(SNAPSHOT, {"topic": "posts", "event": EVENT, "seq": 0, "records": self.rows})
+        root.router.on_frame(SNAPSHOT, {"topic": "posts", "event": EVENT, "seq": 0, "records": self.rows})
         hot.state.subscribe(_listener)
         assert len(hot.value) == ENTITIES
-        on_frame = root._on_frame
+        on_frame = root.router.on_frame
         payloads = self.payloads
         if batch == 1:
 

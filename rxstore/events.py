@@ -30,6 +30,8 @@ __all__ = [
     "EventKind",
     "Op",
     "Snapshot",
+    "check_envelope",
+    "envelope_seq",
     "parse_change",
     "topic_event_name",
 ]
@@ -255,8 +257,63 @@ _event_name, _event_data, _event_kind, _event_seq, _event_change = _setters(
 )
 
 
+def check_envelope(payload: Any) -> int | str:
+    """The rules of a change envelope, in one place: its ``seq`` if well formed, else what is wrong.
+
+    The root store runs this on every incoming change (it builds nothing);
+    :func:`parse_change` runs it too, then builds the :class:`Change`. The
+    format is specified in ``docs/protocol.md``.
+
+    Example:
+        >>> check_envelope({"seq": 7, "topic": "posts", "op": "INSERT", "record": {"id": 1}, "ts": 1.5})
+        7
+        >>> check_envelope({"seq": 7, "topic": "posts", "op": "INSERT", "record": None})
+        "INSERT change envelope needs 'record'"
+    """
+    if type(payload) is not dict:
+        return f"change envelope must be an object, got {type(payload).__name__}"
+    get = payload.get
+    seq = get("seq")
+    if type(seq) is not int or seq < 0:
+        problem = f"change envelope 'seq' must be a non-negative int, got {_shown(seq)}"
+        return _missing(payload, "seq") or problem
+    topic = get("topic")
+    if type(topic) is not str:
+        return _missing(payload, "topic") or f"change envelope 'topic' must be a string, got {_shown(topic)}"
+    op = get("op")
+    if op == "UPDATE" or op == "INSERT":
+        row, other, needs = get("record"), get("old"), "record"
+    elif op == "DELETE":
+        row, other, needs = get("old"), get("record"), "old"
+    else:
+        problem = f"change envelope has an invalid op {_shown(op)} (INSERT, UPDATE or DELETE)"
+        return _missing(payload, "op") or problem
+    if type(row) is not dict or (other is not None and type(other) is not dict):
+        for field, value in (("record", get("record")), ("old", get("old"))):
+            if value is not None and type(value) is not dict:
+                return f"change envelope {field!r} must be an object or null"
+        return f"{op} change envelope needs {needs!r}"
+    ts = get("ts", 0.0)
+    if type(ts) is not float:
+        if type(ts) is not int:
+            return f"change envelope 'ts' must be a number, got {_shown(ts)}"
+        try:
+            float(ts)
+        except OverflowError:
+            return "change envelope 'ts' is out of range"
+    mutation = get("mutation")
+    if mutation is not None and type(mutation) is not str:
+        return "change envelope 'mutation' must be a string or null"
+    return seq
+
+
+def _missing(payload: dict[str, Any], key: str) -> str | None:
+    """The message for a required field that is not there at all (else ``None``)."""
+    return None if key in payload else f"change envelope is missing {key!r}"
+
+
 def parse_change(payload: Any, *, event: str | None = None) -> Change:
-    """Validate a change envelope and return it as a :class:`Change`.
+    """Validate a change envelope (see :func:`check_envelope`) and return it as a :class:`Change`.
 
     Args:
         payload: The decoded JSON (or msgpack) object.
@@ -270,73 +327,23 @@ def parse_change(payload: Any, *, event: str | None = None) -> Change:
         ...               "record": None, "old": {"id": "p1"}, "ts": 1.5}).op
         <Op.DELETE: 'DELETE'>
     """
-    if type(payload) is not dict:
-        raise ProtocolError(
-            f"change envelope must be an object, got {type(payload).__name__}",
-            event=event,
-            payload=payload,
-        )
-    try:
-        seq = payload["seq"]
-        topic = payload["topic"]
-        op_value = payload["op"]
-        record = payload.get("record")
-        old = payload.get("old")
-        ts = payload.get("ts", 0.0)
-    except KeyError as exc:
-        raise ProtocolError(
-            f"change envelope is missing {exc.args[0]!r}", event=event, payload=payload
-        ) from None
-    op = _OPS.get(op_value) if type(op_value) is str else None
-    if op is None:
-        raise ProtocolError(
-            f"change envelope has an invalid op {_shown(op_value)} (INSERT, UPDATE or DELETE)",
-            event=event,
-            payload=payload,
-        )
-    if type(seq) is not int or seq < 0:
-        raise ProtocolError(
-            f"change envelope 'seq' must be a non-negative int, got {_shown(seq)}",
-            event=event,
-            payload=payload,
-        )
-    if type(topic) is not str:
-        raise ProtocolError(
-            f"change envelope 'topic' must be a string, got {_shown(topic)}", event=event, payload=payload
-        )
-    if record is not None and type(record) is not dict:
-        raise ProtocolError(
-            "change envelope 'record' must be an object or null", event=event, payload=payload
-        )
-    if old is not None and type(old) is not dict:
-        raise ProtocolError("change envelope 'old' must be an object or null", event=event, payload=payload)
-    if (record if op is not Op.DELETE else old) is None:
-        field = "record" if op is not Op.DELETE else "old"
-        raise ProtocolError(f"{op.value} change envelope needs {field!r}", event=event, payload=payload)
-    if type(ts) is not float:
-        if type(ts) is not int:
-            raise ProtocolError(
-                f"change envelope 'ts' must be a number, got {_shown(ts)}", event=event, payload=payload
-            )
-        try:
-            ts = float(ts)
-        except OverflowError:
-            error = "change envelope 'ts' is out of range"
-            raise ProtocolError(error, event=event, payload=payload) from None
-    mutation = payload.get("mutation")
-    if mutation is not None and type(mutation) is not str:
-        raise ProtocolError(
-            "change envelope 'mutation' must be a string or null", event=event, payload=payload
-        )
-    return Change(seq, topic, op, record, old, ts, mutation)
+    seq = check_envelope(payload)
+    if isinstance(seq, str):
+        raise ProtocolError(seq, event=event, payload=payload)
+    get = payload.get
+    return Change(
+        payload["seq"],
+        payload["topic"],
+        _OPS[payload["op"]],
+        get("record"),
+        get("old"),
+        float(get("ts", 0.0)),
+        get("mutation"),
+    )
 
 
 def envelope_seq(payload: Any) -> int | None:
-    """The ``seq`` of a well-formed change envelope, checked without building a :class:`Change`.
-
-    The fast path of the root store: ``None`` means "not certainly well formed"
-    (malformed, or a rarer form such as an integer ``ts``); :func:`parse_change`
-    then gives the change or says what is wrong.
+    """The ``seq`` of a well-formed change envelope, else ``None`` (:func:`check_envelope` says why).
 
     Example:
         >>> envelope_seq({"seq": 7, "topic": "posts", "op": "INSERT", "record": {"id": 1}, "ts": 1.5})
@@ -344,27 +351,8 @@ def envelope_seq(payload: Any) -> int | None:
         >>> envelope_seq({"seq": 7, "topic": "posts", "op": "INSERT", "record": None}) is None
         True
     """
-    if type(payload) is not dict:
-        return None
-    get = payload.get
-    seq = get("seq")
-    if type(seq) is not int or seq < 0 or type(get("topic")) is not str:
-        return None
-    op = get("op")
-    if op == "UPDATE" or op == "INSERT":
-        old = get("old")
-        if type(get("record")) is not dict or (old is not None and type(old) is not dict):
-            return None
-    elif op == "DELETE":
-        record = get("record")
-        if type(get("old")) is not dict or (record is not None and type(record) is not dict):
-            return None
-    else:
-        return None
-    mutation = get("mutation")
-    if type(get("ts", 0.0)) is not float or (mutation is not None and type(mutation) is not str):
-        return None
-    return seq
+    seq = check_envelope(payload)
+    return None if isinstance(seq, str) else seq
 
 
 _REPR = reprlib.Repr()

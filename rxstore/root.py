@@ -1,10 +1,12 @@
-"""The root store: one connection, every event as a stream, routing by name.
+"""The root store: one connection, every event as a stream, stores subscribed to it.
 
 The seed's ``RootStore`` owned the socket and handed it to each domain store.
-Here the root owns one transport, turns every incoming frame into
+Here the root owns one transport whose frames go to a
+:class:`~rxstore.router.Router`: it turns them into
 :class:`~rxstore.events.Event` values on the hot stream :attr:`RootStore.events`,
-and routes each event by name through a dict to the stores that accept it, so
-the cost per event does not grow with the number of stores.
+and each domain store subscribes to the keyed view of its names
+(:meth:`RootStore.events_named`), so the cost per event does not grow with
+the number of stores.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -40,35 +41,19 @@ from rxstore.connection import (
 from rxstore.errors import (
     ConnectError,
     ConnectionRefused,
-    ProtocolError,
     RxStoreError,
-    StoreError,
     TokenProviderError,
     TransportError,
 )
-from rxstore.events import (
-    BATCH,
-    CLOSING,
-    CONTROL_PREFIX,
-    LIVE,
-    RESET,
-    SNAPSHOT,
-    Event,
-    EventKind,
-    Snapshot,
-    envelope_seq,
-    parse_change,
-)
+from rxstore.events import Event
 from rxstore.metrics import Metrics
 from rxstore.outbox import Outbox, consume_exception
+from rxstore.router import Frame, Router
 from rxstore.store import DomainStore, RealtimeStore
 from rxstore.table import TableStore
 from rxstore.transport import SocketIOTransport, Transport
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
-
-_TIMING_SAMPLE = 15
-"""Time one delivery in 16 per store (a bit mask): reduce times without a clock call per event."""
 
 log = logging.getLogger("rxstore.root")
 
@@ -130,19 +115,14 @@ class RootStore:
             raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
         self.connect_timeout = connect_timeout
         self.metrics = Metrics()
-        self.cursor: int | None = None
-        self.epoch: str | None = None
-        """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
+        self._router = Router(metrics=self.metrics, report=self._report, tables=self._tables)
         self._token: Token = checked_token(token)
         self._transport: Transport = transport or SocketIOTransport()
-        self._transport.bind(self._on_frame, self.link_lost)
-        self._events: Subject[Event] = Subject()
+        self._transport.bind(self._router.on_frame, self.link_lost)
         self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
             ConnectionState(ConnectionStatus.IDLE)
         )
         self._errors: Subject[RxStoreError] = Subject()
-        self._routes: dict[str, tuple[DomainStore[Any], ...]] = {}
-        self._deliveries = 0
         self._subscriptions: list[DisposableBase] = []
         self.outbox = Outbox(
             self._transport,
@@ -158,18 +138,49 @@ class RootStore:
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
         self._url_index = 0
-        self._replaying = False
-        self._chunks: dict[str, tuple[int, list[Any]]] = {}
-        """Topic -> (seq, records) of a snapshot arriving in chunks, not yet shown to the stores."""
-        self._closing: str | None = None
-        """The reason the gateway gave (``rxstore:closing``) for ending the session."""
 
     # -- observables -----------------------------------------------------------
 
     @property
     def events(self) -> Observable[Event]:
-        """Every incoming event, hot: a late subscriber sees only later events."""
-        return self._events
+        """Every incoming event, hot: a late subscriber sees only later events.
+
+        ``events.pipe(rxstore.operators.named(...))`` is :meth:`events_named`.
+        """
+        return self._router.events
+
+    def events_named(self, *names: str) -> Observable[Frame]:
+        """The keyed view of :attr:`events`: the events named ``names``, one frame at a time.
+
+        O(1) per event whatever the number of stores (one dict from name to
+        views), and one notification per incoming frame: a batch of 100
+        changes is one tuple of 100 events. Fold it with
+        :func:`rxstore.operators.safe_scan` to write a store as a pipeline.
+        """
+        return self._router.events.named(*names)
+
+    @property
+    def router(self) -> Router:
+        """Where frames enter (``root.router.on_frame(name, data)``: the transport's callback)."""
+        return self._router
+
+    @property
+    def cursor(self) -> int | None:
+        """Seq of the last change received; sent on every reconnect."""
+        return self._router.cursor
+
+    @cursor.setter
+    def cursor(self, seq: int | None) -> None:
+        self._router.cursor = seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The change log's epoch the cursor belongs to (from ``rxstore:live``); ``None`` until known."""
+        return self._router.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: str | None) -> None:
+        self._router.epoch = epoch
 
     @property
     def connection(self) -> Observable[ConnectionState]:
@@ -236,20 +247,18 @@ class RootStore:
     def setup_domain_event_handlers(self) -> None:
         """Connect every store to the event flow, once (calling it again does nothing).
 
-        Domain stores are registered in the name router; any other
-        :class:`~rxstore.store.RealtimeStore` gets the hot :attr:`events` stream.
+        Every store gets the hot :attr:`events` stream
+        (``setup_realtime_handlers``): a domain store subscribes to the keyed
+        view of its names, any other :class:`~rxstore.store.RealtimeStore`
+        does what it likes; a domain store's errors also go to :attr:`errors`.
         """
-        if self._routes or self._subscriptions:
+        if self._subscriptions:
             return
-        routes: dict[str, list[DomainStore[Any]]] = {}
+        events = self._router.events
         for store in self.stores:
             if isinstance(store, DomainStore):
-                for name in store.accepts:
-                    routes.setdefault(name, []).append(store)
                 self._subscriptions.append(store.errors.subscribe(self._report))
-            else:
-                self._subscriptions.append(store.setup_realtime_handlers(self._events))
-        self._routes = {name: tuple(stores) for name, stores in routes.items()}
+            self._subscriptions.append(store.setup_realtime_handlers(events))
 
     async def setup_realtime(self, token: Token = None, *, wait: bool = True) -> None:
         """Connect to the gateway and keep the connection up until teardown.
@@ -315,7 +324,6 @@ class RootStore:
         for subscription in self._subscriptions:
             subscription.dispose()
         self._subscriptions.clear()
-        self._routes = {}
         if self._connection.value.status is not ConnectionStatus.IDLE:
             self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason="closed"))
         self._set_sync(SyncState.STALE)
@@ -552,9 +560,7 @@ class RootStore:
         Called by the connection loop once a connection is accepted, and by a
         harness that drives the link itself (``rxstore.testing.VirtualLink``).
         """
-        self._replaying = self.cursor is not None
-        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
-        self._closing = None
+        self._router.link_up()
         log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
         self._set_sync(SyncState.REPLAYING)
@@ -575,8 +581,8 @@ class RootStore:
 
     def link_lost(self, reason: str) -> None:
         """Mark the established link lost (the transport's callback): reconnecting, tables stale."""
-        if self._closing is not None:
-            reason = self._closing  # e.g. token_expired: the gateway said why it ended the session
+        if self._router.closing is not None:
+            reason = self._router.closing  # e.g. token_expired: the gateway said why it ended the session
         lost = self._lost
         if lost is not None and not lost.done():
             lost.set_result(reason)
@@ -590,236 +596,6 @@ class RootStore:
     def _report(self, error: RxStoreError) -> None:
         self.metrics.errors += 1
         self._errors.on_next(error)
-
-    # -- the hot path ----------------------------------------------------------
-
-    def _on_frame(self, name: str, data: Any) -> None:
-        """Transport callback: one incoming frame (an event, a batch or a control frame)."""
-        metrics = self.metrics
-        metrics.frames += 1
-        if type(name) is not str:
-            error = f"event name must be a string, got {type(name).__name__}"
-            self._report(ProtocolError(error, payload=data))
-            return
-        if name == BATCH:
-            events = self._unpack_batch(data)
-        elif name.startswith(CONTROL_PREFIX):
-            self._on_control(name, data)
-            return
-        else:
-            event = self._to_event(name, data)
-            if event is None:
-                return
-            events = [event]
-        if events:
-            self._dispatch(events)
-
-    def _to_event(self, name: str, data: Any) -> Event | None:
-        """Turn one frame into an event; ``None`` for a duplicate or a bad change.
-
-        A payload with ``op`` and ``seq`` is a change (reported if malformed);
-        any other payload is a message, even under a table's event name: it
-        goes to every store accepting that name, and a ``TableStore`` among
-        them reports for itself that it is not a change envelope.
-        """
-        self.metrics.events += 1
-        if type(data) is dict and "op" in data and "seq" in data:
-            seq = envelope_seq(data)
-            change = None
-            if seq is None:
-                try:
-                    change = parse_change(data, event=name)
-                except ProtocolError as exc:
-                    self._report(exc)
-                    return None
-                seq = change.seq
-            cursor = self.cursor
-            if cursor is not None and seq <= cursor:
-                self.metrics.duplicates += 1
-                return None
-            self.cursor = seq
-            self.metrics.changes_applied += 1
-            return Event(name, data, EventKind.CHANGE, seq, change)
-        return Event(name, data)
-
-    def _unpack_batch(self, data: Any) -> list[Event]:
-        """Turn a batch frame into its events: :meth:`_to_event` inlined, counters kept local."""
-        frames = data.get("events") if type(data) is dict else None
-        if type(frames) is not list:
-            self._report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
-            return []
-        events: list[Event] = []
-        append = events.append
-        cursor = self.cursor
-        duplicates = changes = 0
-        change_kind = EventKind.CHANGE
-        for frame in frames:
-            if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
-                self._report(
-                    ProtocolError("batch entries must be [event_name, payload]", event=BATCH, payload=frame)
-                )
-                continue
-            name, payload = frame
-            if type(payload) is dict and "op" in payload and "seq" in payload:
-                seq = envelope_seq(payload)  # checked here; the Change is built only if asked for
-                change = None
-                if seq is None:
-                    try:
-                        change = parse_change(payload, event=name)
-                    except ProtocolError as exc:
-                        self._report(exc)
-                        continue
-                    seq = change.seq
-                if cursor is not None and seq <= cursor:
-                    duplicates += 1
-                    continue
-                cursor = seq
-                changes += 1
-                append(Event(name, payload, change_kind, seq, change))
-            elif name.startswith(CONTROL_PREFIX):
-                error = f"control frame {name!r} inside a batch is not allowed; ignored"
-                self._report(ProtocolError(error, event=BATCH, payload=frame))
-            else:
-                append(Event(name, payload))
-        self.cursor = cursor
-        metrics = self.metrics
-        metrics.events += len(frames)
-        metrics.duplicates += duplicates
-        metrics.changes_applied += changes
-        return events
-
-    def _whole_snapshot(self, data: Any) -> Event | None:
-        """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
-
-        Raises:
-            ProtocolError: A malformed frame (the chunks held for its topic are dropped).
-        """
-        event = _snapshot_event(data)
-        more = data.get("more", False)
-        snapshot = event.data
-        held = self._chunks.pop(snapshot.topic, None)
-        if type(more) is not bool:
-            raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
-        if held is not None and held[0] != event.seq:
-            held = None  # a new snapshot of the topic began (after a reset): the old one is void
-        if more:
-            records = held[1] if held is not None else []
-            records.extend(snapshot.records)
-            self._chunks[snapshot.topic] = (event.seq or 0, records)
-            return None
-        if held is None:
-            return event
-        held[1].extend(snapshot.records)
-        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
-        return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
-
-    def _dispatch(self, events: Sequence[Event]) -> None:
-        """Publish events on the hot stream and hand each store its share, once."""
-        metrics = self.metrics
-        last = events[-1]
-        if last.kind is EventKind.CHANGE:
-            ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
-            if ts > 0:  # 0: the envelope had no commit time
-                metrics.record_lag(ts)
-            metrics.cursor = self.cursor
-            if self._replaying:
-                metrics.replayed += len(events)
-        subject = self._events
-        if subject.observers:
-            for event in events:
-                try:
-                    subject.on_next(event)
-                except Exception as exc:  # a plain RealtimeStore's handler raised
-                    self._report(StoreError("root.events subscriber", event, exc))
-        routes = self._routes
-        name = last.name
-        if len(events) == 1 or (events[0].name == name and all(e.name == name for e in events)):
-            # One event name (one topic's batch, the common case): every store gets all of them.
-            for store in routes.get(name, ()):
-                self._deliver(store, events)
-            return
-        shares: dict[DomainStore[Any], list[Event]] = {}
-        for event in events:
-            for store in routes.get(event.name, ()):
-                share = shares.get(store)
-                if share is None:
-                    shares[store] = [event]
-                else:
-                    share.append(event)
-        for store, share in shares.items():
-            self._deliver(store, share)
-
-    def _deliver(self, store: DomainStore[Any], events: Sequence[Event]) -> None:
-        self._deliveries += 1
-        try:
-            if self._deliveries & _TIMING_SAMPLE:
-                store.apply(events)
-            else:
-                started = time.perf_counter()
-                store.apply(events)
-                self.metrics.record_reduce(store.name, time.perf_counter() - started, len(events))
-        except Exception as exc:  # a subscriber of the store's state raised
-            self._report(StoreError(store.name, events[0], exc))
-
-    def _on_control(self, name: str, data: Any) -> None:
-        try:
-            if name == SNAPSHOT:
-                whole = self._whole_snapshot(data)
-                if whole is None:
-                    return  # a chunk: held until its topic's last one
-                event = whole
-                seq = event.seq
-                assert seq is not None
-                if self.cursor is not None and seq < self.cursor:
-                    raise ProtocolError(
-                        f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
-                        event=SNAPSHOT,
-                        payload=data,
-                    )
-                if self.cursor is None or seq > self.cursor:
-                    self.cursor = seq
-                self._dispatch([event])
-            elif name == CLOSING:
-                self._closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
-                log.info("[RootStore] the gateway is ending the session: %s", data)
-            elif name == RESET:
-                log.info("[RootStore] reset: %s", data)
-                self.cursor = None
-                self.epoch = None  # the next rxstore:live tells the new one
-                reset = Event(RESET, data, EventKind.RESET)
-                if self._events.observers:
-                    self._events.on_next(reset)
-                for store in {store for stores in self._routes.values() for store in stores}:
-                    self._deliver(store, [reset])
-            elif name == LIVE:
-                epoch = data.get("epoch") if type(data) is dict else None
-                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
-                    self.epoch = epoch
-                self._replaying = False
-                self._set_sync(SyncState.LIVE)
-            else:
-                self._dispatch([Event(name, data)])
-        except ProtocolError as exc:
-            self._report(exc)
-
-
-def _snapshot_event(data: Any) -> Event:
-    """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
-    if type(data) is not dict:
-        raise ProtocolError("snapshot frame must be an object", event=SNAPSHOT, payload=data)
-    topic, name, seq, records = (
-        data.get("topic"),
-        data.get("event"),
-        data.get("seq"),
-        data.get("records"),
-    )
-    if type(topic) is not str or type(name) is not str:
-        raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
-    if type(seq) is not int or seq < 0:
-        raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
-    if type(records) is not list or not all(type(r) is dict for r in records):
-        raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
-    return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)
 
 
 def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from rxstore._live import table_live
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError, ValidationError
 from rxstore.events import Change, Event, EventKind, Op, Snapshot, parse_change, topic_event_name
+from rxstore.operators import Frame
 from rxstore.store import DomainStore
 
 __all__ = ["Parser", "TableState", "TableStore", "converter", "structure_record"]
@@ -406,27 +407,38 @@ class TableStore(DomainStore[TableState[R]]):
         if self._pending.pop(mutation, None) is not None:
             self._publish()
 
-    def apply(self, events: Sequence[Event]) -> None:
-        """Fold ``events`` into the confirmed state; notify once (see :meth:`reduce_batch`)."""
-        confirmed = self._confirmed
-        after = self.reduce_batch(confirmed, events)
-        settled = False
+    def _seed(self) -> TableState[R]:
+        """The scan folds the confirmed state; pending rows are laid on top when publishing."""
+        return self._confirmed
+
+    def _fold(self, state: TableState[R], frame: Frame) -> TableState[R]:
+        """:meth:`reduce_batch`, then settle the pending mutations whose changes arrived."""
+        after = DomainStore._fold(self, state, frame)
         if self._pending:
-            for event in events:
+            settled = False
+            for event in frame:
                 if event.kind is EventKind.CHANGE:
                     mutation = event.data.get("mutation")
                     if mutation is not None:
                         settled = self._pending.pop(mutation, None) is not None or settled
-        if after is confirmed and not settled:
-            return
-        self._confirmed = after
-        self._publish()
+            if settled and after is state:
+                after = TableState(state.rows, state.seq)  # a new object: the scan publishes it
+        return after
+
+    def _publish_state(self, state: TableState[R]) -> None:
+        """The scan's subscriber: the new confirmed state, published with the pending rows on top."""
+        self._confirmed = state
+        try:
+            self._publish()
+        except Exception as exc:  # a subscriber of the state raised
+            self.report(self._frame[0] if self._frame else Event(self.name), exc)
 
     def reset(self) -> None:
-        """Forget every row, pending mutations included."""
+        """Forget every row, pending mutations included; the scans continue from the empty table."""
         self._pending.clear()
         self._confirmed = TableState()
         self._publish()
+        self._reseed()
 
     def _publish(self) -> None:
         confirmed = self._confirmed
@@ -610,7 +622,7 @@ class TableStore(DomainStore[TableState[R]]):
     def _not_a_change(self, event: Event) -> None:
         """Report a message under this table's event name: not a change envelope, so ignored here.
 
-        Other stores accepting the same name still get it (see ``RootStore._to_event``).
+        Other stores accepting the same name still get it (see ``Router._to_event``).
         """
         try:
             parse_change(event.data, event=event.name)

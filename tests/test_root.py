@@ -220,8 +220,10 @@ def test_handlers_are_never_registered_twice():
     root = RootStore("virtual://", stores=[posts], transport=VirtualLink())
     root.setup_domain_event_handlers()
     root.setup_domain_event_handlers()
-    root._on_frame("post_update", change_frame("posts", 1, "INSERT", {"id": "p", "title": "t"}).data)
-    assert root._routes["post_update"] == (posts,)
+    root.router.on_frame("post_update", change_frame("posts", 1, "INSERT", {"id": "p", "title": "t"}).data)
+    assert [(view.names, len(view.observers)) for view in root.router.events.views()] == [
+        (frozenset({"post_update"}), 1)
+    ]
     assert len(posts._errors.observers) == 1
 
 
@@ -249,8 +251,8 @@ async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():
         pending = asyncio.ensure_future(root.call("create_post", {"title": "x"}))
         await asyncio.sleep(0)
         assert root.metrics.outbox_depth == 1
-    assert root._task is None and root._routes == {}
-    assert not posts._errors.observers and not root._events.observers
+    assert root._task is None and all(not view.observers for view in root.router.events.views())
+    assert not posts._errors.observers and not root.router.events.subject.observers
     assert root.connection_state.status is ConnectionStatus.DISCONNECTED
     with pytest.raises(NotConnected):
         await pending

@@ -115,7 +115,7 @@ class Client:
     def send(self, name: Any, data: Any) -> list[Exception]:
         """Feed one frame through the transport callback; return the errors it reported."""
         before = len(self.errors)
-        self.root._on_frame(name, data)
+        self.root.router.on_frame(name, data)
         return self.errors[before:]
 
 

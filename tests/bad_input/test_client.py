@@ -1,6 +1,6 @@
-"""Bad input thrown at the client: every frame goes through ``RootStore._on_frame``, in-process.
+"""Bad input thrown at the client: every frame goes through ``root.router.on_frame``, in-process.
 
-Each property checks, frame by frame, that ``_on_frame`` never raises, that a
+Each property checks, frame by frame, that ``on_frame`` never raises, that a
 malformed frame is reported exactly once on ``root.errors`` with a message that
 names what is wrong (or is a valid no-op, as decided in
 :data:`tests.bad_input.client_model.DECISIONS`), that no store is notified by a
@@ -157,7 +157,7 @@ def test_huge_payloads_are_applied_or_rejected_whole(
         data = dict(data) if kind != "many rows" else {"events": [*data["events"], ["post_update", bad]]}
         if kind != "many rows":
             data["seq"] = row
-    client.root._on_frame(name if kind != "many rows" else BATCH, data)
+    client.root.router.on_frame(name if kind != "many rows" else BATCH, data)
     errors = client.errors[before:]
     if garbage:
         assert len(errors) == 1 and isinstance(errors[0], ProtocolError) and "'seq'" in str(errors[0])
@@ -222,10 +222,10 @@ def test_a_raising_reducer_reports_and_affects_no_other_store(data: st.DataObjec
             frames.append(message_frame("post_liked", {"post": key}))
     batched = data.draw(st.booleans(), label="batched")
     if batched:
-        root._on_frame(BATCH, batch_frame(frames).data)
+        root.router.on_frame(BATCH, batch_frame(frames).data)
     else:
         for frame in frames:
-            root._on_frame(frame.name, frame.data)
+            root.router.on_frame(frame.name, frame.data)
     refused = [k for k in ids if k.startswith("!")]
     assert set(posts.value.to_dict()) == set(ids)  # Posts applied all of them
     assert fragile.value.changes == len(ids) - len(refused)

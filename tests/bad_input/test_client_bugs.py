@@ -88,7 +88,7 @@ def test_a_raising_realtime_store_neither_escapes_nor_loses_the_rest_of_the_fram
     errors: list[Exception] = []
     root.errors.subscribe(errors.append)
     frame = batch_frame([message_frame("boom", 1), change_frame("posts", 1, "INSERT", {"id": "p1"})])
-    root._on_frame(BATCH, frame.data)
+    root.router.on_frame(BATCH, frame.data)
     assert "p1" in client.posts.value and root.cursor == 1
     assert len(errors) == 1 and isinstance(errors[0], StoreError)
 

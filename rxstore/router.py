@@ -1,0 +1,401 @@
+"""The router: incoming frames -> events -> the hot stream and its keyed views.
+
+This is the synchronous floor between the transport and the stores. Each
+frame (one event, a batch, or a control frame) is checked, turned into
+:class:`~rxstore.events.Event` values, deduplicated against the cursor, and
+published on an :class:`EventStream`:
+
+* per event, on the stream itself (``root.events``: every event, hot);
+* per frame, on the keyed views of :meth:`EventStream.named`: one shared dict
+  from event name to the views that want it, so an event costs the same with
+  one store or a hundred, and a view gets one notification per frame (the
+  frame's events of its names), not one per event.
+
+Stores subscribe to a keyed view with ``filter`` + ``scan`` (see
+:mod:`rxstore.operators`). :meth:`Router.on_frame` is the public entry point
+the transport calls, and so may a test harness or a benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+
+from rxstore.connection import SyncState
+from rxstore.errors import ProtocolError, RxStoreError, StoreError
+from rxstore.events import (
+    BATCH,
+    CLOSING,
+    CONTROL_PREFIX,
+    LIVE,
+    RESET,
+    SNAPSHOT,
+    Event,
+    EventKind,
+    Snapshot,
+    check_envelope,
+)
+from rxstore.metrics import Metrics
+
+__all__ = ["EventStream", "Frame", "Router"]
+
+Frame = Sequence[Event]
+"""The events of one incoming frame that a keyed view wants, in order (never empty)."""
+
+log = logging.getLogger("rxstore.router")
+
+
+class _Syncable(Protocol):
+    def set_sync(self, state: SyncState) -> None: ...
+
+
+class _View(Observable[Frame]):
+    """One keyed view: the frames (shares of frames) of a set of event names.
+
+    A minimal multicast: the router calls :meth:`emit` on the loop thread, and
+    each observer is isolated (one that raises is reported, the others still
+    get the frame). Extends ``Observable`` through its ``_subscribe_core`` hook.
+    """
+
+    def __init__(self, names: frozenset[str], report: Callable[[RxStoreError], None]) -> None:
+        super().__init__()
+        self.names = names
+        self.observers: tuple[Callable[[Frame], None], ...] = ()
+        """The ``on_next`` of each subscriber."""
+        self.report = report
+        """Where a subscriber's failure goes (the root's ``errors``); ``safe_scan`` reports there too."""
+        self._label = f"events_named({', '.join(sorted(names))})"
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Frame], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        return self.subscribe_direct(observer.on_next)
+
+    def subscribe_direct(self, on_next: Callable[[Frame], None]) -> abc.DisposableBase:
+        """Call ``on_next`` with each frame, with no ``AutoDetachObserver`` in between (one call less)."""
+        self.observers = (*self.observers, on_next)
+
+        def unsubscribe() -> None:
+            self.observers = tuple(o for o in self.observers if o is not on_next)
+
+        return Disposable(unsubscribe)
+
+    def emit(self, frame: Frame) -> None:
+        """Notify every observer of ``frame``; report what one of them raises."""
+        for on_next in self.observers:
+            try:
+                on_next(frame)
+            except Exception as exc:  # a subscriber of a pipeline store raised
+                self.report(StoreError(self._label, frame[0], exc))
+
+
+class EventStream(Observable[Event]):
+    """The root's hot stream of events, with keyed views of it by name.
+
+    Subscribing gives every event, one at a time, from now on (hot).
+    :meth:`named` gives the frames of some names only, in O(1) per event.
+
+    Attributes:
+        metrics: The root's metrics (stores sample their reduce time into them).
+    """
+
+    def __init__(self, metrics: Metrics, report: Callable[[RxStoreError], None]) -> None:
+        super().__init__()
+        self.metrics = metrics
+        self.report = report
+        """Where a keyed view's subscribers report failures (the root's ``errors``)."""
+        self.subject: Subject[Event] = Subject()
+        self.routes: dict[str, tuple[_View, ...]] = {}
+        """Event name -> the keyed views that want it: the one dispatch table."""
+        self._views: dict[frozenset[str], _View] = {}
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        return self.subject.subscribe(observer, scheduler=scheduler)
+
+    def named(self, *names: str) -> Observable[Frame]:
+        """The frames of the events named ``names``: one notification per incoming frame.
+
+        Views of the same names are one view. A RESET event reaches every view.
+
+        Example:
+            ``root.events.named("post_liked").pipe(safe_scan(count, 0))``
+        """
+        key = frozenset(names)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _View(key, self.report)
+            for name in key:
+                self.routes[name] = (*self.routes.get(name, ()), view)
+        return view
+
+    def views(self) -> tuple[_View, ...]:
+        """Every keyed view made so far."""
+        return tuple(self._views.values())
+
+
+class Router:
+    """Turns frames into events, keeps the cursor, and publishes on :attr:`events`.
+
+    Args:
+        metrics: Counters to keep (frames, events, duplicates, lag, ...).
+        report: Where bad frames go (the root's ``errors``).
+        tables: Told the sync state when the gateway says the link is live.
+
+    Attributes:
+        cursor: Seq of the last change published (``None`` before any).
+        epoch: The change log's epoch the cursor belongs to (from ``rxstore:live``).
+        closing: The reason the gateway gave (``rxstore:closing``) for ending the session.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        report: Callable[[RxStoreError], None],
+        tables: Sequence[_Syncable] = (),
+    ) -> None:
+        self.metrics = metrics
+        self.report = report
+        self.tables = tuple(tables)
+        self.events = EventStream(metrics, report)
+        self.cursor: int | None = None
+        self.epoch: str | None = None
+        self.closing: str | None = None
+        self._replaying = False
+        self._chunks: dict[str, tuple[int, list[Any]]] = {}
+        """Topic -> (seq, records) of a snapshot arriving in chunks, not yet shown to the stores."""
+
+    def link_up(self) -> None:
+        """A new session began: replaying from the cursor, no snapshot half-received."""
+        self._replaying = self.cursor is not None
+        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
+        self.closing = None
+
+    def set_sync(self, state: SyncState) -> None:
+        """Tell every table store its sync state."""
+        for table in self.tables:
+            table.set_sync(state)
+
+    # -- the hot path ----------------------------------------------------------
+
+    def on_frame(self, name: str, data: Any) -> None:
+        """Take one incoming frame (an event, a batch or a control frame): the transport's callback."""
+        self.metrics.frames += 1
+        if type(name) is not str:
+            error = f"event name must be a string, got {type(name).__name__}"
+            self.report(ProtocolError(error, payload=data))
+            return
+        if name == BATCH:
+            events = self._unpack_batch(data)
+        elif name.startswith(CONTROL_PREFIX):
+            self._on_control(name, data)
+            return
+        else:
+            event = self._to_event(name, data)
+            if event is None:
+                return
+            events = [event]
+        if events:
+            self._dispatch(events)
+
+    def _to_event(self, name: str, data: Any) -> Event | None:
+        """Turn one frame into an event; ``None`` for a duplicate or a bad change.
+
+        A payload with ``op`` and ``seq`` is a change (reported if malformed);
+        any other payload is a message, even under a table's event name: it
+        goes to every view of that name, and a ``TableStore`` among their
+        subscribers reports for itself that it is not a change envelope.
+        """
+        self.metrics.events += 1
+        if type(data) is dict and "op" in data and "seq" in data:
+            seq = check_envelope(data)  # the Change is built only if asked for (event.change)
+            if isinstance(seq, str):
+                self.report(ProtocolError(seq, event=name, payload=data))
+                return None
+            cursor = self.cursor
+            if cursor is not None and seq <= cursor:
+                self.metrics.duplicates += 1
+                return None
+            self.cursor = seq
+            self.metrics.changes_applied += 1
+            return Event(name, data, EventKind.CHANGE, seq)
+        return Event(name, data)
+
+    def _unpack_batch(self, data: Any) -> list[Event]:
+        """Turn a batch frame into its events: :meth:`_to_event` inlined, counters kept local."""
+        frames = data.get("events") if type(data) is dict else None
+        if type(frames) is not list:
+            self.report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
+            return []
+        events: list[Event] = []
+        append = events.append
+        cursor = self.cursor
+        duplicates = changes = 0
+        change_kind = EventKind.CHANGE
+        for frame in frames:
+            if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
+                self.report(
+                    ProtocolError("batch entries must be [event_name, payload]", event=BATCH, payload=frame)
+                )
+                continue
+            name, payload = frame
+            if type(payload) is dict and "op" in payload and "seq" in payload:
+                seq = check_envelope(payload)  # the Change is built only if asked for (event.change)
+                if isinstance(seq, str):
+                    self.report(ProtocolError(seq, event=name, payload=payload))
+                    continue
+                if cursor is not None and seq <= cursor:
+                    duplicates += 1
+                    continue
+                cursor = seq
+                changes += 1
+                append(Event(name, payload, change_kind, seq))
+            elif name.startswith(CONTROL_PREFIX):
+                error = f"control frame {name!r} inside a batch is not allowed; ignored"
+                self.report(ProtocolError(error, event=BATCH, payload=frame))
+            else:
+                append(Event(name, payload))
+        self.cursor = cursor
+        metrics = self.metrics
+        metrics.events += len(frames)
+        metrics.duplicates += duplicates
+        metrics.changes_applied += changes
+        return events
+
+    def _dispatch(self, events: Sequence[Event]) -> None:
+        """Publish events on the hot stream, and each keyed view its share of them, once."""
+        metrics = self.metrics
+        last = events[-1]
+        if last.kind is EventKind.CHANGE:
+            ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
+            if ts > 0:  # 0: the envelope had no commit time
+                metrics.record_lag(ts)
+            metrics.cursor = self.cursor
+            if self._replaying:
+                metrics.replayed += len(events)
+        stream = self.events
+        subject = stream.subject
+        if subject.observers:
+            for event in events:
+                try:
+                    subject.on_next(event)
+                except Exception as exc:  # a plain RealtimeStore's handler raised
+                    self.report(StoreError("root.events subscriber", event, exc))
+        routes = stream.routes
+        name = last.name
+        if len(events) == 1 or (events[0].name == name and all(e.name == name for e in events)):
+            # One event name (one topic's batch, the common case): every view gets all of them.
+            for view in routes.get(name, ()):
+                view.emit(events)
+            return
+        shares: dict[_View, list[Event]] = {}
+        for event in events:
+            for view in routes.get(event.name, ()):
+                share = shares.get(view)
+                if share is None:
+                    shares[view] = [event]
+                else:
+                    share.append(event)
+        for view, share in shares.items():
+            view.emit(share)
+
+    # -- control frames --------------------------------------------------------
+
+    def _on_control(self, name: str, data: Any) -> None:
+        try:
+            if name == SNAPSHOT:
+                self._on_snapshot(data)
+            elif name == CLOSING:
+                self.closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
+                log.info("[RootStore] the gateway is ending the session: %s", data)
+            elif name == RESET:
+                self._on_reset(data)
+            elif name == LIVE:
+                epoch = data.get("epoch") if type(data) is dict else None
+                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
+                    self.epoch = epoch
+                self._replaying = False
+                self.set_sync(SyncState.LIVE)
+            else:
+                self._dispatch([Event(name, data)])
+        except ProtocolError as exc:
+            self.report(exc)
+
+    def _on_snapshot(self, data: Any) -> None:
+        event = self._whole_snapshot(data)
+        if event is None:
+            return  # a chunk: held until its topic's last one
+        seq = event.seq
+        assert seq is not None
+        if self.cursor is not None and seq < self.cursor:
+            raise ProtocolError(
+                f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
+                event=SNAPSHOT,
+                payload=data,
+            )
+        if self.cursor is None or seq > self.cursor:
+            self.cursor = seq
+        self._dispatch([event])
+
+    def _on_reset(self, data: Any) -> None:
+        log.info("[RootStore] reset: %s", data)
+        self.cursor = None
+        self.epoch = None  # the next rxstore:live tells the new one
+        reset = Event(RESET, data, EventKind.RESET)
+        stream = self.events
+        if stream.subject.observers:
+            stream.subject.on_next(reset)
+        frame = (reset,)
+        for view in stream.views():
+            view.emit(frame)
+
+    def _whole_snapshot(self, data: Any) -> Event | None:
+        """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
+
+        Raises:
+            ProtocolError: A malformed frame (the chunks held for its topic are dropped).
+        """
+        event = _snapshot_event(data)
+        more = data.get("more", False)
+        snapshot = event.data
+        held = self._chunks.pop(snapshot.topic, None)
+        if type(more) is not bool:
+            raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
+        if held is not None and held[0] != event.seq:
+            held = None  # a new snapshot of the topic began (after a reset): the old one is void
+        if more:
+            records = held[1] if held is not None else []
+            records.extend(snapshot.records)
+            self._chunks[snapshot.topic] = (event.seq or 0, records)
+            return None
+        if held is None:
+            return event
+        held[1].extend(snapshot.records)
+        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
+        return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
+
+
+def _snapshot_event(data: Any) -> Event:
+    """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
+    if type(data) is not dict:
+        raise ProtocolError("snapshot frame must be an object", event=SNAPSHOT, payload=data)
+    topic, name, seq, records = (
+        data.get("topic"),
+        data.get("event"),
+        data.get("seq"),
+        data.get("records"),
+    )
+    if type(topic) is not str or type(name) is not str:
+        raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
+    if type(seq) is not int or seq < 0:
+        raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
+    if type(records) is not list or not all(type(r) is dict for r in records):
+        raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
+    return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)

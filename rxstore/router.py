@@ -215,8 +215,8 @@ class Router:
         """
         self.metrics.events += 1
         if type(data) is dict and "op" in data and "seq" in data:
-            seq = check_envelope(data)  # the Change is built only if asked for (event.change)
-            if isinstance(seq, str):
+            seq: Any = check_envelope(data)  # the Change is built only if asked for (event.change)
+            if type(seq) is str:  # what is wrong with it
                 self.report(ProtocolError(seq, event=name, payload=data))
                 return None
             cursor = self.cursor
@@ -239,6 +239,7 @@ class Router:
         cursor = self.cursor
         duplicates = changes = 0
         change_kind = EventKind.CHANGE
+        seq: Any  # a change's seq, or what is wrong with its envelope
         for frame in frames:
             if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
                 self.report(
@@ -248,7 +249,7 @@ class Router:
             name, payload = frame
             if type(payload) is dict and "op" in payload and "seq" in payload:
                 seq = check_envelope(payload)  # the Change is built only if asked for (event.change)
-                if isinstance(seq, str):
+                if type(seq) is str:  # what is wrong with it
                     self.report(ProtocolError(seq, event=name, payload=payload))
                     continue
                 if cursor is not None and seq <= cursor:

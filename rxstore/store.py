@@ -46,8 +46,9 @@ class StateSubject(BehaviorSubject[T]):
     the observers. A store emits on the loop thread only (everything in
     rxstore does), so this ``_on_next_core`` (reactivex's hook) does both
     without the lock; the copy still lets an observer unsubscribe while being
-    notified. Measured: ``on_next`` with one observer, 0.60 us instead of
-    0.86 us (CPython 3.11, reactivex 6.1).
+    notified. Measured: ``on_next`` with one observer, 0.76 us instead of
+    1.04 us (best of 40 runs of 20,000, CPU time, CPython 3.11, reactivex
+    6.1, a shared 2-core machine; see docs/benchmarks.md, issue 10).
     """
 
     def _on_next_core(self, value: T) -> None:
@@ -122,6 +123,8 @@ class DomainStore(Generic[S]):
         """The keyed views this store is subscribed to, each with its pipeline's subscription."""
         self._metrics: Metrics | None = None
         self._folds = 0
+        self._settle: Callable[[S, S, Frame], S] | None = None
+        """A step after each fold (a ``TableStore`` settles its pending mutations), if any."""
         self._frame: Frame = ()
         """The frame folded last (a raising state subscriber is reported with its first event)."""
 
@@ -234,16 +237,17 @@ class DomainStore(Generic[S]):
 
     def _fold(self, state: S, frame: Frame) -> S:
         """The scan's accumulator: :meth:`reduce_batch`, its time sampled into the root's metrics."""
+        self._frame = frame
         self._folds += 1
         metrics = self._metrics
         if self._folds & _TIMING_SAMPLE or metrics is None:
-            self._frame = frame
-            return self.reduce_batch(state, frame)
-        started = time.perf_counter()
-        self._frame = frame
-        after = self.reduce_batch(state, frame)
-        metrics.record_reduce(self.name, time.perf_counter() - started, len(frame))
-        return after
+            after = self.reduce_batch(state, frame)
+        else:
+            started = time.perf_counter()
+            after = self.reduce_batch(state, frame)
+            metrics.record_reduce(self.name, time.perf_counter() - started, len(frame))
+        settle = self._settle
+        return after if settle is None else settle(state, after, frame)
 
     def _publish_state(self, state: S) -> None:
         """The scan's subscriber: the state into the ``BehaviorSubject``, a raising subscriber reported."""

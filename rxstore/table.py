@@ -400,6 +400,7 @@ class TableStore(DomainStore[TableState[R]]):
         for key, row in rows.items():
             records[key] = None if row is None else (self.to_record(row) if isinstance(row, Mapping) else row)
         self._pending[mutation] = records
+        self._settle = self._settled
         self._publish()
 
     def drop_pending(self, mutation: str) -> None:
@@ -411,18 +412,18 @@ class TableStore(DomainStore[TableState[R]]):
         """The scan folds the confirmed state; pending rows are laid on top when publishing."""
         return self._confirmed
 
-    def _fold(self, state: TableState[R], frame: Frame) -> TableState[R]:
-        """:meth:`reduce_batch`, then settle the pending mutations whose changes arrived."""
-        after = DomainStore._fold(self, state, frame)
-        if self._pending:
-            settled = False
-            for event in frame:
-                if event.kind is EventKind.CHANGE:
-                    mutation = event.data.get("mutation")
-                    if mutation is not None:
-                        settled = self._pending.pop(mutation, None) is not None or settled
-            if settled and after is state:
-                after = TableState(state.rows, state.seq)  # a new object: the scan publishes it
+    def _settled(self, state: TableState[R], after: TableState[R], frame: Frame) -> TableState[R]:
+        """After a fold (while mutations are pending): settle those whose changes arrived."""
+        settled = False
+        for event in frame:
+            if event.kind is EventKind.CHANGE:
+                mutation = event.data.get("mutation")
+                if mutation is not None:
+                    settled = self._pending.pop(mutation, None) is not None or settled
+        if not self._pending:
+            self._settle = None
+        if settled and after is state:
+            after = TableState(state.rows, state.seq)  # a new object: the scan publishes it
         return after
 
     def _publish_state(self, state: TableState[R]) -> None:

@@ -169,8 +169,7 @@ def test_safe_scan_skips_the_event_that_raises_and_emits_once_per_frame() -> Non
     def add(total: int, event: Event) -> int:
         return total + int(event.data)
 
-    values = {k: (Event("n", v),) for k, v in (("a", 1), ("c", 4))}
-    values["b"] = (Event("n", 2), Event("n", "x"))
+    values = {"a": (Event("n", 1),), "b": (Event("n", 2), Event("n", "x")), "c": (Event("n", 4),)}
     with marbles() as m:
         states = m.record(m.hot("-a-b-c", values).pipe(safe_scan(add, 0, on_error=errors.append)))
         m.run()

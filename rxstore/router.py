@@ -274,11 +274,11 @@ class Router:
         """Publish events on the hot stream, and each keyed view its share of them, once."""
         metrics = self.metrics
         last = events[-1]
+        metrics.cursor = self.cursor  # also after a batch that ends with a message
         if last.kind is EventKind.CHANGE:
             ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
             if ts > 0:  # 0: the envelope had no commit time
                 metrics.record_lag(ts)
-            metrics.cursor = self.cursor
             if self._replaying:
                 metrics.replayed += len(events)
         stream = self.events

@@ -127,11 +127,6 @@ def test_a_root_counts_frames_events_changes_and_duplicates() -> None:
     assert snapshot.errors == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RootStore._dispatch sets metrics.cursor (and records the lag) only when a frame's last event "
-    "is a change, so a batch ending with a message leaves metrics.cursor behind root.cursor (root.py)",
-)
 def test_the_metrics_cursor_follows_a_batch_that_ends_with_a_message() -> None:
     root, link = linked_root()
     link.send(insert(1))

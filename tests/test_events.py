@@ -3,12 +3,12 @@
 First, the property that the root's fast envelope check (``envelope_seq``) agrees with
 ``parse_change``:
 
-``envelope_seq`` is what the root store runs on every incoming change; it
-builds nothing and returns ``None`` for anything it does not certainly accept,
-and ``parse_change`` then decides. So the two must agree: whatever the fast
-check accepts, ``parse_change`` accepts with the same ``seq``; whatever
-``parse_change`` rejects, the fast check rejects. The one form the fast check
-leaves to ``parse_change`` on purpose is an integer ``ts``.
+``check_envelope`` is the one definition of the envelope's rules: the root
+store runs it on every incoming change (it builds nothing), ``envelope_seq``
+returns its seq or ``None``, and ``parse_change`` runs it before building the
+Change. So they must agree exactly: whatever ``parse_change`` accepts, the
+fast check accepts with the same ``seq`` (an integer ``ts`` included);
+whatever ``parse_change`` rejects, the fast check rejects, with the same message.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from rxstore.errors import ProtocolError
-from rxstore.events import Change, Event, EventKind, Op, envelope_seq, parse_change, topic_event_name
+from rxstore.events import (
+    Change,
+    Event,
+    EventKind,
+    Op,
+    check_envelope,
+    envelope_seq,
+    parse_change,
+    topic_event_name,
+)
 from tests.bad_input.strategies import big_ints, json_scalars, json_values, texts
 
 OPS = ("INSERT", "UPDATE", "DELETE")
@@ -114,15 +123,13 @@ def _agree(payload: Any) -> None:
     fast = envelope_seq(payload)
     try:
         change = parse_change(payload)
-    except ProtocolError:
+    except ProtocolError as exc:
         assert fast is None, f"envelope_seq accepted (seq {fast}) what parse_change rejects: {payload!r}"
+        assert check_envelope(payload) == str(exc)
         event("rejected by both")
         return
-    if fast is None:
-        assert type(payload.get("ts")) is int, f"envelope_seq rejected a valid envelope: {payload!r}"
-    else:
-        assert fast == change.seq
-    event("accepted by parse_change" if fast is not None else "accepted, int ts (slow path)")
+    assert fast == change.seq, f"envelope_seq rejected a valid envelope: {payload!r}"
+    event("accepted by both")
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -140,8 +147,8 @@ def _agree(payload: Any) -> None:
 @example({"seq": 7, "topic": "posts", "op": "INSERT"})
 @example(OrderedDict(seq=7, topic="posts", op="INSERT", record={"id": 1}))
 def test_envelope_seq_and_parse_change_accept_and_reject_the_same_payloads(payload: Any) -> None:
-    """Accepted by the fast check: parse_change accepts it with the same seq; rejected by
-    parse_change: the fast check rejects it too; only an integer ``ts`` takes the slow path."""
+    """Accepted by parse_change: the fast check accepts it with the same seq; rejected by
+    parse_change: the fast check rejects it too, for the reason check_envelope gives."""
     _agree(payload)
 
 

@@ -60,7 +60,7 @@ class _Stage(Observable[T]):
         self.report = report
 
     def subscribe_direct(self, on_next: Callable[[T], None]) -> abc.DisposableBase:
-        """Call ``on_next`` with each value; an error or completion of the source is raised or ignored."""
+        """Call ``on_next`` with each value; an error of the source is logged, its completion ignored."""
         return self._subscribe_core(cast(abc.ObserverBase[T], _Direct(on_next)))
 
 
@@ -73,7 +73,7 @@ class _Direct:
         self.on_next = on_next
 
     def on_error(self, error: Exception) -> None:
-        raise error
+        _stream_failed(error)
 
     def on_completed(self) -> None:
         return None
@@ -82,14 +82,20 @@ class _Direct:
 def subscribe_direct(source: Observable[T], on_next: Callable[[T], None]) -> abc.DisposableBase:
     """Subscribe ``on_next`` to ``source``: directly to a keyed view or an rxstore operator's output.
 
-    The same as ``source.subscribe(on_next)`` otherwise.
+    The same as ``source.subscribe(on_next)`` otherwise. Either way, an error
+    of the source (a store's event stream never errors, a test's may) is
+    logged at ERROR, and ends the subscription.
     """
     direct: Callable[[Callable[[T], None]], abc.DisposableBase] | None = getattr(
         source, "subscribe_direct", None
     )
     if direct is not None:
         return direct(on_next)
-    return source.subscribe(on_next)
+    return source.subscribe(on_next, _stream_failed)
+
+
+def _stream_failed(error: Exception) -> None:
+    log.error("event stream failed: %s", error)
 
 
 def named(*names: str) -> Callable[[Observable[Event]], Observable[Frame]]:

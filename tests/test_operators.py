@@ -212,3 +212,13 @@ def test_safe_scan_on_a_keyed_view_reports_to_root_errors_by_default() -> None:
     for data in (1, "x", 2):
         root.router.on_frame("n", data)
     assert state.value == 3 and [type(e) for e in errors] == [StoreError]
+
+
+def test_a_store_on_a_stream_that_errors_keeps_its_state_and_raises_nothing() -> None:
+    """Marble: events -t-# keep the state of t; the error is logged, not raised into the scheduler."""
+    with marbles() as m:
+        counter = Counter()
+        counter.setup_realtime_handlers(m.hot("-t-#", {"t": Event("tick")}, error=ValueError("gone")))
+        states = m.record(counter.state)
+        m.run()
+    assert states == m.expected("01", {"0": Count(0), "1": Count(1)})

@@ -12,50 +12,27 @@ the number of stores.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from reactivex import Observable
 from reactivex.abc import DisposableBase, SchedulerBase
-from reactivex.subject import BehaviorSubject, Subject
+from reactivex.subject import Subject
 
 from rxstore._live import root_live
-from rxstore.connection import (
-    Backoff,
-    ConnectionState,
-    ConnectionStatus,
-    SyncState,
-    Token,
-    TokenProvider,
-    checked_token,
-    dropped_at_once,
-    gave_up,
-    is_fatal,
-    reason_of,
-    resolve_token,
-)
-from rxstore.errors import (
-    ConnectError,
-    ConnectionRefused,
-    RxStoreError,
-    TokenProviderError,
-    TransportError,
-)
+from rxstore.connection import Backoff, ConnectionState, Token, TokenProvider, checked_token
+from rxstore.connector import Connector
+from rxstore.errors import ConnectionRefused, RxStoreError
 from rxstore.events import Event
 from rxstore.metrics import Metrics
-from rxstore.outbox import Outbox, consume_exception
+from rxstore.outbox import Outbox
 from rxstore.router import Frame, Router
 from rxstore.store import DomainStore, RealtimeStore
 from rxstore.table import TableStore
 from rxstore.transport import SocketIOTransport, Transport
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
-
-log = logging.getLogger("rxstore.root")
 
 
 class RootStore:
@@ -104,40 +81,72 @@ class RootStore:
         settle_after: float = 5.0,
         connect_timeout: float | None = 10.0,
     ) -> None:
-        self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
-        if not self.urls:
+        urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
+        if not urls:
             raise ValueError("RootStore needs at least one gateway URL")
         self.stores: tuple[RealtimeStore, ...] = tuple(stores)
         self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
         self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
-        self.backoff = backoff or Backoff()
         if connect_timeout is not None and not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
-        self.connect_timeout = connect_timeout
         self.metrics = Metrics()
         self._router = Router(metrics=self.metrics, report=self._report, tables=self._tables)
-        self._token: Token = checked_token(token)
-        self._transport: Transport = transport or SocketIOTransport()
+        self._connector = Connector(
+            urls,
+            transport=transport or SocketIOTransport(),
+            router=self._router,
+            metrics=self.metrics,
+            tables=self._tables,
+            topics=self.topics,
+            token=token,
+            backoff=backoff or Backoff(),
+            connect_timeout=connect_timeout,
+            report=self._report,
+            resume=lambda: self.outbox.resume(),
+        )  # checks the token first: a bad one is a TypeError, and no transport is bound
+        self._transport: Transport = self._connector.transport
         self._transport.bind(self._router.on_frame, self.link_lost)
-        self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
-            ConnectionState(ConnectionStatus.IDLE)
-        )
         self._errors: Subject[RxStoreError] = Subject()
         self._subscriptions: list[DisposableBase] = []
         self.outbox = Outbox(
             self._transport,
             self.metrics,
-            connected=lambda: self._connection.value.connected,
+            connected=lambda: self._connector.state.connected,
             report=self._report,
             limit=outbox_limit,
             call_timeout=call_timeout,
             settle_after=settle_after,
         )
         """Calls, emits and mutations on their way (``call``, ``mutate``, ... delegate to it)."""
-        self._task: asyncio.Task[None] | None = None
-        self._lost: asyncio.Future[str] | None = None
-        self._rng = random.Random()
-        self._url_index = 0
+
+    # -- the connection's settings ---------------------------------------------
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The gateway URLs, tried in turn (may be replaced between connections)."""
+        return self._connector.urls
+
+    @urls.setter
+    def urls(self, urls: tuple[str, ...]) -> None:
+        self._connector.urls = urls
+
+    @property
+    def backoff(self) -> Backoff:
+        """Reconnection delays."""
+        return self._connector.backoff
+
+    @backoff.setter
+    def backoff(self, backoff: Backoff) -> None:
+        self._connector.backoff = backoff
+
+    @property
+    def connect_timeout(self) -> float | None:
+        """Seconds a waiting :meth:`setup_realtime` tries to make the first connection."""
+        return self._connector.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, timeout: float | None) -> None:
+        self._connector.connect_timeout = timeout
 
     # -- observables -----------------------------------------------------------
 
@@ -185,17 +194,21 @@ class RootStore:
     @property
     def connection(self) -> Observable[ConnectionState]:
         """The link's state; a new subscriber gets the current state first."""
-        return self._connection
+        return self._connector.connection
 
     @property
     def connection_state(self) -> ConnectionState:
         """The link's current state, synchronously."""
-        return self._connection.value
+        return self._connector.state
 
     @property
     def running(self) -> bool:
         """Whether the connection loop runs: ``False`` before setup, after teardown, or once it gave up."""
-        return self._task is not None and not self._task.done()
+        return self._connector.running
+
+    @property
+    def _task(self) -> asyncio.Task[None] | None:
+        return self._connector.task
 
     @property
     def errors(self) -> Observable[RxStoreError]:
@@ -220,7 +233,8 @@ class RootStore:
             LiveTimeout: Not live in time; names each table store that was not
                 live, its state, and the connection's state.
         """
-        return root_live(self._connection, lambda: self._connection.value, self._tables, timeout, scheduler)
+        connector = self._connector
+        return root_live(connector.connection, lambda: connector.state, self._tables, timeout, scheduler)
 
     async def live(self, timeout: float | None = 30.0) -> None:
         """Wait until connected with every table store live: snapshots applied, changes arriving.
@@ -294,19 +308,9 @@ class RootStore:
             TypeError: ``token`` is neither a string, a callable nor ``None``.
         """
         if token is not None:
-            self._token = checked_token(token)
+            self._connector.token = checked_token(token)
         self.setup_domain_event_handlers()
-        if self._task is not None and not self._task.done():
-            return
-        loop = asyncio.get_running_loop()
-        first: asyncio.Future[None] = loop.create_future()
-        timeout = self.connect_timeout if wait else None
-        deadline = None if timeout is None else loop.time() + timeout
-        self._task = asyncio.create_task(self._run(first, deadline), name="rxstore-root")
-        if wait:
-            await first
-        else:
-            first.add_done_callback(consume_exception)  # giving up shows on connection and errors
+        await self._connector.start(wait=wait)
 
     async def teardown_realtime(self) -> None:
         """Close the connection and release every task and subscription.
@@ -314,19 +318,13 @@ class RootStore:
         Calls still queued fail with :class:`~rxstore.errors.NotConnected`.
         The stores keep their state; :meth:`setup_realtime` may be called again.
         """
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RxStoreError):
-                await task
+        await self._connector.stop()
         await self.outbox.close()
         await self._transport.disconnect()
         for subscription in self._subscriptions:
             subscription.dispose()
         self._subscriptions.clear()
-        if self._connection.value.status is not ConnectionStatus.IDLE:
-            self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason="closed"))
-        self._set_sync(SyncState.STALE)
+        self._connector.closed()
 
     async def __aenter__(self) -> Self:
         await self.setup_realtime()
@@ -416,143 +414,11 @@ class RootStore:
         """
         await self.outbox.emit(event, data)
 
-    # -- the connection loop ---------------------------------------------------
+    # -- the link (the connector) ---------------------------------------------
 
     def auth_payload(self, token: str | None) -> dict[str, Any]:
         """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
-        return {"token": token, "topics": list(self.topics), "cursor": self.cursor, "epoch": self.epoch}
-
-    async def _attempt(self, url: str) -> RxStoreError | None:
-        """Try to connect to ``url`` once; return why it failed, or ``None`` once connected."""
-        try:
-            token = await resolve_token(self._token)
-        except TokenProviderError as exc:
-            return exc
-        try:
-            await self._transport.connect(url, self.auth_payload(token))
-        except ConnectionRefused as exc:
-            if exc.reason == "unavailable":
-                self._url_index += 1  # that node is going away: try the next one
-            return exc
-        except (TimeoutError, TransportError, OSError) as exc:
-            self._url_index += 1
-            if isinstance(exc, TransportError):
-                return exc
-            error = TransportError(f"cannot connect to {url}: {exc}")
-            error.__cause__ = exc
-            return error
-        return None
-
-    async def _run(self, first: asyncio.Future[None], deadline: float | None = None) -> None:
-        """Connect, and reconnect whenever the link is lost, until cancelled or given up.
-
-        ``deadline`` (loop time) bounds the first connection: see ``connect_timeout``.
-        """
-        failures = 0
-        ever_connected = False
-        try:
-            while True:
-                url = self.urls[self._url_index % len(self.urls)]
-                if failures == 0:
-                    status = ConnectionStatus.RECONNECTING if ever_connected else ConnectionStatus.CONNECTING
-                    self._set_state(ConnectionState(status, url=url))
-                loop = asyncio.get_running_loop()
-                self._lost = loop.create_future()
-                frames = self.metrics.frames  # frames may arrive while connect() returns
-                error = await self._attempt(url)
-                if error is not None:
-                    failures += 1
-                    if is_fatal(error, renewable=callable(self._token)):
-                        self._give_up(error, url, first)
-                        return
-                    if self.backoff.gives_up(failures):
-                        self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
-                        return
-                    left = None if ever_connected or deadline is None else deadline - loop.time()
-                    if left is not None and left <= 0:
-                        timed_out = self._timed_out(error, url, failures)
-                        self._give_up(timed_out, url, first, reason="connect_timeout")
-                        return
-                    if not isinstance(error, TransportError):
-                        self._report(error)  # transport failures are reported only on giving up
-                    await self._wait_before(failures, url, reason_of(error), left)
-                    continue
-                if ever_connected:
-                    self.metrics.reconnects += 1
-                ever_connected = True
-                up_since = loop.time()
-                self.link_up(url)
-                if not first.done():
-                    first.set_result(None)
-                self.outbox.resume()
-                reason = await self._lost
-                log.info("[RootStore] connection to %s lost: %s", url, reason)
-                uptime = loop.time() - up_since
-                if self.metrics.frames != frames or uptime >= self.backoff.stable_after:
-                    failures = 0
-                    # A short jittered pause: when a node restarts, its clients do not all
-                    # come back in the same instant.
-                    await asyncio.sleep(self.backoff.delay(1, self._rng) * self._rng.random())
-                    continue
-                # Accepted, then dropped before a single frame (a server refusing in
-                # handleConnection): a failed attempt, or this loop would never end.
-                failures += 1
-                error = dropped_at_once(url, reason, uptime)
-                if self.backoff.gives_up(failures):
-                    self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
-                    return
-                if not isinstance(error, TransportError):
-                    self._report(error)
-                await self._wait_before(failures, url, reason_of(error))
-        except asyncio.CancelledError:
-            if not first.done():
-                first.cancel()
-            raise
-        except Exception as exc:  # a bug, or a raising subscriber: fail setup_realtime(), never hang it
-            log.exception("[RootStore] the connection loop failed")
-            if not first.done():
-                error = TransportError(f"the connection loop failed: {exc!r}")
-                error.__cause__ = exc
-                first.set_exception(error)
-
-    def _give_up(
-        self, error: RxStoreError, url: str, first: asyncio.Future[None], *, reason: str | None = None
-    ) -> None:
-        """Stop the connection loop: report ``error``, mark the link down, fail a waiting setup."""
-        log.warning("[RootStore] %s: %.200s; not retrying", url, error)
-        self._report(error)
-        self._set_state(
-            ConnectionState(ConnectionStatus.DISCONNECTED, reason=reason or reason_of(error), url=url)
-        )
-        self._set_sync(SyncState.STALE)
-        if not first.done():
-            first.set_exception(error)
-
-    def _timed_out(self, error: RxStoreError, url: str, failures: int) -> ConnectError:
-        """The error of a first connection that took longer than ``connect_timeout``."""
-        timeout = self.connect_timeout or 0.0
-        final = ConnectError(url, attempts=failures, timeout=timeout, cause=error)
-        final.__cause__ = error
-        return final
-
-    async def _wait_before(self, attempt: int, url: str, reason: str, left: float | None = None) -> None:
-        """Wait the backoff delay of ``attempt``, at most ``left`` seconds (the first connection's)."""
-        delay = self.backoff.delay(attempt, self._rng)
-        if left is not None:
-            delay = min(delay, left)
-        self._set_state(
-            ConnectionState(
-                ConnectionStatus.RECONNECTING, reason=reason, attempt=attempt, delay=delay, url=url
-            )
-        )
-        log.warning(
-            "[RootStore] attempt %d to %s failed (%.200s); retrying in %.2f s",
-            attempt,
-            url,
-            reason,
-            delay,
-        )
-        await asyncio.sleep(delay)
+        return self._connector.auth_payload(token)
 
     def link_up(self, url: str) -> None:
         """Mark the link to ``url`` up: replay from the cursor, tables replaying.
@@ -560,38 +426,18 @@ class RootStore:
         Called by the connection loop once a connection is accepted, and by a
         harness that drives the link itself (``rxstore.testing.VirtualLink``).
         """
-        self._router.link_up()
-        log.info("[RootStore] connected to %s (cursor=%s)", url, self.cursor)
-        self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
-        self._set_sync(SyncState.REPLAYING)
-
-    def _set_sync(self, state: SyncState) -> None:
-        for store in self._tables:
-            store.set_sync(state)
+        self._connector.link_up(url)
 
     def link_refused(self, exc: ConnectionRefused, url: str) -> None:
         """Mark the link refused for good: report ``exc``, disconnected, tables stale.
 
         For a harness that drives the link itself (``rxstore.testing.VirtualLink``).
         """
-        log.warning("[RootStore] %s refused the connection: %s", url, exc.reason)
-        self._report(exc)
-        self._set_state(ConnectionState(ConnectionStatus.DISCONNECTED, reason=exc.reason, url=url))
-        self._set_sync(SyncState.STALE)
+        self._connector.link_refused(exc, url)
 
     def link_lost(self, reason: str) -> None:
         """Mark the established link lost (the transport's callback): reconnecting, tables stale."""
-        if self._router.closing is not None:
-            reason = self._router.closing  # e.g. token_expired: the gateway said why it ended the session
-        lost = self._lost
-        if lost is not None and not lost.done():
-            lost.set_result(reason)
-        self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason))
-        self._set_sync(SyncState.STALE)
-
-    def _set_state(self, state: ConnectionState) -> None:
-        if state != self._connection.value:
-            self._connection.on_next(state)
+        self._connector.link_lost(reason)
 
     def _report(self, error: RxStoreError) -> None:
         self.metrics.errors += 1

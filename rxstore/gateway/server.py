@@ -12,8 +12,8 @@ duplicate at the seam::
     tailer     ──────[1-3]─────[4-6]──     (head 3, then 6)
     client     connects at cursor 1: replay [2-3], live, then [4-6]
 
-This module wires the gateway together and holds its lifecycle and the
-connection handshake; each other concern has a module of its own:
+This module wires the gateway together and holds its lifecycle; each other
+concern has a module of its own:
 
 * :mod:`~rxstore.gateway.api`: Topic, Retention, Writes, the hook types (no Socket.IO).
 * :mod:`~rxstore.gateway.tailer`: the live path (read the log, broadcast), trimming.
@@ -23,7 +23,8 @@ connection handshake; each other concern has a module of its own:
 * :mod:`~rxstore.gateway.mutations`: what clients send (mutations, broadcasts, handlers).
 * :mod:`~rxstore.gateway.mount`: serving it (alone, in an aiohttp app, ASGI).
 * :mod:`~rxstore.gateway.guard` and :mod:`~rxstore.gateway.packets`: hostile input at the wire.
-* :mod:`~rxstore.gateway.metrics`: the Prometheus metrics.
+* :mod:`~rxstore.gateway.sessions`: the connect handshake (auth checks), token expiry, forgetting.
+* :mod:`~rxstore.gateway.metrics` and :mod:`~rxstore.gateway.health`: the metrics, ``/healthz``.
 """
 
 from __future__ import annotations
@@ -31,17 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-import socketio
 from aiohttp import web
-from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rxstore.errors import AuthError
-from rxstore.events import CLOSING
 from rxstore.gateway.api import (
     GatewayUsageError,
     Handler,
@@ -52,30 +47,28 @@ from rxstore.gateway.api import (
     TopicFilter,
     Writes,
 )
-from rxstore.gateway.auth import TokenAuth, User
+from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import (
     Client,
     Delivery,
     GatewayPacket,
-    Stalled,
-    log_failure,
     msgpack_packet_class,
-    room,
 )
 from rxstore.gateway.fanout import QueuedManager, RedisFanout
 from rxstore.gateway.guard import (
     BadInputLog,
-    BadPayload,
     GuardedServer,
     WireGuard,
     json_packet_class,
     websocket_limit,
 )
 from rxstore.gateway.guard import msgpack_packet_class as guarded_msgpack_packet_class
+from rxstore.gateway.health import health_report, metrics_report
 from rxstore.gateway.metrics import Metrics
-from rxstore.gateway.mount import SHUTDOWN_GRACE, Serving
+from rxstore.gateway.mount import Serving
 from rxstore.gateway.mutations import ClientEvents
+from rxstore.gateway.sessions import Sessions, authorize_failed
 from rxstore.gateway.sync import Sync
 from rxstore.gateway.tailer import Tailer
 from rxstore.gateway.visibility import Throttled, fail_closed
@@ -205,9 +198,6 @@ class RealtimeGateway(Serving):
         self._read_bytes = max(frame_bytes, client_queue_bytes // 4)
         """Most bytes of rows one read of the log returns: a big transaction is sent in parts."""
         self._hook_warnings = Throttled()
-        self._authorize: RowFilter | None = (
-            fail_closed(authorize, self._authorize_failed) if authorize else None
-        )
         if coalesce < 0:
             raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
         self.coalesce = coalesce
@@ -216,6 +206,9 @@ class RealtimeGateway(Serving):
         self.retention = retention or Retention()
         self.watch = watch
         self.metrics = Metrics()
+        self._authorize: RowFilter | None = (
+            fail_closed(authorize, authorize_failed(self.metrics, self._hook_warnings)) if authorize else None
+        )
         self.fanout = RedisFanout(redis_url) if redis_url else None
         if handshake_timeout is not None and handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be > 0 seconds or None, got {handshake_timeout}")
@@ -292,6 +285,17 @@ class RealtimeGateway(Serving):
             read_bytes=self._read_bytes,
             snapshot_concurrency=snapshot_concurrency,
         )
+        self.sessions = Sessions(
+            self.sio,
+            self.metrics,
+            self._clients,
+            delivery=self.delivery,
+            sync=self.sync,
+            auth=auth,
+            topics=self.topics,
+            can_subscribe=can_subscribe,
+            warnings=self._hook_warnings,
+        )
         self.sio.manager.deliver = self.delivery.deliver_to_room
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -358,20 +362,7 @@ class RealtimeGateway(Serving):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        transports = [c.transport for c in self._clients.values() if c.transport is not None]
-        for sid in list(self._clients):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sio.disconnect(sid), SHUTDOWN_GRACE)
-            self._forget(sid)
-        # Let the close frames go out before the HTTP server goes: some clients
-        # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
-        while self.sio.eio.sockets and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        for transport in transports:  # a client that stopped reading cannot take its close frame
-            if not transport.is_closing():
-                transport.abort()
+        await self.sessions.disconnect_all()
 
     async def _release(self) -> None:
         """Close what :meth:`open` opened (Redis, the log); idempotent."""
@@ -415,95 +406,14 @@ class RealtimeGateway(Serving):
 
     # -- connections -----------------------------------------------------------
 
-    def _refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-        self.metrics.refused.labels(reason).inc()
-        log.info("[RealtimeGateway] refused a connection: %s (%s)", reason, message)
-        return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
-
     async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> Any:
         if self.sio.manager.is_connected(sid, "/"):
             # Not a handshake: python-socketio routes a client event named 'connect' here.
             return self.client_events.reject("forbidden", "'connect' is a reserved event name")
         if self._stopping:
-            raise self._refuse("unavailable", "the gateway is shutting down; try another node")
-        if type(auth) is BadPayload:  # not JSON, too big, ...: see rxstore.gateway.guard
-            raise self._refuse("bad_request", f"auth payload refused: {auth.message}")
-        if not isinstance(auth, Mapping):
-            raise self._refuse("invalid_token", "send auth={'token': '<jwt>', 'topics': [...], 'cursor': n}")
-        try:
-            user = self.auth.verify(auth.get("token"))
-        except AuthError as exc:
-            raise self._refuse(exc.reason, str(exc)) from None
-        requested = auth.get("topics")
-        if requested is None:
-            requested = [t for t in self.topics if self._may_subscribe(user, t)]
-        if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
-            raise self._refuse("bad_request", "'topics' must be a list of topic names")
-        for topic in requested:
-            if topic not in self.topics:
-                raise self._refuse("forbidden_topic", f"no such topic {topic!r}")
-            if not self._may_subscribe(user, topic):
-                raise self._refuse("forbidden_topic", f"{user.id!r} may not subscribe to {topic!r}")
-        cursor = auth.get("cursor")
-        if cursor is not None and (type(cursor) is not int or cursor < 0):
-            raise self._refuse("bad_request", "'cursor' must be a non-negative integer or null")
-        epoch = auth.get("epoch")
-        if epoch is not None and type(epoch) is not str:
-            raise self._refuse("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
-        client = Client(sid, user, frozenset(requested), cursor, epoch=epoch)
-        request = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
-        client.transport = getattr(request, "transport", None)
-        self._clients[sid] = client
-        for topic in client.topics:
-            await self.sio.enter_room(sid, room(topic))
-        self.metrics.clients.set(len(self._clients))
-        client.tasks.append(asyncio.create_task(self.sync.run(client), name=f"rxstore-sync-{sid}"))
-        client.tasks.append(asyncio.create_task(self.delivery.write(client), name=f"rxstore-write-{sid}"))
-        exp = user.claims.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            client.expires = float(exp) + self.auth.leeway
-            loop = asyncio.get_running_loop()
-            client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self._expire, client)
-
-    def _may_subscribe(self, user: User, topic: str) -> bool:
-        if self.can_subscribe is None:
-            return True
-        try:
-            return bool(self.can_subscribe(user, topic))
-        except Exception as exc:  # fail closed: a hook that raises denies
-            self.metrics.authorize_errors.inc()
-            self._hook_warnings.warning(
-                "[RealtimeGateway] can_subscribe raised for %r on %r (denied): %r", user.id, topic, exc
-            )
-            return False
-
-    def _authorize_failed(self, user: User, topic: str, exc: Exception) -> None:
-        self.metrics.authorize_errors.inc()
-        self._hook_warnings.warning(
-            "[RealtimeGateway] authorize raised for %r on a %r row (hidden from them): %r",
-            user.id,
-            topic,
-            exc,
-        )
-
-    def _expire(self, client: Client) -> None:
-        """End a session whose token expired: nothing more is sent or accepted; it is told why."""
-        if self._clients.get(client.sid) is not client:
-            return
-        self.metrics.expired.inc()
-        log.info("[RealtimeGateway] %s (%s): token expired, session ended", client.sid, client.user.id)
-        self._forget(client.sid)
-        task = asyncio.ensure_future(
-            self._close(client, "token_expired", "the token expired: reconnect with a fresh one")
-        )
-        task.add_done_callback(log_failure)
-
-    async def _close(self, client: Client, reason: str, message: str) -> None:
-        with contextlib.suppress(Stalled):
-            await asyncio.wait_for(
-                self.delivery.emit(client, CLOSING, {"reason": reason, "message": message}), 2.0
-            )
-        await self.sio.disconnect(client.sid)
+            raise self.sessions.refuse("unavailable", "the gateway is shutting down; try another node")
+        await self.sessions.connect(sid, environ, auth)
+        return None
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Any:
         if self.sio.manager.is_connected(sid, "/"):
@@ -513,16 +423,7 @@ class RealtimeGateway(Serving):
         return None
 
     def _forget(self, sid: str) -> None:
-        client = self._clients.pop(sid, None)
-        if client is None:
-            return
-        client.live = False
-        for task in client.tasks:
-            task.cancel()
-        if client.expiry is not None:
-            client.expiry.cancel()
-        self.delivery.clear(client)
-        self.metrics.clients.set(len(self._clients))
+        self.sessions.forget(sid)
 
     async def _on_client_event(self, event: str, sid: str, *args: Any) -> Any:
         client = self._clients.get(sid)
@@ -532,19 +433,9 @@ class RealtimeGateway(Serving):
 
     def _health_report(self) -> tuple[int, dict[str, Any]]:
         """What ``/healthz`` answers: its HTTP status (200 or 503) and body."""
-        redis_ok = self.fanout is None or self.fanout.healthy
-        tasks_ok = self._opened and all(not t.done() for t in self._tasks)
-        healthy = self.log.healthy and redis_ok and tasks_ok
-        body = {
-            "status": "ok" if healthy else "unhealthy",
-            "log": "up" if self.log.healthy else "down",
-            "redis": "none" if self.fanout is None else ("up" if redis_ok else "down"),
-            "clients": len(self._clients),
-            "head": self.head,
-        }
-        return (200 if healthy else 503), body
+        running = self._opened and all(not t.done() for t in self._tasks)
+        return health_report(self.log, self.fanout, running, len(self._clients), self.head)
 
     def _metrics_report(self) -> tuple[bytes, str]:
         """What ``/metrics`` answers: the Prometheus text and its content type."""
-        self.metrics.healthy.set(1 if self.log.healthy else 0)
-        return generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
+        return metrics_report(self.metrics, self.log)

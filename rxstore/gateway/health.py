@@ -1,0 +1,51 @@
+"""What the gateway's ``/healthz`` and ``/metrics`` answer (served by :mod:`~rxstore.gateway.mount`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from rxstore.gateway.changelog import ChangeLog
+from rxstore.gateway.fanout import RedisFanout
+from rxstore.gateway.metrics import Metrics
+
+__all__ = ["health_report", "metrics_report"]
+
+
+def health_report(
+    log: ChangeLog,
+    fanout: RedisFanout | None,
+    running: bool,
+    clients: int,
+    head: int,
+) -> tuple[int, dict[str, Any]]:
+    """What ``/healthz`` answers: its HTTP status (200 or 503) and body.
+
+    Args:
+        log: The change log.
+        fanout: The Redis fan-out, if any.
+        running: The gateway is open and its tasks (tailing, trimming, Redis) run.
+        clients: Connected clients.
+        head: The last seq broadcast.
+
+    Returns:
+        200 while it runs, the log's database is up and Redis (if any) answers; else 503.
+    """
+    redis_ok = fanout is None or fanout.healthy
+    healthy = log.healthy and redis_ok and running
+    body = {
+        "status": "ok" if healthy else "unhealthy",
+        "log": "up" if log.healthy else "down",
+        "redis": "none" if fanout is None else ("up" if redis_ok else "down"),
+        "clients": clients,
+        "head": head,
+    }
+    return (200 if healthy else 503), body
+
+
+def metrics_report(metrics: Metrics, log: ChangeLog) -> tuple[bytes, str]:
+    """What ``/metrics`` answers: the Prometheus text and its content type."""
+    metrics.healthy.set(1 if log.healthy else 0)
+    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

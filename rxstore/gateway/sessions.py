@@ -1,0 +1,250 @@
+"""The connect handshake and the sessions it opens: auth checks, token expiry, forgetting.
+
+:func:`parse_auth` checks a client's ``auth`` payload (a pure function of it and
+the gateway's hooks); :class:`Sessions` turns an accepted one into a live
+:class:`~rxstore.gateway.delivery.Client`, ends it when its token expires and
+forgets it when it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import attrs
+import socketio
+
+from rxstore.errors import AuthError
+from rxstore.events import CLOSING
+from rxstore.gateway.api import TopicFilter
+from rxstore.gateway.auth import TokenAuth, User
+from rxstore.gateway.delivery import Client, Delivery, Stalled, log_failure, room
+from rxstore.gateway.guard import BadPayload
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.mount import SHUTDOWN_GRACE
+from rxstore.gateway.sync import Sync
+from rxstore.gateway.visibility import Throttled
+
+__all__ = ["ConnectRequest", "Refusal", "Sessions", "authorize_failed", "parse_auth"]
+
+log = logging.getLogger("rxstore.gateway")
+
+
+@attrs.frozen
+class ConnectRequest:
+    """An accepted ``auth`` payload: who connects, to what, and from where in the log."""
+
+    user: User
+    topics: frozenset[str]
+    cursor: int | None
+    epoch: str | None
+
+
+@attrs.frozen
+class Refusal:
+    """A refused ``auth`` payload: the ``reason`` and ``message`` the client is refused with."""
+
+    reason: str
+    message: str
+
+
+def parse_auth(
+    auth: Any,
+    *,
+    verify: Callable[[Any], User],
+    topics: Collection[str],
+    may_subscribe: Callable[[User, str], bool],
+) -> ConnectRequest | Refusal:
+    """Check a CONNECT's ``auth`` payload: the request it makes, or why it is refused.
+
+    Args:
+        auth: The payload as received (a :class:`~rxstore.gateway.guard.BadPayload`
+            when the wire guard refused it).
+        verify: Verifies ``auth["token"]``: the user, or :class:`~rxstore.errors.AuthError`.
+        topics: The served topics, in order (the default subscription is theirs).
+        may_subscribe: Whether a user may subscribe to a topic.
+
+    Returns:
+        The request, or the first refusal: ``bad_request`` (unreadable payload, bad
+        ``topics``, ``cursor`` or ``epoch``), ``invalid_token`` (no mapping), the
+        token's own reason, or ``forbidden_topic``.
+    """
+    if type(auth) is BadPayload:  # not JSON, too big, ...: see rxstore.gateway.guard
+        return Refusal("bad_request", f"auth payload refused: {auth.message}")
+    if not isinstance(auth, Mapping):
+        return Refusal("invalid_token", "send auth={'token': '<jwt>', 'topics': [...], 'cursor': n}")
+    try:
+        user = verify(auth.get("token"))
+    except AuthError as exc:
+        return Refusal(exc.reason, str(exc))
+    requested = auth.get("topics")
+    if requested is None:
+        requested = [t for t in topics if may_subscribe(user, t)]
+    if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
+        return Refusal("bad_request", "'topics' must be a list of topic names")
+    for topic in requested:
+        if topic not in topics:
+            return Refusal("forbidden_topic", f"no such topic {topic!r}")
+        if not may_subscribe(user, topic):
+            return Refusal("forbidden_topic", f"{user.id!r} may not subscribe to {topic!r}")
+    cursor = auth.get("cursor")
+    if cursor is not None and (type(cursor) is not int or cursor < 0):
+        return Refusal("bad_request", "'cursor' must be a non-negative integer or null")
+    epoch = auth.get("epoch")
+    if epoch is not None and type(epoch) is not str:
+        return Refusal("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
+    return ConnectRequest(user, frozenset(requested), cursor, epoch)
+
+
+def authorize_failed(metrics: Metrics, warnings: Throttled) -> Callable[[User, str, Exception], None]:
+    """What to do when ``authorize`` raised (the row is hidden): count it and warn (throttled)."""
+
+    def failed(user: User, topic: str, exc: Exception) -> None:
+        metrics.authorize_errors.inc()
+        warnings.warning(
+            "[RealtimeGateway] authorize raised for %r on a %r row (hidden from them): %r",
+            user.id,
+            topic,
+            exc,
+        )
+
+    return failed
+
+
+class Sessions:
+    """The gateway's connected clients: opening, expiring and forgetting their sessions.
+
+    Args:
+        sio: The gateway's Socket.IO server.
+        metrics: The gateway's metrics.
+        clients: The live clients by sid (shared with the tailer and delivery).
+        delivery: The clients' send queues.
+        sync: Brings a new client up to date.
+        auth: Verifies the clients' tokens.
+        topics: The served topics.
+        can_subscribe: The topic filter (``None``: every served topic).
+        warnings: Throttles the warnings about hooks that raise.
+    """
+
+    def __init__(
+        self,
+        sio: Any,
+        metrics: Metrics,
+        clients: dict[str, Client],
+        *,
+        delivery: Delivery,
+        sync: Sync,
+        auth: TokenAuth,
+        topics: Collection[str],
+        can_subscribe: TopicFilter | None,
+        warnings: Throttled,
+    ) -> None:
+        self.sio = sio
+        self.metrics = metrics
+        self.clients = clients
+        self.delivery = delivery
+        self.sync = sync
+        self.auth = auth
+        self.topics = topics
+        self.can_subscribe = can_subscribe
+        self.warnings = warnings
+
+    def refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+        """Count and log a refused connection; the error to raise from the connect handler."""
+        self.metrics.refused.labels(reason).inc()
+        log.info("[RealtimeGateway] refused a connection: %s (%s)", reason, message)
+        return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
+
+    async def connect(self, sid: str, environ: Any, auth: Any) -> None:
+        """Open the session of a CONNECT: sync, then live; its token's expiry timed.
+
+        Raises:
+            socketio.exceptions.ConnectionRefusedError: ``auth`` is refused (see :func:`parse_auth`).
+        """
+        request = parse_auth(
+            auth, verify=self.auth.verify, topics=self.topics, may_subscribe=self.may_subscribe
+        )
+        if isinstance(request, Refusal):
+            raise self.refuse(request.reason, request.message)
+        user = request.user
+        client = Client(sid, user, request.topics, request.cursor, epoch=request.epoch)
+        http = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
+        client.transport = getattr(http, "transport", None)
+        self.clients[sid] = client
+        for topic in client.topics:
+            await self.sio.enter_room(sid, room(topic))
+        self.metrics.clients.set(len(self.clients))
+        client.tasks.append(asyncio.create_task(self.sync.run(client), name=f"rxstore-sync-{sid}"))
+        client.tasks.append(asyncio.create_task(self.delivery.write(client), name=f"rxstore-write-{sid}"))
+        exp = user.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            client.expires = float(exp) + self.auth.leeway
+            loop = asyncio.get_running_loop()
+            client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self.expire, client)
+
+    def may_subscribe(self, user: User, topic: str) -> bool:
+        """``can_subscribe(user, topic)``, failing closed: a hook that raises denies (and is counted)."""
+        if self.can_subscribe is None:
+            return True
+        try:
+            return bool(self.can_subscribe(user, topic))
+        except Exception as exc:  # fail closed: a hook that raises denies
+            self.metrics.authorize_errors.inc()
+            self.warnings.warning(
+                "[RealtimeGateway] can_subscribe raised for %r on %r (denied): %r", user.id, topic, exc
+            )
+            return False
+
+    def expire(self, client: Client) -> None:
+        """End a session whose token expired: nothing more is sent or accepted; it is told why."""
+        if self.clients.get(client.sid) is not client:
+            return
+        self.metrics.expired.inc()
+        log.info("[RealtimeGateway] %s (%s): token expired, session ended", client.sid, client.user.id)
+        self.forget(client.sid)
+        task = asyncio.ensure_future(
+            self.close(client, "token_expired", "the token expired: reconnect with a fresh one")
+        )
+        task.add_done_callback(log_failure)
+
+    async def close(self, client: Client, reason: str, message: str) -> None:
+        """Tell a client why its session ends (``rxstore:closing``, 2 s at most), then disconnect it."""
+        with contextlib.suppress(Stalled):
+            await asyncio.wait_for(
+                self.delivery.emit(client, CLOSING, {"reason": reason, "message": message}), 2.0
+            )
+        await self.sio.disconnect(client.sid)
+
+    def forget(self, sid: str) -> None:
+        """Drop a client: its tasks, expiry timer and queue; idempotent."""
+        client = self.clients.pop(sid, None)
+        if client is None:
+            return
+        client.live = False
+        for task in client.tasks:
+            task.cancel()
+        if client.expiry is not None:
+            client.expiry.cancel()
+        self.delivery.clear(client)
+        self.metrics.clients.set(len(self.clients))
+
+    async def disconnect_all(self) -> None:
+        """Disconnect and forget every client, and let its close frame go (1 s at most)."""
+        transports = [c.transport for c in self.clients.values() if c.transport is not None]
+        for sid in list(self.clients):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.sio.disconnect(sid), SHUTDOWN_GRACE)
+            self.forget(sid)
+        # Let the close frames go out before the HTTP server goes: some clients
+        # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while self.sio.eio.sockets and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for transport in transports:  # a client that stopped reading cannot take its close frame
+            if not transport.is_closing():
+                transport.abort()

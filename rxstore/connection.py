@@ -1,6 +1,6 @@
 """Connection states, the reconnection backoff policy, and the connection loop's rules.
 
-The loop itself is ``RootStore._run`` (rxstore/root.py); what it decides with
+The loop itself is ``Connector._run`` (rxstore/connector.py); what it decides with
 lives here: how a token is obtained, which failures are worth retrying, and
 the error it stops with.
 """

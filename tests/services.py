@@ -21,11 +21,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import pytest
+
+from rxstore.transport import SocketIOTransport
 
 __all__ = [
     "PG_BIN_DIR",
@@ -53,6 +56,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (taken from the kernel, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class CountingTransport(SocketIOTransport):
+    """The real python-socketio transport, counting its connection attempts."""
+
+    def __init__(self) -> None:
+        super().__init__(connect_timeout=2.0)
+        self.attempts = 0
+
+    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
+        self.attempts += 1
+        await super().connect(url, auth)
 
 
 def _is_root() -> bool:

@@ -9,10 +9,8 @@ accepts connections but never sends ``rxstore:live``. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import socketio
@@ -32,34 +30,14 @@ from rxstore.connection import SyncState
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.server import RealtimeGateway
-from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore
+from tests.services import CountingTransport, closed_port
 from tests.waiting import wait_for
 
 FAST = Backoff(initial=0.02, factor=2.0, maximum=0.1, jitter=0.0)
 """Quick retries: the tests wait for conditions, not for delays."""
 SLACK = 3.0
 """Seconds a bounded wait may overrun its bound on a loaded machine (one attempt in flight)."""
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (taken from the kernel, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-class CountingTransport(SocketIOTransport):
-    """The real python-socketio transport, counting its connection attempts."""
-
-    def __init__(self) -> None:
-        super().__init__(connect_timeout=2.0)
-        self.attempts = 0
-
-    async def connect(self, url: str, auth: Any) -> None:
-        self.attempts += 1
-        await super().connect(url, auth)
 
 
 async def gateway_on(directory: Path, port: int = 0) -> RealtimeGateway:

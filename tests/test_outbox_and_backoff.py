@@ -7,10 +7,7 @@ connect is refused by the kernel) and a real gateway started later on that port.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,34 +23,14 @@ from rxstore import (
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.server import RealtimeGateway
-from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore
+from tests.services import CountingTransport, closed_port
 from tests.waiting import wait_for
 
 FAST = Backoff(initial=0.02, factor=2.0, maximum=0.1, jitter=0.0)
 """Quick retries: the tests wait for conditions, not for delays."""
 AT_ONCE = 2.0
 """Seconds within which a refusal counts as immediate (a queued message would wait far longer)."""
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (taken from the kernel, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-class CountingTransport(SocketIOTransport):
-    """The real python-socketio transport, counting its connection attempts."""
-
-    def __init__(self) -> None:
-        super().__init__(connect_timeout=2.0)
-        self.attempts = 0
-
-    async def connect(self, url: str, auth: Mapping[str, Any]) -> None:
-        self.attempts += 1
-        await super().connect(url, auth)
 
 
 def record(root: RootStore) -> tuple[list[ConnectionState], list[RxStoreError]]:

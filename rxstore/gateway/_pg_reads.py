@@ -13,7 +13,8 @@ __all__ = ["READ_BOUNDED_SQL", "PostgresSnapshotReader", "begin_snapshot", "rows
 READ_BOUNDED_SQL: Final = """
 SELECT seq, topic, op, record, old, ts, mutation FROM (
     SELECT seq, topic, op, record, old, ts, mutation,
-           sum(pg_column_size(record) + coalesce(pg_column_size(old), 0)) OVER (ORDER BY seq) AS total,
+           sum(coalesce(pg_column_size(record), 0) + coalesce(pg_column_size(old), 0))
+               OVER (ORDER BY seq) AS total,
            row_number() OVER (ORDER BY seq) AS n
     FROM (SELECT * FROM rxstore_changes WHERE seq > $1 ORDER BY seq LIMIT $2) AS page
 ) AS sized

@@ -659,6 +659,8 @@ class Counts:
     state_equal: bool
     caught_up: bool
     errors: tuple[str, ...]
+    lost_seqs: tuple[int, ...] = ()
+    """The first (at most 10) seqs counted in ``lost``."""
 
     @property
     def clean(self) -> bool:
@@ -701,7 +703,7 @@ def account(report: dict[str, Any], oracle: Sequence[int], db_rows: dict[str, Po
             position = seq if position is None else max(position, seq)
     seen = set(applied)
     expected = [s for s in oracle if s > base]
-    lost = sum(1 for s in expected if s not in seen and not any(lo < s <= hi for lo, hi in covered))
+    missing = [s for s in expected if s not in seen and not any(lo < s <= hi for lo, hi in covered)]
     counted = Counter(applied)
     duplicated = sum(n - 1 for n in counted.values() if n > 1)
     received = report["received"]
@@ -711,7 +713,7 @@ def account(report: dict[str, Any], oracle: Sequence[int], db_rows: dict[str, Po
         name=report["name"],
         expected=len(expected),
         applied=len(applied),
-        lost=lost,
+        lost=len(missing),
         duplicated=duplicated,
         out_of_order=out_of_order,
         redelivered=len(received) - len(set(received)),
@@ -722,6 +724,7 @@ def account(report: dict[str, Any], oracle: Sequence[int], db_rows: dict[str, Po
         state_equal=state == db_rows,
         caught_up=int(report["seq"]) >= head,
         errors=tuple(report["errors"]),
+        lost_seqs=tuple(missing[:10]),
     )
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "MUTATE",
     "RESET",
     "SNAPSHOT",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
     "Change",
     "Event",
     "EventKind",
@@ -45,6 +47,10 @@ MUTATE: Final = "rxstore:mutate"
 BROADCAST: Final = "rxstore:broadcast"
 CLOSING: Final = "rxstore:closing"
 """Sent by the gateway just before it ends a session: ``{"reason", "message"}``."""
+SUBSCRIBE: Final = "rxstore:subscribe"
+"""Client -> gateway: follow a subset (or switch one): a subscription object (docs/protocol.md)."""
+UNSUBSCRIBE: Final = "rxstore:unsubscribe"
+"""Client -> gateway: stop following a subscription: ``{"id"}``."""
 
 
 class Op(enum.StrEnum):

@@ -7,8 +7,18 @@ from typing import Any, Final
 
 from rxstore.gateway._pg_schema import Conn
 from rxstore.gateway.sql import ident
+from rxstore.gateway.subset_sql import column_kind, where_sql
+from rxstore.where import Subset
 
-__all__ = ["READ_BOUNDED_SQL", "PostgresSnapshotReader", "begin_snapshot", "rows_sql"]
+__all__ = [
+    "KINDS_SQL",
+    "READ_BOUNDED_SQL",
+    "PostgresSnapshotReader",
+    "begin_snapshot",
+    "column_kinds",
+    "rows_sql",
+    "subset_rows_sql",
+]
 
 READ_BOUNDED_SQL: Final = """
 SELECT seq, topic, op, record, old, ts, mutation FROM (
@@ -22,6 +32,30 @@ WHERE n = 1 OR total <= $3
 ORDER BY seq
 """
 """A page of changes whose stored rows fit in $3 bytes (the first one always)."""
+
+
+KINDS_SQL: Final = """
+SELECT a.attname,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE format_type(a.atttypid, a.atttypmod) END
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+  AND EXISTS (SELECT 1 FROM rxstore_watched WHERE topic = $2)
+ORDER BY a.attnum
+"""
+"""A watched table's columns and their types (a domain's base type), in table order."""
+
+
+async def column_kinds(conn: Conn, topic: str) -> dict[str, str]:
+    """Return a watched table's columns -> kind, in table order.
+
+    Raises:
+        ValueError: ``topic`` is not a watched table.
+    """
+    rows = await conn.fetch(KINDS_SQL, ident(topic), topic)
+    if not rows:
+        raise ValueError(f"{topic!r} is not a watched table")
+    return {r[0]: column_kind(r[1], "postgres") for r in rows}
 
 
 async def begin_snapshot(conn: Conn, topics: Sequence[str]) -> tuple[int, dict[str, str], list[int]]:
@@ -55,9 +89,16 @@ async def begin_snapshot(conn: Conn, topics: Sequence[str]) -> tuple[int, dict[s
 
 def rows_sql(topic: str, keys: Mapping[str, str]) -> str:
     """The query of a topic's rows as JSON objects, in primary-key order."""
+    return subset_rows_sql(topic, keys, None)[0]
+
+
+def subset_rows_sql(topic: str, keys: Mapping[str, str], subset: Subset | None) -> tuple[str, list[Any]]:
+    """The query of a topic's rows (those of ``subset``) as JSON objects, in primary-key order."""
+    condition, params = where_sql(subset, "postgres") if subset is not None else ("", [])
+    where = f" WHERE {condition}" if condition else ""
     key = keys.get(topic)
     order = f" ORDER BY t.{ident(key)}" if key else ""
-    return f"SELECT to_jsonb(t) FROM {ident(topic)} AS t{order}"
+    return f"SELECT to_jsonb(t) FROM {ident(topic)} AS t{where}{order}", params
 
 
 class PostgresSnapshotReader:
@@ -68,15 +109,20 @@ class PostgresSnapshotReader:
         self.skip = skip
         self._conn = conn
         self._keys = keys
-        self._topic: str | None = None
+        self._reading: tuple[str, Subset | None] | None = None
         self._cursor: Any = None
         self._held: Any = None
 
-    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """Return the next rows of ``topic`` (at most ``limit``) and whether more follow."""
-        if topic != self._topic:
-            self._cursor = await self._conn.cursor(rows_sql(topic, self._keys))
-            self._topic, self._held = topic, None
+    async def fetch(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (of ``subset``; at most ``limit``) and whether more follow."""
+        if subset is not None and subset.topic != topic:
+            raise ValueError(f"a subset of {subset.topic!r} cannot be read from {topic!r}")
+        if (topic, subset) != self._reading:
+            sql, params = subset_rows_sql(topic, self._keys, subset)
+            self._cursor = await self._conn.cursor(sql, *params)
+            self._reading, self._held = (topic, subset), None
         raw = [self._held] if self._held is not None else []
         raw.extend(r[0] for r in await self._cursor.fetch(limit + 1 - len(raw)))
         self._held = raw.pop() if len(raw) > limit else None

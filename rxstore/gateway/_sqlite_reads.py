@@ -20,8 +20,18 @@ from rxstore.gateway._sqlite_schema import columns_of, head_sync
 from rxstore.gateway.changelog import LogSnapshot
 from rxstore.gateway.codec import load_json, non_finite_json
 from rxstore.gateway.sql import OPS, ident
+from rxstore.gateway.subset_sql import column_kind, where_sql
+from rxstore.where import Subset
 
-__all__ = ["SQLiteSnapshotReader", "jsonable", "read_sync", "snapshot_sync", "within_bytes"]
+__all__ = [
+    "SQLiteSnapshotReader",
+    "jsonable",
+    "kinds_sync",
+    "read_sync",
+    "rows_sql",
+    "snapshot_sync",
+    "within_bytes",
+]
 
 
 def jsonable(value: object) -> object:
@@ -66,6 +76,29 @@ def within_bytes(rows: list[Any], max_bytes: int) -> list[Any]:
     return rows
 
 
+def kinds_sync(conn: sqlite3.Connection, topic: str) -> dict[str, str]:
+    """Return a watched table's columns -> kind, in table order.
+
+    Raises:
+        ValueError: ``topic`` is not a watched table.
+    """
+    watched = conn.execute("SELECT 1 FROM rxstore_watched WHERE topic = ?", (topic,)).fetchone()
+    rows = conn.execute(
+        "SELECT name, type FROM pragma_table_xinfo(?) WHERE hidden != 1 ORDER BY cid", (topic,)
+    ).fetchall()
+    if watched is None or not rows:
+        raise ValueError(f"{topic!r} is not a watched table")
+    return {name: column_kind(declared or "", "sqlite") for name, declared in rows}
+
+
+def rows_sql(topic: str, key: str | None, subset: Subset | None = None) -> tuple[str, list[Any]]:
+    """The query of a topic's rows (those of ``subset``), in ``key`` order (``None``: no order)."""
+    condition, params = where_sql(subset, "sqlite") if subset is not None else ("", [])
+    where = f" WHERE {condition}" if condition else ""
+    order = f" ORDER BY {ident(key)}" if key is not None else ""
+    return f"SELECT * FROM {ident(topic)}{where}{order}", params
+
+
 def snapshot_sync(conn: sqlite3.Connection, topics: Sequence[str]) -> LogSnapshot:
     """Return the rows of ``topics`` and the head seq, read in one transaction."""
     conn.execute("BEGIN")  # a WAL read transaction: one consistent view
@@ -102,7 +135,7 @@ class SQLiteSnapshotReader:
         self.skip: frozenset[int] = frozenset()
         self._conn: sqlite3.Connection | None = None
         self._keys: dict[str, str] = {}
-        self._topic: str | None = None
+        self._reading: tuple[str, Subset | None] | None = None
         self._cursor: sqlite3.Cursor | None = None
         self._names: list[str] = []
         self._held: Any = None
@@ -126,20 +159,26 @@ class SQLiteSnapshotReader:
             if not columns_of(conn, topic):
                 raise ValueError(f"cannot snapshot {topic!r}: no such table")
 
-    def fetch_sync(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def fetch_sync(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
         with self._lock:
-            return self._fetch(topic, limit)
+            return self._fetch(topic, limit, subset)
 
-    def _fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    def _fetch(self, topic: str, limit: int, subset: Subset | None) -> tuple[list[dict[str, Any]], bool]:
         conn = self._conn
         if conn is None:
             raise NotConnected("the snapshot reader is closed")
-        if topic != self._topic:
+        if subset is not None and subset.topic != topic:
+            raise ValueError(f"a subset of {subset.topic!r} cannot be read from {topic!r}")
+        if (topic, subset) != self._reading:
             key = self._keys.get(topic)
-            order = f" ORDER BY {ident(key)}" if key in columns_of(conn, topic) else ""
-            self._cursor = conn.execute(f"SELECT * FROM {ident(topic)}{order}")
+            sql, params = rows_sql(topic, key if key in columns_of(conn, topic) else None, subset)
+            if self._cursor is not None:
+                self._cursor.close()
+            self._cursor = conn.execute(sql, params)
             self._names = [d[0] for d in self._cursor.description]
-            self._topic, self._held = topic, None
+            self._reading, self._held = (topic, subset), None
         cursor = self._cursor
         assert cursor is not None
         raw = [self._held] if self._held is not None else []
@@ -149,9 +188,11 @@ class SQLiteSnapshotReader:
         rows = [{n: jsonable(v) for n, v in zip(names, row, strict=True)} for row in raw]
         return rows, self._held is not None
 
-    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """Return the next rows of ``topic`` (at most ``limit``) and whether more follow."""
-        return await asyncio.to_thread(self.fetch_sync, topic, limit)
+    async def fetch(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (of ``subset``; at most ``limit``) and whether more follow."""
+        return await asyncio.to_thread(self.fetch_sync, topic, limit, subset)
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from rxstore.events import Change
+from rxstore.where import Subset
 
 __all__ = [
     "AppliedMutation",
@@ -79,10 +80,19 @@ class SnapshotReader(Protocol):
     seq: int
     skip: frozenset[int]
 
-    async def fetch(self, topic: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    async def fetch(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Return the next rows of ``topic`` (at most ``limit``, in key order) and whether more follow.
 
-        Topics are read one after the other, each from its first row.
+        Topics are read one after the other, each from its first row. With a
+        ``subset`` (of ``topic``), only the rows matching its where clause
+        (evaluated by the database, see :func:`~rxstore.gateway.subset_sql.where_sql`),
+        whole; several subsets of one topic may be read one after the other,
+        each from its first row.
+
+        Raises:
+            ValueError: ``subset`` is of another topic.
         """
 
 
@@ -117,6 +127,15 @@ class ChangeLog(Protocol):
 
         Raises:
             ValueError: A topic's table does not exist.
+        """
+
+    async def columns(self, topic: str) -> dict[str, str]:
+        """Return a watched table's columns -> kind (see :func:`~rxstore.gateway.subset_sql.column_kind`).
+
+        In table order; a kind is "text", "integer", "real", "boolean" or "other".
+
+        Raises:
+            ValueError: ``topic`` is not a watched table.
         """
 
     async def head(self) -> int:

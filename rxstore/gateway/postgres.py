@@ -32,7 +32,13 @@ import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change
-from rxstore.gateway._pg_reads import READ_BOUNDED_SQL, PostgresSnapshotReader, begin_snapshot, rows_sql
+from rxstore.gateway._pg_reads import (
+    READ_BOUNDED_SQL,
+    PostgresSnapshotReader,
+    begin_snapshot,
+    column_kinds,
+    rows_sql,
+)
 from rxstore.gateway._pg_schema import (
     CHANGES_CHANNEL,
     CONNECTION_ERRORS,
@@ -273,6 +279,18 @@ class PostgresChangeLog(SequencedLog):
                 tables[topic] = [r[0] for r in await conn.fetch(rows_sql(topic, keys))]
         skip = await self._seqs_of(pending) if pending else frozenset()
         return LogSnapshot(seq=seq, tables=tables, skip=skip)
+
+    async def columns(self, topic: str) -> dict[str, str]:
+        """Return a watched table's columns -> kind (by its type, domains by their base), in table order.
+
+        The table is found on the connection's ``search_path``, as :meth:`watch` finds it.
+
+        Raises:
+            ValueError: ``topic`` is not a watched table.
+            NotConnected: The database connection is lost.
+        """
+        async with self._connection() as conn:
+            return await column_kinds(conn, topic)
 
     async def head(self) -> int:
         """Return the highest seq in the log (0 when empty)."""

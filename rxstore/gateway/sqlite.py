@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change
-from rxstore.gateway._sqlite_reads import SQLiteSnapshotReader, read_sync, snapshot_sync
+from rxstore.gateway._sqlite_reads import SQLiteSnapshotReader, kinds_sync, read_sync, snapshot_sync
 from rxstore.gateway._sqlite_schema import (
     NOW,
     SCHEMA,
@@ -189,6 +189,14 @@ class SQLiteChangeLog:
         for topic in wanted:
             check_topic(topic, internal=_INTERNAL)
         return await self._call(lambda conn: snapshot_sync(conn, wanted))
+
+    async def columns(self, topic: str) -> dict[str, str]:
+        """Return a watched table's columns -> kind (by SQLite's type affinity), in table order.
+
+        Raises:
+            ValueError: ``topic`` is not a watched table.
+        """
+        return await self._call(lambda conn: kinds_sync(conn, topic))
 
     async def head(self) -> int:
         """Return the highest seq ever assigned (0 when the log is new)."""

@@ -148,8 +148,17 @@ class Router:
         report: Where bad frames go (the root's ``errors``).
         tables: Told the sync state when the gateway says the link is live.
 
+    The cursor rules (docs/protocol.md): a change is a duplicate if its seq is
+    below the cursor, or equal to it under the event name the cursor's change
+    came under (one change matching two subscriptions arrives once per
+    subscription id, with the same seq: both are applied). A snapshot moves
+    the cursor only when it is ``None``: a runtime subscription's snapshot
+    ahead of it leaves it, so the other subscriptions' changes in between,
+    which the gateway then replays, are not dropped.
+
     Attributes:
         cursor: Seq of the last change published (``None`` before any).
+        cursor_event: The event name the cursor's change came under (or its snapshot's).
         epoch: The change log's epoch the cursor belongs to (from ``rxstore:live``).
         closing: The reason the gateway gave (``rxstore:closing``) for ending the session.
     """
@@ -163,14 +172,16 @@ class Router:
     ) -> None:
         self.metrics = metrics
         self.report = report
-        self.tables = tuple(tables)
+        self.tables = tables
+        """Told LIVE on ``rxstore:live`` (a list the root's subscriptions keep up to date)."""
         self.events = EventStream(metrics, report)
         self.cursor: int | None = None
+        self.cursor_event: str | None = None
         self.epoch: str | None = None
         self.closing: str | None = None
         self._replaying = False
         self._chunks: dict[str, tuple[int, list[Any]]] = {}
-        """Topic -> (seq, records) of a snapshot arriving in chunks, not yet shown to the stores."""
+        """Event name (subscription id) -> (seq, records) of a snapshot arriving in chunks, not yet shown."""
 
     def link_up(self) -> None:
         """A new session began: replaying from the cursor, no snapshot half-received."""
@@ -220,10 +231,11 @@ class Router:
                 self.report(ProtocolError(seq, event=name, payload=data))
                 return None
             cursor = self.cursor
-            if cursor is not None and seq <= cursor:
+            if cursor is not None and seq <= cursor and (seq < cursor or name == self.cursor_event):
                 self.metrics.duplicates += 1
                 return None
             self.cursor = seq
+            self.cursor_event = name
             self.metrics.changes_applied += 1
             return Event(name, data, EventKind.CHANGE, seq)
         return Event(name, data)
@@ -237,6 +249,7 @@ class Router:
         events: list[Event] = []
         append = events.append
         cursor = self.cursor
+        cursor_event = self.cursor_event
         duplicates = changes = 0
         change_kind = EventKind.CHANGE
         seq: Any  # a change's seq, or what is wrong with its envelope
@@ -252,10 +265,11 @@ class Router:
                 if type(seq) is str:  # what is wrong with it
                     self.report(ProtocolError(seq, event=name, payload=payload))
                     continue
-                if cursor is not None and seq <= cursor:
+                if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
                     duplicates += 1
                     continue
                 cursor = seq
+                cursor_event = name
                 changes += 1
                 append(Event(name, payload, change_kind, seq))
             elif name.startswith(CONTROL_PREFIX):
@@ -264,6 +278,7 @@ class Router:
             else:
                 append(Event(name, payload))
         self.cursor = cursor
+        self.cursor_event = cursor_event
         metrics = self.metrics
         metrics.events += len(frames)
         metrics.duplicates += duplicates
@@ -332,7 +347,7 @@ class Router:
     def _on_snapshot(self, data: Any) -> None:
         event = self._whole_snapshot(data)
         if event is None:
-            return  # a chunk: held until its topic's last one
+            return  # a chunk: held until its subscription's last one
         seq = event.seq
         assert seq is not None
         if self.cursor is not None and seq < self.cursor:
@@ -341,13 +356,14 @@ class Router:
                 event=SNAPSHOT,
                 payload=data,
             )
-        if self.cursor is None or seq > self.cursor:
+        if self.cursor is None:  # first sync, or after a reset; never moved by a runtime subscription's
             self.cursor = seq
+            self.cursor_event = event.name
         self._dispatch([event])
 
     def _on_reset(self, data: Any) -> None:
         log.info("[RootStore] reset: %s", data)
-        self.cursor = None
+        self.cursor = self.cursor_event = None
         self.epoch = None  # the next rxstore:live tells the new one
         reset = Event(RESET, data, EventKind.RESET)
         stream = self.events
@@ -361,12 +377,12 @@ class Router:
         """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
 
         Raises:
-            ProtocolError: A malformed frame (the chunks held for its topic are dropped).
+            ProtocolError: A malformed frame (the chunks held for its event are dropped).
         """
         event = _snapshot_event(data)
         more = data.get("more", False)
         snapshot = event.data
-        held = self._chunks.pop(snapshot.topic, None)
+        held = self._chunks.pop(event.name, None)
         if type(more) is not bool:
             raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
         if held is not None and held[0] != event.seq:
@@ -374,7 +390,7 @@ class Router:
         if more:
             records = held[1] if held is not None else []
             records.extend(snapshot.records)
-            self._chunks[snapshot.topic] = (event.seq or 0, records)
+            self._chunks[event.name] = (event.seq or 0, records)
             return None
         if held is None:
             return event

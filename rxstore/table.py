@@ -9,7 +9,8 @@ lazily and memoized per state, never maintained per change.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import EllipsisType
 from typing import Any, ClassVar, TypeVar, cast
 
 import immutables
@@ -20,11 +21,13 @@ from reactivex.subject import BehaviorSubject
 from rxstore._live import table_live
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError
-from rxstore.events import Change, Event, EventKind, Op, Snapshot, parse_change, topic_event_name
+from rxstore.events import Change, Event, EventKind, Op, Snapshot, topic_event_name
 from rxstore.operators import Frame
 from rxstore.records import converter, structure_record
 from rxstore.store import DomainStore
+from rxstore.table_foreign import FOREIGN_OPS, foreign_change, not_a_change
 from rxstore.table_state import TableState
+from rxstore.where import Subset, WhereSpec, columns_of, parse_subscription, terms_of
 
 __all__ = ["Parser", "TableState", "TableStore", "converter", "structure_record"]
 
@@ -47,6 +50,11 @@ class TableStore(DomainStore[TableState[R]]):
         primary_key: The row field that identifies a record (default ``"id"``).
         event: The socket event carrying this table's changes; defaults to
             :func:`~rxstore.events.topic_event_name` of ``table`` (``post_update``).
+            An instance's ``event=`` overrides it: the id of its subscription.
+
+    ``where=``, ``columns=`` or an own ``event=`` make it follow a *subscription*
+    (id ``event``, see :mod:`rxstore.where`) instead of the whole topic;
+    :meth:`where` switches its :attr:`subset` at runtime.
 
     A change whose ``seq`` is not newer than the state's ``seq`` is skipped, so a
     change is applied exactly once even if it is delivered twice. A row that does
@@ -90,12 +98,8 @@ class TableStore(DomainStore[TableState[R]]):
     table: ClassVar[str] = ""
     record_type: ClassVar[type[Any] | None] = None
     primary_key: ClassVar[str] = "id"
-    event: ClassVar[str] = ""
-    foreign_ops: ClassVar[Mapping[str, Op]] = {
-        **{word: Op.INSERT for word in ("insert", "inserted", "create", "created")},
-        **{word: Op.UPDATE for word in ("update", "updated", "upsert", "upserted")},
-        **{word: Op.DELETE for word in ("delete", "deleted", "remove", "removed")},
-    }
+    event: str = ""
+    foreign_ops: ClassVar[Mapping[str, Op]] = FOREIGN_OPS
     """The op words a ``parse`` adapter may return (lower-cased before lookup), besides :class:`Op`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -105,7 +109,15 @@ class TableStore(DomainStore[TableState[R]]):
                 cls.event = topic_event_name(cls.table)
             cls.accepts = (cls.event,)
 
-    def __init__(self, *, name: str | None = None, parse: Parser | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        parse: Parser | None = None,
+        where: WhereSpec = None,
+        columns: Iterable[str] | None = None,
+        event: str | None = None,
+    ) -> None:
         """Create the store, empty.
 
         Args:
@@ -113,12 +125,27 @@ class TableStore(DomainStore[TableState[R]]):
             parse: Follow a server other than the rxstore gateway: turns each
                 payload under ``event`` into ``(op, row)`` (or ``None`` to
                 ignore it); see :meth:`parse`. Overrides an overridden ``parse``.
+            where: Follow only the rows that match (see :func:`~rxstore.where.terms_of`).
+            columns: Follow only these columns (the primary key is always sent).
+            event: This store's subscription id (two stores of one table on one
+                root need distinct ones); the class's ``event`` by default.
+
+        Raises:
+            SubsetError: ``where``, ``columns`` or ``event`` is not valid.
         """
         if not self.table:
             raise TypeError(f"{type(self).__name__} must set the class attribute `table`")
         if parse is None and type(self).parse is not TableStore.parse:
             parse = self.parse
         self._parse: Parser | None = parse
+        self._subset = Subset(self.table, terms_of(where), columns_of(columns))
+        if event is not None or not self._subset.whole:
+            if parse is not None:
+                raise TypeError(f"{type(self).__name__}: a foreign table (parse=) cannot follow a subset")
+            self.event = parse_subscription(self._subset.to_wire(event or self.event))[0]
+            self.accepts = (self.event,)  # type: ignore[misc]  # an instance's id overrides the class's
+        self._switch: Callable[[TableStore[Any], Subset], Awaitable[None]] | None = None
+        """Set by the root it is attached to: switches the subscription (``rxstore.subscriptions``)."""
         super().__init__(name=name, initial=TableState())
         self._confirmed: TableState[R] = self._state.value
         self._pending: dict[str, Mapping[Any, R | None]] = {}
@@ -186,6 +213,40 @@ class TableStore(DomainStore[TableState[R]]):
         current = self._status.value
         if current.state is not state:
             self._status.on_next(SyncStatus(state, self._confirmed.seq, time.time()))
+
+    # -- the subset (live queries) ---------------------------------------------
+
+    @property
+    def subset(self) -> Subset:
+        """The rows and columns this store follows (the whole table unless ``where``/``columns``)."""
+        return self._subset
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether it follows a subscription (a subset, or its own ``event``), not a whole topic."""
+        return not self._subset.whole or self.event != type(self).event
+
+    async def where(self, spec: WhereSpec, *, columns: Iterable[str] | EllipsisType | None = ...) -> Subset:
+        """Follow another subset of the table (a channel switch); ``columns`` kept unless given.
+
+        On a connected root it returns after the gateway's acknowledgement (the new
+        rows are in the store, no row of the old subset comes later); otherwise it
+        sets :attr:`subset`, followed from the next connect. Example:
+        ``await messages.where({"channel_id": "random"})``.
+
+        Raises:
+            SubsetError: Not valid, or refused by the gateway (``exc.code``): the old subset stays.
+        """
+        kept = self._subset.columns if isinstance(columns, EllipsisType) else columns_of(columns)
+        subset = Subset(self.table, terms_of(spec), kept)
+        if subset != self._subset:
+            if self._parse is not None:
+                raise TypeError(f"{self.name}: a foreign table (parse=) cannot follow a subset")
+            if self._switch is None:
+                self._subset = subset
+            else:
+                await self._switch(self, subset)
+        return self._subset
 
     # -- optimistic mutations --------------------------------------------------
 
@@ -293,46 +354,6 @@ class TableStore(DomainStore[TableState[R]]):
         """
         raise NotImplementedError(f"{type(self).__name__} follows the rxstore gateway; it parses nothing")
 
-    def _parsed(self, event: Event, parse: Parser) -> tuple[Op, Any, R | None] | None:
-        """``(op, key, record)`` of a foreign payload (``None``: ignore it).
-
-        Raises:
-            ProtocolError: ``parse`` raised or returned something unusable.
-            ValidationError: The row does not fit ``record_type``.
-        """
-
-        def refused(why: str) -> ProtocolError:
-            return ProtocolError(
-                f"{self.name}: {event.name!r} payload {why}; {self.table!r} left as it was",
-                event=event.name,
-                payload=event.data,
-                store=self.name,
-            )
-
-        try:
-            parsed = parse(event.data)
-        except Exception as exc:
-            raise refused(f"could not be parsed: parse raised {type(exc).__name__}: {exc}") from exc
-        if parsed is None:
-            return None
-        if type(parsed) not in (tuple, list) or len(parsed) != 2:
-            raise refused(f"could not be parsed: parse returned {type(parsed).__name__}, not (op, row)")
-        word, row = parsed
-        op = word if isinstance(word, Op) else None
-        if op is None and isinstance(word, str):
-            op = self.foreign_ops.get(word.lower())
-        if op is None:
-            known = ", ".join(sorted(self.foreign_ops))
-            raise refused(f"has the unknown op {word!r} (an Op or one of: {known})")
-        if not isinstance(row, Mapping):
-            raise refused(f"gave a {type(row).__name__} as its row, not an object")
-        try:
-            key = row[self.primary_key]
-            hash(key)
-        except (KeyError, TypeError):
-            raise refused(f"has no usable {self.primary_key!r} in its row") from None
-        return op, key, None if op is Op.DELETE else self.to_record(row)
-
     def to_record(self, row: Mapping[str, Any]) -> R:
         """Turn a row into a record (``record_type`` via cattrs, or the dict itself)."""
         record_type = self.record_type
@@ -410,7 +431,7 @@ class TableStore(DomainStore[TableState[R]]):
                 seq = None
             elif parse is not None:  # a foreign server's payload: no seq, applied as it comes
                 try:
-                    parsed = self._parsed(event, parse)
+                    parsed = foreign_change(self, event, parse)
                 except Exception as exc:
                     self.report(event, exc)
                     continue
@@ -422,32 +443,12 @@ class TableStore(DomainStore[TableState[R]]):
                     else:
                         mutation[parsed[1]] = parsed[2]
             else:  # a message under this table's event name: for other stores, not for this one
-                self._not_a_change(event)
+                self._report_error(not_a_change(self, event))
         if mutation is not None:
             rows = mutation.finish()
         if rows is state.rows and seq == state.seq:
             return state
         return TableState(rows, seq)
-
-    def _not_a_change(self, event: Event) -> None:
-        """Report a message under this table's event name: not a change envelope, so ignored here.
-
-        Other stores accepting the same name still get it (see ``Router._to_event``).
-        """
-        try:
-            parse_change(event.data, event=event.name)
-            why = "a message, not a change"
-        except ProtocolError as exc:
-            why = str(exc)
-        error = ProtocolError(
-            f"{self.name}: {event.name!r} payload is not a change envelope ({why}); "
-            f"{self.table!r} left as it was",
-            event=event.name,
-            payload=event.data,
-            store=self.name,
-        )
-        self.log.warning("[%s] %s", self.name, error)
-        self._errors.on_next(error)
 
     def _rows_of(self, snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
         mutation: Any = immutables.Map().mutate()

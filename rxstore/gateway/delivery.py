@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import engineio
@@ -30,6 +30,9 @@ from rxstore.events import BATCH, SNAPSHOT
 from rxstore.gateway.auth import User
 from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
 from rxstore.gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from rxstore.gateway.subscriptions import Subscription
 
 __all__ = ["Client", "Delivery", "GatewayPacket", "OutFrame", "Stalled", "msgpack_packet_class", "room"]
 
@@ -121,6 +124,19 @@ class Client:
     expires: float | None = None
     """Unix time at which the client's token expires (its ``exp`` plus the leeway)."""
     expiry: asyncio.TimerHandle | None = None
+    subscriptions: dict[str, Subscription] = attrs.field(factory=dict)
+    """Its subscriptions by id, once it has a subset (see :mod:`rxstore.gateway.subscriptions`)."""
+    by_topic: dict[str, tuple[Subscription, ...]] = attrs.field(factory=dict)
+    """The same by topic (kept by the gateway's ``LiveQueries``)."""
+    idle: asyncio.Event = attrs.field(factory=lambda: _set(asyncio.Event()))
+    """Set while its send queue is empty and nothing is being written."""
+    lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    """Held while it is brought up to date (first sync, a new subscription)."""
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
 
 
 class Stalled(Exception):
@@ -209,6 +225,7 @@ class Delivery:
             self.drop(client)
             return False
         client.queue.append(frame)
+        client.idle.clear()
         client.queued += frame.size
         client.queued_bytes += frame.nbytes
         self.queued_total += frame.nbytes
@@ -218,6 +235,7 @@ class Delivery:
     def clear(self, client: Client) -> None:
         """Empty a forgotten client's queue."""
         client.queue.clear()
+        client.idle.set()
         self.queued_total -= client.queued_bytes
         client.queued = client.queued_bytes = 0
         self.metrics.queued_bytes.set(self.queued_total)
@@ -281,8 +299,25 @@ class Delivery:
                     self.queued_total -= frame.nbytes
                     sent.inc(frame.size)
                 self.metrics.queued_bytes.set(self.queued_total)
+                if not queue:
+                    client.idle.set()
         except Stalled as exc:
             self.drop_stalled(client, exc)
+
+    async def drain(self, client: Client) -> bool:
+        """Wait until every frame queued for ``client`` is written; ``True`` then.
+
+        Raises:
+            Stalled: The queue did not get shorter for ``client_send_timeout``.
+        """
+        while not client.idle.is_set():
+            left = client.queued_bytes
+            try:
+                await asyncio.wait_for(client.idle.wait(), self.client_send_timeout)
+            except TimeoutError:
+                if client.queued_bytes >= left:
+                    raise Stalled(f"took no frame for {self.client_send_timeout:g} s") from None
+        return True
 
     def drop_stalled(self, client: Client, exc: Stalled) -> None:
         """Drop a client that took no frame for ``client_send_timeout``, and count it."""

@@ -60,6 +60,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.subscriptions = Gauge(
+            "rxstore_subscriptions",
+            "Live-query subscriptions of indexed clients (whole-table ones of those clients included).",
+            registry=r,
+        )
         self.handshake_timeouts = Counter(
             "rxstore_handshake_timeouts",
             "Connections closed for not joining the namespace within handshake_timeout.",

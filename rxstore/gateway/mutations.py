@@ -14,16 +14,19 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rxstore.errors import AuthError
-from rxstore.events import BROADCAST, CONTROL_PREFIX, MUTATE
+from rxstore.events import BROADCAST, CONTROL_PREFIX, MUTATE, SUBSCRIBE, UNSUBSCRIBE
 from rxstore.gateway.api import Handler, MutationHandler, Writes
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, room
 from rxstore.gateway.fanout import RedisFanout
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.packets import BadPayload
+
+if TYPE_CHECKING:
+    from rxstore.gateway.live_queries import LiveQueries
 
 __all__ = ["MAX_MUTATION_ID", "SOCKETIO_RESERVED", "ClientEvents", "fingerprint"]
 
@@ -72,6 +75,8 @@ class ClientEvents:
         self.change_events = change_events
         self.handlers: dict[str, Handler] = {}
         self.mutations: dict[str, MutationHandler] = {}
+        self.live_queries: LiveQueries
+        """Serves ``rxstore:subscribe`` / ``rxstore:unsubscribe`` (set by the gateway)."""
 
     def reject(self, error: str, message: str) -> dict[str, Any]:
         """A refusal acknowledgement, counted in ``rxstore_bad_input{reason}``."""
@@ -91,6 +96,10 @@ class ClientEvents:
             return await self.mutate(client, data)
         if event == BROADCAST:
             return await self.broadcast(client, data)
+        if event == SUBSCRIBE:
+            return await self.live_queries.subscribe(client, data)
+        if event == UNSUBSCRIBE:
+            return await self.live_queries.unsubscribe(client, data)
         handler = self.handlers.get(event)
         if handler is None:
             self.metrics.bad_input.labels("unknown_event").inc()

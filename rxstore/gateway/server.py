@@ -65,6 +65,7 @@ from rxstore.gateway.guard import (
 )
 from rxstore.gateway.guard import msgpack_packet_class as guarded_msgpack_packet_class
 from rxstore.gateway.health import health_report, metrics_report
+from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import Serving
 from rxstore.gateway.mutations import ClientEvents
@@ -175,6 +176,7 @@ class RealtimeGateway(Serving):
         handshake_timeout: float | None = 10.0,
         bad_input_log_per_minute: int = 10,
         async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
+        max_subscriptions: int = 64,
     ) -> None:
         if async_mode not in ("aiohttp", "asgi"):
             raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
@@ -256,6 +258,7 @@ class RealtimeGateway(Serving):
         self.client_events = ClientEvents(
             log, self.sio, self.metrics, self.fanout, frozenset(self._events.values())
         )
+        primary_keys = {name: spec.primary_key for name, spec in self.topics.items()}
         self.handlers: dict[str, Handler] = self.client_events.handlers
         self.mutations: dict[str, MutationHandler] = self.client_events.mutations
         self.tailer = Tailer(
@@ -265,7 +268,7 @@ class RealtimeGateway(Serving):
             self._clients,
             authorize=self._authorize,
             names=self._events,
-            primary_keys={name: spec.primary_key for name, spec in self.topics.items()},
+            primary_keys=primary_keys,
             key_only=self._key_only_old,
             batch_size=batch_size,
             read_bytes=self._read_bytes,
@@ -281,6 +284,7 @@ class RealtimeGateway(Serving):
             events_for=tailer.events_for,
             authorize=self._authorize,
             names=self._events,
+            primary_keys=primary_keys,
             batch_size=batch_size,
             read_bytes=self._read_bytes,
             snapshot_concurrency=snapshot_concurrency,
@@ -296,6 +300,23 @@ class RealtimeGateway(Serving):
             can_subscribe=can_subscribe,
             warnings=self._hook_warnings,
         )
+        if max_subscriptions < 1:
+            raise ValueError(f"max_subscriptions must be >= 1, got {max_subscriptions}")
+        self.live_queries = LiveQueries(
+            log,
+            self.sio,
+            self.delivery,
+            self.sync,
+            self.metrics,
+            names=self._events,
+            primary_keys=primary_keys,
+            key_only=self._key_only_old,
+            may_subscribe=self.sessions.may_subscribe,
+            max_subscriptions=max_subscriptions,
+        )
+        self.sessions.live_queries = self.live_queries
+        self.client_events.live_queries = self.live_queries
+        self.tailer.index = self.live_queries.index
         self.sio.manager.deliver = self.delivery.deliver_to_room
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)

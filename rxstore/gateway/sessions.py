@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import socketio
@@ -28,6 +28,10 @@ from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import SHUTDOWN_GRACE
 from rxstore.gateway.sync import Sync
 from rxstore.gateway.visibility import Throttled
+from rxstore.where import Subset, SubsetError, parse_subscription
+
+if TYPE_CHECKING:
+    from rxstore.gateway.live_queries import LiveQueries
 
 __all__ = ["ConnectRequest", "Refusal", "Sessions", "authorize_failed", "parse_auth"]
 
@@ -42,6 +46,8 @@ class ConnectRequest:
     topics: frozenset[str]
     cursor: int | None
     epoch: str | None
+    subscriptions: tuple[tuple[str, Subset, int | None], ...] = ()
+    """``(id, subset, since)`` of each subscription besides ``topics``."""
 
 
 @attrs.frozen
@@ -58,6 +64,7 @@ def parse_auth(
     verify: Callable[[Any], User],
     topics: Collection[str],
     may_subscribe: Callable[[User, str], bool],
+    max_subscriptions: int = 64,
 ) -> ConnectRequest | Refusal:
     """Check a CONNECT's ``auth`` payload: the request it makes, or why it is refused.
 
@@ -67,6 +74,7 @@ def parse_auth(
         verify: Verifies ``auth["token"]``: the user, or :class:`~rxstore.errors.AuthError`.
         topics: The served topics, in order (the default subscription is theirs).
         may_subscribe: Whether a user may subscribe to a topic.
+        max_subscriptions: Most ``subscriptions`` one payload may hold.
 
     Returns:
         The request, or the first refusal: ``bad_request`` (unreadable payload, bad
@@ -81,9 +89,12 @@ def parse_auth(
         user = verify(auth.get("token"))
     except AuthError as exc:
         return Refusal(exc.reason, str(exc))
+    subscriptions = auth.get("subscriptions")
+    if subscriptions is not None and type(subscriptions) is not list:
+        return Refusal("bad_request", "'subscriptions' must be a list of subscription objects")
     requested = auth.get("topics")
     if requested is None:
-        requested = [t for t in topics if may_subscribe(user, t)]
+        requested = [] if subscriptions else [t for t in topics if may_subscribe(user, t)]
     if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
         return Refusal("bad_request", "'topics' must be a list of topic names")
     for topic in requested:
@@ -97,7 +108,23 @@ def parse_auth(
     epoch = auth.get("epoch")
     if epoch is not None and type(epoch) is not str:
         return Refusal("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
-    return ConnectRequest(user, frozenset(requested), cursor, epoch)
+    parsed: list[tuple[str, Subset, int | None]] = []
+    if subscriptions:
+        if len(subscriptions) > max_subscriptions:
+            return Refusal("bad_request", f"at most {max_subscriptions} subscriptions per connection")
+        try:
+            parsed = [parse_subscription(item) for item in subscriptions]
+        except SubsetError as exc:
+            return Refusal("bad_request", str(exc))
+        ids = [sub_id for sub_id, _, _ in parsed]
+        if len(set(ids)) != len(ids):
+            return Refusal("bad_request", "two subscriptions have the same id")
+        for sub_id, subset, _ in parsed:
+            if subset.topic not in topics:
+                return Refusal("forbidden_topic", f"subscription {sub_id!r}: no such topic {subset.topic!r}")
+            if not may_subscribe(user, subset.topic):
+                return Refusal("forbidden_topic", f"{user.id!r} may not subscribe to {subset.topic!r}")
+    return ConnectRequest(user, frozenset(requested), cursor, epoch, tuple(parsed))
 
 
 def authorize_failed(metrics: Metrics, warnings: Throttled) -> Callable[[User, str, Exception], None]:
@@ -152,6 +179,8 @@ class Sessions:
         self.topics = topics
         self.can_subscribe = can_subscribe
         self.warnings = warnings
+        self.live_queries: LiveQueries
+        """Set by the gateway (it needs these sessions' ``may_subscribe``)."""
 
     def refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
         """Count and log a refused connection; the error to raise from the connect handler."""
@@ -166,12 +195,18 @@ class Sessions:
             socketio.exceptions.ConnectionRefusedError: ``auth`` is refused (see :func:`parse_auth`).
         """
         request = parse_auth(
-            auth, verify=self.auth.verify, topics=self.topics, may_subscribe=self.may_subscribe
+            auth,
+            verify=self.auth.verify,
+            topics=self.topics,
+            may_subscribe=self.may_subscribe,
+            max_subscriptions=self.live_queries.max_subscriptions,
         )
         if isinstance(request, Refusal):
             raise self.refuse(request.reason, request.message)
         user = request.user
         client = Client(sid, user, request.topics, request.cursor, epoch=request.epoch)
+        if request.subscriptions:
+            await self._subscribe(client, request)
         http = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
         client.transport = getattr(http, "transport", None)
         self.clients[sid] = client
@@ -185,6 +220,20 @@ class Sessions:
             client.expires = float(exp) + self.auth.leeway
             loop = asyncio.get_running_loop()
             client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self.expire, client)
+
+    async def _subscribe(self, client: Client, request: ConnectRequest) -> None:
+        """Index a connecting client's subscriptions (with their ``since`` if it resumes)."""
+        live_queries = self.live_queries
+        subscriptions = []
+        for sub_id, subset, since in request.subscriptions:
+            try:
+                await live_queries.check(client.user, sub_id, subset)
+            except SubsetError as exc:
+                reason = "forbidden_topic" if exc.code == "forbidden_topic" else "bad_request"
+                raise self.refuse(reason, str(exc)) from None
+            resumes = client.cursor is not None
+            subscriptions.append(live_queries.new(client, sub_id, subset, since if resumes else None))
+        live_queries.index_client(client, subscriptions)
 
     def may_subscribe(self, user: User, topic: str) -> bool:
         """``can_subscribe(user, topic)``, failing closed: a hook that raises denies (and is counted)."""
@@ -230,6 +279,7 @@ class Sessions:
         if client.expiry is not None:
             client.expiry.cancel()
         self.delivery.clear(client)
+        self.live_queries.forget(client)
         self.metrics.clients.set(len(self.clients))
 
     async def disconnect_all(self) -> None:

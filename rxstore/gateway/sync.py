@@ -12,18 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rxstore.events import LIVE, RESET, Change
 from rxstore.gateway.api import RowFilter
 from rxstore.gateway.changelog import ChangeLog, SnapshotReader
 from rxstore.gateway.delivery import Client, Delivery, OutFrame, Stalled
 from rxstore.gateway.metrics import Metrics
+from rxstore.where import Subset
+
+if TYPE_CHECKING:
+    from rxstore.gateway.subscriptions import Subscription
 
 __all__ = ["Sync"]
 
 log = logging.getLogger("rxstore.gateway")
+
+T = TypeVar("T")
 
 MAX_PAGE_ROWS = 10_000
 """Most rows read from a snapshot at once."""
@@ -61,6 +67,7 @@ class Sync:
         events_for: ``(client, changes) -> [event, payload] pairs`` the client may see.
         authorize: The row filter, failing closed (``None``: every row).
         names: Topic -> socket event name.
+        primary_keys: Topic -> primary key.
         batch_size: Most changes per read of the log.
         read_bytes: Most bytes of rows per read of the log.
         snapshot_concurrency: Most snapshots read and sent at once.
@@ -76,6 +83,7 @@ class Sync:
         events_for: Callable[[Client, Sequence[Change]], list[Any]],
         authorize: RowFilter | None,
         names: dict[str, str],
+        primary_keys: Mapping[str, str],
         batch_size: int,
         read_bytes: int,
         snapshot_concurrency: int,
@@ -87,6 +95,7 @@ class Sync:
         self.events_for = events_for
         self.authorize = authorize
         self.names = names
+        self.primary_keys = primary_keys
         self.batch_size = batch_size
         self.read_bytes = read_bytes
         self._slots = asyncio.Semaphore(snapshot_concurrency)
@@ -95,27 +104,13 @@ class Sync:
     async def run(self, client: Client) -> None:
         """Bring ``client`` up to date and mark it live; drop or disconnect it on failure."""
         await asyncio.sleep(0)  # let python-socketio finish the handshake first
+        async with client.lock:
+            await self.guarded(client, self._bring_up_to_date(client))
+
+    async def guarded(self, client: Client, work: Awaitable[T]) -> T | None:
+        """Await ``work`` for ``client``; on failure drop (stalled) or disconnect it and return ``None``."""
         try:
-            cursor = client.cursor
-            horizon = await self.log.horizon()
-            epoch = await self.log.epoch()
-            reason = None
-            if cursor is not None and client.epoch is not None and client.epoch != epoch:
-                reason = "epoch_changed"  # a cursor of another log: another database, a restored backup
-            elif cursor is not None and cursor < horizon:
-                reason = "cursor_expired"  # the changes after it were trimmed
-            elif cursor is not None and cursor > await self.log.head():
-                reason = "cursor_ahead"  # from another database (restored, recreated)
-            if cursor is None or reason is not None:
-                if reason is not None:
-                    await self.delivery.emit(
-                        client,
-                        RESET,
-                        {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
-                    )
-                await self.snapshot(client)
-            client.epoch = epoch  # sent in rxstore:live
-            await self.catch_up(client)
+            return await work
         except asyncio.CancelledError:
             raise
         except Stalled as exc:
@@ -123,45 +118,101 @@ class Sync:
         except Exception:
             log.exception("[RealtimeGateway] could not bring %s up to date", client.sid)
             await self.delivery.sio.disconnect(client.sid)
+        return None
+
+    async def _bring_up_to_date(self, client: Client) -> bool:
+        cursor = client.cursor
+        horizon = await self.log.horizon()
+        epoch = await self.log.epoch()
+        reason = None
+        if cursor is not None and client.epoch is not None and client.epoch != epoch:
+            reason = "epoch_changed"  # a cursor of another log: another database, a restored backup
+        elif cursor is not None and cursor < horizon:
+            reason = "cursor_expired"  # the changes after it were trimmed
+        elif cursor is not None and cursor > await self.log.head():
+            reason = "cursor_ahead"  # from another database (restored, recreated)
+        if cursor is None or reason is not None:
+            if reason is not None:
+                await self.delivery.emit(
+                    client,
+                    RESET,
+                    {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
+                )
+            await self.snapshot(client)
+        client.epoch = epoch  # sent in rxstore:live
+        await self.catch_up(client)
+        return True
 
     async def snapshot(self, client: Client) -> None:
-        """Stream the client's topics at one log position, a page of rows at a time.
+        """Stream the client's topics (or subscriptions) at one log position, a page of rows at a time.
 
         Each topic goes in ``rxstore:snapshot`` frames of at most ``frame_bytes``
         (``"more": true`` on all but its last); the next page is read only once
         the client has taken the previous frame, so a client that does not read
         holds a frame or two, never the table.
         """
+        if client.subscriptions:
+            client.cursor = await self.snapshot_subscriptions(client, list(client.subscriptions.values()))
+            return
         topics = sorted(client.topics)
+        async with self._snapshot_slot(client), self.log.snapshot_reader(topics) as reader:
+            for topic in topics:
+                await self._stream(client, reader, topic, self.names[topic], None)
+            seq, skip = reader.seq, reader.skip
+        client.cursor = seq
+        client.skip = skip
+
+    async def snapshot_subscriptions(self, client: Client, subscriptions: Sequence[Subscription]) -> int:
+        """Stream ``subscriptions``' rows at one log position under their ids; return that seq.
+
+        Each subscription's changes up to that position (and those its snapshot
+        holds above it) are left out of what it is sent later.
+        """
+        topics = sorted({sub.topic for sub in subscriptions})
+        async with self._snapshot_slot(client), self.log.snapshot_reader(topics) as reader:
+            for sub in subscriptions:
+                subset = None if sub.subset.whole else sub.subset
+                await self._stream(client, reader, sub.topic, sub.id, subset)
+            seq, skip = reader.seq, reader.skip
+        for sub in subscriptions:
+            sub.since, sub.skip = seq, skip
+        return seq
+
+    @contextlib.asynccontextmanager
+    async def _snapshot_slot(self, client: Client) -> AsyncIterator[None]:
+        """One snapshot at a time per user, ``snapshot_concurrency`` in all; counted."""
         metrics = self.metrics
         metrics.snapshots_waiting.inc()
-        async with self._user_snapshots.hold(client.user.id):  # one at a time per user
+        async with self._user_snapshots.hold(client.user.id):
             try:
                 await self._slots.acquire()
             finally:
                 metrics.snapshots_waiting.dec()
             metrics.snapshots_active.inc()
             try:
-                async with self.log.snapshot_reader(topics) as reader:
-                    for topic in topics:
-                        await self._stream_topic(client, reader, topic)
-                    seq, skip = reader.seq, reader.skip
+                yield
             finally:
                 metrics.snapshots_active.dec()
                 self._slots.release()
         metrics.snapshots.inc()
-        client.cursor = seq
-        client.skip = skip
 
-    async def _stream_topic(self, client: Client, reader: SnapshotReader, topic: str) -> None:
-        authorize, user, event, seq = self.authorize, client.user, self.names[topic], reader.seq
+    async def _stream(
+        self, client: Client, reader: SnapshotReader, topic: str, event: str, subset: Subset | None
+    ) -> None:
+        authorize, user, seq = self.authorize, client.user, reader.seq
         delivery = self.delivery
+        key = self.primary_keys[topic]
         limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
         while True:
-            rows, more = await reader.fetch(topic, limit)
+            if subset is None:
+                rows, more = await reader.fetch(topic, limit)
+            else:
+                rows, more = await reader.fetch(topic, limit, subset)
             fetched = len(rows)
             if authorize is not None:
                 rows = [row for row in rows if authorize(user, topic, row)]
+            if subset is not None and subset.columns is not None:
+                rows = [subset.project(row, key) for row in rows]
             if not rows and more:
                 limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
                 continue

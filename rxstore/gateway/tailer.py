@@ -4,7 +4,10 @@ The tailer reads from the last seq it broadcast (its head) and hands each
 batch, in one synchronous step with the head update, to the queue of every
 live client: a client marked live at the head (see :mod:`rxstore.gateway.sync`)
 misses no batch and gets none twice. Clients of the same topics get the same
-frames, encoded once, unless a row filter makes each client's own.
+frames, encoded once, unless a row filter makes each client's own. Clients
+with live-query subsets get theirs through the subscription index (see
+:mod:`rxstore.gateway.subscriptions`): per change, only the subscriptions it
+may concern are looked at.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rxstore.gateway.api import Retention, RowFilter
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, Delivery, OutFrame
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.subscriptions import SubscriptionIndex, events_of_subscriptions, subscription_event
 from rxstore.gateway.visibility import events_for
 
 __all__ = ["Tailer"]
@@ -44,6 +48,7 @@ class Tailer:
         read_bytes: Most bytes of rows per read.
         coalesce: Shortest time, in seconds, between two live broadcasts.
         retention: Trimming of the change log.
+        index: The live-query subscriptions of indexed clients.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class Tailer:
         read_bytes: int,
         coalesce: float,
         retention: Retention,
+        index: SubscriptionIndex | None = None,
     ) -> None:
         self.log = log
         self.delivery = delivery
@@ -74,12 +80,15 @@ class Tailer:
         self.read_bytes = read_bytes
         self.coalesce = coalesce
         self.retention = retention
+        self.index = index if index is not None else SubscriptionIndex()
         self.head = 0
         """The last seq broadcast."""
 
     def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
         """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
         skip, cursor = client.skip, client.cursor or 0
+        if client.subscriptions:
+            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize)
         events = events_for(
             changes,
             user=client.user,
@@ -145,8 +154,12 @@ class Tailer:
         shared: dict[frozenset[str], list[OutFrame]] = {}
         delivery = self.delivery
         first = changes[0].seq
+        indexed: list[Client] = []
         for client in list(self.clients.values()):  # enqueue may drop a slow client
             if not client.live:
+                continue
+            if client.subscriptions:
+                indexed.append(client)
                 continue
             try:
                 cursor = client.cursor
@@ -160,12 +173,45 @@ class Tailer:
                 else:
                     frames = delivery.batch_frames(self.events_for(client, changes))
                 client.cursor = head
-                for frame in frames:
-                    if not delivery.enqueue(client, frame):
-                        break
+                self._send(client, frames)
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 delivery.drop(client)
+        if indexed:
+            self._broadcast_indexed(changes, indexed)
+
+    def _broadcast_indexed(self, changes: Sequence[Change], clients: Sequence[Client]) -> None:
+        """Route a batch to the indexed clients: per change, only the subscriptions it may concern."""
+        authorize, candidates = self.authorize, self.index.candidates
+        events: dict[str, list[Any]] = {}
+        for change in changes:
+            for sub in candidates(change):
+                event = subscription_event(sub, change, authorize)
+                if event is not None:
+                    found = events.get(sub.client)
+                    if found is None:
+                        events[sub.client] = [event]
+                    else:
+                        found.append(event)
+        first, head = changes[0].seq, changes[-1].seq
+        for client in clients:
+            mine = events.get(client.sid)
+            cursor = client.cursor
+            client.cursor = head
+            if not mine:
+                continue
+            try:
+                if cursor is not None and cursor >= first:  # went live inside this batch
+                    mine = [e for e in mine if e[1]["seq"] > cursor]
+                self._send(client, self.delivery.batch_frames(mine))
+            except Exception:
+                log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
+                self.delivery.drop(client)
+
+    def _send(self, client: Client, frames: Sequence[OutFrame]) -> None:
+        for frame in frames:
+            if not self.delivery.enqueue(client, frame):
+                break
 
     async def trim(self) -> None:
         """Trim the log every ``retention.interval`` seconds, forever."""

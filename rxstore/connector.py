@@ -42,6 +42,7 @@ from rxstore.errors import (
 from rxstore.metrics import Metrics
 from rxstore.outbox import consume_exception
 from rxstore.router import Router
+from rxstore.subscriptions import Subscriptions
 from rxstore.table import TableStore
 from rxstore.transport import Transport
 
@@ -58,8 +59,9 @@ class Connector:
         transport: The link (its callbacks are bound by the root store).
         router: Where frames go; its cursor and epoch are sent on every connect.
         metrics: The root store's counters (frames, reconnects).
-        tables: The table stores whose sync state follows the link.
-        topics: Topics sent on every connect.
+        tables: The table stores whose sync state follows the link (a list kept up to date).
+        follows: What the stores follow: the auth payload's ``topics`` and
+            ``subscriptions``, told when a connection is accepted.
         token: A token string, an async callable returning one, or ``None``.
         backoff: Reconnection delays.
         connect_timeout: Seconds a waiting :meth:`start` tries to make the
@@ -77,7 +79,7 @@ class Connector:
         router: Router,
         metrics: Metrics,
         tables: Sequence[TableStore[Any]],
-        topics: Sequence[str],
+        follows: Subscriptions,
         token: Token,
         backoff: Backoff,
         connect_timeout: float | None,
@@ -92,8 +94,8 @@ class Connector:
         """What :meth:`start`'s attempts authenticate with (checked by ``checked_token``)."""
         self._router = router
         self._metrics = metrics
-        self._tables = tuple(tables)
-        self._topics = tuple(topics)
+        self._tables = tables
+        self._follows = follows
         self._report = report
         self._resume = resume
         self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
@@ -167,7 +169,8 @@ class Connector:
     def auth_payload(self, token: str | None) -> dict[str, Any]:
         """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
         router = self._router
-        return {"token": token, "topics": list(self._topics), "cursor": router.cursor, "epoch": router.epoch}
+        fields = self._follows.auth_fields(router.cursor)
+        return {"token": token, **fields, "cursor": router.cursor, "epoch": router.epoch}
 
     async def _attempt(self, url: str) -> RxStoreError | None:
         """Try to connect to ``url`` once; return why it failed, or ``None`` once connected."""
@@ -309,6 +312,7 @@ class Connector:
         log.info("[RootStore] connected to %s (cursor=%s)", url, self._router.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
         self.set_sync(SyncState.REPLAYING)
+        self._follows.link_up()  # the stores it did not follow yet are subscribed now
 
     def link_refused(self, exc: ConnectionRefused, url: str) -> None:
         """Mark the link refused for good: report ``exc``, disconnected, tables stale."""

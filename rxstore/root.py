@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from reactivex import Observable
-from reactivex.abc import DisposableBase, SchedulerBase
+from reactivex.abc import SchedulerBase
 from reactivex.subject import Subject
 
 from rxstore._live import root_live
@@ -28,11 +28,14 @@ from rxstore.events import Event
 from rxstore.metrics import Metrics
 from rxstore.outbox import Outbox
 from rxstore.router import Frame, Router
-from rxstore.store import DomainStore, RealtimeStore
+from rxstore.store import RealtimeStore
+from rxstore.subscriptions import Subscriptions, attach_to
 from rxstore.table import TableStore
 from rxstore.transport import SocketIOTransport, Transport
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
+
+S = TypeVar("S", bound=RealtimeStore)
 
 
 class RootStore:
@@ -84,20 +87,28 @@ class RootStore:
         urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not urls:
             raise ValueError("RootStore needs at least one gateway URL")
-        self.stores: tuple[RealtimeStore, ...] = tuple(stores)
-        self.topics: tuple[str, ...] = _topics_of(self.stores, topics)
-        self._tables = tuple(store for store in self.stores if isinstance(store, TableStore))
         if connect_timeout is not None and not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0 seconds or None, got {connect_timeout!r}")
         self.metrics = Metrics()
-        self._router = Router(metrics=self.metrics, report=self._report, tables=self._tables)
+        transport = transport or SocketIOTransport()
+        self._subs = Subscriptions(
+            tuple(stores),
+            topics,
+            live=lambda: self._router.live,
+            transport=transport,
+            connected=lambda: self._connector.state.connected,
+            report=self._report,
+            call_timeout=call_timeout,
+        )  # refuses two stores with one event name
+        self._tables = self._subs.tables
+        self._router = Router(metrics=self.metrics, report=self._report, tables=self._subs.live_tables)
         self._connector = Connector(
             urls,
-            transport=transport or SocketIOTransport(),
+            transport=transport,
             router=self._router,
             metrics=self.metrics,
             tables=self._tables,
-            topics=self.topics,
+            follows=self._subs,
             token=token,
             backoff=backoff or Backoff(),
             connect_timeout=connect_timeout,
@@ -107,7 +118,6 @@ class RootStore:
         self._transport: Transport = self._connector.transport
         self._transport.bind(self._router.on_frame, self.link_lost)
         self._errors: Subject[RxStoreError] = Subject()
-        self._subscriptions: list[DisposableBase] = []
         self.outbox = Outbox(
             self._transport,
             self.metrics,
@@ -147,6 +157,16 @@ class RootStore:
     @connect_timeout.setter
     def connect_timeout(self, timeout: float | None) -> None:
         self._connector.connect_timeout = timeout
+
+    @property
+    def stores(self) -> tuple[RealtimeStore, ...]:
+        """The domain stores: those given to the constructor, then those :meth:`add` -ed."""
+        return self._subs.stores
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Whole tables followed (the auth payload's ``topics``): whole-table stores', then extra."""
+        return self._subs.topics()
 
     # -- observables -----------------------------------------------------------
 
@@ -266,13 +286,30 @@ class RootStore:
         view of its names, any other :class:`~rxstore.store.RealtimeStore`
         does what it likes; a domain store's errors also go to :attr:`errors`.
         """
-        if self._subscriptions:
-            return
-        events = self._router.events
-        for store in self.stores:
-            if isinstance(store, DomainStore):
-                self._subscriptions.append(store.errors.subscribe(self._report))
-            self._subscriptions.append(store.setup_realtime_handlers(events))
+        self._subs.attach_all(attach_to(self._router.events, self._report))
+
+    async def add(self, store: S) -> S:
+        """Add ``store`` and return it: ``orders = await root.add(OrderStore(where={"region": "eu"}))``.
+
+        A table store is subscribed: on a connected root this returns after the
+        ack (its snapshot applied), else on the next connect (see rxstore.subscriptions).
+
+        Raises:
+            SubsetError: Its event name is another store's, or the gateway refused it
+                (``exc.code``); it is not added.
+            CallTimeout: No acknowledgement in time (it stays, subscribed on the next connect).
+        """
+        await self._subs.add(store, attach_to(self._router.events, self._report))
+        return store
+
+    async def remove(self, store: RealtimeStore) -> None:
+        """Detach ``store``, a table store after its unsubscription's ack; its state stays, STALE.
+
+        Raises:
+            SubsetError: The gateway refused the unsubscription (removed all the same).
+            ValueError: ``store`` is not one of this root's stores.
+        """
+        await self._subs.remove(store)
 
     async def setup_realtime(self, token: Token = None, *, wait: bool = True) -> None:
         """Connect to the gateway and keep the connection up until teardown.
@@ -320,10 +357,9 @@ class RootStore:
         """
         await self._connector.stop()
         await self.outbox.close()
+        await self._subs.close()
         await self._transport.disconnect()
-        for subscription in self._subscriptions:
-            subscription.dispose()
-        self._subscriptions.clear()
+        self._subs.detach_all()
         self._connector.closed()
 
     async def __aenter__(self) -> Self:
@@ -443,8 +479,3 @@ class RootStore:
         self.metrics.errors += 1
         self._errors.on_next(error)
 
-
-def _topics_of(stores: Sequence[RealtimeStore], extra: Iterable[str]) -> tuple[str, ...]:
-    topics = [store.table for store in stores if isinstance(store, TableStore)]
-    topics.extend(extra)
-    return tuple(dict.fromkeys(topics))

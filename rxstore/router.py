@@ -180,12 +180,19 @@ class Router:
         self.epoch: str | None = None
         self.closing: str | None = None
         self._replaying = False
+        self._live = False
         self._chunks: dict[str, tuple[int, list[Any]]] = {}
         """Event name (subscription id) -> (seq, records) of a snapshot arriving in chunks, not yet shown."""
+
+    @property
+    def live(self) -> bool:
+        """Whether this session's ``rxstore:live`` has arrived (the replay or first snapshots are done)."""
+        return self._live
 
     def link_up(self) -> None:
         """A new session began: replaying from the cursor, no snapshot half-received."""
         self._replaying = self.cursor is not None
+        self._live = False
         self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
         self.closing = None
 
@@ -338,6 +345,7 @@ class Router:
                 if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
                     self.epoch = epoch
                 self._replaying = False
+                self._live = True
                 self.set_sync(SyncState.LIVE)
             else:
                 self._dispatch([Event(name, data)])

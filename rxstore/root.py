@@ -11,7 +11,6 @@ the number of stores.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -225,10 +224,6 @@ class RootStore:
     def running(self) -> bool:
         """Whether the connection loop runs: ``False`` before setup, after teardown, or once it gave up."""
         return self._connector.running
-
-    @property
-    def _task(self) -> asyncio.Task[None] | None:
-        return self._connector.task
 
     @property
     def errors(self) -> Observable[RxStoreError]:

@@ -251,7 +251,7 @@ async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():
         pending = asyncio.ensure_future(root.call("create_post", {"title": "x"}))
         await asyncio.sleep(0)
         assert root.metrics.outbox_depth == 1
-    assert root._task is None and all(not view.observers for view in root.router.events.views())
+    assert not root.running and all(not view.observers for view in root.router.events.views())
     assert not posts._errors.observers and not root.router.events.subject.observers
     assert root.connection_state.status is ConnectionStatus.DISCONNECTED
     with pytest.raises(NotConnected):

@@ -24,6 +24,7 @@ concern has a module of its own:
 * :mod:`~rxstore.gateway.mount`: serving it (alone, in an aiohttp app, ASGI).
 * :mod:`~rxstore.gateway.guard` and :mod:`~rxstore.gateway.packets`: hostile input at the wire.
 * :mod:`~rxstore.gateway.sessions`: the connect handshake (auth checks), token expiry, forgetting.
+* :mod:`~rxstore.gateway.live_queries` and :mod:`~rxstore.gateway.subscriptions`: subsets, their index.
 * :mod:`~rxstore.gateway.metrics` and :mod:`~rxstore.gateway.health`: the metrics, ``/healthz``.
 """
 
@@ -49,20 +50,9 @@ from rxstore.gateway.api import (
 )
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import ChangeLog
-from rxstore.gateway.delivery import (
-    Client,
-    Delivery,
-    GatewayPacket,
-    msgpack_packet_class,
-)
+from rxstore.gateway.delivery import Client, Delivery, GatewayPacket, msgpack_packet_class
 from rxstore.gateway.fanout import QueuedManager, RedisFanout
-from rxstore.gateway.guard import (
-    BadInputLog,
-    GuardedServer,
-    WireGuard,
-    json_packet_class,
-    websocket_limit,
-)
+from rxstore.gateway.guard import BadInputLog, GuardedServer, WireGuard, json_packet_class, websocket_limit
 from rxstore.gateway.guard import msgpack_packet_class as guarded_msgpack_packet_class
 from rxstore.gateway.health import health_report, metrics_report
 from rxstore.gateway.live_queries import LiveQueries

@@ -30,6 +30,7 @@ from rxstore.root import RootStore
 from rxstore.store import DomainStore, RealtimeStore
 from rxstore.table import TableState, TableStore
 from rxstore.transport import SocketIOTransport, Transport
+from rxstore.where import Subset, SubsetError, Term
 
 __all__ = [
     "AuthError",
@@ -57,8 +58,11 @@ __all__ = [
     "Snapshot",
     "SocketIOTransport",
     "StoreError",
+    "Subset",
+    "SubsetError",
     "TableState",
     "TableStore",
+    "Term",
     "TokenProviderError",
     "Transport",
     "TransportError",

@@ -44,37 +44,39 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-import attrs
 from reactivex import Observable
 from reactivex.notification import OnCompleted, OnError, OnNext
 from reactivex.testing import ReactiveTest, TestScheduler
 from reactivex.testing.recorded import Recorded
 
 from rxstore.errors import ConnectionRefused, NotConnected, TransportError
-from rxstore.events import (
-    BATCH,
-    LIVE,
-    RESET,
-    SNAPSHOT,
-    Event,
-    EventKind,
-    Op,
-    Snapshot,
-    parse_change,
-    topic_event_name,
-)
+from rxstore.events import BATCH, LIVE, RESET
 from rxstore.root import RootStore
 from rxstore.store import RealtimeStore
+from rxstore.subscriptions import SUBSCRIBE, UNSUBSCRIBE, run_now
+from rxstore.testing_frames import (
+    Frame,
+    batch_frame,
+    change,
+    change_frame,
+    message,
+    message_frame,
+    snapshot,
+    snapshot_frame,
+)
+from rxstore.testing_queries import VirtualGateway, Write, write
 from rxstore.transport import FrameHandler, LostHandler
 
 __all__ = [
     "Frame",
     "MarbleTest",
+    "VirtualGateway",
     "VirtualLink",
+    "Write",
     "batch_frame",
     "change",
     "change_frame",
@@ -84,127 +86,12 @@ __all__ = [
     "on_next",
     "snapshot",
     "snapshot_frame",
+    "write",
 ]
 
 _LINK_UP: Final = "c"
 _LINK_DOWN: Final = "x"
 _LINK_REFUSED: Final = "r"
-
-
-@attrs.frozen
-class Frame:
-    """One frame as a gateway sends it: a socket event name and its payload."""
-
-    name: str
-    data: Any = None
-
-    @property
-    def seq(self) -> int | None:
-        """The change seq this frame carries, if it is a change."""
-        data = self.data
-        if type(data) is dict and "op" in data:
-            seq = data.get("seq")
-            return seq if type(seq) is int else None
-        return None
-
-
-def _change_payload(
-    topic: str,
-    seq: int,
-    op: str | Op,
-    record: Mapping[str, Any] | None,
-    old: Mapping[str, Any] | None,
-    ts: float,
-) -> dict[str, Any]:
-    op = Op(op)
-    if op is Op.DELETE and old is None:
-        old, record = record, None
-    return {
-        "seq": seq,
-        "topic": topic,
-        "op": op.value,
-        "record": dict(record) if record is not None else None,
-        "old": dict(old) if old is not None else None,
-        "ts": ts,
-    }
-
-
-def change_frame(
-    topic: str,
-    seq: int,
-    op: str | Op,
-    record: Mapping[str, Any] | None = None,
-    *,
-    old: Mapping[str, Any] | None = None,
-    ts: float = 0.0,
-    event: str | None = None,
-) -> Frame:
-    """Return the frame of one change (for DELETE, ``record`` may be the deleted row).
-
-    Example:
-        >>> change_frame("posts", 3, "INSERT", {"id": "p1"}).name
-        'post_update'
-    """
-    return Frame(event or topic_event_name(topic), _change_payload(topic, seq, op, record, old, ts))
-
-
-def change(
-    topic: str,
-    seq: int,
-    op: str | Op,
-    record: Mapping[str, Any] | None = None,
-    *,
-    old: Mapping[str, Any] | None = None,
-    ts: float = 0.0,
-    event: str | None = None,
-) -> Event:
-    """Return a CHANGE event, as the root would hand it to a store.
-
-    Example:
-        >>> change("posts", 3, "DELETE", {"id": "p1"}).change.old
-        {'id': 'p1'}
-    """
-    frame = change_frame(topic, seq, op, record, old=old, ts=ts, event=event)
-    parsed = parse_change(frame.data)
-    return Event(frame.name, frame.data, EventKind.CHANGE, parsed.seq, parsed)
-
-
-def message_frame(name: str, data: Any = None) -> Frame:
-    """Return the frame of a plain (not logged) event such as ``post_liked``."""
-    return Frame(name, data)
-
-
-def message(name: str, data: Any = None) -> Event:
-    """Return a MESSAGE event."""
-    return Event(name, data)
-
-
-def snapshot_frame(
-    topic: str, seq: int, records: Sequence[Mapping[str, Any]], *, event: str | None = None
-) -> Frame:
-    """Return an ``rxstore:snapshot`` frame: ``records`` are the whole topic at ``seq``."""
-    return Frame(
-        SNAPSHOT,
-        {
-            "topic": topic,
-            "event": event or topic_event_name(topic),
-            "seq": seq,
-            "records": [dict(r) for r in records],
-        },
-    )
-
-
-def snapshot(
-    topic: str, seq: int, records: Sequence[Mapping[str, Any]], *, event: str | None = None
-) -> Event:
-    """Return a SNAPSHOT event, as the root would hand it to a store."""
-    rows = tuple(dict(r) for r in records)
-    return Event(event or topic_event_name(topic), Snapshot(topic, seq, rows), EventKind.SNAPSHOT, seq)
-
-
-def batch_frame(frames: Sequence[Frame]) -> Frame:
-    """Return an ``rxstore:batch`` frame carrying ``frames`` in order."""
-    return Frame(BATCH, {"events": [[f.name, f.data] for f in frames]})
 
 
 class VirtualLink:
@@ -216,12 +103,14 @@ class VirtualLink:
     while down are lost, as socket.io broadcasts are. A root that comes back
     with a cursor of another :attr:`epoch` (set it to simulate a restored
     database) gets ``rxstore:reset`` (``epoch_changed``) and every change again.
+    With a :attr:`gateway` (live queries), that serves the root's subscriptions instead.
 
     Attributes:
         sent: What the root emitted, as frames, in order.
         up: Whether the link is connected.
         reachable: Whether :meth:`connect` succeeds (under a real event loop).
         epoch: The virtual change log's epoch, sent in ``rxstore:live``.
+        gateway: The tables serving subscriptions, or ``None`` (frames as the test sends them).
     """
 
     def __init__(self) -> None:
@@ -230,6 +119,7 @@ class VirtualLink:
         self.reachable = True
         self.epoch = "virtual"
         self.root: RootStore | None = None
+        self.gateway: VirtualGateway | None = None
         self._log: list[Frame] = []
         self._on_frame: FrameHandler | None = None
         self._on_lost: LostHandler | None = None
@@ -252,6 +142,9 @@ class VirtualLink:
         """The gateway accepts a connection: replay what the root missed, then go live."""
         root = self.root
         assert root is not None and self._on_frame is not None, "VirtualLink is not bound to a root"
+        if self.gateway is not None:
+            self._accept_subscriptions(root, self._on_frame)
+            return
         self.up = True
         root.link_up("virtual://gateway")
         cursor = root.cursor
@@ -263,6 +156,18 @@ class VirtualLink:
         if missed:
             self._on_frame(BATCH, batch_frame(missed).data)
         self._on_frame(LIVE, {"seq": root.cursor, "epoch": self.epoch})
+
+    def _accept_subscriptions(self, root: RootStore, on_frame: FrameHandler) -> None:
+        """Accept with a :attr:`gateway`: snapshots or replay of the auth payload's subscriptions, live."""
+        assert self.gateway is not None
+        auth = root.auth_payload(None)
+        reset = auth["cursor"] is not None and root.epoch is not None and root.epoch != self.epoch
+        frames = self.gateway.connect(auth, reset=reset)
+        self.up = True
+        root.link_up("virtual://gateway")  # subscribes the pending stores (their snapshots come first)
+        for frame in frames:
+            on_frame(frame.name, frame.data)
+        on_frame(LIVE, {"seq": root.cursor, "epoch": self.epoch})
 
     def drop(self, reason: str = "transport close") -> None:
         """The connection drops."""
@@ -306,8 +211,10 @@ class VirtualLink:
         self.sent.append(Frame(event, data))
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
-        """Record the frame in :attr:`sent` and acknowledge with ``{"ok": True}``."""
+        """Record the frame in :attr:`sent`; acknowledge (the :attr:`gateway`'s ack, or ``{"ok": True}``)."""
         await self.emit(event, data)
+        if self.gateway is not None and event in (SUBSCRIBE, UNSUBSCRIBE):
+            return self.gateway.call(event, data)
         return {"ok": True}
 
 
@@ -321,6 +228,8 @@ class MarbleTest:
     def __init__(self, timespan: int = 1) -> None:
         self.timespan = timespan
         self.scheduler = TestScheduler()
+        self.gateway: VirtualGateway | None = None
+        """The tables of the last :meth:`root` built with ``tables=``."""
 
     def parse(
         self, diagram: str, values: Mapping[str, Any] | None = None, *, error: Exception | None = None
@@ -397,6 +306,23 @@ class MarbleTest:
         """Run ``action`` at virtual time ``tick`` (in ticks)."""
         self.scheduler.schedule_absolute(tick * self.timespan, lambda _s, _st: action())
 
+    def call(self, tick: int, make: Callable[[], Coroutine[Any, Any, Any]]) -> list[Any]:
+        """At ``tick``, run the coroutine ``make()`` (``store.where(...)``, ``root.add(...)``), virtually.
+
+        Returns the list its result (or the exception it raised) is appended to.
+        It must not wait for anything but the virtual link, which answers at once.
+        """
+        results: list[Any] = []
+
+        def action() -> None:
+            try:
+                results.append(run_now(make()))
+            except Exception as exc:
+                results.append(exc)
+
+        self.at(tick, action)
+        return results
+
     def run(self) -> None:
         """Run the virtual clock until nothing is scheduled."""
         self.scheduler.start()
@@ -409,6 +335,8 @@ class MarbleTest:
         values: Mapping[str, Frame] | None = None,
         link: str | None = None,
         topics: Sequence[str] = (),
+        tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        key: str = "id",
     ) -> RootStore:
         """Return a root store wired to a :class:`VirtualLink` and play the diagrams.
 
@@ -419,8 +347,13 @@ class MarbleTest:
             link: The connection diagram (``c`` up, ``x`` drop, ``r`` refused);
                 connected at tick 0 when omitted.
             topics: Extra topics.
+            tables: Rows of a :class:`VirtualGateway` (``m.gateway``) that serves the
+                subscriptions; ``values`` may then also be :func:`write` s to its tables.
+            key: The tables' primary key.
         """
         virtual = VirtualLink()
+        if tables is not None:
+            virtual.gateway = self.gateway = VirtualGateway(virtual, tables, key=key)
         root = RootStore("virtual://gateway", stores=stores, transport=virtual, topics=topics)
         virtual.root = root
         root.setup_domain_event_handlers()
@@ -445,8 +378,12 @@ class MarbleTest:
             if not isinstance(recorded.value, OnNext):
                 raise ValueError(f"server diagram {server!r}: a gateway sends frames, it never ends (| or #)")
             frame = recorded.value.value
+            if isinstance(frame, Write) and virtual.gateway is not None:
+                self.scheduler.schedule_absolute(recorded.time, _run(_write(virtual.gateway, frame)))
+                continue
             if not isinstance(frame, Frame):
-                raise TypeError(f"server diagram values must be Frame objects, got {frame!r}")
+                error = f"server diagram values must be Frame objects, got {frame!r} (writes need tables=)"
+                raise TypeError(error)
             self.scheduler.schedule_absolute(recorded.time, _run(_send(virtual, frame)))
         self.link = virtual
         return root
@@ -454,6 +391,10 @@ class MarbleTest:
 
 def _send(link: VirtualLink, frame: Frame) -> Callable[[], None]:
     return lambda: link.send(frame)
+
+
+def _write(gateway: VirtualGateway, change: Write) -> Callable[[], int]:
+    return lambda: gateway.write(change)
 
 
 def _run(action: Callable[[], Any]) -> Callable[[Any, Any], None]:

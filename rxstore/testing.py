@@ -332,7 +332,7 @@ class MarbleTest:
         stores: Sequence[RealtimeStore],
         *,
         server: str = "",
-        values: Mapping[str, Frame] | None = None,
+        values: Mapping[str, Frame | Write] | None = None,
         link: str | None = None,
         topics: Sequence[str] = (),
         tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,

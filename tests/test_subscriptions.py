@@ -90,7 +90,7 @@ def test_a_runtime_snapshot_ahead_of_the_cursor_leaves_it_so_replayed_changes_ap
 
 
 def test_a_first_snapshot_sets_the_cursor() -> None:
-    """With no cursor a snapshot sets it (first sync), and a change at that seq under its id is a duplicate."""
+    """With no cursor a snapshot sets it (first sync); a change at that seq under its id is a duplicate."""
     inbox = Messages(where={"channel": "general"})
     root = root_of(inbox)
     root.router.on_frame(SNAPSHOT, {"topic": "messages", "event": "message_update", "seq": 7, "records": []})
@@ -159,7 +159,7 @@ def test_since_is_sent_for_a_subscription_whose_snapshot_is_ahead_of_the_cursor(
 
 def test_two_stores_with_one_event_name_are_refused() -> None:
     """Two subset stores of one table under the default event: a clear error naming both, and the fix."""
-    with pytest.raises(SubsetError, match="both use the event 'message_update'.*event="):
+    with pytest.raises(SubsetError, match=r"both use the event 'message_update'.*event="):
         root_of(Messages(where={"channel": "a"}), Messages(where={"channel": "b"}))
     with pytest.raises(SubsetError, match="topics="):
         root_of(Messages(where={"channel": "a"}), topics=("messages",))
@@ -179,7 +179,7 @@ def test_a_store_checks_its_where_clause_at_construction() -> None:
 
 
 def test_a_channel_switch_in_virtual_time() -> None:
-    """general at tick 0; a write to random (2) and general (1); the switch at 3; writes after it follow random."""
+    """Following general; writes to random (1) and general (2); switch at 3; later writes follow random."""
     values = {
         "r": write("messages", "INSERT", {"id": 4, "channel": "random", "body": "r1"}),
         "g": write("messages", "INSERT", {"id": 5, "channel": "general", "body": "g1"}),
@@ -214,7 +214,7 @@ def test_a_row_leaving_the_subset_arrives_as_a_delete_of_its_key() -> None:
 
 
 def test_a_refused_switch_raises_subset_error_and_keeps_the_old_subset() -> None:
-    """The gateway refuses a switch to a forbidden topic's... a bad column subset: SubsetError, old rows kept."""
+    """A refused switch (forbidden_topic): SubsetError with its code; the old subset and rows are kept."""
     with marbles() as m:
         inbox = Messages(where={"channel": "general"})
         m.root([inbox], tables={"messages": ROWS})
@@ -227,7 +227,7 @@ def test_a_refused_switch_raises_subset_error_and_keeps_the_old_subset() -> None
 
 
 def test_add_and_remove_at_runtime_in_virtual_time() -> None:
-    """``root.add`` at 1 brings the subset's snapshot; a write at 2 reaches it; after ``remove`` at 3, none."""
+    """``root.add`` at 1 brings its snapshot; a write at 2 reaches it; after ``remove`` at 3, none does."""
     values = {
         "a": write("messages", "INSERT", {"id": 4, "channel": "random"}),
         "b": write("messages", "INSERT", {"id": 5, "channel": "random"}),
@@ -262,7 +262,7 @@ def test_an_error_ack_on_add_raises_subset_error_and_leaves_the_store_out() -> N
 
 
 def test_resume_after_a_drop_sends_since_and_loses_nothing() -> None:
-    """Added at 2 with its snapshot (seq 2) ahead of the cursor (1), dropped at 3, writes while down, back at 6.
+    """Added at 2, its snapshot (seq 2) ahead of the cursor (1); dropped at 3, writes while down, back at 6.
 
     The reconnect carries ``since: 2`` for it; every row arrives once (no duplicate, none lost).
     """

@@ -298,3 +298,36 @@ async def test_a_resumed_subset_gets_exactly_what_it_missed(
         ]  # not "before" again
     finally:
         await again.sio.disconnect()
+
+
+async def test_a_subset_composes_with_authorize(url: str, client: WireClient) -> None:
+    """A row is sent when both the where clause and ``authorize`` allow it; hiding it is a key DELETE."""
+
+    def public(user: Any, topic: str, row: Any) -> bool:
+        return not row.get("private")
+
+    gateway = await start_gateway(url, authorize=public)
+    try:
+        log = gateway.log
+        await seed(log)
+        await save_post(log, Post(id="p5", title="hidden", author="ann", private=True))
+        await client.connect(gateway, subscriptions=[{"id": "mine", "topic": "posts", "where": ANN}])
+        await wait_for(lambda: client.live == 1, 10, "live")
+        assert set(client.rows("mine")) == {"p1", "p3"}  # not p5 (private), not p2 (bob's)
+        await save_post(log, Post(id="p1", title="now private", author="ann", private=True))
+        await save_post(log, Post(id="p5", title="now public", author="ann"))
+        await save_post(log, Post(id="p2", title="bob's private", author="bob", private=True))
+        await wait_for(lambda: len(client.changes("mine")) >= 2, 10, "two changes")
+        hidden, shown = client.changes("mine")[:2]
+        assert (hidden["op"], hidden["record"], hidden["old"]) == (
+            "DELETE",
+            None,
+            {"id": "p1"},
+        )  # no new title
+        assert (shown["op"], shown["record"]["title"], shown["old"]) == ("INSERT", "now public", None)
+        await save_post(log, Post(id="p3", title="marker", author="ann"))
+        await wait_for(lambda: len(client.changes("mine")) >= 3, 10, "the marker")
+        assert all(c["record"] is None or c["record"]["author"] == "ann" for c in client.changes("mine"))
+        assert set(client.rows("mine")) == {"p3", "p5"}
+    finally:
+        await gateway.stop()

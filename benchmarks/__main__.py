@@ -24,6 +24,7 @@ BENCHMARKS = {
     "resume": "benchmarks.resume",
     "fanout": "benchmarks.fanout",
     "memory": "benchmarks.memory",
+    "live_queries": "benchmarks.live_queries",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,23 @@ def test_a_run_writes_no_plots_unless_plots_dir_is_given(
     assert bench.main(["--only", tiny_benchmark, "--plots-dir", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "latency_percentiles.png").stat().st_size > 0
     assert _tracked_plots() == before
+
+
+def test_live_queries_suite_runs_quick_and_routes_each_change_to_its_subscriptions(tmp_path: Path) -> None:
+    """``--only live_queries --quick`` times each row; a change reaches just the subscriptions it matches."""
+    out = tmp_path / "live.json"
+    assert bench.main(["--quick", "--only", "live_queries", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())["records"]
+    timed = {r["variant"]: r["value"] for r in records if r["unit"] == "us/change"}
+    rows = ("a", "a10", "b", "c", "e", "d", "d0")
+    assert set(timed) == {f"{row} {batch} per broadcast" for row in rows for batch in (1, 200)}
+    assert all(value > 0 for value in timed.values())
+    events = {r["variant"]: r["value"] for r in records if r["unit"] == "events/change"}
+    assert events == {
+        "a events": 1.0,
+        "a10 events": 10.0,
+        "b events": 10.0,
+        "c events": 1.0,
+        "e events": 10.0,
+        "d events": 10.0,
+    }

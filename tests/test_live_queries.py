@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rxstore import Backoff, Event, RootStore, TableStore
+from rxstore import Backoff, Event, RootStore, SubsetError, TableStore
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.server import RealtimeGateway
@@ -174,3 +174,23 @@ async def test_resume_after_a_dropped_connection_loses_and_repeats_nothing(gatew
         await settled(randoms, writer, "random")
     assert max(seen.values()) == 1
     assert root.metrics.errors == 0
+
+
+async def test_a_refused_subscription_raises_subset_error_and_the_connection_goes_on(
+    gateway: RealtimeGateway,
+) -> None:
+    """``root.add`` with an unknown column and ``where()`` to one: SubsetError(code='invalid_subscription');
+    the store is not added / keeps its subset, and the other store still follows its rows."""
+    writer = Writer(gateway)
+    inbox = Messages(where={"channel_id": "general"})
+    async with root_of(gateway, inbox) as root:
+        await root.live(timeout=10)
+        with pytest.raises(SubsetError) as refused:
+            await root.add(Messages(where={"no_such_column": 1}, event="bad"))
+        assert refused.value.code == "invalid_subscription" and len(root.stores) == 1
+        with pytest.raises(SubsetError) as switched:
+            await inbox.where({"no_such_column": 1})
+        assert switched.value.code == "invalid_subscription"
+        assert inbox.subset.where[0].column == "channel_id"
+        new = await writer.post("general")
+        await wait_for(lambda: new in inbox.value.rows, what="a #general row after the refusals")

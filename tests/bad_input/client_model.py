@@ -34,7 +34,7 @@ DECISIONS = {
     "change envelope with extra keys, or without ts": "valid (extra keys ignored, ts defaults to 0)",
     "valid envelope whose row has no primary key / an unhashable one": "cursor advances, one StoreError",
     "row that does not fit record_type": "cursor advances, one StoreError naming the field",
-    "change with seq <= cursor (duplicate / out of order)": "valid no-op, counted in metrics.duplicates",
+    "change with seq < cursor, or = cursor under the same name (duplicate / out of order)": "valid no-op, counted in metrics.duplicates",
     "message under any other name, any payload": "valid: on the hot stream, to the stores accepting it",
     "reducer raising on a message": "one StoreError naming the store and the event; state kept",
     "snapshot frame of the wrong shape": "one ProtocolError naming the field",
@@ -163,6 +163,9 @@ class Expected:
 @attrs.define
 class Model:
     cursor: int | None = None
+    cursor_event: str | None = None
+    """The event name the cursor's change (or first snapshot) came under: the same seq under
+    another name is another subscription's copy of the change, not a duplicate."""
     rows: dict[str, dict[Any, Any]] = attrs.field(factory=lambda: {"posts": {}, "comments": {}})
     seqs: dict[str, int | None] = attrs.field(factory=lambda: {"posts": None, "comments": None})
     likes: int = 0
@@ -236,10 +239,11 @@ class ChangeItem(Item):
 
     def apply(self, model: Model, errors: list[Expected]) -> None:
         seq = self.payload["seq"]
-        if model.cursor is not None and seq <= model.cursor:
+        cursor = model.cursor
+        if cursor is not None and (seq < cursor or (seq == cursor and self.name == model.cursor_event)):
             model.duplicates += 1
             return
-        model.cursor = seq
+        model.cursor, model.cursor_event = seq, self.name
         model.hot.append(self.name)
         if self.topic not in model.rows:
             return  # nobody follows this topic
@@ -308,8 +312,8 @@ class SnapshotItem(Item):
         }
 
     def apply(self, model: Model, errors: list[Expected]) -> None:
-        if model.cursor is None or self.seq > model.cursor:
-            model.cursor = self.seq
+        if model.cursor is None:  # a snapshot moves only an unset cursor (first sync, after a reset)
+            model.cursor, model.cursor_event = self.seq, EVENTS[self.topic]
         model.hot.append(EVENTS[self.topic])
         if self.topic not in model.rows:
             return
@@ -336,7 +340,7 @@ class ControlItem(Item):
 
     def apply(self, model: Model, errors: list[Expected]) -> None:
         if self.name == RESET:
-            model.cursor = None
+            model.cursor = model.cursor_event = None
             model.rows = {topic: {} for topic in model.rows}
             model.seqs = dict.fromkeys(model.seqs)
             model.hot.append(self.name)  # resets are on the hot stream too

@@ -34,7 +34,9 @@ DECISIONS = {
     "change envelope with extra keys, or without ts": "valid (extra keys ignored, ts defaults to 0)",
     "valid envelope whose row has no primary key / an unhashable one": "cursor advances, one StoreError",
     "row that does not fit record_type": "cursor advances, one StoreError naming the field",
-    "change with seq < cursor, or = cursor under the same name (duplicate / out of order)": "valid no-op, counted in metrics.duplicates",
+    "change with seq < cursor, or = cursor under the same name (duplicate / out of order)": (
+        "valid no-op, counted in metrics.duplicates"
+    ),
     "message under any other name, any payload": "valid: on the hot stream, to the stores accepting it",
     "reducer raising on a message": "one StoreError naming the store and the event; state kept",
     "snapshot frame of the wrong shape": "one ProtocolError naming the field",

@@ -131,6 +131,7 @@ class EveryoneChecks(SubscriptionIndex):
     def __init__(self, subscriptions: Iterable[Subscription]) -> None:
         super().__init__()
         self.all = list(subscriptions)
+        self.count = len(self.all)
 
     def candidates(self, change: Change) -> Iterable[Subscription]:
         return self.all

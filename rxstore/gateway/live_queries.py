@@ -19,6 +19,7 @@ from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, Delivery, room
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.subscriptions import Subscription, SubscriptionIndex
+from rxstore.gateway.subset_sql import check_subset
 from rxstore.gateway.sync import Sync
 from rxstore.where import Subset, SubsetError, parse_subscription
 
@@ -97,8 +98,6 @@ class LiveQueries:
         kinds = self._kinds.get(topic)
         if kinds is None or not _known(subset, kinds):
             kinds = self._kinds[topic] = await self.log.columns(topic)  # new or changed table: read again
-        from rxstore.gateway.subset_sql import check_subset  # noqa: PLC0415  (lands with issue 12's SQL side)
-
         check_subset(subset, kinds, self.primary_keys[topic])
 
     def new(self, client: Client, sub_id: str, subset: Subset, since: int | None = None) -> Subscription:
@@ -168,6 +167,8 @@ class LiveQueries:
         except SubsetError as exc:
             return self._reject(exc)
         async with client.lock:
+            if client.live:  # it has every change up to the head (kept lazily by the tailer)
+                client.cursor = max(client.cursor or 0, self.sync.head())
             client.live = False  # the tailer leaves it to the replay below
             self.index_client(client)
             old = client.subscriptions.get(sub_id)

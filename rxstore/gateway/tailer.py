@@ -154,12 +154,8 @@ class Tailer:
         shared: dict[frozenset[str], list[OutFrame]] = {}
         delivery = self.delivery
         first = changes[0].seq
-        indexed: list[Client] = []
         for client in list(self.clients.values()):  # enqueue may drop a slow client
-            if not client.live:
-                continue
-            if client.subscriptions:
-                indexed.append(client)
+            if not client.live or client.subscriptions:  # indexed clients: _broadcast_indexed
                 continue
             try:
                 cursor = client.cursor
@@ -177,11 +173,16 @@ class Tailer:
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 delivery.drop(client)
-        if indexed:
-            self._broadcast_indexed(changes, indexed)
+        if self.index.count:
+            self._broadcast_indexed(changes)
 
-    def _broadcast_indexed(self, changes: Sequence[Change], clients: Sequence[Client]) -> None:
-        """Route a batch to the indexed clients: per change, only the subscriptions it may concern."""
+    def _broadcast_indexed(self, changes: Sequence[Change]) -> None:
+        """Route a batch to the indexed clients: per change, only the subscriptions it may concern.
+
+        A live indexed client that a batch does not concern keeps its old
+        ``cursor``: while it is live its position is the head (see
+        ``LiveQueries.subscribe``, which reads it from there).
+        """
         authorize, candidates = self.authorize, self.index.candidates
         events: dict[str, list[Any]] = {}
         for change in changes:
@@ -194,12 +195,12 @@ class Tailer:
                     else:
                         found.append(event)
         first, head = changes[0].seq, changes[-1].seq
-        for client in clients:
-            mine = events.get(client.sid)
-            cursor = client.cursor
-            client.cursor = head
-            if not mine:
+        for sid, mine in events.items():  # the clients this batch concerns, not every indexed one
+            client = self.clients.get(sid)
+            if client is None or not client.live:
                 continue
+            cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
+            client.cursor = head
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]

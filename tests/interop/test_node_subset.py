@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
+from tests.gateway.test_log_epoch import protocol_page_example
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(60)]
@@ -212,3 +214,110 @@ async def test_node_client_follows_a_subset_moves_in_and_out_switches_and_ends_e
     moves = [(c["op"], (c["record"] or c["old"])["id"]) for c in after if c["seq"] > head - 5]
     assert moves == [("INSERT", "p4"), ("DELETE", "p1"), ("INSERT", "p5"), ("DELETE", "p4")]  # not p2
     assert report["rows"] == await subset_in_db(gateway, "bob", ["title", "author", "likes"])
+
+
+# -- the npm example of docs/protocol.md, switched -------------------------------------
+
+DRIVER = """
+// -- added by tests/interop/test_node_subset.py: one command a line on stdin
+import { createInterface } from "node:readline";
+const rowsLine = (tag) => console.log(`${tag} ${JSON.stringify(Object.fromEntries(posts))}`);
+createInterface({ input: process.stdin }).on("line", async (line) => {
+  const command = JSON.parse(line);
+  if (command.rows) return rowsLine("rows");
+  try {
+    await show(command.where);
+    rowsLine("shown");
+  } catch (err) {
+    console.log(`refused ${err.message}`);
+  }
+});
+"""
+
+
+class Example:
+    """The page's example (plus :data:`DRIVER`) as a subprocess: commands in, tagged lines out."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    async def send(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def line(self, prefix: str, timeout: float = 10) -> str:
+        """The next line of stdout that starts with ``prefix`` (without it)."""
+        stdout = self.proc.stdout
+        assert stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await stdout.readline()
+                assert raw, f"the example exited; it printed {self.lines}"
+                self.lines.append(raw.decode().rstrip("\n"))
+                if self.lines[-1].startswith(prefix):
+                    return self.lines[-1][len(prefix) :].strip()
+
+    async def rows(self) -> dict[str, Any]:
+        await self.send(rows=True)
+        rows: dict[str, Any] = json.loads(await self.line("rows "))
+        return rows
+
+    async def rows_become(self, expected: dict[str, Any], timeout: float = 10) -> None:
+        """Ask for the rows until they are ``expected`` (live changes are on their way)."""
+        rows: dict[str, Any] = {}
+        async with asyncio.timeout(timeout):
+            while (rows := await self.rows()) != expected:
+                await asyncio.sleep(0.05)
+        assert rows == expected
+
+
+async def projected(gateway: RealtimeGateway, keep: Callable[[Post], bool]) -> dict[str, Any]:
+    columns = ("id", "title", "author", "likes")
+    posts = await all_posts(gateway.log)
+    return {key: {name: getattr(p, name) for name in columns} for key, p in posts.items() if keep(p)}
+
+
+async def test_the_protocol_page_example_follows_a_subset_and_switches_it(
+    node: str,  # noqa: F811  (the fixture)
+    gateway: RealtimeGateway,
+    tmp_path: Path,
+) -> None:
+    """The socket.io-client example of docs/protocol.md, run as written with ``show(where)`` called:
+    its snapshot, a move-in and a move-out, a switch that returns with the new rows, a refused
+    switch that changes nothing; its rows equal the database's subset after each step."""
+    (tmp_path / "example.mjs").write_text(protocol_page_example() + DRIVER)
+    (tmp_path / "node_modules").symlink_to(ROOT / "node_modules")
+    log = gateway.log
+    for n in range(10):
+        await save_post(log, post(f"p{n}", ("ann", "bob")[n % 2], likes=n))
+    env = {**os.environ, "GATEWAY_URL": gateway.url, "RXSTORE_TOKEN": AUTH.issue("alice"), "MIN_LIKES": "5"}
+    proc = await asyncio.create_subprocess_exec(
+        node, str(tmp_path / "example.mjs"), env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    example = Example(proc)
+    try:
+        assert await example.line("live at seq") == "10: 5 posts"
+        assert await example.rows() == await projected(gateway, lambda p: p.likes >= 5)
+        await save_post(log, post("p1", "bob", "liked now", likes=7))  # moves in
+        await save_post(log, post("p6", "ann", "unliked", likes=0))  # moves out
+        await example.rows_become(await projected(gateway, lambda p: p.likes >= 5))
+
+        await example.send(where=[["author", "=", "ann"]])
+        shown = json.loads(await example.line("shown "))
+        assert shown == await projected(gateway, lambda p: p.author == "ann")  # at the ack
+        await save_post(log, post("p3", "ann", "ann's now", likes=3))  # moves in
+        await delete_post(log, "p0")  # ann's, deleted
+        await save_post(log, post("p7", "bob", "bob's", likes=99))  # neither before nor after
+        await example.rows_become(await projected(gateway, lambda p: p.author == "ann"))
+
+        await example.send(where=[["nope", "=", 1]])
+        assert (await example.line("refused ")).startswith("invalid_subscription: ")
+        await save_post(log, post("p2", "ann", "still ann's"))
+        await example.rows_become(await projected(gateway, lambda p: p.author == "ann"))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()

@@ -107,6 +107,10 @@ class Term:
         column: The column's name.
         op: One of :data:`OPS`.
         value: A scalar for a comparison, a tuple of scalars for ``in``, ``None`` for a null test.
+
+    Example:
+        >>> Term("likes", ">=", 3).matches({"likes": 5}), Term("likes", ">=", 3).matches({"likes": None})
+        (True, False)
     """
 
     column: str
@@ -155,6 +159,11 @@ class Subset:
         topic: The table.
         where: The terms, all of which a row must satisfy (none: every row).
         columns: The columns to send, or ``None`` for all; the gateway adds the primary key.
+
+    Example:
+        >>> mine = Subset("posts", terms_of([("author", "=", "ann")]), ("title",))
+        >>> mine.matches({"id": 1, "author": "ann"}), mine.project({"id": 1, "title": "t"}, "id")
+        (True, {'id': 1, 'title': 't'})
     """
 
     topic: str

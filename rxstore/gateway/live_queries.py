@@ -159,7 +159,8 @@ class LiveQueries:
         try:
             sub_id, subset, _ = parse_subscription(data)
             await self.check(client.user, sub_id, subset)
-            if sub_id not in client.subscriptions and len(client.subscriptions) >= self.max_subscriptions:
+            held = len(client.subscriptions) if client.subscriptions else len(client.topics)
+            if sub_id not in client.subscriptions and held >= self.max_subscriptions:
                 raise SubsetError(
                     f"a client may hold {self.max_subscriptions} subscriptions; unsubscribe one first",
                     code="too_many_subscriptions",

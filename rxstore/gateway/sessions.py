@@ -110,8 +110,10 @@ def parse_auth(
         return Refusal("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
     parsed: list[tuple[str, Subset, int | None]] = []
     if subscriptions:
-        if len(subscriptions) > max_subscriptions:
-            return Refusal("bad_request", f"at most {max_subscriptions} subscriptions per connection")
+        if len(subscriptions) + len(requested) > max_subscriptions:
+            return Refusal(
+                "bad_request", f"at most {max_subscriptions} subscriptions (topics included) per connection"
+            )
         try:
             parsed = [parse_subscription(item) for item in subscriptions]
         except SubsetError as exc:

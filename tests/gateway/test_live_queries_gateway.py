@@ -257,9 +257,39 @@ async def test_too_many_subscriptions_are_refused(gateway: RealtimeGateway, clie
         assert (await client.call(SUBSCRIBE, {"id": f"s{n}", "topic": "posts", "where": ANN}))["ok"] is True
     ack = await client.call(SUBSCRIBE, {"id": "s9", "topic": "posts", "where": ANN})
     assert ack["error"] == "too_many_subscriptions"
-    assert (await client.call(SUBSCRIBE, {"id": "s0", "topic": "posts", "where": []}))[
-        "ok"
-    ] is True  # a switch
+    switch = await client.call(SUBSCRIBE, {"id": "s0", "topic": "posts", "where": []})
+    assert switch["ok"] is True  # a switch of a held id is not a new subscription
+    assert gateway.metrics.subscriptions._value.get() == 3
+
+
+async def test_topics_count_against_the_subscription_limit(gateway: RealtimeGateway) -> None:
+    """A whole-table topic is a subscription too: 1 topic + 3 subsets is over a limit of 3."""
+    subs = [{"id": f"s{n}", "topic": "posts", "where": ANN} for n in range(3)]
+    refused = WireClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await refused.connect(gateway, topics=["posts"], subscriptions=subs)
+    assert gateway.metrics.refused.labels("bad_request")._value.get() == 1
+    first = WireClient()
+    await first.connect(gateway, topics=["posts"], subscriptions=subs[:2])  # 3: at the limit
+    try:
+        await wait_for(lambda: first.live == 1, 10, "live")
+        ack = await first.call(SUBSCRIBE, subs[2])
+        assert ack["error"] == "too_many_subscriptions"
+    finally:
+        await first.sio.disconnect()
+
+
+async def test_a_topic_only_client_counts_its_topics_on_its_first_subscribe(url: str) -> None:
+    gateway = await start_gateway(url, max_subscriptions=1)
+    client = WireClient()
+    try:
+        await client.connect(gateway, topics=["posts"])
+        await wait_for(lambda: client.live == 1, 10, "live")
+        ack = await client.call(SUBSCRIBE, {"id": "s", "topic": "posts", "where": ANN})
+        assert ack["error"] == "too_many_subscriptions"
+    finally:
+        await client.sio.disconnect()
+        await gateway.stop()
 
 
 async def test_a_resumed_subset_gets_exactly_what_it_missed(

@@ -126,4 +126,6 @@ class PostgresSnapshotReader:
         raw = [self._held] if self._held is not None else []
         raw.extend(r[0] for r in await self._cursor.fetch(limit + 1 - len(raw)))
         self._held = raw.pop() if len(raw) > limit else None
+        if self._held is None:  # done: asking again reads from the first row
+            self._reading = None
         return raw, self._held is not None

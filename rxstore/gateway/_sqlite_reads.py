@@ -184,6 +184,8 @@ class SQLiteSnapshotReader:
         raw = [self._held] if self._held is not None else []
         raw.extend(cursor.fetchmany(limit + 1 - len(raw)))
         self._held = raw.pop() if len(raw) > limit else None
+        if self._held is None:  # done: asking again reads from the first row
+            self._reading = None
         names = self._names
         rows = [{n: jsonable(v) for n, v in zip(names, row, strict=True)} for row in raw]
         return rows, self._held is not None

@@ -89,7 +89,8 @@ class SnapshotReader(Protocol):
         ``subset`` (of ``topic``), only the rows matching its where clause
         (evaluated by the database, see :func:`~rxstore.gateway.subset_sql.where_sql`),
         whole; several subsets of one topic may be read one after the other,
-        each from its first row.
+        each from its first row. Once a read returned ``False`` (no more), the
+        next read of the same topic or subset starts again from its first row.
 
         Raises:
             ValueError: ``subset`` is of another topic.

@@ -22,7 +22,11 @@ import pytest
 
 from rxstore.errors import NotConnected
 from rxstore.events import Op
+from rxstore.gateway._pg_reads import subset_rows_sql
+from rxstore.gateway._sqlite_reads import rows_sql as sqlite_rows_sql
 from rxstore.gateway.changelog import AppliedMutation, ChangeLog, open_change_log
+from rxstore.gateway.subset_sql import Dialect, where_sql
+from rxstore.where import Subset, terms_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -194,6 +198,122 @@ async def test_a_snapshot_reader_pages_rows_in_key_order_at_one_seq(log: ChangeL
     assert reader.seq == 3 and reader.skip == frozenset()
     assert [r["id"] for r in first] == ["p1", "p2"] and more
     assert [r["id"] for r in rest] == ["p3"] and not more_after
+
+
+# -- live-query subsets (issue 12) ----------------------------------------------
+
+EXTRA_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "sqlite": [
+        ("VARCHAR(20)", "text"),
+        ("BIGINT", "integer"),
+        ("DOUBLE", "real"),
+        ("NUMERIC(10, 2)", "real"),
+        ("BOOLEAN", "boolean"),
+        ("BLOB", "other"),
+        ("", "other"),
+    ],
+    "postgresql": [
+        ("varchar(20)", "text"),
+        ("smallint", "integer"),
+        ("numeric(10, 2)", "real"),
+        ("boolean", "boolean"),
+        ("bytea", "other"),
+        ("real", "other"),
+        ("char(3)", "other"),
+        ("text[]", "other"),
+        ("timestamptz", "other"),
+    ],
+}
+"""Declared types beyond ``posts``' and the kind ``columns()`` gives each."""
+
+
+async def test_columns_gives_each_column_of_a_watched_table_its_kind_in_table_order(
+    log: ChangeLog, backend: Backend
+) -> None:
+    assert await log.columns("posts") == {"id": "text", "title": "text", "likes": "integer", "score": "real"}
+    extra = EXTRA_COLUMNS[backend.name]
+    declared = ", ".join(f"c{n} {kind}" for n, (kind, _) in enumerate(extra))
+    await log.execute(f"CREATE TABLE extra (id INTEGER PRIMARY KEY, {declared})")
+    with pytest.raises(ValueError, match="'extra' is not a watched table"):
+        await log.columns("extra")
+    await log.watch("extra")
+    kinds = {f"c{n}": kind for n, (_, kind) in enumerate(extra)}
+    assert await log.columns("extra") == {"id": "integer"} | kinds
+    with pytest.raises(ValueError, match="'nope' is not a watched table"):
+        await log.columns("nope")
+
+
+async def test_a_snapshot_reader_pages_subsets_in_key_order_one_after_the_other(
+    log: ChangeLog, backend: Backend
+) -> None:
+    sql = backend.sql("INSERT INTO posts (id, title, likes) VALUES (?, 't', ?)")
+    for i, likes in ((6, 5), (1, 3), (4, None), (2, 9), (5, 1), (3, 4)):
+        await log.execute(sql, f"p{i}", likes)
+    popular = Subset("posts", terms_of([("likes", ">=", 3)]))
+    unliked = Subset("posts", terms_of({"likes": None}))
+    async with log.snapshot_reader(["posts"]) as reader:
+        pages = [await reader.fetch("posts", 2, popular) for _ in range(2)]
+        other = await reader.fetch("posts", 10, unliked)
+        again = await reader.fetch("posts", 10, popular)  # the last read ended it: from the first row
+        everything = await reader.fetch("posts", 10)
+        with pytest.raises(ValueError, match="a subset of 'comments' cannot be read from 'posts'"):
+            await reader.fetch("posts", 10, Subset("comments"))
+    paged = [([r["id"] for r in rows], more) for rows, more in pages]
+    assert paged == [(["p1", "p2"], True), (["p3", "p6"], False)]
+    assert [r["id"] for r in other[0]] == ["p4"] and not other[1]
+    assert [r["id"] for r in again[0]] == ["p1", "p2", "p3", "p6"]
+    assert [r["id"] for r in everything[0]] == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    assert everything[0][0] == {"id": "p1", "title": "t", "likes": 3, "score": None}  # rows stay whole
+
+
+async def test_subset_values_are_parameters_never_sql_text(log: ChangeLog, backend: Backend) -> None:
+    hostile = "x' OR 1=1 --"
+    quoted_title = 'it\'s "quoted" $1 ?'
+    for post_id, title in (("p1", "plain"), ("p2", quoted_title), ("p3", hostile + "!")):
+        await insert(log, backend, post_id, title)
+    async with log.snapshot_reader(["posts"]) as reader:
+        none, _ = await reader.fetch("posts", 10, Subset("posts", terms_of({"title": hostile})))
+        quoted, _ = await reader.fetch("posts", 10, Subset("posts", terms_of({"title": [quoted_title]})))
+        ranged, _ = await reader.fetch("posts", 10, Subset("posts", terms_of([("title", ">", hostile)])))
+    assert none == []
+    assert [r["id"] for r in quoted] == ["p2"]
+    assert [r["id"] for r in ranged] == ["p3"]  # only the title that starts with the hostile text
+    condition, params = where_sql(Subset("posts", terms_of({"title": hostile})), _dialect(backend))
+    assert hostile not in condition and params == [hostile]
+
+
+def _dialect(backend: Backend) -> Dialect:
+    return "sqlite" if backend is SQLITE else "postgres"
+
+
+async def _plan(log: ChangeLog, backend: Backend, url: str, subset: Subset) -> str:
+    """The plan of the query a snapshot reader runs for ``subset`` (PostgreSQL: no sequential scans)."""
+    if backend is SQLITE:
+        sql, params = sqlite_rows_sql("posts", "id", subset)
+        return "\n".join(str(row["detail"]) for row in await log.fetch(f"EXPLAIN QUERY PLAN {sql}", *params))
+    sql, params = subset_rows_sql("posts", {"posts": "id"}, subset)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        return "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {sql}", *params))
+    finally:
+        await conn.close()
+
+
+async def test_a_subset_snapshot_uses_the_index_of_an_equality_or_in_term(
+    log: ChangeLog, backend: Backend, url: str
+) -> None:
+    await log.execute("CREATE INDEX posts_likes ON posts (likes)")
+    sql = backend.sql("INSERT INTO posts (id, title, likes) VALUES (?, 't', ?)")
+    for i in range(200):
+        await log.execute(sql, f"p{i:03}", i % 50)
+    for where in ({"likes": 7}, {"likes": [7, 8]}):
+        plan = await _plan(log, backend, url, Subset("posts", terms_of(where)))
+        assert "posts_likes" in plan, plan
+        assert ("USING INDEX posts_likes" if backend is SQLITE else "Index") in plan, plan
+    async with log.snapshot_reader(["posts"]) as reader:
+        rows, _ = await reader.fetch("posts", 100, Subset("posts", terms_of({"likes": [7, 8]})))
+    assert [r["id"] for r in rows] == ["p007", "p008", "p057", "p058", "p107", "p108", "p157", "p158"]
 
 
 async def test_trim_by_rows_and_age_removes_a_prefix_and_sets_horizon(

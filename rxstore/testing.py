@@ -146,6 +146,7 @@ class VirtualLink:
             self._accept_subscriptions(root, self._on_frame)
             return
         self.up = True
+        root.auth_payload(None)  # as a real connect does: the stores it offers are followed at once
         root.link_up("virtual://gateway")
         cursor = root.cursor
         if cursor is not None and root.epoch is not None and root.epoch != self.epoch:

@@ -235,3 +235,30 @@ def test_a_store_is_live_once_the_link_has_replayed_what_it_missed() -> None:
     assert posts.sync.state is SyncState.LIVE and sorted(posts.value) == ["p1"]
     link.drop()
     assert posts.sync.state is SyncState.STALE
+
+
+async def test_a_virtual_root_goes_live_inside_a_running_event_loop() -> None:
+    """Marbles in an ``async def`` test (a loop running, virtual time) go live as without one:
+    the virtual link computes the auth payload, so no store is left to a task that never runs."""
+    from reactivex import operators as ops
+
+    from rxstore import TableStore
+    from rxstore.testing import change_frame, marbles, snapshot_frame
+
+    class Posts(TableStore[dict]):  # type: ignore[type-arg]
+        table = "posts"
+
+    with marbles() as m:
+        posts = Posts()
+        m.root(
+            [posts],
+            server="s1",
+            link="c--x--c",
+            values={
+                "s": snapshot_frame("posts", 0, []),
+                "1": change_frame("posts", 1, "INSERT", {"id": "p1"}),
+            },
+        )
+        syncs = m.record(posts.status.pipe(ops.map(lambda s: s.state.value)))
+        m.run()
+    assert [r.value.value for r in syncs].count("live") == 2, syncs

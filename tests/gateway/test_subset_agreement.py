@@ -284,7 +284,6 @@ async def _check(env: Env, scenario: Scenario) -> None:
 
 @settings(
     max_examples=300,
-    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

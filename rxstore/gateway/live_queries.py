@@ -69,6 +69,8 @@ class LiveQueries:
         self.may_subscribe = may_subscribe
         self.max_subscriptions = max_subscriptions
         self.index = SubscriptionIndex()
+        self.plain: dict[str, Client] = {}
+        """The tailer's whole-table-only clients: an indexed client leaves it (set by the gateway)."""
         self._event_topics = {event: topic for topic, event in names.items()}
         self._kinds: dict[str, dict[str, str]] = {}
 
@@ -117,6 +119,7 @@ class LiveQueries:
 
     def index_client(self, client: Client, subscriptions: Iterable[Subscription] = ()) -> None:
         """Make ``client`` indexed: its whole-table topics and ``subscriptions`` go in the index."""
+        self.plain.pop(client.sid, None)
         if not client.subscriptions:
             for topic in sorted(client.topics):
                 whole = self.new(client, self.names[topic], Subset(topic))

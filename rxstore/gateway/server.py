@@ -307,6 +307,7 @@ class RealtimeGateway(Serving):
         self.sessions.live_queries = self.live_queries
         self.client_events.live_queries = self.live_queries
         self.tailer.index = self.live_queries.index
+        self.sessions.plain = self.live_queries.plain = self.tailer.plain
         self.sio.manager.deliver = self.delivery.deliver_to_room
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)

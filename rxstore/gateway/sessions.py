@@ -181,6 +181,8 @@ class Sessions:
         self.topics = topics
         self.can_subscribe = can_subscribe
         self.warnings = warnings
+        self.plain: dict[str, Client] = {}
+        """The clients that follow whole tables only: the tailer's (set by the gateway)."""
         self.live_queries: LiveQueries
         """Set by the gateway (it needs these sessions' ``may_subscribe``)."""
 
@@ -212,6 +214,8 @@ class Sessions:
         http = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
         client.transport = getattr(http, "transport", None)
         self.clients[sid] = client
+        if not client.subscriptions:
+            self.plain[sid] = client
         for topic in client.topics:
             await self.sio.enter_room(sid, room(topic))
         self.metrics.clients.set(len(self.clients))
@@ -273,6 +277,7 @@ class Sessions:
     def forget(self, sid: str) -> None:
         """Drop a client: its tasks, expiry timer and queue; idempotent."""
         client = self.clients.pop(sid, None)
+        self.plain.pop(sid, None)
         if client is None:
             return
         client.live = False

@@ -72,6 +72,8 @@ class Tailer:
         self.delivery = delivery
         self.metrics = metrics
         self.clients = clients
+        self.plain: dict[str, Client] = {}
+        """The clients that follow whole tables only (the others are indexed), kept by the sessions."""
         self.authorize = authorize
         self.names = names
         self.primary_keys = primary_keys
@@ -154,8 +156,8 @@ class Tailer:
         shared: dict[frozenset[str], list[OutFrame]] = {}
         delivery = self.delivery
         first = changes[0].seq
-        for client in list(self.clients.values()):  # enqueue may drop a slow client
-            if not client.live or client.subscriptions:  # indexed clients: _broadcast_indexed
+        for client in list(self.plain.values()):  # enqueue may drop a slow client
+            if not client.live:
                 continue
             try:
                 cursor = client.cursor

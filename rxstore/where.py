@@ -99,7 +99,7 @@ class SubsetError(RxStoreError, ValueError):
         self.code = code
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Term:
     """One ``column op value`` condition.
 
@@ -151,7 +151,7 @@ class Term:
         return [self.column, self.op, self.value]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Subset:
     """The rows of ``topic`` that satisfy every term, with ``columns`` of them (``None``: all).
 

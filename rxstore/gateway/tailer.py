@@ -26,6 +26,7 @@ from rxstore.gateway.delivery import Client, Delivery, OutFrame
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.subscriptions import SubscriptionIndex, events_of_subscriptions, subscription_event
 from rxstore.gateway.visibility import events_for
+from rxstore.where import Subset
 
 __all__ = ["Tailer"]
 
@@ -188,8 +189,20 @@ class Tailer:
         authorize, candidates = self.authorize, self.index.candidates
         events: dict[str, list[Any]] = {}
         for change in changes:
+            seq = change.seq
+            # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
+            alike: dict[tuple[str, Subset, bool], list[Any] | None] | None = None if authorize else {}
             for sub in candidates(change):
-                event = subscription_event(sub, change, authorize)
+                if seq <= sub.since or (sub.skip and seq in sub.skip):
+                    continue
+                if alike is None:
+                    event = subscription_event(sub, change, authorize)
+                else:
+                    key = (sub.id, sub.subset, sub.key_only)
+                    if key in alike:
+                        event = alike[key]
+                    else:
+                        event = alike[key] = subscription_event(sub, change, None)
                 if event is not None:
                     found = events.get(sub.client)
                     if found is None:
@@ -197,6 +210,7 @@ class Tailer:
                     else:
                         found.append(event)
         first, head = changes[0].seq, changes[-1].seq
+        shared: dict[tuple[int, ...], list[OutFrame]] = {}
         for sid, mine in events.items():  # the clients this batch concerns, not every indexed one
             client = self.clients.get(sid)
             if client is None or not client.live:
@@ -206,7 +220,12 @@ class Tailer:
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
-                self._send(client, self.delivery.batch_frames(mine))
+                # Clients given the very same events get the same frames, encoded once.
+                same = tuple(map(id, mine))
+                frames = shared.get(same)
+                if frames is None:
+                    frames = shared[same] = self.delivery.batch_frames(mine)
+                self._send(client, frames)
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 self.delivery.drop(client)

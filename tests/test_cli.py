@@ -200,3 +200,24 @@ def test_ttl_zero_gives_a_token_that_never_expires_and_help_says_so() -> None:
         [*RXSTORE, "token", "--help"], capture_output=True, text=True, check=True, timeout=30
     )
     assert "0: it never expires" in " ".join(out.stdout.split())
+
+
+async def test_serve_follows_a_subset_with_no_new_flag(tmp_path: Path) -> None:
+    """``rxstore serve --demo-schema`` serves live queries as it is: a store following ann's posts
+    gets only those, and a switch to bob's with ``await store.where(...)`` replaces them."""
+    db = tmp_path / "app.db"
+    async with serving("--db", f"sqlite:///{db}", "--demo-schema") as (url, _):
+        with sqlite3.connect(db) as conn:
+            conn.executemany(
+                "INSERT INTO posts (id, title, author) VALUES (?, ?, ?)",
+                [("p1", "a", "ann"), ("p2", "b", "bob"), ("p3", "c", "ann")],
+            )
+        posts = PostStore(where={"author": "ann"})
+        async with RootStore(url, stores=[posts], token=issued_token("--sub", "ann").strip()):
+            await posts.live()
+            assert set(posts.value) == {"p1", "p3"}
+            await posts.where({"author": "bob"})
+            assert set(posts.value) == {"p2"}
+            with sqlite3.connect(db) as conn:
+                conn.execute("UPDATE posts SET author = 'bob' WHERE id = 'p1'")
+            await wait_for(lambda: set(posts.value) == {"p1", "p2"}, what="p1 moving into bob's posts")

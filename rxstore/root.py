@@ -94,6 +94,7 @@ class RootStore:
             tuple(stores),
             topics,
             live=lambda: self._router.live,
+            cursor=lambda: self._router.cursor,
             transport=transport,
             connected=lambda: self._connector.state.connected,
             report=self._report,

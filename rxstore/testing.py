@@ -120,6 +120,8 @@ class VirtualLink:
         self.epoch = "virtual"
         self.root: RootStore | None = None
         self.gateway: VirtualGateway | None = None
+        self.answers_at_once = True
+        """Its calls never wait: the root subscribes pending stores now, not in a task (virtual time)."""
         self._log: list[Frame] = []
         self._on_frame: FrameHandler | None = None
         self._on_lost: LostHandler | None = None

@@ -308,3 +308,21 @@ def test_a_switch_while_offline_is_subscribed_after_the_reconnect() -> None:
         s["where"] == [["channel", "=", "random"]] for s in root.auth_payload(None)["subscriptions"]
     )
     assert inbox.sync.state is SyncState.LIVE
+
+
+async def test_a_switch_while_offline_goes_live_in_virtual_time_inside_a_running_loop() -> None:
+    """The same marble in an async test: the pending subscription runs now, not in a task that never runs."""
+    test_a_switch_while_offline_is_subscribed_after_the_reconnect()
+
+
+def test_a_harness_that_brings_the_link_up_without_an_auth_payload_leaves_nothing_pending() -> None:
+    """``root.link_up`` with no auth payload before it: the stores built with the root are followed, none is
+    subscribed again."""
+    link = VirtualLink()
+    inbox = Messages(where={"channel": "general"})
+    root = RootStore("virtual://gateway", stores=[inbox], transport=link)
+    link.root = root
+    root.setup_domain_event_handlers()
+    link.up = True
+    root.link_up("virtual://gateway")
+    assert link.sent == []

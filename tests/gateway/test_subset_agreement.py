@@ -28,8 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rxstore.events import Change, Op
+from rxstore.events import Change
+from rxstore.gateway.auth import User
 from rxstore.gateway.changelog import ChangeLog, open_change_log
+from rxstore.gateway.subscriptions import Subscription, subscription_event
 from rxstore.gateway.subset_sql import check_subset
 from rxstore.where import COMPARISONS, Subset, Term
 
@@ -240,18 +242,21 @@ async def _answers(
 
 
 def _follow(live: dict[int, dict[str, Any]], subset: Subset, change: Change) -> None:
-    """Apply one change to a live subset by move-in / move-out, checking it fits what is held."""
-    was, now = subset.matches(change.old), subset.matches(change.record)
-    key = (change.record or change.old or {})["id"]
-    if was and now:
-        assert change.op is Op.UPDATE and key in live, (change, live)
-        live[key] = dict(change.record or {})
-    elif now:
-        assert key not in live, (change, live)
-        live[key] = dict(change.record or {})
-    elif was:
-        assert key in live, (change, live)
+    """Apply one change to a live subset as a client does with what the gateway sends it
+    (:func:`~rxstore.gateway.subscriptions.subscription_event`: move-in INSERT, move-out key
+    DELETE), checking it fits what is held."""
+    event = subscription_event(Subscription("s", subset, "c", User("u"), "id"), change, None)
+    if event is None:
+        return
+    payload = event[1]
+    if payload["op"] == "DELETE":
+        key = payload["old"]["id"]
+        assert payload["record"] is None and set(payload["old"]) == {"id"} and key in live, (change, live)
         del live[key]
+        return
+    record = payload["record"]
+    assert (record["id"] in live) == (payload["op"] == "UPDATE"), (change, live)
+    live[record["id"]] = dict(record)
 
 
 async def _check(env: Env, scenario: Scenario) -> None:

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "fanout": "benchmarks.fanout",
     "memory": "benchmarks.memory",
     "live_queries": "benchmarks.live_queries",
+    "pg_capture": "benchmarks.pg_capture",
 }
 
 

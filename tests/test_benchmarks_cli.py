@@ -83,3 +83,24 @@ def test_live_queries_suite_runs_quick_and_routes_each_change_to_its_subscriptio
         "e events": 10.0,
         "d events": 10.0,
     }
+
+
+@pytest.mark.postgres
+def test_pg_capture_suite_runs_quick_and_measures_every_mode_and_writer_setup(tmp_path: Path) -> None:
+    """``--only pg_capture --quick`` times every mode x writer setup; each capture sees every row."""
+    from benchmarks._capture import capture_keyword
+    from benchmarks.pg_capture import SETUPS, WAL2JSON
+    from tests.services import PostgresServer, require_or_skip
+
+    reason = PostgresServer.missing() or (None if WAL2JSON.is_file() else f"{WAL2JSON} is missing")
+    if reason:
+        require_or_skip(reason)
+    out = tmp_path / "pg_capture.json"
+    assert bench.main(["--quick", "--only", "pg_capture", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())["records"]
+    modes = ["a", "b", "d"] + (["c"] if capture_keyword() else [])
+    rates = {r["variant"]: r["value"] for r in records if r["unit"] == "rows/s"}
+    assert set(rates) == {f"{mode} {setup.key}" for mode in modes for setup in SETUPS}
+    assert all(value > 0 for value in rates.values()), rates
+    captured = {r["variant"]: r["value"] for r in records if r["unit"] == "captured/written"}
+    assert captured == {f"{mode} captured": 1.0 for mode in modes if mode != "a"}

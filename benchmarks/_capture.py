@@ -9,7 +9,8 @@ captured, or ``T`` seconds; replies with ``captured`` and the ``seconds`` it wai
 Options: ``mode`` is ``"trigger"`` or ``"wal"`` (rxstore's PostgreSQL change log, read as the
 gateway's tailer reads it: ``log.read(cursor, limit=1000)`` in a loop, ``log.wait`` when idle) or
 ``"slot"`` (logical decoding by hand: ``REPLICA IDENTITY FULL`` and a ``wal2json`` slot named
-``slot``, decoded by ``pg_logical_slot_get_changes`` in a loop, 10,000 changes at most per call).
+``slot``, decoded by ``pg_logical_slot_get_changes`` in a loop, 10,000 changes at most per call)
+or ``"slot-after"`` (the same, decoding only while a ``settle`` waits: after the users' writes).
 
 It runs in its own process, as a gateway does, so its Python work does not share the writers'
 event loop; the database server and both processes share the machine's cores.
@@ -45,9 +46,14 @@ def capture_keyword() -> bool:
 class Capture:
     """Counts the changes of ``posts`` captured since :meth:`open`; subclasses read them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, after: bool = False) -> None:
         self.captured = 0
         self.error = ""
+        self.after = after
+        """Read only while a :func:`settle` waits (so not while users write)."""
+        self.reading = asyncio.Event()
+        if not after:
+            self.reading.set()
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -63,6 +69,7 @@ class Capture:
 
     async def _loop(self) -> None:
         while True:
+            await self.reading.wait()
             try:
                 await self._step()
             except asyncio.CancelledError:
@@ -116,8 +123,8 @@ class LogCapture(Capture):
 class SlotCapture(Capture):
     """Logical decoding by hand: a ``wal2json`` slot decoded by SQL calls in a loop."""
 
-    def __init__(self, url: str, slot: str) -> None:
-        super().__init__()
+    def __init__(self, url: str, slot: str, *, after: bool = False) -> None:
+        super().__init__(after=after)
         self.url = url
         self.slot = slot
         self.conn: asyncpg.Connection | None = None
@@ -145,8 +152,11 @@ async def settle(capture: Capture, target: int, timeout: float) -> dict[str, Any
     """Wait until ``target`` changes were captured (or ``timeout`` s); how long it took."""
     start = time.perf_counter()
     deadline = start + timeout
+    capture.reading.set()
     while capture.captured < target and time.perf_counter() < deadline:
         await asyncio.sleep(0.005)
+    if capture.after:
+        capture.reading.clear()
     return {"captured": capture.captured, "seconds": time.perf_counter() - start, "error": capture.error}
 
 
@@ -154,7 +164,9 @@ async def main(options: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     mode = options["mode"]
     capture: Capture = (
-        SlotCapture(options["url"], options["slot"]) if mode == "slot" else LogCapture(options["url"], mode)
+        SlotCapture(options["url"], options["slot"], after=mode == "slot-after")
+        if mode.startswith("slot")
+        else LogCapture(options["url"], mode)
     )
     await capture.open()
     try:

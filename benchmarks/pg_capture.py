@@ -15,7 +15,9 @@ on a fresh database:
 * ``c``: rxstore's WAL capture (``capture="wal"``) read the same way; only once rxstore has it;
 * ``d``: peer, logical decoding by hand as the WAL-reading systems do (Supabase Realtime, Electric,
   Debezium): ``REPLICA IDENTITY FULL`` and a ``wal2json`` slot decoded concurrently by
-  ``pg_logical_slot_get_changes`` in a loop (benchmarks/_capture.py).
+  ``pg_logical_slot_get_changes`` in a loop (benchmarks/_capture.py);
+* ``e``: peer, the same slot decoded only after each timed run: what the write path alone pays
+  (``REPLICA IDENTITY FULL``, the slot's extra WAL), without the decoder's CPU beside it.
 
 The capture runs in its own process (benchmarks/_capture.py), as a gateway would. After each timed
 run the capture is given up to 30 s to catch up (else the benchmark fails): "caught up" is how long
@@ -95,6 +97,7 @@ MODES = (
     Mode("b", "trigger capture (rxstore today)", "trigger"),
     Mode("c", 'WAL capture (rxstore, capture="wal")', "wal"),
     Mode("d", "peer: wal2json slot decoded by hand", "slot", True),
+    Mode("e", "peer: the same slot, decoded after the writes", "slot-after", True),
 )
 
 
@@ -260,7 +263,8 @@ def _available() -> dict[str, str]:
     if not capture_keyword():
         missing["c"] = 'not built yet: PostgresChangeLog takes no capture="wal"'
     if not WAL2JSON.is_file():
-        missing["d"] = f"not measured: {WAL2JSON} is missing (apt-get install postgresql-15-wal2json)"
+        for key in "de":
+            missing[key] = f"not measured: {WAL2JSON} is missing (apt-get install postgresql-15-wal2json)"
     return missing
 
 

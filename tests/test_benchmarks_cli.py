@@ -98,7 +98,7 @@ def test_pg_capture_suite_runs_quick_and_measures_every_mode_and_writer_setup(tm
     out = tmp_path / "pg_capture.json"
     assert bench.main(["--quick", "--only", "pg_capture", "--json", str(out)]) == 0
     records = json.loads(out.read_text())["records"]
-    modes = ["a", "b", "d"] + (["c"] if capture_keyword() else [])
+    modes = ["a", "b", "d", "e"] + (["c"] if capture_keyword() else [])
     rates = {r["variant"]: r["value"] for r in records if r["unit"] == "rows/s"}
     assert set(rates) == {f"{mode} {setup.key}" for mode in modes for setup in SETUPS}
     assert all(value > 0 for value in rates.values()), rates

@@ -474,4 +474,3 @@ class RootStore:
     def _report(self, error: RxStoreError) -> None:
         self.metrics.errors += 1
         self._errors.on_next(error)
-

@@ -214,6 +214,10 @@ class PostgresServer:
             "fsync": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
+            # WAL capture (rxstore's default on PostgreSQL when available) reads a logical slot.
+            "wal_level": "logical",
+            "max_replication_slots": "100",
+            "max_wal_senders": "10",
             **self.settings,
         }
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
@@ -318,7 +322,13 @@ class PostgresServer:
         return self.dsn_for(name)
 
     def drop_database(self, name: str) -> None:
-        """Drop a database, disconnecting its clients."""
+        """Drop a database, disconnecting its clients and dropping its replication slots."""
+        literal = "'" + name.replace("'", "''") + "'"
+        self.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {literal}")
+        self.psql(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE database = {literal} AND NOT active"
+        )
         self.psql(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
 
 

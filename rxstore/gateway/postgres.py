@@ -26,12 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change
+from rxstore.gateway._pg_capture import (
+    CAPTURE_SCHEMA,
+    MUTATION_PREFIX,
+    CaptureLeader,
+    choose_mode,
+    wait_captured,
+    watch_wal,
+)
 from rxstore.gateway._pg_reads import (
     READ_BOUNDED_SQL,
     PostgresSnapshotReader,
@@ -46,6 +54,7 @@ from rxstore.gateway._pg_schema import (
     SCHEMA_LOCK_KEY,
     SEQ_CHANNEL,
     SEQUENCER_LOCK_KEY,
+    Conn,
     ensure_epoch,
     init_connection,
     redact,
@@ -54,6 +63,9 @@ from rxstore.gateway._pg_sequencer import SequencedLog
 from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
 from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.sql import OPS, check_topic, ident, literal
+
+Capture = Literal["auto", "wal", "trigger"]
+"""How changes are captured: from the WAL, with triggers, or ``auto`` (the WAL when it can)."""
 
 __all__ = ["CHANGES_CHANNEL", "SCHEMA_LOCK_KEY", "SEQUENCER_LOCK_KEY", "SEQ_CHANNEL", "PostgresChangeLog"]
 
@@ -75,6 +87,11 @@ class PostgresChangeLog(SequencedLog):
         pool_size: The most pooled connections (one more is used for LISTEN).
         connect_timeout: Seconds to wait for a new connection.
         max_backoff: The longest pause between reconnection attempts.
+        capture: ``"wal"`` (a logical slot read by one capture leader among the
+            nodes: no trigger in the users' transactions), ``"trigger"``, or
+            ``"auto"`` (the default): a new log captures from the WAL when the
+            server has ``wal_level=logical`` and the ``wal2json`` plugin, else
+            with triggers; an existing log keeps the mode it was made with.
     """
 
     def __init__(
@@ -86,7 +103,10 @@ class PostgresChangeLog(SequencedLog):
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         max_backoff: float = 2.0,
+        capture: Capture = "auto",
     ) -> None:
+        if capture not in ("auto", "wal", "trigger"):
+            raise ValueError(f"capture must be 'auto', 'wal' or 'trigger', got {capture!r}")
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"not a PostgreSQL URL: {redact(url)!r}")
         if poll_interval <= 0 or batch < 1 or pool_size < 1:
@@ -98,7 +118,13 @@ class PostgresChangeLog(SequencedLog):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        self.capture: Capture = capture
+        """The capture mode asked for; once open, the one in use (``"wal"`` or ``"trigger"``)."""
+        self.capture_reason = ""
+        """Why the log uses its capture mode (``rxstore serve`` prints it)."""
         self._supervisor: asyncio.Task[None] | None = None
+        self._capturer: CaptureLeader | None = None
+        self._capture_task: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------
@@ -128,7 +154,10 @@ class PostgresChangeLog(SequencedLog):
                     await conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
                     fresh = await conn.fetchval("SELECT to_regclass('rxstore_changes') IS NULL")
                     await conn.execute(SCHEMA)
+                    await conn.execute(CAPTURE_SCHEMA)
                     await ensure_epoch(conn, replace=bool(fresh))  # a new (or re-created) log: a new epoch
+                async with pool.acquire() as conn:
+                    await self._choose_capture(conn, fresh=bool(fresh))
                 self._pool = pool
                 await self._connect_listener()
                 await self._sequence(force=True)  # rows written while no gateway ran
@@ -141,24 +170,70 @@ class PostgresChangeLog(SequencedLog):
                 raise
             self._healthy = True
             self._supervisor = asyncio.create_task(self._supervise(), name="rxstore-pg-supervisor")
+            if self._capturer is not None:
+                self._capture_task = asyncio.create_task(self._capturer.run(), name="rxstore-pg-capture")
+                await self.wait_captured()  # what was written while no gateway ran is in the log now
 
     async def close(self) -> None:
         """Stop the background task, LISTEN connection and pool; idempotent."""
         async with self._lifecycle:
-            pool, supervisor = self._pool, self._supervisor
+            pool, supervisor, capture = self._pool, self._supervisor, self._capture_task
             if pool is None:
                 return
-            self._pool = self._supervisor = None
+            self._pool = self._supervisor = self._capture_task = None
             self._healthy = False
-            if supervisor is not None:
-                supervisor.cancel()
-                await asyncio.wait([supervisor])
+            for task in (supervisor, capture):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait([task])
             await self._drop_listener()
             try:
                 await asyncio.wait_for(pool.close(), 5)
             except (TimeoutError, *CONNECTION_ERRORS):
                 pool.terminate()
             self._signal.notify()
+
+    async def _choose_capture(self, conn: Any, *, fresh: bool) -> None:
+        mode, slot, self.capture_reason = await choose_mode(conn, self.capture, fresh=fresh)
+        self.capture = "wal" if mode == "wal" else "trigger"
+        if slot is not None:
+            self._capturer = CaptureLeader(slot, connect=self._capture_connection, appended=self._appended)
+
+    async def _capture_connection(self, name: str) -> asyncpg.Connection[asyncpg.Record]:
+        return await asyncpg.connect(
+            self.url, timeout=self.connect_timeout, server_settings={"application_name": name}
+        )
+
+    def _appended(self) -> None:
+        self._dirty = True
+        self._kick.set()
+
+    async def wait_captured(self, timeout: float = 30.0) -> None:
+        """Return once every transaction committed so far is in the log (at once with triggers).
+
+        With WAL capture, changes reach the log a few milliseconds after their
+        commit; this waits for that (e.g. after writing with another connection).
+
+        Raises:
+            NotConnected: The database connection is lost, or the capture did not
+                get there within ``timeout`` seconds (no capture leader).
+        """
+        if self._capturer is None:
+            return
+        async with self._connection() as conn:
+            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            await wait_captured(conn, lsn, self._capturer, timeout)
+
+    async def _captured(self, conn: Conn) -> None:
+        """In WAL mode, wait until what ``conn`` committed is in the log (a no-op with triggers)."""
+        if self._capturer is not None:
+            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            await wait_captured(conn, lsn, self._capturer)
+
+    @property
+    def capture_leader(self) -> bool:
+        """Whether this node reads the WAL now (WAL mode; one node at a time)."""
+        return self._capturer is not None and self._capturer.leading
 
     @property
     def healthy(self) -> bool:
@@ -167,8 +242,13 @@ class PostgresChangeLog(SequencedLog):
 
     # -- public API ---------------------------------------------------------
 
-    async def watch(self, table: str, *, primary_key: str = "id") -> None:
-        """Install the capture trigger on ``table`` (idempotent); topic = table name.
+    async def watch(self, table: str, *, primary_key: str = "id", old: str = "full") -> None:
+        """Capture the changes of ``table`` (idempotent); topic = table name.
+
+        With WAL capture, the table gets ``REPLICA IDENTITY FULL`` (its old rows
+        are logged; ``old="key"``: the default identity, old rows are the key)
+        and a statement trigger that logs what a ``TRUNCATE`` removes; no row
+        trigger. With trigger capture it gets the capture trigger:
 
         The trigger writes whole rows with ``to_jsonb``, so added or dropped
         columns need no new trigger. A ``TRUNCATE`` of the table is logged as
@@ -201,6 +281,9 @@ class PostgresChangeLog(SequencedLog):
                 table,
                 primary_key,
             )
+            if self.capture == "wal":
+                await watch_wal(conn, table, full=old == "full")
+                return
             await conn.execute(
                 f"CREATE OR REPLACE TRIGGER rxstore_capture "
                 f"AFTER INSERT OR UPDATE OR DELETE ON {ident(table)} "
@@ -254,8 +337,33 @@ class PostgresChangeLog(SequencedLog):
             check_topic(topic, internal=_INTERNAL)
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             seq, keys, pending = await begin_snapshot(conn, wanted)
-            skip = await self._seqs_of(pending) if pending else frozenset()
+            skip = await self._skip(conn, wanted, seq, pending)
             yield PostgresSnapshotReader(conn, seq, skip, keys)
+
+    async def _skip(self, conn: Conn, topics: list[str], seq: int, pending: list[int]) -> frozenset[int]:
+        """The seqs above ``seq`` of changes that ``conn``'s snapshot already holds.
+
+        With triggers: the committed changes not yet sequenced. With WAL capture
+        also those not yet captured: once the capture has passed the WAL position
+        of the snapshot, the captured changes whose transaction the snapshot sees.
+        """
+        ids = list(pending)
+        if self._capturer is not None:
+            snapshot = await conn.fetchval("SELECT pg_current_snapshot()::text")
+            upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            async with self._connection() as other:
+                await wait_captured(other, upto, self._capturer)
+                rows = await other.fetch(
+                    "SELECT id FROM rxstore_changes WHERE topic = ANY($1) AND commit_lsn <= $2::text::pg_lsn "
+                    "AND (seq IS NULL OR seq > $3) "
+                    "AND pg_visible_in_snapshot(xid::text::xid8, $4::text::pg_snapshot)",
+                    topics,
+                    upto,
+                    seq,
+                    snapshot,
+                )
+            ids.extend(r[0] for r in rows)
+        return await self._seqs_of(ids) if ids else frozenset()
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position.
@@ -277,7 +385,7 @@ class PostgresChangeLog(SequencedLog):
             seq, keys, pending = await begin_snapshot(conn, wanted)
             for topic in wanted:
                 tables[topic] = [r[0] for r in await conn.fetch(rows_sql(topic, keys))]
-        skip = await self._seqs_of(pending) if pending else frozenset()
+            skip = await self._skip(conn, wanted, seq, pending)
         return LogSnapshot(seq=seq, tables=tables, skip=skip)
 
     async def columns(self, topic: str) -> dict[str, str]:
@@ -376,9 +484,13 @@ class PostgresChangeLog(SequencedLog):
         await self._signal.wait(timeout)
 
     async def execute(self, sql: str, *args: Any) -> None:
-        """Run one write statement (``$1`` placeholders) in its own transaction; wake tailers."""
+        """Run one write statement (``$1`` placeholders) in its own transaction; wake tailers.
+
+        With WAL capture it returns once the change is in the log (as with triggers).
+        """
         async with self._connection() as conn:
             await conn.execute(sql, *args)
+            await self._captured(conn)
         self._dirty = True
         self._kick.set()
 
@@ -414,8 +526,12 @@ class PostgresChangeLog(SequencedLog):
             if not new:
                 return False
             await conn.execute("SELECT set_config('rxstore.mutation', $1, true)", mutation)
+            if self._capturer is not None:  # WAL capture reads the id from the WAL, in order
+                await conn.execute("SELECT pg_logical_emit_message(true, $1, $2)", MUTATION_PREFIX, mutation)
             for sql, args in statements:
                 await conn.execute(sql, *args)
+        async with self._connection() as conn:
+            await self._captured(conn)
         self._dirty = True
         self._kick.set()
         return True

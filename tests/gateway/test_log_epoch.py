@@ -225,13 +225,17 @@ async def test_a_restored_pg_dump_marked_with_the_cli_resets_returning_clients(
     log = open_change_log(pg_dsn)
     await log.open()
     try:
-        assert (await log.head(), await log.epoch()) == (5, old_epoch)  # restored as it was
+        restored, wal = await log.epoch(), getattr(log, "capture", "") == "wal"
+        assert await log.head() == 5
+        # With triggers the restored log is as it was; WAL capture sees the restore by itself
+        # (its publication was made again: the slot cannot decode) and gives a new epoch.
+        assert (restored != old_epoch) if wal else (restored == old_epoch)
     finally:
         await log.close()
     marked = await cli("log", "mark-restore", "--db", pg_dsn)
     assert marked.returncode == 0, marked.stderr
     match = EPOCH_LINE.match(marked.stdout.strip())
-    assert match is not None and match.group(1) == old_epoch, marked.stdout
+    assert match is not None and match.group(1) == restored, marked.stdout
 
     async with serving(pg_dsn) as gateway:
         await write_posts(gateway.log, "new", 8)

@@ -221,3 +221,40 @@ async def test_serve_follows_a_subset_with_no_new_flag(tmp_path: Path) -> None:
             with sqlite3.connect(db) as conn:
                 conn.execute("UPDATE posts SET author = 'bob' WHERE id = 'p1'")
             await wait_for(lambda: set(posts.value) == {"p1", "p2"}, what="p1 moving into bob's posts")
+
+
+async def test_serve_says_how_it_captures_and_healthz_shows_the_capture(pg_dsn: str) -> None:
+    """On PostgreSQL with wal_level=logical, ``rxstore serve`` says it reads the WAL and why;
+    /healthz reports the WAL capture (leader, lag); ``--capture trigger`` on that log is refused
+    with what to do (a log keeps the mode it was made with)."""
+    import aiohttp
+
+    async with serving("--db", pg_dsn, "--demo-schema") as (_url, _):
+        pass  # made the log (in WAL mode)
+    server = await asyncio.create_subprocess_exec(
+        *RXSTORE, "serve", "--db", pg_dsn, "--demo-schema", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "RXSTORE_SECRET": SECRET},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        first = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        second = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        assert "capture: the WAL (logical decoding): the log was made with WAL capture" in second, second
+        found = re.search(r"http://[\d.]+:\d+", first)
+        assert found
+        async with aiohttp.ClientSession() as http:
+
+            async def leading() -> bool:
+                async with http.get(found.group(0) + "/healthz") as response:
+                    capture = (await response.json())["capture"]
+                    return bool(capture["mode"] == "wal" and capture["role"] == "leader")
+
+            await wait_for(leading, what="the node leading the WAL capture")
+    finally:
+        server.terminate()
+        assert await asyncio.wait_for(server.wait(), 20) == 0
+    result = subprocess.run(
+        [*RXSTORE, "serve", "--db", pg_dsn, "--capture", "trigger", "--port", "0"],
+        capture_output=True, text=True, env={**os.environ, "RXSTORE_SECRET": SECRET}, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "captures with the WAL" in result.stderr, result.stderr

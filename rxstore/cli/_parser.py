@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="what UPDATE/DELETE changes carry of the row before: the whole row, or only its "
         "primary key (smaller frames; enough for TableStore) (default: %(default)s)",
     )
+    serve.add_argument(
+        "--capture",
+        choices=["auto", "wal", "trigger"],
+        default="auto",
+        help="PostgreSQL: read changes from the WAL (logical decoding: no trigger in your writes; needs "
+        "wal_level=logical), with triggers, or auto: the WAL when the server allows it for a new log, "
+        "else triggers; a log keeps the mode it was made with (default: %(default)s)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument(
         "--port", type=port, default=8080, help="port to listen on; 0: a free one (default: %(default)s)"

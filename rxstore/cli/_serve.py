@@ -68,13 +68,20 @@ def token_auth(args: argparse.Namespace) -> Any:
         raise CommandError(str(exc)) from exc
 
 
-async def wait_for_stop(duration: float | None) -> None:
-    """Return on SIGINT or SIGTERM, or after ``duration`` seconds (``None``: never)."""
+def stop_signal() -> asyncio.Event:
+    """An event set on SIGINT or SIGTERM (handled from now on: install it before saying you run)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def wait_for_stop(duration: float | None, stop: asyncio.Event | None = None) -> None:
+    """Return on SIGINT or SIGTERM (``stop``), or after ``duration`` seconds (``None``: never)."""
+    if stop is None:
+        stop = stop_signal()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
 
@@ -88,12 +95,12 @@ async def serve(args: argparse.Namespace) -> int:
     tables = served_tables(args.tables, demo_schema=args.demo_schema)
     keys = _table_keys(args.key, tables)
     topics = [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
-    log = await open_log(args.db)
+    log = await open_log(args.db, capture=args.capture)
     try:
         if args.demo_schema:
             await create_demo_schema(log)
         for topic in topics:
-            await _watch(log, topic.name, topic.primary_key, demo_schema=args.demo_schema)
+            await _watch(log, topic.name, topic.primary_key, old=topic.old, demo_schema=args.demo_schema)
     except BaseException:
         await log.close()
         raise
@@ -122,12 +129,14 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         await gateway.stop()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
+    stop = stop_signal()  # before the lines that say it runs: a SIGTERM right after them stops it cleanly
     print(
         f"rxstore: serving {', '.join(tables)} from {redact(args.db)} on {gateway.url} (Ctrl-C to stop)",
         flush=True,
     )
+    print(f"rxstore: {capture_line(log)}", flush=True)
     try:
-        await wait_for_stop(None)
+        await wait_for_stop(None, stop)
     finally:
         await gateway.stop()
     return 0
@@ -155,18 +164,28 @@ def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict
     return keys
 
 
-async def open_log(url: str, *, option: str | None = None) -> Any:
+def capture_line(log: Any) -> str:
+    """How the log captures changes, and why (the second line ``rxstore serve`` prints)."""
+    capture = getattr(log, "capture", None)
+    if capture is None:
+        return "capture: triggers (SQLite has no log to read changes from)"
+    name = "the WAL (logical decoding)" if capture == "wal" else "triggers"
+    return f"capture: {name}: {log.capture_reason}"
+
+
+async def open_log(url: str, *, option: str | None = None, capture: str = "auto") -> Any:
     """The change log of ``url``, opened (the database file or server checked first).
 
     Args:
         url: The database URL.
         option: How the command line named the database, for messages (default ``--db URL``).
+        capture: PostgreSQL's capture mode (``auto``, ``wal`` or ``trigger``).
     """
     from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.sqlite import SQLiteChangeLog
 
     try:
-        log = open_change_log(url)
+        log = open_change_log(url, capture=capture)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     option = option or f"--db {url}"
@@ -184,10 +203,10 @@ async def open_log(url: str, *, option: str | None = None) -> Any:
     return log
 
 
-async def _watch(log: Any, table: str, key: str, *, demo_schema: bool) -> None:
+async def _watch(log: Any, table: str, key: str, *, old: str, demo_schema: bool) -> None:
     """Install the capture of ``table``, saying how to fix a missing table or key column."""
     try:
-        await log.watch(table, primary_key=key)
+        await log.watch(table, primary_key=key, old=old)
     except ValueError as exc:
         raise CommandError(explain_watch_error(table, str(exc), demo_schema=demo_schema)) from exc
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -371,7 +372,13 @@ class CaptureLeader:
         self.leading = False
         """Whether this node holds the lock (reads the slot)."""
         self.lost: str | None = None
-        """Why the slot cannot be read any more (``None`` while it can)."""
+        """Why the slot could not be read the last time it was lost (it was made anew)."""
+        self.lost_count = 0
+        """Slots lost (and made anew) since this node started."""
+        self.lag_bytes: int | None = None
+        """WAL the slot holds that the capture has not confirmed (measured by the leader)."""
+        self.caught_up_at = time.monotonic()
+        """When the leader last had nothing left to read."""
         self._kick = asyncio.Event()
         self._wanted = False
 
@@ -407,14 +414,37 @@ class CaptureLeader:
         self._wanted = True
         self._kick.set()
 
+    def status(self) -> dict[str, Any]:
+        """What ``/healthz`` says of the capture, and the numbers ``/metrics`` gives."""
+        leading = self.leading
+        return {
+            "mode": "wal",
+            "slot": self.slot,
+            "role": "leader" if leading else "standby",
+            "lag_bytes": self.lag_bytes if leading else None,
+            "lag_seconds": round(time.monotonic() - self.caught_up_at, 3) if leading else None,
+            "slots_lost": self.lost_count,
+            "last_lost": self.lost,
+        }
+
     def want(self) -> None:
         """Ask this node's capture (if it leads) to record its position at once."""
         self._on_wanted()
 
     async def _lead(self, conn: Any) -> None:
         pause = 0.005
+        measured = 0.0
         while True:
             busy = await self.capture_once(conn)
+            if not busy:
+                self.caught_up_at = time.monotonic()
+            if time.monotonic() - measured > 1.0:
+                measured = time.monotonic()
+                self.lag_bytes = await conn.fetchval(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                    "FROM pg_replication_slots WHERE slot_name = $1",
+                    self.slot,
+                )
             if busy:
                 pause = 0.005
                 continue
@@ -432,6 +462,7 @@ class CaptureLeader:
             # The slot was invalidated (its retained WAL was over max_slot_wal_keep_size), or its
             # publication was dropped and made again (a restore): what it held is gone.
             self.lost = str(exc)
+            self.lost_count += 1
             _log.error(
                 "rxstore: the WAL capture cannot read its slot %s (%s): a new slot captures from now "
                 "on; the log gets a new epoch and clients reset and reload",

@@ -108,8 +108,13 @@ class ChangeLog(Protocol):
     async def close(self) -> None:
         """Release every connection, task and thread."""
 
-    async def watch(self, table: str, *, primary_key: str = "id") -> None:
-        """Install the capture triggers on ``table`` (idempotent); topic = table name."""
+    async def watch(self, table: str, *, primary_key: str = "id", old: str = "full") -> None:
+        """Capture the changes of ``table`` (idempotent); topic = table name.
+
+        ``old="key"`` says the topic's envelopes carry only the old row's key, so
+        a log that can capture less (PostgreSQL's WAL: the default replica
+        identity) may do so.
+        """
 
     async def read(self, after: int, *, limit: int = 1000, max_bytes: int | None = None) -> list[Change]:
         """Return committed changes with ``seq > after`` in seq order, at most ``limit``.
@@ -221,12 +226,14 @@ def trim_needed(max_age: float | None, max_rows: int | None) -> bool:
     return max_age is not None or max_rows is not None
 
 
-def open_change_log(url: str) -> ChangeLog:
+def open_change_log(url: str, *, capture: str = "auto") -> ChangeLog:
     """Return the change log for a database URL (not yet opened).
 
     Args:
         url: ``sqlite:///path/to/app.db`` (created on first use) or
             ``postgresql://user@host:port/db``.
+        capture: PostgreSQL only: ``"auto"``, ``"wal"`` or ``"trigger"`` (see
+            :class:`~rxstore.gateway.postgres.PostgresChangeLog`).
 
     Raises:
         ValueError: The URL's scheme is not supported.
@@ -238,5 +245,5 @@ def open_change_log(url: str) -> ChangeLog:
     if url.startswith(("postgresql://", "postgres://")):
         from rxstore.gateway.postgres import PostgresChangeLog
 
-        return PostgresChangeLog(url)
+        return PostgresChangeLog(url, capture=capture)  # type: ignore[arg-type]
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")

@@ -42,10 +42,19 @@ def health_report(
         "clients": clients,
         "head": head,
     }
+    capture = getattr(log, "capture_status", None)
+    if capture is not None:  # PostgreSQL: triggers, or the WAL capture (leader / standby, lag, lost slots)
+        body["capture"] = capture
     return (200 if healthy else 503), body
 
 
 def metrics_report(metrics: Metrics, log: ChangeLog) -> tuple[bytes, str]:
     """What ``/metrics`` answers: the Prometheus text and its content type."""
     metrics.healthy.set(1 if log.healthy else 0)
+    capture = getattr(log, "capture_status", None) or {}
+    if capture.get("lag_bytes") is not None:
+        metrics.capture_lag_bytes.set(capture["lag_bytes"])
+    if capture.get("lag_seconds") is not None:
+        metrics.capture_lag_seconds.set(capture["lag_seconds"])
+    metrics.capture_slots_lost.set(capture.get("slots_lost", 0))
     return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

@@ -60,6 +60,21 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.capture_lag_bytes = Gauge(
+            "rxstore_capture_lag_bytes",
+            "WAL the capture slot holds and the capture has not confirmed (PostgreSQL WAL capture, leader).",
+            registry=r,
+        )
+        self.capture_lag_seconds = Gauge(
+            "rxstore_capture_lag_seconds",
+            "Seconds since the WAL capture last had nothing left to read (leader).",
+            registry=r,
+        )
+        self.capture_slots_lost = Gauge(
+            "rxstore_capture_slots_lost",
+            "Capture slots lost and made anew since start (clients reset and reload each time).",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "rxstore_subscriptions",
             "Live-query subscriptions of indexed clients (whole-table ones of those clients included).",

@@ -231,6 +231,13 @@ class PostgresChangeLog(SequencedLog):
             await wait_captured(conn, lsn, self._capturer)
 
     @property
+    def capture_status(self) -> dict[str, Any]:
+        """How this log captures: ``{"mode": "trigger"}``, or the WAL capture's role, lag and lost slots."""
+        if self._capturer is None:
+            return {"mode": self.capture}
+        return self._capturer.status()
+
+    @property
     def capture_leader(self) -> bool:
         """Whether this node reads the WAL now (WAL mode; one node at a time)."""
         return self._capturer is not None and self._capturer.leading

@@ -342,7 +342,7 @@ class RealtimeGateway(Serving):
         await self.log.open()
         if self.watch:
             for spec in self.topics.values():
-                await self.log.watch(spec.name, primary_key=spec.primary_key)
+                await self.log.watch(spec.name, primary_key=spec.primary_key, old=spec.old)
         self.head = await self.log.head()
         self.metrics.head.set(self.head)
         self._tasks = [

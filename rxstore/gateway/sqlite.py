@@ -137,8 +137,11 @@ class SQLiteChangeLog:
 
     # -- public API ---------------------------------------------------------
 
-    async def watch(self, table: str, *, primary_key: str = "id") -> None:
+    async def watch(self, table: str, *, primary_key: str = "id", old: str = "full") -> None:
         """Install (or refresh) the capture triggers on ``table``; topic = table name.
+
+        ``old`` is accepted for the :class:`~rxstore.gateway.changelog.ChangeLog`
+        protocol; the triggers always log whole old rows.
 
         The triggers list the table's columns; they are rebuilt whenever the
         columns change (checked here, on :meth:`open` and on schema changes).

@@ -32,14 +32,8 @@ import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change
-from rxstore.gateway._pg_capture import (
-    CAPTURE_SCHEMA,
-    MUTATION_PREFIX,
-    CaptureLeader,
-    choose_mode,
-    wait_captured,
-    watch_wal,
-)
+from rxstore.gateway._pg_capture import watch_wal
+from rxstore.gateway._pg_decode import CAPTURE_SCHEMA, MUTATION_PREFIX
 from rxstore.gateway._pg_reads import (
     READ_BOUNDED_SQL,
     PostgresSnapshotReader,
@@ -54,7 +48,6 @@ from rxstore.gateway._pg_schema import (
     SCHEMA_LOCK_KEY,
     SEQ_CHANNEL,
     SEQUENCER_LOCK_KEY,
-    Conn,
     ensure_epoch,
     init_connection,
     redact,
@@ -123,7 +116,6 @@ class PostgresChangeLog(SequencedLog):
         self.capture_reason = ""
         """Why the log uses its capture mode (``rxstore serve`` prints it)."""
         self._supervisor: asyncio.Task[None] | None = None
-        self._capturer: CaptureLeader | None = None
         self._capture_task: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
 
@@ -192,55 +184,6 @@ class PostgresChangeLog(SequencedLog):
             except (TimeoutError, *CONNECTION_ERRORS):
                 pool.terminate()
             self._signal.notify()
-
-    async def _choose_capture(self, conn: Any, *, fresh: bool) -> None:
-        mode, slot, self.capture_reason = await choose_mode(conn, self.capture, fresh=fresh)
-        self.capture = "wal" if mode == "wal" else "trigger"
-        if slot is not None:
-            self._capturer = CaptureLeader(slot, connect=self._capture_connection, appended=self._appended)
-
-    async def _capture_connection(self, name: str) -> asyncpg.Connection[asyncpg.Record]:
-        return await asyncpg.connect(
-            self.url, timeout=self.connect_timeout, server_settings={"application_name": name}
-        )
-
-    def _appended(self) -> None:
-        self._dirty = True
-        self._kick.set()
-
-    async def wait_captured(self, timeout: float = 30.0) -> None:
-        """Return once every transaction committed so far is in the log (at once with triggers).
-
-        With WAL capture, changes reach the log a few milliseconds after their
-        commit; this waits for that (e.g. after writing with another connection).
-
-        Raises:
-            NotConnected: The database connection is lost, or the capture did not
-                get there within ``timeout`` seconds (no capture leader).
-        """
-        if self._capturer is None:
-            return
-        async with self._connection() as conn:
-            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
-            await wait_captured(conn, lsn, self._capturer, timeout)
-
-    async def _captured(self, conn: Conn) -> None:
-        """In WAL mode, wait until what ``conn`` committed is in the log (a no-op with triggers)."""
-        if self._capturer is not None:
-            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
-            await wait_captured(conn, lsn, self._capturer)
-
-    @property
-    def capture_status(self) -> dict[str, Any]:
-        """How this log captures: ``{"mode": "trigger"}``, or the WAL capture's role, lag and lost slots."""
-        if self._capturer is None:
-            return {"mode": self.capture}
-        return self._capturer.status()
-
-    @property
-    def capture_leader(self) -> bool:
-        """Whether this node reads the WAL now (WAL mode; one node at a time)."""
-        return self._capturer is not None and self._capturer.leading
 
     @property
     def healthy(self) -> bool:
@@ -346,31 +289,6 @@ class PostgresChangeLog(SequencedLog):
             seq, keys, pending = await begin_snapshot(conn, wanted)
             skip = await self._skip(conn, wanted, seq, pending)
             yield PostgresSnapshotReader(conn, seq, skip, keys)
-
-    async def _skip(self, conn: Conn, topics: list[str], seq: int, pending: list[int]) -> frozenset[int]:
-        """The seqs above ``seq`` of changes that ``conn``'s snapshot already holds.
-
-        With triggers: the committed changes not yet sequenced. With WAL capture
-        also those not yet captured: once the capture has passed the WAL position
-        of the snapshot, the captured changes whose transaction the snapshot sees.
-        """
-        ids = list(pending)
-        if self._capturer is not None:
-            snapshot = await conn.fetchval("SELECT pg_current_snapshot()::text")
-            upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
-            async with self._connection() as other:
-                await wait_captured(other, upto, self._capturer)
-                rows = await other.fetch(
-                    "SELECT id FROM rxstore_changes WHERE topic = ANY($1) AND commit_lsn <= $2::text::pg_lsn "
-                    "AND (seq IS NULL OR seq > $3) "
-                    "AND pg_visible_in_snapshot(xid::text::xid8, $4::text::pg_snapshot)",
-                    topics,
-                    upto,
-                    seq,
-                    snapshot,
-                )
-            ids.extend(r[0] for r in rows)
-        return await self._seqs_of(ids) if ids else frozenset()
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position.

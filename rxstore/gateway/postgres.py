@@ -1,10 +1,10 @@
-"""The PostgreSQL change log (asyncpg): capture triggers, a sequencer, LISTEN/NOTIFY.
+"""The PostgreSQL change log (asyncpg): WAL or trigger capture, a sequencer, LISTEN/NOTIFY.
 
-PostgreSQL takes sequence values at insert, not at commit, so a tailer reading
-``seq > cursor`` from a ``bigserial`` would skip the change of a transaction
-that commits late. Here the capture trigger inserts its change with
-``seq NULL`` (``id bigserial`` keeps insertion order) and ``NOTIFY
-rxstore_changes``. The *sequencer* then numbers the committed, unnumbered rows::
+Changes reach ``rxstore_changes`` with ``seq NULL`` in one of two ways: read
+from the WAL by the capture leader (:mod:`rxstore.gateway._pg_capture`; no
+trigger in the users' transactions) or written by a capture trigger inside
+them. PostgreSQL takes sequence values at insert, not at commit, so the
+*sequencer* numbers the committed, unnumbered rows afterwards::
 
     BEGIN
       pg_try_advisory_xact_lock(SEQUENCER_LOCK_KEY)    -- one sequencer at a time
@@ -16,9 +16,7 @@ rxstore_changes``. The *sequencer* then numbers the committed, unnumbered rows::
 
 Sequencing transactions are serialized by the lock and commit atomically, so
 every snapshot sees seqs ``1..head`` with no hole: ``seq > cursor`` never skips.
-A later transaction on the same row gets a higher ``id`` and commits later, so
-it is sequenced after the earlier one. Every gateway node runs the sequencer
-on NOTIFY, on a periodic poll (a safety net) and when it (re)connects.
+Every gateway node sequences on NOTIFY, on a poll and when it (re)connects.
 """
 
 from __future__ import annotations

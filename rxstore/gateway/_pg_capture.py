@@ -164,7 +164,9 @@ class CaptureLeader:
 
     async def capture_once(self, conn: Any) -> bool:
         """Decode what the slot holds now and append it; whether more may be waiting."""
-        upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+        # The flushed position, not the written one: a slot decodes flushed WAL only, and a
+        # commit made with synchronous_commit = off returns before its WAL is flushed.
+        upto = await conn.fetchval("SELECT pg_current_wal_flush_lsn()::text")
         done = await conn.fetchval("SELECT lsn::text FROM rxstore_capture WHERE singleton")
         wanted, self._wanted = self._wanted, False
         try:

@@ -8,7 +8,7 @@ connection dies) reads it with ``pg_logical_slot_peek_changes`` and appends
 each committed transaction, in commit order, to ``rxstore_changes`` (``seq``
 NULL, then numbered by the sequencer exactly as trigger-captured changes are)::
 
-    peek the slot up to pg_current_wal_lsn()
+    peek the slot up to pg_current_wal_flush_lsn()
     BEGIN
       INSERT INTO rxstore_changes ... (rows as to_jsonb gives them, commit xid and LSN)
       UPDATE rxstore_capture SET lsn = <last commit appended>

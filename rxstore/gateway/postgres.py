@@ -81,8 +81,8 @@ class PostgresChangeLog(SequencedLog):
         capture: ``"wal"`` (a logical slot read by one capture leader among the
             nodes: no trigger in the users' transactions), ``"trigger"``, or
             ``"auto"`` (the default): a new log captures from the WAL when the
-            server has ``wal_level=logical`` and the ``wal2json`` plugin, else
-            with triggers; an existing log keeps the mode it was made with.
+            server has ``wal_level=logical`` (PostgreSQL's own ``pgoutput``),
+            else with triggers; an existing log keeps the mode it was made with.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from rxstore.events import Change, Op
-from rxstore.gateway._pg_capture import CAPTURE_LOCK_KEY
+from rxstore.gateway._pg_decode import CAPTURE_LOCK_KEY
 from rxstore.gateway.postgres import PostgresChangeLog
 from tests.services import PostgresServer
 from tests.waiting import wait_for
@@ -120,9 +120,10 @@ async def test_auto_captures_from_the_wal_when_the_server_has_wal_level_logical(
 
 
 async def test_auto_falls_back_to_triggers_when_the_server_is_not_logical(
-    pg_dsn: str, postgres: PostgresServer
+    pg_dsn: str, other_dsn: str, postgres: PostgresServer
 ) -> None:
-    """capture="auto" on a server without wal_level=logical gives a trigger log and names the setting."""
+    """capture="auto" on a server without wal_level=logical gives a trigger log and names the
+    setting; a new log asked for capture="wal" there is refused, naming the setting too."""
     level = postgres.psql("SHOW wal_level").strip()
     if level == "logical":
         pytest.skip("this server has wal_level=logical (the replica pass of .ci/run runs this test)")
@@ -133,8 +134,10 @@ async def test_auto_falls_back_to_triggers_when_the_server_is_not_logical(
         assert f"wal_level={level}" in log.capture_reason
     finally:
         await log.close()
-    with pytest.raises(ValueError, match="wal_level"):
-        await PostgresChangeLog(pg_dsn, capture="wal").open()
+    wal = PostgresChangeLog(other_dsn, capture="wal")
+    with pytest.raises(ValueError, match=f"cannot capture from the WAL: .*wal_level={level}"):
+        await wal.open()
+    await wal.close()
 
 
 async def test_trigger_mode_when_asked_installs_the_row_capture_trigger(pg_dsn: str) -> None:

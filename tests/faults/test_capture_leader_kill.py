@@ -1,0 +1,212 @@
+"""Scenario 6: the node that captures the WAL is kill -9'd mid-stream; the other node takes over."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from rxstore.gateway._pg_decode import CAPTURE_LOCK_KEY
+from tests.faults.harness import (
+    GatewayProcess,
+    PostgresDb,
+    PostgresWriter,
+    _Ops,
+    assert_clean,
+    recovery,
+    settle,
+    summarize,
+)
+from tests.services import PostgresServer
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.postgres
+
+
+async def role(node: GatewayProcess) -> str | None:
+    """``leader`` / ``standby`` as the node's ``/healthz`` says of its WAL capture (None: no answer)."""
+    health = await node.health()
+    if health is None:
+        return None
+    capture = health[1].get("capture") or {}
+    return capture.get("role")
+
+
+LOCK_HOLDER = (
+    "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1"
+)
+"""The capture leader's backend: the holder of CAPTURE_LOCK_KEY (classid/objid: its high/low 32 bits)."""
+
+
+@contextlib.asynccontextmanager
+async def killing_at(at: str, dsn: str) -> AsyncIterator[None]:
+    """Hold the leader's capture at the instant ``at`` while the body kills the node, then let go.
+
+    ``mid-append``: the test holds rxstore_capture's row, so the capture's append (its changes
+    inserted, not committed) waits on it. ``after-append``: commits wait for a synchronous
+    standby that never comes, so the capture's append is committed (locally) and the slot not
+    yet advanced. Either way the capture's backend finishes only after its node is dead.
+    """
+    if at == "anywhere":
+        yield
+        return
+    admin = await asyncpg.connect(dsn)
+    holder = await asyncpg.connect(dsn)
+    try:
+        pid = await admin.fetchval(LOCK_HOLDER, CAPTURE_LOCK_KEY >> 32, CAPTURE_LOCK_KEY & 0xFFFF_FFFF)
+        assert pid is not None, "no capture leader"
+        if at == "mid-append":
+            held = holder.transaction()
+            await held.start()
+            await holder.execute("SELECT * FROM rxstore_capture FOR UPDATE")
+            wait = "wait_event_type = 'Lock'"
+        else:
+            await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'rxstore_test_never'")
+            await admin.execute("SELECT pg_reload_conf()")
+            wait = "wait_event = 'SyncRep'"
+        try:
+            await wait_for(
+                lambda: admin.fetchval(f"SELECT {wait} FROM pg_stat_activity WHERE pid = $1", pid),
+                10,
+                f"the capture held {at}",
+            )
+            yield
+        finally:
+            if at == "mid-append":
+                await held.rollback()
+            else:
+                await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+                await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await holder.close()
+        await admin.close()
+
+
+@pytest.mark.parametrize("at", ["anywhere", "mid-append", "after-append"])
+@pytest.mark.timeout(90)
+async def test_kill_9_of_the_capture_leader_mid_stream(
+    cluster, recorder, pg_dsn: str, postgres: PostgresServer, at: str
+) -> None:
+    """Two gateway nodes serve one PostgreSQL log in WAL mode; exactly one captures the WAL (its
+    /healthz says its capture's role is ``leader``, the other's ``standby``). Two clients sit on each
+    node (each lists the other node second) while a writer writes into PostgreSQL. The leader
+    is killed with SIGKILL mid-stream: at whatever instant (``anywhere``), while its capture
+    appends (``mid-append``: its append waits on a row lock the test holds) or after its append
+    committed but before it advanced the slot (``after-append``: the commit waits for a
+    synchronous standby). The other node takes the capture over within seconds, the leader's
+    clients fail over to it, every client ends equal to the database with no change lost,
+    applied twice or out of order, and the log holds each write exactly once."""
+    level = postgres.psql("SHOW wal_level").strip()
+    if level != "logical":
+        pytest.skip(f"WAL capture needs wal_level=logical; this server runs wal_level={level}")
+    db = PostgresDb(pg_dsn)
+    nodes = [cluster.gateway(db.url, name="node1"), cluster.gateway(db.url, name="node2")]
+    for node in nodes:
+        await node.start()
+
+    async def one_leader() -> bool:
+        roles = [await role(node) for node in nodes]
+        return sorted(map(str, roles)) == ["leader", "standby"]
+
+    await wait_for(one_leader, 15, "one capture leader, one standby")
+    leader, survivor = [n for n in nodes if await role(n) == "leader"] + [
+        n for n in nodes if await role(n) == "standby"
+    ]
+
+    movers = await cluster.clients(2, [leader.url, survivor.url], prefix="leader-")
+    stayers = await cluster.clients(2, [survivor.url, leader.url], prefix="survivor-")
+    clients = [*movers, *stayers]
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
+    writer = cluster.writer(PostgresWriter(db.url, rate=200))
+    await wait_for(lambda: all(c.seq >= 150 for c in clients), 20, "clients following the stream")
+
+    fault_start = time.monotonic()
+    written_before = writer.written
+    async with killing_at(at, db.url):
+        leader.kill()
+    takeover_s = await wait_for(
+        lambda: _is_leader(survivor),
+        15,
+        "the surviving node capturing the WAL",
+    )
+    fault_end = time.monotonic()
+    marker_written = await db.write_marker("after-kill")
+    await wait_for(lambda: all("after-kill" in c.markers for c in clients), 20, "clients caught up")
+    live_s, caught_up_s = recovery(
+        clients,
+        fault_start=fault_start,
+        fault_end=fault_end,
+        marker="after-kill",
+        marker_written=marker_written,
+    )
+    await wait_for(lambda: writer.written >= written_before + 400, 20, "the writer writing on")
+    outcome = await settle(db, clients, [writer])
+    assert writer.errors == 0  # no write was retried: each one committed exactly once
+
+    on_survivor = sum(1 for c in clients if c.root.connection_state.url == survivor.url)
+    recorder.record(
+        summarize(
+            "6-capture-leader-kill-9" + ("" if at == "anywhere" else f"-{at}"),
+            outcome.counts,
+            changes=len(outcome.oracle),
+            live_s=live_s,
+            caught_up_s=caught_up_s,
+            extra={
+                "takeover_s": round(takeover_s, 3),
+                "clients_on_survivor_after": f"{on_survivor}/{len(clients)}",
+                "reconnects": sum(c.reconnects for c in outcome.counts),
+            },
+        )
+    )
+    assert_clean(outcome.counts, outcome.reports, outcome.rows)
+    await assert_log_holds_each_write_once(db, writer)
+    assert outcome.seqs == list(range(1, len(outcome.seqs) + 1))
+    assert on_survivor == len(clients)
+    assert all(c.reconnects >= 1 and c.resets == 0 for c in outcome.counts[:2])
+    assert all(c.reconnects == 0 for c in outcome.counts[2:])
+    assert takeover_s < 5.0
+
+
+async def _is_leader(node: GatewayProcess) -> bool:
+    return await role(node) == "leader"
+
+
+async def assert_log_holds_each_write_once(db: PostgresDb, writer: PostgresWriter) -> None:
+    """The log itself holds each of the writer's upserts exactly once, per row in write order.
+
+    The clients' accounting compares them with the log (the oracle), so a change the capture
+    lost or appended twice is invisible to it; this compares the log with what was written
+    (the writer's titles ``t<n>`` are unique, replayed from its deterministic op stream).
+    """
+    ops = _Ops(seed=1, ids=40, body=16)
+    upserts = set()
+    for _ in range(writer.written + 1):
+        kind, args = ops.next()
+        if kind == "upsert":
+            upserts.add(args[1])  # its title, t<n>
+    last = f"t{writer.written + 1}"  # stopped mid-statement: it may or may not have committed
+    conn = await asyncpg.connect(db.url)
+    try:
+        rows = await conn.fetch(
+            "SELECT record->>'id' AS id, record->>'title' AS title FROM rxstore_changes "
+            "WHERE topic = 'posts' AND op <> 'DELETE' AND record->>'author' = 'writer' ORDER BY seq"
+        )
+    finally:
+        await conn.close()
+    titles = Counter(r["title"] for r in rows)
+    doubled = sorted(t for t, n in titles.items() if n > 1)
+    assert not doubled, f"{len(doubled)} writes logged twice, e.g. {doubled[:5]}"
+    missing = sorted(upserts - set(titles) - {last})
+    assert not missing, f"{len(missing)} writes not in the log, e.g. {missing[:5]}"
+    assert set(titles) <= upserts
+    order: dict[str, int] = {}
+    for r in rows:
+        n = int(r["title"][1:])
+        assert n > order.get(r["id"], 0), f"{r['id']}: t{n} logged after t{order[r['id']]}"
+        order[r["id"]] = n

@@ -32,6 +32,7 @@ from rxstore.transport import SocketIOTransport
 
 __all__ = [
     "PG_BIN_DIR",
+    "WAL_LEVEL",
     "PostgresServer",
     "RedisServer",
     "free_port",
@@ -40,6 +41,10 @@ __all__ = [
 
 PG_BIN_DIR = Path(os.environ.get("RXSTORE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 """Where the PostgreSQL server binaries live (override with ``RXSTORE_PG_BIN``)."""
+
+WAL_LEVEL = os.environ.get("RXSTORE_TEST_WAL_LEVEL", "logical")
+"""``wal_level`` of the test servers: ``logical`` (WAL capture, the default) or ``replica``
+(``capture="auto"`` chooses triggers), from ``RXSTORE_TEST_WAL_LEVEL``."""
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -214,8 +219,9 @@ class PostgresServer:
             "fsync": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
-            # WAL capture (rxstore's default on PostgreSQL when available) reads a logical slot.
-            "wal_level": "logical",
+            # WAL capture (rxstore's default on PostgreSQL when available) reads a logical slot;
+            # RXSTORE_TEST_WAL_LEVEL=replica runs every test with trigger capture (capture="auto").
+            "wal_level": WAL_LEVEL,
             "max_replication_slots": "100",
             "max_wal_senders": "10",
             **self.settings,

@@ -18,6 +18,7 @@ import jwt
 from rxstore import RootStore, TableStore
 from rxstore.gateway.auth import TokenAuth
 from tests.gateway.harness import PostStore
+from tests.services import PostgresServer
 from tests.waiting import wait_for
 
 SECRET = "cli-test-secret-0123456789abcdefghij"
@@ -223,11 +224,18 @@ async def test_serve_follows_a_subset_with_no_new_flag(tmp_path: Path) -> None:
             await wait_for(lambda: set(posts.value) == {"p1", "p2"}, what="p1 moving into bob's posts")
 
 
-async def test_serve_says_how_it_captures_and_healthz_shows_the_capture(pg_dsn: str) -> None:
+async def test_serve_says_how_it_captures_and_healthz_shows_the_capture(
+    pg_dsn: str, postgres: PostgresServer
+) -> None:
     """On PostgreSQL with wal_level=logical, ``rxstore serve`` says it reads the WAL and why;
     /healthz reports the WAL capture (leader, lag); ``--capture trigger`` on that log is refused
     with what to do (a log keeps the mode it was made with)."""
     import aiohttp
+    import pytest
+
+    level = postgres.psql("SHOW wal_level").strip()
+    if level != "logical":
+        pytest.skip(f"WAL capture needs wal_level=logical; this server runs wal_level={level}")
 
     async with serving("--db", pg_dsn, "--demo-schema") as (_url, _):
         pass  # made the log (in WAL mode)

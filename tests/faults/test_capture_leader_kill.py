@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from rxstore.gateway._pg_decode import CAPTURE_LOCK_KEY
 from tests.faults.harness import (
     GatewayProcess,
     PostgresDb,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     settle,
     summarize,
 )
+from tests.pg_capture import capture_pid, syncrep_hold, wait_blocked_by
 from tests.services import PostgresServer
 from tests.waiting import wait_for
 
@@ -34,14 +34,6 @@ async def role(node: GatewayProcess) -> str | None:
         return None
     capture = health[1].get("capture") or {}
     return capture.get("role")
-
-
-LOCK_HOLDER = (
-    "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1"
-)
-"""The capture leader's backend: the holder of CAPTURE_LOCK_KEY (classid/objid: its high/low 32 bits)."""
 
 
 @contextlib.asynccontextmanager
@@ -59,30 +51,19 @@ async def killing_at(at: str, dsn: str) -> AsyncIterator[None]:
     admin = await asyncpg.connect(dsn)
     holder = await asyncpg.connect(dsn)
     try:
-        pid = await admin.fetchval(LOCK_HOLDER, CAPTURE_LOCK_KEY >> 32, CAPTURE_LOCK_KEY & 0xFFFF_FFFF)
+        pid = await capture_pid(admin)
         assert pid is not None, "no capture leader"
         if at == "mid-append":
-            held = holder.transaction()
-            await held.start()
-            await holder.execute("SELECT * FROM rxstore_capture FOR UPDATE")
-            wait = "wait_event_type = 'Lock'"
+            async with holder.transaction():
+                await holder.execute("SELECT * FROM rxstore_capture FOR UPDATE")
+                holder_pid = await holder.fetchval("SELECT pg_backend_pid()")
+                await wait_blocked_by(
+                    admin, pid, holder_pid, "the capture's append waiting on rxstore_capture"
+                )
+                yield
         else:
-            await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'rxstore_test_never'")
-            await admin.execute("SELECT pg_reload_conf()")
-            wait = "wait_event = 'SyncRep'"
-        try:
-            await wait_for(
-                lambda: admin.fetchval(f"SELECT {wait} FROM pg_stat_activity WHERE pid = $1", pid),
-                10,
-                f"the capture held {at}",
-            )
-            yield
-        finally:
-            if at == "mid-append":
-                await held.rollback()
-            else:
-                await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
-                await admin.execute("SELECT pg_reload_conf()")
+            async with syncrep_hold(admin, pid):
+                yield
     finally:
         await holder.close()
         await admin.close()

@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from rxstore.events import Change, Op
-from rxstore.gateway._pg_decode import CAPTURE_LOCK_KEY
 from rxstore.gateway.postgres import PostgresChangeLog
+from tests.pg_capture import capture_pid, syncrep_hold, wait_blocked_by
 from tests.services import PostgresServer
 from tests.waiting import wait_for
 
@@ -86,21 +86,6 @@ async def scalar(dsn: str, sql: str, *args: Any) -> Any:
         return await conn.fetchval(sql, *args)
     finally:
         await conn.close()
-
-
-LOCK_HOLDER = (
-    "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1"
-)
-"""The backend holding the capture leader's session advisory lock (a bigint key: classid = high
-32 bits, objid = low 32 bits, objsubid = 1)."""
-
-
-async def capture_pid(conn: Any) -> int | None:
-    """The capture leader's backend pid (the holder of CAPTURE_LOCK_KEY), or None."""
-    pid = await conn.fetchval(LOCK_HOLDER, CAPTURE_LOCK_KEY >> 32, CAPTURE_LOCK_KEY & 0xFFFF_FFFF)
-    return None if pid is None else int(pid)
 
 
 # -- mode choice ------------------------------------------------------------------
@@ -341,12 +326,9 @@ async def test_one_capture_leader_and_takeover_loses_and_doubles_nothing(
         try:
             async with holder.transaction():
                 await holder.execute("SELECT * FROM rxstore_capture FOR UPDATE")
-                await wait_for(
-                    lambda: admin.fetchval(
-                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
-                    ),
-                    10,
-                    "the capture's append waiting on rxstore_capture",
+                holder_pid = await holder.fetchval("SELECT pg_backend_pid()")
+                await wait_blocked_by(
+                    admin, pid, holder_pid, "the capture's append waiting on rxstore_capture"
                 )
                 await terminate(admin, pid)
                 await wait_for(
@@ -364,20 +346,8 @@ async def test_one_capture_leader_and_takeover_loses_and_doubles_nothing(
         await wait_for(lambda: writers.total >= 1000, 20, "writers under way")
         pid = await capture_pid(admin)
         assert pid is not None
-        try:
-            await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'rxstore_test_never'")
-            await admin.execute("SELECT pg_reload_conf()")
-            await wait_for(
-                lambda: admin.fetchval(
-                    "SELECT wait_event = 'SyncRep' FROM pg_stat_activity WHERE pid = $1", pid
-                ),
-                10,
-                "the capture's append committed and waiting (SyncRep)",
-            )
+        async with syncrep_hold(admin, pid):
             await terminate(admin, pid)
-        finally:
-            await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
-            await admin.execute("SELECT pg_reload_conf()")
         takeovers.append(await new_leader(admin, nodes, pid))
         assert writers.total < WRITERS * PER_WRITER
 

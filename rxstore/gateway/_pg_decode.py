@@ -32,6 +32,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import asyncpg
 import attrs
 
 from rxstore.gateway._pg_schema import CHANGES_CHANNEL, Conn
@@ -135,6 +136,25 @@ _PG_EPOCH: Final = 946_684_800.0
 """2000-01-01 in Unix seconds: pgoutput's timestamps count microseconds from it."""
 
 
+class RawJSON(str):
+    """A ``json``/``jsonb`` value's own text, spliced into the row as it is.
+
+    Never decoded and encoded again: a number keeps every digit, ``2.50`` stays ``2.50``.
+    """
+
+
+def _object(values: Mapping[str, Any]) -> str:
+    """``values`` as a JSON object, :class:`RawJSON` values spliced in as they are."""
+    return (
+        "{"
+        + ",".join(
+            json.dumps(name) + ":" + (value if type(value) is RawJSON else json.dumps(value))
+            for name, value in values.items()
+        )
+        + "}"
+    )
+
+
 class _Message:
     """A cursor over one pgoutput message (big-endian integers, NUL-terminated strings)."""
 
@@ -166,7 +186,7 @@ class _Message:
                 size = self.number(4)
                 text = self.data[self.at : self.at + size].decode()
                 self.at += size
-                values[name] = json.loads(text) if type_oid in _JSON_TYPES else text
+                values[name] = RawJSON(text) if type_oid in _JSON_TYPES else text
             # b"u": an unchanged TOASTed value, left out (the old row fills it in)
         return values
 
@@ -257,14 +277,7 @@ async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[
                 rows.append(new)
             if old is not None and not ready:
                 rows.append(old)
-    converted: dict[str, list[str]] = {}
-    for topic, rows in pending.items():
-        found = await conn.fetch(
-            f"SELECT to_jsonb(r)::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n), "
-            f"LATERAL jsonb_populate_record(NULL::{ident(topic)}, e.v) AS r ORDER BY e.n",
-            json.dumps(rows),
-        )
-        converted[topic] = [r[0] for r in found]
+    converted = {topic: await _convert(conn, topic, rows) for topic, rows in pending.items()}
     taken = dict.fromkeys(converted, 0)
     columns: list[list[Any]] = [[], [], [], [], [], [], [], []]
     for tx in transactions:
@@ -298,6 +311,34 @@ async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[
         *columns,
     )
     await conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
+
+
+async def _convert(conn: Conn, topic: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rows as ``to_jsonb`` gives them, read by the table's types (its current shape).
+
+    A row the table's types cannot read any more (a column's type changed since it
+    was written) is kept as the text values it was written with, and logged: the
+    capture must never stop on one row.
+    """
+    sql = (
+        f"SELECT to_jsonb(r)::text FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n), "
+        f"LATERAL jsonb_populate_record(NULL::{ident(topic)}, e.v) AS r ORDER BY e.n"
+    )
+    texts = [_object(row) for row in rows]
+    try:
+        async with conn.transaction():  # a savepoint: a failure must not end the append
+            return [r[0] for r in await conn.fetch(sql, "[" + ",".join(texts) + "]")]
+    except asyncpg.DataError:
+        pass
+    converted = []
+    for text in texts:
+        try:
+            async with conn.transaction():
+                converted.append(await conn.fetchval(sql, "[" + text + "]"))
+        except asyncpg.DataError as exc:
+            _log.warning("rxstore: a %s row no longer fits its table (%s); logged as written", topic, exc)
+            converted.append(text)
+    return converted
 
 
 def _xid8(xid: int, now: int) -> int:

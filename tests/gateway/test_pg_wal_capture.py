@@ -17,8 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from rxstore.events import Change, Op
+from rxstore.events import Op
 from rxstore.gateway.postgres import PostgresChangeLog
+from tests.gateway.test_postgres_log import read_all
 from tests.pg_capture import capture_pid, syncrep_hold, wait_blocked_by
 from tests.services import PostgresServer
 from tests.waiting import wait_for
@@ -58,14 +59,6 @@ async def log(pg_dsn: str, wal: None) -> AsyncIterator[PostgresChangeLog]:
     await log.watch("items")
     yield log
     await log.close()
-
-
-async def read_all(log: PostgresChangeLog, after: int = 0) -> list[Change]:
-    out: list[Change] = []
-    while batch := await log.read(after, limit=1000):
-        out += batch
-        after = batch[-1].seq
-    return out
 
 
 async def raw_log(dsn: str) -> list[tuple[str, str, str | None, str | None, str | None]]:

@@ -3,7 +3,9 @@
 Every frame for a client (live batches, replays, snapshots, client
 broadcasts) goes through that client's bounded queue or straight to its
 socket through :meth:`Delivery.send`, which waits while python-engineio
-still holds more than a few packets for it. A client that falls too far
+still holds more than a few packets for it. A frame queued while nothing is
+pending for a websocket client is written straight to its TCP transport
+instead (the direct path, :mod:`rxstore.gateway.wire`). A client that falls too far
 behind, or takes no frame for ``client_send_timeout``, is dropped; it
 resumes from its cursor when it returns.
 
@@ -30,6 +32,7 @@ from rxstore.events import BATCH, SNAPSHOT
 from rxstore.gateway.auth import User
 from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.wire import DIRECT_BUFFER, Link, Links, websocket_bytes
 
 if TYPE_CHECKING:
     from rxstore.gateway.subscriptions import Subscription
@@ -93,6 +96,7 @@ class OutFrame:
         size: Changes it carries (counted against ``client_queue_limit``).
         packets: Its engine.io packets, encoded once on first send and reused.
         nbytes: Their size, once encoded (counted against ``client_queue_bytes``).
+        wire: Their websocket frames, built once on the first direct write.
     """
 
     name: str
@@ -100,6 +104,7 @@ class OutFrame:
     size: int = 0
     packets: list[Any] | None = None
     nbytes: int = 0
+    wire: bytes | None = None
 
 
 @attrs.define(eq=False)
@@ -132,6 +137,10 @@ class Client:
     """Set while its send queue is empty and nothing is being written."""
     lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
     """Held while it is brought up to date (first sync, a new subscription)."""
+    sending: int = 0
+    """Calls of :meth:`Delivery.send` in progress for it."""
+    link: Link | bool | None = None
+    """Its websocket for direct writes; ``False``: never (polling, compression); ``None``: not yet."""
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:
@@ -179,6 +188,9 @@ class Delivery:
         self.client_queue_bytes = client_queue_bytes
         self.queued_total = 0
         """Encoded bytes waiting in every client's queue."""
+        self.links = Links(sio.eio)
+        self.direct = True
+        """Write shared frames straight to idle websocket clients (off: every frame through the queues)."""
 
     def batch_frames(self, events: list[Any]) -> list[OutFrame]:
         """``events`` as batch frames of at most ``frame_bytes`` each (a bigger change alone), encoded."""
@@ -209,11 +221,34 @@ class Delivery:
         )
 
     def enqueue(self, client: Client, frame: OutFrame) -> bool:
-        """Queue a frame for a client; drop the client (and return False) if it is too far behind."""
+        """Queue a frame for a client; drop the client (and return False) if it is too far behind.
+
+        While nothing else is pending for a websocket client (see :meth:`link`),
+        the frame is written straight to its socket instead.
+        """
         self.encode(frame)  # eagerly: once per shared frame, and its size is known
+        link = client.link if client.link is not None else self.link(client)
+        buffered = 0
+        if link:
+            assert isinstance(link, Link)
+            buffered = link.buffered()
+            if (
+                buffered <= DIRECT_BUFFER
+                and not client.queue
+                and not client.sending
+                and buffered + frame.nbytes <= self.client_queue_bytes
+                and link.idle()
+            ):
+                wire = frame.wire
+                if wire is None:
+                    wire = frame.wire = websocket_bytes(self.encode(frame))
+                link.transport.write(wire)
+                self.metrics.sent.inc(frame.size)
+                self.metrics.direct_writes.inc()
+                return True
         if (
             client.queued + frame.size > self.client_queue_limit
-            or client.queued_bytes + frame.nbytes > self.client_queue_bytes
+            or client.queued_bytes + buffered + frame.nbytes > self.client_queue_bytes
         ):
             log.warning(
                 "[RealtimeGateway] %s fell %d changes (%d bytes) behind; dropping it",
@@ -277,6 +312,16 @@ class Delivery:
             frame.data = None  # the encoded form is all that is needed now
         return packets
 
+    def link(self, client: Client) -> Link | bool | None:
+        """The client's websocket for direct writes, kept once it has one (:mod:`~rxstore.gateway.wire`)."""
+        if not self.direct:
+            return None
+        eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
+        link = self.links.link(eio_sid) if eio_sid is not None else None
+        if link is not None:
+            client.link = link
+        return link
+
     def socket_backlog(self, eio_sid: str) -> int:
         """Packets python-socketio holds for this client, not yet written to its socket."""
         try:
@@ -331,6 +376,13 @@ class Delivery:
         Raises:
             Stalled: The client did not take what it was sent before within ``client_send_timeout``.
         """
+        client.sending += 1  # no direct write may overtake this frame
+        try:
+            await self._send(client, frame)
+        finally:
+            client.sending -= 1
+
+    async def _send(self, client: Client, frame: OutFrame) -> None:
         eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
         if eio_sid is None:
             return

@@ -90,3 +90,8 @@ class Metrics:
             "Warnings about bad clients not logged (over bad_input_log_per_minute).",
             registry=r,
         )
+        self.direct_writes = Counter(
+            "rxstore_direct_writes",
+            "Frames written straight to a client's websocket (the rest go through python-engineio).",
+            registry=r,
+        )

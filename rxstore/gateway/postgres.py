@@ -30,7 +30,6 @@ import asyncpg
 
 from rxstore.errors import NotConnected
 from rxstore.events import Change
-from rxstore.gateway._pg_capture import watch_wal
 from rxstore.gateway._pg_decode import CAPTURE_SCHEMA, MUTATION_PREFIX
 from rxstore.gateway._pg_reads import (
     READ_BOUNDED_SQL,
@@ -39,6 +38,7 @@ from rxstore.gateway._pg_reads import (
     column_kinds,
     rows_sql,
 )
+from rxstore.gateway._pg_retention import trim_prefix
 from rxstore.gateway._pg_schema import (
     CHANGES_CHANNEL,
     CONNECTION_ERRORS,
@@ -51,9 +51,10 @@ from rxstore.gateway._pg_schema import (
     redact,
 )
 from rxstore.gateway._pg_sequencer import SequencedLog
+from rxstore.gateway._pg_watch import watch_table
 from rxstore.gateway.changelog import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
 from rxstore.gateway.codec import dump_json, load_json
-from rxstore.gateway.sql import OPS, check_topic, ident, literal
+from rxstore.gateway.sql import OPS, check_topic
 
 Capture = Literal["auto", "wal", "trigger"]
 """How changes are captured: from the WAL, with triggers, or ``auto`` (the WAL when it can)."""
@@ -207,41 +208,7 @@ class PostgresChangeLog(SequencedLog):
         """
         check_topic(table, internal=_INTERNAL)
         async with self._connection() as conn, conn.transaction():
-            await conn.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
-            row = await conn.fetchrow(
-                "SELECT c.oid::bigint AS oid, c.relkind::text AS kind FROM pg_class c "
-                "WHERE c.oid = to_regclass($1)",
-                ident(table),
-            )
-            if row is None or row["kind"] not in ("r", "p"):
-                raise ValueError(f"cannot watch {table!r}: no such table")
-            has_key = await conn.fetchval(
-                "SELECT true FROM pg_attribute WHERE attrelid = $1::bigint::oid "
-                "AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-                row["oid"],
-                primary_key,
-            )
-            if not has_key:
-                raise ValueError(f"cannot watch {table!r}: it has no column {primary_key!r}")
-            await conn.execute(
-                "INSERT INTO rxstore_watched (topic, primary_key) VALUES ($1, $2) "
-                "ON CONFLICT (topic) DO UPDATE SET primary_key = excluded.primary_key",
-                table,
-                primary_key,
-            )
-            if self.capture == "wal":
-                await watch_wal(conn, table, full=old == "full")
-                return
-            await conn.execute(
-                f"CREATE OR REPLACE TRIGGER rxstore_capture "
-                f"AFTER INSERT OR UPDATE OR DELETE ON {ident(table)} "
-                f"FOR EACH ROW EXECUTE FUNCTION rxstore_capture({literal(table)})"
-            )
-            await conn.execute(
-                f"CREATE OR REPLACE TRIGGER rxstore_capture_truncate "
-                f"BEFORE TRUNCATE ON {ident(table)} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION rxstore_capture_truncate({literal(table)})"
-            )
+            await watch_table(conn, table, primary_key, wal=self.capture == "wal", full=old == "full")
 
     async def read(self, after: int, *, limit: int = 1000, max_bytes: int | None = None) -> list[Change]:
         """Return sequenced changes with ``seq > after`` in seq order, at most ``limit``.
@@ -372,32 +339,7 @@ class PostgresChangeLog(SequencedLog):
             return 0
         await self._settle()
         async with self._connection() as conn, conn.transaction():
-            head = int(await conn.fetchval("SELECT seq FROM rxstore_head WHERE singleton FOR UPDATE"))
-            cutoff = 0
-            if max_rows is not None:
-                cutoff = max(0, head - max_rows)
-            if max_age is not None:
-                young = await conn.fetchval(
-                    "SELECT seq FROM rxstore_changes "
-                    "WHERE seq IS NOT NULL AND ts >= extract(epoch FROM now()) - $1 "
-                    "ORDER BY seq LIMIT 1",
-                    float(max_age),
-                )
-                cutoff = max(cutoff, head if young is None else young - 1)
-            status = await conn.execute(
-                "DELETE FROM rxstore_changes WHERE seq IS NOT NULL AND seq <= $1", cutoff
-            )
-            removed = int(status.split()[-1])
-            if max_age is not None:  # mutation ids are remembered as long as changes are
-                await conn.execute(
-                    "DELETE FROM rxstore_mutations WHERE applied_at < extract(epoch FROM now()) - $1",
-                    float(max_age),
-                )
-            if removed:
-                await conn.execute(
-                    "UPDATE rxstore_head SET horizon = greatest(horizon, $1) WHERE singleton", cutoff
-                )
-        return removed
+            return await trim_prefix(conn, max_age, max_rows)
 
     async def wait(self, timeout: float) -> None:
         """Return when new changes may be readable, or after ``timeout`` seconds.

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from rxstore.errors import NotConnected
 from rxstore.events import Change
 from rxstore.gateway._sqlite_reads import SQLiteSnapshotReader, kinds_sync, read_sync, snapshot_sync
+from rxstore.gateway._sqlite_retention import horizon_sync, trim_sync
 from rxstore.gateway._sqlite_schema import (
     NOW,
     SCHEMA,
@@ -207,11 +208,7 @@ class SQLiteChangeLog:
 
     async def horizon(self) -> int:
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
-        return await self._call(
-            lambda conn: int(
-                conn.execute("SELECT value FROM rxstore_meta WHERE key = 'horizon'").fetchone()[0]
-            )
-        )
+        return await self._call(horizon_sync)
 
     async def epoch(self) -> str:
         """Return the log's identity, made with the log and changed by :meth:`mark_restore`."""
@@ -243,7 +240,7 @@ class SQLiteChangeLog:
         """
         if not trim_needed(max_age, max_rows):
             return 0
-        return await self._call(lambda conn: self._trim_sync(conn, max_age, max_rows))
+        return await self._call(lambda conn: trim_sync(conn, max_age, max_rows))
 
     async def wait(self, timeout: float) -> None:
         """Return when new changes may be readable, or after ``timeout`` seconds.
@@ -391,38 +388,6 @@ class SQLiteChangeLog:
             )
             ensure_triggers(conn, table, columns)
         self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
-
-    @staticmethod
-    def _trim_sync(conn: sqlite3.Connection, max_age: float | None, max_rows: int | None) -> int:
-        with write_transaction(conn):
-            cutoff = 0
-            if max_rows is not None:
-                row = conn.execute(
-                    "SELECT seq FROM rxstore_changes ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                    (max_rows,),
-                ).fetchone()
-                if row:
-                    cutoff = row[0]
-            if max_age is not None:
-                # The oldest change young enough to keep; everything before it goes.
-                row = conn.execute(
-                    f"SELECT seq FROM rxstore_changes WHERE ts >= {NOW} - ? ORDER BY seq LIMIT 1",
-                    (max_age,),
-                ).fetchone()
-                if row:
-                    cutoff = max(cutoff, row[0] - 1)
-                else:
-                    last = conn.execute("SELECT max(seq) FROM rxstore_changes").fetchone()[0]
-                    cutoff = max(cutoff, last or 0)
-            removed = conn.execute("DELETE FROM rxstore_changes WHERE seq <= ?", (cutoff,)).rowcount
-            if max_age is not None:  # mutation ids are remembered as long as changes are
-                conn.execute(f"DELETE FROM rxstore_mutations WHERE applied_at < {NOW} - ?", (max_age,))
-            if removed:
-                conn.execute(
-                    "UPDATE rxstore_meta SET value = max(value, ?) WHERE key = 'horizon'",
-                    (cutoff,),
-                )
-        return int(removed)
 
     def _apply_mutation_sync(
         self,

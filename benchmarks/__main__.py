@@ -26,6 +26,7 @@ BENCHMARKS = {
     "memory": "benchmarks.memory",
     "live_queries": "benchmarks.live_queries",
     "pg_capture": "benchmarks.pg_capture",
+    "delivery": "benchmarks.delivery",
 }
 
 

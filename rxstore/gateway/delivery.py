@@ -190,6 +190,8 @@ class Delivery:
         """Encoded bytes waiting in every client's queue."""
         self.links = Links(sio.eio)
         self.direct = True
+        self.direct_frames = self.direct_changes = 0
+        """Direct writes not yet added to the metrics (see :meth:`count_direct`)."""
         """Write shared frames straight to idle websocket clients (off: every frame through the queues)."""
 
     def batch_frames(self, events: list[Any]) -> list[OutFrame]:
@@ -226,12 +228,15 @@ class Delivery:
         While nothing else is pending for a websocket client (see :meth:`link`),
         the frame is written straight to its socket instead.
         """
-        self.encode(frame)  # eagerly: once per shared frame, and its size is known
-        link = client.link if client.link is not None else self.link(client)
+        if frame.packets is None:
+            self.encode(frame)  # eagerly: once per shared frame, and its size is known
+        link = client.link
+        if link is None:
+            link = self.link(client)
         buffered = 0
-        if link:
-            assert isinstance(link, Link)
-            buffered = link.buffered()
+        if isinstance(link, Link):
+            transport = link.transport
+            buffered = transport.get_write_buffer_size()  # counts against client_queue_bytes
             if (
                 buffered <= DIRECT_BUFFER
                 and not client.queue
@@ -239,12 +244,8 @@ class Delivery:
                 and buffered + frame.nbytes <= self.client_queue_bytes
                 and link.idle()
             ):
-                wire = frame.wire
-                if wire is None:
-                    wire = frame.wire = websocket_bytes(self.encode(frame))
-                link.transport.write(wire)
-                self.metrics.sent.inc(frame.size)
-                self.metrics.direct_writes.inc()
+                transport.write(frame.wire or self.wire(frame))
+                self.count_direct(frame.size)
                 return True
         if (
             client.queued + frame.size > self.client_queue_limit
@@ -311,6 +312,26 @@ class Delivery:
             frame.nbytes = sum(len(p) for p in parts)
             frame.data = None  # the encoded form is all that is needed now
         return packets
+
+    def wire(self, frame: OutFrame) -> bytes:
+        """The frame's websocket bytes, built once (shared frames are shared by many clients)."""
+        wire = frame.wire
+        if wire is None:
+            wire = frame.wire = websocket_bytes(self.encode(frame))
+        return wire
+
+    def count_direct(self, changes: int) -> None:
+        """Count a direct write in the metrics, once per turn of the loop (one batch, many clients)."""
+        if not self.direct_frames:
+            asyncio.get_running_loop().call_soon(self.flush_direct)
+        self.direct_frames += 1
+        self.direct_changes += changes
+
+    def flush_direct(self) -> None:
+        """Add the direct writes counted so far to ``rxstore_events_sent`` and ``rxstore_direct_writes``."""
+        self.metrics.sent.inc(self.direct_changes)
+        self.metrics.direct_writes.inc(self.direct_frames)
+        self.direct_frames = self.direct_changes = 0
 
     def link(self, client: Client) -> Link | bool | None:
         """The client's websocket for direct writes, kept once it has one (:mod:`~rxstore.gateway.wire`)."""

@@ -95,3 +95,9 @@ class Metrics:
             "Frames written straight to a client's websocket (the rest go through python-engineio).",
             registry=r,
         )
+        self.snapshot_reads = Counter(
+            "rxstore_snapshot_reads",
+            "Snapshot reads of the database; clients that want the same rows at once share one "
+            "(fewer than rxstore_snapshots under a storm of first connects).",
+            registry=r,
+        )

@@ -296,6 +296,7 @@ class Sessions:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.sio.disconnect(sid), SHUTDOWN_GRACE)
             self.forget(sid)
+        await self.sync.shared.stop()
         # Let the close frames go out before the HTTP server goes: some clients
         # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.
         loop = asyncio.get_running_loop()

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rxstore.events import LIVE, RESET, Change
 from rxstore.gateway.api import RowFilter
-from rxstore.gateway.changelog import ChangeLog, SnapshotReader
+from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, Delivery, OutFrame, Stalled
 from rxstore.gateway.metrics import Metrics
-from rxstore.where import Subset
+from rxstore.gateway.shared_reads import Part, SharedReads
 
 if TYPE_CHECKING:
     from rxstore.gateway.subscriptions import Subscription
@@ -30,9 +30,6 @@ __all__ = ["Sync"]
 log = logging.getLogger("rxstore.gateway")
 
 T = TypeVar("T")
-
-MAX_PAGE_ROWS = 10_000
-"""Most rows read from a snapshot at once."""
 
 
 class _PerUser:
@@ -98,8 +95,16 @@ class Sync:
         self.primary_keys = primary_keys
         self.batch_size = batch_size
         self.read_bytes = read_bytes
-        self._slots = asyncio.Semaphore(snapshot_concurrency)
         self._user_snapshots = _PerUser()
+        """One snapshot at a time per user: one user's stalled connections cannot hold every slot."""
+        self.shared = SharedReads(
+            log,
+            delivery,
+            metrics,
+            authorize=authorize,
+            primary_keys=primary_keys,
+            slots=asyncio.Semaphore(snapshot_concurrency),
+        )
 
     async def run(self, client: Client) -> None:
         """Bring ``client`` up to date and mark it live; drop or disconnect it on failure."""
@@ -149,16 +154,17 @@ class Sync:
         Each topic goes in ``rxstore:snapshot`` frames of at most ``frame_bytes``
         (``"more": true`` on all but its last); the next page is read only once
         the client has taken the previous frame, so a client that does not read
-        holds a frame or two, never the table.
+        holds a frame or two, never the table. Clients that want the same topics
+        at once share one read (see :mod:`~rxstore.gateway.shared_reads`).
         """
         if client.subscriptions:
             client.cursor = await self.snapshot_subscriptions(client, list(client.subscriptions.values()))
             return
         topics = sorted(client.topics)
-        async with self._snapshot_slot(client), self.log.snapshot_reader(topics) as reader:
-            for topic in topics:
-                await self._stream(client, reader, topic, self.names[topic], None)
-            seq, skip = reader.seq, reader.skip
+        parts: list[Part] = [(topic, None) for topic in topics]
+        async with self._user_snapshots.hold(client.user.id):
+            seq, skip = await self.shared.stream(client, parts, [self.names[topic] for topic in topics])
+        self.metrics.snapshots.inc()
         client.cursor = seq
         client.skip = skip
 
@@ -168,63 +174,13 @@ class Sync:
         Each subscription's changes up to that position (and those its snapshot
         holds above it) are left out of what it is sent later.
         """
-        topics = sorted({sub.topic for sub in subscriptions})
-        async with self._snapshot_slot(client), self.log.snapshot_reader(topics) as reader:
-            for sub in subscriptions:
-                subset = None if sub.subset.whole else sub.subset
-                await self._stream(client, reader, sub.topic, sub.id, subset)
-            seq, skip = reader.seq, reader.skip
+        parts: list[Part] = [(sub.topic, None if sub.subset.whole else sub.subset) for sub in subscriptions]
+        async with self._user_snapshots.hold(client.user.id):
+            seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions])
+        self.metrics.snapshots.inc()
         for sub in subscriptions:
             sub.since, sub.skip = seq, skip
         return seq
-
-    @contextlib.asynccontextmanager
-    async def _snapshot_slot(self, client: Client) -> AsyncIterator[None]:
-        """One snapshot at a time per user, ``snapshot_concurrency`` in all; counted."""
-        metrics = self.metrics
-        metrics.snapshots_waiting.inc()
-        async with self._user_snapshots.hold(client.user.id):
-            try:
-                await self._slots.acquire()
-            finally:
-                metrics.snapshots_waiting.dec()
-            metrics.snapshots_active.inc()
-            try:
-                yield
-            finally:
-                metrics.snapshots_active.dec()
-                self._slots.release()
-        metrics.snapshots.inc()
-
-    async def _stream(
-        self, client: Client, reader: SnapshotReader, topic: str, event: str, subset: Subset | None
-    ) -> None:
-        authorize, user, seq = self.authorize, client.user, reader.seq
-        delivery = self.delivery
-        key = self.primary_keys[topic]
-        limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
-        while True:
-            if subset is None:
-                rows, more = await reader.fetch(topic, limit)
-            else:
-                rows, more = await reader.fetch(topic, limit, subset)
-            fetched = len(rows)
-            if authorize is not None:
-                rows = [row for row in rows if authorize(user, topic, row)]
-            if subset is not None and subset.columns is not None:
-                rows = [subset.project(row, key) for row in rows]
-            if not rows and more:
-                limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
-                continue
-            nbytes = 0
-            for frame in delivery.snapshot_frames(topic, event, seq, rows, more):
-                await delivery.send(client, frame)
-                self.metrics.snapshot_frames.inc()
-                nbytes += frame.nbytes
-            if not more:
-                return
-            per_row = max(1, nbytes // max(1, len(rows)) * len(rows) // fetched)
-            limit = max(1, min(MAX_PAGE_ROWS, delivery.frame_bytes // per_row))
 
     async def catch_up(self, client: Client) -> None:
         """Replay the changes after the client's cursor, then mark it live at the head."""

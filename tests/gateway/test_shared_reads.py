@@ -1,0 +1,88 @@
+"""Shared snapshot reads: a storm of first connects reads the database a few times, not once per client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rxstore.gateway.auth import User
+from rxstore.gateway.demo import Post, all_posts, save_post
+from rxstore.gateway.server import RealtimeGateway
+from tests.gateway.harness import root_for, start_gateway
+from tests.waiting import wait_for
+
+CLIENTS = 50
+ROWS = 300
+AUTHORS = 5
+"""Users u0..u4 own private rows: each of them sees a table of its own, the others all see the same."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/app.db"
+    else:
+        yield request.getfixturevalue("pg_dsn")
+
+
+def authorize(user: User, topic: str, row: dict[str, Any]) -> bool:
+    return not row["private"] or row["author"] == user.id
+
+
+def visible(rows: dict[str, Post], user: str) -> dict[str, Post]:
+    return {key: row for key, row in rows.items() if not row.private or row.author == user}
+
+
+def reads(gateway: RealtimeGateway) -> float:
+    return gateway.metrics.registry.get_sample_value("rxstore_snapshot_reads_total") or 0.0
+
+
+def snapshots(gateway: RealtimeGateway) -> float:
+    return gateway.metrics.registry.get_sample_value("rxstore_snapshots_total") or 0.0
+
+
+async def test_a_storm_of_first_connects_shares_few_reads_and_every_client_gets_its_own_view(
+    database_url: str,
+) -> None:
+    """50 clients connecting at once while a writer writes: each ends with exactly the rows it may see,
+    and the database was read far fewer times than there were snapshots."""
+    gateway = await start_gateway(database_url, authorize=authorize)
+    try:
+        log = gateway.log
+        for i in range(ROWS):
+            author = f"u{i % (AUTHORS * 2)}"  # half of the rows by u5..u9, never private
+            private = i % (AUTHORS * 2) < AUTHORS and i % 3 == 0
+            await save_post(log, Post(id=f"p{i:04d}", title=f"t{i}", author=author, private=private))
+        writing = True
+
+        async def writer() -> None:
+            n = 0
+            while writing:
+                await save_post(
+                    log, Post(id=f"w{n % 40}", title=f"w{n}", author=f"u{n % AUTHORS}", private=n % 2 == 0)
+                )
+                n += 1
+                await asyncio.sleep(0)
+
+        write_task = asyncio.create_task(writer())
+        clients = [root_for(gateway, f"u{i}") for i in range(CLIENTS)]
+        await asyncio.gather(*(root.setup_realtime() for root, _ in clients))
+        await wait_for(
+            lambda: all(posts.seq is not None for _, posts in clients), timeout=30, what="all live"
+        )
+        writing = False
+        await write_task
+        await save_post(log, Post(id="last", title="last", author="u9"))
+        table = await all_posts(log)
+        for i, (_, posts) in enumerate(clients):
+            want = visible(table, f"u{i}")
+            await wait_for(lambda p=posts, w=want: p.value.to_dict() == w, timeout=20, what=f"u{i}'s table")
+        assert snapshots(gateway) == CLIENTS
+        assert reads(gateway) <= CLIENTS // 5, f"{reads(gateway)} reads for {CLIENTS} snapshots"
+        await asyncio.gather(*(root.teardown_realtime() for root, _ in clients))
+    finally:
+        await gateway.stop()

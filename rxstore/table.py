@@ -26,6 +26,7 @@ from rxstore.operators import Frame
 from rxstore.records import converter, structure_record
 from rxstore.store import DomainStore
 from rxstore.table_foreign import FOREIGN_OPS, foreign_change, not_a_change
+from rxstore.table_pending import PendingRows
 from rxstore.table_state import TableState
 from rxstore.where import Subset, WhereSpec, columns_of, parse_subscription, terms_of
 
@@ -148,7 +149,7 @@ class TableStore(DomainStore[TableState[R]]):
         """Set by the root it is attached to: switches the subscription (``rxstore.subscriptions``)."""
         super().__init__(name=name, initial=TableState())
         self._confirmed: TableState[R] = self._state.value
-        self._pending: dict[str, Mapping[Any, R | None]] = {}
+        self._pending: PendingRows[R] = PendingRows()
         self._status: BehaviorSubject[SyncStatus] = BehaviorSubject(
             SyncStatus(SyncState.STALE, None, time.time())
         )
@@ -258,7 +259,7 @@ class TableStore(DomainStore[TableState[R]]):
     @property
     def pending(self) -> tuple[str, ...]:
         """Ids of the mutations shown optimistically, oldest first."""
-        return tuple(self._pending)
+        return self._pending.ids()
 
     def add_pending(self, mutation: str, rows: Mapping[Any, R | Mapping[str, Any] | None]) -> None:
         """Show ``rows`` (key -> record, or ``None`` for deleted) at once, on top of the confirmed state.
@@ -269,13 +270,13 @@ class TableStore(DomainStore[TableState[R]]):
         records: dict[Any, R | None] = {}
         for key, row in rows.items():
             records[key] = None if row is None else (self.to_record(row) if isinstance(row, Mapping) else row)
-        self._pending[mutation] = records
+        self._pending.add(mutation, records)
         self._settle = self._settled
         self._publish()
 
     def drop_pending(self, mutation: str) -> None:
         """Stop showing the rows of ``mutation`` (settled or rolled back)."""
-        if self._pending.pop(mutation, None) is not None:
+        if self._pending.drop(mutation):
             self._publish()
 
     def _seed(self) -> TableState[R]:
@@ -284,12 +285,7 @@ class TableStore(DomainStore[TableState[R]]):
 
     def _settled(self, state: TableState[R], after: TableState[R], frame: Frame) -> TableState[R]:
         """After a fold (while mutations are pending): settle those whose changes arrived."""
-        settled = False
-        for event in frame:
-            if event.kind is EventKind.CHANGE:
-                mutation = event.data.get("mutation")
-                if mutation is not None:
-                    settled = self._pending.pop(mutation, None) is not None or settled
+        settled = self._pending.settle(frame)
         if not self._pending:
             self._settle = None
         if settled and after is state:
@@ -300,7 +296,10 @@ class TableStore(DomainStore[TableState[R]]):
         """The scan's subscriber: the new confirmed state, published with the pending rows on top."""
         self._confirmed = state
         try:
-            self._publish()
+            if self._pending:
+                self._publish()
+            else:
+                self._state.push(state)  # no pending rows to lay on top (_publish, inlined)
         except Exception as exc:  # a subscriber of the state raised
             self.report(self._frame[0] if self._frame else Event(self.name), exc)
 
@@ -313,17 +312,7 @@ class TableStore(DomainStore[TableState[R]]):
 
     def _publish(self) -> None:
         confirmed = self._confirmed
-        if not self._pending:
-            self._state.on_next(confirmed)
-            return
-        mutation: Any = confirmed.rows.mutate()
-        for rows in self._pending.values():
-            for key, record in rows.items():
-                if record is None:
-                    mutation.pop(key, None)
-                else:
-                    mutation[key] = record
-        self._state.on_next(TableState(mutation.finish(), confirmed.seq))
+        self._state.push(self._pending.overlay(confirmed) if self._pending else confirmed)
 
     def _initial_state(self) -> TableState[R]:
         return TableState()
@@ -359,7 +348,7 @@ class TableStore(DomainStore[TableState[R]]):
         record_type = self.record_type
         if record_type is None:
             return cast(R, row)
-        return cast(R, structure_record(row, record_type))
+        return structure_record(row, record_type)  # type: ignore[no-any-return]  # (cast() is a call)
 
     def reduce(self, state: TableState[R], event: Event) -> TableState[R]:
         """Apply one event (see :meth:`reduce_batch`)."""

@@ -143,6 +143,21 @@ class Backoff:
         draw = (rng or random).random()
         return base * (1.0 - self.jitter) + base * self.jitter * draw
 
+    def after(self, retry_after: float, attempt: int, rng: random.Random | None = None) -> float:
+        """Return the delay before retrying a gateway that asked to wait ``retry_after`` seconds.
+
+        At least ``retry_after`` (and at least :meth:`delay`), plus up to ``jitter`` of
+        it at random so that shed clients do not all return in the same instant; at
+        most ``maximum``, unless ``retry_after`` itself is longer.
+
+        Example:
+            >>> Backoff(jitter=0.0).after(2.0, 1), Backoff(maximum=1.0, jitter=1.0).after(3.0, 1)
+            (2.0, 3.0)
+        """
+        spread = retry_after * self.jitter * (rng or random).random()
+        wanted = max(self.delay(attempt, rng), retry_after + spread)
+        return max(retry_after, min(wanted, self.maximum))
+
 
 class SyncState(enum.Enum):
     """How fresh a table store's data is."""
@@ -272,7 +287,7 @@ def gave_up(error: RxStoreError, failures: int) -> RxStoreError:
     message = f"gave up after {failures} failed attempt{'' if failures == 1 else 's'}: {error}"
     final: RxStoreError
     if isinstance(error, ConnectionRefused):
-        final = ConnectionRefused(error.reason, message)
+        final = ConnectionRefused(error.reason, message, retry_after=error.retry_after)
     elif isinstance(error, TokenProviderError):
         final = TokenProviderError(message)
     else:

@@ -219,13 +219,15 @@ class Connector:
                         self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
                         return
                     left = None if ever_connected or deadline is None else deadline - loop.time()
-                    if left is not None and left <= 0:
+                    retry_after = error.retry_after if isinstance(error, ConnectionRefused) else None
+                    if left is not None and (left <= 0 or (retry_after is not None and left < retry_after)):
+                        # Out of time, or the gateway asked us to stay away longer than is left.
                         timed_out = self._timed_out(error, url, failures)
                         self._give_up(timed_out, url, first, reason="connect_timeout")
                         return
                     if not isinstance(error, TransportError):
                         self._report(error)  # transport failures are reported only on giving up
-                    await self._wait_before(failures, url, reason_of(error), left)
+                    await self._wait_before(failures, url, reason_of(error), left, retry_after=retry_after)
                     continue
                 if ever_connected:
                     self._metrics.reconnects += 1
@@ -285,9 +287,23 @@ class Connector:
         final.__cause__ = error
         return final
 
-    async def _wait_before(self, attempt: int, url: str, reason: str, left: float | None = None) -> None:
-        """Wait the backoff delay of ``attempt``, at most ``left`` seconds (the first connection's)."""
-        delay = self.backoff.delay(attempt, self._rng)
+    async def _wait_before(
+        self,
+        attempt: int,
+        url: str,
+        reason: str,
+        left: float | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        """Wait the backoff delay of ``attempt``, at most ``left`` seconds (the first connection's).
+
+        A gateway's ``retry_after`` (seconds) is honoured: see :meth:`Backoff.after`.
+        """
+        if retry_after is None:
+            delay = self.backoff.delay(attempt, self._rng)
+        else:
+            delay = self.backoff.after(retry_after, attempt, self._rng)
         if left is not None:
             delay = min(delay, left)
         self._set_state(

@@ -110,6 +110,9 @@ class ConnectionRefused(RxStoreError, ConnectionError):
         reason: Machine-readable reason: ``invalid_token``, ``token_expired``,
             ``forbidden_topic``, ``bad_request``, ``unavailable``, the message
             of another server's refusal, or ``refused`` when the server gave none.
+        retry_after: Seconds the gateway asked the client to wait before trying
+            again (an overloaded gateway's ``unavailable``), or ``None``. The
+            root store waits at least that long (plus jitter) before its next attempt.
 
     Example:
         ``await root.setup_realtime()`` raises it when the gateway refuses for
@@ -122,9 +125,10 @@ class ConnectionRefused(RxStoreError, ConnectionError):
         ('invalid_token', 'connection refused: invalid_token', True)
     """
 
-    def __init__(self, reason: str, message: str | None = None) -> None:
+    def __init__(self, reason: str, message: str | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(message or f"connection refused: {reason}")
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class TokenProviderError(RxStoreError, RuntimeError):

@@ -255,16 +255,20 @@ def _refused(data: Any) -> ConnectionRefused:
     """Turn a Socket.IO connect_error payload into a :class:`ConnectionRefused`."""
     reason = "refused"
     message: str | None = None
+    retry_after: float | None = None
     if isinstance(data, Mapping):
         detail = data.get("data")
         if isinstance(detail, Mapping):
             reason = str(detail.get("reason", data.get("message", reason)))
             message = str(detail.get("message") or data.get("message") or reason)
+            wait = detail.get("retry_after")
+            if isinstance(wait, int | float) and not isinstance(wait, bool) and 0 <= wait < 86_400:
+                retry_after = float(wait)  # seconds; anything else is ignored
         else:
             reason = str(data.get("message", reason))
     elif isinstance(data, str):
         reason = data
-    return ConnectionRefused(reason, f"connection refused: {message or reason}")
+    return ConnectionRefused(reason, f"connection refused: {message or reason}", retry_after=retry_after)
 
 
 async def _quietly_disconnect(client: Any) -> None:

@@ -16,6 +16,7 @@ from rxstore.cli._checks import (
     table_key,
     ttl,
     user,
+    workers,
 )
 
 __all__ = ["build_parser"]
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument(
         "--port", type=port, default=8080, help="port to listen on; 0: a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=workers,
+        metavar="N",
+        help="gateway processes sharing the port (Linux: SO_REUSEPORT), each tailing the log; a worker "
+        "that dies is started again (default: the machine's cores; 1 for an in-memory database)",
     )
     serve.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${SECRET_ENV})")
     serve.add_argument(
@@ -189,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="N",
         help="most snapshots read and sent at once; more wait their turn (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pending-syncs",
+        type=count,
+        default=1000,
+        metavar="N",
+        help="most clients being brought up to date (snapshot or replay) at once; a new connection "
+        "beyond it is refused with unavailable and retry_after (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--shed-retry-after",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long a client refused for --max-pending-syncs is asked to wait (default: %(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
 

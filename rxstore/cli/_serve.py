@@ -117,6 +117,8 @@ async def serve(args: argparse.Namespace) -> int:
         client_send_timeout=args.send_timeout,
         handshake_timeout=args.handshake_timeout,
         snapshot_concurrency=args.snapshot_concurrency,
+        max_pending_syncs=args.max_pending_syncs,
+        shed_retry_after=args.shed_retry_after,
         retention=Retention(
             max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
         ),

@@ -101,3 +101,9 @@ class Metrics:
             "(fewer than rxstore_snapshots under a storm of first connects).",
             registry=r,
         )
+        self.pending_syncs = Gauge(
+            "rxstore_pending_syncs",
+            "Clients being brought up to date (waiting for or getting a snapshot, or a replay), not yet "
+            "live; a connect beyond max_pending_syncs is refused with unavailable + retry_after.",
+            registry=r,
+        )

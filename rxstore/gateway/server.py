@@ -136,6 +136,14 @@ class RealtimeGateway(Serving):
             (uvicorn, Starlette, FastAPI). One Socket.IO server speaks one of
             them; under ASGI a dropped client's TCP connection is not cut (see
             docs/gateway.md, "Mounting the gateway in your app").
+        max_subscriptions: Most subscriptions (topics included) one connection may hold.
+        max_pending_syncs: Most clients being brought up to date at once (waiting
+            for or getting a snapshot, or a replay; ``rxstore_pending_syncs``). A
+            connect beyond it is refused at once with ``unavailable`` and
+            ``retry_after`` (counted in ``rxstore_refused{reason="unavailable"}``)
+            rather than left to time out; the root store waits that long before
+            trying again. ``None``: no limit.
+        shed_retry_after: Seconds such a refusal asks the client to wait (it adds jitter).
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -167,6 +175,8 @@ class RealtimeGateway(Serving):
         bad_input_log_per_minute: int = 10,
         async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
         max_subscriptions: int = 64,
+        max_pending_syncs: int | None = 1000,
+        shed_retry_after: float = 1.0,
     ) -> None:
         if async_mode not in ("aiohttp", "asgi"):
             raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
@@ -289,6 +299,8 @@ class RealtimeGateway(Serving):
             topics=self.topics,
             can_subscribe=can_subscribe,
             warnings=self._hook_warnings,
+            max_pending_syncs=max_pending_syncs,
+            shed_retry_after=shed_retry_after,
         )
         if max_subscriptions < 1:
             raise ValueError(f"max_subscriptions must be >= 1, got {max_subscriptions}")

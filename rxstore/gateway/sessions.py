@@ -157,6 +157,9 @@ class Sessions:
         topics: The served topics.
         can_subscribe: The topic filter (``None``: every served topic).
         warnings: Throttles the warnings about hooks that raise.
+        max_pending_syncs: Most clients being brought up to date at once; a connect
+            beyond it is refused with ``unavailable`` and ``retry_after`` (``None``: no limit).
+        shed_retry_after: The ``retry_after`` (seconds) such a refusal carries.
     """
 
     def __init__(
@@ -171,7 +174,15 @@ class Sessions:
         topics: Collection[str],
         can_subscribe: TopicFilter | None,
         warnings: Throttled,
+        max_pending_syncs: int | None = 1000,
+        shed_retry_after: float = 1.0,
     ) -> None:
+        if max_pending_syncs is not None and max_pending_syncs < 1:
+            raise ValueError(f"max_pending_syncs must be >= 1 or None, got {max_pending_syncs}")
+        if shed_retry_after <= 0:
+            raise ValueError(f"shed_retry_after must be > 0 seconds, got {shed_retry_after}")
+        self.max_pending_syncs = max_pending_syncs
+        self.shed_retry_after = shed_retry_after
         self.sio = sio
         self.metrics = metrics
         self.clients = clients
@@ -186,18 +197,46 @@ class Sessions:
         self.live_queries: LiveQueries
         """Set by the gateway (it needs these sessions' ``may_subscribe``)."""
 
-    def refuse(self, reason: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-        """Count and log a refused connection; the error to raise from the connect handler."""
+    def refuse(
+        self, reason: str, message: str, *, retry_after: float | None = None
+    ) -> socketio.exceptions.ConnectionRefusedError:
+        """Count and log a refused connection; the error to raise from the connect handler.
+
+        ``retry_after`` (seconds) goes in the refusal's data when given.
+        """
         self.metrics.refused.labels(reason).inc()
         log.info("[RealtimeGateway] refused a connection: %s (%s)", reason, message)
-        return socketio.exceptions.ConnectionRefusedError(reason, {"reason": reason, "message": message})
+        data: dict[str, Any] = {"reason": reason, "message": message}
+        if retry_after is not None:
+            data["retry_after"] = retry_after
+        return socketio.exceptions.ConnectionRefusedError(reason, data)
+
+    def shed(self) -> socketio.exceptions.ConnectionRefusedError | None:
+        """The refusal of a new connection while the gateway is overloaded, or ``None`` when it is not.
+
+        Overloaded: ``max_pending_syncs`` clients are being brought up to date.
+        """
+        limit, pending = self.max_pending_syncs, self.sync.pending
+        if limit is None or pending < limit:
+            return None
+        wait = self.shed_retry_after
+        return self.refuse(
+            "unavailable",
+            f"overloaded: {pending} clients are being brought up to date (max_pending_syncs={limit}); "
+            f"retry in {wait:g} s",
+            retry_after=wait,
+        )
 
     async def connect(self, sid: str, environ: Any, auth: Any) -> None:
         """Open the session of a CONNECT: sync, then live; its token's expiry timed.
 
         Raises:
-            socketio.exceptions.ConnectionRefusedError: ``auth`` is refused (see :func:`parse_auth`).
+            socketio.exceptions.ConnectionRefusedError: ``auth`` is refused (see :func:`parse_auth`),
+                or the gateway is overloaded (``unavailable``, see :meth:`shed`).
         """
+        refusal = self.shed()
+        if refusal is not None:
+            raise refusal
         request = parse_auth(
             auth,
             verify=self.auth.verify,

@@ -95,6 +95,8 @@ class Sync:
         self.primary_keys = primary_keys
         self.batch_size = batch_size
         self.read_bytes = read_bytes
+        self.pending = 0
+        """Clients being brought up to date now (snapshot or replay), not yet live."""
         self._user_snapshots = _PerUser()
         """One snapshot at a time per user: one user's stalled connections cannot hold every slot."""
         self.shared = SharedReads(
@@ -107,10 +109,20 @@ class Sync:
         )
 
     async def run(self, client: Client) -> None:
-        """Bring ``client`` up to date and mark it live; drop or disconnect it on failure."""
-        await asyncio.sleep(0)  # let python-socketio finish the handshake first
-        async with client.lock:
-            await self.guarded(client, self._bring_up_to_date(client))
+        """Bring ``client`` up to date and mark it live; drop or disconnect it on failure.
+
+        The client counts in :attr:`pending` (and ``rxstore_pending_syncs``) from the
+        call until it is live or gone: see ``RealtimeGateway(max_pending_syncs=)``.
+        """
+        self.pending += 1
+        self.metrics.pending_syncs.set(self.pending)
+        try:
+            await asyncio.sleep(0)  # let python-socketio finish the handshake first
+            async with client.lock:
+                await self.guarded(client, self._bring_up_to_date(client))
+        finally:
+            self.pending -= 1
+            self.metrics.pending_syncs.set(self.pending)
 
     async def guarded(self, client: Client, work: Awaitable[T]) -> T | None:
         """Await ``work`` for ``client``; on failure drop (stalled) or disconnect it and return ``None``."""

@@ -61,6 +61,9 @@ class _Read:
 
     parts: tuple[Part, ...]
     members: list[_Member] = attrs.field(factory=list)
+    users: set[str] = attrs.field(factory=set)
+    """The ids of its members' users."""
+    finished: asyncio.Event = attrs.field(factory=asyncio.Event)
 
 
 class SharedReads:
@@ -92,6 +95,8 @@ class SharedReads:
         self.primary_keys = primary_keys
         self.slots = slots
         self._forming: dict[tuple[Part, ...], _Read] = {}
+        self._by_user: dict[str, _Read] = {}
+        """The read each user's clients are in: one at a time per user."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def stream(
@@ -102,25 +107,35 @@ class SharedReads:
         Returns:
             The read's seq and skip (see :class:`~rxstore.gateway.changelog.SnapshotReader`).
 
+        One user's clients are in one read at a time (several of them may share
+        it), so that one user's stalled connections cannot hold every slot.
+
         Raises:
             Stalled: The client took no frame for ``client_send_timeout``.
         """
-        key = tuple(parts)
-        read = self._forming.get(key)
-        if read is None:
-            read = self._forming[key] = _Read(key)
-            task = asyncio.create_task(self._run(read), name="rxstore-snapshot-read")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(log_failure)
+        key, user = tuple(parts), client.user.id
         member = _Member(client, tuple(events), asyncio.get_running_loop().create_future())
-        read.members.append(member)
         metrics = self.metrics
         metrics.snapshots_waiting.inc()
         try:
+            while (mine := self._by_user.get(user)) is not None and self._forming.get(key) is not mine:
+                await mine.finished.wait()  # the user's other read first
+            read = self._forming.get(key) or self._start(key)
+            read.members.append(member)
+            read.users.add(user)
+            self._by_user[user] = read
             return await member.done
         finally:
             (metrics.snapshots_active if member.active else metrics.snapshots_waiting).dec()
+
+    def _start(self, key: tuple[Part, ...]) -> _Read:
+        """A new read of ``key``, forming until it gets a slot."""
+        read = self._forming[key] = _Read(key)
+        task = asyncio.create_task(self._run(read), name="rxstore-snapshot-read")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
+        return read
 
     async def stop(self) -> None:
         """Cancel the reads under way (their members are gone or going)."""
@@ -159,6 +174,10 @@ class SharedReads:
         finally:
             if self._forming.get(read.parts) is read:
                 del self._forming[read.parts]
+            for user in read.users:
+                if self._by_user.get(user) is read:
+                    del self._by_user[user]
+            read.finished.set()
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:

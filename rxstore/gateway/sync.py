@@ -10,9 +10,8 @@ and gets none twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rxstore.events import LIVE, RESET, Change
@@ -30,27 +29,6 @@ __all__ = ["Sync"]
 log = logging.getLogger("rxstore.gateway")
 
 T = TypeVar("T")
-
-
-class _PerUser:
-    """One lock per user, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, user: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(user) or (asyncio.Lock(), 0)
-        self._locks[user] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[user]
-            if users == 1:
-                del self._locks[user]
-            else:
-                self._locks[user] = (lock, users - 1)
 
 
 class Sync:
@@ -97,8 +75,6 @@ class Sync:
         self.read_bytes = read_bytes
         self.pending = 0
         """Clients being brought up to date now (snapshot or replay), not yet live."""
-        self._user_snapshots = _PerUser()
-        """One snapshot at a time per user: one user's stalled connections cannot hold every slot."""
         self.shared = SharedReads(
             log,
             delivery,
@@ -174,8 +150,7 @@ class Sync:
             return
         topics = sorted(client.topics)
         parts: list[Part] = [(topic, None) for topic in topics]
-        async with self._user_snapshots.hold(client.user.id):
-            seq, skip = await self.shared.stream(client, parts, [self.names[topic] for topic in topics])
+        seq, skip = await self.shared.stream(client, parts, [self.names[topic] for topic in topics])
         self.metrics.snapshots.inc()
         client.cursor = seq
         client.skip = skip
@@ -187,8 +162,7 @@ class Sync:
         holds above it) are left out of what it is sent later.
         """
         parts: list[Part] = [(sub.topic, None if sub.subset.whole else sub.subset) for sub in subscriptions]
-        async with self._user_snapshots.hold(client.user.id):
-            seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions])
+        seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions])
         self.metrics.snapshots.inc()
         for sub in subscriptions:
             sub.since, sub.skip = seq, skip

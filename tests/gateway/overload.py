@@ -22,7 +22,7 @@ RETRY_AFTER = 1.0
 ROWS = 400
 
 
-def _write_big_table(path: Path) -> None:
+def write_big_table(path: Path) -> None:
     """~8 MB of posts in one transaction: more than the sockets between a stalled client and us hold."""
     rows = [(f"r{i:04d}", f"r {i}", os.urandom(10_000).hex()) for i in range(ROWS)]
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
@@ -39,7 +39,7 @@ async def overloaded_gateway(tmp_path: Path) -> AsyncIterator[tuple[RealtimeGate
     )
     stalled = StalledClient(gateway.port, AUTH.issue("mallory"))
     try:
-        await asyncio.to_thread(_write_big_table, tmp_path / "app.db")
+        await asyncio.to_thread(write_big_table, tmp_path / "app.db")
         await asyncio.to_thread(stalled.connect)
         await wait_for(lambda: gateway.sync.pending == 1, what="the stalled client's snapshot under way")
         yield gateway, stalled

@@ -12,7 +12,10 @@ import pytest
 from rxstore.gateway.auth import User
 from rxstore.gateway.demo import Post, all_posts, save_post
 from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import root_for, start_gateway
+from tests.faults.harness import StalledClient
+from tests.gateway.harness import AUTH, root_for, start_gateway
+from tests.gateway.overload import ROWS as BIG_ROWS
+from tests.gateway.overload import write_big_table
 from tests.waiting import wait_for
 
 CLIENTS = 50
@@ -85,4 +88,48 @@ async def test_a_storm_of_first_connects_shares_few_reads_and_every_client_gets_
         assert reads(gateway) <= CLIENTS // 5, f"{reads(gateway)} reads for {CLIENTS} snapshots"
         await asyncio.gather(*(root.teardown_realtime() for root, _ in clients))
     finally:
+        await gateway.stop()
+
+
+async def test_one_users_many_connections_share_reads_too(tmp_path: Path) -> None:
+    """Devices that all use one service token: 30 connects of one user at once, a few reads."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        for i in range(100):
+            await save_post(gateway.log, Post(id=f"p{i:03d}", title=f"t{i}"))
+        clients = [root_for(gateway, "device") for _ in range(30)]
+        await asyncio.gather(*(root.setup_realtime() for root, _ in clients))
+        await wait_for(lambda: all(len(posts.value) == 100 for _, posts in clients), what="every table")
+        assert snapshots(gateway) == 30
+        assert reads(gateway) <= 6, f"{reads(gateway)} reads for 30 snapshots of one user"
+        await asyncio.gather(*(root.teardown_realtime() for root, _ in clients))
+    finally:
+        await gateway.stop()
+
+
+async def test_a_member_that_stalls_is_dropped_and_the_others_of_its_read_get_every_row(
+    tmp_path: Path,
+) -> None:
+    """Eve's stalled read holds the one slot while mallory (never reads) and alice join the next read."""
+    gateway = await start_gateway(
+        f"sqlite:///{tmp_path}/app.db", snapshot_concurrency=1, client_send_timeout=1.0
+    )
+    eve, mallory = (
+        StalledClient(gateway.port, AUTH.issue("eve")),
+        StalledClient(gateway.port, AUTH.issue("mallory")),
+    )
+    try:
+        await asyncio.to_thread(write_big_table, tmp_path / "app.db")
+        await asyncio.to_thread(eve.connect)
+        await wait_for(lambda: reads(gateway) == 1, what="eve's read under way")
+        await asyncio.to_thread(mallory.connect)
+        root, posts = root_for(gateway, "alice")
+        await root.setup_realtime()
+        await wait_for(lambda: len(posts.value) == BIG_ROWS, timeout=20, what="alice's whole table")
+        assert reads(gateway) == 2, "mallory and alice shared the second read"
+        assert gateway.metrics.registry.get_sample_value("rxstore_stalled_clients_dropped_total") == 2
+        await root.teardown_realtime()
+    finally:
+        eve.close()
+        mallory.close()
         await gateway.stop()

@@ -27,6 +27,7 @@ BENCHMARKS = {
     "live_queries": "benchmarks.live_queries",
     "pg_capture": "benchmarks.pg_capture",
     "delivery": "benchmarks.delivery",
+    "storm": "benchmarks.storm",
 }
 
 

@@ -331,10 +331,14 @@ class Sessions:
     async def disconnect_all(self) -> None:
         """Disconnect and forget every client, and let its close frame go (1 s at most)."""
         transports = [c.transport for c in self.clients.values() if c.transport is not None]
-        for sid in list(self.clients):
+
+        async def disconnect(sid: str) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.sio.disconnect(sid), SHUTDOWN_GRACE)
             self.forget(sid)
+
+        # All at once: one by one, a thousand clients took seconds before the gateway could restart.
+        await asyncio.gather(*(disconnect(sid) for sid in list(self.clients)))
         await self.sync.shared.stop()
         # Let the close frames go out before the HTTP server goes: some clients
         # (Node's ws) otherwise wait out a 30 s close timeout that aiohttp waits for.

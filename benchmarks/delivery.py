@@ -9,7 +9,9 @@ client as fast as the gateway goes. Measured: the gateway process's CPU time
 * bare python-socketio: ``sio.emit(event, data, room=...)`` of the same kind of frame;
 * rxstore before: ``Tailer.broadcast`` with ``Delivery.direct`` off (each client's
   queue and writer task, python-engineio's queue and writer task, aiohttp's writer);
-* rxstore after: the direct path (``rxstore.gateway.wire``), the default.
+* rxstore after: the direct path (``rxstore.gateway.wire``), the default;
+* the floor: the same gateway, the frame's websocket bytes written to each client's
+  transport in a bare loop (no checks, no metrics): what any one-write-per-client design pays.
 
 ``python -m benchmarks.delivery '<json options>'`` runs one helper process
 (``{"role": "server", "kind": ...}`` or ``{"role": "client", ...}``), answering
@@ -38,6 +40,7 @@ KINDS = (
     ("bare", "bare python-socketio emit(room=)"),
     ("old", "rxstore before (queue + writer task + engine.io)"),
     ("direct", "rxstore after (direct websocket write)"),
+    ("floor", "floor: transport.write of the frame's bytes alone"),
 )
 ROOM = "topic:posts"
 _BATCH_PREFIX = f'42["{BATCH}"'
@@ -92,7 +95,7 @@ async def _serve(options: dict[str, Any]) -> None:
         await server.__aenter__()
         assert server.gateway is not None
         gateway = server.gateway
-        gateway.delivery.direct = kind == "direct"
+        gateway.delivery.direct = kind != "old"
         url = server.url
     _reply({"url": url})
     seq = 10**6
@@ -113,6 +116,8 @@ async def _serve(options: dict[str, Any]) -> None:
                     seq += 1
                     if kind == "bare":
                         await sio.emit(BATCH, {"events": [["post_update", _envelope(seq)]]}, room=ROOM)
+                    elif kind == "floor":
+                        _floor(gateway, seq)
                     else:
                         change = Change(
                             seq=seq,
@@ -142,6 +147,14 @@ async def _serve(options: dict[str, Any]) -> None:
             await server.__aexit__(None, None, None)
         if runner is not None:
             await runner.cleanup()
+
+
+def _floor(gateway: Any, seq: int) -> None:
+    delivery = gateway.delivery
+    wire = delivery.wire(delivery.batch_frames([["post_update", _envelope(seq)]])[0])
+    for client in gateway.tailer.plain.values():
+        link = client.link if client.link is not None else delivery.link(client)
+        link.transport.write(wire)
 
 
 # -- a client process ---------------------------------------------------------------------------

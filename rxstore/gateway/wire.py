@@ -126,10 +126,6 @@ class Link:
             or self.transport.is_closing()
         )
 
-    def buffered(self) -> int:
-        """Bytes written to the client and not yet taken by its TCP connection."""
-        return self.transport.get_write_buffer_size()
-
 
 class Links:
     """The websockets of one python-engineio server, by engine.io sid (aiohttp mode only).

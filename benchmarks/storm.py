@@ -9,7 +9,9 @@ database the gateway made, and how many connects it shed (``unavailable`` +
 ``retry_after``, see ``max_pending_syncs``). Twice: with every cursor within
 retention (they all resume), and with the log trimmed past every cursor while
 the gateway was down (N first connects at once: they all need a snapshot, and
-share the gateway's reads). "gateway down" is from the stop (which disconnects
+share the gateway's reads); and once more with a small ``max_pending_syncs``,
+so that the gateway sheds most of them and they come back after ``retry_after``.
+"gateway down" is from the stop (which disconnects
 every client) to serving again; the clients come back with their backoff's
 jitter, so "all live again" includes it.
 """
@@ -33,10 +35,11 @@ PROCESSES = 4
 ROWS = 200
 
 
-async def _restart(server: Server, *, trim: bool) -> tuple[float, float]:
+async def _restart(server: Server, *, trim: bool, **options: Any) -> tuple[float, float]:
     """Stop the gateway and start it again on its port; return the wall times of the stop and the start.
 
     ``trim``: while it is down, write a change and trim the log past every cursor.
+    ``options``: the new gateway's, over the server's.
     """
     old = server.gateway
     assert old is not None
@@ -49,7 +52,7 @@ async def _restart(server: Server, *, trim: bool) -> tuple[float, float]:
     if trim:
         await server.update(1, 1)
         await log.trim(max_rows=0)
-    gateway = RealtimeGateway(log, topics=[Topic(name="posts")], auth=AUTH, **server.options)
+    gateway = RealtimeGateway(log, topics=[Topic(name="posts")], auth=AUTH, **{**server.options, **options})
     server.gateway = gateway
     await gateway.start(port=port)
     return stopped_at, time.time()
@@ -59,8 +62,10 @@ def _sample(gateway: RealtimeGateway, name: str, labels: dict[str, str] | None =
     return int(gateway.metrics.registry.get_sample_value(name, labels or {}) or 0)
 
 
-async def _storm(server: Server, clients: list[Process], total: int, *, trim: bool) -> dict[str, Any]:
-    stopped_at, serving_at = await _restart(server, trim=trim)
+async def _storm(
+    server: Server, clients: list[Process], total: int, *, trim: bool, **options: Any
+) -> dict[str, Any]:
+    stopped_at, serving_at = await _restart(server, trim=trim, **options)
     await server.update(2, 1)  # a change after the restart: a client that holds it is live again
     head = await server.head()
     replies = await asyncio.gather(*(c.request(cmd="wait", seq=head, timeout=180) for c in clients))
@@ -104,9 +109,15 @@ async def _run(out: Output, total: int) -> Table:
         )
         out.advance()
         try:
-            for name, trim in (("within retention", False), ("trimmed (first connects)", True)):
+            shedding = max(10, total // 10)
+            scenarios: list[tuple[str, bool, dict[str, Any]]] = [
+                ("within retention", False, {}),
+                ("trimmed (first connects)", True, {}),
+                (f"trimmed, max_pending_syncs={shedding}", True, {"max_pending_syncs": shedding}),
+            ]
+            for name, trim, options in scenarios:
                 out.step(f"restart, cursors {name}")
-                results[name] = await _storm(server, list(clients), total, trim=trim)
+                results[name] = await _storm(server, list(clients), total, trim=trim, **options)
                 out.advance()
         finally:
             await asyncio.gather(*(c.stop() for c in clients))
@@ -145,7 +156,7 @@ async def _run(out: Output, total: int) -> Table:
 def run(out: Output, *, quick: bool, clients: int | None = None, **_: Any) -> list[Table]:
     """Run the storm benchmark (``clients``: from ``python -m benchmarks --clients`` when it has it)."""
     total = clients or (QUICK_CLIENTS if quick else CLIENTS)
-    out.start("storm", 3)
+    out.start("storm", 4)
     table = asyncio.run(_run(out, total))
     out.finish()
     return [table]

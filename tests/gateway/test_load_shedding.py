@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rxstore import Backoff, ConnectionRefused, RootStore
+from rxstore import Backoff, ConnectError, ConnectionRefused, RootStore
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.transport import SocketIOTransport
 from tests.faults.harness import StalledClient
@@ -98,3 +98,20 @@ async def test_a_root_store_refused_as_overloaded_waits_retry_after_then_connect
     finally:
         await root.teardown_realtime()
         setup.cancel()
+
+
+async def test_a_first_connection_whose_timeout_ends_before_retry_after_gives_up_at_once(
+    overloaded: tuple[RealtimeGateway, StalledClient],
+) -> None:
+    """Asked to stay away 1 s with 0.5 s left of connect_timeout: ConnectError now, no second attempt."""
+    gateway, _ = overloaded
+    transport = TimedTransport()
+    root = RootStore(
+        gateway.url, stores=[PostStore()], token=AUTH.issue("alice"), transport=transport, connect_timeout=0.5
+    )
+    with pytest.raises(ConnectError) as failed:
+        await root.setup_realtime()
+    assert isinstance(failed.value.__cause__, ConnectionRefused)
+    assert failed.value.__cause__.retry_after == RETRY_AFTER
+    assert len(transport.attempts) == 1
+    await root.teardown_realtime()

@@ -240,7 +240,7 @@ async def test_serve_says_how_it_captures_and_healthz_shows_the_capture(
     async with serving("--db", pg_dsn, "--demo-schema") as (_url, _):
         pass  # made the log (in WAL mode)
     server = await asyncio.create_subprocess_exec(
-        *RXSTORE, "serve", "--db", pg_dsn, "--demo-schema", "--port", "0",
+        *RXSTORE, "serve", "--db", pg_dsn, "--demo-schema", "--port", "0", "--workers", "1",
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "RXSTORE_SECRET": SECRET},
     )  # fmt: skip
     try:

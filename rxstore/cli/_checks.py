@@ -32,6 +32,7 @@ __all__ = [
     "table_key",
     "ttl",
     "user",
+    "workers",
 ]
 
 EXIT_USAGE = 2
@@ -130,6 +131,25 @@ def _missing_module(exc: ImportError) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def workers(text: str) -> int:
+    """Argparse type: a number of worker processes, 1 to 1024.
+
+    Example:
+        >>> workers("4")
+        4
+        >>> workers("0")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: 0 workers: use 1 or more (one per core is the usual choice)
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value} workers: use 1 or more (one per core is the usual choice)")
+    return value
 
 
 def port(text: str) -> int:

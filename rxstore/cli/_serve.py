@@ -20,7 +20,18 @@ from rxstore.cli._checks import (
     served_tables,
 )
 
-__all__ = ["listen_problem", "open_log", "serve", "token_auth", "wait_for_stop"]
+__all__ = [
+    "capture_line",
+    "listen_problem",
+    "make_gateway",
+    "open_log",
+    "prepare",
+    "serve",
+    "serving_line",
+    "stop_signal",
+    "token_auth",
+    "wait_for_stop",
+]
 
 
 def _secret(args: argparse.Namespace, algorithm: str) -> str:
@@ -87,15 +98,38 @@ async def wait_for_stop(duration: float | None, stop: asyncio.Event | None = Non
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Serve the tables until stopped; 0 when stopped."""
-    from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
-    from rxstore.gateway.server import RealtimeGateway, Retention, Topic
+    """Serve the tables until stopped (``--workers`` processes, see :mod:`._workers`); 0 when stopped."""
+    from rxstore.cli._workers import supervise, worker_count
 
-    auth = token_auth(args)
-    tables = served_tables(args.tables, demo_schema=args.demo_schema)
-    keys = _table_keys(args.key, tables)
-    topics = [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
+    auth = token_auth(args)  # a key that cannot work is said before anything starts
+    workers = worker_count(args)
+    log, topics = await prepare(args)
+    if workers > 1:
+        capture = capture_line(log)
+        await log.close()  # each worker opens its own
+        return await supervise(args, workers, capture)
+    gateway = make_gateway(args, log, topics, auth=auth)
+    try:
+        await gateway.start(args.host, args.port)
+    except OSError as exc:
+        await gateway.stop()
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
+    stop = stop_signal()  # before the lines that say it runs: a SIGTERM right after them stops it cleanly
+    print(f"rxstore: {serving_line(args, gateway.url)}", flush=True)
+    print(f"rxstore: {capture_line(log)}", flush=True)
+    try:
+        await wait_for_stop(None, stop)
+    finally:
+        await gateway.stop()
+    return 0
+
+
+async def prepare(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """Open the change log and watch the served tables (the demo schema made first): ``(log, topics)``."""
+    from rxstore.gateway.demo import create_demo_schema
+
     log = await open_log(args.db, capture=args.capture)
+    topics = served_topics(args)
     try:
         if args.demo_schema:
             await create_demo_schema(log)
@@ -104,10 +138,56 @@ async def serve(args: argparse.Namespace) -> int:
     except BaseException:
         await log.close()
         raise
-    gateway = RealtimeGateway(
+    return log, topics
+
+
+def served_topics(args: argparse.Namespace) -> list[Any]:
+    """The ``Topic`` of each served table."""
+    from rxstore.gateway.server import Topic
+
+    tables = served_tables(args.tables, demo_schema=args.demo_schema)
+    keys = _table_keys(args.key, tables)
+    return [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
+
+
+def serving_line(args: argparse.Namespace, url: str, workers: int = 1) -> str:
+    """The line ``rxstore serve`` prints once it serves."""
+    tables = ", ".join(served_tables(args.tables, demo_schema=args.demo_schema))
+    processes = f" with {workers} workers" if workers > 1 else ""
+    return f"serving {tables} from {redact(args.db)} on {url}{processes} (Ctrl-C to stop)"
+
+
+def make_gateway(
+    args: argparse.Namespace,
+    log: Any,
+    topics: list[Any],
+    *,
+    auth: Any = None,
+    trims: bool = True,
+    factory: Any = None,
+) -> Any:
+    """The gateway ``args`` describe, on ``log`` (``trims=False``: leave the log's retention to another).
+
+    Args:
+        args: The ``serve`` options.
+        log: The change log, open.
+        topics: The served topics.
+        auth: The ``TokenAuth`` (default: made from ``args``).
+        trims: Whether this gateway trims the log.
+        factory: The gateway class (default ``RealtimeGateway``).
+    """
+    from rxstore.gateway.demo import register_demo_mutations
+    from rxstore.gateway.server import RealtimeGateway, Retention
+
+    retention = (
+        Retention(max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval)
+        if trims
+        else Retention(max_age=None, max_rows=None)
+    )
+    gateway = (factory or RealtimeGateway)(
         log,
         topics=topics,
-        auth=auth,
+        auth=auth or token_auth(args),
         authorize=_row_filter(args),
         serializer=args.serializer,
         coalesce=args.coalesce,
@@ -119,29 +199,12 @@ async def serve(args: argparse.Namespace) -> int:
         snapshot_concurrency=args.snapshot_concurrency,
         max_pending_syncs=args.max_pending_syncs,
         shed_retry_after=args.shed_retry_after,
-        retention=Retention(
-            max_age=args.retention_age, max_rows=args.retention_rows, interval=args.retention_interval
-        ),
+        retention=retention,
         redis_url=args.redis,
     )
     if args.demo_schema:
         register_demo_mutations(gateway)
-    try:
-        await gateway.start(args.host, args.port)
-    except OSError as exc:
-        await gateway.stop()
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
-    stop = stop_signal()  # before the lines that say it runs: a SIGTERM right after them stops it cleanly
-    print(
-        f"rxstore: serving {', '.join(tables)} from {redact(args.db)} on {gateway.url} (Ctrl-C to stop)",
-        flush=True,
-    )
-    print(f"rxstore: {capture_line(log)}", flush=True)
-    try:
-        await wait_for_stop(None, stop)
-    finally:
-        await gateway.stop()
-    return 0
+    return gateway
 
 
 def listen_problem(exc: OSError) -> str:

@@ -237,12 +237,14 @@ class Serving:
         finally:
             await self.close()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False) -> None:
         """Open the gateway (:meth:`open`) and serve it alone on ``host:port``.
 
         Serves Socket.IO, ``/healthz`` and ``/metrics``. Use ``port=0`` for a
-        free port; :attr:`port` tells which. To serve it inside your own app
-        instead, see :meth:`attach` and :meth:`asgi_app`.
+        free port; :attr:`port` tells which. ``reuse_port`` (Linux) lets other
+        processes serve the same port (``SO_REUSEPORT``: the kernel spreads
+        connections; ``rxstore serve --workers``). To serve it inside your own
+        app instead, see :meth:`attach` and :meth:`asgi_app`.
         """
         self._require_mode("aiohttp", "start()")
         await self.open()
@@ -250,7 +252,7 @@ class Serving:
         self._add_routes(app, "socket.io", "/healthz", "/metrics")
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port)
+        self._site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None)
         await self._site.start()
         log.info("[RealtimeGateway] serving %s on %s", sorted(self.topics), self.url)
 

@@ -118,6 +118,8 @@ class GatewayProcess:
             "--demo-schema",
             "--port",
             str(self.port),
+            "--workers",
+            "1",  # a node is one process: killing it kills its gateway (test_workers.py kills workers)
             *self.args,
         ]
         env = {**os.environ, "RXSTORE_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}

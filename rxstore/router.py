@@ -210,8 +210,9 @@ class Router:
             error = f"event name must be a string, got {type(name).__name__}"
             self.report(ProtocolError(error, payload=data))
             return
+        mixed = False
         if name == BATCH:
-            events = self._unpack_batch(data)
+            events, mixed = self._unpack_batch(data)
         elif name.startswith(CONTROL_PREFIX):
             self._on_control(name, data)
             return
@@ -221,7 +222,7 @@ class Router:
                 return
             events = [event]
         if events:
-            self._dispatch(events)
+            self._dispatch(events, mixed)
 
     def _to_event(self, name: str, data: Any) -> Event | None:
         """Turn one frame into an event; ``None`` for a duplicate or a bad change.
@@ -247,17 +248,21 @@ class Router:
             return Event(name, data, EventKind.CHANGE, seq)
         return Event(name, data)
 
-    def _unpack_batch(self, data: Any) -> list[Event]:
-        """Turn a batch frame into its events: :meth:`_to_event` inlined, counters kept local."""
+    def _unpack_batch(self, data: Any) -> tuple[list[Event], bool]:
+        """Turn a batch frame into its events, and whether they have several names.
+
+        :meth:`_to_event` inlined, counters kept local.
+        """
         frames = data.get("events") if type(data) is dict else None
         if type(frames) is not list:
             self.report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
-            return []
+            return [], False
         events: list[Event] = []
         append = events.append
         cursor = self.cursor
         cursor_event = self.cursor_event
-        duplicates = changes = 0
+        duplicates = changes = names = 0
+        previous = None
         change_kind = EventKind.CHANGE
         seq: Any  # a change's seq, or what is wrong with its envelope
         for frame in frames:
@@ -267,6 +272,9 @@ class Router:
                 )
                 continue
             name, payload = frame
+            if name != previous:  # counts the runs of one name (one topic's batch: 1)
+                names += 1
+                previous = name
             if type(payload) is dict and "op" in payload and "seq" in payload:
                 seq = check_envelope(payload)  # the Change is built only if asked for (event.change)
                 if type(seq) is str:  # what is wrong with it
@@ -290,10 +298,13 @@ class Router:
         metrics.events += len(frames)
         metrics.duplicates += duplicates
         metrics.changes_applied += changes
-        return events
+        return events, names > 1
 
-    def _dispatch(self, events: Sequence[Event]) -> None:
-        """Publish events on the hot stream, and each keyed view its share of them, once."""
+    def _dispatch(self, events: Sequence[Event], mixed: bool = False) -> None:
+        """Publish events on the hot stream, and each keyed view its share of them, once.
+
+        ``mixed``: the events may have several names (else they all have the last one's).
+        """
         metrics = self.metrics
         last = events[-1]
         metrics.cursor = self.cursor  # also after a batch that ends with a message
@@ -313,7 +324,7 @@ class Router:
                     self.report(StoreError("root.events subscriber", event, exc))
         routes = stream.routes
         name = last.name
-        if len(events) == 1 or (events[0].name == name and all(e.name == name for e in events)):
+        if not mixed:
             # One event name (one topic's batch, the common case): every view gets all of them.
             for view in routes.get(name, ()):
                 view.emit(events)

@@ -24,6 +24,7 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
 import sys
 import time
@@ -112,6 +113,7 @@ async def _serve(options: dict[str, Any]) -> None:
                     profile = cProfile.Profile()
                     profile.enable()
                 cpu0 = time.process_time()
+                times0 = os.times()
                 for _ in range(command["frames"]):
                     seq += 1
                     if kind == "bare":
@@ -132,6 +134,8 @@ async def _serve(options: dict[str, Any]) -> None:
                 _reply({"sent": command["frames"]})
             elif command["cmd"] == "cpu":
                 cpu = time.process_time() - cpu0
+                times = os.times()
+                system = times.system - times0.system
                 text = ""
                 if profile is not None:
                     profile.disable()
@@ -139,7 +143,7 @@ async def _serve(options: dict[str, Any]) -> None:
                     pstats.Stats(profile, stream=stream).sort_stats("tottime").print_stats(14)
                     text = stream.getvalue()
                     profile = None
-                _reply({"cpu": cpu, "profile": text})
+                _reply({"cpu": cpu, "system": system, "profile": text})
             elif command["cmd"] == "quit":
                 break
     finally:
@@ -256,6 +260,7 @@ async def measure(
         "us": cpu["cpu"] / max(deliveries, 1) * 1e6,
         "per_s": deliveries / wall if wall > 0 else 0.0,
         "cpu_s": cpu["cpu"],
+        "system_share": cpu["system"] / cpu["cpu"] if cpu["cpu"] else 0.0,
         "profile": cpu["profile"],
     }
 

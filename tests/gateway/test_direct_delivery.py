@@ -152,6 +152,24 @@ async def test_frames_arrive_complete_and_in_order_under_a_stream_and_metrics_co
             await wait_for(lambda: gateway.metrics.sent._value.get() == 900, 5, "900 sent")
 
 
+async def test_msgpack_frames_go_the_direct_way_as_binary_websocket_frames(tmp_path: Path) -> None:
+    """With serializer="msgpack" a shared frame travels as a binary websocket frame (as
+    python-engineio sends it): a msgpack RootStore gets every change once, in order, small and big."""
+    from rxstore import SocketIOTransport
+
+    async with gateway_at(tmp_path, serializer="msgpack") as gateway:
+        root, posts = root_for(gateway, transport=SocketIOTransport(serializer="msgpack"))
+        counter = SeqCounter(root)
+        async with root:
+            await wait_for(lambda: any(c.live for c in gateway._clients.values()), 10, "live")
+            for i in range(60):
+                await gateway.log.execute(INSERT, f"p{i}", f"post {i}", "b" * (70_000 if i == 30 else 100))
+            await wait_for(lambda: len(posts.value) == 60, 20, "60 rows")
+            assert counter.seen == sorted(set(counter.seen)) and len(counter.seen) == 60
+            assert posts.value["p30"].body == "b" * 70_000
+            assert direct_writes(gateway) > 0
+
+
 async def test_a_client_connecting_while_changes_stream_gets_its_snapshot_before_any_batch(
     tmp_path: Path,
 ) -> None:

@@ -163,7 +163,12 @@ class Delivery:
         frame_bytes: Target size of a frame.
         client_send_timeout: Seconds a client may take to accept one frame.
         client_queue_limit: Most changes waiting for one client.
-        client_queue_bytes: Most encoded bytes waiting for one client.
+        client_queue_bytes: Most encoded bytes waiting for one client (its queue and, once it
+            has a websocket link, its TCP write buffer together).
+        direct: Write shared frames straight to idle websocket clients (:mod:`~rxstore.gateway.wire`);
+            ``False``: every frame through the clients' queues (the old path).
+        direct_buffer: Most bytes in a client's TCP write buffer for a direct write; above it
+            the frame goes through its queue, where ``client_send_timeout`` and the limits apply.
     """
 
     def __init__(
@@ -177,6 +182,8 @@ class Delivery:
         client_send_timeout: float,
         client_queue_limit: int,
         client_queue_bytes: int,
+        direct: bool = True,
+        direct_buffer: int = DIRECT_BUFFER,
     ) -> None:
         self.sio = sio
         self.metrics = metrics
@@ -189,7 +196,8 @@ class Delivery:
         self.queued_total = 0
         """Encoded bytes waiting in every client's queue."""
         self.links = Links(sio.eio)
-        self.direct = True
+        self.direct = direct
+        self.direct_buffer = direct_buffer
         self.direct_frames = self.direct_changes = 0
         """Direct writes not yet added to the metrics (see :meth:`count_direct`)."""
         """Write shared frames straight to idle websocket clients (off: every frame through the queues)."""
@@ -238,7 +246,7 @@ class Delivery:
             transport = link.transport
             buffered = transport.get_write_buffer_size()  # counts against client_queue_bytes
             if (
-                buffered <= DIRECT_BUFFER
+                buffered <= self.direct_buffer
                 and not client.queue
                 and not client.sending
                 and buffered + frame.nbytes <= self.client_queue_bytes

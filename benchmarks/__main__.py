@@ -1,9 +1,10 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--only NAME ...] [--plots-dir DIR]``."""
+"""``python -m benchmarks [--quick] [--json PATH] [--only NAME ...] [--clients N] [--workers W ...]``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 import traceback
@@ -28,7 +29,16 @@ BENCHMARKS = {
     "pg_capture": "benchmarks.pg_capture",
     "delivery": "benchmarks.delivery",
     "storm": "benchmarks.storm",
+    "scale": "benchmarks.scale",
 }
+
+
+def _sizes(run: object, sizes: dict[str, object]) -> dict[str, object]:
+    """The ``sizes`` given (not ``None``) that ``run`` accepts (by name, or through ``**kwargs``)."""
+    parameters = inspect.signature(run).parameters.values()  # type: ignore[arg-type]
+    anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    names = {p.name for p in parameters}
+    return {k: v for k, v in sizes.items() if v is not None and (anything or k in names)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="write the PNG plots to DIR (docs/img to update the docs' plots; default: no plots)",
     )
+    parser.add_argument(
+        "--clients",
+        type=_positive,
+        metavar="N",
+        help="clients of the fan-out benchmarks that take a size (scale, storm; default: their 2-core "
+        "sizes, e.g. 1,000; the issue's target is 10,000 on 16 cores)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        nargs="+",
+        metavar="W",
+        help="gateway worker counts of the scale benchmark (rxstore serve --workers W; default: 1 2 4 8 16, "
+        "those the machine has the cores for)",
+    )
     parser.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default now
     args = parser.parse_args(argv)
 
@@ -65,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 module = importlib.import_module(module_name)
-                produced = module.run(out, quick=args.quick)
+                sizes = _sizes(module.run, {"clients": args.clients, "workers": args.workers})
+                produced = module.run(out, quick=args.quick, **sizes)
             except Exception:
                 failed.append(name)
                 out.print(
@@ -93,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text("\n\n".join(render_markdown(t) for t in tables) + "\n")
     return 1 if failed else 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: use 1 or more")
+    return value
 
 
 if __name__ == "__main__":

@@ -67,14 +67,16 @@ class RxClient:
             table = "posts"
             record_type = Post if records == "attrs" else None
 
-            def apply(self, events: Any) -> None:
-                super().apply(events)
+            def reduce_batch(self, state: Any, events: Any) -> Any:
+                # every frame a root routes here comes through this (apply() is for feeding by hand)
+                state = super().reduce_batch(state, events)
                 if lags is not None:
                     now = time.time()
                     for event in events:
                         change = event.change
                         if change is not None:
                             lags.append(now - change.ts)
+                return state
 
         self.posts = Posts()
         self.root = RootStore(

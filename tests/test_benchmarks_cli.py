@@ -104,3 +104,83 @@ def test_pg_capture_suite_runs_quick_and_measures_every_mode_and_writer_setup(tm
     assert all(value > 0 for value in rates.values()), rates
     captured = {r["variant"]: r["value"] for r in records if r["unit"] == "captured/written"}
     assert captured == {f"{mode} captured": 1.0 for mode in modes if mode != "a"}
+
+
+SIZED = """
+from benchmarks._common import Table
+
+
+def run(out, *, quick, clients=None, workers=None):
+    table = Table("sized", "sizes seen", ["clients", "workers"])
+    table.add([clients, workers])
+    table.rows.append(table.row("sized", "clients", clients, "clients"))
+    table.rows.append(table.row("sized", "workers", sum(workers or ()) or None, "workers"))
+    return [table]
+"""
+UNSIZED = """
+from benchmarks._common import Table
+
+
+def run(out, *, quick):
+    return [Table("unsized", "no sizes", ["quick"], [[str(quick)]])]
+"""
+
+
+@pytest.fixture
+def sized_benchmarks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two instant benchmarks: one whose run() takes clients/workers, one whose run() takes neither."""
+    (tmp_path / "sized_bench.py").write_text(SIZED)
+    (tmp_path / "unsized_bench.py").write_text(UNSIZED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(bench.BENCHMARKS, "sized", "sized_bench")
+    monkeypatch.setitem(bench.BENCHMARKS, "unsized", "unsized_bench")
+
+
+def test_clients_and_workers_reach_the_benchmarks_whose_run_takes_them_and_no_other(
+    sized_benchmarks: None, tmp_path: Path
+) -> None:
+    """``--clients 10000 --workers 1 2 4`` reach a run() with those parameters; one without runs as before."""
+    out = tmp_path / "sized.json"
+    argv = [
+        "--only",
+        "sized",
+        "unsized",
+        "--clients",
+        "10000",
+        "--workers",
+        "1",
+        "2",
+        "4",
+        "--json",
+        str(out),
+    ]
+    assert bench.main(argv) == 0
+    values = {r["variant"]: r["value"] for r in json.loads(out.read_text())["records"]}
+    assert values == {"clients": 10000, "workers": 7}
+    assert bench.main(["--only", "sized", "unsized", "--json", str(out)]) == 0
+    values = {r["variant"]: r["value"] for r in json.loads(out.read_text())["records"]}
+    assert values == {"clients": None, "workers": None}, "without the options each keeps its own sizes"
+
+
+@pytest.mark.parametrize("bad", [["--clients", "0"], ["--workers", "2", "x"], ["--clients", "-5"]])
+def test_clients_and_workers_must_be_whole_numbers_of_at_least_one(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A size below 1 or not a number is a usage error (status 2), before any benchmark runs."""
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--only", "inproc", *bad])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "use 1 or more" in err or "is not a whole number" in err, err
+
+
+def test_scale_is_registered_and_its_run_takes_clients_and_workers() -> None:
+    """``--only scale`` exists, and scale.run / storm.run take the sizes (fanout keeps its own)."""
+    import inspect
+
+    assert bench.BENCHMARKS["scale"] == "benchmarks.scale"
+    from benchmarks import scale, storm
+
+    assert {"clients", "workers"} <= set(inspect.signature(scale.run).parameters)
+    assert bench._sizes(storm.run, {"clients": 5, "workers": [1]}) == {"clients": 5, "workers": [1]}
+    assert bench._sizes(scale.run, {"clients": None, "workers": [1]}) == {"workers": [1]}

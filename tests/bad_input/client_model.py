@@ -249,6 +249,9 @@ class ChangeItem(Item):
         model.hot.append(self.name)
         if self.topic not in model.rows:
             return  # nobody follows this topic
+        table_seq = model.seqs[self.topic]
+        if table_seq is not None and seq <= table_seq:
+            return  # the table has it: its snapshot (at a later seq than the cursor) or change holds it
         op = self.payload["op"]
         row = self.payload["record"] if op != "DELETE" else self.payload["old"]
         problem = _row_problem(self.topic, row, delete=op == "DELETE")

@@ -22,7 +22,7 @@ concern has a module of its own:
 * :mod:`~rxstore.gateway.delivery`: per-client queues, encoding, backpressure, engine.io internals.
 * :mod:`~rxstore.gateway.mutations`: what clients send (mutations, broadcasts, handlers).
 * :mod:`~rxstore.gateway.mount`: serving it (alone, in an aiohttp app, ASGI).
-* :mod:`~rxstore.gateway.guard` and :mod:`~rxstore.gateway.packets`: hostile input at the wire.
+* :mod:`~rxstore.gateway.guard`, :mod:`~rxstore.gateway.packets`, :mod:`~rxstore.gateway.sio`: the wire.
 * :mod:`~rxstore.gateway.sessions`: the connect handshake (auth checks), token expiry, forgetting.
 * :mod:`~rxstore.gateway.live_queries` and :mod:`~rxstore.gateway.subscriptions`: subsets, their index.
 * :mod:`~rxstore.gateway.metrics` and :mod:`~rxstore.gateway.health`: the metrics, ``/healthz``.
@@ -50,16 +50,15 @@ from rxstore.gateway.api import (
 )
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.changelog import ChangeLog
-from rxstore.gateway.delivery import Client, Delivery, GatewayPacket, msgpack_packet_class
+from rxstore.gateway.delivery import Client, Delivery
 from rxstore.gateway.fanout import QueuedManager, RedisFanout
-from rxstore.gateway.guard import BadInputLog, GuardedServer, WireGuard, json_packet_class, websocket_limit
-from rxstore.gateway.guard import msgpack_packet_class as guarded_msgpack_packet_class
 from rxstore.gateway.health import health_report, metrics_report
 from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import Serving
 from rxstore.gateway.mutations import ClientEvents
 from rxstore.gateway.sessions import Sessions, authorize_failed
+from rxstore.gateway.sio import guarded_server
 from rxstore.gateway.sync import Sync
 from rxstore.gateway.tailer import Tailer
 from rxstore.gateway.visibility import Throttled, fail_closed
@@ -214,24 +213,14 @@ class RealtimeGateway(Serving):
         self.fanout = RedisFanout(redis_url) if redis_url else None
         if handshake_timeout is not None and handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be > 0 seconds or None, got {handshake_timeout}")
-        guard = WireGuard(
+        self.sio: Any = guarded_server(
+            self.metrics,
+            serializer=serializer,
             max_frame_bytes=max_frame_bytes,
             handshake_timeout=handshake_timeout,
-            bad_frames=self.metrics.bad_frames,
-            handshake_timeouts=self.metrics.handshake_timeouts,
-            report=BadInputLog(bad_input_log_per_minute, self.metrics.bad_input_log_suppressed),
-        )
-        packet_class = (
-            guarded_msgpack_packet_class(msgpack_packet_class(), max_frame_bytes=max_frame_bytes)
-            if serializer == "msgpack"
-            else json_packet_class(GatewayPacket, max_frame_bytes=max_frame_bytes)
-        )
-        self.sio: Any = GuardedServer(
-            guard=guard,
+            bad_input_log_per_minute=bad_input_log_per_minute,
             async_mode=async_mode,
             client_manager=self.fanout.manager if self.fanout else QueuedManager(),
-            serializer=packet_class,
-            max_http_buffer_size=websocket_limit(max_frame_bytes),
             cors_allowed_origins=cors_allowed_origins,
         )
         self._clients: dict[str, Client] = {}
@@ -330,10 +319,6 @@ class RealtimeGateway(Serving):
         """The last seq broadcast to the live clients."""
         return self.tailer.head
 
-    @head.setter
-    def head(self, seq: int) -> None:
-        self.tailer.head = seq
-
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self) -> None:
@@ -355,7 +340,7 @@ class RealtimeGateway(Serving):
         if self.watch:
             for spec in self.topics.values():
                 await self.log.watch(spec.name, primary_key=spec.primary_key, old=spec.old)
-        self.head = await self.log.head()
+        self.tailer.head = await self.log.head()
         self.metrics.head.set(self.head)
         self._tasks = [
             asyncio.create_task(self.tailer.tail(), name="rxstore-gateway-tail"),

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from rxstore import Backoff, ConnectionRefused, ConnectionState, ConnectionStatus, RootStore, TableStore
 from rxstore.testing import change_frame
+from rxstore.transport import SocketIOTransport
 from tests.waiting import wait_for
 
 TOKEN = "secret-token"
@@ -160,7 +161,8 @@ async def test_teardown_leaves_no_task_socket_or_subscription_behind() -> None:
         port = int((await asyncio.wait_for(process.stdout.readline(), 20)).decode())
         before = set(asyncio.all_tasks())
         posts = PostStore()
-        root = RootStore(f"http://127.0.0.1:{port}", stores=[posts])
+        transport = SocketIOTransport()
+        root = RootStore(f"http://127.0.0.1:{port}", stores=[posts], transport=transport)
         async with root:
             assert root.connection_state.connected
 
@@ -171,7 +173,7 @@ async def test_teardown_leaves_no_task_socket_or_subscription_behind() -> None:
             await wait_for(lambda: not leftover(), timeout=5.0, what="the root's tasks ended")
         assert leftover() == []
         assert not posts._errors.observers
-        assert root._transport._client is None  # type: ignore[attr-defined]  # private: no public handle
+        assert transport._client is None  # private: the transport has no public handle on its client
     finally:
         if process.stdin is not None:
             process.stdin.close()

@@ -1,4 +1,4 @@
-"""A benchmark client process: K rxstore (or bare python-socketio) clients, driven over stdin.
+"""A benchmark client process: K rxstore, bare python-socketio or bare websocket clients, driven by stdin.
 
 Started by the socket benchmarks as ``python -m benchmarks._client '<json options>'``;
 it connects its clients, prints ``{"ready": ...}`` and then answers one JSON
@@ -18,6 +18,7 @@ line per command read from stdin:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import resource
@@ -159,6 +160,61 @@ class BareClient:
             self.sio = None
 
 
+class WsClient(BareClient):
+    """The same dict fed by a bare websocket: engine.io/socket.io framing parsed by hand, no client library.
+
+    The lightest load generator that still receives and decodes every frame (a python-socketio
+    client costs several times the gateway's work per delivery), for benchmarks that put many
+    clients on the gateway's machine. JSON serializer only.
+    """
+
+    session: Any = None
+    """One ``aiohttp.ClientSession`` for all of a process's clients."""
+
+    def __init__(self, url: str, token: str, serializer: str, records: str, lags: list[float] | None) -> None:
+        super().__init__(url, token, serializer, records, lags)
+        if serializer != "json":
+            raise ValueError("the ws client speaks the json serializer only")
+        self.ws: Any = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        import aiohttp
+
+        if WsClient.session is None:
+            WsClient.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        url = self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        ws = self.ws = await WsClient.session.ws_connect(url, max_msg_size=0)
+        opened = await ws.receive_str(timeout=30)  # engine.io open: 0{"sid": ...}
+        assert opened.startswith("0"), opened
+        auth = {"token": self.token, "topics": ["posts"], "cursor": self.cursor}
+        await ws.send_str("40" + json.dumps(auth))
+        self.reader = asyncio.create_task(self._read(ws))
+
+    async def _read(self, ws: Any) -> None:
+        loads = json.loads
+        on_any = self._on_any
+        async for message in ws:
+            data = message.data
+            if not isinstance(data, str):
+                continue
+            if data.startswith("42"):  # a socket.io event: 42["name", payload]
+                on_any(*loads(data[2:]))
+            elif data == "2":  # engine.io ping
+                await ws.send_str("3")
+            elif data.startswith("44"):
+                raise RuntimeError(f"connection refused: {data}")
+
+    async def disconnect(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+            self.ws = None
+        if self.reader is not None:
+            with contextlib.suppress(Exception):
+                await self.reader
+            self.reader = None
+
+
 async def _wait_all(clients: list[Any], seq: int, timeout: float) -> tuple[float, bool]:
     for client in clients:
         client.waiter.arm(seq, client.seq)
@@ -181,7 +237,7 @@ async def main(options: dict[str, Any]) -> None:
         gc.set_threshold(int(options["gc_threshold"]))
     loop = asyncio.get_running_loop()
     lags: list[float] | None = [] if options.get("lags") else None
-    kind = BareClient if options["kind"] == "bare" else RxClient
+    kind = {"bare": BareClient, "ws": WsClient}.get(options["kind"], RxClient)
     clients = [
         kind(options["url"], options["token"], options["serializer"], options.get("records", "dict"), lags)
         for _ in range(options.get("clients", 1))
@@ -222,6 +278,8 @@ async def main(options: dict[str, Any]) -> None:
         elif cmd == "quit":
             break
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+    if WsClient.session is not None:
+        await WsClient.session.close()
 
 
 def _reply(message: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """Benchmark: fan-out across workers (``rxstore serve --workers W``), sized to the machine.
 
 The real product path: ``rxstore serve --workers W --db sqlite:///<tmp> --demo-schema
---port 0 --coalesce 0.05`` runs as a subprocess; N RootStore clients, spread over
-a few client processes, follow ``posts`` (100 rows); a writer in this process
-(sqlite3 in a thread, as another application would write) commits one
+--port 0 --coalesce 0.05`` runs as a subprocess; N clients (bare websocket
+clients by default, see ``KIND``), spread over a few client processes, follow
+``posts`` (100 rows); a writer in this process (sqlite3 in a thread, as another
+application would write) commits one
 single-row UPDATE per transaction, paced at ``RATE`` per second for ``seconds``.
 For each W: deliveries/s (changes x clients / the wall time from the first write
 until the last client holds the last change), whether every change reached
@@ -47,6 +48,16 @@ COALESCE = 0.05
 """``--coalesce`` of the served gateway (seconds)."""
 WORKERS = (1, 2, 4, 8, 16)
 """Worker counts measured by default: those the machine has the cores for."""
+KIND = "ws"
+"""Client kind (``benchmarks._client``): ``ws``, a bare websocket parsing the socket.io frames by hand
+into a dict, is the lightest load that still receives and decodes every frame, so the clients (on the
+gateway's machine) leave it the most cores; a python-socketio client (``bare``) or a RootStore
+(``rxstore``) costs several times the gateway's work per delivery."""
+KINDS = {
+    "ws": "bare websocket -> dict",
+    "bare": "bare python-socketio -> dict",
+    "rxstore": "rxstore RootStore -> TableStore",
+}
 CLIENTS_PER_PROCESS = 25
 """Fewest clients worth a client process of their own."""
 MB = 1024 * 1024
@@ -173,7 +184,7 @@ def _paced_writes(db: Path, rate: float, seconds: float) -> tuple[int, float, fl
         return count, first, time.time()
 
 
-async def _one(workers: int, clients: int, seconds: float, rate: float) -> dict[str, Any]:
+async def _one(workers: int, clients: int, seconds: float, rate: float, kind: str = KIND) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     processes = max(1, min(max(2, cores), math.ceil(clients / CLIENTS_PER_PROCESS)))
     sizes = [clients // processes + (i < clients % processes) for i in range(processes)]
@@ -185,7 +196,7 @@ async def _one(workers: int, clients: int, seconds: float, rate: float) -> dict[
             idle_rss = served.rss()
             head = await asyncio.to_thread(served.head)
             procs = [
-                ClientProcess(served.url, kind="rxstore", clients=n, lags=True, head=head) for n in sizes if n
+                ClientProcess(served.url, kind=kind, clients=n, lags=True, head=head) for n in sizes if n
             ]
             await asyncio.gather(*(p.start(timeout=600) for p in procs))
             per_worker = await served.clients_per_worker()
@@ -195,11 +206,13 @@ async def _one(workers: int, clients: int, seconds: float, rate: float) -> dict[
                 per_worker = await served.clients_per_worker()
             rss = served.rss()
             cpu0 = served.cpu()
+            client_cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
             count, first, last = await asyncio.to_thread(_paced_writes, served.db, rate, seconds)
             end = await asyncio.to_thread(served.head)
             waits = await asyncio.gather(*(p.request(cmd="wait", seq=end, timeout=300) for p in procs))
             done_at = max(w["t_done"] for w in waits)
             cpu = served.cpu() - cpu0
+            client_cpu = sum(_cpu_seconds(p.pid) for p in procs) - client_cpu0
             peak_rss = served.rss()
             lags: list[float] = []
             for reply in await asyncio.gather(*(p.request(cmd="lags") for p in procs)):
@@ -218,6 +231,7 @@ async def _one(workers: int, clients: int, seconds: float, rate: float) -> dict[
         "p50": percentile(lags, 0.5) or 0.0,
         "p99": percentile(lags, 0.99) or 0.0,
         "cores": cpu / wall,
+        "client_cores": client_cpu / wall,
         "idle_rss": idle_rss,
         "rss": rss,
         "peak_rss": peak_rss,
@@ -228,10 +242,12 @@ async def _one(workers: int, clients: int, seconds: float, rate: float) -> dict[
     }
 
 
-async def _run(out: Output, clients: int, workers: Sequence[int], seconds: float, rate: float) -> Table:
+async def _run(
+    out: Output, clients: int, workers: Sequence[int], seconds: float, rate: float, kind: str
+) -> Table:
     table = Table(
         "scale",
-        f"Fan-out across workers: rxstore serve --workers W, {clients:,} clients, "
+        f"Fan-out across workers: rxstore serve --workers W, {clients:,} {KINDS[kind]} clients, "
         f"{rate:.0f} changes/s for {seconds:.0f} s, coalesce {COALESCE * 1000:.0f} ms",
         [
             "workers",
@@ -242,6 +258,7 @@ async def _run(out: Output, clients: int, workers: Sequence[int], seconds: float
             "p50 ms",
             "p99 ms",
             "gateway CPU (cores)",
+            "clients' CPU (cores)",
             "gateway RSS idle / connected MB",
             "RSS per client KiB (all / above idle)",
             "writes/s achieved",
@@ -250,9 +267,10 @@ async def _run(out: Output, clients: int, workers: Sequence[int], seconds: float
     results: dict[int, dict[str, Any]] = {}
     for w in workers:
         out.step(f"{w} workers, {clients:,} clients")
-        results[w] = await _one(w, clients, seconds, rate)
+        results[w] = await _one(w, clients, seconds, rate, kind)
         out.advance()
     base = results[min(results)]["rate"]
+    name = f"rxstore serve, {KINDS[kind]} clients"
     for w, r in results.items():
         ratio = r["rate"] / base if base else None
         table.add(
@@ -265,19 +283,21 @@ async def _run(out: Output, clients: int, workers: Sequence[int], seconds: float
                 r["p50"] * 1000,
                 r["p99"] * 1000,
                 r["cores"],
+                r["client_cores"],
                 f"{r['idle_rss'] / MB:.0f} / {r['rss'] / MB:.0f}",
                 f"{r['per_client'] / 1024:.0f} / {r['per_client_above_idle'] / 1024:.0f}",
                 r["write_rate"],
             ],
-            table.row("rxstore", f"{w} workers deliveries/s", r["rate"], "deliveries/s"),
-            table.row("rxstore", f"{w} workers vs 1 worker", ratio, "x"),
-            table.row("rxstore", f"{w} workers every change", float(r["every"]), "yes"),
-            table.row("rxstore", f"{w} workers p50", r["p50"] * 1000, "ms"),
-            table.row("rxstore", f"{w} workers p99", r["p99"] * 1000, "ms"),
-            table.row("rxstore", f"{w} workers gateway CPU", r["cores"], "cores"),
-            table.row("rxstore", f"{w} workers RSS per client", r["per_client"] / 1024, "KiB"),
+            table.row(name, f"{w} workers deliveries/s", r["rate"], "deliveries/s"),
+            table.row(name, f"{w} workers vs 1 worker", ratio, "x"),
+            table.row(name, f"{w} workers every change", float(r["every"]), "yes"),
+            table.row(name, f"{w} workers p50", r["p50"] * 1000, "ms"),
+            table.row(name, f"{w} workers p99", r["p99"] * 1000, "ms"),
+            table.row(name, f"{w} workers gateway CPU", r["cores"], "cores"),
+            table.row(name, f"{w} workers clients' CPU", r["client_cores"], "cores"),
+            table.row(name, f"{w} workers RSS per client", r["per_client"] / 1024, "KiB"),
             table.row(
-                "rxstore", f"{w} workers RSS per client above idle", r["per_client_above_idle"] / 1024, "KiB"
+                name, f"{w} workers RSS per client above idle", r["per_client_above_idle"] / 1024, "KiB"
             ),
         )
     worst = max(r["p99"] for r in results.values())
@@ -306,6 +326,7 @@ def run(
     workers: Sequence[int] | None = None,
     seconds: float | None = None,
     rate: float = RATE,
+    kind: str = KIND,
 ) -> list[Table]:
     """Run the scale benchmark (``clients``, ``workers``: from ``python -m benchmarks``'s options)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -316,6 +337,6 @@ def run(
     counts = sorted(set(workers or default_workers()))
     duration = seconds or (QUICK_SECONDS if quick else SECONDS)
     out.start("scale", len(counts))
-    table = asyncio.run(_run(out, total, counts, duration, rate))
+    table = asyncio.run(_run(out, total, counts, duration, rate, kind))
     out.finish()
     return [table]

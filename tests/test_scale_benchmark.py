@@ -31,3 +31,12 @@ def test_scale_suite_brings_every_change_to_every_client_with_one_and_two_worker
     per_worker = {line[0]: [int(n) for n in line[1].split(" / ")] for line in table.lines}
     assert per_worker["1"] == [20]
     assert len(per_worker["2"]) == 2 and sum(per_worker["2"]) == 20
+
+
+def test_scale_suite_with_rootstore_clients_records_every_change_at_every_client() -> None:
+    """The same measure with RootStore -> TableStore clients (kind ``rxstore``): every change is counted."""
+    with Output() as out:
+        [table] = scale.run(out, quick=True, clients=10, workers=[1], seconds=1.0, kind="rxstore")
+    values = {row.variant: row.value for row in table.rows}
+    assert values["1 workers every change"] == 1.0, table.lines
+    assert "RootStore" in table.title

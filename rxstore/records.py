@@ -3,14 +3,26 @@
 :data:`converter` is the one cattrs converter of the client; it checks JSON
 types instead of coercing them (``str(None)`` is not a title), reads the
 gateway's strings for non-finite numbers, and SQLite's 0/1 booleans.
+
+An attrs class whose fields are all plain JSON types (``str``, ``int``,
+``float``, ``bool``, ``None``, their unions, and lists and string-keyed
+dicts of them) and have no attrs ``converter`` is structured by
+``msgspec.convert`` first: the same checks in C, about twice as fast as
+cattrs. A row msgspec refuses goes to cattrs, which accepts what the
+gateway's rules allow besides (SQLite's 0/1, ``"NaN"``) or names the bad
+field, so the result and the errors are cattrs' either way.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
+import msgspec
 
 from rxstore.errors import ValidationError
 
@@ -43,8 +55,41 @@ def _exactly(kind: type) -> Callable[[Any, type], Any]:
     return structure
 
 
-for _kind in (str, int, float, bool):
-    converter.register_structure_hook(_kind, _exactly(_kind))
+_HOOKS = {kind: _exactly(kind) for kind in (str, int, float, bool)}
+for _kind, _hook in _HOOKS.items():
+    converter.register_structure_hook(_kind, _hook)
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_fast: dict[type, bool] = {}
+"""Record type -> whether msgspec may structure it (decided once per type)."""
+
+
+def _plain(annotation: Any) -> bool:
+    """Whether a field of this type holds plain JSON values only (no hook of anyone's applies)."""
+    if annotation in _PLAIN:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return all(arg is Ellipsis or _plain(arg) for arg in args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _plain(args[1])
+    return False
+
+
+def _msgspec_fits(record_type: type) -> bool:
+    """Whether ``msgspec.convert`` structures ``record_type`` exactly as :data:`converter` does."""
+    if not attrs.has(record_type):
+        return False
+    if any(converter.get_structure_hook(kind) is not hook for kind, hook in _HOOKS.items()):
+        return False  # someone changed how plain values are structured: only cattrs knows how
+    try:
+        hints = typing.get_type_hints(record_type)
+    except Exception:
+        return False
+    return all(
+        field.converter is None and field.init and field.alias == field.name and _plain(hints.get(field.name))
+        for field in attrs.fields(record_type)
+    )
 
 
 def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
@@ -64,6 +109,14 @@ def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
         ...
         rxstore.errors.ValidationError: invalid Post: invalid value for type, expected int @ $.likes
     """
+    fast = _fast.get(record_type)
+    if fast is None:
+        fast = _fast[record_type] = _msgspec_fits(record_type)
+    if fast:
+        try:
+            return msgspec.convert(record, record_type)
+        except Exception:  # not plainly valid: cattrs decides, and names the problem
+            pass
     try:
         return converter.structure(record, record_type)
     except Exception as exc:

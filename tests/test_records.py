@@ -1,0 +1,121 @@
+"""Records: rows structured into attrs classes, by msgspec where it agrees with cattrs, else by cattrs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rxstore.errors import ValidationError
+from rxstore.records import _msgspec_fits, converter, structure_record
+
+
+@attrs.frozen
+class Plain:
+    id: str
+    likes: int = 0
+    score: float = 0.0
+    private: bool = False
+    note: str | None = None
+    tags: list[str] = attrs.Factory(list)
+    extra: dict[str, int] = attrs.Factory(dict)
+
+
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@attrs.frozen
+class Converted:
+    id: str
+    title: str = attrs.field(default="", converter=shout)
+
+
+@attrs.frozen
+class Checked:
+    id: str
+    likes: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+
+
+def by_cattrs(row: dict[str, Any], record_type: type) -> Any:
+    """What cattrs alone makes of ``row``: the record, or the message of its ValidationError."""
+    try:
+        return converter.structure(row, record_type)
+    except Exception as exc:
+        return type(exc)
+
+
+def by_rxstore(row: dict[str, Any], record_type: type) -> Any:
+    try:
+        return structure_record(row, record_type)
+    except ValidationError as exc:
+        return type(exc.__cause__)
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "", "p1"]),
+    st.text(max_size=5),
+)
+VALUES = st.one_of(
+    JSON_SCALARS,
+    st.lists(JSON_SCALARS, max_size=3),
+    st.dictionaries(st.text(max_size=3), JSON_SCALARS, max_size=3),
+)
+ROWS = st.fixed_dictionaries(
+    {},
+    optional={name: VALUES for name in ("id", "likes", "score", "private", "note", "tags", "extra", "other")},
+)
+
+
+@given(ROWS)
+def test_a_plain_record_type_is_structured_as_cattrs_alone_does(row: dict[str, Any]) -> None:
+    """Every row: the same record, or a ValidationError from the same cattrs failure."""
+    assert _msgspec_fits(Plain)
+    expected, got = by_cattrs(row, Plain), by_rxstore(row, Plain)
+    if isinstance(expected, Plain) and isinstance(got, Plain):
+        assert attrs.asdict(got).keys() == attrs.asdict(expected).keys()
+        for name, value in attrs.asdict(expected).items():
+            other = getattr(got, name)
+            assert type(other) is type(value) and (
+                other == value or (math.isnan(other) and math.isnan(value))
+            )
+    else:
+        assert got == expected
+
+
+def test_the_gateway_s_forms_still_structure() -> None:
+    """SQLite's 0/1 booleans and the gateway's non-finite strings (msgspec refuses them): cattrs."""
+    record = structure_record({"id": "p1", "private": 1, "score": "Infinity"}, Plain)
+    assert record.private is True and record.score == math.inf
+
+
+def test_an_attrs_converter_is_applied() -> None:
+    """A field with an attrs converter: cattrs (msgspec would bypass __init__ and the converter)."""
+    assert not _msgspec_fits(Converted)
+    assert structure_record({"id": "p1", "title": "hi"}, Converted).title == "HI"
+
+
+def test_validators_run_and_errors_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="invalid Checked"):
+        structure_record({"id": "p1", "likes": -1}, Checked)
+    with pytest.raises(ValidationError, match=r"expected int @ \$\.likes"):
+        structure_record({"id": "p1", "likes": "many"}, Plain)
+
+
+def test_a_hook_registered_for_a_plain_type_turns_msgspec_off() -> None:
+    """Hooks registered on the converter for str/int/float/bool are honoured: cattrs alone then."""
+    hook = converter.get_structure_hook(str)
+    converter.register_structure_hook(str, lambda value, _: str(value).strip())
+    try:
+        assert not _msgspec_fits(Plain)
+    finally:
+        converter.register_structure_hook(str, hook)
+    assert _msgspec_fits(Plain)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import resource
 import sys
 import time
@@ -288,4 +289,6 @@ def _reply(message: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    # A benchmark's clients are many: their retry warnings (a restart, shedding) would bury the tables.
+    logging.getLogger("rxstore").setLevel(logging.ERROR)
     asyncio.run(main(json.loads(sys.argv[1])))

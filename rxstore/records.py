@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -26,7 +26,7 @@ import msgspec
 
 from rxstore.errors import ValidationError
 
-__all__ = ["converter", "structure_record"]
+__all__ = ["batch_records", "converter", "structure_record", "structure_records"]
 
 R = TypeVar("R")
 
@@ -126,3 +126,49 @@ def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
         raise ValidationError(
             f"invalid {record_type.__name__}: {'; '.join(problems)}", problems=problems
         ) from exc
+
+
+def structure_records(rows: list[Any], record_type: type[R], *, gaps: bool = False) -> list[R] | None:
+    """Structure many rows in one msgspec call; ``None`` unless every row is plainly valid.
+
+    For a record type msgspec may structure (see the module), one C call for
+    a whole batch; ``None`` otherwise, or when any row does not fit: then
+    structure them one by one with :func:`structure_record`, which names the
+    bad row and field. ``gaps``: a ``None`` row stays ``None``.
+
+    Example:
+        >>> import attrs
+        >>> @attrs.frozen
+        ... class Post:
+        ...     id: str
+        >>> structure_records([{"id": "p1"}, {"id": "p2"}], Post)
+        [Post(id='p1'), Post(id='p2')]
+        >>> structure_records([{"id": "p1"}, {"id": 2}], Post) is None
+        True
+    """
+    fast = _fast.get(record_type)
+    if fast is None:
+        fast = _fast[record_type] = _msgspec_fits(record_type)
+    if not fast:
+        return None
+    target: Any = list[record_type | None] if gaps else list[record_type]  # type: ignore[valid-type]
+    try:
+        converted: list[R] = msgspec.convert(rows, target)
+    except Exception:
+        return None
+    return converted
+
+
+def batch_records(events: Sequence[Any], record_type: type[R] | None) -> list[R | None] | None:
+    """The records of a frame's INSERT/UPDATE changes in one msgspec call, aligned with ``events``.
+
+    ``None`` (structure them one by one) unless ``record_type`` is msgspec's
+    and every such row fits; other events get ``None`` in the list.
+    """
+    if record_type is None:
+        return None
+    rows = [
+        event.data.get("record") if type(event.data) is dict and event.data.get("op") != "DELETE" else None
+        for event in events
+    ]
+    return structure_records(rows, record_type, gaps=True)

@@ -23,7 +23,7 @@ from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError
 from rxstore.events import Change, Event, EventKind, Op, Snapshot, topic_event_name
 from rxstore.operators import Frame
-from rxstore.records import converter, structure_record
+from rxstore.records import batch_records, converter, structure_record
 from rxstore.store import DomainStore
 from rxstore.table_foreign import FOREIGN_OPS, foreign_change, not_a_change
 from rxstore.table_pending import PendingRows
@@ -356,16 +356,13 @@ class TableStore(DomainStore[TableState[R]]):
 
     def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         """Apply snapshots and changes in one pass over one persistent-map mutation."""
-        rows = state.rows
-        seq = state.seq
+        rows, seq, key_name, table, parse = state.rows, state.seq, self.primary_key, self.table, self._parse
         mutation: Any = None  # immutables.MapMutation, opened on the first change
-        key_name = self.primary_key
-        to_record = self.to_record
-        # Rows kept as they came (no record_type, to_record not overridden): skip the call.
-        as_is = self.record_type is None and type(self).to_record is TableStore.to_record
-        table = self.table
-        parse = self._parse
-        for event in events:
+        to_record, own = self.to_record, type(self).to_record is TableStore.to_record
+        as_is = self.record_type is None and own  # rows kept as they came: skip the call
+        # A batch's rows structured in one msgspec call, where the record type allows (else None).
+        structured = batch_records(events, self.record_type) if own and len(events) > 1 else None
+        for index, event in enumerate(events):
             kind = event.kind
             if kind is EventKind.CHANGE:
                 # The envelope itself (validated by the root store, or the wire form of a Change).
@@ -394,7 +391,8 @@ class TableStore(DomainStore[TableState[R]]):
                             mutation = rows.mutate()
                         mutation.pop(key, None)
                     else:
-                        record = row if as_is else to_record(row)  # may raise: nothing touched yet
+                        done = structured[index] if structured else None  # None: a row not in the batch call
+                        record = done if done is not None else row if as_is else to_record(row)
                         old = envelope.get("old")
                         old_key = key if old is None or op != "UPDATE" else old.get(key_name, key)
                         moved = old_key != key  # the UPDATE changed the primary key: move the row

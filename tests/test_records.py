@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from rxstore.errors import ValidationError
 from rxstore.records import _msgspec_fits, converter, structure_record
+from rxstore.table import TableStore
+from rxstore.testing import change
 
 
 @attrs.frozen
@@ -119,3 +121,47 @@ def test_a_hook_registered_for_a_plain_type_turns_msgspec_off() -> None:
     finally:
         converter.register_structure_hook(str, hook)
     assert _msgspec_fits(Plain)
+
+
+class PlainStore(TableStore[Plain]):
+    table = "plains"
+    record_type = Plain
+
+
+ROW_VALUES = st.fixed_dictionaries(
+    {"id": st.sampled_from(["a", "b", "c", 1, None])},
+    optional={
+        "likes": st.sampled_from([0, 1, "many", None, True]),
+        "private": st.sampled_from([False, 1, 2]),
+    },
+)
+CHANGES = st.lists(
+    st.tuples(st.sampled_from(["INSERT", "UPDATE", "DELETE"]), ROW_VALUES), min_size=2, max_size=12
+)
+
+
+@given(CHANGES)
+def test_a_batch_structured_in_one_call_equals_the_changes_applied_one_by_one(
+    changes: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """One frame of typed changes (some rows bad): the state and errors of one frame per change."""
+    events = [
+        change(
+            "plains",
+            seq,
+            op,
+            row if op != "DELETE" else {"id": row["id"]},
+            old=None if op != "DELETE" else row,
+        )
+        for seq, (op, row) in enumerate(changes, start=1)
+    ]
+    batched, one_by_one = PlainStore(), PlainStore()
+    batch_errors: list[Any] = []
+    single_errors: list[Any] = []
+    batched.errors.subscribe(batch_errors.append)
+    one_by_one.errors.subscribe(single_errors.append)
+    batched.apply(events)
+    for event in events:
+        one_by_one.apply([event])
+    assert batched.value.to_dict() == one_by_one.value.to_dict()
+    assert [str(e) for e in batch_errors] == [str(e) for e in single_errors]

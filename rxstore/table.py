@@ -23,7 +23,7 @@ from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import ProtocolError
 from rxstore.events import Change, Event, EventKind, Op, Snapshot, topic_event_name
 from rxstore.operators import Frame
-from rxstore.records import batch_records, converter, structure_record
+from rxstore.records import batch_records, converter, structure_record, structure_records
 from rxstore.store import DomainStore
 from rxstore.table_foreign import FOREIGN_OPS, foreign_change, not_a_change
 from rxstore.table_pending import PendingRows
@@ -439,10 +439,11 @@ class TableStore(DomainStore[TableState[R]]):
 
     def _rows_of(self, snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
         mutation: Any = immutables.Map().mutate()
-        key_name = self.primary_key
-        for row in snapshot.records:
+        key_name, own = self.primary_key, type(self).to_record is TableStore.to_record and self.record_type
+        records = structure_records(list(snapshot.records), own) if own else None  # one msgspec call
+        for index, row in enumerate(snapshot.records):
             try:
-                mutation[row[key_name]] = self.to_record(row)
+                mutation[row[key_name]] = records[index] if records is not None else self.to_record(row)
             except Exception as exc:
                 self.report(event, exc)
         return cast(immutables.Map[Any, R], mutation.finish())

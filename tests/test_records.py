@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rxstore.errors import ValidationError
 from rxstore.records import _msgspec_fits, converter, structure_record
 from rxstore.table import TableStore
-from rxstore.testing import change
+from rxstore.testing import change, snapshot
 
 
 @attrs.frozen
@@ -165,3 +165,22 @@ def test_a_batch_structured_in_one_call_equals_the_changes_applied_one_by_one(
         one_by_one.apply([event])
     assert batched.value.to_dict() == one_by_one.value.to_dict()
     assert [str(e) for e in batch_errors] == [str(e) for e in single_errors]
+
+
+@given(st.lists(ROW_VALUES, max_size=12))
+def test_a_typed_snapshot_holds_the_rows_that_structure_and_reports_the_others(
+    rows: list[dict[str, Any]],
+) -> None:
+    """Snapshot rows structured in one call where all fit, else one by one: the same table either way."""
+    expected: dict[Any, Plain] = {}
+    bad = 0
+    for row in rows:
+        try:
+            expected[row["id"]] = structure_record(row, Plain)
+        except ValidationError:
+            bad += 1
+    store, errors = PlainStore(), list[Any]()
+    store.errors.subscribe(errors.append)
+    store.apply([snapshot("plains", 5, rows)])
+    assert store.value.to_dict() == expected
+    assert len(errors) == bad

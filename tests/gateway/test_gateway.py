@@ -25,14 +25,6 @@ from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.waiting import wait_for
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/app.db"
-    else:
-        yield request.getfixturevalue("pg_dsn")
-
-
 @pytest.fixture
 async def gateway(database_url: str) -> AsyncIterator[RealtimeGateway]:
     gateway = await start_gateway(database_url)

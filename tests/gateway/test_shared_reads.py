@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from rxstore.gateway.auth import User
 from rxstore.gateway.demo import Post, all_posts, save_post
@@ -22,14 +19,6 @@ CLIENTS = 50
 ROWS = 300
 AUTHORS = 5
 """Users u0..u4 own private rows: each of them sees a table of its own, the others all see the same."""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/app.db"
-    else:
-        yield request.getfixturevalue("pg_dsn")
 
 
 def authorize(user: User, topic: str, row: dict[str, Any]) -> bool:

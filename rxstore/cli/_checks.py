@@ -143,13 +143,9 @@ def workers(text: str) -> int:
         Traceback (most recent call last):
         argparse.ArgumentTypeError: 0 workers: use 1 or more (one per core is the usual choice)
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{value} workers: use 1 or more (one per core is the usual choice)")
-    return value
+    return _int_in(
+        text, 1, 1024, "a number of workers", "{} workers: use 1 or more (one per core is the usual choice)"
+    )
 
 
 def port(text: str) -> int:
@@ -162,12 +158,17 @@ def port(text: str) -> int:
         Traceback (most recent call last):
         argparse.ArgumentTypeError: 99999 is not a TCP port: use 1-65535, or 0 for a free one
     """
+    return _int_in(text, 0, 65535, "a port number", "{} is not a TCP port: use 1-65535, or 0 for a free one")
+
+
+def _int_in(text: str, low: int, high: int, what: str, out_of_range: str) -> int:
+    """``text`` as an int from ``low`` to ``high``, else an ArgumentTypeError saying which it is not."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535, or 0 for a free one")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(out_of_range.format(value))
     return value
 
 

@@ -9,9 +9,10 @@ An attrs class whose fields are all plain JSON types (``str``, ``int``,
 dicts of them) and have no attrs ``converter`` is structured by
 ``msgspec.convert`` first: the same checks in C, about twice as fast as
 cattrs for one row, and a batch's or a snapshot's rows in one call
-(:func:`structure_records`) three times as fast again. A row msgspec refuses goes to cattrs, which accepts what the
-gateway's rules allow besides (SQLite's 0/1, ``"NaN"``) or names the bad
-field, so the result and the errors are cattrs' either way.
+(:func:`structure_records`) three times as fast again. A row msgspec
+refuses goes to cattrs, which accepts what the gateway's rules allow besides
+(SQLite's 0/1, ``"NaN"``) or names the bad field, so the result and the
+errors are cattrs' either way.
 """
 
 from __future__ import annotations

@@ -244,3 +244,25 @@ def test_workers_must_be_at_least_one() -> None:
 
     result = subprocess.run([*RXSTORE, "serve", "--workers", "0"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "0 workers: use 1 or more" in result.stderr
+
+
+def test_a_port_another_server_listens_on_is_refused_even_if_it_allows_sharing(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let the workers share a port with any process of this user: refused instead."""
+    import socket
+    import subprocess
+
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        db = f"sqlite:///{tmp_path / 'app.db'}"
+        result = subprocess.run(
+            [*RXSTORE, "serve", "--db", db, "--demo-schema", "--workers", "2", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "RXSTORE_SECRET": SECRET},
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in result.stderr

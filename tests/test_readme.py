@@ -107,6 +107,11 @@ async def test_the_live_table_section_runs_as_pasted_against_rxstore_serve(tmp_p
         writer = await asyncio.create_subprocess_exec("bash", "-c", write, cwd=tmp_path, env=shell_env())
         assert await asyncio.wait_for(writer.wait(), WAIT) == 0
         await read_until(shell.stdout, "posts: 1", seen)
+        while not any(line.startswith("rxstore: serving posts") for line in seen):
+            # Printed once every worker serves: the first may serve live.py before that.
+            line = await asyncio.wait_for(shell.stdout.readline(), WAIT)
+            assert line, f"the shell ended before saying it serves; printed: {seen}"
+            seen.append(line.decode().rstrip())
     finally:
         os.killpg(shell.pid, signal.SIGTERM)
         try:

@@ -129,6 +129,9 @@ async def test_a_change_reaches_the_clients_of_every_worker_and_metrics_show_eve
             return "rxstore_workers 2" in metrics and sorted(found) == ["0", "1"]
 
         await wait_for(counted_by_both, what="/metrics: both workers broadcast the 5 changes")
+        async with aiohttp.ClientSession() as http, http.get(served.url + "/healthz") as response:
+            health = await response.json()
+        assert health["status"] == "ok" and health["worker"] in (0, 1) and health["pid"] in served.workers()
 
 
 async def test_a_worker_killed_with_sigkill_is_restarted_and_its_clients_lose_no_change(

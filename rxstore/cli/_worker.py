@@ -71,7 +71,10 @@ def _labelled(sample: str, worker: str | None) -> str:
 
 
 class WorkerGateway(RealtimeGateway):
-    """A worker's gateway: ``/metrics`` shows every worker's metrics and the supervisor's."""
+    """A worker's gateway: ``/metrics`` shows every worker's metrics and the supervisor's.
+
+    ``/healthz`` answers for the worker that takes the request, and says which (``worker``, ``pid``).
+    """
 
     index: int = 0
     metrics_dir: Path | None = None
@@ -79,6 +82,10 @@ class WorkerGateway(RealtimeGateway):
     def own_metrics(self) -> str:
         """This worker's own Prometheus text."""
         return super()._metrics_report()[0].decode()
+
+    def _health_report(self) -> tuple[int, dict[str, Any]]:
+        status, body = super()._health_report()
+        return status, {**body, "worker": self.index, "pid": os.getpid()}  # which worker answered
 
     def _metrics_report(self) -> tuple[bytes, str]:
         own, content_type = super()._metrics_report()

@@ -28,6 +28,8 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks._common import commands
+
 TOPIC = "posts"
 DECODE = (
     "SELECT count(*) FROM pg_logical_slot_get_changes($1, NULL, 10000, "
@@ -161,7 +163,6 @@ async def settle(capture: Capture, target: int, timeout: float) -> dict[str, Any
 
 
 async def main(options: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
     mode = options["mode"]
     capture: Capture = (
         SlotCapture(options["url"], options["slot"], after=mode == "slot-after")
@@ -171,11 +172,7 @@ async def main(options: dict[str, Any]) -> None:
     await capture.open()
     try:
         _reply({"ready": True})
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
+        async for command in commands():
             if command["cmd"] == "settle":
                 _reply(await settle(capture, command["target"], command["wait"]))
             elif command["cmd"] == "quit":

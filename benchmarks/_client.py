@@ -29,7 +29,7 @@ from typing import Any
 
 import socketio
 
-from benchmarks._common import rss_bytes
+from benchmarks._common import commands, rss_bytes
 from rxstore import RootStore, TableStore
 from rxstore.events import BATCH, SNAPSHOT
 from rxstore.gateway.demo import Post
@@ -236,7 +236,6 @@ def _cpu() -> float:
 async def main(options: dict[str, Any]) -> None:
     if options.get("gc_threshold"):
         gc.set_threshold(int(options["gc_threshold"]))
-    loop = asyncio.get_running_loop()
     lags: list[float] | None = [] if options.get("lags") else None
     kind = {"bare": BareClient, "ws": WsClient}.get(options["kind"], RxClient)
     clients = [
@@ -252,11 +251,7 @@ async def main(options: dict[str, Any]) -> None:
     if lags is not None:
         lags.clear()
     _reply({"ready": True, "clients": len(clients), "rss": rss_bytes()})
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            break
-        command = json.loads(line)
+    async for command in commands():
         cmd = command["cmd"]
         if cmd == "wait":
             cpu0 = _cpu()

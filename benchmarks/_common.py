@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -9,7 +10,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,13 @@ def _dist_version(module: str) -> str:
         return metadata.version(names.get(module, module))
     except metadata.PackageNotFoundError:
         return "?"
+
+
+async def commands() -> AsyncIterator[dict[str, Any]]:
+    """The JSON commands a benchmark's helper process reads from stdin, one a line, until stdin closes."""
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        yield json.loads(line)
 
 
 def rss_bytes(pid: int | None = None) -> int:

@@ -15,12 +15,11 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import rss_bytes
+from benchmarks._common import commands, rss_bytes
 from benchmarks._gateway import Server
 
 
 async def main(options: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
     async with Server(
         serializer=options.get("serializer", "json"),
         rows=options.get("rows", 100),
@@ -29,11 +28,7 @@ async def main(options: dict[str, Any]) -> None:
         assert server.gateway is not None
         _reply({"url": server.url, "rss": rss_bytes(), "head": await server.head()})
         peak = rss_bytes()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
+        async for command in commands():
             if command["cmd"] == "paced":
                 cpu0 = time.process_time()
                 wall0 = time.perf_counter()

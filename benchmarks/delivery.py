@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks._common import Output, Table
+from benchmarks._common import Output, Table, commands
 from benchmarks._gateway import AUTH, Process
 from rxstore.events import BATCH, LIVE, Change, Op
 
@@ -86,7 +86,6 @@ async def _serve(options: dict[str, Any]) -> None:
     from benchmarks._gateway import Server
 
     kind = options["kind"]
-    loop = asyncio.get_running_loop()
     server: Server | None = None
     runner: web.AppRunner | None = None
     if kind == "bare":
@@ -103,11 +102,7 @@ async def _serve(options: dict[str, Any]) -> None:
     cpu0 = 0.0
     profile: cProfile.Profile | None = None
     try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
+        async for command in commands():
             if command["cmd"] == "fanout":
                 if command.get("profile"):
                     profile = cProfile.Profile()
@@ -201,11 +196,7 @@ async def _clients(options: dict[str, Any]) -> None:
         await asyncio.sleep(0.05)
     _reply({"live": sum(live)})
     try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            command = json.loads(line)
+        async for command in commands():
             if command["cmd"] == "wait":
                 deadline = loop.time() + command.get("timeout", 120)
                 while min(counts) < command["frames"] and loop.time() < deadline:

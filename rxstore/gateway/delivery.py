@@ -5,9 +5,9 @@ broadcasts) goes through that client's bounded queue or straight to its
 socket through :meth:`Delivery.send`, which waits while python-engineio
 still holds more than a few packets for it. A frame queued while nothing is
 pending for a websocket client is written straight to its TCP transport
-instead (the direct path, :mod:`rxstore.gateway.wire`). A client that falls too far
-behind, or takes no frame for ``client_send_timeout``, is dropped; it
-resumes from its cursor when it returns.
+instead (the direct path, :mod:`rxstore.gateway.wire`). A live client that falls too far
+behind catches up from the log on the same connection (:mod:`rxstore.gateway.catchup`);
+one that takes no frame for ``client_send_timeout`` is dropped, and resumes from its cursor.
 
 The python-socketio / python-engineio internals this relies on live here
 (``sio.eio.sockets[eio_sid].queue``, ``manager.eio_sid_from_sid``,
@@ -97,6 +97,7 @@ class OutFrame:
         packets: Its engine.io packets, encoded once on first send and reused.
         nbytes: Their size, once encoded (counted against ``client_queue_bytes``).
         wire: Their websocket frames, built once on the first direct write.
+        last: The seq of the last change it carries (a batch); ``None`` for other frames.
     """
 
     name: str
@@ -105,6 +106,7 @@ class OutFrame:
     packets: list[Any] | None = None
     nbytes: int = 0
     wire: bytes | None = None
+    last: int | None = None
 
 
 @attrs.define(eq=False)
@@ -200,13 +202,14 @@ class Delivery:
         self.direct_buffer = direct_buffer
         self.direct_frames = self.direct_changes = 0
         """Direct writes not yet added to the metrics (see :meth:`count_direct`)."""
-        """Write shared frames straight to idle websocket clients (off: every frame through the queues)."""
+        self.keep: Callable[[Client, OutFrame], bool] = lambda client, frame: False
+        """Whether a frame over a client's bounds is handled without dropping it (set by :mod:`~.catchup`)."""
 
     def batch_frames(self, events: list[Any]) -> list[OutFrame]:
         """``events`` as batch frames of at most ``frame_bytes`` each (a bigger change alone), encoded."""
         if not events:
             return []
-        frame = OutFrame(BATCH, LogFrame(events=events), len(events))
+        frame = OutFrame(BATCH, LogFrame(events=events), len(events), last=events[-1][1]["seq"])
         self.encode(frame)
         if frame.nbytes <= self.frame_bytes or len(events) == 1:
             return [frame]
@@ -231,7 +234,7 @@ class Delivery:
         )
 
     def enqueue(self, client: Client, frame: OutFrame) -> bool:
-        """Queue a frame for a client; drop the client (and return False) if it is too far behind.
+        """Queue a frame for a client; False if it is over the client's bounds (then see :attr:`keep`).
 
         While nothing else is pending for a websocket client (see :meth:`link`),
         the frame is written straight to its socket instead.
@@ -259,14 +262,15 @@ class Delivery:
             client.queued + frame.size > self.client_queue_limit
             or client.queued_bytes + buffered + frame.nbytes > self.client_queue_bytes
         ):
-            log.warning(
-                "[RealtimeGateway] %s fell %d changes (%d bytes) behind; dropping it",
-                client.sid,
-                client.queued,
-                client.queued_bytes,
-            )
-            self.metrics.dropped.inc()
-            self.drop(client)
+            if not self.keep(client, frame):
+                log.warning(
+                    "[RealtimeGateway] %s fell %d changes (%d bytes) behind; dropping it",
+                    client.sid,
+                    client.queued,
+                    client.queued_bytes,
+                )
+                self.metrics.dropped.inc()
+                self.drop(client)
             return False
         client.queue.append(frame)
         client.idle.clear()

@@ -107,3 +107,17 @@ class Metrics:
             "live; a connect beyond max_pending_syncs is refused with unavailable + retry_after.",
             registry=r,
         )
+        self.catchups = Counter(
+            "rxstore_catchups",
+            "Live clients over client_queue_limit/client_queue_bytes moved to catch up from the log on "
+            "their connection instead of being dropped (RealtimeGateway(behind='catch_up')).",
+            registry=r,
+        )
+        self.catching_up = Gauge(
+            "rxstore_catching_up", "Clients catching up from the log now, out of live delivery.", registry=r
+        )
+        self.broadcasts_dropped = Counter(
+            "rxstore_broadcasts_dropped",
+            "Client broadcasts not delivered to a client they would put over its bounds (the client stays).",
+            registry=r,
+        )

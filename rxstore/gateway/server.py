@@ -17,7 +17,7 @@ concern has a module of its own:
 
 * :mod:`~rxstore.gateway.api`: Topic, Retention, Writes, the hook types (no Socket.IO).
 * :mod:`~rxstore.gateway.tailer`: the live path (read the log, broadcast), trimming.
-* :mod:`~rxstore.gateway.sync`: bringing a client up to date (snapshot, replay, live).
+* :mod:`~rxstore.gateway.sync`, :mod:`~rxstore.gateway.catchup`: bringing a client up to date.
 * :mod:`~rxstore.gateway.visibility`: who sees which change (pure functions).
 * :mod:`~rxstore.gateway.delivery`: per-client queues, encoding, backpressure, engine.io internals.
 * :mod:`~rxstore.gateway.mutations`: what clients send (mutations, broadcasts, handlers).
@@ -116,9 +116,10 @@ class RealtimeGateway(Serving):
             once (each holds a read transaction and a connection); others wait.
             One user's snapshots are sent one at a time, so that one user's
             stalled connections cannot hold every slot.
-        client_queue_limit: Most changes waiting for one client; a client further
-            behind is dropped (it resumes from its cursor when it returns).
+        client_queue_limit: Most changes waiting for one client; a live client further behind
+            catches up from the log on its connection (:mod:`~rxstore.gateway.catchup`).
         client_queue_bytes: Most encoded bytes waiting for one client, likewise.
+        behind: ``"drop"``: a client over those bounds is dropped instead (it resumes later).
         retention: Trimming of the change log.
         watch: Install the capture triggers on ``topics`` at start.
         cors_allowed_origins: Origins allowed to connect from a browser.
@@ -176,6 +177,7 @@ class RealtimeGateway(Serving):
         max_subscriptions: int = 64,
         max_pending_syncs: int | None = 1000,
         shed_retry_after: float = 1.0,
+        behind: Literal["catch_up", "drop"] = "catch_up",
     ) -> None:
         if async_mode not in ("aiohttp", "asgi"):
             raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
@@ -199,8 +201,6 @@ class RealtimeGateway(Serving):
         self._read_bytes = max(frame_bytes, client_queue_bytes // 4)
         """Most bytes of rows one read of the log returns: a big transaction is sent in parts."""
         self._hook_warnings = Throttled()
-        if coalesce < 0:
-            raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
         self.coalesce = coalesce
         self.client_queue_limit = client_queue_limit
         self.client_queue_bytes = client_queue_bytes
@@ -264,19 +264,19 @@ class RealtimeGateway(Serving):
             coalesce=coalesce,
             retention=self.retention,
         )
-        tailer = self.tailer
         self.sync = Sync(
             log,
             self.delivery,
             self.metrics,
-            head=lambda: tailer.head,
-            events_for=tailer.events_for,
+            head=lambda: self.tailer.head,
+            events_for=self.tailer.events_for,
             authorize=self._authorize,
             names=self._events,
             primary_keys=primary_keys,
             batch_size=batch_size,
             read_bytes=self._read_bytes,
             snapshot_concurrency=snapshot_concurrency,
+            behind=behind,
         )
         self.sessions = Sessions(
             self.sio,

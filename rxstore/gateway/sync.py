@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rxstore.events import LIVE, RESET, Change
 from rxstore.gateway.api import RowFilter
+from rxstore.gateway.catchup import Behind, CatchUp
 from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.delivery import Client, Delivery, OutFrame, Stalled
 from rxstore.gateway.metrics import Metrics
@@ -46,6 +47,7 @@ class Sync:
         batch_size: Most changes per read of the log.
         read_bytes: Most bytes of rows per read of the log.
         snapshot_concurrency: Most snapshots read and sent at once.
+        behind: What happens to a live client over its bounds (see :mod:`~rxstore.gateway.catchup`).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Sync:
         batch_size: int,
         read_bytes: int,
         snapshot_concurrency: int,
+        behind: Behind = "catch_up",
     ) -> None:
         self.log = log
         self.delivery = delivery
@@ -83,6 +86,8 @@ class Sync:
             primary_keys=primary_keys,
             slots=asyncio.Semaphore(snapshot_concurrency),
         )
+        self.catch_ups = CatchUp(delivery, self, metrics, behind=behind)
+        """Live clients that fell behind, catching up from the log."""
 
     async def run(self, client: Client) -> None:
         """Bring ``client`` up to date and mark it live; drop or disconnect it on failure.
@@ -168,8 +173,14 @@ class Sync:
             sub.since, sub.skip = seq, skip
         return seq
 
-    async def catch_up(self, client: Client) -> None:
-        """Replay the changes after the client's cursor, then mark it live at the head."""
+    async def catch_up(self, client: Client, *, announce: bool = True) -> None:
+        """Replay the changes after the client's cursor, then mark it live at the head.
+
+        Args:
+            client: The client, its cursor set.
+            announce: Send ``rxstore:live`` at the head; ``False`` for a client that was
+                live already (see :mod:`~rxstore.gateway.catchup`), unless it was reset here.
+        """
         prefetch: asyncio.Future[list[Change]] | None = None
         delivery = self.delivery
         try:
@@ -180,7 +191,8 @@ class Sync:
                 if cursor >= head:
                     # Synchronous from the check to here: the tailer cannot slip a batch in between.
                     client.live = True
-                    delivery.enqueue(client, OutFrame(LIVE, {"seq": cursor, "epoch": client.epoch}))
+                    if announce:
+                        delivery.enqueue(client, OutFrame(LIVE, {"seq": cursor, "epoch": client.epoch}))
                     return
                 if prefetch is None:
                     prefetch = asyncio.ensure_future(
@@ -198,6 +210,7 @@ class Sync:
                         client, RESET, {"reason": "cursor_expired", "cursor": cursor, "horizon": horizon}
                     )
                     await self.snapshot(client)
+                    announce = True  # it waits for rxstore:live after a reset
                     continue
                 if changes[-1].seq < self.head():  # read the next page while this one is sent
                     prefetch = asyncio.ensure_future(

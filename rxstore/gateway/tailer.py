@@ -7,7 +7,9 @@ misses no batch and gets none twice. Clients of the same topics get the same
 frames, encoded once, unless a row filter makes each client's own. Clients
 with live-query subsets get theirs through the subscription index (see
 :mod:`rxstore.gateway.subscriptions`): per change, only the subscriptions it
-may concern are looked at.
+may concern are looked at. A client a batch would put over its bounds leaves
+live delivery with the last change it was handed as its cursor, and catches
+up from the log (see :mod:`rxstore.gateway.catchup`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Tailer:
         retention: Retention,
         index: SubscriptionIndex | None = None,
     ) -> None:
+        if coalesce < 0:
+            raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
         self.log = log
         self.delivery = delivery
         self.metrics = metrics
@@ -149,6 +153,7 @@ class Tailer:
         A failure for one client (a bug) drops that client, which resumes from
         its own cursor later: the others, and the head, are not affected.
         """
+        previous = self.head  # every live client has every change up to it
         self.head = head = changes[-1].seq
         metrics = self.metrics
         metrics.changes.inc(len(changes))
@@ -172,19 +177,20 @@ class Tailer:
                 else:
                     frames = delivery.batch_frames(self.events_for(client, changes))
                 client.cursor = head
-                self._send(client, frames)
+                self._send(client, frames, max(cursor or 0, previous))
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 delivery.drop(client)
         if self.index.count:
-            self._broadcast_indexed(changes)
+            self._broadcast_indexed(changes, previous)
 
-    def _broadcast_indexed(self, changes: Sequence[Change]) -> None:
+    def _broadcast_indexed(self, changes: Sequence[Change], previous: int) -> None:
         """Route a batch to the indexed clients: per change, only the subscriptions it may concern.
 
         A live indexed client that a batch does not concern keeps its old
         ``cursor``: while it is live its position is the head (see
-        ``LiveQueries.subscribe``, which reads it from there).
+        ``LiveQueries.subscribe``, which reads it from there); ``previous`` is the
+        head before this batch.
         """
         authorize, candidates = self.authorize, self.index.candidates
         events: dict[str, list[Any]] = {}
@@ -225,15 +231,25 @@ class Tailer:
                 frames = shared.get(same)
                 if frames is None:
                     frames = shared[same] = self.delivery.batch_frames(mine)
-                self._send(client, frames)
+                self._send(client, frames, max(cursor or 0, previous))
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 self.delivery.drop(client)
 
-    def _send(self, client: Client, frames: Sequence[OutFrame]) -> None:
+    def _send(self, client: Client, frames: Sequence[OutFrame], before: int) -> None:
+        """Queue ``frames`` for ``client``, whose position before them is ``before``.
+
+        If one would put the client over its bounds, the rest are not queued and its
+        cursor becomes the seq of the last change it was handed (queued or written):
+        a client that catches up (:mod:`~rxstore.gateway.catchup`) replays from there.
+        """
+        handed = before
         for frame in frames:
             if not self.delivery.enqueue(client, frame):
-                break
+                client.cursor = handed
+                return
+            if frame.last is not None:
+                handed = frame.last
 
     async def trim(self) -> None:
         """Trim the log every ``retention.interval`` seconds, forever."""

@@ -28,7 +28,7 @@ import msgspec
 
 from rxstore.errors import ValidationError
 
-__all__ = ["batch_records", "converter", "structure_record", "structure_records"]
+__all__ = ["batch_records", "converter", "envelope_records", "structure_record", "structure_records"]
 
 R = TypeVar("R")
 
@@ -173,4 +173,12 @@ def batch_records(events: Sequence[Any], record_type: type[R] | None) -> list[R 
         event.data.get("record") if type(event.data) is dict and event.data.get("op") != "DELETE" else None
         for event in events
     ]
+    return structure_records(rows, record_type, gaps=True)
+
+
+def envelope_records(envelopes: Sequence[Any], record_type: type[R] | None) -> list[R | None] | None:
+    """:func:`batch_records` of checked change envelopes (a :class:`~rxstore.frames.ChangeFrame`'s)."""
+    if record_type is None:
+        return None
+    rows = [envelope.get("record") if envelope["op"] != "DELETE" else None for envelope in envelopes]
     return structure_records(rows, record_type, gaps=True)

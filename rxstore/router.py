@@ -30,17 +30,14 @@ from rxstore.connection import SyncState
 from rxstore.errors import ProtocolError, RxStoreError, StoreError
 from rxstore.events import (
     BATCH,
-    CLOSING,
     CONTROL_PREFIX,
-    LIVE,
-    RESET,
-    SNAPSHOT,
     Event,
     EventKind,
-    Snapshot,
     check_envelope,
 )
+from rxstore.frames import ChangeFrame, CheckedBatch
 from rxstore.metrics import Metrics
+from rxstore.router_control import ControlFrames
 
 __all__ = ["EventStream", "Frame", "Router"]
 
@@ -140,7 +137,7 @@ class EventStream(Observable[Event]):
         return tuple(self._views.values())
 
 
-class Router:
+class Router(ControlFrames):
     """Turns frames into events, keeps the cursor, and publishes on :attr:`events`.
 
     Args:
@@ -248,22 +245,26 @@ class Router:
             return Event(name, data, EventKind.CHANGE, seq)
         return Event(name, data)
 
-    def _unpack_batch(self, data: Any) -> tuple[list[Event], bool]:
+    def _unpack_batch(self, data: Any) -> tuple[Frame, bool]:
         """Turn a batch frame into its events, and whether they have several names.
 
-        :meth:`_to_event` inlined, counters kept local.
+        The changes of a batch under one name (one topic's: the common case)
+        become a :class:`~rxstore.frames.ChangeFrame`, with no object per
+        change. :meth:`_to_event` inlined, counters kept local.
         """
+        if type(data) is CheckedBatch:
+            return self._unpack_checked(data.events)
         frames = data.get("events") if type(data) is dict else None
         if type(frames) is not list:
             self.report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
-            return [], False
-        events: list[Event] = []
-        append = events.append
+            return (), False
+        envelopes: list[dict[str, Any]] = []
+        kept: list[Any] = []  # the [name, payload] entries kept, changes and messages
+        messages: set[int] | None = None  # positions in kept of the messages, if any
         cursor = self.cursor
         cursor_event = self.cursor_event
-        duplicates = changes = names = 0
+        duplicates = names = 0
         previous = None
-        change_kind = EventKind.CHANGE
         seq: Any  # a change's seq, or what is wrong with its envelope
         for frame in frames:
             if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
@@ -285,20 +286,67 @@ class Router:
                     continue
                 cursor = seq
                 cursor_event = name
-                changes += 1
-                append(Event(name, payload, change_kind, seq))
+                envelopes.append(payload)
+                kept.append(frame)
             elif name.startswith(CONTROL_PREFIX):
                 error = f"control frame {name!r} inside a batch is not allowed; ignored"
                 self.report(ProtocolError(error, event=BATCH, payload=frame))
             else:
-                append(Event(name, payload))
+                if messages is None:
+                    messages = set()
+                messages.add(len(kept))
+                kept.append(frame)
+        self._count(len(frames), cursor, cursor_event, duplicates, len(envelopes))
+        if messages is None:
+            return _frame_of(kept, envelopes, names), names > 1
+        change = EventKind.CHANGE
+        events = [
+            Event(name, payload) if i in messages else Event(name, payload, change, payload["seq"])
+            for i, (name, payload) in enumerate(kept)
+        ]
+        return events, names > 1
+
+    def _unpack_checked(self, entries: list[tuple[str, Any]]) -> tuple[Frame, bool]:
+        """:meth:`_unpack_batch` of a batch the decoder checked: only the rules msgspec cannot express."""
+        envelopes: list[dict[str, Any]] = []
+        kept: list[Any] = []
+        cursor = self.cursor
+        cursor_event = self.cursor_event
+        duplicates = names = 0
+        previous = None
+        for entry in entries:
+            name, payload = entry
+            seq = payload["seq"]
+            if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
+                duplicates += 1
+                continue
+            op = payload["op"]
+            if payload.get("old" if op == "DELETE" else "record") is None:
+                needs = "old" if op == "DELETE" else "record"
+                self.report(
+                    ProtocolError(f"{op} change envelope needs {needs!r}", event=name, payload=payload)
+                )
+                continue
+            cursor = seq
+            cursor_event = name
+            if name != previous:
+                names += 1
+                previous = name
+            envelopes.append(payload)
+            kept.append(entry)
+        self._count(len(entries), cursor, cursor_event, duplicates, len(envelopes))
+        return _frame_of(kept, envelopes, names), names > 1
+
+    def _count(
+        self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int
+    ) -> None:
+        """Keep a batch's cursor and counters."""
         self.cursor = cursor
         self.cursor_event = cursor_event
         metrics = self.metrics
-        metrics.events += len(frames)
+        metrics.events += entries
         metrics.duplicates += duplicates
         metrics.changes_applied += changes
-        return events, names > 1
 
     def _dispatch(self, events: Sequence[Event], mixed: bool = False) -> None:
         """Publish events on the hot stream, and each keyed view its share of them, once.
@@ -306,10 +354,16 @@ class Router:
         ``mixed``: the events may have several names (else they all have the last one's).
         """
         metrics = self.metrics
-        last = events[-1]
         metrics.cursor = self.cursor  # also after a batch that ends with a message
-        if last.kind is EventKind.CHANGE:
-            ts = last.data.get("ts", 0.0)  # a float or an int (validated), or missing
+        if type(events) is ChangeFrame:
+            last_change: Any = events.envelopes[-1]
+            name = events.name
+        else:
+            last = events[-1]
+            last_change = last.data if last.kind is EventKind.CHANGE else None
+            name = last.name
+        if last_change is not None:
+            ts = last_change.get("ts", 0.0)  # a float or an int (validated), or missing
             if ts > 0:  # 0: the envelope had no commit time
                 metrics.record_lag(ts)
             if self._replaying:
@@ -323,7 +377,6 @@ class Router:
                 except Exception as exc:  # a plain RealtimeStore's handler raised
                     self.report(StoreError("root.events subscriber", event, exc))
         routes = stream.routes
-        name = last.name
         if not mixed:
             # One event name (one topic's batch, the common case): every view gets all of them.
             for view in routes.get(name, ()):
@@ -340,98 +393,12 @@ class Router:
         for view, share in shares.items():
             view.emit(share)
 
-    # -- control frames --------------------------------------------------------
 
-    def _on_control(self, name: str, data: Any) -> None:
-        try:
-            if name == SNAPSHOT:
-                self._on_snapshot(data)
-            elif name == CLOSING:
-                self.closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
-                log.info("[RootStore] the gateway is ending the session: %s", data)
-            elif name == RESET:
-                self._on_reset(data)
-            elif name == LIVE:
-                epoch = data.get("epoch") if type(data) is dict else None
-                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
-                    self.epoch = epoch
-                self._replaying = False
-                self._live = True
-                self.set_sync(SyncState.LIVE)
-            else:
-                self._dispatch([Event(name, data)])
-        except ProtocolError as exc:
-            self.report(exc)
-
-    def _on_snapshot(self, data: Any) -> None:
-        event = self._whole_snapshot(data)
-        if event is None:
-            return  # a chunk: held until its subscription's last one
-        seq = event.seq
-        assert seq is not None
-        if self.cursor is not None and seq < self.cursor:
-            raise ProtocolError(
-                f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
-                event=SNAPSHOT,
-                payload=data,
-            )
-        if self.cursor is None:  # first sync, or after a reset; never moved by a runtime subscription's
-            self.cursor = seq
-            self.cursor_event = event.name
-        self._dispatch([event])
-
-    def _on_reset(self, data: Any) -> None:
-        log.info("[RootStore] reset: %s", data)
-        self.cursor = self.cursor_event = None
-        self.epoch = None  # the next rxstore:live tells the new one
-        reset = Event(RESET, data, EventKind.RESET)
-        stream = self.events
-        if stream.subject.observers:
-            stream.subject.on_next(reset)
-        frame = (reset,)
-        for view in stream.views():
-            view.emit(frame)
-
-    def _whole_snapshot(self, data: Any) -> Event | None:
-        """Validate a snapshot frame; hold its records if more chunks follow, else return the whole snapshot.
-
-        Raises:
-            ProtocolError: A malformed frame (the chunks held for its event are dropped).
-        """
-        event = _snapshot_event(data)
-        more = data.get("more", False)
-        snapshot = event.data
-        held = self._chunks.pop(event.name, None)
-        if type(more) is not bool:
-            raise ProtocolError("snapshot frame's 'more' must be a boolean", event=SNAPSHOT, payload=data)
-        if held is not None and held[0] != event.seq:
-            held = None  # a new snapshot of the topic began (after a reset): the old one is void
-        if more:
-            records = held[1] if held is not None else []
-            records.extend(snapshot.records)
-            self._chunks[event.name] = (event.seq or 0, records)
-            return None
-        if held is None:
-            return event
-        held[1].extend(snapshot.records)
-        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
-        return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
-
-
-def _snapshot_event(data: Any) -> Event:
-    """Validate an ``rxstore:snapshot`` frame and return it as a SNAPSHOT event."""
-    if type(data) is not dict:
-        raise ProtocolError("snapshot frame must be an object", event=SNAPSHOT, payload=data)
-    topic, name, seq, records = (
-        data.get("topic"),
-        data.get("event"),
-        data.get("seq"),
-        data.get("records"),
-    )
-    if type(topic) is not str or type(name) is not str:
-        raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
-    if type(seq) is not int or seq < 0:
-        raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
-    if type(records) is not list or not all(type(r) is dict for r in records):
-        raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
-    return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)
+def _frame_of(kept: list[Any], envelopes: list[dict[str, Any]], names: int) -> Frame:
+    """A batch's kept changes: one :class:`ChangeFrame` under one name, else their events."""
+    if not envelopes:
+        return ()
+    if names == 1:
+        return ChangeFrame(kept[0][0], envelopes)
+    change = EventKind.CHANGE
+    return [Event(name, payload, change, payload["seq"]) for name, payload in kept]

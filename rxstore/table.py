@@ -13,20 +13,20 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, ClassVar, TypeVar, cast
 
-import immutables
 from reactivex import Observable
 from reactivex.abc import SchedulerBase
 from reactivex.subject import BehaviorSubject
 
 from rxstore._live import table_live
 from rxstore.connection import SyncState, SyncStatus
-from rxstore.errors import ProtocolError
-from rxstore.events import Change, Event, EventKind, Op, Snapshot, topic_event_name
+from rxstore.events import Event, Op, topic_event_name
+from rxstore.frames import ChangeFrame
 from rxstore.operators import Frame
-from rxstore.records import batch_records, converter, structure_record, structure_records
+from rxstore.records import converter, structure_record
 from rxstore.store import DomainStore
-from rxstore.table_foreign import FOREIGN_OPS, foreign_change, not_a_change
+from rxstore.table_foreign import FOREIGN_OPS
 from rxstore.table_pending import PendingRows
+from rxstore.table_reduce import reduce_envelopes, reduce_events
 from rxstore.table_state import TableState
 from rxstore.where import Subset, WhereSpec, columns_of, parse_subscription, terms_of
 
@@ -139,6 +139,8 @@ class TableStore(DomainStore[TableState[R]]):
         if parse is None and type(self).parse is not TableStore.parse:
             parse = self.parse
         self._parse: Parser | None = parse
+        self.own_records = type(self).to_record is TableStore.to_record
+        """Whether rows become records by ``record_type`` alone (``to_record`` not overridden)."""
         self._subset = Subset(self.table, terms_of(where), columns_of(columns))
         if event is not None or not self._subset.whole:
             if parse is not None:
@@ -356,94 +358,6 @@ class TableStore(DomainStore[TableState[R]]):
 
     def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         """Apply snapshots and changes in one pass over one persistent-map mutation."""
-        rows, seq, key_name, table, parse = state.rows, state.seq, self.primary_key, self.table, self._parse
-        mutation: Any = None  # immutables.MapMutation, opened on the first change
-        to_record, own = self.to_record, type(self).to_record is TableStore.to_record
-        as_is = self.record_type is None and own  # rows kept as they came: skip the call
-        # A batch's rows structured in one msgspec call, where the record type allows (else None).
-        structured = batch_records(events, self.record_type) if own and len(events) > 1 else None
-        for index, event in enumerate(events):
-            kind = event.kind
-            if kind is EventKind.CHANGE:
-                # The envelope itself (validated by the root store, or the wire form of a Change).
-                change_seq = event.seq
-                if change_seq is None or (seq is not None and change_seq <= seq):
-                    continue
-                try:
-                    envelope = event.data
-                    if type(envelope) is not dict:  # an event built by hand around a Change
-                        envelope = cast(Change, event.change).to_payload()
-                    if envelope["topic"] != table:
-                        raise ProtocolError(
-                            f"change seq={change_seq} of {envelope['topic']!r} is not a {table!r} change"
-                        )
-                    op = envelope["op"]
-                    row = envelope.get("record") if op != "DELETE" else envelope["old"]
-                    try:
-                        key = row[key_name]
-                    except (KeyError, TypeError):
-                        raise ProtocolError(
-                            f"change seq={change_seq} on {table!r} has no {key_name!r} in its row"
-                        ) from None
-                    hash(key)  # an unhashable key fails here, before the map is touched
-                    if op == "DELETE":
-                        if mutation is None:
-                            mutation = rows.mutate()
-                        mutation.pop(key, None)
-                    else:
-                        done = structured[index] if structured else None  # None: a row not in the batch call
-                        record = done if done is not None else row if as_is else to_record(row)
-                        old = envelope.get("old")
-                        old_key = key if old is None or op != "UPDATE" else old.get(key_name, key)
-                        moved = old_key != key  # the UPDATE changed the primary key: move the row
-                        if moved:
-                            hash(old_key)
-                        if mutation is None:
-                            mutation = rows.mutate()
-                        if moved:
-                            mutation.pop(old_key, None)
-                        mutation[key] = record
-                except Exception as exc:
-                    self.report(event, exc)
-                    continue
-                seq = change_seq
-            elif kind is EventKind.SNAPSHOT:
-                snapshot = cast(Snapshot, event.data)
-                mutation = None
-                rows = self._rows_of(snapshot, event)
-                seq = snapshot.seq
-            elif kind is EventKind.RESET:
-                mutation = None
-                rows = immutables.Map()
-                seq = None
-            elif parse is not None:  # a foreign server's payload: no seq, applied as it comes
-                try:
-                    parsed = foreign_change(self, event, parse)
-                except Exception as exc:
-                    self.report(event, exc)
-                    continue
-                if parsed is not None:
-                    if mutation is None:
-                        mutation = rows.mutate()
-                    if parsed[0] is Op.DELETE:
-                        mutation.pop(parsed[1], None)
-                    else:
-                        mutation[parsed[1]] = parsed[2]
-            else:  # a message under this table's event name: for other stores, not for this one
-                self._report_error(not_a_change(self, event))
-        if mutation is not None:
-            rows = mutation.finish()
-        if rows is state.rows and seq == state.seq:
-            return state
-        return TableState(rows, seq)
-
-    def _rows_of(self, snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
-        mutation: Any = immutables.Map().mutate()
-        key_name, own = self.primary_key, type(self).to_record is TableStore.to_record and self.record_type
-        records = structure_records(list(snapshot.records), own) if own else None  # one msgspec call
-        for index, row in enumerate(snapshot.records):
-            try:
-                mutation[row[key_name]] = records[index] if records is not None else self.to_record(row)
-            except Exception as exc:
-                self.report(event, exc)
-        return cast(immutables.Map[Any, R], mutation.finish())
+        if type(events) is ChangeFrame and self._parse is None:
+            return reduce_envelopes(self, state, events)
+        return reduce_events(self, state, events)

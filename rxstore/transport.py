@@ -9,14 +9,15 @@ does this over python-socketio; :mod:`rxstore.testing` has an in-memory one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import socketio
 
-from rxstore._json import MISS, fast_loads
 from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
+from rxstore.frames import decode_json, decode_msgpack
 
 __all__ = ["FrameHandler", "LostHandler", "SocketIOTransport", "Transport"]
 
@@ -32,19 +33,17 @@ _JSON: Any = socketio.packet.Packet.json
 
 
 class _FrameJSON:
-    """The ``json`` of :class:`_JSONPacket`: decodes with orjson when installed.
+    """The ``json`` of :class:`_JSONPacket`: decodes with :func:`~rxstore.frames.decode_json`.
 
-    Decoding gives exactly what python-socketio's own json gives: text that
-    orjson rejects (``NaN``, lone surrogates, ...) or that may hold an integer
-    beyond 64 bits goes to it; encoding always does.
+    A batch of well-formed changes is decoded and checked in one msgspec pass;
+    anything else gives exactly what python-socketio's own json gives (text
+    msgspec rejects, such as ``NaN``, goes to it); encoding always does.
     """
 
     @staticmethod
     def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs and type(text) is str:
-            value = fast_loads(text)
-            if value is not MISS:
-                return value
+            return decode_json(text)
         return _JSON.loads(text, *args, **kwargs)
 
     @staticmethod
@@ -56,6 +55,25 @@ class _JSONPacket(socketio.packet.Packet):  # type: ignore[misc]
     """python-socketio's JSON packet, decoding with :class:`_FrameJSON` (this client only)."""
 
     json = _FrameJSON
+
+
+@functools.cache
+def _msgpack_packet() -> Any:
+    """python-socketio's msgpack packet; batches of changes go to :func:`~rxstore.frames.decode_msgpack`."""
+    from socketio.msgpack_packet import MsgPackPacket
+
+    class _MsgPackPacket(MsgPackPacket):  # type: ignore[misc]
+        def decode(self, encoded_packet: bytes) -> None:
+            decoded = decode_msgpack(encoded_packet)
+            if decoded is None:
+                super().decode(encoded_packet)  # anything but a well-formed batch: as python-socketio does
+                return
+            self.packet_type = decoded["type"]
+            self.data = decoded["data"]
+            self.id = decoded.get("id")
+            self.namespace = decoded["nsp"]
+
+    return _MsgPackPacket
 
 
 class Transport(Protocol):
@@ -152,7 +170,7 @@ class SocketIOTransport:
     def _new_client(self) -> Any:
         client = socketio.AsyncClient(
             reconnection=False,  # the root store reconnects, with a fresh token and cursor
-            serializer="msgpack" if self.serializer == "msgpack" else _JSONPacket,
+            serializer=_msgpack_packet() if self.serializer == "msgpack" else _JSONPacket,
             handle_sigint=False,
             websocket_extra_options={"max_msg_size": self.max_frame_bytes},
         )

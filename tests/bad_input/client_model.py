@@ -9,15 +9,18 @@ bad input are written down in :data:`DECISIONS`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
+import msgpack
 from hypothesis import strategies as st
 
 from rxstore import DomainStore, Event, EventKind, ProtocolError, RootStore, StoreError, TableStore
 from rxstore.events import BATCH, LIVE, RESET, SNAPSHOT, topic_event_name
 from rxstore.testing import VirtualLink
+from rxstore.transport import _JSONPacket, _msgpack_packet
 from tests.bad_input.strategies import (
     big_ints,
     json_values,
@@ -113,15 +116,41 @@ class Client:
     recorder: Recorder
     errors: list[Exception]
     emissions: list[str]
+    wire: str | None = None
+    """``"json"`` or ``"msgpack"``: frames go through that serializer and the transport's decoder first."""
 
     def send(self, name: Any, data: Any) -> list[Exception]:
         """Feed one frame through the transport callback; return the errors it reported."""
         before = len(self.errors)
+        if self.wire is not None:
+            name, data = through_wire(self.wire, name, data)
         self.root.router.on_frame(name, data)
         return self.errors[before:]
 
 
-def new_client() -> Client:
+def through_wire(serializer: str, name: Any, data: Any) -> tuple[Any, Any]:
+    """``(name, data)`` encoded as a Socket.IO event and decoded by ``SocketIOTransport``'s packet class.
+
+    A frame the serializer would change (a tuple, a NaN, an int key, an int
+    beyond 64 bits for msgpack) is returned as it is.
+    """
+    try:
+        if serializer == "json":
+            text = json.dumps([name, data])
+            if json.loads(text) != [name, data]:
+                return name, data
+            decoded = _JSONPacket(encoded_packet="2" + text).data
+        else:
+            packed = msgpack.packb({"type": 2, "data": [name, data], "nsp": "/"})
+            if msgpack.unpackb(packed, strict_map_key=False)["data"] != [name, data]:
+                return name, data
+            decoded = _msgpack_packet()(encoded_packet=packed).data
+    except (TypeError, ValueError, OverflowError):
+        return name, data
+    return decoded[0], decoded[1]
+
+
+def new_client(wire: str | None = None) -> Client:
     """A connected root store (virtual link) with two tables, a domain store and a recorder."""
     posts, comments, likes, recorder = Posts(), Comments(), Likes(), Recorder()
     link = VirtualLink()
@@ -139,7 +168,7 @@ def new_client() -> Client:
     for store in (posts, comments, likes):
         store.state.subscribe(emitted(store.name))
     emissions.clear()  # the BehaviorSubjects' current values
-    return Client(root, link, posts, comments, likes, recorder, errors, emissions)
+    return Client(root, link, posts, comments, likes, recorder, errors, emissions, wire)
 
 
 # -- the model -----------------------------------------------------------------

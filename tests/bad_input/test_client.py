@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,12 +34,18 @@ from tests.bad_input.client_model import (
 )
 from tests.bad_input.strategies import EDGE_TEXT, json_values, texts
 
+WIRES = pytest.mark.parametrize("wire", [None, "json", "msgpack"])
+"""In-process frames as they are, or through a serializer and the transport's decoder (checked batches)."""
 
+
+@WIRES
 @examples(200)
 @given(st.data())
-def test_garbage_interleaved_with_valid_frames_matches_the_model(data: st.DataObject) -> None:
+def test_garbage_interleaved_with_valid_frames_matches_the_model(
+    wire: str | None, data: st.DataObject
+) -> None:
     """Any mix of valid frames and garbage: one clear error per bad input, nothing valid lost."""
-    client, model, gen = new_client(), Model(), Gen(data.draw)
+    client, model, gen = new_client(wire), Model(), Gen(data.draw)
     count = data.draw(st.integers(1, 30), label="frames")
     for _ in range(count):
         check_frame(client, model, gen.item())
@@ -46,11 +53,12 @@ def test_garbage_interleaved_with_valid_frames_matches_the_model(data: st.DataOb
     ran("client: garbage interleaved with valid frames == model", count)
 
 
+@WIRES
 @examples(120)
 @given(st.data())
-def test_malformed_envelope_between_two_valid_changes(data: st.DataObject) -> None:
+def test_malformed_envelope_between_two_valid_changes(wire: str | None, data: st.DataObject) -> None:
     """A change envelope with one bad field: one ProtocolError naming it; its neighbours are applied."""
-    client, model, gen = new_client(), Model(), Gen(data.draw)
+    client, model, gen = new_client(wire), Model(), Gen(data.draw)
     in_batch = data.draw(st.booleans(), label="in a batch")
     items = [gen.change(), gen.bad_change(), gen.change()]
     if in_batch:

@@ -214,22 +214,24 @@ class Router(ControlFrames):
             self._on_control(name, data)
             return
         else:
-            event = self._to_event(name, data)
-            if event is None:
+            frame = self._to_frame(name, data)
+            if frame is None:
                 return
-            events = [event]
+            events = frame
         if events:
             self._dispatch(events, mixed)
 
-    def _to_event(self, name: str, data: Any) -> Event | None:
-        """Turn one frame into an event; ``None`` for a duplicate or a bad change.
+    def _to_frame(self, name: str, data: Any) -> Frame | None:
+        """Turn one event frame into what the views get; ``None`` for a duplicate or a bad change.
 
-        A payload with ``op`` and ``seq`` is a change (reported if malformed);
-        any other payload is a message, even under a table's event name: it
-        goes to every view of that name, and a ``TableStore`` among their
-        subscribers reports for itself that it is not a change envelope.
+        A payload with ``op`` and ``seq`` is a change (reported if malformed),
+        a :class:`~rxstore.frames.ChangeFrame` of one; any other payload is a
+        message, even under a table's event name: it goes to every view of
+        that name, and a ``TableStore`` among their subscribers reports for
+        itself that it is not a change envelope.
         """
-        self.metrics.events += 1
+        metrics = self.metrics
+        metrics.events += 1
         if type(data) is dict and "op" in data and "seq" in data:
             seq: Any = check_envelope(data)  # the Change is built only if asked for (event.change)
             if type(seq) is str:  # what is wrong with it
@@ -237,20 +239,20 @@ class Router(ControlFrames):
                 return None
             cursor = self.cursor
             if cursor is not None and seq <= cursor and (seq < cursor or name == self.cursor_event):
-                self.metrics.duplicates += 1
+                metrics.duplicates += 1
                 return None
             self.cursor = seq
             self.cursor_event = name
-            self.metrics.changes_applied += 1
-            return Event(name, data, EventKind.CHANGE, seq)
-        return Event(name, data)
+            metrics.changes_applied += 1
+            return ChangeFrame(name, [data])
+        return [Event(name, data)]
 
     def _unpack_batch(self, data: Any) -> tuple[Frame, bool]:
         """Turn a batch frame into its events, and whether they have several names.
 
         The changes of a batch under one name (one topic's: the common case)
         become a :class:`~rxstore.frames.ChangeFrame`, with no object per
-        change. :meth:`_to_event` inlined, counters kept local.
+        change. :meth:`_to_frame` inlined, counters kept local.
         """
         if type(data) is CheckedBatch:
             return self._unpack_checked(data.events)
@@ -316,16 +318,16 @@ class Router(ControlFrames):
         previous = None
         for entry in entries:
             name, payload = entry
-            seq = payload["seq"]
-            if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
-                duplicates += 1
-                continue
             op = payload["op"]
-            if payload.get("old" if op == "DELETE" else "record") is None:
+            if payload.get("old" if op == "DELETE" else "record") is None:  # before the seq, as ever
                 needs = "old" if op == "DELETE" else "record"
                 self.report(
                     ProtocolError(f"{op} change envelope needs {needs!r}", event=name, payload=payload)
                 )
+                continue
+            seq = payload["seq"]
+            if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
+                duplicates += 1
                 continue
             cursor = seq
             cursor_event = name

@@ -298,7 +298,7 @@ class TableStore(DomainStore[TableState[R]]):
         """The scan's subscriber: the new confirmed state, published with the pending rows on top."""
         self._confirmed = state
         try:
-            if self._pending:
+            if self._pending.rows:
                 self._publish()
             else:
                 self._state.push(state)  # no pending rows to lay on top (_publish, inlined)

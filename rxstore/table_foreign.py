@@ -75,7 +75,7 @@ def foreign_change(
 def not_a_change(store: TableStore[Any], event: Event) -> ProtocolError:
     """The error of a message under a table's event name: not a change envelope, so ignored by ``store``.
 
-    Other stores accepting the same name still get it (see ``Router._to_event``).
+    Other stores accepting the same name still get it (see ``Router._to_frame``).
     """
     try:
         parse_change(event.data, event=event.name)

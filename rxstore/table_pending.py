@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from rxstore.events import Event, EventKind
-from rxstore.table_state import TableState
+from rxstore.table_state import TableState, new_state
 
 __all__ = ["PendingRows"]
 
@@ -24,26 +24,27 @@ class PendingRows(Generic[R]):
     """The rows of the mutations in flight (key -> record, ``None`` for deleted), oldest first."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, Mapping[Any, R | None]] = {}
+        self.rows: dict[str, Mapping[Any, R | None]] = {}
+        """Mutation id -> its rows; empty when none is pending (read on every fold)."""
 
     def __bool__(self) -> bool:
-        return bool(self._rows)
+        return bool(self.rows)
 
     def ids(self) -> tuple[str, ...]:
         """The mutations shown, oldest first."""
-        return tuple(self._rows)
+        return tuple(self.rows)
 
     def add(self, mutation: str, rows: Mapping[Any, R | None]) -> None:
         """Show ``rows`` until ``mutation`` settles or is dropped."""
-        self._rows[mutation] = rows
+        self.rows[mutation] = rows
 
     def drop(self, mutation: str) -> bool:
         """Stop showing the rows of ``mutation``; whether it was shown."""
-        return self._rows.pop(mutation, None) is not None
+        return self.rows.pop(mutation, None) is not None
 
     def clear(self) -> None:
         """Stop showing every mutation's rows."""
-        self._rows.clear()
+        self.rows.clear()
 
     def settle(self, frame: Sequence[Event]) -> bool:
         """Drop the mutations whose changes are in ``frame``; whether any was shown."""
@@ -58,10 +59,10 @@ class PendingRows(Generic[R]):
     def overlay(self, confirmed: TableState[R]) -> TableState[R]:
         """``confirmed`` with every pending row laid on top, in the order the mutations were made."""
         mutation: Any = confirmed.rows.mutate()
-        for rows in self._rows.values():
+        for rows in self.rows.values():
             for key, record in rows.items():
                 if record is None:
                     mutation.pop(key, None)
                 else:
                     mutation[key] = record
-        return TableState(mutation.finish(), confirmed.seq)
+        return new_state(mutation.finish(), confirmed.seq)

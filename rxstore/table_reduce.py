@@ -19,7 +19,7 @@ from rxstore.events import Change, Event, EventKind, Op, Snapshot
 from rxstore.frames import ChangeFrame
 from rxstore.records import batch_records, envelope_records, structure_records
 from rxstore.table_foreign import foreign_change, not_a_change
-from rxstore.table_state import TableState
+from rxstore.table_state import TableState, new_state
 
 if TYPE_CHECKING:
     from rxstore.table import TableStore
@@ -110,7 +110,7 @@ def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[E
         rows = mutation.finish()
     if rows is state.rows and seq == state.seq:
         return state
-    return TableState(rows, seq)
+    return new_state(rows, seq)
 
 
 def reduce_envelopes(store: TableStore[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:
@@ -164,7 +164,7 @@ def reduce_envelopes(store: TableStore[R], state: TableState[R], frame: ChangeFr
         seq = change_seq
     if seq == state.seq:
         return state
-    return TableState(mutation.finish(), seq)
+    return new_state(mutation.finish(), seq)
 
 
 def rows_of(store: TableStore[R], snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:

@@ -18,7 +18,7 @@ import msgpack
 from hypothesis import strategies as st
 
 from rxstore import DomainStore, Event, EventKind, ProtocolError, RootStore, StoreError, TableStore
-from rxstore.events import BATCH, LIVE, RESET, SNAPSHOT, topic_event_name
+from rxstore.events import BATCH, CLOSING, LIVE, RESET, SNAPSHOT, topic_event_name
 from rxstore.testing import VirtualLink
 from rxstore.transport import _JSONPacket, _msgpack_packet
 from tests.bad_input.strategies import (
@@ -48,6 +48,7 @@ DECISIONS = {
     "batch entry that is not [name, payload]": "one ProtocolError per entry; the others are applied",
     "rxstore:reset with any payload": "valid: cursor and tables cleared; on the hot stream",
     "rxstore:live with any payload": "valid no-op (sync status only)",
+    "rxstore:closing with any payload": "valid: its reason kept (router.closing), not on the hot stream",
     "unknown rxstore:* control frame": "valid: on the hot stream, no store accepts it",
 }
 """What the client must do with each kind of bad input (asserted by the properties)."""
@@ -55,7 +56,7 @@ DECISIONS = {
 TOPICS = ("posts", "comments", "tags")  # tags: a topic no store follows
 EVENTS = {topic: topic_event_name(topic) for topic in TOPICS}
 ROUTED = frozenset({EVENTS["posts"], EVENTS["comments"], "post_liked"})
-CONTROL = frozenset({BATCH, SNAPSHOT, RESET, LIVE})
+CONTROL = frozenset({BATCH, SNAPSHOT, RESET, LIVE, CLOSING})
 
 
 # -- the client ----------------------------------------------------------------
@@ -378,7 +379,7 @@ class ControlItem(Item):
             model.rows = {topic: {} for topic in model.rows}
             model.seqs = dict.fromkeys(model.seqs)
             model.hot.append(self.name)  # resets are on the hot stream too
-        elif self.name != LIVE:
+        elif self.name not in (LIVE, CLOSING):
             model.hot.append(self.name)
 
 

@@ -47,6 +47,7 @@ from rxstore import Backoff, RootStore, TableStore
 from rxstore.connection import SyncState, SyncStatus
 from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
 from rxstore.events import BATCH, RESET, SNAPSHOT, Event, EventKind
+from rxstore.frames import CheckedBatch
 from rxstore.gateway.auth import TokenAuth
 from rxstore.gateway.demo import Post
 from rxstore.transport import SocketIOTransport
@@ -523,7 +524,9 @@ class TapTransport(SocketIOTransport):
         received = self.received
 
         def tap(name: str, data: Any) -> None:
-            if name == BATCH and type(data) is dict:
+            if name == BATCH and type(data) is CheckedBatch:  # as the transport decodes a well-formed batch
+                received.extend(payload["seq"] for _, payload in data.events)
+            elif name == BATCH and type(data) is dict:
                 for entry in data.get("events") or ():
                     payload = entry[1] if type(entry) is list and len(entry) == 2 else None
                     if type(payload) is dict and "seq" in payload and "op" in payload:

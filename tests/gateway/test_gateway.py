@@ -17,6 +17,7 @@ import pytest
 import socketio
 
 from rxstore import ConnectionRefused, EventKind, RootStore
+from rxstore.frames import CheckedBatch
 from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway, Topic
@@ -110,9 +111,11 @@ class RowRecorder(SocketIOTransport):
                 self.rows.append(dict(value))
             for item in value.values():
                 self._collect(item)
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             for item in value:
                 self._collect(item)
+        elif isinstance(value, CheckedBatch):  # a batch as the transport decodes it (rxstore.frames)
+            self._collect(value.events)
 
 
 async def test_authorize_hides_other_users_private_rows_in_snapshot_replay_and_live(

@@ -146,6 +146,7 @@ async def _run(out: Output, quick: bool) -> Table:
         f"(now {rj['client_us'] / bj['client_us']:.2f}x json, "
         f"{rm['client_us'] / bm['client_us']:.2f}x msgpack)"
     )
+    table.notes.append(_goals(results))
     gj = results[("rxstore", "dict", "json", GC_MODE)]
     gm = results[("rxstore", "dict", "msgpack", GC_MODE)]
     bgj = results[("bare", "dict", "json", GC_MODE)]
@@ -168,6 +169,23 @@ async def _run(out: Output, quick: bool) -> Table:
         "old=key: UPDATE envelopes carry only the old row's key (Topic(old='key'))"
     )
     return table
+
+
+def _goals(results: dict[tuple[str, str, str, str], dict[str, Any]]) -> str:
+    """Issue 11's goals for table 2 (defaults, pipeline rows), each ratio beside its goal."""
+    parts = []
+    for serializer in ("json", "msgpack"):
+        rx = results[("rxstore", "dict", serializer, "pipeline")]
+        bare = results[("bare", "dict", serializer, "pipeline")]
+        text = (
+            f"{serializer}: changes/s {rx['rate'] / bare['rate']:.2f}x the bare client (goal >= 1.0), "
+            f"client CPU {rx['client_us'] / bare['client_us']:.2f}x (goal <= 1.0)"
+        )
+        typed = results.get(("rxstore", "attrs", serializer, "pipeline"))
+        if typed is not None:
+            text += f", attrs rows {typed['rate'] / rx['rate']:.2f}x dict rows' changes/s (goal >= 0.8)"
+        parts.append(text)
+    return "targets (defaults, pipeline): " + "; ".join(parts)
 
 
 def run(out: Output, *, quick: bool) -> list[Table]:

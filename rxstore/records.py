@@ -78,6 +78,11 @@ def _plain(annotation: Any) -> bool:
     return False
 
 
+_bools: dict[type, tuple[str, ...]] = {}
+"""Record type (one msgspec may structure) -> its fields of type ``bool`` or ``bool | None``."""
+_BOOL_TYPES = (bool, bool | None)
+
+
 def _msgspec_fits(record_type: type) -> bool:
     """Whether ``msgspec.convert`` structures ``record_type`` exactly as :data:`converter` does."""
     if not attrs.has(record_type):
@@ -88,10 +93,26 @@ def _msgspec_fits(record_type: type) -> bool:
         hints = typing.get_type_hints(record_type)
     except Exception:
         return False
+    fields = attrs.fields(record_type)
+    _bools[record_type] = tuple(field.name for field in fields if hints.get(field.name) in _BOOL_TYPES)
     return all(
         field.converter is None and field.init and field.alias == field.name and _plain(hints.get(field.name))
-        for field in attrs.fields(record_type)
+        for field in fields
     )
+
+
+def _with_bools(row: Any, fields: tuple[str, ...]) -> Any:
+    """``row`` with SQLite's 0/1 in ``fields`` as ``False``/``True`` (a copy, if any): what cattrs does."""
+    if type(row) is not dict:
+        return row
+    changed = None
+    for name in fields:
+        value = row.get(name)
+        if type(value) is int and (value == 0 or value == 1):
+            if changed is None:
+                changed = dict(row)
+            changed[name] = value == 1
+    return row if changed is None else changed
 
 
 def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
@@ -117,8 +138,13 @@ def structure_record(record: Mapping[str, Any], record_type: type[R]) -> R:
     if fast:
         try:
             return msgspec.convert(record, record_type)
-        except Exception:  # not plainly valid: cattrs decides, and names the problem
-            pass
+        except Exception:  # not plainly valid: SQLite's booleans, else cattrs decides and names the problem
+            bools = _bools.get(record_type)
+            if bools:
+                try:
+                    return msgspec.convert(_with_bools(record, bools), record_type)
+                except Exception:
+                    pass
     try:
         return converter.structure(record, record_type)
     except Exception as exc:
@@ -157,7 +183,13 @@ def structure_records(rows: list[Any], record_type: type[R], *, gaps: bool = Fal
     try:
         converted: list[R] = msgspec.convert(rows, target)
     except Exception:
-        return None
+        bools = _bools.get(record_type)
+        if not bools:
+            return None
+        try:  # SQLite's 0/1 booleans (the gateway sends them so): as cattrs takes them
+            converted = msgspec.convert([_with_bools(row, bools) for row in rows], target)
+        except Exception:
+            return None
     return converted
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxstore.errors import ValidationError
-from rxstore.records import _msgspec_fits, converter, structure_record
+from rxstore.records import _msgspec_fits, converter, structure_record, structure_records
 from rxstore.table import TableStore
 from rxstore.testing import change, snapshot
 
@@ -61,6 +61,7 @@ def by_rxstore(row: dict[str, Any], record_type: type) -> Any:
 JSON_SCALARS = st.one_of(
     st.none(),
     st.booleans(),
+    st.sampled_from([0, 1]),  # SQLite's booleans
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=False),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "", "p1"]),
@@ -93,8 +94,40 @@ def test_a_plain_record_type_is_structured_as_cattrs_alone_does(row: dict[str, A
         assert got == expected
 
 
+@attrs.frozen
+class Flags:
+    id: str
+    private: bool = False
+    pinned: bool | None = None
+
+
+FLAG_VALUES = st.sampled_from([0, 1, 2, -1, True, False, None, 0.0, "1"])
+FLAG_ROWS = st.builds(
+    lambda key, private, pinned: {"id": key, "private": private, "pinned": pinned},
+    st.sampled_from(["p1", "p2"]),
+    FLAG_VALUES,
+    FLAG_VALUES,
+)
+
+
+@given(st.lists(FLAG_ROWS, min_size=1, max_size=6))
+def test_sqlite_booleans_structure_as_cattrs_takes_them_one_by_one_and_in_a_batch(
+    rows: list[dict[str, Any]],
+) -> None:
+    """0/1 in bool fields (SQLite's booleans) give False/True, anything else what cattrs says."""
+    originals = [dict(row) for row in rows]
+    expected = [by_cattrs(row, Flags) for row in rows]
+    assert [by_rxstore(row, Flags) for row in rows] == expected
+    batch = structure_records(rows, Flags)
+    if all(isinstance(record, Flags) for record in expected):
+        assert batch == expected and all(type(r.private) is bool for r in batch)
+    else:
+        assert batch is None
+    assert rows == originals  # mapped in copies
+
+
 def test_the_gateway_s_forms_still_structure() -> None:
-    """SQLite's 0/1 booleans and the gateway's non-finite strings (msgspec refuses them): cattrs."""
+    """SQLite's 0/1 booleans (msgspec after mapping them) and non-finite strings (cattrs)."""
     record = structure_record({"id": "p1", "private": 1, "score": "Infinity"}, Plain)
     assert record.private is True and record.score == math.inf
 

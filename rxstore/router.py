@@ -19,6 +19,7 @@ the transport calls, and so may a test harness or a benchmark.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ Frame = Sequence[Event]
 """The events of one incoming frame that a keyed view wants, in order (never empty)."""
 
 log = logging.getLogger("rxstore.router")
+_now = time.time
 
 
 class _Syncable(Protocol):
@@ -209,6 +211,9 @@ class Router(ControlFrames):
             return
         mixed = False
         if name == BATCH:
+            if type(data) is CheckedBatch:  # the gateway's batches, as the transport decodes them
+                self._on_checked(data.events)
+                return
             events, mixed = self._unpack_batch(data)
         elif name.startswith(CONTROL_PREFIX):
             self._on_control(name, data)
@@ -254,8 +259,6 @@ class Router(ControlFrames):
         become a :class:`~rxstore.frames.ChangeFrame`, with no object per
         change. :meth:`_to_frame` inlined, counters kept local.
         """
-        if type(data) is CheckedBatch:
-            return self._unpack_checked(data.events)
         frames = data.get("events") if type(data) is dict else None
         if type(frames) is not list:
             self.report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
@@ -308,8 +311,11 @@ class Router(ControlFrames):
         ]
         return events, names > 1
 
-    def _unpack_checked(self, entries: list[tuple[str, Any]]) -> tuple[Frame, bool]:
-        """:meth:`_unpack_batch` of a batch the decoder checked: only the rules msgspec cannot express."""
+    def _on_checked(self, entries: list[tuple[str, Any]]) -> None:
+        """A batch the decoder checked: only the rules msgspec cannot express, then dispatched.
+
+        :meth:`_unpack_batch` for such a batch, with its helpers inlined: the per-frame floor.
+        """
         envelopes: list[dict[str, Any]] = []
         kept: list[Any] = []
         cursor = self.cursor
@@ -336,8 +342,17 @@ class Router(ControlFrames):
                 previous = name
             envelopes.append(payload)
             kept.append(entry)
-        self._count(len(entries), cursor, cursor_event, duplicates, len(envelopes))
-        return _frame_of(kept, envelopes, names), names > 1
+        self.cursor = cursor
+        self.cursor_event = cursor_event
+        metrics = self.metrics
+        metrics.events += len(entries)
+        metrics.duplicates += duplicates
+        if envelopes:
+            metrics.changes_applied += len(envelopes)
+            if names == 1:
+                self._dispatch(ChangeFrame(previous, envelopes))  # type: ignore[arg-type]  # a name
+            else:
+                self._dispatch(_frame_of(kept, envelopes, names), True)
 
     def _count(
         self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int
@@ -367,7 +382,7 @@ class Router(ControlFrames):
         if last_change is not None:
             ts = last_change.get("ts", 0.0)  # a float or an int (validated), or missing
             if ts > 0:  # 0: the envelope had no commit time
-                metrics.record_lag(ts)
+                metrics.lags.append(_now() - ts)  # metrics.record_lag(ts), inlined
             if self._replaying:
                 metrics.replayed += len(events)
         stream = self.events

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["reduce_envelopes", "reduce_events", "rows_of"]
 
 R = TypeVar("R")
+_new = object.__new__
 
 
 def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[Event]) -> TableState[R]:
@@ -164,7 +165,12 @@ def reduce_envelopes(store: TableStore[R], state: TableState[R], frame: ChangeFr
         seq = change_seq
     if seq == state.seq:
         return state
-    return new_state(mutation.finish(), seq)
+    after: TableState[R] = _new(TableState)  # new_state(), inlined: one per frame
+    fields = after.__dict__
+    fields["rows"] = mutation.finish()
+    fields["seq"] = seq
+    fields["_memo"] = {}
+    return after
 
 
 def rows_of(store: TableStore[R], snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:

@@ -20,11 +20,11 @@ as a resuming client does. A client that takes nothing is still dropped after
 ``client_send_timeout`` (``rxstore_stalled_clients_dropped``).
 
 Client broadcasts are not in the log, so they cannot be replayed: one that would
-put a client over its bounds is not delivered to that client (counted in
-``rxstore_broadcasts_dropped``), and the client stays. With
-``RealtimeGateway(behind="drop")`` a client over its bounds is dropped instead (the
-behaviour before catch-up; ``rxstore_slow_clients_dropped``) and resumes from its
-cursor when it reconnects.
+put a client over its bounds drops that client, as before catch-up
+(``rxstore_slow_clients_dropped``): it resumes from its cursor, knowing from the
+reconnect that it may have missed messages, and a client that never reads is freed
+at once. With ``RealtimeGateway(behind="drop")`` every client over its bounds is
+dropped so (the behaviour before catch-up).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from rxstore.events import CONTROL_PREFIX
 from rxstore.gateway.delivery import Client, Delivery, OutFrame
 from rxstore.gateway.metrics import Metrics
 
@@ -79,18 +78,13 @@ class CatchUp:
     def keep(self, client: Client, frame: OutFrame) -> bool:
         """Handle a frame over ``client``'s bounds without dropping the client; ``False``: drop it.
 
-        A live batch starts the client's catch-up (the tailer sets its cursor); a
-        client broadcast is not delivered to it; the gateway's own control frames
-        (``rxstore:*``) drop it, as before.
+        A live batch starts the client's catch-up (the tailer sets its cursor);
+        anything else (a client broadcast, the gateway's own control frames) drops
+        it, as before.
         """
-        if frame.last is not None:
-            if not client.live or self.delivery.clients.get(client.sid) is not client:
-                return False
-            self.start(client)
-            return True
-        if frame.name.startswith(CONTROL_PREFIX):
+        if frame.last is None or not client.live or self.delivery.clients.get(client.sid) is not client:
             return False
-        self.metrics.broadcasts_dropped.inc()
+        self.start(client)
         return True
 
     def start(self, client: Client) -> None:

@@ -116,8 +116,3 @@ class Metrics:
         self.catching_up = Gauge(
             "rxstore_catching_up", "Clients catching up from the log now, out of live delivery.", registry=r
         )
-        self.broadcasts_dropped = Counter(
-            "rxstore_broadcasts_dropped",
-            "Client broadcasts not delivered to a client they would put over its bounds (the client stays).",
-            registry=r,
-        )

@@ -314,17 +314,14 @@ async def test_a_client_whose_cursor_was_trimmed_while_it_caught_up_is_reset_and
         assert strictly_increasing([e["seq"] for _, e in raw.events])
 
 
-async def test_a_broadcast_over_a_clients_bounds_is_not_delivered_to_it_and_the_client_stays(
-    tmp_path: Any,
-) -> None:
-    """A client broadcast bigger than client_queue_bytes is counted in rxstore_broadcasts_dropped and
-    not sent to that client, which stays connected and gets the next (small) broadcast."""
+async def test_a_broadcast_over_a_clients_bounds_drops_it_as_before(tmp_path: Any) -> None:
+    """A client broadcast over client_queue_bytes is not in the log: the client is dropped (it resumes)."""
     async with (
         gateway_at(f"sqlite:///{tmp_path}/app.db", client_queue_bytes=64 << 10) as gateway,
         raw_client(gateway) as raw,
     ):
         await gateway.sio.emit("chat", {"text": "x" * (100 << 10)}, room=room("posts"))
-        await gateway.sio.emit("chat", {"text": "small"}, room=room("posts"))
-        await wait_for(lambda: ("chat", {"text": "small"}) in raw.control, 10, "the small broadcast")
-        assert [data for name, data in raw.control if name == "chat"] == [{"text": "small"}]
-        assert metric(gateway, "rxstore_broadcasts_dropped_total") == 1 and len(gateway._clients) == 1
+        await wait_for(lambda: not gateway._clients, 10, "the client dropped")
+        assert metric(gateway, "rxstore_slow_clients_dropped_total") == 1
+        assert metric(gateway, "rxstore_catchups_total") == 0
+        assert not [data for name, data in raw.control if name == "chat"]

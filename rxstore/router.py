@@ -317,13 +317,13 @@ class Router(ControlFrames):
         :meth:`_unpack_batch` for such a batch, with its helpers inlined: the per-frame floor.
         """
         envelopes: list[dict[str, Any]] = []
-        kept: list[Any] = []
+        append = envelopes.append
+        named: list[str] | None = None  # each kept envelope's name, once a second name appears
         cursor = self.cursor
         cursor_event = self.cursor_event
-        duplicates = names = 0
+        duplicates = 0
         previous = None
-        for entry in entries:
-            name, payload = entry
+        for name, payload in entries:
             op = payload["op"]
             if payload.get("old" if op == "DELETE" else "record") is None:  # before the seq, as ever
                 needs = "old" if op == "DELETE" else "record"
@@ -338,10 +338,12 @@ class Router(ControlFrames):
             cursor = seq
             cursor_event = name
             if name != previous:
-                names += 1
+                if previous is not None and named is None:
+                    named = [previous] * len(envelopes)
                 previous = name
-            envelopes.append(payload)
-            kept.append(entry)
+            if named is not None:
+                named.append(name)
+            append(payload)
         self.cursor = cursor
         self.cursor_event = cursor_event
         metrics = self.metrics
@@ -349,10 +351,12 @@ class Router(ControlFrames):
         metrics.duplicates += duplicates
         if envelopes:
             metrics.changes_applied += len(envelopes)
-            if names == 1:
+            if named is None:
                 self._dispatch(ChangeFrame(previous, envelopes))  # type: ignore[arg-type]  # a name
             else:
-                self._dispatch(_frame_of(kept, envelopes, names), True)
+                change = EventKind.CHANGE
+                events = [Event(n, p, change, p["seq"]) for n, p in zip(named, envelopes, strict=True)]
+                self._dispatch(events, True)
 
     def _count(
         self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int

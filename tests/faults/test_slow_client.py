@@ -208,10 +208,11 @@ async def test_slow_client_does_not_stall_others(cluster, recorder, tmp_path) ->
 
 @pytest.mark.timeout(60)
 async def test_dropping_a_stalled_client_keeps_the_tailer_alive(tmp_path) -> None:
-    """A client that stops reading is disconnected once it is more than ``client_queue_limit``
-    changes behind; the others keep getting changes, and /healthz stays 200."""
+    """A client that stops reading is disconnected once it has taken no frame for
+    ``client_send_timeout`` (past ``client_queue_limit`` it first leaves live delivery to catch up
+    from the log); the others keep getting changes, and /healthz stays 200."""
     db = SqliteDb(tmp_path / "app.db")
-    gateway = await start_inprocess_gateway(db.url, client_queue_limit=1000)
+    gateway = await start_inprocess_gateway(db.url, client_queue_limit=1000, client_send_timeout=3.0)
     follower = FaultClient("follower", gateway.url)
     stalled = StalledClient(gateway.port, AUTH.issue("slowpoke"))
     try:

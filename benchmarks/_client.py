@@ -31,7 +31,8 @@ import socketio
 
 from benchmarks._common import commands, rss_bytes
 from rxstore import RootStore, TableStore
-from rxstore.events import BATCH, SNAPSHOT
+from rxstore.events import BATCH, SNAPSHOT, EventKind
+from rxstore.frames import ChangeFrame
 from rxstore.gateway.demo import Post
 from rxstore.transport import SocketIOTransport
 
@@ -72,12 +73,12 @@ class RxClient:
             def reduce_batch(self, state: Any, events: Any) -> Any:
                 # every frame a root routes here comes through this (apply() is for feeding by hand)
                 state = super().reduce_batch(state, events)
-                if lags is not None:
+                if lags is not None:  # the envelopes' commit times, read as the bare client reads them
                     now = time.time()
-                    for event in events:
-                        change = event.change
-                        if change is not None:
-                            lags.append(now - change.ts)
+                    if type(events) is ChangeFrame:
+                        lags.extend([now - envelope.get("ts", 0.0) for envelope in events.envelopes])
+                    else:
+                        lags.extend(now - e.data.get("ts", 0.0) for e in events if e.kind is EventKind.CHANGE)
                 return state
 
         self.posts = Posts()

@@ -24,6 +24,7 @@ from rxstore.gateway.auth import User
 from rxstore.gateway.delivery import room
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
+from tests.gateway.raw_socketio import read_events
 from tests.waiting import wait_for
 
 ROWS = 20_000
@@ -124,21 +125,15 @@ class RawClient:
         return transport
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                return
-            data = msg.data
-            if data == "2":
-                await ws.send_str("3")
-            elif data.startswith("42"):
-                name, payload = json.loads(data[2:])
-                if name == BATCH:
-                    self.events.extend((event[0], event[1]) for event in payload["events"])
-                elif name == SNAPSHOT:
-                    self.snapshot_rows += len(payload["records"])
-                else:
-                    self.control.append((name, payload))
+        await read_events(ws, self._on_event)
+
+    def _on_event(self, name: str, payload: Any) -> None:
+        if name == BATCH:
+            self.events.extend((event[0], event[1]) for event in payload["events"])
+        elif name == SNAPSHOT:
+            self.snapshot_rows += len(payload["records"])
+        else:
+            self.control.append((name, payload))
 
     async def close(self) -> None:
         if self.task is not None:

@@ -27,6 +27,7 @@ from rxstore.events import BATCH, LIVE, SNAPSHOT
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.gateway.wire import Link, websocket_bytes, websocket_frame
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
+from tests.gateway.raw_socketio import read_events
 from tests.waiting import wait_for
 
 INSERT = (
@@ -69,22 +70,15 @@ class RawClient:
         return self
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            await self.reading.wait()
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                return
-            data = msg.data
-            if data == "2":
-                await ws.send_str("3")
-            elif data.startswith("42"):
-                name, payload = json.loads(data[2:])
-                if name == BATCH:
-                    self.seqs.extend(event[1]["seq"] for event in payload["events"])
-                elif name == SNAPSHOT:
-                    self.snapshot_rows += len(payload["records"])
-                elif name == LIVE:
-                    self.live = True
+        await read_events(ws, self._on_event, self.reading)
+
+    def _on_event(self, name: str, payload: Any) -> None:
+        if name == BATCH:
+            self.seqs.extend(event[1]["seq"] for event in payload["events"])
+        elif name == SNAPSHOT:
+            self.snapshot_rows += len(payload["records"])
+        elif name == LIVE:
+            self.live = True
 
     async def close(self) -> None:
         if self.task is not None:

@@ -58,6 +58,8 @@ class CheckedBatch(msgspec.Struct, gc=False):
 
 
 _BATCH_PREFIX = f'["{BATCH}",'
+_BATCH_PREFIX_BYTES = _BATCH_PREFIX.encode()
+_PREFIX_LENGTH = len(_BATCH_PREFIX)
 _json_batch = msgspec.json.Decoder(tuple[Literal["rxstore:batch"], CheckedBatch])
 _json_any = msgspec.json.Decoder()
 _EngineJSON: Any = None
@@ -79,7 +81,8 @@ def decode_json(text: str | bytes) -> Any:
         >>> decode_json('["post_liked",{"id":"p1"}]')
         ['post_liked', {'id': 'p1'}]
     """
-    if text[:17] == _BATCH_PREFIX if type(text) is str else text[:17] == _BATCH_PREFIX.encode():
+    head = text[:_PREFIX_LENGTH]
+    if head in (_BATCH_PREFIX, _BATCH_PREFIX_BYTES):
         try:
             return _json_batch.decode(text)
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):

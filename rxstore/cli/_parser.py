@@ -207,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
         "beyond it is refused with unavailable and retry_after (default: %(default)s)",
     )
     limits.add_argument(
+        "--max-subscriptions",
+        type=count,
+        default=64,
+        metavar="N",
+        help="most subscriptions (topics included) one connection may hold, those being subscribed "
+        "included; one more is refused with too_many_subscriptions (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-in-flight",
+        type=count,
+        default=64,
+        metavar="N",
+        help="most events (calls, mutations, broadcasts, subscribes) of one connection handled at "
+        "once; one more is refused with too_many_requests (default: %(default)s)",
+    )
+    limits.add_argument(
         "--shed-retry-after",
         type=seconds,
         default=1.0,

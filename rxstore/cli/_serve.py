@@ -198,6 +198,8 @@ def make_gateway(
         handshake_timeout=args.handshake_timeout,
         snapshot_concurrency=args.snapshot_concurrency,
         max_pending_syncs=args.max_pending_syncs,
+        max_subscriptions=args.max_subscriptions,
+        max_in_flight=args.max_in_flight,
         shed_retry_after=args.shed_retry_after,
         retention=retention,
         redis_url=args.redis,

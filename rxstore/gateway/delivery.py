@@ -143,6 +143,10 @@ class Client:
     """Calls of :meth:`Delivery.send` in progress for it."""
     link: Link | bool | None = None
     """Its websocket for direct writes; ``False``: never (polling, compression); ``None``: not yet."""
+    in_flight: int = 0
+    """Its events being handled now (counted on receipt, see ``RealtimeGateway(max_in_flight=)``)."""
+    reserved: dict[str, int] = attrs.field(factory=dict)
+    """Subscription ids of its ``rxstore:subscribe`` requests in flight, each with how many."""
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:

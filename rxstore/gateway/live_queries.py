@@ -158,28 +158,71 @@ class LiveQueries:
     # -- client events ------------------------------------------------------------
 
     async def subscribe(self, client: Client, data: Any) -> dict[str, Any]:
-        """``rxstore:subscribe``: follow a subset, or switch one; acknowledged after its snapshot."""
+        """``rxstore:subscribe``: follow a subset, or switch one; acknowledged after its snapshot.
+
+        A new id takes one of ``max_subscriptions`` on receipt, before this coroutine
+        first waits, and keeps it while it is in flight; the requests of one
+        connection (subscribes and unsubscribes) take effect in the order sent.
+        """
         try:
             sub_id, subset, _ = parse_subscription(data)
-            await self.check(client.user, sub_id, subset)
-            held = len(client.subscriptions) if client.subscriptions else len(client.topics)
-            if sub_id not in client.subscriptions and held >= self.max_subscriptions:
-                raise SubsetError(
-                    f"a client may hold {self.max_subscriptions} subscriptions; unsubscribe one first",
-                    code="too_many_subscriptions",
-                )
         except SubsetError as exc:
             return self._reject(exc)
-        async with client.lock:
-            if client.live:  # it has every change up to the head (kept lazily by the tailer)
-                client.cursor = max(client.cursor or 0, self.sync.head())
-            client.live = False  # the tailer leaves it to the replay below
-            self.index_client(client)
-            old = client.subscriptions.get(sub_id)
-            if old is not None:
-                self._unfile(client, old)
-            sub = self.new(client, sub_id, subset)
-            seq = await self.sync.guarded(client, self._switch(client, sub))
+        if not self._reserve(client, sub_id):
+            return self._reject(
+                SubsetError(
+                    f"a client may hold {self.max_subscriptions} subscriptions (those being subscribed "
+                    "included); unsubscribe one first",
+                    code="too_many_subscriptions",
+                )
+            )
+        try:
+            async with client.lock:  # FIFO: taken in the order the requests arrived
+                return await self._subscribe(client, sub_id, subset)
+        finally:
+            self._release(client, sub_id)
+
+    def _held(self, client: Client) -> set[str]:
+        """The ids of ``client``'s subscriptions, held or being subscribed."""
+        if client.subscriptions:
+            held = set(client.subscriptions)
+        else:  # whole-table topics of a client not indexed yet: their ids are their events
+            held = {self.names[topic] for topic in client.topics}
+        held.update(client.reserved)
+        return held
+
+    def _reserve(self, client: Client, sub_id: str) -> bool:
+        """Take a place for ``sub_id`` among ``client``'s subscriptions; ``False``: none is left."""
+        reserved = client.reserved
+        if sub_id not in reserved:
+            held = self._held(client)
+            if sub_id not in held and len(held) >= self.max_subscriptions:
+                return False
+        reserved[sub_id] = reserved.get(sub_id, 0) + 1
+        return True
+
+    def _release(self, client: Client, sub_id: str) -> None:
+        reserved = client.reserved
+        left = reserved[sub_id] - 1
+        if left:
+            reserved[sub_id] = left
+        else:
+            del reserved[sub_id]
+
+    async def _subscribe(self, client: Client, sub_id: str, subset: Subset) -> dict[str, Any]:
+        try:
+            await self.check(client.user, sub_id, subset)
+        except SubsetError as exc:
+            return self._reject(exc)
+        if client.live:  # it has every change up to the head (kept lazily by the tailer)
+            client.cursor = max(client.cursor or 0, self.sync.head())
+        client.live = False  # the tailer leaves it to the replay below
+        self.index_client(client)
+        old = client.subscriptions.get(sub_id)
+        if old is not None:
+            self._unfile(client, old)
+        sub = self.new(client, sub_id, subset)
+        seq = await self.sync.guarded(client, self._switch(client, sub))
         if seq is None:
             return {"ok": False, "error": "internal_error", "message": "the subscription failed; reconnect"}
         return {"ok": True, "seq": seq}

@@ -116,3 +116,9 @@ class Metrics:
         self.catching_up = Gauge(
             "rxstore_catching_up", "Clients catching up from the log now, out of live delivery.", registry=r
         )
+        self.requests_in_flight = Gauge(
+            "rxstore_requests_in_flight",
+            "Client events (calls, mutations, broadcasts, subscriptions) being handled now; one beyond "
+            "max_in_flight on its connection is refused with too_many_requests.",
+            registry=r,
+        )

@@ -58,6 +58,8 @@ class ClientEvents:
         metrics: The gateway's metrics.
         fanout: The Redis fan-out, if any (a broadcast is refused while it is deaf).
         change_events: Event names of the topics' changes (never broadcast by clients).
+        max_in_flight: Most events of one connection handled at once; one more is
+            refused at once with ``too_many_requests``.
     """
 
     def __init__(
@@ -67,7 +69,11 @@ class ClientEvents:
         metrics: Metrics,
         fanout: RedisFanout | None,
         change_events: frozenset[str],
+        max_in_flight: int = 64,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self.log = log
         self.sio = sio
         self.metrics = metrics
@@ -84,7 +90,28 @@ class ClientEvents:
         return {"ok": False, "error": error, "message": message}
 
     async def handle(self, client: Client, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
-        """Run a client's event (a mutation, a broadcast or an application handler); its acknowledgement."""
+        """Run a client's event (a mutation, a broadcast or an application handler); its acknowledgement.
+
+        The event counts against ``max_in_flight`` from its receipt (before this
+        coroutine first waits) to its acknowledgement, so a client that sends many
+        at once without waiting gets exactly the limit handled and the rest refused.
+        """
+        if client.in_flight >= self.max_in_flight:
+            return self.reject(
+                "too_many_requests",
+                f"{client.in_flight} events of this connection are in flight (max_in_flight="
+                f"{self.max_in_flight}); wait for their acknowledgements and send again",
+            )
+        client.in_flight += 1
+        gauge = self.metrics.requests_in_flight
+        gauge.inc()
+        try:
+            return await self._handle(client, event, args)
+        finally:
+            client.in_flight -= 1
+            gauge.dec()
+
+    async def _handle(self, client: Client, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
         if client.expires is not None and time.time() >= client.expires:
             return self.reject("token_expired", "the token expired: reconnect with a fresh one")
         if args and type(args[0]) is BadPayload:  # refused while decoding: see rxstore.gateway.guard

@@ -136,7 +136,13 @@ class RealtimeGateway(Serving):
             (uvicorn, Starlette, FastAPI). One Socket.IO server speaks one of
             them; under ASGI a dropped client's TCP connection is not cut (see
             docs/gateway.md, "Mounting the gateway in your app").
-        max_subscriptions: Most subscriptions (topics included) one connection may hold.
+        max_subscriptions: Most subscriptions (topics included) one connection may hold,
+            counted from each ``rxstore:subscribe`` on its receipt (those in flight included);
+            one more is refused with ``too_many_subscriptions``.
+        max_in_flight: Most events of one connection handled at once (calls, mutations,
+            broadcasts, subscribes), counted from each event's receipt to its
+            acknowledgement; one more is refused at once with ``too_many_requests``
+            (``rxstore_requests_in_flight``). ``RootStore`` sends at most this many at once.
         max_pending_syncs: Most clients being brought up to date at once (waiting
             for or getting a snapshot, or a replay; ``rxstore_pending_syncs``). A
             connect beyond it is refused at once with ``unavailable`` and
@@ -175,6 +181,7 @@ class RealtimeGateway(Serving):
         bad_input_log_per_minute: int = 10,
         async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
         max_subscriptions: int = 64,
+        max_in_flight: int = 64,
         max_pending_syncs: int | None = 1000,
         shed_retry_after: float = 1.0,
         behind: Literal["catch_up", "drop"] = "catch_up",
@@ -245,7 +252,12 @@ class RealtimeGateway(Serving):
             client_queue_bytes=client_queue_bytes,
         )
         self.client_events = ClientEvents(
-            log, self.sio, self.metrics, self.fanout, frozenset(self._events.values())
+            log,
+            self.sio,
+            self.metrics,
+            self.fanout,
+            frozenset(self._events.values()),
+            max_in_flight=max_in_flight,
         )
         primary_keys = {name: spec.primary_key for name, spec in self.topics.items()}
         self.handlers: dict[str, Handler] = self.client_events.handlers

@@ -237,6 +237,25 @@ class Sessions:
         refusal = self.shed()
         if refusal is not None:
             raise refusal
+        self.sync.admit()  # counted from the request, before this coroutine first waits
+        try:
+            client = await self._open(sid, environ, auth)
+            task = asyncio.create_task(self.sync.run(client), name=f"rxstore-sync-{sid}")
+        except BaseException:
+            self.sync.release()
+            raise
+        task.add_done_callback(lambda _: self.sync.release())  # also if cancelled before it starts
+        client.tasks.append(task)
+        client.tasks.append(asyncio.create_task(self.delivery.write(client), name=f"rxstore-write-{sid}"))
+        user = client.user
+        exp = user.claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            client.expires = float(exp) + self.auth.leeway
+            loop = asyncio.get_running_loop()
+            client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self.expire, client)
+
+    async def _open(self, sid: str, environ: Any, auth: Any) -> Client:
+        """The client of an accepted ``auth``, registered and in its rooms (not synced yet)."""
         request = parse_auth(
             auth,
             verify=self.auth.verify,
@@ -246,8 +265,7 @@ class Sessions:
         )
         if isinstance(request, Refusal):
             raise self.refuse(request.reason, request.message)
-        user = request.user
-        client = Client(sid, user, request.topics, request.cursor, epoch=request.epoch)
+        client = Client(sid, request.user, request.topics, request.cursor, epoch=request.epoch)
         if request.subscriptions:
             await self._subscribe(client, request)
         http = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None
@@ -258,13 +276,7 @@ class Sessions:
         for topic in client.topics:
             await self.sio.enter_room(sid, room(topic))
         self.metrics.clients.set(len(self.clients))
-        client.tasks.append(asyncio.create_task(self.sync.run(client), name=f"rxstore-sync-{sid}"))
-        client.tasks.append(asyncio.create_task(self.delivery.write(client), name=f"rxstore-write-{sid}"))
-        exp = user.claims.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            client.expires = float(exp) + self.auth.leeway
-            loop = asyncio.get_running_loop()
-            client.expiry = loop.call_later(max(0.0, client.expires - time.time()), self.expire, client)
+        return client
 
     async def _subscribe(self, client: Client, request: ConnectRequest) -> None:
         """Index a connecting client's subscriptions (with their ``since`` if it resumes)."""

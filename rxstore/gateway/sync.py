@@ -92,18 +92,23 @@ class Sync:
     async def run(self, client: Client) -> None:
         """Bring ``client`` up to date and mark it live; drop or disconnect it on failure.
 
-        The client counts in :attr:`pending` (and ``rxstore_pending_syncs``) from the
-        call until it is live or gone: see ``RealtimeGateway(max_pending_syncs=)``.
+        The caller counted the client in :attr:`pending` (:meth:`admit`) when its
+        connect arrived, and releases it (:meth:`release`) when this task ends: see
+        ``RealtimeGateway(max_pending_syncs=)``.
         """
+        await asyncio.sleep(0)  # let python-socketio finish the handshake first
+        async with client.lock:
+            await self.guarded(client, self._bring_up_to_date(client))
+
+    def admit(self) -> None:
+        """Count one more client being brought up to date (from its connect's receipt)."""
         self.pending += 1
         self.metrics.pending_syncs.set(self.pending)
-        try:
-            await asyncio.sleep(0)  # let python-socketio finish the handshake first
-            async with client.lock:
-                await self.guarded(client, self._bring_up_to_date(client))
-        finally:
-            self.pending -= 1
-            self.metrics.pending_syncs.set(self.pending)
+
+    def release(self) -> None:
+        """Count one client fewer: it is live, gone, or its connect was refused."""
+        self.pending -= 1
+        self.metrics.pending_syncs.set(self.pending)
 
     async def guarded(self, client: Client, work: Awaitable[T]) -> T | None:
         """Await ``work`` for ``client``; on failure drop (stalled) or disconnect it and return ``None``."""

@@ -29,7 +29,7 @@ from reactivex import Observable
 from reactivex.abc import DisposableBase
 
 from rxstore.connection import SyncState
-from rxstore.errors import NotConnected, RxStoreError
+from rxstore.errors import CallTimeout, NotConnected, RxStoreError
 from rxstore.events import Event, topic_event_name
 from rxstore.outbox import consume_exception
 from rxstore.store import DomainStore, RealtimeStore
@@ -231,8 +231,19 @@ class Subscriptions:
     async def switch(self, store: Store, subset: Subset) -> None:
         """Make ``store`` follow ``subset`` (``store.where``); on a connected root, after the ack.
 
+        Which subset ``store`` follows in each outcome:
+
+        * acknowledged: ``subset``, its rows in the store;
+        * refused (``SubsetError``): the old subset, as the gateway still follows it;
+        * not connected, or the link lost before the acknowledgement: ``subset``,
+          subscribed once the link is back (no error: the store is not live meanwhile);
+        * no acknowledgement in time on a link that stays up (``CallTimeout``):
+          ``subset``, sent again at once; if that fails too, its error goes to
+          ``root.errors`` and ``subset`` is subscribed from the next connect.
+
         Raises:
             SubsetError: The gateway refused it: ``store`` keeps its old subset.
+            CallTimeout: No acknowledgement in time; ``store`` follows ``subset`` nonetheless.
         """
         old, old_acked = store._subset, self._acked.get(store)
         store._subset = subset
@@ -248,6 +259,12 @@ class Subscriptions:
             raise
         except NotConnected:
             return
+        except CallTimeout:
+            if not self._connected():
+                return  # the link was lost: pending, subscribed from the next connect
+            if store._subset is subset:  # the gateway may follow either: ask again for this one
+                self._start(self._subscribe_pending([store]))
+            raise
 
     async def add(self, store: RealtimeStore, attach: Attach) -> None:
         """Register ``store``, attach it if the root's handlers are set up, and subscribe it if connected.

@@ -237,8 +237,15 @@ class TableStore(DomainStore[TableState[R]]):
         sets :attr:`subset`, followed from the next connect. Example:
         ``await messages.where({"channel_id": "random"})``.
 
+        Whatever happens, the store follows the subset :attr:`subset` names once
+        this returns or raises: the new one, unless the gateway refused it. A link
+        lost before the acknowledgement is no error (the new subset is subscribed
+        from the next connect); docs/live_queries.md has each outcome.
+
         Raises:
             SubsetError: Not valid, or refused by the gateway (``exc.code``): the old subset stays.
+            CallTimeout: No acknowledgement in time on a link that stayed up: the new
+                subset stays and is sent again.
         """
         kept = self._subset.columns if isinstance(columns, EllipsisType) else columns_of(columns)
         subset = Subset(self.table, terms_of(spec), kept)

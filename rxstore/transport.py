@@ -130,6 +130,10 @@ class SocketIOTransport:
             one ends the connection. The gateway cuts snapshots and batches into
             frames of its ``frame_bytes`` (1 MiB), so this only has to exceed the
             largest single row (aiohttp's own default, 4 MiB, is replaced).
+        max_in_flight: Most calls awaiting their acknowledgement at once; more wait
+            their turn, in order, before they are sent (their ``timeout`` counts from
+            the send). Keep it at most the gateway's ``max_in_flight`` (64), which
+            refuses the rest with ``too_many_requests``.
 
     Example:
         The default transport of a root store; pass one to change its options:
@@ -148,9 +152,14 @@ class SocketIOTransport:
         connect_timeout: float = 5.0,
         socketio_path: str = "socket.io",
         max_frame_bytes: int = 64 << 20,
+        max_in_flight: int = 64,
     ) -> None:
         if max_frame_bytes < 1024:
             raise ValueError(f"max_frame_bytes must be >= 1024, got {max_frame_bytes}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
+        self._window = asyncio.Semaphore(max_in_flight)
         self.serializer = serializer
         self.max_frame_bytes = max_frame_bytes
         self.connect_timeout = connect_timeout
@@ -248,7 +257,16 @@ class SocketIOTransport:
             raise NotConnected(f"cannot emit {event!r}: not connected") from exc
 
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
-        """Send ``event`` and wait up to ``timeout`` seconds for the acknowledgement."""
+        """Send ``event`` and wait up to ``timeout`` seconds for the acknowledgement.
+
+        At most ``max_in_flight`` calls are in flight; the others wait for a place first.
+        """
+        if self._client is None:
+            raise NotConnected(f"cannot call {event!r}: not connected")
+        async with self._window:
+            return await self._call(event, data, timeout)
+
+    async def _call(self, event: str, data: Any, timeout: float) -> Any:
         client = self._client
         if client is None or self._lost is None:
             raise NotConnected(f"cannot call {event!r}: not connected")

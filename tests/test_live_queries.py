@@ -32,15 +32,21 @@ class Messages(TableStore[Row]):
     table = "messages"
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
-    log = open_change_log(f"sqlite:///{tmp_path / 'chat.db'}")
+async def start_chat(path: Path, **options: Any) -> RealtimeGateway:
+    """A gateway serving a ``messages`` table in a new SQLite file at ``path``."""
+    log = open_change_log(f"sqlite:///{path}")
     await log.open()
     await log.execute(
         "CREATE TABLE messages (id INTEGER PRIMARY KEY, channel_id TEXT NOT NULL, body TEXT NOT NULL)"
     )
-    gateway = RealtimeGateway(log, topics=["messages"], auth=AUTH)
+    gateway = RealtimeGateway(log, topics=["messages"], auth=AUTH, **options)
     await gateway.start(port=0)
+    return gateway
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
+    gateway = await start_chat(tmp_path / "chat.db")
     yield gateway
     await gateway.stop()
 

@@ -40,7 +40,7 @@ DECODE = (
 
 def capture_keyword() -> bool:
     """Whether rxstore's ``PostgresChangeLog`` takes ``capture=`` (``"trigger"``/``"wal"``/``"auto"``)."""
-    from rxstore.gateway.postgres import PostgresChangeLog
+    from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 
     return "capture" in inspect.signature(PostgresChangeLog).parameters
 
@@ -95,7 +95,7 @@ class LogCapture(Capture):
 
     def __init__(self, url: str, mode: str) -> None:
         super().__init__()
-        from rxstore.gateway.postgres import PostgresChangeLog
+        from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 
         options: dict[str, Any] = {}
         if capture_keyword():

@@ -31,10 +31,10 @@ import socketio
 
 from benchmarks._common import commands, rss_bytes
 from rxstore import RootStore, TableStore
-from rxstore.events import BATCH, SNAPSHOT, EventKind
-from rxstore.frames import ChangeFrame
+from rxstore.client.transport import SocketIOTransport
 from rxstore.gateway.demo import Post
-from rxstore.transport import SocketIOTransport
+from rxstore.protocol.events import BATCH, SNAPSHOT, EventKind
+from rxstore.protocol.frames import ChangeFrame
 
 
 class _Waiter:

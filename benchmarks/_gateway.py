@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT
-from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.demo import create_demo_schema
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway, Topic
-from rxstore.gateway.sqlite import SQLiteChangeLog
 
 AUTH = TokenAuth(secret="rxstore-benchmark-secret-0123456789abcdef")
 
@@ -124,7 +124,7 @@ class PgServer(Server):
         self.postgres = PostgresServer()
 
     async def __aenter__(self) -> Server:
-        from rxstore.gateway.postgres import PostgresChangeLog
+        from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 
         await asyncio.to_thread(self.postgres.__enter__)
         dsn = await asyncio.to_thread(self.postgres.create_database, "bench")

@@ -9,7 +9,7 @@ client as fast as the gateway goes. Measured: the gateway process's CPU time
 * bare python-socketio: ``sio.emit(event, data, room=...)`` of the same kind of frame;
 * rxstore before: ``Tailer.broadcast`` with ``Delivery.direct`` off (each client's
   queue and writer task, python-engineio's queue and writer task, aiohttp's writer);
-* rxstore after: the direct path (``rxstore.gateway.wire``), the default;
+* rxstore after: the direct path (``rxstore.gateway.delivery.wire``), the default;
 * the floor: the same gateway, the frame's websocket bytes written to each client's
   transport in a bare loop (no checks, no metrics): what any one-write-per-client design pays.
 
@@ -35,7 +35,7 @@ from aiohttp import web
 
 from benchmarks._common import Output, Table, commands
 from benchmarks._gateway import AUTH, Process
-from rxstore.events import BATCH, LIVE, Change, Op
+from rxstore.protocol.events import BATCH, LIVE, Change, Op
 
 KINDS = (
     ("bare", "bare python-socketio emit(room=)"),

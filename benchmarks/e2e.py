@@ -163,7 +163,7 @@ async def _run(out: Output, quick: bool) -> Table:
         "pipeline: all changes in one transaction, timed from its commit; with writes: transactions of "
         f"{CHUNK:,} UPDATEs written concurrently (gateway CPU then includes the SQLite writer thread). "
         f"Gateway batch_size {_DEFAULT_BATCH} (default); {ROWS:,}-row table; "
-        "rxstore's client decodes with msgspec (rxstore.frames: batches checked while decoded), "
+        "rxstore's client decodes with msgspec (rxstore.protocol.frames: batches checked while decoded), "
         "the bare client with python-socketio's json; "
         f"gc 50k: the client process runs with gc.set_threshold({GC_THRESHOLD:,}) (see docs/operations.md); "
         "old=key: UPDATE envelopes carry only the old row's key (Topic(old='key'))"

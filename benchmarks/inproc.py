@@ -10,7 +10,7 @@ Contestants:
 
 * ``rxstore``: RootStore -> TableStore (rows kept as dicts), fed what its
   transport hands the router: the gateway's ``rxstore:batch`` frames (one
-  change each when unbatched) as :func:`rxstore.frames.decode_json` decodes
+  change each when unbatched) as :func:`rxstore.protocol.frames.decode_json` decodes
   them, envelopes checked while decoding (that cost is in benchmark 2); the
   same fed plain dicts (envelopes checked by the router, in Python); and with
   attrs records (``record_type = Post``: msgspec, else cattrs).
@@ -35,9 +35,9 @@ from reactivex.subject import BehaviorSubject, Subject
 
 from benchmarks._common import Output, Table, rate
 from rxstore import RootStore, TableStore
-from rxstore.events import BATCH, SNAPSHOT
-from rxstore.frames import decode_json
 from rxstore.gateway.demo import Post
+from rxstore.protocol.events import BATCH, SNAPSHOT
+from rxstore.protocol.frames import decode_json
 from rxstore.testing import VirtualLink
 
 ENTITIES = 100_000
@@ -389,7 +389,8 @@ def run(out: Output, *, quick: bool) -> list[Table]:
         f"(now {rx_b:,.0f})"
     )
     head.notes.append(
-        "rxstore (dict rows): frames as its transport decodes them (rxstore.frames; unbatched: the gateway's "
+        "rxstore (dict rows): frames as its transport decodes them "
+        "(rxstore.protocol.frames; unbatched: the gateway's "
         "batch of one change); plain dict frames: the same envelopes as decoded dicts, checked by the router"
     )
 

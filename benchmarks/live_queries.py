@@ -5,7 +5,7 @@ started: no socket, no database read) and given real ``Client`` objects, one
 subscription each, filed through its ``LiveQueries`` (the path a
 ``rxstore:subscribe`` takes). Batches of prepared UPDATEs of ``posts`` then go
 through ``gateway.tailer.broadcast``: the subscription index, the events of
-each subscription (:func:`~rxstore.gateway.subscriptions.subscription_event`),
+each subscription (:func:`~rxstore.gateway.queries.subscriptions.subscription_event`),
 the grouping per client, the encoding of each client's batch frame and the
 enqueue on its queue. The queues are emptied between rounds, outside the clock.
 
@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import Output, Table
-from rxstore.events import Change, Op
-from rxstore.gateway.auth import TokenAuth, User
-from rxstore.gateway.delivery import Client
+from rxstore.gateway.access.auth import TokenAuth, User
+from rxstore.gateway.delivery.queues import Client
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
+from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex
 from rxstore.gateway.server import RealtimeGateway, Topic
-from rxstore.gateway.sqlite import SQLiteChangeLog
-from rxstore.gateway.subscriptions import Subscription, SubscriptionIndex
-from rxstore.where import Subset, Term
+from rxstore.protocol.events import Change, Op
+from rxstore.protocol.subsets import Subset, Term
 
 TOPIC = "posts"
 COLUMN = "author"

@@ -20,7 +20,7 @@ from reactivex.subject import BehaviorSubject
 from benchmarks._common import Output, Table
 from benchmarks.inproc import ENTITIES, EVENT, DictPosts, _row
 from rxstore import DomainStore, Event, RootStore
-from rxstore.events import Snapshot
+from rxstore.protocol.events import Snapshot
 from rxstore.testing import VirtualLink
 
 IDLE_STORES = 1_000
@@ -165,14 +165,14 @@ def run(out: Output, *, quick: bool) -> list[Table]:
 
 
 def _snapshot_kind() -> Any:
-    from rxstore.events import EventKind
+    from rxstore.protocol.events import EventKind
 
     return EventKind.SNAPSHOT
 
 
 def _updates(rows: list[dict[str, Any]]) -> list[list[Event]]:
     from benchmarks.inproc import make_payloads
-    from rxstore.events import EventKind, parse_change
+    from rxstore.protocol.events import EventKind, parse_change
 
     events = []
     for p in make_payloads(ENTITIES):

@@ -34,7 +34,7 @@ import aiohttp
 
 from benchmarks._common import ROOT, Output, Table, percentile, rss_bytes
 from benchmarks._gateway import AUTH, ClientProcess
-from rxstore.gateway._sqlite_schema import head_sync
+from rxstore.gateway.log.sqlite.schema import head_sync
 
 CLIENTS = 1_000
 """Clients in a full run (2-core size; the issue's target is 10,000 on 16 cores)."""

@@ -25,8 +25,8 @@ from typing import Any
 
 from benchmarks._common import Output, Table
 from benchmarks._gateway import AUTH, ClientProcess, Process, Server
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway, Topic
-from rxstore.gateway.sqlite import SQLiteChangeLog
 
 CLIENTS = 1_000
 """Clients in a full run (2-core size; the issue's target is 10,000 on 16 cores)."""

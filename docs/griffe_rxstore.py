@@ -6,7 +6,7 @@ here without changing the source:
 - ``Example:`` (singular) becomes an ``Examples:`` section, so its ``>>>``
   lines render as code (griffe would otherwise read it as an admonition),
   and ``Class attributes:`` an ``Attributes:`` section (a table).
-- ``:class:`~rxstore.root.RootStore``` and friends become links to the
+- ``:class:`~rxstore.client.root.RootStore``` and friends become links to the
   reference when the target is documented (public, with a docstring), and
   inline code otherwise.
 """

@@ -7,8 +7,11 @@ state, and each :class:`TableStore` mirrors a database table, exactly once
 per change, across reconnects.
 """
 
-from rxstore.connection import Backoff, ConnectionState, ConnectionStatus
-from rxstore.errors import (
+from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.client.metrics import Metrics, MetricsSnapshot
+from rxstore.client.root import RootStore
+from rxstore.client.transport import SocketIOTransport, Transport
+from rxstore.protocol.errors import (
     AuthError,
     CallRejected,
     CallTimeout,
@@ -24,13 +27,10 @@ from rxstore.errors import (
     TransportError,
     ValidationError,
 )
-from rxstore.events import Change, Event, EventKind, Op, Snapshot
-from rxstore.metrics import Metrics, MetricsSnapshot
-from rxstore.root import RootStore
-from rxstore.store import DomainStore, RealtimeStore
-from rxstore.table import TableState, TableStore
-from rxstore.transport import SocketIOTransport, Transport
-from rxstore.where import Subset, SubsetError, Term
+from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
+from rxstore.protocol.subsets import Subset, SubsetError, Term
+from rxstore.stores.domain import DomainStore, RealtimeStore
+from rxstore.stores.table import TableState, TableStore
 
 __all__ = [
     "AuthError",

@@ -4,12 +4,12 @@ A store is ``frames -> filter -> scan -> BehaviorSubject``, where *frames* are
 the events of one incoming frame that the store's names pick out
 (:func:`named`). A reducer or predicate that raises never errors the
 pipeline: the frame's other events still apply, and the failure goes to
-``on_error`` as a :class:`~rxstore.errors.StoreError` (by default, on a keyed
+``on_error`` as a :class:`~rxstore.protocol.errors.StoreError` (by default, on a keyed
 view of a root, to ``root.errors``).
 
 Example:
     >>> from reactivex.subject import BehaviorSubject, Subject
-    >>> from rxstore.events import Event
+    >>> from rxstore.protocol.events import Event
     >>> events: Subject[Event] = Subject()
     >>> likes = BehaviorSubject(0)
     >>> errors = []
@@ -32,9 +32,9 @@ from typing import Any, TypeVar, cast
 from reactivex import Observable, abc
 from reactivex import operators as ops
 
-from rxstore.errors import RxStoreError, StoreError
-from rxstore.events import Event
-from rxstore.router import EventStream, Frame
+from rxstore.client.router import EventStream, Frame
+from rxstore.protocol.errors import RxStoreError, StoreError
+from rxstore.protocol.events import Event
 
 __all__ = ["Frame", "filter_events", "named", "safe_scan", "safe_scan_frames", "subscribe_direct"]
 
@@ -42,7 +42,7 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 ErrorHandler = Callable[[RxStoreError], None]
-"""Takes the :class:`~rxstore.errors.StoreError` of an event that failed."""
+"""Takes the :class:`~rxstore.protocol.errors.StoreError` of an event that failed."""
 
 log = logging.getLogger("rxstore.operators")
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rxstore.gateway._pg_decode import CAPTURE_LOCK_KEY
+from rxstore.gateway.log.postgres.decode import CAPTURE_LOCK_KEY
 from tests.waiting import wait_for
 
 __all__ = ["LOCK_HOLDER", "capture_pid", "syncrep_hold", "wait_blocked_by"]

@@ -28,7 +28,7 @@ from typing import Any, Literal, NoReturn
 
 import pytest
 
-from rxstore.transport import SocketIOTransport
+from rxstore.client.transport import SocketIOTransport
 
 __all__ = [
     "PG_BIN_DIR",

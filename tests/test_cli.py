@@ -16,7 +16,7 @@ import attrs
 import jwt
 
 from rxstore import RootStore, TableStore
-from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.access.auth import TokenAuth
 from tests.gateway.harness import PostStore
 from tests.services import PostgresServer
 from tests.waiting import wait_for

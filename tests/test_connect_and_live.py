@@ -26,9 +26,9 @@ from rxstore import (
     RxStoreError,
     TransportError,
 )
-from rxstore.connection import SyncState
-from rxstore.gateway.changelog import open_change_log
+from rxstore.client.connection import SyncState
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
 from tests.services import CountingTransport, closed_port

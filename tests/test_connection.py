@@ -1,4 +1,4 @@
-"""rxstore.connection: the backoff policy and the connection / sync state values."""
+"""rxstore.client.connection: the backoff policy and the connection / sync state values."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxstore.connection import Backoff, ConnectionState, ConnectionStatus, SyncState, SyncStatus
+from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus, SyncState, SyncStatus
 
 
 def test_backoff_without_jitter_grows_by_factor_from_initial_up_to_maximum() -> None:

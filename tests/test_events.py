@@ -1,4 +1,4 @@
-"""rxstore.events: change envelopes (``parse_change``, the fast ``envelope_seq``), Change and Event.
+"""rxstore.protocol.events: change envelopes (``parse_change``, the fast ``envelope_seq``), Change and Event.
 
 First, the property that the root's fast envelope check (``envelope_seq``) agrees with
 ``parse_change``:
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from rxstore.errors import ProtocolError
-from rxstore.events import (
+from rxstore.protocol.errors import ProtocolError
+from rxstore.protocol.events import (
     Change,
     Event,
     EventKind,

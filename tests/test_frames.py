@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxstore import Event, EventKind, RootStore, TableStore
-from rxstore.events import BATCH
-from rxstore.frames import ChangeFrame, CheckedBatch, decode_json
+from rxstore.client.transport import _JSONPacket, _msgpack_packet
+from rxstore.protocol.events import BATCH
+from rxstore.protocol.frames import ChangeFrame, CheckedBatch, decode_json
 from rxstore.testing import VirtualLink, batch_frame, change_frame
-from rxstore.transport import _JSONPacket, _msgpack_packet
 from tests.bad_input.strategies import json_values, texts
 
 KEYS = st.sampled_from(["p1", "p2", "p3", "p4"])

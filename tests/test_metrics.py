@@ -1,4 +1,4 @@
-"""rxstore.metrics: the counters a root keeps, their snapshots, percentiles and the snapshot stream."""
+"""rxstore.client.metrics: the counters a root keeps, their snapshots, percentiles and the snapshot stream."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from reactivex import operators as ops
 
 from rxstore import Backoff, RootStore, TableStore
-from rxstore.metrics import Metrics, MetricsSnapshot, percentile
+from rxstore.client.metrics import Metrics, MetricsSnapshot, percentile
 from rxstore.testing import Frame, VirtualLink, batch_frame, change_frame, marbles, message_frame, on_next
 from tests.waiting import wait_for
 

@@ -1,4 +1,4 @@
-"""rxstore.operators and the keyed views of rxstore.router: stores as filter + scan pipelines."""
+"""rxstore.operators and the keyed views of rxstore.client.router: stores as filter + scan pipelines."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import attrs
 from reactivex.subject import BehaviorSubject, Subject
 
 from rxstore import DomainStore, Event, RootStore, StoreError, TableStore
-from rxstore.errors import RxStoreError
 from rxstore.operators import filter_events, named, safe_scan, safe_scan_frames
+from rxstore.protocol.errors import RxStoreError
 from rxstore.testing import VirtualLink, batch_frame, change_frame, marbles, message_frame
 
 

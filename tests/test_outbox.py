@@ -1,4 +1,4 @@
-"""rxstore/outbox.py: the Outbox on its own, over ``rxstore.testing.VirtualLink``.
+"""rxstore/client/outbox.py: the Outbox on its own, over ``rxstore.testing.VirtualLink``.
 
 The link is the public test seam (it records what is sent and acknowledges
 every call with ``{"ok": True}``); ``link.up`` is what the outbox is told about
@@ -15,11 +15,11 @@ from typing import Any
 import attrs
 import pytest
 
-from rxstore.errors import CallRejected, CallTimeout, NotConnected, OutboxFull, RxStoreError
-from rxstore.events import BROADCAST, MUTATE
-from rxstore.metrics import Metrics
-from rxstore.outbox import Outbox, accepted
-from rxstore.table import TableStore
+from rxstore.client.metrics import Metrics
+from rxstore.client.outbox import Outbox, accepted
+from rxstore.protocol.errors import CallRejected, CallTimeout, NotConnected, OutboxFull, RxStoreError
+from rxstore.protocol.events import BROADCAST, MUTATE
+from rxstore.stores.table import TableStore
 from rxstore.testing import VirtualLink
 from tests.waiting import wait_for
 

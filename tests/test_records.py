@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxstore.errors import ValidationError
-from rxstore.records import _msgspec_fits, converter, structure_record, structure_records
-from rxstore.table import TableStore
+from rxstore.protocol.errors import ValidationError
+from rxstore.protocol.records import _msgspec_fits, converter, structure_record, structure_records
+from rxstore.stores.table import TableStore
 from rxstore.testing import change, snapshot
 
 

@@ -31,7 +31,7 @@ from rxstore import (
     TableState,
     TableStore,
 )
-from rxstore.errors import TokenProviderError
+from rxstore.protocol.errors import TokenProviderError
 from rxstore.testing import batch_frame, change_frame, marbles, message_frame
 from tests.waiting import wait_for
 

@@ -15,8 +15,8 @@ import socketio
 from aiohttp import web
 
 from rxstore import Backoff, ConnectionRefused, ConnectionState, ConnectionStatus, RootStore, TableStore
+from rxstore.client.transport import SocketIOTransport
 from rxstore.testing import change_frame
-from rxstore.transport import SocketIOTransport
 from tests.waiting import wait_for
 
 TOKEN = "secret-token"

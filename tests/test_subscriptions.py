@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from rxstore import RootStore, Subset, SubsetError, TableStore, Term
-from rxstore.connection import SyncState
-from rxstore.events import BATCH, SNAPSHOT
+from rxstore.client.connection import SyncState
+from rxstore.protocol.events import BATCH, SNAPSHOT
 from rxstore.testing import VirtualLink, change_frame, marbles, write
 
 Row = dict[str, Any]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, CallTimeout, RootStore, SocketIOTransport, TableStore
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient
 from tests.test_live_queries import AUTH, Messages, Writer, settled, start_chat

@@ -9,7 +9,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from rxstore import EventKind, RxStoreError, TableState, TableStore, ValidationError
-from rxstore.events import Event
+from rxstore.protocol.events import Event
 from rxstore.testing import change, marbles, snapshot
 
 

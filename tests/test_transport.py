@@ -1,4 +1,4 @@
-"""rxstore.transport.SocketIOTransport against a real python-socketio server on 127.0.0.1.
+"""rxstore.client.transport.SocketIOTransport against a real python-socketio server on 127.0.0.1.
 
 Frames reach the bound callback in order, a lost link is reported (and a closed one is not),
 refusals and unreachable gateways are told apart, emits and calls reach the server, and a call
@@ -16,8 +16,8 @@ import pytest
 import socketio
 from aiohttp import web
 
-from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
-from rxstore.transport import SocketIOTransport
+from rxstore.client.transport import SocketIOTransport
+from rxstore.protocol.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
 from tests.services import free_port
 from tests.waiting import wait_for
 

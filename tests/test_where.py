@@ -1,4 +1,4 @@
-"""rxstore.where: friendly forms, refusals and limits, SQL semantics in Python, the wire round trip."""
+"""rxstore.protocol.subsets: friendly forms, refusals and limits, SQL semantics in Python, the wire."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rxstore.where import (
+from rxstore.protocol.subsets import (
     MAX_COLUMNS,
     MAX_ID_CHARS,
     MAX_IN_VALUES,

@@ -17,8 +17,8 @@ import pytest
 
 from rxstore import RootStore
 from rxstore.cli._worker import merge_metrics
-from rxstore.events import Event
-from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.access.auth import TokenAuth
+from rxstore.protocol.events import Event
 from tests.gateway.harness import PostStore
 from tests.services import RedisServer
 from tests.waiting import wait_for

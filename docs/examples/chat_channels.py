@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 
 from rxstore import RootStore, TableState, TableStore
-from rxstore.gateway.auth import TokenAuth, User
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.access.auth import TokenAuth, User
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 
 

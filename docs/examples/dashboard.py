@@ -37,7 +37,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
 from rxstore import ConnectionStatus, RootStore, RxStoreError, TableState, TableStore
-from rxstore.connection import SyncState
+from rxstore.client.connection import SyncState
 
 
 @attrs.frozen

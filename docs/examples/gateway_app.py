@@ -18,9 +18,9 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from rxstore.gateway.auth import TokenAuth, User
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.access.auth import TokenAuth, User
 from rxstore.gateway.demo import create_demo_schema, dialect_of
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Retention, Topic, Writes
 
 

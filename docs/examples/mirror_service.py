@@ -44,8 +44,8 @@ from rxstore import (
     TableStore,
     ValidationError,
 )
-from rxstore.connection import SyncStatus
-from rxstore.table import structure_record
+from rxstore.client.connection import SyncStatus
+from rxstore.stores.table import structure_record
 
 log = logging.getLogger("mirror")
 

@@ -15,7 +15,7 @@ from reactivex.notification import OnNext
 from reactivex.testing.recorded import Recorded
 
 from rxstore import ConnectionRefused, ConnectionState, DomainStore, Event, StoreError, TableStore
-from rxstore.connection import SyncStatus
+from rxstore.client.connection import SyncStatus
 from rxstore.testing import change_frame, marbles, message, message_frame, snapshot_frame
 
 

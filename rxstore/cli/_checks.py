@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from rxstore.errors import RxStoreError
+from rxstore.protocol.errors import RxStoreError
 
 __all__ = [
     "EXIT_USAGE",

@@ -84,7 +84,7 @@ async def demo(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from rxstore import RootStore, TableStore
-    from rxstore.gateway.auth import TokenAuth
+    from rxstore.gateway.access.auth import TokenAuth
     from rxstore.gateway.demo import Post, all_posts, create_demo_schema
     from rxstore.gateway.server import RealtimeGateway
 

@@ -9,9 +9,9 @@ __all__ = ["log_command"]
 
 async def log_command(args: argparse.Namespace) -> int:
     """Print the log's epoch, head and horizon, or give it a new epoch."""
-    from rxstore.errors import RxStoreError
-    from rxstore.gateway.changelog import open_change_log
-    from rxstore.gateway.sqlite import SQLiteChangeLog
+    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
+    from rxstore.protocol.errors import RxStoreError
 
     try:
         log = open_change_log(args.db)

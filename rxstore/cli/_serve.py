@@ -48,7 +48,7 @@ def token_auth(args: argparse.Namespace) -> Any:
     Raises:
         CommandError: The options or the key cannot work.
     """
-    from rxstore.gateway.auth import KeyConfigError, TokenAuth
+    from rxstore.gateway.access.auth import KeyConfigError, TokenAuth
 
     issuing = args.command == "token"
     key_option = "--private-key" if issuing else "--public-key"
@@ -248,8 +248,8 @@ async def open_log(url: str, *, option: str | None = None, capture: str = "auto"
         option: How the command line named the database, for messages (default ``--db URL``).
         capture: PostgreSQL's capture mode (``auto``, ``wal`` or ``trigger``).
     """
-    from rxstore.gateway.changelog import open_change_log
-    from rxstore.gateway.sqlite import SQLiteChangeLog
+    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 
     try:
         log = open_change_log(url, capture=capture)

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import attrs
 
-from rxstore.errors import RxStoreError
-from rxstore.events import topic_event_name
-from rxstore.gateway.auth import User
-from rxstore.gateway.changelog import Statement
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.log.contract import Statement
+from rxstore.protocol.errors import RxStoreError
+from rxstore.protocol.events import topic_event_name
 
 __all__ = [
     "GatewayUsageError",
@@ -100,8 +100,8 @@ class GatewayUsageError(RxStoreError, RuntimeError):
     """The gateway was used in a way its mode or state does not allow; the message says what to do.
 
     Example:
-        >>> from rxstore.gateway.auth import TokenAuth
-        >>> from rxstore.gateway.changelog import open_change_log
+        >>> from rxstore.gateway.access.auth import TokenAuth
+        >>> from rxstore.gateway.log.contract import open_change_log
         >>> from rxstore.gateway.server import RealtimeGateway
         >>> gateway = RealtimeGateway(
         ...     open_change_log("sqlite:///app.db"), topics=["posts"], auth=TokenAuth(secret="s" * 32)

@@ -32,9 +32,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rxstore._json import MISS, fast_loads
-from rxstore._json import orjson as _orjson
-from rxstore.errors import ProtocolError
+from rxstore.protocol.errors import ProtocolError
+from rxstore.protocol.json_fast import MISS, fast_loads
+from rxstore.protocol.json_fast import orjson as _orjson
 
 __all__ = [
     "ExactRow",

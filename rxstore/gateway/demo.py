@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import Writes
-from rxstore.gateway.auth import User
-from rxstore.gateway.changelog import ChangeLog
-from rxstore.table import structure_record
+from rxstore.gateway.log.contract import ChangeLog
+from rxstore.stores.table import structure_record
 
 if TYPE_CHECKING:
     from rxstore.gateway.server import RealtimeGateway

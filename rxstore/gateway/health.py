@@ -7,8 +7,8 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rxstore.gateway.changelog import ChangeLog
-from rxstore.gateway.fanout import RedisFanout
+from rxstore.gateway.delivery.fanout import RedisFanout
+from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 
 __all__ = ["health_report", "metrics_report"]

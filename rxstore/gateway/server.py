@@ -13,19 +13,19 @@ duplicate at the seam::
     client     connects at cursor 1: replay [2-3], live, then [4-6]
 
 This module wires the gateway together and holds its lifecycle; each other
-concern has a module of its own:
+concern has a package or module of its own:
 
-* :mod:`~rxstore.gateway.api`: Topic, Retention, Writes, the hook types (no Socket.IO).
-* :mod:`~rxstore.gateway.tailer`: the live path (read the log, broadcast), trimming.
-* :mod:`~rxstore.gateway.sync`, :mod:`~rxstore.gateway.catchup`: bringing a client up to date.
-* :mod:`~rxstore.gateway.visibility`: who sees which change (pure functions).
-* :mod:`~rxstore.gateway.delivery`: per-client queues, encoding, backpressure, engine.io internals.
-* :mod:`~rxstore.gateway.mutations`: what clients send (mutations, broadcasts, handlers).
-* :mod:`~rxstore.gateway.mount`: serving it (alone, in an aiohttp app, ASGI).
-* :mod:`~rxstore.gateway.guard`, :mod:`~rxstore.gateway.packets`, :mod:`~rxstore.gateway.sio`: the wire.
-* :mod:`~rxstore.gateway.sessions`: the connect handshake (auth checks), token expiry, forgetting.
-* :mod:`~rxstore.gateway.live_queries` and :mod:`~rxstore.gateway.subscriptions`: subsets, their index.
-* :mod:`~rxstore.gateway.metrics` and :mod:`~rxstore.gateway.health`: the metrics, ``/healthz``.
+* ``rxstore.gateway.api``: Topic, Retention, Writes, the hook types (no Socket.IO).
+* ``rxstore.gateway.log``: the change log (its contract, SQLite, PostgreSQL).
+* ``rxstore.gateway.delivery``: the live path (``delivery.tailer``), bringing a client
+  up to date (``delivery.sync``, ``delivery.catchup``), per-client queues
+  (``delivery.queues``), the direct wire, fan-out.
+* ``rxstore.gateway.queries``: subsets, their index, who sees which change.
+* ``rxstore.gateway.access``: tokens, the connect handshake (``access.sessions``), the
+  wire's guard against hostile input.
+* ``rxstore.gateway.client_events``: what clients send (mutations, broadcasts, handlers).
+* ``rxstore.gateway.mount``: serving it (alone, in an aiohttp app, ASGI).
+* ``rxstore.gateway.metrics`` and ``rxstore.gateway.health``: the metrics, ``/healthz``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from rxstore.gateway.access.auth import TokenAuth
+from rxstore.gateway.access.sessions import Sessions, authorize_failed
+from rxstore.gateway.access.sio import guarded_server
 from rxstore.gateway.api import (
     GatewayUsageError,
     Handler,
@@ -48,20 +51,17 @@ from rxstore.gateway.api import (
     TopicFilter,
     Writes,
 )
-from rxstore.gateway.auth import TokenAuth
-from rxstore.gateway.changelog import ChangeLog
-from rxstore.gateway.delivery import Client, Delivery
-from rxstore.gateway.fanout import QueuedManager, RedisFanout
+from rxstore.gateway.client_events import ClientEvents
+from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
+from rxstore.gateway.delivery.queues import Client, Delivery
+from rxstore.gateway.delivery.sync import Sync
+from rxstore.gateway.delivery.tailer import Tailer
 from rxstore.gateway.health import health_report, metrics_report
-from rxstore.gateway.live_queries import LiveQueries
+from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import Serving
-from rxstore.gateway.mutations import ClientEvents
-from rxstore.gateway.sessions import Sessions, authorize_failed
-from rxstore.gateway.sio import guarded_server
-from rxstore.gateway.sync import Sync
-from rxstore.gateway.tailer import Tailer
-from rxstore.gateway.visibility import Throttled, fail_closed
+from rxstore.gateway.queries.live_queries import LiveQueries
+from rxstore.gateway.queries.visibility import Throttled, fail_closed
 
 __all__ = [
     "GatewayUsageError",
@@ -103,7 +103,7 @@ class RealtimeGateway(Serving):
         max_frame_bytes: Largest frame a client may send. A bigger one is answered
             ``invalid_payload`` (an acknowledgement if it asked for one; a CONNECT is
             refused with ``bad_request``) up to a quarter more (at least 16 KiB more:
-            the websocket limit, :func:`~rxstore.gateway.guard.websocket_limit`);
+            the websocket limit, :func:`~rxstore.gateway.access.guard.websocket_limit`);
             beyond that the connection is closed (websocket close code 1009).
         frame_bytes: Target size of the frames the gateway sends: snapshots go in
             chunks, and replay and live batches are cut, so that each frame stays
@@ -117,7 +117,7 @@ class RealtimeGateway(Serving):
             One user's snapshots are sent one at a time, so that one user's
             stalled connections cannot hold every slot.
         client_queue_limit: Most changes waiting for one client; a live client further behind
-            catches up from the log on its connection (:mod:`~rxstore.gateway.catchup`).
+            catches up from the log on its connection (:mod:`~rxstore.gateway.delivery.catchup`).
         client_queue_bytes: Most encoded bytes waiting for one client, likewise.
         behind: ``"drop"``: a client over those bounds is dropped instead (it resumes later).
         retention: Trimming of the change log.

@@ -18,9 +18,9 @@ import msgpack
 from hypothesis import strategies as st
 
 from rxstore import DomainStore, Event, EventKind, ProtocolError, RootStore, StoreError, TableStore
-from rxstore.events import BATCH, CLOSING, LIVE, RESET, SNAPSHOT, topic_event_name
+from rxstore.client.transport import _JSONPacket, _msgpack_packet
+from rxstore.protocol.events import BATCH, CLOSING, LIVE, RESET, SNAPSHOT, topic_event_name
 from rxstore.testing import VirtualLink
-from rxstore.transport import _JSONPacket, _msgpack_packet
 from tests.bad_input.strategies import (
     big_ints,
     json_values,

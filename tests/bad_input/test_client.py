@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxstore import DomainStore, Event, EventKind, ProtocolError, RootStore, RxStoreError, StoreError
-from rxstore.events import BATCH, RESET, SNAPSHOT
+from rxstore.protocol.events import BATCH, RESET, SNAPSHOT
 from rxstore.testing import VirtualLink, batch_frame, change_frame, message_frame
 from tests.bad_input.cases import examples, ran
 from tests.bad_input.client_model import (

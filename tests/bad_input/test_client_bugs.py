@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from rxstore import ProtocolError, RootStore, StoreError
-from rxstore.events import BATCH, SNAPSHOT
+from rxstore.client.transport import _FrameJSON
+from rxstore.protocol.events import BATCH, SNAPSHOT
 from rxstore.testing import VirtualLink, batch_frame, change_frame, message_frame
-from rxstore.transport import _FrameJSON
 from tests.bad_input.client_model import Client, new_client
 
 

@@ -25,10 +25,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rxstore.events import BROADCAST, MUTATE
-from rxstore.gateway.auth import TokenAuth
+from rxstore.gateway.access.auth import TokenAuth
+from rxstore.gateway.access.guard import websocket_limit
 from rxstore.gateway.demo import Post, save_post
-from rxstore.gateway.guard import websocket_limit
+from rxstore.protocol.events import BROADCAST, MUTATE
 from tests.bad_input.cases import examples, ran
 from tests.bad_input.gateway_env import (
     CHANGE_EVENTS,
@@ -256,7 +256,7 @@ good_post_args = st.builds(
     st.integers(-(2**63), 2**63 - 1),
     st.booleans(),
     # SQLite's printf, which captures REALs, can be one ulp off beyond about 1e±200 (documented in
-    # rxstore.gateway._sqlite_schema._real_json): "exactly" holds for 0 and magnitudes within that.
+    # rxstore.gateway.log.sqlite.schema._real_json): "exactly" holds for 0 and magnitudes within that.
     st.one_of(
         st.just(0.0),
         st.floats(min_value=1e-200, max_value=1e200),

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rxstore.events import BROADCAST, MUTATE, SNAPSHOT
 from rxstore.gateway.demo import Post, save_post
+from rxstore.protocol.events import BROADCAST, MUTATE, SNAPSHOT
 from tests.bad_input.gateway_env import GatewayEnv
 from tests.gateway.harness import AUTH
 from tests.waiting import wait_for

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import inspect
-import pkgutil
 import re
-from pathlib import Path
 
 import pytest
 
@@ -100,26 +96,3 @@ def test_the_reference_renders_each_example_as_an_examples_section() -> None:
         if not any(section.kind.value == "examples" for section in parsed):
             missing.append(name)
     assert missing == []
-
-
-GATEWAY_MODULES = [
-    "rxstore.gateway",
-    *sorted(name for _, name, _ in pkgutil.walk_packages(rxstore.gateway.__path__, "rxstore.gateway.")),
-]
-"""Every module of the gateway package, private ones included (found, not listed by hand)."""
-
-
-@pytest.mark.parametrize("module_name", GATEWAY_MODULES)
-def test_gateway_module_docstring_examples_run(module_name: str) -> None:
-    """The examples in the gateway modules' docstrings run and print what they show."""
-    module = importlib.import_module(module_name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {module_name} failed"
-
-
-def test_every_gateway_source_file_has_its_doctests_run() -> None:
-    """No gateway module is left out of the doctest run above (a new one is picked up by itself)."""
-    directory = Path(rxstore.gateway.__file__).parent
-    files = {f"rxstore.gateway.{path.stem}" for path in directory.glob("*.py") if path.stem != "__init__"}
-    assert files <= set(GATEWAY_MODULES)
-    assert {"rxstore.gateway.server", "rxstore.gateway.codec", "rxstore.gateway.auth"} <= files

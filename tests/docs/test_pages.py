@@ -81,9 +81,9 @@ def documented_default(page: str, option: str) -> str:
         ("rxstore.gateway.server.RealtimeGateway", "client_queue_limit"),
         ("rxstore.gateway.server.RealtimeGateway", "serializer"),
         ("rxstore.gateway.server.RealtimeGateway", "cors_allowed_origins"),
-        ("rxstore.root.RootStore", "outbox_limit"),
-        ("rxstore.root.RootStore", "call_timeout"),
-        ("rxstore.root.RootStore", "settle_after"),
+        ("rxstore.client.root.RootStore", "outbox_limit"),
+        ("rxstore.client.root.RootStore", "call_timeout"),
+        ("rxstore.client.root.RootStore", "settle_after"),
     ],
 )
 def test_operations_tuning_tables_show_the_defaults_of_the_code(cls: str, option: str) -> None:

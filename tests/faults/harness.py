@@ -44,13 +44,13 @@ import asyncpg
 import attrs
 
 from rxstore import Backoff, RootStore, TableStore
-from rxstore.connection import SyncState, SyncStatus
-from rxstore.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
-from rxstore.events import BATCH, RESET, SNAPSHOT, Event, EventKind
-from rxstore.frames import CheckedBatch
-from rxstore.gateway.auth import TokenAuth
+from rxstore.client.connection import SyncState, SyncStatus
+from rxstore.client.transport import SocketIOTransport
+from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.demo import Post
-from rxstore.transport import SocketIOTransport
+from rxstore.protocol.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
+from rxstore.protocol.events import BATCH, RESET, SNAPSHOT, Event, EventKind
+from rxstore.protocol.frames import CheckedBatch
 from tests.services import free_port
 from tests.waiting import wait_for
 
@@ -1015,8 +1015,8 @@ class StalledClient:
 async def start_inprocess_gateway(db_url: str, **options: Any) -> Any:
     """A RealtimeGateway in this process (for minimal reproductions that need a gateway option
     the CLI does not expose), with the suite's secret, demo schema and mutations, on a free port."""
-    from rxstore.gateway.changelog import open_change_log
     from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
+    from rxstore.gateway.log.contract import open_change_log
     from rxstore.gateway.server import RealtimeGateway
 
     log = open_change_log(db_url)

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from rxstore import RootStore
-from rxstore.errors import TransportError
-from rxstore.transport import SocketIOTransport
+from rxstore.client.transport import SocketIOTransport
+from rxstore.protocol.errors import TransportError
 from tests.faults.harness import (
     AUTH,
     BACKOFF,

@@ -31,8 +31,8 @@ import attrs
 import pytest
 
 from rxstore import DomainStore, Event, RootStore
-from rxstore.connection import SyncState
-from rxstore.gateway.auth import TokenAuth
+from rxstore.client.connection import SyncState
+from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import AUTH as PROCESS_AUTH
 from tests.faults.harness import GatewayProcess, StalledClient, fetch_health

@@ -1,4 +1,4 @@
-"""rxstore.gateway.auth: HS256 tokens (issue, verify, refusals by reason), and asymmetric JWT
+"""rxstore.gateway.access.auth: HS256 tokens (issue, verify, refusals by reason), and asymmetric JWT
 keys: RS256/ES256 public keys and local JWKS files, with real keys.
 
 Keys are generated here with ``cryptography``; tokens are signed with pyjwt (or forged
@@ -30,14 +30,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-import rxstore.gateway._jwt_keys
-import rxstore.gateway.auth
+import rxstore.gateway.access.auth
+import rxstore.gateway.access.jwt_keys
 from rxstore import RootStore
-from rxstore.errors import AuthError, ConnectionRefused, RxStoreError
-from rxstore.gateway.auth import KeyConfigError, TokenAuth
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.access.auth import KeyConfigError, TokenAuth
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.errors import AuthError, ConnectionRefused, RxStoreError
 from tests.gateway.harness import PostStore
 from tests.waiting import wait_for
 
@@ -327,8 +327,8 @@ def test_hs256_auth_keeps_working_and_refuses_rs256_tokens(keys: Keys) -> None:
 
 
 def test_auth_module_doctests_pass() -> None:
-    """The examples in rxstore.gateway.auth (and its key helpers) run."""
-    for module in (rxstore.gateway.auth, rxstore.gateway._jwt_keys):
+    """The examples in rxstore.gateway.access.auth (and its key helpers) run."""
+    for module in (rxstore.gateway.access.auth, rxstore.gateway.access.jwt_keys):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0
 

@@ -1,4 +1,4 @@
-"""rxstore.gateway.catchup: a live client that falls behind catches up from the log on its connection.
+"""rxstore.gateway.delivery.catchup: a live client that falls behind catches up from the log, on its link.
 
 Real gateways on SQLite (and PostgreSQL for the RootStore case) on 127.0.0.1; RootStore clients and
 raw websocket clients (engine.io spoken by hand) whose socket reading the test pauses, so that a
@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 
 from rxstore import RootStore
-from rxstore.events import BATCH, LIVE, RESET, SNAPSHOT
-from rxstore.gateway.auth import User
-from rxstore.gateway.delivery import room
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.delivery.queues import room
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.events import BATCH, LIVE, RESET, SNAPSHOT
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.gateway.raw_socketio import read_events
 from tests.waiting import wait_for
@@ -211,7 +211,7 @@ async def test_behind_drop_keeps_the_old_behaviour_the_client_is_dropped_and_res
 
 def test_behind_takes_catch_up_or_drop_only(tmp_path: Any) -> None:
     """Any other value of behind is refused when the gateway is made."""
-    from rxstore.gateway.changelog import open_change_log
+    from rxstore.gateway.log.contract import open_change_log
 
     behind: Any = "wait"
     with pytest.raises(ValueError, match="behind"):

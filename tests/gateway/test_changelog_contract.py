@@ -20,13 +20,13 @@ import asyncpg
 import attrs
 import pytest
 
-from rxstore.errors import NotConnected
-from rxstore.events import Op
-from rxstore.gateway._pg_reads import subset_rows_sql
-from rxstore.gateway._sqlite_reads import rows_sql as sqlite_rows_sql
-from rxstore.gateway.changelog import AppliedMutation, ChangeLog, open_change_log
-from rxstore.gateway.subset_sql import Dialect, where_sql
-from rxstore.where import Subset, terms_of
+from rxstore.gateway.log.contract import AppliedMutation, ChangeLog, open_change_log
+from rxstore.gateway.log.postgres.reads import subset_rows_sql
+from rxstore.gateway.log.sqlite.reads import rows_sql as sqlite_rows_sql
+from rxstore.gateway.log.subset_sql import Dialect, where_sql
+from rxstore.protocol.errors import NotConnected
+from rxstore.protocol.events import Op
+from rxstore.protocol.subsets import Subset, terms_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import socketio
 
-from rxstore.events import BATCH, SUBSCRIBE, UNSUBSCRIBE
-from rxstore.gateway.auth import User
+from rxstore.gateway.access.auth import User
 from rxstore.gateway.demo import Post, save_post
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.events import BATCH, SUBSCRIBE, UNSUBSCRIBE
 from tests.faults.harness import StalledClient
 from tests.gateway.harness import AUTH, root_for, start_gateway
 from tests.gateway.overload import write_big_table

@@ -1,4 +1,4 @@
-"""rxstore.gateway.wire: shared live frames written straight to idle websocket clients.
+"""rxstore.gateway.delivery.wire: shared live frames written straight to idle websocket clients.
 
 Real gateways on SQLite on 127.0.0.1; RootStore clients (python-socketio over a websocket, no
 compression: the direct path), raw aiohttp websocket clients (one asking for permessage-deflate:
@@ -22,10 +22,10 @@ import engineio.async_drivers.aiohttp
 import engineio.async_socket
 import pytest
 
-from rxstore.errors import RxStoreError
-from rxstore.events import BATCH, LIVE, SNAPSHOT
+from rxstore.gateway.delivery.wire import Link, websocket_bytes, websocket_frame
 from rxstore.gateway.server import RealtimeGateway
-from rxstore.gateway.wire import Link, websocket_bytes, websocket_frame
+from rxstore.protocol.errors import RxStoreError
+from rxstore.protocol.events import BATCH, LIVE, SNAPSHOT
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.gateway.raw_socketio import read_events
 from tests.waiting import wait_for

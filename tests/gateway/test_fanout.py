@@ -1,4 +1,4 @@
-"""rxstore.gateway.fanout: QueuedManager hands room emits to the gateway's delivery, and RedisFanout
+"""rxstore.gateway.delivery.fanout: QueuedManager hands room emits to the gateway's delivery, and RedisFanout
 knows whether this node still hears Redis (real python-socketio servers and clients, a real Redis).
 
 The two-node behaviour through whole gateways is in test_scaleout.py; the python-socketio private
@@ -18,7 +18,7 @@ import pytest
 import socketio
 from aiohttp import web
 
-from rxstore.gateway.fanout import QueuedManager, RedisFanout
+from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
 from tests.services import RedisServer, free_port, require_or_skip
 from tests.waiting import wait_for
 

@@ -17,11 +17,11 @@ import pytest
 import socketio
 
 from rxstore import ConnectionRefused, EventKind, RootStore
-from rxstore.frames import CheckedBatch
-from rxstore.gateway.changelog import open_change_log
+from rxstore.client.transport import FrameHandler, LostHandler, SocketIOTransport
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Topic
-from rxstore.transport import FrameHandler, LostHandler, SocketIOTransport
+from rxstore.protocol.frames import CheckedBatch
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.waiting import wait_for
 
@@ -114,7 +114,7 @@ class RowRecorder(SocketIOTransport):
         elif isinstance(value, list | tuple):
             for item in value:
                 self._collect(item)
-        elif isinstance(value, CheckedBatch):  # a batch as the transport decodes it (rxstore.frames)
+        elif isinstance(value, CheckedBatch):  # a batch as the transport decodes it (rxstore.protocol.frames)
             self._collect(value.events)
 
 
@@ -201,7 +201,7 @@ async def sqlite_gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
 )
 async def test_bad_connections_are_refused_with_a_reason(sqlite_gateway, token, topics, reason) -> None:
     if token == "forged":
-        from rxstore.gateway.auth import TokenAuth
+        from rxstore.gateway.access.auth import TokenAuth
 
         token = TokenAuth(secret="another-secret-that-is-long-enough!!").issue("alice")
     root = RootStore(sqlite_gateway.url, token=token, topics=topics or ["posts"])

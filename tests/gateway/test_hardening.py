@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, RootStore
-from rxstore.connection import ConnectionStatus
-from rxstore.events import CLOSING
-from rxstore.gateway.auth import User
+from rxstore.client.connection import ConnectionStatus
+from rxstore.gateway.access.auth import User
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.events import CLOSING
 from tests.gateway.harness import AUTH, PostStore, SeqCounter, start_gateway
 from tests.waiting import wait_for
 

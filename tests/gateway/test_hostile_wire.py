@@ -1,4 +1,4 @@
-"""Hostile input at the wire (rxstore.gateway.guard): refused, counted, bounded, answered.
+"""Hostile input at the wire (rxstore.gateway.access.guard): refused, counted, bounded, answered.
 
 The attacker is a raw websocket (aiohttp) speaking Engine.IO / Socket.IO by
 hand; the gateway is real, on SQLite (and PostgreSQL where the encoding of
@@ -20,12 +20,12 @@ import aiohttp
 import pytest
 import socketio
 
-from rxstore.errors import CallRejected
-from rxstore.events import BROADCAST
-from rxstore.gateway.changelog import open_change_log
+from rxstore.gateway.access.guard import websocket_limit
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
-from rxstore.gateway.guard import websocket_limit
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.errors import CallRejected
+from rxstore.protocol.events import BROADCAST
 from tests.gateway.harness import AUTH, root_for, start_gateway
 from tests.waiting import wait_for
 

@@ -1,7 +1,7 @@
 """Every private python-socketio / python-engineio name rxstore relies on, pinned.
 
 rxstore's gateway reaches under the libraries' public API in a few places
-(rxstore/gateway/delivery.py, fanout.py, guard.py, packets.py, server.py; each
+(rxstore/gateway/delivery/queues.py, fanout.py, guard.py, packets.py, server.py; each
 module says which). A new library version that renames, re-signs or stops
 calling one of them fails here, by name, before it fails somewhere in the
 behaviour tests (test_hostile_wire.py, test_scaleout.py, tests/faults/).
@@ -27,8 +27,8 @@ import pytest
 import socketio
 import socketio.msgpack_packet
 
-from rxstore.gateway.fanout import QueuedManager, RedisFanout
-from rxstore.gateway.guard import BadInputLog, GuardedServer, WireGuard
+from rxstore.gateway.access.guard import BadInputLog, GuardedServer, WireGuard
+from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
 
 
 def params(function: Callable[..., Any]) -> list[str]:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import socketio
 
-from rxstore.events import BATCH, LIVE, SNAPSHOT, SUBSCRIBE, UNSUBSCRIBE
-from rxstore.gateway.changelog import ChangeLog
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
+from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.server import RealtimeGateway
+from rxstore.protocol.events import BATCH, LIVE, SNAPSHOT, SUBSCRIBE, UNSUBSCRIBE
 from tests.gateway.harness import AUTH, start_gateway
 from tests.waiting import wait_for
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, ConnectError, ConnectionRefused, RootStore
+from rxstore.client.transport import SocketIOTransport
 from rxstore.gateway.server import RealtimeGateway
-from rxstore.transport import SocketIOTransport
 from tests.faults.harness import StalledClient
 from tests.gateway.harness import AUTH, PostStore
 from tests.gateway.overload import RETRY_AFTER, ROWS, overloaded_gateway

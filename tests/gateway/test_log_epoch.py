@@ -24,10 +24,10 @@ import pytest
 import socketio
 
 from rxstore import EventKind, RootStore
-from rxstore.connection import SyncState
-from rxstore.gateway.changelog import open_change_log
+from rxstore.client.connection import SyncState
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
-from rxstore.gateway.postgres import PostgresChangeLog
+from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.testing import change_frame, marbles
 from tests.gateway.harness import AUTH, PostStore, root_for, start_gateway

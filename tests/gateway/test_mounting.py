@@ -20,12 +20,12 @@ import pytest
 from aiohttp import web
 
 from rxstore import RootStore
-from rxstore.gateway.changelog import open_change_log
+from rxstore.client.transport import SocketIOTransport
+from rxstore.gateway.access.guard import websocket_limit
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
-from rxstore.gateway.guard import websocket_limit
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.mount import ASGIApp
 from rxstore.gateway.server import GatewayUsageError, RealtimeGateway
-from rxstore.transport import SocketIOTransport
 from tests.gateway.harness import AUTH, PostStore
 from tests.waiting import wait_for
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, CallRejected, RootStore
-from rxstore.gateway.changelog import open_change_log
 from rxstore.gateway.demo import Post, all_posts
+from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Writes
 from tests.gateway.harness import AUTH, PostStore, start_gateway
 from tests.waiting import wait_for

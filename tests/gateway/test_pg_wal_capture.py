@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from rxstore.events import Op
-from rxstore.gateway.postgres import PostgresChangeLog
+from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
+from rxstore.protocol.events import Op
 from tests.gateway.test_postgres_log import read_all
 from tests.pg_capture import capture_pid, syncrep_hold, wait_blocked_by
 from tests.services import PostgresServer

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from rxstore.errors import NotConnected
-from rxstore.events import Change, Op
-from rxstore.gateway.changelog import LogSnapshot, open_change_log
-from rxstore.gateway.postgres import SEQUENCER_LOCK_KEY, PostgresChangeLog
+from rxstore.gateway.log.contract import LogSnapshot, open_change_log
+from rxstore.gateway.log.postgres.changelog import SEQUENCER_LOCK_KEY, PostgresChangeLog
+from rxstore.protocol.errors import NotConnected
+from rxstore.protocol.events import Change, Op
 from tests.services import PostgresServer, require_or_skip
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from rxstore.gateway.auth import User
-from rxstore.gateway.guard import BadPayload
-from rxstore.gateway.sessions import ConnectRequest, Refusal, parse_auth
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.access.guard import BadPayload
+from rxstore.gateway.access.sessions import ConnectRequest, Refusal, parse_auth
 from tests.gateway.harness import AUTH
 
 TOPICS = {"posts": None, "comments": None, "audit": None}

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from rxstore.gateway.auth import User
+from rxstore.gateway.access.auth import User
 from rxstore.gateway.demo import Post, all_posts, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from rxstore.errors import NotConnected
-from rxstore.events import Change, Op
-from rxstore.gateway.changelog import AppliedMutation, open_change_log
-from rxstore.gateway.sqlite import SQLiteChangeLog
+from rxstore.gateway.log.contract import AppliedMutation, open_change_log
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
+from rxstore.protocol.errors import NotConnected
+from rxstore.protocol.events import Change, Op
 
 pytestmark = pytest.mark.timeout(30)
 

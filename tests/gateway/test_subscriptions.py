@@ -1,4 +1,4 @@
-"""Live-query routing without a server: :mod:`rxstore.gateway.subscriptions`' index and events."""
+"""Live-query routing without a server: :mod:`rxstore.gateway.queries.subscriptions`' index and events."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from rxstore.events import Change, Op
-from rxstore.gateway.auth import User
-from rxstore.gateway.subscriptions import (
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.queries.subscriptions import (
     Subscription,
     SubscriptionIndex,
     events_of_subscriptions,
     subscription_event,
 )
-from rxstore.where import Subset, terms_of
+from rxstore.protocol.events import Change, Op
+from rxstore.protocol.subsets import Subset, terms_of
 
 ALICE = User("alice")
 GENERAL = Subset("messages", terms_of({"channel": "general"}), ("body",))

@@ -1,8 +1,8 @@
 """The agreement test: a subset evaluated by the database equals the same subset evaluated in Python.
 
 A live query is answered twice: its snapshot by the database
-(:func:`rxstore.gateway.subset_sql.where_sql` behind ``SnapshotReader.fetch``) and
-every later change by the gateway in Python (:meth:`rxstore.where.Subset.matches`).
+(:func:`rxstore.gateway.log.subset_sql.where_sql` behind ``SnapshotReader.fetch``) and
+every later change by the gateway in Python (:meth:`rxstore.protocol.subsets.Subset.matches`).
 If the two disagreed on one row (NULL, a number's type, the order of two strings,
 an infinity), a client would hold a row it should not, or miss one, forever.
 Hypothesis draws rows, writes and subsets near the data, on SQLite and PostgreSQL,
@@ -28,12 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rxstore.events import Change
-from rxstore.gateway.auth import User
-from rxstore.gateway.changelog import ChangeLog, open_change_log
-from rxstore.gateway.subscriptions import Subscription, subscription_event
-from rxstore.gateway.subset_sql import check_subset
-from rxstore.where import COMPARISONS, Subset, Term
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.log.contract import ChangeLog, open_change_log
+from rxstore.gateway.log.subset_sql import check_subset
+from rxstore.gateway.queries.subscriptions import Subscription, subscription_event
+from rxstore.protocol.events import Change
+from rxstore.protocol.subsets import COMPARISONS, Subset, Term
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -243,7 +243,7 @@ async def _answers(
 
 def _follow(live: dict[int, dict[str, Any]], subset: Subset, change: Change) -> None:
     """Apply one change to a live subset as a client does with what the gateway sends it
-    (:func:`~rxstore.gateway.subscriptions.subscription_event`: move-in INSERT, move-out key
+    (:func:`~rxstore.gateway.queries.subscriptions.subscription_event`: move-in INSERT, move-out key
     DELETE), checking it fits what is held."""
     event = subscription_event(Subscription("s", subset, "c", User("u"), "id"), change, None)
     if event is None:

@@ -1,4 +1,4 @@
-"""rxstore.gateway.subset_sql: column kinds, check_subset's refusals, and the SQL text of where_sql."""
+"""rxstore.gateway.log.subset_sql: column kinds, check_subset's refusals, and the SQL text of where_sql."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rxstore.gateway.subset_sql import Dialect, check_subset, column_kind, where_sql
-from rxstore.where import Subset, SubsetError, Term, terms_of
+from rxstore.gateway.log.subset_sql import Dialect, check_subset, column_kind, where_sql
+from rxstore.protocol.subsets import Subset, SubsetError, Term, terms_of
 
 KINDS = {
     "id": "integer",

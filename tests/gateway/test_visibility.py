@@ -1,4 +1,4 @@
-"""Who sees what, without a server: :mod:`rxstore.gateway.visibility`'s pure functions."""
+"""Who sees what, without a server: :mod:`rxstore.gateway.queries.visibility`'s pure functions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rxstore.events import Change, Op
-from rxstore.gateway.auth import User
-from rxstore.gateway.visibility import events_for, fail_closed, visible_change
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.queries.visibility import events_for, fail_closed, visible_change
+from rxstore.protocol.events import Change, Op
 
 ALICE = User("alice")
 

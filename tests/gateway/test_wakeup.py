@@ -1,10 +1,10 @@
-"""rxstore.gateway.wakeup.WakeSignal: tailers are woken, and no wake-up is lost between read and wait."""
+"""rxstore.gateway.log.wakeup.WakeSignal: tailers are woken, and no wake-up is lost between read and wait."""
 
 from __future__ import annotations
 
 import asyncio
 
-from rxstore.gateway.wakeup import WakeSignal
+from rxstore.gateway.log.wakeup import WakeSignal
 
 LONG = 5.0  # a wait that should not run out: the test fails on its own timeout first if it does
 

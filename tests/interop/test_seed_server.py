@@ -3,7 +3,7 @@
 Runs ``tests/interop/seed_server.mjs`` with Node.js on a free 127.0.0.1 port: a
 plain socket.io 4.x server that refuses a bad token and emits the seed's
 ``post_update`` with ``{type, post}`` for created, updated and deleted posts.
-A real :class:`~rxstore.root.RootStore` with a ``TableStore`` given a ``parse``
+A real :class:`~rxstore.client.root.RootStore` with a ``TableStore`` given a ``parse``
 adapter (and a seed-style ``DomainStore``) follows it. Needs ``node`` and
 ``node_modules/socket.io`` (``npm ci`` at the repository root).
 """
@@ -31,7 +31,7 @@ from rxstore import (
     RxStoreError,
     TableStore,
 )
-from rxstore.connection import SyncState
+from rxstore.client.connection import SyncState
 from tests.services import free_port, require_or_skip
 from tests.waiting import wait_for
 

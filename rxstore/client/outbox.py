@@ -1,0 +1,375 @@
+"""The outbox: calls, emits and mutations on their way to the gateway.
+
+While the link is down, what the application sends waits here, in order and
+up to a limit; once the root says the link is up again (:meth:`Outbox.resume`)
+it is sent, in order. A mutation carries a fresh id and is resent with it
+until acknowledged, so a retry after a lost acknowledgement is applied once;
+its optimistic rows are dropped when it fails, or ``settle_after`` seconds
+after its acknowledgement if no change of it came back.
+
+The root store composes one :class:`Outbox`; ``RootStore.call``, ``mutate``,
+``emit`` and ``broadcast`` delegate to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from rxstore.client.metrics import Metrics
+from rxstore.client.transport import Transport
+from rxstore.protocol.errors import CallRejected, CallTimeout, NotConnected, OutboxFull, RxStoreError
+from rxstore.protocol.events import BROADCAST, MUTATE
+from rxstore.stores.table import TableStore
+
+__all__ = ["Outbox", "Sending"]
+
+
+@attrs.define
+class _Outgoing:
+    event: str
+    data: Any
+    future: asyncio.Future[Any]
+    timeout: float
+    """Seconds to wait for the acknowledgement once sent; 0 for an emit (none awaited)."""
+    retry: bool = False
+    """Resend after a lost acknowledgement (idempotent mutations only)."""
+    deadline: float | None = None
+    """Loop time after which a retried message fails with CallTimeout."""
+
+
+class Outbox:
+    """Sends calls, emits and mutations over the root's transport; queues them while offline.
+
+    Args:
+        transport: The link to send over.
+        metrics: Where ``outbox_depth`` is kept.
+        connected: Returns whether the link is up now.
+        report: Where a failed mutation is reported (the root's ``errors``).
+        limit: Most messages queued while offline; beyond it a call, emit or
+            mutation raises :class:`~rxstore.protocol.errors.OutboxFull` and nothing is queued.
+        call_timeout: Default seconds to wait for an acknowledgement.
+        settle_after: Seconds after an acknowledged mutation at which its
+            optimistic rows are dropped if no change of it has arrived.
+
+    Example:
+        ``RootStore(url, outbox_limit=100)`` builds ``root.outbox`` with
+        ``limit=100``; ``await root.call("ping")`` is ``await root.outbox.call("ping")``.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        metrics: Metrics,
+        *,
+        connected: Callable[[], bool],
+        report: Callable[[RxStoreError], None],
+        limit: int = 1000,
+        call_timeout: float = 10.0,
+        settle_after: float = 5.0,
+    ) -> None:
+        self.limit = limit
+        self.call_timeout = call_timeout
+        self.settle_after = settle_after
+        self._transport = transport
+        self._metrics = metrics
+        self._connected = connected
+        self._report = report
+        self._queue: deque[_Outgoing] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._settle_timers: dict[tuple[TableStore[Any], str], asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        """The number of messages waiting to be sent."""
+        return len(self._queue)
+
+    # -- sending ---------------------------------------------------------------
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send ``event`` and return the acknowledgement (:meth:`rxstore.client.root.RootStore.call`).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+            CallTimeout: No acknowledgement in time.
+            NotConnected: The outbox was closed before the call was sent.
+        """
+        timeout = self.call_timeout if timeout is None else timeout
+        if self._connected() and not self._queue:
+            try:
+                return await self._transport.call(event, data, timeout=timeout)
+            except NotConnected:
+                pass  # not sent: the link went down first; queue it
+        return await self._enqueue(event, data, timeout)
+
+    async def mutate(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the gateway mutation ``name`` exactly once (:meth:`rxstore.client.root.RootStore.mutate`).
+
+        Raises:
+            CallRejected: The gateway refused it.
+            CallTimeout: Not acknowledged within ``timeout``, retries included.
+            OutboxFull: Offline and the outbox is full.
+        """
+        mutation = uuid.uuid4().hex
+        stores = list((optimistic or {}).items())
+        for store, rows in stores:
+            store.add_pending(mutation, rows)
+        timeout = self.call_timeout if timeout is None else timeout
+        payload = {"id": mutation, "name": name, "args": args}
+        try:
+            ack = accepted(await self._enqueue(MUTATE, payload, timeout, retry=True), f"mutation {name!r}")
+        except BaseException as exc:
+            for store, _ in stores:
+                store.drop_pending(mutation)
+            if isinstance(exc, RxStoreError):
+                self._report(exc)
+            raise
+        if stores:
+            # The mutation's changes normally settle the rows; if it wrote none, stop showing them.
+            loop = asyncio.get_running_loop()
+            for store, _ in stores:
+                handle = loop.call_later(self.settle_after, self._settle, store, mutation)
+                self._settle_timers[(store, mutation)] = handle
+        return ack.get("result")
+
+    async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
+        """Send ``event`` to the other clients of ``topic`` (:meth:`rxstore.client.root.RootStore.broadcast`).
+
+        Raises:
+            CallRejected: Not a subscribed topic, or a reserved event name.
+        """
+        accepted(await self.call(BROADCAST, {"topic": topic, "event": event, "data": data}), f"{event!r}")
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send ``event`` without waiting for an acknowledgement (queued while offline).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+        """
+        if self._connected() and not self._queue:
+            try:
+                await self._transport.emit(event, data)
+                return
+            except NotConnected:
+                pass
+        future = self._enqueue(event, data, 0.0)
+        future.add_done_callback(consume_exception)
+
+    # -- driven by the root ----------------------------------------------------
+
+    def resume(self) -> None:
+        """Start sending what is queued, unless the link is down or a flush is under way."""
+        if self._queue and self._connected() and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="rxstore-outbox")
+
+    async def close(self) -> None:
+        """Stop sending and settling; what is still queued fails with ``NotConnected``."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        for handle in self._settle_timers.values():
+            handle.cancel()
+        self._settle_timers.clear()
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(NotConnected("the root store was torn down"))
+        self._metrics.outbox_depth = 0
+
+    # -- the queue -------------------------------------------------------------
+
+    def _enqueue(self, event: str, data: Any, timeout: float, *, retry: bool = False) -> asyncio.Future[Any]:
+        """Append a message to the queue and start flushing it if the link is up."""
+        if len(self._queue) >= self.limit:
+            raise OutboxFull(
+                f"outbox holds {self.limit} messages; {event!r} was not queued "
+                "(raise outbox_limit or wait for the connection)"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + timeout if retry else None
+        if retry:  # the whole mutation has ``timeout``, also while offline for good
+            timer = loop.call_later(timeout, _time_out, future, event)
+            future.add_done_callback(lambda _: timer.cancel())
+        self._queue.append(_Outgoing(event, data, future, timeout, retry, deadline))
+        self._metrics.outbox_depth = len(self._queue)
+        self.resume()
+        return future
+
+    async def _flush(self) -> None:
+        """Send what was queued, in order; stop (keeping the rest) if the link drops."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while queue and self._connected():
+            item = queue[0]
+            if item.future.done():  # cancelled by its caller, or timed out while queued
+                queue.popleft()
+                continue
+            timeout = item.timeout
+            if item.deadline is not None:
+                timeout = item.deadline - loop.time()
+                if timeout <= 0:
+                    queue.popleft()
+                    item.future.set_exception(CallTimeout(f"{item.event!r} not acknowledged in time"))
+                    continue
+            try:
+                result = await self._send(item, timeout)
+            except NotConnected:
+                return
+            except CallTimeout as exc:
+                if item.retry and loop.time() < (item.deadline or 0):
+                    if not self._connected():
+                        return  # resent with the same id after the reconnect
+                    continue
+                _settle_future(queue.popleft(), exc)
+            except RxStoreError as exc:
+                _settle_future(queue.popleft(), exc)
+            else:
+                _settle_future(queue.popleft(), None, result)
+            self._metrics.outbox_depth = len(queue)
+
+    async def _send(self, item: _Outgoing, timeout: float) -> Any:
+        """Send one message: a call awaits its acknowledgement, an emit does not."""
+        if item.timeout > 0:
+            return await self._transport.call(item.event, item.data, timeout=timeout)
+        await self._transport.emit(item.event, item.data)
+        return None
+
+    def _settle(self, store: TableStore[Any], mutation: str) -> None:
+        self._settle_timers.pop((store, mutation), None)
+        store.drop_pending(mutation)
+
+
+class Sending:
+    """The sending half of :class:`.root.RootStore`'s API; each method delegates to :attr:`outbox`."""
+
+    outbox: Outbox
+    """Calls, emits and mutations on their way."""
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send ``event`` and return the gateway's acknowledgement.
+
+        While offline the call is queued (in order, up to ``outbox_limit``) and
+        sent after the connection is back; ``timeout`` counts from the send. A
+        call is sent at most once: if the link drops after the send and before
+        the acknowledgement, it fails with :class:`~rxstore.protocol.errors.CallTimeout`
+        (use :meth:`mutate` for operations that must be retried).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+            CallTimeout: No acknowledgement in time.
+            NotConnected: The root store was torn down before the call was sent.
+        """
+        return await self.outbox.call(event, data, timeout=timeout)
+
+    async def mutate(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the gateway mutation ``name`` exactly once, optionally showing its result at once.
+
+        The mutation gets a fresh id and is resent with the same id until the
+        gateway acknowledges it (after reconnects too), so a retry after a lost
+        acknowledgement is applied once. ``optimistic`` rows (store -> key ->
+        record, or ``None`` for a deletion) are shown at once on top of the
+        confirmed state; the change coming back through the log replaces them,
+        and a rejection or timeout rolls them back.
+
+        Args:
+            name: The mutation, as registered on the gateway (``gateway.mutation(name)``).
+            args: Its arguments (JSON-able).
+            optimistic: Rows to show until the mutation's changes arrive.
+            timeout: Seconds for the whole mutation, retries included.
+
+        Returns:
+            The mutation's result, as returned by the gateway handler.
+
+        Raises:
+            CallRejected: The gateway refused it (``invalid_payload``, ``forbidden``, ...).
+            CallTimeout: Not acknowledged within ``timeout``.
+            OutboxFull: Offline and the outbox is full.
+
+        Example:
+            ``await root.mutate("rename_post", {"id": "p1", "title": "New"},
+            optimistic={posts: {"p1": Post("p1", "New")}})``
+        """
+        return await self.outbox.mutate(name, args, optimistic=optimistic, timeout=timeout)
+
+    async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
+        """Send ``event`` to the other clients of ``topic``, on every gateway node.
+
+        For what is not in the change log (presence, typing, cursors). Receivers
+        get ``event`` with ``{"from": user, "topic": topic, "data": data}``; a
+        :class:`~rxstore.stores.domain.DomainStore` that accepts ``event`` folds it.
+        Delivered at most once, and not replayed after a reconnect.
+
+        Raises:
+            CallRejected: Not a subscribed topic, or a reserved event name.
+        """
+        await self.outbox.broadcast(topic, event, data)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send ``event`` without waiting for an acknowledgement (queued while offline).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+        """
+        await self.outbox.emit(event, data)
+
+
+def accepted(ack: Any, what: str) -> Mapping[str, Any]:
+    """Return a positive acknowledgement, or raise the rejection it carries.
+
+    Raises:
+        CallRejected: ``{"ok": false, "error": code, "message": ...}`` (or no proper ack).
+
+    Example:
+        >>> accepted({"ok": True, "result": 1}, "mutation 'like'")["result"]
+        1
+        >>> accepted({"ok": False, "error": "forbidden"}, "mutation 'like'")
+        Traceback (most recent call last):
+        rxstore.protocol.errors.CallRejected: mutation 'like' rejected: forbidden
+    """
+    if isinstance(ack, Mapping) and ack.get("ok"):
+        return ack
+    code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
+    message = ack.get("message") if isinstance(ack, Mapping) else None
+    raise CallRejected(code, f"{what} rejected: {message or code}")
+
+
+def consume_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (a done callback for a result nobody awaits)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle_future(item: _Outgoing, error: RxStoreError | None, result: Any = None) -> None:
+    if item.future.done():
+        return
+    if error is not None:
+        item.future.set_exception(error)
+    else:
+        item.future.set_result(result)
+
+
+def _time_out(future: asyncio.Future[Any], event: str) -> None:
+    if not future.done():
+        future.set_exception(CallTimeout(f"{event!r} not acknowledged in time"))

@@ -1,0 +1,425 @@
+"""The router: incoming frames -> events -> the hot stream and its keyed views.
+
+This is the synchronous floor between the transport and the stores. Each
+frame (one event, a batch, or a control frame) is checked, turned into
+:class:`~rxstore.protocol.events.Event` values, deduplicated against the cursor, and
+published on an :class:`EventStream`:
+
+* per event, on the stream itself (``root.events``: every event, hot);
+* per frame, on the keyed views of :meth:`EventStream.named`: one shared dict
+  from event name to the views that want it, so an event costs the same with
+  one store or a hundred, and a view gets one notification per frame (the
+  frame's events of its names), not one per event.
+
+Stores subscribe to a keyed view with ``filter`` + ``scan`` (see
+:mod:`rxstore.operators`). :meth:`Router.on_frame` is the public entry point
+the transport calls, and so may a test harness or a benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+
+from rxstore.client.connection import SyncState
+from rxstore.client.control_frames import ControlFrames
+from rxstore.client.metrics import Metrics
+from rxstore.protocol.errors import ProtocolError, RxStoreError, StoreError
+from rxstore.protocol.events import (
+    BATCH,
+    CONTROL_PREFIX,
+    Event,
+    EventKind,
+    check_envelope,
+)
+from rxstore.protocol.frames import ChangeFrame, CheckedBatch
+
+__all__ = ["EventStream", "Frame", "Router"]
+
+Frame = Sequence[Event]
+"""The events of one incoming frame that a keyed view wants, in order (never empty)."""
+
+log = logging.getLogger("rxstore.router")
+_now = time.time
+
+
+class _Syncable(Protocol):
+    def set_sync(self, state: SyncState) -> None: ...
+
+
+class _View(Observable[Frame]):
+    """One keyed view: the frames (shares of frames) of a set of event names.
+
+    A minimal multicast: the router calls :meth:`emit` on the loop thread, and
+    each observer is isolated (one that raises is reported, the others still
+    get the frame). Extends ``Observable`` through its ``_subscribe_core`` hook.
+    """
+
+    def __init__(self, names: frozenset[str], report: Callable[[RxStoreError], None]) -> None:
+        super().__init__()
+        self.names = names
+        self.observers: tuple[Callable[[Frame], None], ...] = ()
+        """The ``on_next`` of each subscriber."""
+        self.report = report
+        """Where a subscriber's failure goes (the root's ``errors``); ``safe_scan`` reports there too."""
+        self._label = f"events_named({', '.join(sorted(names))})"
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Frame], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        return self.subscribe_direct(observer.on_next)
+
+    def subscribe_direct(self, on_next: Callable[[Frame], None]) -> abc.DisposableBase:
+        """Call ``on_next`` with each frame, with no ``AutoDetachObserver`` in between (one call less)."""
+        self.observers = (*self.observers, on_next)
+
+        def unsubscribe() -> None:
+            self.observers = tuple(o for o in self.observers if o is not on_next)
+
+        return Disposable(unsubscribe)
+
+    def emit(self, frame: Frame) -> None:
+        """Notify every observer of ``frame``; report what one of them raises."""
+        for on_next in self.observers:
+            try:
+                on_next(frame)
+            except Exception as exc:  # a subscriber of a pipeline store raised
+                self.report(StoreError(self._label, frame[0], exc))
+
+
+class EventStream(Observable[Event]):
+    """The root's hot stream of events, with keyed views of it by name.
+
+    Subscribing gives every event, one at a time, from now on (hot).
+    :meth:`named` gives the frames of some names only, in O(1) per event.
+
+    Attributes:
+        metrics: The root's metrics (stores sample their reduce time into them).
+    """
+
+    def __init__(self, metrics: Metrics, report: Callable[[RxStoreError], None]) -> None:
+        super().__init__()
+        self.metrics = metrics
+        self.report = report
+        """Where a keyed view's subscribers report failures (the root's ``errors``)."""
+        self.subject: Subject[Event] = Subject()
+        self.routes: dict[str, tuple[_View, ...]] = {}
+        """Event name -> the keyed views that want it: the one dispatch table."""
+        self._views: dict[frozenset[str], _View] = {}
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        return self.subject.subscribe(observer, scheduler=scheduler)
+
+    def named(self, *names: str) -> Observable[Frame]:
+        """The frames of the events named ``names``: one notification per incoming frame.
+
+        Views of the same names are one view. A RESET event reaches every view.
+
+        Example:
+            ``root.events.named("post_liked").pipe(safe_scan(count, 0))``
+        """
+        key = frozenset(names)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _View(key, self.report)
+            for name in key:
+                self.routes[name] = (*self.routes.get(name, ()), view)
+        return view
+
+    def views(self) -> tuple[_View, ...]:
+        """Every keyed view made so far."""
+        return tuple(self._views.values())
+
+
+class Router(ControlFrames):
+    """Turns frames into events, keeps the cursor, and publishes on :attr:`events`.
+
+    Args:
+        metrics: Counters to keep (frames, events, duplicates, lag, ...).
+        report: Where bad frames go (the root's ``errors``).
+        tables: Told the sync state when the gateway says the link is live.
+
+    The cursor rules (docs/protocol.md): a change is a duplicate if its seq is
+    below the cursor, or equal to it under the event name the cursor's change
+    came under (one change matching two subscriptions arrives once per
+    subscription id, with the same seq: both are applied). A snapshot moves
+    the cursor only when it is ``None``: a runtime subscription's snapshot
+    ahead of it leaves it, so the other subscriptions' changes in between,
+    which the gateway then replays, are not dropped.
+
+    Attributes:
+        cursor: Seq of the last change published (``None`` before any).
+        cursor_event: The event name the cursor's change came under (or its snapshot's).
+        epoch: The change log's epoch the cursor belongs to (from ``rxstore:live``).
+        closing: The reason the gateway gave (``rxstore:closing``) for ending the session.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        report: Callable[[RxStoreError], None],
+        tables: Sequence[_Syncable] = (),
+    ) -> None:
+        self.metrics = metrics
+        self.report = report
+        self.tables = tables
+        """Told LIVE on ``rxstore:live`` (a list the root's subscriptions keep up to date)."""
+        self.events = EventStream(metrics, report)
+        self.cursor: int | None = None
+        self.cursor_event: str | None = None
+        self.epoch: str | None = None
+        self.closing: str | None = None
+        self._replaying = False
+        self._live = False
+        self._chunks: dict[str, tuple[int, list[Any]]] = {}
+        """Event name (subscription id) -> (seq, records) of a snapshot arriving in chunks, not yet shown."""
+
+    @property
+    def live(self) -> bool:
+        """Whether this session's ``rxstore:live`` has arrived (the replay or first snapshots are done)."""
+        return self._live
+
+    def link_up(self) -> None:
+        """A new session began: replaying from the cursor, no snapshot half-received."""
+        self._replaying = self.cursor is not None
+        self._live = False
+        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
+        self.closing = None
+
+    def set_sync(self, state: SyncState) -> None:
+        """Tell every table store its sync state."""
+        for table in self.tables:
+            table.set_sync(state)
+
+    # -- the hot path ----------------------------------------------------------
+
+    def on_frame(self, name: str, data: Any) -> None:
+        """Take one incoming frame (an event, a batch or a control frame): the transport's callback."""
+        self.metrics.frames += 1
+        if type(name) is not str:
+            error = f"event name must be a string, got {type(name).__name__}"
+            self.report(ProtocolError(error, payload=data))
+            return
+        mixed = False
+        if name == BATCH:
+            if type(data) is CheckedBatch:  # the gateway's batches, as the transport decodes them
+                self._on_checked(data.events)
+                return
+            events, mixed = self._unpack_batch(data)
+        elif name.startswith(CONTROL_PREFIX):
+            self._on_control(name, data)
+            return
+        else:
+            frame = self._to_frame(name, data)
+            if frame is None:
+                return
+            events = frame
+        if events:
+            self._dispatch(events, mixed)
+
+    def _to_frame(self, name: str, data: Any) -> Frame | None:
+        """Turn one event frame into what the views get; ``None`` for a duplicate or a bad change.
+
+        A payload with ``op`` and ``seq`` is a change (reported if malformed),
+        a :class:`~rxstore.protocol.frames.ChangeFrame` of one; any other payload is a
+        message, even under a table's event name: it goes to every view of
+        that name, and a ``TableStore`` among their subscribers reports for
+        itself that it is not a change envelope.
+        """
+        metrics = self.metrics
+        metrics.events += 1
+        if type(data) is dict and "op" in data and "seq" in data:
+            seq: Any = check_envelope(data)  # the Change is built only if asked for (event.change)
+            if type(seq) is str:  # what is wrong with it
+                self.report(ProtocolError(seq, event=name, payload=data))
+                return None
+            cursor = self.cursor
+            if cursor is not None and seq <= cursor and (seq < cursor or name == self.cursor_event):
+                metrics.duplicates += 1
+                return None
+            self.cursor = seq
+            self.cursor_event = name
+            metrics.changes_applied += 1
+            return ChangeFrame(name, [data])
+        return [Event(name, data)]
+
+    def _unpack_batch(self, data: Any) -> tuple[Frame, bool]:
+        """Turn a batch frame into its events, and whether they have several names.
+
+        The changes of a batch under one name (one topic's: the common case)
+        become a :class:`~rxstore.protocol.frames.ChangeFrame`, with no object per
+        change. :meth:`_to_frame` inlined, counters kept local.
+        """
+        frames = data.get("events") if type(data) is dict else None
+        if type(frames) is not list:
+            self.report(ProtocolError("batch frame needs an 'events' list", event=BATCH, payload=data))
+            return (), False
+        envelopes: list[dict[str, Any]] = []
+        kept: list[Any] = []  # the [name, payload] entries kept, changes and messages
+        messages: set[int] | None = None  # positions in kept of the messages, if any
+        cursor = self.cursor
+        cursor_event = self.cursor_event
+        duplicates = names = 0
+        previous = None
+        seq: Any  # a change's seq, or what is wrong with its envelope
+        for frame in frames:
+            if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
+                self.report(
+                    ProtocolError("batch entries must be [event_name, payload]", event=BATCH, payload=frame)
+                )
+                continue
+            name, payload = frame
+            if name != previous:  # counts the runs of one name (one topic's batch: 1)
+                names += 1
+                previous = name
+            if type(payload) is dict and "op" in payload and "seq" in payload:
+                seq = check_envelope(payload)  # the Change is built only if asked for (event.change)
+                if type(seq) is str:  # what is wrong with it
+                    self.report(ProtocolError(seq, event=name, payload=payload))
+                    continue
+                if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
+                    duplicates += 1
+                    continue
+                cursor = seq
+                cursor_event = name
+                envelopes.append(payload)
+                kept.append(frame)
+            elif name.startswith(CONTROL_PREFIX):
+                error = f"control frame {name!r} inside a batch is not allowed; ignored"
+                self.report(ProtocolError(error, event=BATCH, payload=frame))
+            else:
+                if messages is None:
+                    messages = set()
+                messages.add(len(kept))
+                kept.append(frame)
+        self._count(len(frames), cursor, cursor_event, duplicates, len(envelopes))
+        if messages is None:
+            return _frame_of(kept, envelopes, names), names > 1
+        change = EventKind.CHANGE
+        events = [
+            Event(name, payload) if i in messages else Event(name, payload, change, payload["seq"])
+            for i, (name, payload) in enumerate(kept)
+        ]
+        return events, names > 1
+
+    def _on_checked(self, entries: list[tuple[str, Any]]) -> None:
+        """A batch the decoder checked: only the rules msgspec cannot express, then dispatched.
+
+        :meth:`_unpack_batch` for such a batch, with its helpers inlined: the per-frame floor.
+        """
+        envelopes: list[dict[str, Any]] = []
+        append = envelopes.append
+        named: list[str] | None = None  # each kept envelope's name, once a second name appears
+        cursor = self.cursor
+        cursor_event = self.cursor_event
+        duplicates = 0
+        previous = None
+        for name, payload in entries:
+            op = payload["op"]
+            if payload.get("old" if op == "DELETE" else "record") is None:  # before the seq, as ever
+                needs = "old" if op == "DELETE" else "record"
+                self.report(
+                    ProtocolError(f"{op} change envelope needs {needs!r}", event=name, payload=payload)
+                )
+                continue
+            seq = payload["seq"]
+            if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
+                duplicates += 1
+                continue
+            cursor = seq
+            cursor_event = name
+            if name != previous:
+                if previous is not None and named is None:
+                    named = [previous] * len(envelopes)
+                previous = name
+            if named is not None:
+                named.append(name)
+            append(payload)
+        self.cursor = cursor
+        self.cursor_event = cursor_event
+        metrics = self.metrics
+        metrics.events += len(entries)
+        metrics.duplicates += duplicates
+        if envelopes:
+            metrics.changes_applied += len(envelopes)
+            if named is None:
+                self._dispatch(ChangeFrame(previous, envelopes))  # type: ignore[arg-type]  # a name
+            else:
+                change = EventKind.CHANGE
+                events = [Event(n, p, change, p["seq"]) for n, p in zip(named, envelopes, strict=True)]
+                self._dispatch(events, True)
+
+    def _count(
+        self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int
+    ) -> None:
+        """Keep a batch's cursor and counters."""
+        self.cursor = cursor
+        self.cursor_event = cursor_event
+        metrics = self.metrics
+        metrics.events += entries
+        metrics.duplicates += duplicates
+        metrics.changes_applied += changes
+
+    def _dispatch(self, events: Sequence[Event], mixed: bool = False) -> None:
+        """Publish events on the hot stream, and each keyed view its share of them, once.
+
+        ``mixed``: the events may have several names (else they all have the last one's).
+        """
+        metrics = self.metrics
+        metrics.cursor = self.cursor  # also after a batch that ends with a message
+        if type(events) is ChangeFrame:
+            last_change: Any = events.envelopes[-1]
+            name = events.name
+        else:
+            last = events[-1]
+            last_change = last.data if last.kind is EventKind.CHANGE else None
+            name = last.name
+        if last_change is not None:
+            ts = last_change.get("ts", 0.0)  # a float or an int (validated), or missing
+            if ts > 0:  # 0: the envelope had no commit time
+                metrics.lags.append(_now() - ts)  # metrics.record_lag(ts), inlined
+            if self._replaying:
+                metrics.replayed += len(events)
+        stream = self.events
+        subject = stream.subject
+        if subject.observers:
+            for event in events:
+                try:
+                    subject.on_next(event)
+                except Exception as exc:  # a plain RealtimeStore's handler raised
+                    self.report(StoreError("root.events subscriber", event, exc))
+        routes = stream.routes
+        if not mixed:
+            # One event name (one topic's batch, the common case): every view gets all of them.
+            for view in routes.get(name, ()):
+                view.emit(events)
+            return
+        shares: dict[_View, list[Event]] = {}
+        for event in events:
+            for view in routes.get(event.name, ()):
+                share = shares.get(view)
+                if share is None:
+                    shares[view] = [event]
+                else:
+                    share.append(event)
+        for view, share in shares.items():
+            view.emit(share)
+
+
+def _frame_of(kept: list[Any], envelopes: list[dict[str, Any]], names: int) -> Frame:
+    """A batch's kept changes: one :class:`ChangeFrame` under one name, else their events."""
+    if not envelopes:
+        return ()
+    if names == 1:
+        return ChangeFrame(kept[0][0], envelopes)
+    change = EventKind.CHANGE
+    return [Event(name, payload, change, payload["seq"]) for name, payload in kept]

@@ -1,0 +1,267 @@
+"""Shared snapshot reads: clients that want the same rows at once share one read of the database.
+
+A storm of first connects (a restarted gateway, clients whose cursors are out
+of retention) would otherwise run one query per client. Instead, clients that
+ask for the same parts (topics, or subsets of them) while a read of those parts
+waits for a slot join that read; once it starts (it holds one of the
+``snapshot_concurrency`` slots, a read transaction and a connection) it is
+sealed, and later arrivals form the next read. A read takes one page of rows
+at a time and hands it to every member, each getting only the rows
+``authorize`` lets it see, in frames of at most ``frame_bytes``; the next page
+is read once every member has taken its frames, so memory stays one page per
+read however big the table and however many members. Every member gets the
+same seq (and skip), so it goes on with the changes after it.
+
+A read moves at its slowest member's pace: python-engineio holds a few frames
+per client, and a member that takes none for ``client_send_timeout`` is
+dropped (it resumes later) and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from rxstore.gateway.api import RowFilter
+from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, log_failure
+from rxstore.gateway.log.contract import ChangeLog, SnapshotReader
+from rxstore.gateway.metrics import Metrics
+from rxstore.protocol.errors import NotConnected
+from rxstore.protocol.subsets import Subset
+
+__all__ = ["MAX_PAGE_ROWS", "Part", "SharedReads"]
+
+MAX_PAGE_ROWS = 10_000
+"""Most rows read from a snapshot at once."""
+
+Part = tuple[str, Subset | None]
+"""One thing a snapshot reads: a topic's rows (``None``: all of them) or a subset's."""
+
+Picked = tuple[int, ...] | None
+"""The indexes of a page's rows a member may see (``None``: all)."""
+
+
+@attrs.define(eq=False)
+class _Member:
+    """A client waiting for, or getting, a shared read: its event name per part, and its outcome."""
+
+    client: Client
+    events: tuple[str, ...]
+    done: asyncio.Future[tuple[int, frozenset[int]]]
+    active: bool = False
+
+
+@attrs.define(eq=False)
+class _Read:
+    """One read of some parts, and the clients that share it."""
+
+    parts: tuple[Part, ...]
+    members: list[_Member] = attrs.field(factory=list)
+    users: set[str] = attrs.field(factory=set)
+    """The ids of its members' users."""
+    finished: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+
+class SharedReads:
+    """Snapshot reads shared by the clients that want the same parts at once.
+
+    Args:
+        log: The change log.
+        delivery: The clients' sockets.
+        metrics: The gateway's metrics (``rxstore_snapshot_reads`` counts the reads).
+        authorize: The row filter, failing closed (``None``: every row).
+        primary_keys: Topic -> primary key.
+        slots: Bounds the reads open at once (``snapshot_concurrency``).
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        delivery: Delivery,
+        metrics: Metrics,
+        *,
+        authorize: RowFilter | None,
+        primary_keys: Mapping[str, str],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        self.log = log
+        self.delivery = delivery
+        self.metrics = metrics
+        self.authorize = authorize
+        self.primary_keys = primary_keys
+        self.slots = slots
+        self._forming: dict[tuple[Part, ...], _Read] = {}
+        self._by_user: dict[str, _Read] = {}
+        """The read each user's clients are in: one at a time per user."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def stream(
+        self, client: Client, parts: Sequence[Part], events: Sequence[str]
+    ) -> tuple[int, frozenset[int]]:
+        """Send ``client`` the rows of ``parts`` (under ``events``) from a read it may share.
+
+        Returns:
+            The read's seq and skip (see :class:`~rxstore.gateway.log.contract.SnapshotReader`).
+
+        One user's clients are in one read at a time (several of them may share
+        it), so that one user's stalled connections cannot hold every slot.
+
+        Raises:
+            Stalled: The client took no frame for ``client_send_timeout``.
+        """
+        key, user = tuple(parts), client.user.id
+        member = _Member(client, tuple(events), asyncio.get_running_loop().create_future())
+        metrics = self.metrics
+        metrics.snapshots_waiting.inc()
+        try:
+            while (mine := self._by_user.get(user)) is not None and self._forming.get(key) is not mine:
+                await mine.finished.wait()  # the user's other read first
+            read = self._forming.get(key) or self._start(key)
+            read.members.append(member)
+            read.users.add(user)
+            self._by_user[user] = read
+            return await member.done
+        finally:
+            (metrics.snapshots_active if member.active else metrics.snapshots_waiting).dec()
+
+    def _start(self, key: tuple[Part, ...]) -> _Read:
+        """A new read of ``key``, forming until it gets a slot."""
+        read = self._forming[key] = _Read(key)
+        task = asyncio.create_task(self._run(read), name="rxstore-snapshot-read")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
+        return read
+
+    async def stop(self) -> None:
+        """Cancel the reads under way (their members are gone or going)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _run(self, read: _Read) -> None:
+        """Wait for a slot, seal the read, and stream it to its members."""
+        try:
+            async with self._slot():
+                if self._forming.get(read.parts) is read:
+                    del self._forming[read.parts]  # sealed: later arrivals form the next read
+                members = self._started(read)
+                if not members:
+                    return
+                topics = sorted({topic for topic, _ in read.parts})
+                async with self.log.snapshot_reader(topics) as reader:
+                    self.metrics.snapshot_reads.inc()
+                    for index, part in enumerate(read.parts):
+                        await self._stream(reader, members, index, part)
+                    outcome = (reader.seq, reader.skip)
+            for member in members:
+                if not member.done.done():
+                    member.done.set_result(outcome)
+        except BaseException as exc:
+            for member in read.members:
+                if not member.done.done():
+                    stopped = NotConnected("the gateway stopped this snapshot read")
+                    member.done.set_exception(exc if isinstance(exc, Exception) else stopped)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if self._forming.get(read.parts) is read:
+                del self._forming[read.parts]
+            for user in read.users:
+                if self._by_user.get(user) is read:
+                    del self._by_user[user]
+            read.finished.set()
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        async with self.slots:
+            yield
+
+    def _started(self, read: _Read) -> list[_Member]:
+        """The members still waiting when ``read`` starts, marked active."""
+        members = [member for member in read.members if not member.done.done()]
+        for member in members:
+            member.active = True
+            self.metrics.snapshots_waiting.dec()
+            self.metrics.snapshots_active.inc()
+        return members
+
+    async def _stream(self, reader: SnapshotReader, members: list[_Member], index: int, part: Part) -> None:
+        """Stream one part to every member still there, a page at a time."""
+        topic, subset = part
+        key = self.primary_keys[topic]
+        limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
+        while True:
+            members = [member for member in members if not member.done.done()]
+            if not members:
+                return
+            rows, more = (
+                await reader.fetch(topic, limit, subset) if subset else await reader.fetch(topic, limit)
+            )
+            sends, per_row = self._page(reader.seq, members, index, part, key, rows, more)
+            if sends:
+                await asyncio.gather(*sends)
+            if not more:
+                return
+            if per_row is None:
+                limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
+            else:
+                limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+
+    def _page(
+        self,
+        seq: int,
+        members: list[_Member],
+        index: int,
+        part: Part,
+        key: str,
+        rows: list[dict[str, Any]],
+        more: bool,
+    ) -> tuple[list[Any], int | None]:
+        """The sends of one page to each member (frames shared by equal views); bytes per row read."""
+        topic, subset = part
+        groups: dict[tuple[Picked, str], list[_Member]] = {}
+        for member in members:
+            groups.setdefault((self._picked(member.client, topic, rows), member.events[index]), []).append(
+                member
+            )
+        sends: list[Any] = []
+        per_row: int | None = None
+        for (picked, event), group in groups.items():
+            visible = rows if picked is None else [rows[i] for i in picked]
+            if subset is not None and subset.columns is not None:
+                visible = [subset.project(row, key) for row in visible]
+            if not visible and more:
+                continue
+            frames = self.delivery.snapshot_frames(topic, event, seq, visible, more)
+            if visible:
+                nbytes = sum(frame.nbytes for frame in frames)
+                per_row = max(per_row or 1, nbytes // len(visible) * len(visible) // max(1, len(rows)))
+            sends.extend(self._send(member, frames) for member in group)
+        return sends, per_row
+
+    def _picked(self, client: Client, topic: str, rows: list[dict[str, Any]]) -> Picked:
+        authorize = self.authorize
+        if authorize is None:
+            return None
+        user = client.user
+        return tuple(i for i, row in enumerate(rows) if authorize(user, topic, row))
+
+    async def _send(self, member: _Member, frames: list[OutFrame]) -> None:
+        """Send a member its frames; a failure (stalled, gone) ends its share of the read only."""
+        try:
+            for frame in frames:
+                if member.done.done():
+                    return
+                await self.delivery.send(member.client, frame)
+                self.metrics.snapshot_frames.inc()
+        except Exception as exc:
+            if not member.done.done():
+                member.done.set_exception(exc)

@@ -1,0 +1,271 @@
+"""The live path: one reader of the change log handing each batch to every live client.
+
+The tailer reads from the last seq it broadcast (its head) and hands each
+batch, in one synchronous step with the head update, to the queue of every
+live client: a client marked live at the head (see :mod:`rxstore.gateway.delivery.sync`)
+misses no batch and gets none twice. Clients of the same topics get the same
+frames, encoded once, unless a row filter makes each client's own. Clients
+with live-query subsets get theirs through the subscription index (see
+:mod:`rxstore.gateway.queries.subscriptions`): per change, only the subscriptions it
+may concern are looked at. A client a batch would put over its bounds leaves
+live delivery with the last change it was handed as its cursor, and catches
+up from the log (see :mod:`rxstore.gateway.delivery.catchup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rxstore.gateway.api import Retention, RowFilter
+from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
+from rxstore.gateway.log.contract import ChangeLog
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.subscriptions import (
+    SubscriptionIndex,
+    events_of_subscriptions,
+    subscription_event,
+)
+from rxstore.gateway.queries.visibility import events_for
+from rxstore.protocol.events import Change
+from rxstore.protocol.subsets import Subset
+
+__all__ = ["Tailer"]
+
+log = logging.getLogger("rxstore.gateway")
+
+
+class Tailer:
+    """Reads the change log on from its head and broadcasts what it reads; trims the log.
+
+    Args:
+        log: The change log.
+        delivery: The clients' queues.
+        metrics: The gateway's metrics.
+        clients: The gateway's connected clients by sid (shared, not copied).
+        authorize: The row filter, failing closed (``None``: every row).
+        names: Topic -> socket event name.
+        primary_keys: Topic -> primary key.
+        key_only: Topic -> primary key, for topics whose ``old`` is the key alone.
+        batch_size: Most changes per read.
+        read_bytes: Most bytes of rows per read.
+        coalesce: Shortest time, in seconds, between two live broadcasts.
+        retention: Trimming of the change log.
+        index: The live-query subscriptions of indexed clients.
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        delivery: Delivery,
+        metrics: Metrics,
+        clients: dict[str, Client],
+        *,
+        authorize: RowFilter | None,
+        names: dict[str, str],
+        primary_keys: dict[str, str],
+        key_only: dict[str, str],
+        batch_size: int,
+        read_bytes: int,
+        coalesce: float,
+        retention: Retention,
+        index: SubscriptionIndex | None = None,
+    ) -> None:
+        if coalesce < 0:
+            raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
+        self.log = log
+        self.delivery = delivery
+        self.metrics = metrics
+        self.clients = clients
+        self.plain: dict[str, Client] = {}
+        """The clients that follow whole tables only (the others are indexed), kept by the sessions."""
+        self.authorize = authorize
+        self.names = names
+        self.primary_keys = primary_keys
+        self.key_only = key_only
+        self.batch_size = batch_size
+        self.read_bytes = read_bytes
+        self.coalesce = coalesce
+        self.retention = retention
+        self.index = index if index is not None else SubscriptionIndex()
+        self.head = 0
+        """The last seq broadcast."""
+
+    def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
+        skip, cursor = client.skip, client.cursor or 0
+        if client.subscriptions:
+            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize)
+        events = events_for(
+            changes,
+            user=client.user,
+            topics=client.topics,
+            cursor=cursor,
+            skip=skip,
+            authorize=self.authorize,
+            names=self.names,
+            primary_keys=self.primary_keys,
+            key_only=self.key_only,
+        )
+        if skip and cursor >= max(skip):
+            client.skip = frozenset()
+        return events
+
+    async def tail(self) -> None:
+        """Read and broadcast forever; a failed read is retried, a failed broadcast logged."""
+        log_ = self.log
+        loop = asyncio.get_running_loop()
+        last_broadcast = -float("inf")
+        backlog = False
+        while True:
+            if self.coalesce and not backlog:
+                pause = last_broadcast + self.coalesce - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            try:
+                changes = await log_.read(self.head, limit=self.batch_size, max_bytes=self.read_bytes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.healthy.set(0)
+                log.warning("[RealtimeGateway] reading the change log failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.metrics.healthy.set(1 if log_.healthy else 0)
+            if not changes:
+                await log_.wait(1.0)
+                continue
+            backlog = len(changes) >= self.batch_size
+            if self.coalesce and not backlog:  # a read cut by max_bytes is a backlog too
+                with contextlib.suppress(Exception):
+                    backlog = changes[-1].seq < await log_.head()
+            last_broadcast = loop.time()
+            try:
+                self.broadcast(changes)
+            except Exception:  # never let one bad batch make the node deaf
+                log.exception(
+                    "[RealtimeGateway] broadcasting seq %d-%d failed", changes[0].seq, changes[-1].seq
+                )
+
+    def broadcast(self, changes: Sequence[Change]) -> None:
+        """Hand a batch to every live client; synchronous with the head update.
+
+        A failure for one client (a bug) drops that client, which resumes from
+        its own cursor later: the others, and the head, are not affected.
+        """
+        previous = self.head  # every live client has every change up to it
+        self.head = head = changes[-1].seq
+        metrics = self.metrics
+        metrics.changes.inc(len(changes))
+        metrics.head.set(head)
+        metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
+        shared: dict[frozenset[str], list[OutFrame]] = {}
+        delivery = self.delivery
+        first = changes[0].seq
+        for client in list(self.plain.values()):  # enqueue may drop a slow client
+            if not client.live:
+                continue
+            try:
+                cursor = client.cursor
+                if self.authorize is None and not client.skip and cursor is not None and cursor < first:
+                    # Clients of the same topics get the same frames, encoded once.
+                    frames = shared.get(client.topics)
+                    if frames is None:
+                        frames = shared[client.topics] = delivery.batch_frames(
+                            self.events_for(client, changes)
+                        )
+                else:
+                    frames = delivery.batch_frames(self.events_for(client, changes))
+                client.cursor = head
+                self._send(client, frames, max(cursor or 0, previous))
+            except Exception:
+                log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
+                delivery.drop(client)
+        if self.index.count:
+            self._broadcast_indexed(changes, previous)
+
+    def _broadcast_indexed(self, changes: Sequence[Change], previous: int) -> None:
+        """Route a batch to the indexed clients: per change, only the subscriptions it may concern.
+
+        A live indexed client that a batch does not concern keeps its old
+        ``cursor``: while it is live its position is the head (see
+        ``LiveQueries.subscribe``, which reads it from there); ``previous`` is the
+        head before this batch.
+        """
+        authorize, candidates = self.authorize, self.index.candidates
+        events: dict[str, list[Any]] = {}
+        for change in changes:
+            seq = change.seq
+            # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
+            alike: dict[tuple[str, Subset, bool], list[Any] | None] | None = None if authorize else {}
+            for sub in candidates(change):
+                if seq <= sub.since or (sub.skip and seq in sub.skip):
+                    continue
+                if alike is None:
+                    event = subscription_event(sub, change, authorize)
+                else:
+                    key = (sub.id, sub.subset, sub.key_only)
+                    if key in alike:
+                        event = alike[key]
+                    else:
+                        event = alike[key] = subscription_event(sub, change, None)
+                if event is not None:
+                    found = events.get(sub.client)
+                    if found is None:
+                        events[sub.client] = [event]
+                    else:
+                        found.append(event)
+        first, head = changes[0].seq, changes[-1].seq
+        shared: dict[tuple[int, ...], list[OutFrame]] = {}
+        for sid, mine in events.items():  # the clients this batch concerns, not every indexed one
+            client = self.clients.get(sid)
+            if client is None or not client.live:
+                continue
+            cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
+            client.cursor = head
+            try:
+                if cursor is not None and cursor >= first:  # went live inside this batch
+                    mine = [e for e in mine if e[1]["seq"] > cursor]
+                # Clients given the very same events get the same frames, encoded once.
+                same = tuple(map(id, mine))
+                frames = shared.get(same)
+                if frames is None:
+                    frames = shared[same] = self.delivery.batch_frames(mine)
+                self._send(client, frames, max(cursor or 0, previous))
+            except Exception:
+                log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
+                self.delivery.drop(client)
+
+    def _send(self, client: Client, frames: Sequence[OutFrame], before: int) -> None:
+        """Queue ``frames`` for ``client``, whose position before them is ``before``.
+
+        If one would put the client over its bounds, the rest are not queued and its
+        cursor becomes the seq of the last change it was handed (queued or written):
+        a client that catches up (:mod:`~rxstore.gateway.delivery.catchup`) replays from there.
+        """
+        handed = before
+        for frame in frames:
+            if not self.delivery.enqueue(client, frame):
+                client.cursor = handed
+                return
+            if frame.last is not None:
+                handed = frame.last
+
+    async def trim(self) -> None:
+        """Trim the log every ``retention.interval`` seconds, forever."""
+        retention = self.retention
+        while True:
+            await asyncio.sleep(retention.interval)
+            try:
+                removed = await self.log.trim(max_age=retention.max_age, max_rows=retention.max_rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("[RealtimeGateway] trimming the change log failed: %s", exc)
+                continue
+            if removed:
+                log.info("[RealtimeGateway] trimmed %d changes from the log", removed)

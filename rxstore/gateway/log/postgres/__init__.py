@@ -1,0 +1,1 @@
+"""The PostgreSQL change log: schema, sequencer, WAL capture and decoding, reads, retention."""

@@ -1,0 +1,131 @@
+"""Reading the PostgreSQL change log: bounded pages of changes and paged snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from rxstore.gateway.log.postgres.schema import Conn
+from rxstore.gateway.log.sql import ident
+from rxstore.gateway.log.subset_sql import column_kind, where_sql
+from rxstore.protocol.subsets import Subset
+
+__all__ = [
+    "KINDS_SQL",
+    "READ_BOUNDED_SQL",
+    "PostgresSnapshotReader",
+    "begin_snapshot",
+    "column_kinds",
+    "rows_sql",
+    "subset_rows_sql",
+]
+
+READ_BOUNDED_SQL: Final = """
+SELECT seq, topic, op, record, old, ts, mutation FROM (
+    SELECT seq, topic, op, record, old, ts, mutation,
+           sum(coalesce(pg_column_size(record), 0) + coalesce(pg_column_size(old), 0))
+               OVER (ORDER BY seq) AS total,
+           row_number() OVER (ORDER BY seq) AS n
+    FROM (SELECT * FROM rxstore_changes WHERE seq > $1 ORDER BY seq LIMIT $2) AS page
+) AS sized
+WHERE n = 1 OR total <= $3
+ORDER BY seq
+"""
+"""A page of changes whose stored rows fit in $3 bytes (the first one always)."""
+
+
+KINDS_SQL: Final = """
+SELECT a.attname,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE format_type(a.atttypid, a.atttypmod) END
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+  AND EXISTS (SELECT 1 FROM rxstore_watched WHERE topic = $2)
+ORDER BY a.attnum
+"""
+"""A watched table's columns and their types (a domain's base type), in table order."""
+
+
+async def column_kinds(conn: Conn, topic: str) -> dict[str, str]:
+    """Return a watched table's columns -> kind, in table order.
+
+    Raises:
+        ValueError: ``topic`` is not a watched table.
+    """
+    rows = await conn.fetch(KINDS_SQL, ident(topic), topic)
+    if not rows:
+        raise ValueError(f"{topic!r} is not a watched table")
+    return {r[0]: column_kind(r[1], "postgres") for r in rows}
+
+
+async def begin_snapshot(conn: Conn, topics: Sequence[str]) -> tuple[int, dict[str, str], list[int]]:
+    """Start reading ``topics`` in the connection's REPEATABLE READ transaction.
+
+    Returns:
+        The head seq, the topics' primary keys, and the ids of the changes to
+        them that are committed (so in the rows) but not yet sequenced.
+
+    Raises:
+        ValueError: A topic's table does not exist.
+    """
+    seq = await conn.fetchval("SELECT seq FROM rxstore_head WHERE singleton")
+    keys: dict[str, str] = {
+        r[0]: r[1]
+        for r in await conn.fetch(
+            "SELECT topic, primary_key FROM rxstore_watched WHERE topic = ANY($1)", topics
+        )
+    }
+    for topic in topics:
+        if await conn.fetchval("SELECT to_regclass($1)::text", ident(topic)) is None:
+            raise ValueError(f"cannot snapshot {topic!r}: no such table")
+    pending = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT id FROM rxstore_changes WHERE seq IS NULL AND topic = ANY($1)", topics
+        )
+    ]
+    return int(seq), keys, pending
+
+
+def rows_sql(topic: str, keys: Mapping[str, str]) -> str:
+    """The query of a topic's rows as JSON objects, in primary-key order."""
+    return subset_rows_sql(topic, keys, None)[0]
+
+
+def subset_rows_sql(topic: str, keys: Mapping[str, str], subset: Subset | None) -> tuple[str, list[Any]]:
+    """The query of a topic's rows (those of ``subset``) as JSON objects, in primary-key order."""
+    condition, params = where_sql(subset, "postgres") if subset is not None else ("", [])
+    where = f" WHERE {condition}" if condition else ""
+    key = keys.get(topic)
+    order = f" ORDER BY t.{ident(key)}" if key else ""
+    return f"SELECT to_jsonb(t) FROM {ident(topic)} AS t{where}{order}", params
+
+
+class PostgresSnapshotReader:
+    """A :class:`~rxstore.gateway.log.contract.SnapshotReader` over one connection's open transaction."""
+
+    def __init__(self, conn: Conn, seq: int, skip: frozenset[int], keys: Mapping[str, str]) -> None:
+        self.seq = seq
+        self.skip = skip
+        self._conn = conn
+        self._keys = keys
+        self._reading: tuple[str, Subset | None] | None = None
+        self._cursor: Any = None
+        self._held: Any = None
+
+    async def fetch(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Return the next rows of ``topic`` (of ``subset``; at most ``limit``) and whether more follow."""
+        if subset is not None and subset.topic != topic:
+            raise ValueError(f"a subset of {subset.topic!r} cannot be read from {topic!r}")
+        if (topic, subset) != self._reading:
+            sql, params = subset_rows_sql(topic, self._keys, subset)
+            self._cursor = await self._conn.cursor(sql, *params)
+            self._reading, self._held = (topic, subset), None
+        raw = [self._held] if self._held is not None else []
+        raw.extend(r[0] for r in await self._cursor.fetch(limit + 1 - len(raw)))
+        self._held = raw.pop() if len(raw) > limit else None
+        if self._held is None:  # done: asking again reads from the first row
+            self._reading = None
+        return raw, self._held is not None

@@ -1,0 +1,1 @@
+"""The SQLite change log: schema and capture triggers, reads, retention."""

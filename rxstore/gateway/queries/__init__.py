@@ -1,0 +1,1 @@
+"""Live queries and authorization: subscriptions, their index, and who sees which row."""

@@ -1,0 +1,233 @@
+"""Live-query subscriptions on the gateway: each as a client sees it, and the index that routes changes.
+
+A client that follows only whole tables is served as before (by topic, its
+frames shared with every client of the same topics). A client with at least
+one subset (a where clause or a column subset, see :mod:`rxstore.protocol.subsets`) is
+*indexed*: each of its subscriptions, whole-table ones included, is a
+:class:`Subscription` in the :class:`SubscriptionIndex`, which finds the
+subscriptions a change may concern by ``(topic, column, value)`` for their
+``=`` / ``in`` terms, so that the cost of a change grows with the
+subscriptions it matches, not with all of them. :func:`subscription_event`
+then says what the change is to that subscription: an INSERT when the row
+enters the subset, a DELETE of the key when it leaves, an UPDATE when it stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.api import RowFilter
+from rxstore.gateway.queries.visibility import visible_change
+from rxstore.protocol.events import Change, Op
+from rxstore.protocol.subsets import Subset, Term
+
+__all__ = ["Subscription", "SubscriptionIndex", "events_of_subscriptions", "subscription_event"]
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """One subscription of one client.
+
+    Attributes:
+        id: Its event name: the name its snapshot and changes travel under.
+        subset: What it follows.
+        client: The client's sid.
+        user: The client's user (for ``authorize``).
+        key: The topic's primary key.
+        key_only: Whether the topic's envelopes carry only the old row's key.
+        since: Changes up to this seq are in its snapshot (left out).
+        skip: Seqs above ``since`` that its snapshot holds too (left out).
+    """
+
+    id: str
+    subset: Subset
+    client: str
+    user: User
+    key: str
+    key_only: bool = False
+    since: int = -1
+    skip: frozenset[int] = frozenset()
+
+    @property
+    def topic(self) -> str:
+        """The table it follows."""
+        return self.subset.topic
+
+    def index_term(self) -> Term | None:
+        """The ``=`` or ``in`` term it is indexed by (``None``: it is checked against every change)."""
+        for term in self.subset.where:
+            if term.op == "=" or term.op == "in":
+                return term
+        return None
+
+
+def subscription_event(sub: Subscription, change: Change, authorize: RowFilter | None) -> list[Any] | None:
+    """The ``[id, envelope]`` that ``change`` is to ``sub``, or ``None`` if it is nothing to it.
+
+    A whole-table subscription gets the change as the topic's clients do (see
+    :func:`~rxstore.gateway.queries.visibility.visible_change`). A subset gets an INSERT
+    when the row enters it, a DELETE carrying only the key when it leaves (the
+    old row's content is not sent), an UPDATE when it stays; the rows are
+    projected to its columns. A row is in it when ``where`` and ``authorize``
+    both allow it.
+    """
+    seq = change.seq
+    if seq <= sub.since or (sub.skip and seq in sub.skip):
+        return None
+    subset = sub.subset
+    if subset.whole:
+        if authorize is not None:
+            visible = visible_change(authorize, sub.user, change, sub.key)
+            if visible is None:
+                return None
+            change = visible
+        payload = change.to_payload()
+        if sub.key_only and change.old is not None:
+            payload["old"] = {sub.key: change.old.get(sub.key)}
+        return [sub.id, payload]
+    topic, user, key = change.topic, sub.user, sub.key
+    record, old = change.record, change.old
+    now = (
+        record is not None
+        and subset.matches(record)
+        and (authorize is None or authorize(user, topic, record))
+    )
+    if change.op is Op.UPDATE and old is None:
+        before = True  # the log does not know: a DELETE is harmless, an UPDATE is an upsert
+    else:
+        before = (
+            old is not None and subset.matches(old) and (authorize is None or authorize(user, topic, old))
+        )
+    if not now and not before:
+        return None
+    payload = change.to_payload()
+    if now:
+        assert record is not None
+        payload["record"] = subset.project(record, key)
+        if before and old is not None:  # stays in
+            payload["op"] = Op.UPDATE.value
+            payload["old"] = {key: old.get(key)} if sub.key_only else subset.project(old, key)
+        else:  # enters (or the log does not know where it was: an upsert)
+            payload["op"] = Op.INSERT.value
+            payload["old"] = None
+    else:  # leaves: its key only
+        row = old if old is not None else record
+        payload["op"] = Op.DELETE.value
+        payload["record"] = None
+        payload["old"] = {key: (row or {}).get(key)}
+    return [sub.id, payload]
+
+
+def events_of_subscriptions(
+    changes: Sequence[Change],
+    subscriptions: Mapping[str, Sequence[Subscription]],
+    cursor: int,
+    authorize: RowFilter | None,
+) -> list[Any]:
+    """The ``[id, envelope]`` pairs of ``changes`` (after ``cursor``) for one client's subscriptions.
+
+    Args:
+        changes: A batch read from the log, in seq order.
+        subscriptions: The client's subscriptions by topic.
+        cursor: The last seq the client has.
+        authorize: The row filter (``None``: every row).
+    """
+    events: list[Any] = []
+    for change in changes:
+        if change.seq <= cursor:
+            continue
+        for sub in subscriptions.get(change.topic, ()):
+            event = subscription_event(sub, change, authorize)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+class SubscriptionIndex:
+    """Every indexed subscription, found per change by ``(topic, column, value)``.
+
+    A subscription with an ``=`` or ``in`` term is filed under each of that
+    term's values; one without is checked against every change of its topic.
+    A change looks up its new and its old row's values of the indexed columns
+    (an UPDATE may move a row out of a subset), so its cost is the number of
+    indexed columns of its topic plus the subscriptions it may concern.
+    """
+
+    def __init__(self) -> None:
+        self._by_value: dict[str, dict[str, dict[Any, dict[int, Subscription]]]] = {}
+        """topic -> column -> value -> id(sub) -> sub."""
+        self._scanned: dict[str, dict[int, Subscription]] = {}
+        """topic -> id(sub) -> sub, for subscriptions without an ``=`` / ``in`` term."""
+        self.count = 0
+
+    def add(self, sub: Subscription) -> None:
+        """File ``sub`` (once)."""
+        term = sub.index_term()
+        if term is None:
+            self._scanned.setdefault(sub.topic, {})[id(sub)] = sub
+        else:
+            columns = self._by_value.setdefault(sub.topic, {})
+            values = columns.setdefault(term.column, {})
+            for value in _values(term):
+                values.setdefault(value, {})[id(sub)] = sub
+        self.count += 1
+
+    def remove(self, sub: Subscription) -> None:
+        """Unfile ``sub``; a subscription not filed is ignored."""
+        term = sub.index_term()
+        if term is None:
+            scanned = self._scanned.get(sub.topic, {})
+            if scanned.pop(id(sub), None) is None:
+                return
+            if not scanned:
+                self._scanned.pop(sub.topic, None)
+        else:
+            columns = self._by_value.get(sub.topic, {})
+            values = columns.get(term.column, {})
+            found = False
+            for value in _values(term):
+                filed = values.get(value)
+                if filed is not None and filed.pop(id(sub), None) is not None:
+                    found = True
+                    if not filed:
+                        del values[value]
+            if not found:
+                return
+            if not values:
+                columns.pop(term.column, None)
+            if not columns:
+                self._by_value.pop(sub.topic, None)
+        self.count -= 1
+
+    def candidates(self, change: Change) -> Iterable[Subscription]:
+        """The subscriptions ``change`` may concern (a superset: each still checks its whole where)."""
+        topic = change.topic
+        scanned = self._scanned.get(topic)
+        columns = self._by_value.get(topic)
+        if columns is None:
+            return scanned.values() if scanned else ()
+        found: dict[int, Subscription] = dict(scanned) if scanned else {}
+        record, old = change.record, change.old
+        for column, values in columns.items():
+            if record is not None:
+                filed = values.get(_hashable(record.get(column)))
+                if filed:
+                    found.update(filed)
+            if old is not None:
+                filed = values.get(_hashable(old.get(column)))
+                if filed:
+                    found.update(filed)
+        return found.values()
+
+
+def _values(term: Term) -> tuple[Any, ...]:
+    return tuple(term.value) if term.op == "in" else (term.value,)
+
+
+def _hashable(value: Any) -> Any:
+    """A row value as an index key: lists and objects (JSON columns) are never term values."""
+    return value if type(value) in (str, int, float, bool) else None

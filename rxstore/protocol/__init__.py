@@ -1,0 +1,11 @@
+"""What the client and the gateway share, and nothing else: the floor both halves stand on.
+
+* :mod:`~rxstore.protocol.events`: event names, change envelopes, :class:`Event` and :class:`Change`;
+* :mod:`~rxstore.protocol.frames`: decoding the gateway's frames (msgspec, one C pass per batch);
+* :mod:`~rxstore.protocol.subsets`: live-query subsets (where terms, columns) and their rules;
+* :mod:`~rxstore.protocol.records`: rows structured into typed records;
+* :mod:`~rxstore.protocol.errors`: the one exception hierarchy;
+* :mod:`~rxstore.protocol.json_fast`: the JSON fast paths.
+
+It imports nothing else of rxstore (import-linter checks it).
+"""

@@ -1,0 +1,13 @@
+"""Stores: folds of the root's event stream into observable state.
+
+* :mod:`~rxstore.stores.domain`: :class:`DomainStore` (filter + scan into a ``BehaviorSubject``);
+* :mod:`~rxstore.stores.table`: :class:`TableStore`, one table mirrored from change envelopes;
+* :mod:`~rxstore.stores.state`: :class:`TableState`, the rows at a log position;
+* :mod:`~rxstore.stores.fold`: how a table's frames fold into its state;
+* :mod:`~rxstore.stores.optimistic`: rows shown until their mutation settles;
+* :mod:`~rxstore.stores.foreign`: payloads of a foreign server;
+* :mod:`~rxstore.stores.status`: a store's sync status;
+* :mod:`~rxstore.stores.live`: waiting until stores are live.
+
+Stores stand on :mod:`rxstore.operators` and :mod:`rxstore.protocol`, never on the client.
+"""

@@ -1,0 +1,68 @@
+"""Optimistic rows of a table store: shown on top of the confirmed state until their mutation settles.
+
+``RootStore.mutate(..., optimistic={store: rows})`` hands a
+:class:`~rxstore.stores.table.TableStore` the rows a mutation is expected to write;
+the store keeps them here, by mutation id, and publishes the confirmed state
+with them laid on top until a change of that mutation arrives through the log
+(or the mutation fails and they are dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from rxstore.protocol.events import Event, EventKind
+from rxstore.stores.state import TableState, new_state
+
+__all__ = ["PendingRows"]
+
+R = TypeVar("R")
+
+
+class PendingRows(Generic[R]):
+    """The rows of the mutations in flight (key -> record, ``None`` for deleted), oldest first."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Mapping[Any, R | None]] = {}
+        """Mutation id -> its rows; empty when none is pending (read on every fold)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def ids(self) -> tuple[str, ...]:
+        """The mutations shown, oldest first."""
+        return tuple(self.rows)
+
+    def add(self, mutation: str, rows: Mapping[Any, R | None]) -> None:
+        """Show ``rows`` until ``mutation`` settles or is dropped."""
+        self.rows[mutation] = rows
+
+    def drop(self, mutation: str) -> bool:
+        """Stop showing the rows of ``mutation``; whether it was shown."""
+        return self.rows.pop(mutation, None) is not None
+
+    def clear(self) -> None:
+        """Stop showing every mutation's rows."""
+        self.rows.clear()
+
+    def settle(self, frame: Sequence[Event]) -> bool:
+        """Drop the mutations whose changes are in ``frame``; whether any was shown."""
+        settled = False
+        for event in frame:
+            if event.kind is EventKind.CHANGE:
+                mutation = event.data.get("mutation")
+                if mutation is not None:
+                    settled = self.drop(mutation) or settled
+        return settled
+
+    def overlay(self, confirmed: TableState[R]) -> TableState[R]:
+        """``confirmed`` with every pending row laid on top, in the order the mutations were made."""
+        mutation: Any = confirmed.rows.mutate()
+        for rows in self.rows.values():
+            for key, record in rows.items():
+                if record is None:
+                    mutation.pop(key, None)
+                else:
+                    mutation[key] = record
+        return new_state(mutation.finish(), confirmed.seq)

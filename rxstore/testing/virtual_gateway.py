@@ -1,0 +1,205 @@
+"""A virtual gateway's tables, for marble tests of live queries (part of :mod:`rxstore.testing`).
+
+:class:`VirtualGateway` holds the rows of some tables and a change log. Plugged
+into a :class:`~rxstore.testing.VirtualLink` (``m.root(..., tables=...)``), it
+serves the root's subscriptions the way the gateway does (docs/protocol.md):
+a snapshot of each subset (:meth:`Subset.matches <rxstore.protocol.subsets.Subset.matches>`,
+projected to its columns) on a first connect, the missed changes on a
+reconnect (``since`` honoured), each write to every subscription it concerns
+(a row entering a subset as an INSERT, one leaving it as a DELETE with only its
+key), and ``rxstore:subscribe`` / ``rxstore:unsubscribe`` with their
+acknowledgements, so a channel switch runs in virtual time.
+
+Example:
+    >>> from rxstore import TableStore
+    >>> from rxstore.testing import marbles, write
+    >>> class Messages(TableStore[dict]):
+    ...     table = "messages"
+    >>> rows = [{"id": 1, "channel": "a"}, {"id": 2, "channel": "b"}]
+    >>> new = write("messages", "INSERT", {"id": 3, "channel": "b"})
+    >>> with marbles() as m:
+    ...     inbox = Messages(where={"channel": "a"})
+    ...     root = m.root([inbox], tables={"messages": rows}, server="--w", values={"w": new})
+    ...     done = m.call(1, lambda: inbox.where({"channel": "b"}))
+    ...     m.run()
+    >>> sorted(inbox.value.rows), done[0].where
+    ([2, 3], (Term(column='channel', op='=', value='b'),))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from rxstore.protocol.events import BATCH, RESET, SNAPSHOT, Op, topic_event_name
+from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
+from rxstore.testing.frames import Frame
+
+__all__ = ["VirtualGateway", "Write", "write"]
+
+
+class _Link(Protocol):
+    up: bool
+
+    def send(self, frame: Frame) -> None: ...
+
+
+@attrs.frozen
+class Write:
+    """A write to a virtual gateway's table (a value of a marble ``server`` diagram)."""
+
+    topic: str
+    op: Op
+    row: Mapping[str, Any]
+
+
+def write(topic: str, op: str | Op, row: Mapping[str, Any]) -> Write:
+    """A write: INSERT or UPDATE ``row`` (a whole row), or DELETE the row with ``row``'s key."""
+    return Write(topic, Op(op), dict(row))
+
+
+@attrs.frozen
+class _Logged:
+    seq: int
+    topic: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+
+
+class VirtualGateway:
+    """Tables, a change log and one client's subscriptions, served through a virtual link.
+
+    Args:
+        link: Where frames go (a :class:`~rxstore.testing.VirtualLink`).
+        tables: Each table's rows at the start (seq 0).
+        key: The primary key of every table.
+        forbidden: Topics a subscription is refused for (``forbidden_topic``).
+
+    Attributes:
+        rows: Table -> key -> row, now.
+        seq: The last change's seq.
+        subscriptions: Id -> subset: what the connected client follows.
+    """
+
+    def __init__(
+        self,
+        link: _Link,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        *,
+        key: str = "id",
+        forbidden: Sequence[str] = (),
+    ) -> None:
+        self.link = link
+        self.key = key
+        self.forbidden = frozenset(forbidden)
+        self.rows: dict[str, dict[Any, Mapping[str, Any]]] = {
+            topic: {row[key]: dict(row) for row in rows} for topic, rows in tables.items()
+        }
+        self.seq = 0
+        self.subscriptions: dict[str, Subset] = {}
+        self._since: dict[str, int] = {}
+        self._log: list[_Logged] = []
+
+    # -- driven by the test ----------------------------------------------------
+
+    def write(self, change: Write) -> int:
+        """Apply ``change``, log it, send it to the subscriptions it concerns (if connected); its seq."""
+        table = self.rows.setdefault(change.topic, {})
+        key = change.row[self.key]
+        old = table.get(key)
+        new = None if change.op is Op.DELETE else dict(change.row)
+        if new is None:
+            table.pop(key, None)
+        else:
+            table[key] = new
+        self.seq += 1
+        logged = _Logged(self.seq, change.topic, old, new)
+        self._log.append(logged)
+        if self.link.up:
+            self._send(self._frames_of(logged))
+        return self.seq
+
+    # -- the gateway's side of the protocol -------------------------------------
+
+    def connect(self, auth: Mapping[str, Any], *, reset: bool = False) -> list[Frame]:
+        """A client connects with ``auth``: what the gateway sends before ``rxstore:live``."""
+        self.subscriptions = {topic_event_name(t): Subset(t) for t in auth.get("topics") or ()}
+        self._since = {}
+        for data in auth.get("subscriptions") or ():
+            sub_id, subset, since = parse_subscription(data)
+            self.subscriptions[sub_id] = subset
+            if since is not None:
+                self._since[sub_id] = since
+        cursor = auth.get("cursor")
+        frames = []
+        if reset:
+            frames.append(Frame(RESET, {"reason": "epoch_changed", "cursor": cursor, "horizon": 0}))
+        if cursor is None or reset:
+            frames.extend(self._snapshot(sub_id, subset) for sub_id, subset in self.subscriptions.items())
+            return frames
+        missed = [frame for entry in self._log if entry.seq > cursor for frame in self._frames_of(entry)]
+        if missed:
+            frames.append(Frame(BATCH, {"events": [[f.name, f.data] for f in missed]}))
+        return frames
+
+    def call(self, event: str, data: Any) -> dict[str, Any]:
+        """Answer ``rxstore:subscribe`` (its snapshot sent first) or ``rxstore:unsubscribe``."""
+        if event.endswith("unsubscribe"):
+            known = type(data) is dict and self.subscriptions.pop(str(data.get("id")), None) is not None
+            return {"ok": True} if known else {"ok": False, "error": "invalid_subscription"}
+        try:
+            sub_id, subset, _since = parse_subscription(data)
+            if subset.topic not in self.rows or subset.topic in self.forbidden:
+                raise SubsetError(f"no subscription to {subset.topic!r}", code="forbidden_topic")
+        except SubsetError as exc:
+            return {"ok": False, "error": exc.code, "message": str(exc)}
+        self.subscriptions[sub_id] = subset
+        self._since.pop(sub_id, None)
+        self._send([self._snapshot(sub_id, subset)])
+        return {"ok": True, "seq": self.seq}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _send(self, frames: Sequence[Frame]) -> None:
+        if len(frames) == 1:
+            self.link.send(frames[0])
+        elif frames:
+            self.link.send(Frame(BATCH, {"events": [[f.name, f.data] for f in frames]}))
+
+    def _snapshot(self, sub_id: str, subset: Subset) -> Frame:
+        rows = self.rows.get(subset.topic, {}).values()
+        records = [subset.project(row, self.key) for row in rows if subset.matches(row)]
+        data = {"topic": subset.topic, "event": sub_id, "seq": self.seq, "records": records, "more": False}
+        return Frame(SNAPSHOT, data)
+
+    def _frames_of(self, entry: _Logged) -> list[Frame]:
+        """The change ``entry`` as each subscription sees it (same seq under every id)."""
+        frames = []
+        for sub_id, subset in self.subscriptions.items():
+            if subset.topic == entry.topic and entry.seq > self._since.get(sub_id, -1):
+                envelope = self._envelope(subset, entry)
+                if envelope is not None:
+                    frames.append(Frame(sub_id, envelope))
+        return frames
+
+    def _envelope(self, subset: Subset, entry: _Logged) -> dict[str, Any] | None:
+        was, now = subset.matches(entry.old), subset.matches(entry.new)
+        if not was and not now:
+            return None
+        key = self.key
+        record = old = None
+        if now and entry.new is not None:
+            record = subset.project(entry.new, key)
+        if was and entry.old is not None:
+            old = subset.project(entry.old, key) if now or subset.whole else {key: entry.old[key]}
+        op = Op.UPDATE if was and now else Op.INSERT if now else Op.DELETE
+        return {
+            "seq": entry.seq,
+            "topic": entry.topic,
+            "op": op.value,
+            "record": record,
+            "old": old,
+            "ts": 0.0,
+        }

@@ -30,6 +30,7 @@ from rxstore.protocol.errors import (
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.subsets import Subset, SubsetError, Term
 from rxstore.stores.domain import DomainStore, RealtimeStore
+from rxstore.stores.status import SyncState, SyncStatus
 from rxstore.stores.table import TableState, TableStore
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "StoreError",
     "Subset",
     "SubsetError",
+    "SyncState",
+    "SyncStatus",
     "TableState",
     "TableStore",
     "Term",

@@ -26,7 +26,7 @@ from rxstore import (
     RxStoreError,
     TransportError,
 )
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway

@@ -32,7 +32,7 @@ from rxstore import (
     TableStore,
     ValidationError,
 )
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from tests.waiting import wait_for
 
 TOKEN = "seed-token"

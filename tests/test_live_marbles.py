@@ -13,7 +13,7 @@ from reactivex import operators as ops
 from reactivex.notification import OnError
 
 from rxstore import LiveTimeout, TableStore
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from rxstore.testing import change_frame, marbles, snapshot_frame
 
 

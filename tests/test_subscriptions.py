@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rxstore import RootStore, Subset, SubsetError, TableStore, Term
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from rxstore.protocol.events import BATCH, SNAPSHOT
 from rxstore.testing import VirtualLink, change_frame, marbles, write
 

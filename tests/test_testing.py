@@ -11,7 +11,7 @@ import pytest
 from reactivex.notification import OnCompleted, OnError, OnNext
 
 from rxstore import EventKind, RootStore, TableStore
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from rxstore.protocol.errors import NotConnected, TransportError
 from rxstore.protocol.events import BATCH, SNAPSHOT, Op, Snapshot, parse_change
 from rxstore.testing import (

@@ -36,8 +36,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
-from rxstore import ConnectionStatus, RootStore, RxStoreError, TableState, TableStore
-from rxstore.client.connection import SyncState
+from rxstore import ConnectionStatus, RootStore, RxStoreError, SyncState, TableState, TableStore
 
 
 @attrs.frozen

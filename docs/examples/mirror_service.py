@@ -41,10 +41,10 @@ from rxstore import (
     EventKind,
     Op,
     RootStore,
+    SyncStatus,
     TableStore,
     ValidationError,
 )
-from rxstore.client.connection import SyncStatus
 from rxstore.stores.table import structure_record
 
 log = logging.getLogger("mirror")

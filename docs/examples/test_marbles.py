@@ -14,8 +14,7 @@ from reactivex import operators as ops
 from reactivex.notification import OnNext
 from reactivex.testing.recorded import Recorded
 
-from rxstore import ConnectionRefused, ConnectionState, DomainStore, Event, StoreError, TableStore
-from rxstore.client.connection import SyncStatus
+from rxstore import ConnectionRefused, ConnectionState, DomainStore, Event, StoreError, SyncStatus, TableStore
 from rxstore.testing import change_frame, marbles, message, message_frame, snapshot_frame
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import inspect
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +21,6 @@ __all__ = [
     "Backoff",
     "ConnectionState",
     "ConnectionStatus",
-    "SyncState",
-    "SyncStatus",
     "Token",
     "TokenProvider",
 ]
@@ -157,43 +154,6 @@ class Backoff:
         spread = retry_after * self.jitter * (rng or random).random()
         wanted = max(self.delay(attempt, rng), retry_after + spread)
         return max(retry_after, min(wanted, self.maximum))
-
-
-class SyncState(enum.Enum):
-    """How fresh a table store's data is."""
-
-    STALE = "stale"
-    """Not connected: the data may be old (see ``SyncStatus.lag``)."""
-    REPLAYING = "replaying"
-    """Connected and catching up (snapshot or replay after the cursor)."""
-    LIVE = "live"
-    """Caught up; changes arrive as they are committed."""
-
-
-@attrs.frozen
-class SyncStatus:
-    """The sync status of a table store, as ``store.status`` emits it.
-
-    Attributes:
-        state: Stale, replaying or live.
-        cursor: Seq of the last change applied.
-        since: Unix time the store entered this state.
-
-    Example:
-        >>> SyncStatus(SyncState.LIVE, cursor=12, since=0.0).lag
-        0.0
-    """
-
-    state: SyncState
-    cursor: int | None = None
-    since: float = 0.0
-
-    @property
-    def lag(self) -> float:
-        """Seconds the data may be behind: time since it went stale, 0 otherwise."""
-        if self.state is SyncState.STALE and self.since:
-            return max(0.0, time.time() - self.since)
-        return 0.0
 
 
 # -- the connection loop's rules ------------------------------------------------

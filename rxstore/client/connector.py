@@ -23,7 +23,6 @@ from rxstore.client.connection import (
     Backoff,
     ConnectionState,
     ConnectionStatus,
-    SyncState,
     Token,
     checked_token,
     dropped_at_once,
@@ -44,6 +43,7 @@ from rxstore.protocol.errors import (
     TokenProviderError,
     TransportError,
 )
+from rxstore.stores.status import SyncState
 from rxstore.stores.table import TableStore
 
 __all__ = ["Connector"]

@@ -10,12 +10,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rxstore.client.connection import SyncState
 from rxstore.protocol.errors import ProtocolError, RxStoreError
 from rxstore.protocol.events import CLOSING, LIVE, RESET, SNAPSHOT, Event, EventKind, Snapshot
+from rxstore.stores.status import SyncState
 
 if TYPE_CHECKING:
-    from rxstore.client.router import EventStream
+    from rxstore.operators.keyed import EventStream
 
 __all__ = ["ControlFrames"]
 

@@ -21,15 +21,16 @@ from reactivex.subject import Subject
 
 from rxstore.client.connection import Backoff, ConnectionState, Token, TokenProvider, checked_token
 from rxstore.client.connector import Connector
+from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
 from rxstore.client.outbox import Outbox, Sending
-from rxstore.client.router import Frame, Router
+from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions, attach_to
 from rxstore.client.transport import SocketIOTransport, Transport
+from rxstore.operators.keyed import Frame
 from rxstore.protocol.errors import ConnectionRefused, RxStoreError
 from rxstore.protocol.events import Event
 from rxstore.stores.domain import RealtimeStore
-from rxstore.stores.live import root_live
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
 

@@ -23,13 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from reactivex import Observable, abc
-from reactivex.disposable import Disposable
-from reactivex.subject import Subject
-
-from rxstore.client.connection import SyncState
 from rxstore.client.control_frames import ControlFrames
 from rxstore.client.metrics import Metrics
+from rxstore.operators.keyed import EventStream, Frame, KeyedView
 from rxstore.protocol.errors import ProtocolError, RxStoreError, StoreError
 from rxstore.protocol.events import (
     BATCH,
@@ -39,11 +35,9 @@ from rxstore.protocol.events import (
     check_envelope,
 )
 from rxstore.protocol.frames import ChangeFrame, CheckedBatch
+from rxstore.stores.status import SyncState
 
-__all__ = ["EventStream", "Frame", "Router"]
-
-Frame = Sequence[Event]
-"""The events of one incoming frame that a keyed view wants, in order (never empty)."""
+__all__ = ["Router"]
 
 log = logging.getLogger("rxstore.router")
 _now = time.time
@@ -51,92 +45,6 @@ _now = time.time
 
 class _Syncable(Protocol):
     def set_sync(self, state: SyncState) -> None: ...
-
-
-class _View(Observable[Frame]):
-    """One keyed view: the frames (shares of frames) of a set of event names.
-
-    A minimal multicast: the router calls :meth:`emit` on the loop thread, and
-    each observer is isolated (one that raises is reported, the others still
-    get the frame). Extends ``Observable`` through its ``_subscribe_core`` hook.
-    """
-
-    def __init__(self, names: frozenset[str], report: Callable[[RxStoreError], None]) -> None:
-        super().__init__()
-        self.names = names
-        self.observers: tuple[Callable[[Frame], None], ...] = ()
-        """The ``on_next`` of each subscriber."""
-        self.report = report
-        """Where a subscriber's failure goes (the root's ``errors``); ``safe_scan`` reports there too."""
-        self._label = f"events_named({', '.join(sorted(names))})"
-
-    def _subscribe_core(
-        self, observer: abc.ObserverBase[Frame], scheduler: abc.SchedulerBase | None = None
-    ) -> abc.DisposableBase:
-        return self.subscribe_direct(observer.on_next)
-
-    def subscribe_direct(self, on_next: Callable[[Frame], None]) -> abc.DisposableBase:
-        """Call ``on_next`` with each frame, with no ``AutoDetachObserver`` in between (one call less)."""
-        self.observers = (*self.observers, on_next)
-
-        def unsubscribe() -> None:
-            self.observers = tuple(o for o in self.observers if o is not on_next)
-
-        return Disposable(unsubscribe)
-
-    def emit(self, frame: Frame) -> None:
-        """Notify every observer of ``frame``; report what one of them raises."""
-        for on_next in self.observers:
-            try:
-                on_next(frame)
-            except Exception as exc:  # a subscriber of a pipeline store raised
-                self.report(StoreError(self._label, frame[0], exc))
-
-
-class EventStream(Observable[Event]):
-    """The root's hot stream of events, with keyed views of it by name.
-
-    Subscribing gives every event, one at a time, from now on (hot).
-    :meth:`named` gives the frames of some names only, in O(1) per event.
-
-    Attributes:
-        metrics: The root's metrics (stores sample their reduce time into them).
-    """
-
-    def __init__(self, metrics: Metrics, report: Callable[[RxStoreError], None]) -> None:
-        super().__init__()
-        self.metrics = metrics
-        self.report = report
-        """Where a keyed view's subscribers report failures (the root's ``errors``)."""
-        self.subject: Subject[Event] = Subject()
-        self.routes: dict[str, tuple[_View, ...]] = {}
-        """Event name -> the keyed views that want it: the one dispatch table."""
-        self._views: dict[frozenset[str], _View] = {}
-
-    def _subscribe_core(
-        self, observer: abc.ObserverBase[Event], scheduler: abc.SchedulerBase | None = None
-    ) -> abc.DisposableBase:
-        return self.subject.subscribe(observer, scheduler=scheduler)
-
-    def named(self, *names: str) -> Observable[Frame]:
-        """The frames of the events named ``names``: one notification per incoming frame.
-
-        Views of the same names are one view. A RESET event reaches every view.
-
-        Example:
-            ``root.events.named("post_liked").pipe(safe_scan(count, 0))``
-        """
-        key = frozenset(names)
-        view = self._views.get(key)
-        if view is None:
-            view = self._views[key] = _View(key, self.report)
-            for name in key:
-                self.routes[name] = (*self.routes.get(name, ()), view)
-        return view
-
-    def views(self) -> tuple[_View, ...]:
-        """Every keyed view made so far."""
-        return tuple(self._views.values())
 
 
 class Router(ControlFrames):
@@ -403,7 +311,7 @@ class Router(ControlFrames):
             for view in routes.get(name, ()):
                 view.emit(events)
             return
-        shares: dict[_View, list[Event]] = {}
+        shares: dict[KeyedView, list[Event]] = {}
         for event in events:
             for view in routes.get(event.name, ()):
                 share = shares.get(view)

@@ -28,13 +28,13 @@ from typing import Any, Final
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
-from rxstore.client.connection import SyncState
 from rxstore.client.outbox import consume_exception
 from rxstore.client.transport import Transport
 from rxstore.protocol.errors import CallTimeout, NotConnected, RxStoreError
 from rxstore.protocol.events import Event, topic_event_name
 from rxstore.protocol.subsets import Subset, SubsetError
 from rxstore.stores.domain import DomainStore, RealtimeStore
+from rxstore.stores.status import SyncState
 from rxstore.stores.table import TableStore
 
 __all__ = ["SUBSCRIBE", "UNSUBSCRIBE", "Subscriptions"]

@@ -7,10 +7,7 @@ working for code that does not know rxstore.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from rxstore.protocol.events import Event
+from typing import Any, Protocol
 
 
 class RxStoreError(Exception):
@@ -78,6 +75,22 @@ class ValidationError(RxStoreError, ValueError):
         self.problems = problems
 
 
+class FailedEvent(Protocol):
+    """What a :class:`StoreError` knows of the event that failed (an :class:`~rxstore.Event`)."""
+
+    @property
+    def name(self) -> str:
+        """The event's name."""
+
+    @property
+    def seq(self) -> int | None:
+        """Its change's seq, if it is a change."""
+
+    @property
+    def data(self) -> Any:
+        """Its payload."""
+
+
 class StoreError(RxStoreError, RuntimeError):
     """A store could not apply an event; its state stayed as it was.
 
@@ -96,7 +109,7 @@ class StoreError(RxStoreError, RuntimeError):
         ('LikeStore', 'KeyError')
     """
 
-    def __init__(self, store: str, event: Event, cause: BaseException) -> None:
+    def __init__(self, store: str, event: FailedEvent, cause: BaseException) -> None:
         super().__init__(f"{store} could not apply {event.name!r} (seq={event.seq}): {cause}")
         self.store = store
         self.event = event

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from reactivex import Observable
 from reactivex import operators as ops
@@ -21,13 +21,10 @@ from reactivex.abc import DisposableBase
 from reactivex.disposable import Disposable, SerialDisposable
 from reactivex.subject import BehaviorSubject, Subject
 
-from rxstore.client.router import EventStream
 from rxstore.operators import Frame, filter_events, named, safe_scan_frames, subscribe_direct
+from rxstore.operators.keyed import EventStream, ReduceTimes
 from rxstore.protocol.errors import RxStoreError, StoreError
 from rxstore.protocol.events import Event
-
-if TYPE_CHECKING:
-    from rxstore.client.metrics import Metrics
 
 __all__ = ["DomainStore", "RealtimeStore"]
 
@@ -134,7 +131,7 @@ class DomainStore(Generic[S]):
         self.log = logging.getLogger(f"rxstore.store.{self.name}")
         self._feeds: list[tuple[Observable[Frame], SerialDisposable]] = []
         """The keyed views this store is subscribed to, each with its pipeline's subscription."""
-        self._metrics: Metrics | None = None
+        self._metrics: ReduceTimes | None = None
         self._folds = 0
         self._settle: Callable[[S, S, Frame], S] | None = None
         """A step after each fold (a ``TableStore`` settles its pending mutations), if any."""

@@ -1,28 +1,29 @@
-"""How a table store folds a frame: changes, snapshots and resets into one persistent-map mutation.
+"""How a table's frames fold into its state: changes, snapshots and resets in one persistent-map mutation.
 
-The body of :meth:`TableStore.reduce_batch <rxstore.stores.table.TableStore.reduce_batch>`,
-in two forms: :func:`reduce_envelopes` for a
-:class:`~rxstore.protocol.frames.ChangeFrame` (checked change envelopes of one name:
-the gateway's batches, no event object per change) and :func:`reduce_events`
-for anything else (events built by hand, snapshots, a foreign server's payloads).
+The fold is a function of a small spec, :class:`~rxstore.stores.fold_spec.TableFold` (the table, its key,
+how rows become records, where failures go), not of the store:
+:func:`reduce_envelopes` folds a :class:`~rxstore.protocol.frames.ChangeFrame`
+(checked change envelopes of one name: the gateway's batches, no event object
+per change) and :func:`reduce_events` anything else (events built by hand,
+snapshots, resets, a foreign server's payloads). Both apply changes with one
+loop, :func:`_apply_changes`: the one definition of applying a change to a
+table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import immutables
 
 from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.frames import ChangeFrame
-from rxstore.protocol.records import batch_records, envelope_records, structure_records
+from rxstore.protocol.records import envelope_records, structure_records
+from rxstore.stores.fold_spec import TableFold
 from rxstore.stores.foreign import foreign_change, not_a_change
 from rxstore.stores.state import TableState, new_state
-
-if TYPE_CHECKING:
-    from rxstore.stores.table import TableStore
 
 __all__ = ["reduce_envelopes", "reduce_events", "rows_of"]
 
@@ -30,63 +31,50 @@ R = TypeVar("R")
 _new = object.__new__
 
 
-def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[Event]) -> TableState[R]:
-    """``store.reduce_batch`` of any events: snapshots, changes, messages, in one map mutation."""
-    rows, seq, key_name, table, parse = state.rows, state.seq, store.primary_key, store.table, store._parse
+def reduce_envelopes(fold: TableFold[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:
+    """Fold a frame of checked change envelopes: no event object per change."""
+    envelopes = frame.envelopes
+    mutation: Any = state.rows.mutate()
+    seq = _apply_changes(fold, mutation, state.seq, envelopes, frame)
+    if seq == state.seq:
+        return state
+    after: TableState[R] = _new(TableState)  # new_state(), inlined: one per frame
+    fields = after.__dict__
+    fields["rows"] = mutation.finish()
+    fields["seq"] = seq
+    fields["_memo"] = {}
+    return after
+
+
+def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Event]) -> TableState[R]:
+    """Fold any events (snapshots, changes, resets, foreign payloads, messages) in one map mutation."""
+    rows, seq, parse = state.rows, state.seq, fold.parse
     mutation: Any = None  # immutables.MapMutation, opened on the first change
-    to_record, own = store.to_record, store.own_records
-    as_is = store.record_type is None and own  # rows kept as they came: skip the call
-    # A batch's rows structured in one msgspec call, where the record type allows (else None).
-    structured = batch_records(events, store.record_type) if own and len(events) > 1 else None
-    for index, event in enumerate(events):
+    run: list[Event] = []  # consecutive changes, applied together
+
+    def flush() -> None:
+        nonlocal mutation, seq
+        opened = mutation is None
+        if opened:
+            mutation = rows.mutate()
+        before = seq
+        seq = _apply_changes(fold, mutation, seq, [_envelope(event) for event in run], run)
+        if opened and seq == before:  # nothing applied: the rows stay the same object
+            mutation = None
+        run.clear()
+
+    for event in events:
         kind = event.kind
         if kind is EventKind.CHANGE:
-            # The envelope itself (validated by the root store, or the wire form of a Change).
-            change_seq = event.seq
-            if change_seq is None or (seq is not None and change_seq <= seq):
-                continue
-            try:
-                envelope = event.data
-                if type(envelope) is not dict:  # an event built by hand around a Change
-                    envelope = cast(Change, event.change).to_payload()
-                if envelope["topic"] != table:
-                    raise ProtocolError(
-                        f"change seq={change_seq} of {envelope['topic']!r} is not a {table!r} change"
-                    )
-                op = envelope["op"]
-                row = envelope.get("record") if op != "DELETE" else envelope["old"]
-                try:
-                    key = row[key_name]
-                except (KeyError, TypeError):
-                    raise ProtocolError(
-                        f"change seq={change_seq} on {table!r} has no {key_name!r} in its row"
-                    ) from None
-                hash(key)  # an unhashable key fails here, before the map is touched
-                if op == "DELETE":
-                    if mutation is None:
-                        mutation = rows.mutate()
-                    mutation.pop(key, None)
-                else:
-                    done = structured[index] if structured else None  # None: a row not in the batch call
-                    record = done if done is not None else row if as_is else to_record(row)
-                    old = envelope.get("old")
-                    old_key = key if old is None or op != "UPDATE" else old.get(key_name, key)
-                    moved = old_key != key  # the UPDATE changed the primary key: move the row
-                    if moved:
-                        hash(old_key)
-                    if mutation is None:
-                        mutation = rows.mutate()
-                    if moved:
-                        mutation.pop(old_key, None)
-                    mutation[key] = record
-            except Exception as exc:
-                store.report(event, exc)
-                continue
-            seq = change_seq
-        elif kind is EventKind.SNAPSHOT:
+            if event.seq is not None:
+                run.append(event)
+            continue
+        if run:
+            flush()
+        if kind is EventKind.SNAPSHOT:
             snapshot = cast(Snapshot, event.data)
             mutation = None
-            rows = rows_of(store, snapshot, event)
+            rows = rows_of(fold, snapshot, event)
             seq = snapshot.seq
         elif kind is EventKind.RESET:
             mutation = None
@@ -94,9 +82,9 @@ def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[E
             seq = None
         elif parse is not None:  # a foreign server's payload: no seq, applied as it comes
             try:
-                parsed = foreign_change(store, event, parse)
+                parsed = foreign_change(fold, event, parse)
             except Exception as exc:
-                store.report(event, exc)
+                fold.report(event, exc)
                 continue
             if parsed is not None:
                 if mutation is None:
@@ -106,7 +94,9 @@ def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[E
                 else:
                     mutation[parsed[1]] = parsed[2]
         else:  # a message under this table's event name: for other stores, not for this one
-            store._report_error(not_a_change(store, event))
+            fold.report_error(not_a_change(fold, event))
+    if run:
+        flush()
     if mutation is not None:
         rows = mutation.finish()
     if rows is state.rows and seq == state.seq:
@@ -114,16 +104,32 @@ def reduce_events(store: TableStore[R], state: TableState[R], events: Sequence[E
     return new_state(rows, seq)
 
 
-def reduce_envelopes(store: TableStore[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:
-    """:meth:`reduce_batch` of a frame of checked change envelopes: no event object per change."""
-    rows, seq, key_name, table = state.rows, state.seq, store.primary_key, store.table
-    envelopes = frame.envelopes
-    own = store.own_records
-    record_type = store.record_type
+def _envelope(event: Event) -> dict[str, Any]:
+    """A change event's envelope (the wire form of its :class:`Change` if it was built by hand)."""
+    envelope = event.data
+    if type(envelope) is not dict:
+        envelope = cast(Change, event.change).to_payload()
+    return cast(dict[str, Any], envelope)
+
+
+def _apply_changes(
+    fold: TableFold[Any],
+    mutation: Any,
+    seq: int | None,
+    envelopes: Sequence[dict[str, Any]],
+    events: Sequence[Event],
+) -> int | None:
+    """Apply change envelopes after ``seq`` to ``mutation``; the seq of the last one applied.
+
+    A change that fails (another table's, a row without its key, a record that
+    does not fit) is reported as ``events[i]`` and leaves the map as it was.
+    """
+    key_name, table = fold.key, fold.table
+    own = fold.own_records
+    record_type = fold.record_type
     as_is = record_type is None and own  # rows kept as they came
     structured = envelope_records(envelopes, record_type) if own and len(envelopes) > 1 else None
-    to_record = store.to_record
-    mutation: Any = rows.mutate()
+    to_record = fold.to_record
     index = -1
     for envelope in envelopes:
         index += 1
@@ -160,27 +166,20 @@ def reduce_envelopes(store: TableStore[R], state: TableState[R], frame: ChangeFr
                         mutation.pop(old_key, None)
                 mutation[key] = record  # hashes the key first: an unhashable one leaves the map as it was
         except Exception as exc:
-            store.report(frame[index], exc)
+            fold.report(events[index], exc)
             continue
         seq = change_seq
-    if seq == state.seq:
-        return state
-    after: TableState[R] = _new(TableState)  # new_state(), inlined: one per frame
-    fields = after.__dict__
-    fields["rows"] = mutation.finish()
-    fields["seq"] = seq
-    fields["_memo"] = {}
-    return after
+    return seq
 
 
-def rows_of(store: TableStore[R], snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
-    """A snapshot's rows as the store's map (a row that does not fit is reported and left out)."""
+def rows_of(fold: TableFold[R], snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
+    """A snapshot's rows as the table's map (a row that does not fit is reported and left out)."""
     mutation: Any = immutables.Map().mutate()
-    key_name, own = store.primary_key, store.own_records and store.record_type
+    key_name, own = fold.key, fold.own_records and fold.record_type
     records = structure_records(list(snapshot.records), own) if own else None  # one msgspec call
     for index, row in enumerate(snapshot.records):
         try:
-            mutation[row[key_name]] = records[index] if records is not None else store.to_record(row)
+            mutation[row[key_name]] = records[index] if records is not None else fold.to_record(row)
         except Exception as exc:
-            store.report(event, exc)
+            fold.report(event, exc)
     return cast(immutables.Map[Any, R], mutation.finish())

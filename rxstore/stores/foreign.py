@@ -1,6 +1,6 @@
 """A table store's payloads that are not change envelopes: a foreign server's, or a message.
 
-:class:`~rxstore.stores.table.TableStore` follows a server other than the rxstore
+A table store follows a server other than the rxstore
 gateway through a ``parse`` adapter; :func:`foreign_change` turns one such
 payload into ``(op, key, record)``, and :func:`not_a_change` is the error a
 store reports for a message under its table's event name.
@@ -15,7 +15,7 @@ from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import Event, Op, parse_change
 
 if TYPE_CHECKING:
-    from rxstore.stores.table import TableStore
+    from rxstore.stores.fold_spec import TableFold
 
 __all__ = ["FOREIGN_OPS", "foreign_change", "not_a_change"]
 
@@ -30,7 +30,7 @@ FOREIGN_OPS: Final[Mapping[str, Op]] = {
 
 
 def foreign_change(
-    store: TableStore[R], event: Event, parse: Callable[[Any], Any]
+    store: TableFold[R], event: Event, parse: Callable[[Any], Any]
 ) -> tuple[Op, Any, R | None] | None:
     """``(op, key, record)`` of a foreign payload (``None``: ignore it).
 
@@ -65,14 +65,14 @@ def foreign_change(
     if not isinstance(row, Mapping):
         raise refused(f"gave a {type(row).__name__} as its row, not an object")
     try:
-        key = row[store.primary_key]
+        key = row[store.key]
         hash(key)
     except (KeyError, TypeError):
-        raise refused(f"has no usable {store.primary_key!r} in its row") from None
+        raise refused(f"has no usable {store.key!r} in its row") from None
     return op, key, None if op is Op.DELETE else store.to_record(row)
 
 
-def not_a_change(store: TableStore[Any], event: Event) -> ProtocolError:
+def not_a_change(store: TableFold[Any], event: Event) -> ProtocolError:
     """The error of a message under a table's event name: not a change envelope, so ignored by ``store``.
 
     Other stores accepting the same name still get it (see ``Router._to_frame``).

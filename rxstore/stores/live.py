@@ -12,21 +12,17 @@ scheduler, so a marble test runs the same code in virtual time and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.abc import SchedulerBase
 
-from rxstore.client.connection import ConnectionState, SyncState, SyncStatus
 from rxstore.protocol.errors import LiveTimeout
+from rxstore.stores.status import SyncState, SyncStatus
 
-if TYPE_CHECKING:
-    from rxstore.stores.table import TableStore
-
-__all__ = ["root_live", "table_live"]
+__all__ = ["Syncing", "describe", "table_live", "within"]
 
 T = TypeVar("T")
 
@@ -37,11 +33,23 @@ def describe(status: SyncStatus) -> str:
     return f"{status.state.value} ({where})"
 
 
-def _describe_connection(state: ConnectionState) -> str:
-    return state.status.value + (f" ({state.reason})" if state.reason else "")
+class Syncing(Protocol):
+    """A store with a sync status (a :class:`~rxstore.stores.table.TableStore`)."""
+
+    @property
+    def name(self) -> str:
+        """The store's name, in errors."""
+
+    @property
+    def status(self) -> Observable[SyncStatus]:
+        """Its sync statuses, the current one first."""
+
+    @property
+    def sync(self) -> SyncStatus:
+        """Its current sync status."""
 
 
-def _within(
+def within(
     source: Observable[T],
     timeout: float | None,
     failure: Any,
@@ -60,7 +68,7 @@ def _within(
 
 
 def table_live(
-    store: TableStore[Any], timeout: float | None, scheduler: SchedulerBase | None = None
+    store: Syncing, timeout: float | None, scheduler: SchedulerBase | None = None
 ) -> Observable[SyncStatus]:
     """Emit ``store``'s sync status once it is live (at once if it is), then complete.
 
@@ -74,39 +82,4 @@ def table_live(
     def failure() -> LiveTimeout:
         return LiveTimeout(timeout or 0.0, {store.name: describe(store.sync)})
 
-    return _within(store.status.pipe(ops.filter(is_live), ops.take(1)), timeout, failure, scheduler)
-
-
-def root_live(
-    connection: Observable[ConnectionState],
-    current: Any,
-    tables: Sequence[TableStore[Any]],
-    timeout: float | None,
-    scheduler: SchedulerBase | None = None,
-) -> Observable[None]:
-    """Emit ``None`` once connected with every table store live, then complete.
-
-    Args:
-        connection: The root's connection states (current one first).
-        current: Returns the current connection state (for the error message).
-        tables: The root's table stores.
-        timeout: Seconds to wait; ``None`` waits for ever.
-        scheduler: Where the timeout runs (the subscriber's by default).
-
-    Raises (on the observable):
-        LiveTimeout: Not live in time; names every store that was not live and the connection state.
-    """
-
-    def all_live(values: tuple[Any, ...]) -> bool:
-        state, *statuses = values
-        return bool(state.connected) and all(status.state is SyncState.LIVE for status in statuses)
-
-    live = reactivex.combine_latest(connection, *(store.status for store in tables)).pipe(
-        ops.filter(all_live), ops.take(1), ops.map(lambda _: None)
-    )
-
-    def failure() -> LiveTimeout:
-        waiting = {s.name: describe(s.sync) for s in tables if s.sync.state is not SyncState.LIVE}
-        return LiveTimeout(timeout or 0.0, waiting, connection=_describe_connection(current()))
-
-    return _within(live, timeout, failure, scheduler)
+    return within(store.status.pipe(ops.filter(is_live), ops.take(1)), timeout, failure, scheduler)

@@ -17,7 +17,6 @@ from reactivex import Observable
 from reactivex.abc import SchedulerBase
 from reactivex.subject import BehaviorSubject
 
-from rxstore.client.connection import SyncState, SyncStatus
 from rxstore.operators import Frame
 from rxstore.protocol.events import Event, Op, topic_event_name
 from rxstore.protocol.frames import ChangeFrame
@@ -25,10 +24,12 @@ from rxstore.protocol.records import converter, structure_record
 from rxstore.protocol.subsets import Subset, WhereSpec, columns_of, parse_subscription, terms_of
 from rxstore.stores.domain import DomainStore
 from rxstore.stores.fold import reduce_envelopes, reduce_events
+from rxstore.stores.fold_spec import TableFold
 from rxstore.stores.foreign import FOREIGN_OPS
 from rxstore.stores.live import table_live
 from rxstore.stores.optimistic import PendingRows
 from rxstore.stores.state import TableState
+from rxstore.stores.status import SyncState, SyncStatus
 
 __all__ = ["Parser", "TableState", "TableStore", "converter", "structure_record"]
 
@@ -150,6 +151,19 @@ class TableStore(DomainStore[TableState[R]]):
         self._switch: Callable[[TableStore[Any], Subset], Awaitable[None]] | None = None
         """Set by the root it is attached to: switches the subscription (``rxstore.client.subscriptions``)."""
         super().__init__(name=name, initial=TableState())
+        self._table_fold: TableFold[R] = TableFold(
+            self.name,
+            self.table,
+            self.primary_key,
+            self.record_type,
+            self.own_records,
+            self.to_record,
+            self.report,
+            self._report_error,
+            parse,
+            self.foreign_ops,
+        )
+        """What :mod:`~rxstore.stores.fold` needs of this store to fold its frames."""
         self._confirmed: TableState[R] = self._state.value
         self._pending: PendingRows[R] = PendingRows()
         self._status: BehaviorSubject[SyncStatus] = BehaviorSubject(
@@ -366,5 +380,5 @@ class TableStore(DomainStore[TableState[R]]):
     def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         """Apply snapshots and changes in one pass over one persistent-map mutation."""
         if type(events) is ChangeFrame and self._parse is None:
-            return reduce_envelopes(self, state, events)
-        return reduce_events(self, state, events)
+            return reduce_envelopes(self._table_fold, state, events)
+        return reduce_events(self._table_fold, state, events)

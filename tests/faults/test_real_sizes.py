@@ -30,8 +30,7 @@ from typing import Any
 import attrs
 import pytest
 
-from rxstore import DomainStore, Event, RootStore
-from rxstore.client.connection import SyncState
+from rxstore import DomainStore, Event, RootStore, SyncState
 from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import AUTH as PROCESS_AUTH

@@ -31,7 +31,7 @@ from rxstore import (
     RxStoreError,
     TableStore,
 )
-from rxstore.client.connection import SyncState
+from rxstore import SyncState
 from tests.services import free_port, require_or_skip
 from tests.waiting import wait_for
 

@@ -1,26 +1,9 @@
-"""Operators for store pipelines: a keyed view of the root's stream, a filter and scans that isolate.
+"""A filter and scans that isolate failures, over frames of events.
 
-A store is ``frames -> filter -> scan -> BehaviorSubject``, where *frames* are
-the events of one incoming frame that the store's names pick out
-(:func:`named`). A reducer or predicate that raises never errors the
-pipeline: the frame's other events still apply, and the failure goes to
-``on_error`` as a :class:`~rxstore.protocol.errors.StoreError` (by default, on a keyed
-view of a root, to ``root.errors``).
-
-Example:
-    >>> from reactivex.subject import BehaviorSubject, Subject
-    >>> from rxstore.protocol.events import Event
-    >>> events: Subject[Event] = Subject()
-    >>> likes = BehaviorSubject(0)
-    >>> errors = []
-    >>> _ = events.pipe(
-    ...     named("post_liked"),
-    ...     safe_scan(lambda n, e: n + e.data["n"], 0, on_error=errors.append),
-    ... ).subscribe(likes.on_next)
-    >>> for data in ({"n": 2}, {}, {"n": 3}):
-    ...     events.on_next(Event("post_liked", data))
-    >>> likes.value, len(errors)
-    (5, 1)
+A reducer or predicate that raises never errors the pipeline: the frame's
+other events still apply, and the failure goes to ``on_error`` as a
+:class:`~rxstore.protocol.errors.StoreError` (by default, on a keyed view of a
+root, to ``root.errors``).
 """
 
 from __future__ import annotations
@@ -30,13 +13,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from reactivex import Observable, abc
-from reactivex import operators as ops
 
-from rxstore.client.router import EventStream, Frame
+from rxstore.operators.keyed import Frame
 from rxstore.protocol.errors import RxStoreError, StoreError
 from rxstore.protocol.events import Event
 
-__all__ = ["Frame", "filter_events", "named", "safe_scan", "safe_scan_frames", "subscribe_direct"]
+__all__ = ["ErrorHandler", "filter_events", "safe_scan", "safe_scan_frames", "subscribe_direct"]
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -96,36 +78,6 @@ def subscribe_direct(source: Observable[T], on_next: Callable[[T], None]) -> abc
 
 def _stream_failed(error: Exception) -> None:
     log.error("event stream failed: %s", error)
-
-
-def named(*names: str) -> Callable[[Observable[Event]], Observable[Frame]]:
-    """Keep the events named ``names``, as frames.
-
-    On the root's stream (``root.events``) this is its keyed view: O(1) per
-    event whatever the number of stores, one frame per incoming frame (a batch
-    of 100 changes is one notification). On any other stream of events, each
-    event named ``names`` becomes a frame of its own.
-
-    Marble:
-        events: ``-a-x-b-|``  (``x`` has another name)
-        frames: ``-A---B-|``  (``A`` is ``(a,)``)
-    """
-    wanted = frozenset(names)
-
-    def view(source: Observable[Event]) -> Observable[Frame]:
-        if isinstance(source, EventStream):
-            return source.named(*names)
-
-        def is_wanted(event: Event) -> bool:
-            return event.name in wanted
-
-        return source.pipe(ops.filter(is_wanted), ops.map(_one))
-
-    return view
-
-
-def _one(event: Event) -> Frame:
-    return (event,)
 
 
 def filter_events(

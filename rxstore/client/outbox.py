@@ -28,7 +28,7 @@ from rxstore.protocol.errors import CallRejected, CallTimeout, NotConnected, Out
 from rxstore.protocol.events import BROADCAST, MUTATE
 from rxstore.stores.table import TableStore
 
-__all__ = ["Outbox", "Sending"]
+__all__ = ["Outbox"]
 
 
 @attrs.define
@@ -252,87 +252,6 @@ class Outbox:
     def _settle(self, store: TableStore[Any], mutation: str) -> None:
         self._settle_timers.pop((store, mutation), None)
         store.drop_pending(mutation)
-
-
-class Sending:
-    """The sending half of :class:`.root.RootStore`'s API; each method delegates to :attr:`outbox`."""
-
-    outbox: Outbox
-    """Calls, emits and mutations on their way."""
-
-    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
-        """Send ``event`` and return the gateway's acknowledgement.
-
-        While offline the call is queued (in order, up to ``outbox_limit``) and
-        sent after the connection is back; ``timeout`` counts from the send. A
-        call is sent at most once: if the link drops after the send and before
-        the acknowledgement, it fails with :class:`~rxstore.protocol.errors.CallTimeout`
-        (use :meth:`mutate` for operations that must be retried).
-
-        Raises:
-            OutboxFull: Offline and the outbox is full; nothing was queued.
-            CallTimeout: No acknowledgement in time.
-            NotConnected: The root store was torn down before the call was sent.
-        """
-        return await self.outbox.call(event, data, timeout=timeout)
-
-    async def mutate(
-        self,
-        name: str,
-        args: Any = None,
-        *,
-        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """Run the gateway mutation ``name`` exactly once, optionally showing its result at once.
-
-        The mutation gets a fresh id and is resent with the same id until the
-        gateway acknowledges it (after reconnects too), so a retry after a lost
-        acknowledgement is applied once. ``optimistic`` rows (store -> key ->
-        record, or ``None`` for a deletion) are shown at once on top of the
-        confirmed state; the change coming back through the log replaces them,
-        and a rejection or timeout rolls them back.
-
-        Args:
-            name: The mutation, as registered on the gateway (``gateway.mutation(name)``).
-            args: Its arguments (JSON-able).
-            optimistic: Rows to show until the mutation's changes arrive.
-            timeout: Seconds for the whole mutation, retries included.
-
-        Returns:
-            The mutation's result, as returned by the gateway handler.
-
-        Raises:
-            CallRejected: The gateway refused it (``invalid_payload``, ``forbidden``, ...).
-            CallTimeout: Not acknowledged within ``timeout``.
-            OutboxFull: Offline and the outbox is full.
-
-        Example:
-            ``await root.mutate("rename_post", {"id": "p1", "title": "New"},
-            optimistic={posts: {"p1": Post("p1", "New")}})``
-        """
-        return await self.outbox.mutate(name, args, optimistic=optimistic, timeout=timeout)
-
-    async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
-        """Send ``event`` to the other clients of ``topic``, on every gateway node.
-
-        For what is not in the change log (presence, typing, cursors). Receivers
-        get ``event`` with ``{"from": user, "topic": topic, "data": data}``; a
-        :class:`~rxstore.stores.domain.DomainStore` that accepts ``event`` folds it.
-        Delivered at most once, and not replayed after a reconnect.
-
-        Raises:
-            CallRejected: Not a subscribed topic, or a reserved event name.
-        """
-        await self.outbox.broadcast(topic, event, data)
-
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Send ``event`` without waiting for an acknowledgement (queued while offline).
-
-        Raises:
-            OutboxFull: Offline and the outbox is full; nothing was queued.
-        """
-        await self.outbox.emit(event, data)
 
 
 def accepted(ack: Any, what: str) -> Mapping[str, Any]:

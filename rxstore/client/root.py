@@ -11,7 +11,7 @@ the number of stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,7 +23,7 @@ from rxstore.client.connection import Backoff, ConnectionState, Token, TokenProv
 from rxstore.client.connector import Connector
 from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
-from rxstore.client.outbox import Outbox, Sending
+from rxstore.client.outbox import Outbox
 from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions, attach_to
 from rxstore.client.transport import SocketIOTransport, Transport
@@ -31,13 +31,14 @@ from rxstore.operators.keyed import Frame
 from rxstore.protocol.errors import ConnectionRefused, RxStoreError
 from rxstore.protocol.events import Event
 from rxstore.stores.domain import RealtimeStore
+from rxstore.stores.table import TableStore
 
 __all__ = ["RootStore", "Token", "TokenProvider"]
 
 S = TypeVar("S", bound=RealtimeStore)
 
 
-class RootStore(Sending):
+class RootStore:
     """Owns the one connection to the gateway and feeds the domain stores.
 
     Args:
@@ -398,3 +399,79 @@ class RootStore(Sending):
     def _report(self, error: RxStoreError) -> None:
         self.metrics.errors += 1
         self._errors.on_next(error)
+
+    # -- sending: each call goes through the outbox ---------------------------------
+
+    async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send ``event`` and return the gateway's acknowledgement.
+
+        While offline the call is queued (in order, up to ``outbox_limit``) and
+        sent after the connection is back; ``timeout`` counts from the send. A
+        call is sent at most once: if the link drops after the send and before
+        the acknowledgement, it fails with :class:`~rxstore.protocol.errors.CallTimeout`
+        (use :meth:`mutate` for operations that must be retried).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+            CallTimeout: No acknowledgement in time.
+            NotConnected: The root store was torn down before the call was sent.
+        """
+        return await self.outbox.call(event, data, timeout=timeout)
+
+    async def mutate(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the gateway mutation ``name`` exactly once, optionally showing its result at once.
+
+        The mutation gets a fresh id and is resent with the same id until the
+        gateway acknowledges it (after reconnects too), so a retry after a lost
+        acknowledgement is applied once. ``optimistic`` rows (store -> key ->
+        record, or ``None`` for a deletion) are shown at once on top of the
+        confirmed state; the change coming back through the log replaces them,
+        and a rejection or timeout rolls them back.
+
+        Args:
+            name: The mutation, as registered on the gateway (``gateway.mutation(name)``).
+            args: Its arguments (JSON-able).
+            optimistic: Rows to show until the mutation's changes arrive.
+            timeout: Seconds for the whole mutation, retries included.
+
+        Returns:
+            The mutation's result, as returned by the gateway handler.
+
+        Raises:
+            CallRejected: The gateway refused it (``invalid_payload``, ``forbidden``, ...).
+            CallTimeout: Not acknowledged within ``timeout``.
+            OutboxFull: Offline and the outbox is full.
+
+        Example:
+            ``await root.mutate("rename_post", {"id": "p1", "title": "New"},
+            optimistic={posts: {"p1": Post("p1", "New")}})``
+        """
+        return await self.outbox.mutate(name, args, optimistic=optimistic, timeout=timeout)
+
+    async def broadcast(self, topic: str, event: str, data: Any = None) -> None:
+        """Send ``event`` to the other clients of ``topic``, on every gateway node.
+
+        For what is not in the change log (presence, typing, cursors). Receivers
+        get ``event`` with ``{"from": user, "topic": topic, "data": data}``; a
+        :class:`~rxstore.stores.domain.DomainStore` that accepts ``event`` folds it.
+        Delivered at most once, and not replayed after a reconnect.
+
+        Raises:
+            CallRejected: Not a subscribed topic, or a reserved event name.
+        """
+        await self.outbox.broadcast(topic, event, data)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Send ``event`` without waiting for an acknowledgement (queued while offline).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was queued.
+        """
+        await self.outbox.emit(event, data)

@@ -23,13 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from rxstore.client.control_frames import ControlFrames
 from rxstore.client.metrics import Metrics
+from rxstore.client.snapshot_chunks import SnapshotChunks
 from rxstore.operators.keyed import EventStream, Frame, KeyedView
 from rxstore.protocol.errors import ProtocolError, RxStoreError, StoreError
 from rxstore.protocol.events import (
     BATCH,
+    CLOSING,
     CONTROL_PREFIX,
+    LIVE,
+    RESET,
+    SNAPSHOT,
     Event,
     EventKind,
     check_envelope,
@@ -47,7 +51,7 @@ class _Syncable(Protocol):
     def set_sync(self, state: SyncState) -> None: ...
 
 
-class Router(ControlFrames):
+class Router:
     """Turns frames into events, keeps the cursor, and publishes on :attr:`events`.
 
     Args:
@@ -88,8 +92,8 @@ class Router(ControlFrames):
         self.closing: str | None = None
         self._replaying = False
         self._live = False
-        self._chunks: dict[str, tuple[int, list[Any]]] = {}
-        """Event name (subscription id) -> (seq, records) of a snapshot arriving in chunks, not yet shown."""
+        self._snapshots = SnapshotChunks()
+        """Snapshots arriving in chunks, not yet shown."""
 
     @property
     def live(self) -> bool:
@@ -100,7 +104,7 @@ class Router(ControlFrames):
         """A new session began: replaying from the cursor, no snapshot half-received."""
         self._replaying = self.cursor is not None
         self._live = False
-        self._chunks.clear()  # a snapshot cut short by the lost link is sent again whole
+        self._snapshots.clear()  # a snapshot cut short by the lost link is sent again whole
         self.closing = None
 
     def set_sync(self, state: SyncState) -> None:
@@ -265,6 +269,58 @@ class Router(ControlFrames):
                 change = EventKind.CHANGE
                 events = [Event(n, p, change, p["seq"]) for n, p in zip(named, envelopes, strict=True)]
                 self._dispatch(events, True)
+
+    # -- control frames: once per session or subscription -------------------------
+
+    def _on_control(self, name: str, data: Any) -> None:
+        try:
+            if name == SNAPSHOT:
+                self._on_snapshot(data)
+            elif name == CLOSING:
+                self.closing = str(data.get("reason", "closing")) if type(data) is dict else "closing"
+                log.info("[RootStore] the gateway is ending the session: %s", data)
+            elif name == RESET:
+                self._on_reset(data)
+            elif name == LIVE:
+                epoch = data.get("epoch") if type(data) is dict else None
+                if type(epoch) is str:  # a gateway from before epochs sends none: keep ours
+                    self.epoch = epoch
+                self._replaying = False
+                self._live = True
+                self.set_sync(SyncState.LIVE)
+            else:
+                self._dispatch([Event(name, data)])
+        except ProtocolError as exc:
+            self.report(exc)
+
+    def _on_snapshot(self, data: Any) -> None:
+        event = self._snapshots.whole(data)
+        if event is None:
+            return  # a chunk: held until its subscription's last one
+        seq = event.seq
+        assert seq is not None
+        if self.cursor is not None and seq < self.cursor:
+            raise ProtocolError(
+                f"snapshot at seq {seq} is older than the cursor {self.cursor}; ignored",
+                event=SNAPSHOT,
+                payload=data,
+            )
+        if self.cursor is None:  # first sync, or after a reset; never moved by a runtime subscription's
+            self.cursor = seq
+            self.cursor_event = event.name
+        self._dispatch([event])
+
+    def _on_reset(self, data: Any) -> None:
+        log.info("[RootStore] reset: %s", data)
+        self.cursor = self.cursor_event = None
+        self.epoch = None  # the next rxstore:live tells the new one
+        reset = Event(RESET, data, EventKind.RESET)
+        stream = self.events
+        if stream.subject.observers:
+            stream.subject.on_next(reset)
+        frame = (reset,)
+        for view in stream.views():
+            view.emit(frame)
 
     def _count(
         self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int

@@ -5,7 +5,7 @@ table, so a switch waits on the gateway for as long as the test wants: its
 acknowledgement can time out on a live link, or the link can be cut between
 the send and the acknowledgement. docs/live_queries.md has the table these
 tests check, row by row; acknowledged and refused switches are in
-tests/test_live_queries.py.
+tests/e2e/test_live_queries.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rxstore import Backoff, CallTimeout, RootStore, SocketIOTransport, TableSto
 from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient
-from tests.test_live_queries import AUTH, Messages, Writer, settled, start_chat
+from tests.e2e.test_live_queries import AUTH, Messages, Writer, settled, start_chat
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)

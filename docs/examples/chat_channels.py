@@ -24,7 +24,7 @@ import attrs
 
 from rxstore import RootStore, TableState, TableStore
 from rxstore.gateway.access.auth import TokenAuth, User
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 
 

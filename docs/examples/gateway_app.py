@@ -20,7 +20,7 @@ from typing import Any
 
 from rxstore.gateway.access.auth import TokenAuth, User
 from rxstore.gateway.demo import create_demo_schema, dialect_of
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Retention, Topic, Writes
 
 

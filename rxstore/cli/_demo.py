@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from rxstore.cli._checks import CommandError
-from rxstore.cli._serve import listen_problem, open_log, wait_for_stop
+from rxstore.cli._running import listen_problem, wait_for_stop
+from rxstore.cli._serve import open_log
 
 __all__ = ["demo"]
 

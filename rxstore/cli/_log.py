@@ -9,7 +9,7 @@ __all__ = ["log_command"]
 
 async def log_command(args: argparse.Namespace) -> int:
     """Print the log's epoch, head and horizon, or give it a new epoch."""
-    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.open_log import open_change_log
     from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
     from rxstore.protocol.errors import RxStoreError
 

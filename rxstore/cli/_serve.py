@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import errno
 import os
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,19 +15,9 @@ from rxstore.cli._checks import (
     redact,
     served_tables,
 )
+from rxstore.cli._running import capture_line, listen_problem, serving_line, stop_signal, wait_for_stop
 
-__all__ = [
-    "capture_line",
-    "listen_problem",
-    "make_gateway",
-    "open_log",
-    "prepare",
-    "serve",
-    "serving_line",
-    "stop_signal",
-    "token_auth",
-    "wait_for_stop",
-]
+__all__ = ["make_gateway", "open_log", "prepare", "serve", "served_topics", "token_auth"]
 
 
 def _secret(args: argparse.Namespace, algorithm: str) -> str:
@@ -77,24 +63,6 @@ def token_auth(args: argparse.Namespace) -> Any:
         return TokenAuth(secret=_secret(args, algorithm), algorithm=algorithm, kid=kid)
     except KeyConfigError as exc:
         raise CommandError(str(exc)) from exc
-
-
-def stop_signal() -> asyncio.Event:
-    """An event set on SIGINT or SIGTERM (handled from now on: install it before saying you run)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def wait_for_stop(duration: float | None, stop: asyncio.Event | None = None) -> None:
-    """Return on SIGINT or SIGTERM (``stop``), or after ``duration`` seconds (``None``: never)."""
-    if stop is None:
-        stop = stop_signal()
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), duration)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -150,13 +118,6 @@ def served_topics(args: argparse.Namespace) -> list[Any]:
     return [Topic(name=table, primary_key=keys.get(table, "id"), old=args.old) for table in tables]
 
 
-def serving_line(args: argparse.Namespace, url: str, workers: int = 1) -> str:
-    """The line ``rxstore serve`` prints once it serves."""
-    tables = ", ".join(served_tables(args.tables, demo_schema=args.demo_schema))
-    processes = f" with {workers} workers" if workers > 1 else ""
-    return f"serving {tables} from {redact(args.db)} on {url}{processes} (Ctrl-C to stop)"
-
-
 def make_gateway(
     args: argparse.Namespace,
     log: Any,
@@ -209,15 +170,6 @@ def make_gateway(
     return gateway
 
 
-def listen_problem(exc: OSError) -> str:
-    """Say in words why a server could not listen, and what to do."""
-    if exc.errno == errno.EADDRINUSE:
-        return "the address is in use (another server listens there): pick another --port, or 0 (free)"
-    if exc.errno == errno.EACCES:
-        return "permission denied (ports below 1024 need privileges): pick another --port"
-    return " ".join(str(exc.strerror or exc).split())
-
-
 def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict[str, str]:
     """``--key TABLE=COLUMN`` options as table -> key column; each TABLE must be served."""
     keys: dict[str, str] = {}
@@ -231,15 +183,6 @@ def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict
     return keys
 
 
-def capture_line(log: Any) -> str:
-    """How the log captures changes, and why (the second line ``rxstore serve`` prints)."""
-    capture = getattr(log, "capture", None)
-    if capture is None:
-        return "capture: triggers (SQLite has no log to read changes from)"
-    name = "the WAL (logical decoding)" if capture == "wal" else "triggers"
-    return f"capture: {name}: {log.capture_reason}"
-
-
 async def open_log(url: str, *, option: str | None = None, capture: str = "auto") -> Any:
     """The change log of ``url``, opened (the database file or server checked first).
 
@@ -248,7 +191,7 @@ async def open_log(url: str, *, option: str | None = None, capture: str = "auto"
         option: How the command line named the database, for messages (default ``--db URL``).
         capture: PostgreSQL's capture mode (``auto``, ``wal`` or ``trigger``).
     """
-    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.open_log import open_change_log
     from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 
     try:

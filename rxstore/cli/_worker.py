@@ -121,7 +121,8 @@ async def _stdin_closed() -> None:
 
 async def run_worker(config: dict[str, Any]) -> int:
     """Serve as worker ``config["index"]`` until stopped; 0 when stopped."""
-    from rxstore.cli._serve import make_gateway, open_log, served_topics, stop_signal
+    from rxstore.cli._running import stop_signal
+    from rxstore.cli._serve import make_gateway, open_log, served_topics
 
     args = argparse.Namespace(**config["args"])
     index = int(config["index"])

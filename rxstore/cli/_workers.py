@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from rxstore.cli._checks import CommandError
-from rxstore.cli._serve import listen_problem, serving_line, stop_signal
+from rxstore.cli._running import listen_problem, serving_line, stop_signal
 
 __all__ = ["RESTART_DELAY_MAX", "Supervisor", "supervise", "worker_count"]
 

@@ -101,7 +101,7 @@ class GatewayUsageError(RxStoreError, RuntimeError):
 
     Example:
         >>> from rxstore.gateway.access.auth import TokenAuth
-        >>> from rxstore.gateway.log.contract import open_change_log
+        >>> from rxstore.gateway.log.open_log import open_change_log
         >>> from rxstore.gateway.server import RealtimeGateway
         >>> gateway = RealtimeGateway(
         ...     open_change_log("sqlite:///app.db"), topics=["posts"], auth=TokenAuth(secret="s" * 32)

@@ -26,7 +26,7 @@ from rxstore.protocol.errors import AuthError
 from rxstore.protocol.events import BROADCAST, CONTROL_PREFIX, MUTATE, SUBSCRIBE, UNSUBSCRIBE
 
 if TYPE_CHECKING:
-    from rxstore.gateway.queries.live_queries import LiveQueries
+    from rxstore.gateway.live_queries import LiveQueries
 
 __all__ = ["MAX_MUTATION_ID", "SOCKETIO_RESERVED", "ClientEvents", "fingerprint"]
 

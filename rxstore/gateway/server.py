@@ -39,8 +39,6 @@ from typing import Any, Literal
 from aiohttp import web
 
 from rxstore.gateway.access.auth import TokenAuth
-from rxstore.gateway.access.sessions import Sessions, authorize_failed
-from rxstore.gateway.access.sio import guarded_server
 from rxstore.gateway.api import (
     GatewayUsageError,
     Handler,
@@ -57,11 +55,13 @@ from rxstore.gateway.delivery.queues import Client, Delivery
 from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.delivery.tailer import Tailer
 from rxstore.gateway.health import health_report, metrics_report
+from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import Serving
-from rxstore.gateway.queries.live_queries import LiveQueries
 from rxstore.gateway.queries.visibility import Throttled, fail_closed
+from rxstore.gateway.sessions import Sessions, authorize_failed
+from rxstore.gateway.sio import guarded_server
 
 __all__ = [
     "GatewayUsageError",

@@ -43,8 +43,7 @@ import aiohttp
 import asyncpg
 import attrs
 
-from rxstore import Backoff, RootStore, TableStore
-from rxstore.client.connection import SyncState, SyncStatus
+from rxstore import Backoff, RootStore, SyncState, SyncStatus, TableStore
 from rxstore.client.transport import SocketIOTransport
 from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.demo import Post
@@ -1016,7 +1015,7 @@ async def start_inprocess_gateway(db_url: str, **options: Any) -> Any:
     """A RealtimeGateway in this process (for minimal reproductions that need a gateway option
     the CLI does not expose), with the suite's secret, demo schema and mutations, on a free port."""
     from rxstore.gateway.demo import create_demo_schema, register_demo_mutations
-    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.open_log import open_change_log
     from rxstore.gateway.server import RealtimeGateway
 
     log = open_change_log(db_url)

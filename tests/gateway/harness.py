@@ -7,7 +7,7 @@ from typing import Any
 from rxstore import Event, RootStore, TableStore
 from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.demo import Post, create_demo_schema
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.waiting import wait_for as wait_for  # re-exported for older imports; use tests.waiting
 

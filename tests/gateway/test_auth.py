@@ -35,7 +35,7 @@ import rxstore.gateway.access.jwt_keys
 from rxstore import RootStore
 from rxstore.gateway.access.auth import KeyConfigError, TokenAuth
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.errors import AuthError, ConnectionRefused, RxStoreError
 from tests.gateway.harness import PostStore

@@ -211,7 +211,7 @@ async def test_behind_drop_keeps_the_old_behaviour_the_client_is_dropped_and_res
 
 def test_behind_takes_catch_up_or_drop_only(tmp_path: Any) -> None:
     """Any other value of behind is refused when the gateway is made."""
-    from rxstore.gateway.log.contract import open_change_log
+    from rxstore.gateway.log.open_log import open_change_log
 
     behind: Any = "wait"
     with pytest.raises(ValueError, match="behind"):

@@ -20,7 +20,8 @@ import asyncpg
 import attrs
 import pytest
 
-from rxstore.gateway.log.contract import AppliedMutation, ChangeLog, open_change_log
+from rxstore.gateway.log.contract import AppliedMutation, ChangeLog
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.postgres.reads import subset_rows_sql
 from rxstore.gateway.log.sqlite.reads import rows_sql as sqlite_rows_sql
 from rxstore.gateway.log.subset_sql import Dialect, where_sql

@@ -19,7 +19,7 @@ import socketio
 from rxstore import ConnectionRefused, EventKind, RootStore
 from rxstore.client.transport import FrameHandler, LostHandler, SocketIOTransport
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.protocol.frames import CheckedBatch
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway

@@ -22,7 +22,7 @@ import socketio
 
 from rxstore.gateway.access.guard import websocket_limit
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.errors import CallRejected
 from rxstore.protocol.events import BROADCAST

@@ -23,10 +23,9 @@ from typing import Any
 import pytest
 import socketio
 
-from rxstore import EventKind, RootStore
-from rxstore.client.connection import SyncState
+from rxstore import EventKind, RootStore, SyncState
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, delete_post, save_post
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.testing import change_frame, marbles

@@ -23,7 +23,7 @@ from rxstore import RootStore
 from rxstore.client.transport import SocketIOTransport
 from rxstore.gateway.access.guard import websocket_limit
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.mount import ASGIApp
 from rxstore.gateway.server import GatewayUsageError, RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore

@@ -11,7 +11,7 @@ import pytest
 
 from rxstore import Backoff, CallRejected, RootStore
 from rxstore.gateway.demo import Post, all_posts
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Writes
 from tests.gateway.harness import AUTH, PostStore, start_gateway
 from tests.waiting import wait_for

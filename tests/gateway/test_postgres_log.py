@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from rxstore.gateway.log.contract import LogSnapshot, open_change_log
+from rxstore.gateway.log.contract import LogSnapshot
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.postgres.changelog import SEQUENCER_LOCK_KEY, PostgresChangeLog
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.events import Change, Op

@@ -8,7 +8,7 @@ import pytest
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.access.guard import BadPayload
-from rxstore.gateway.access.sessions import ConnectRequest, Refusal, parse_auth
+from rxstore.gateway.sessions import ConnectRequest, Refusal, parse_auth
 from tests.gateway.harness import AUTH
 
 TOPICS = {"posts": None, "comments": None, "audit": None}

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from rxstore.gateway.log.contract import AppliedMutation, open_change_log
+from rxstore.gateway.log.contract import AppliedMutation
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.events import Change, Op

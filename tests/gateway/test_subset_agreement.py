@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rxstore.gateway.access.auth import User
-from rxstore.gateway.log.contract import ChangeLog, open_change_log
+from rxstore.gateway.log.contract import ChangeLog
+from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.subset_sql import check_subset
 from rxstore.gateway.queries.subscriptions import Subscription, subscription_event
 from rxstore.protocol.events import Change

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable
+from typing import Literal, Protocol, TypeVar
 
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
 from rxstore.gateway.metrics import Metrics
 
-if TYPE_CHECKING:
-    from rxstore.gateway.delivery.sync import Sync
-
-__all__ = ["BEHIND", "Behind", "CatchUp"]
+__all__ = ["BEHIND", "Behind", "CatchUp", "Replay"]
 
 log = logging.getLogger("rxstore.gateway")
 
@@ -47,13 +45,26 @@ Behind = Literal["catch_up", "drop"]
 """What happens to a live client over its bounds: it catches up from the log, or it is dropped."""
 BEHIND: tuple[Behind, ...] = ("catch_up", "drop")
 
+T = TypeVar("T")
+
+
+class Replay(Protocol):
+    """What catching up needs of the log's replay (:class:`~rxstore.gateway.delivery.sync.Sync` has it)."""
+
+    async def guarded(self, client: Client, work: Awaitable[T]) -> T | None:
+        """Await ``work`` for ``client``; on failure drop or disconnect the client and return ``None``."""
+
+    async def catch_up(self, client: Client, *, announce: bool = True) -> None:
+        """Replay the log after ``client``'s cursor and mark it live (``announce``: say ``rxstore:live``)."""
+
 
 class CatchUp:
     """Moves live clients that fall behind out of live delivery, and back once they caught up.
 
     Args:
         delivery: The clients' queues (its :attr:`~rxstore.gateway.delivery.queues.Delivery.keep` is set).
-        sync: Replays the log to a client and marks it live.
+        replay: Replays the log to a client and marks it live (the gateway's
+            :class:`~rxstore.gateway.delivery.sync.Sync`, which makes this object).
         metrics: The gateway's metrics.
         behind: ``"catch_up"`` (default) or ``"drop"`` (a client over its bounds is dropped).
 
@@ -62,12 +73,12 @@ class CatchUp:
     """
 
     def __init__(
-        self, delivery: Delivery, sync: Sync, metrics: Metrics, *, behind: Behind = "catch_up"
+        self, delivery: Delivery, replay: Replay, metrics: Metrics, *, behind: Behind = "catch_up"
     ) -> None:
         if behind not in BEHIND:
             raise ValueError(f"behind must be 'catch_up' or 'drop', got {behind!r}")
         self.delivery = delivery
-        self.sync = sync
+        self.replay = replay
         self.metrics = metrics
         self.behind = behind
         self.active = 0
@@ -115,8 +126,8 @@ class CatchUp:
         async with client.lock:
             if client.live or self.delivery.clients.get(client.sid) is not client:
                 return  # brought up to date meanwhile (a new subscription), or gone
-            await self.sync.guarded(client, self._catch_up(client))
+            await self.replay.guarded(client, self._catch_up(client))
 
     async def _catch_up(self, client: Client) -> None:
         await self.delivery.drain(client)  # Stalled if it takes nothing for client_send_timeout
-        await self.sync.catch_up(client, announce=False)
+        await self.replay.catch_up(client, announce=False)

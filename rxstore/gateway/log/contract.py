@@ -22,7 +22,6 @@ __all__ = [
     "LogSnapshot",
     "SnapshotReader",
     "Statement",
-    "open_change_log",
     "trim_needed",
 ]
 
@@ -224,26 +223,3 @@ def trim_needed(max_age: float | None, max_rows: int | None) -> bool:
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows!r}")
     return max_age is not None or max_rows is not None
-
-
-def open_change_log(url: str, *, capture: str = "auto") -> ChangeLog:
-    """Return the change log for a database URL (not yet opened).
-
-    Args:
-        url: ``sqlite:///path/to/app.db`` (created on first use) or
-            ``postgresql://user@host:port/db``.
-        capture: PostgreSQL only: ``"auto"``, ``"wal"`` or ``"trigger"`` (see
-            :class:`~rxstore.gateway.log.postgres.changelog.PostgresChangeLog`).
-
-    Raises:
-        ValueError: The URL's scheme is not supported.
-    """
-    if url.startswith("sqlite://"):
-        from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
-
-        return SQLiteChangeLog(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
-
-        return PostgresChangeLog(url, capture=capture)  # type: ignore[arg-type]
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")

@@ -31,7 +31,7 @@ from rxstore.protocol.events import CLOSING
 from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
 
 if TYPE_CHECKING:
-    from rxstore.gateway.queries.live_queries import LiveQueries
+    from rxstore.gateway.live_queries import LiveQueries
 
 __all__ = ["ConnectRequest", "Refusal", "Sessions", "authorize_failed", "parse_auth"]
 

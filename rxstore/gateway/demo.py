@@ -9,7 +9,7 @@ import attrs
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import Writes
 from rxstore.gateway.log.contract import ChangeLog
-from rxstore.stores.table import structure_record
+from rxstore.protocol.records import structure_record
 
 if TYPE_CHECKING:
     from rxstore.gateway.server import RealtimeGateway

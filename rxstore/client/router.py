@@ -150,18 +150,12 @@ class Router:
         metrics = self.metrics
         metrics.events += 1
         if type(data) is dict and "op" in data and "seq" in data:
-            seq: Any = check_envelope(data)  # the Change is built only if asked for (event.change)
-            if type(seq) is str:  # what is wrong with it
-                self.report(ProtocolError(seq, event=name, payload=data))
+            problem = check_envelope(data)  # the Change is built only if asked for (event.change)
+            if type(problem) is str:  # what is wrong with it
+                self.report(ProtocolError(problem, event=name, payload=data))
                 return None
-            cursor = self.cursor
-            if cursor is not None and seq <= cursor and (seq < cursor or name == self.cursor_event):
-                metrics.duplicates += 1
-                return None
-            self.cursor = seq
-            self.cursor_event = name
-            metrics.changes_applied += 1
-            return ChangeFrame(name, [data])
+            envelopes, _ = self._fresh(((name, data),))
+            return ChangeFrame(name, envelopes) if envelopes else None
         return [Event(name, data)]
 
     def _unpack_batch(self, data: Any) -> tuple[Frame, bool]:
@@ -169,7 +163,7 @@ class Router:
 
         The changes of a batch under one name (one topic's: the common case)
         become a :class:`~rxstore.protocol.frames.ChangeFrame`, with no object per
-        change. :meth:`_to_frame` inlined, counters kept local.
+        change. Each change goes through :meth:`_fresh`, as every change does.
         """
         frames = data.get("events") if type(data) is dict else None
         if type(frames) is not list:
@@ -178,11 +172,8 @@ class Router:
         envelopes: list[dict[str, Any]] = []
         kept: list[Any] = []  # the [name, payload] entries kept, changes and messages
         messages: set[int] | None = None  # positions in kept of the messages, if any
-        cursor = self.cursor
-        cursor_event = self.cursor_event
-        duplicates = names = 0
+        names = 0
         previous = None
-        seq: Any  # a change's seq, or what is wrong with its envelope
         for frame in frames:
             if type(frame) is not list or len(frame) != 2 or type(frame[0]) is not str:
                 self.report(
@@ -194,17 +185,13 @@ class Router:
                 names += 1
                 previous = name
             if type(payload) is dict and "op" in payload and "seq" in payload:
-                seq = check_envelope(payload)  # the Change is built only if asked for (event.change)
-                if type(seq) is str:  # what is wrong with it
-                    self.report(ProtocolError(seq, event=name, payload=payload))
+                problem = check_envelope(payload)  # the Change is built only if asked for (event.change)
+                if type(problem) is str:  # what is wrong with it
+                    self.report(ProtocolError(problem, event=name, payload=payload))
                     continue
-                if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):
-                    duplicates += 1
-                    continue
-                cursor = seq
-                cursor_event = name
-                envelopes.append(payload)
-                kept.append(frame)
+                if self._fresh(((name, payload),))[0]:
+                    envelopes.append(payload)
+                    kept.append(frame)
             elif name.startswith(CONTROL_PREFIX):
                 error = f"control frame {name!r} inside a batch is not allowed; ignored"
                 self.report(ProtocolError(error, event=BATCH, payload=frame))
@@ -213,7 +200,7 @@ class Router:
                     messages = set()
                 messages.add(len(kept))
                 kept.append(frame)
-        self._count(len(frames), cursor, cursor_event, duplicates, len(envelopes))
+        self.metrics.events += len(frames)
         if messages is None:
             return _frame_of(kept, envelopes, names), names > 1
         change = EventKind.CHANGE
@@ -224,9 +211,30 @@ class Router:
         return events, names > 1
 
     def _on_checked(self, entries: list[tuple[str, Any]]) -> None:
-        """A batch the decoder checked: only the rules msgspec cannot express, then dispatched.
+        """A batch the decoder checked: only the rules msgspec cannot express, then dispatched."""
+        self.metrics.events += len(entries)
+        envelopes, named = self._fresh(entries)
+        if not envelopes:
+            return
+        if named is None:  # one name: the last kept change's, where the cursor is now
+            self._dispatch(ChangeFrame(self.cursor_event, envelopes))  # type: ignore[arg-type]
+        else:
+            change = EventKind.CHANGE
+            events = [Event(n, p, change, p["seq"]) for n, p in zip(named, envelopes, strict=True)]
+            self._dispatch(events, True)
 
-        :meth:`_unpack_batch` for such a batch, with its helpers inlined: the per-frame floor.
+    def _fresh(self, entries: Sequence[tuple[str, Any]]) -> tuple[list[dict[str, Any]], list[str] | None]:
+        """The changes of ``entries`` to apply, each past the cursor; the cursor moved past them.
+
+        The one place of the router's per-change rules: a change's row (``record``,
+        or ``old`` for a DELETE) must be there, and the cursor rule of
+        docs/protocol.md: a change is a duplicate if its seq is below the cursor,
+        or equal to it under the event name the cursor's change came under (one
+        change matching two subscriptions arrives under each id with one seq).
+
+        Returns:
+            The envelopes kept, and each one's event name when they have several
+            (``None``: all have the last entry's name, :attr:`cursor_event`).
         """
         envelopes: list[dict[str, Any]] = []
         append = envelopes.append
@@ -259,16 +267,9 @@ class Router:
         self.cursor = cursor
         self.cursor_event = cursor_event
         metrics = self.metrics
-        metrics.events += len(entries)
         metrics.duplicates += duplicates
-        if envelopes:
-            metrics.changes_applied += len(envelopes)
-            if named is None:
-                self._dispatch(ChangeFrame(previous, envelopes))  # type: ignore[arg-type]  # a name
-            else:
-                change = EventKind.CHANGE
-                events = [Event(n, p, change, p["seq"]) for n, p in zip(named, envelopes, strict=True)]
-                self._dispatch(events, True)
+        metrics.changes_applied += len(envelopes)
+        return envelopes, named
 
     # -- control frames: once per session or subscription -------------------------
 
@@ -321,17 +322,6 @@ class Router:
         frame = (reset,)
         for view in stream.views():
             view.emit(frame)
-
-    def _count(
-        self, entries: int, cursor: int | None, cursor_event: str | None, duplicates: int, changes: int
-    ) -> None:
-        """Keep a batch's cursor and counters."""
-        self.cursor = cursor
-        self.cursor_event = cursor_event
-        metrics = self.metrics
-        metrics.events += entries
-        metrics.duplicates += duplicates
-        metrics.changes_applied += changes
 
     def _dispatch(self, events: Sequence[Event], mixed: bool = False) -> None:
         """Publish events on the hot stream, and each keyed view its share of them, once.

@@ -81,14 +81,14 @@ class WorkerGateway(RealtimeGateway):
 
     def own_metrics(self) -> str:
         """This worker's own Prometheus text."""
-        return super()._metrics_report()[0].decode()
+        return super().metrics_report()[0].decode()
 
-    def _health_report(self) -> tuple[int, dict[str, Any]]:
-        status, body = super()._health_report()
+    def health_report(self) -> tuple[int, dict[str, Any]]:
+        status, body = super().health_report()
         return status, {**body, "worker": self.index, "pid": os.getpid()}  # which worker answered
 
-    def _metrics_report(self) -> tuple[bytes, str]:
-        own, content_type = super()._metrics_report()
+    def metrics_report(self) -> tuple[bytes, str]:
+        own, content_type = super().metrics_report()
         texts: list[tuple[str | None, str]] = []
         folder = self.metrics_dir
         if folder is not None:

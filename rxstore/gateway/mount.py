@@ -1,7 +1,4 @@
-"""Serving the gateway: alone, inside an aiohttp app, or as an ASGI app.
-
-:class:`Serving` is the gateway's base class holding ``start``, ``attach``,
-``asgi_app``, ``lifespan`` and ``stop``.
+"""Serving the gateway as an ASGI app (uvicorn, Starlette, FastAPI).
 
 :meth:`RealtimeGateway.asgi_app() <rxstore.gateway.server.RealtimeGateway.asgi_app>`
 returns a :class:`GatewayASGIApp`: Socket.IO on its path, ``/healthz`` and
@@ -19,22 +16,15 @@ lifespan of its own: pass ``lifespan=gateway.lifespan`` to the outer app.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
 
 import orjson
-from aiohttp import web
 
-from rxstore.gateway.api import GatewayUsageError
-
-__all__ = ["ASGIApp", "GatewayASGIApp", "Receive", "Scope", "Send", "Serving"]
+__all__ = ["ASGIApp", "GatewayASGIApp", "Receive", "Scope", "Send", "Served"]
 
 log = logging.getLogger("rxstore.gateway")
-
-SHUTDOWN_GRACE = 2.0
-"""Seconds a stopping gateway waits for a client's connection before cutting it."""
 
 Scope = MutableMapping[str, Any]
 """An ASGI connection scope."""
@@ -44,6 +34,25 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 """An ASGI ``send`` callable."""
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An ASGI application."""
+
+
+class Served(Protocol):
+    """What a :class:`GatewayASGIApp` needs of the gateway it serves: a RealtimeGateway has it."""
+
+    sio: Any
+    """The gateway's Socket.IO server (a ``socketio.AsyncServer``, ``async_mode="asgi"``)."""
+
+    async def open(self) -> None:
+        """Open the gateway (at the lifespan's startup)."""
+
+    async def close(self) -> None:
+        """Close the gateway (at the lifespan's shutdown)."""
+
+    def health_report(self) -> tuple[int, dict[str, Any]]:
+        """What ``/healthz`` answers: its HTTP status and body."""
+
+    def metrics_report(self) -> tuple[bytes, str]:
+        """What ``/metrics`` answers: the Prometheus text and its content type."""
 
 
 def route_path(scope: Scope) -> str:
@@ -66,7 +75,7 @@ class GatewayASGIApp:
     """An ASGI application serving a gateway, and another application beside it.
 
     Args:
-        gateway: A gateway built with ``async_mode="asgi"``.
+        gateway: A gateway built with ``async_mode="asgi"`` (see :class:`Served`).
         other: The application that gets every other request and the lifespan
             events (the gateway opens before its startup and closes after its
             shutdown); ``None``: other requests are answered 404.
@@ -78,7 +87,7 @@ class GatewayASGIApp:
 
     def __init__(
         self,
-        gateway: Serving,
+        gateway: Served,
         other: ASGIApp | None = None,
         *,
         socketio_path: str = "socket.io",
@@ -114,10 +123,10 @@ class GatewayASGIApp:
             await _respond(send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed")
             return
         if health:
-            status, report = self.gateway._health_report()
+            status, report = self.gateway.health_report()
             body, content_type = orjson.dumps(report), b"application/json"
         else:
-            status, (body, text_type) = 200, self.gateway._metrics_report()
+            status, (body, text_type) = 200, self.gateway.metrics_report()
             content_type = text_type.encode()
         await _respond(send, status, content_type, body, head=scope.get("method") == "HEAD")
 
@@ -184,198 +193,6 @@ class GatewayASGIApp:
             log.exception("[RealtimeGateway] could not close")
             return {"type": "lifespan.shutdown.failed", "message": f"the rxstore gateway: {exc!r}"}
         return {"type": kind}
-
-
-class Serving:
-    """How a :class:`~rxstore.gateway.server.RealtimeGateway` is served: alone, in an aiohttp app, ASGI.
-
-    A base class of the gateway; the methods it needs from it (``open``,
-    ``close``, the reports) are declared here and defined there.
-    """
-
-    async_mode: str
-    sio: Any
-    topics: Mapping[str, Any]
-    _runner: web.AppRunner | None
-    _site: web.TCPSite | None
-
-    async def open(self) -> None:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    async def _disconnect_all(self) -> None:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    async def _release(self) -> None:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    def _health_report(self) -> tuple[int, dict[str, Any]]:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    def _metrics_report(self) -> tuple[bytes, str]:
-        """Defined by the gateway."""
-        raise NotImplementedError
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """:meth:`open` on entry, :meth:`close` on exit, as an ASGI app's lifespan wants it.
-
-        Example:
-            ``Starlette(routes=[Mount("/realtime", gateway.asgi_app())], lifespan=gateway.lifespan)``;
-            in a lifespan of your own: ``async with gateway.lifespan(): yield``.
-        """
-        await self.open()
-        try:
-            yield
-        finally:
-            await self.close()
-
-    async def start(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False) -> None:
-        """Open the gateway (:meth:`open`) and serve it alone on ``host:port``.
-
-        Serves Socket.IO, ``/healthz`` and ``/metrics``. Use ``port=0`` for a
-        free port; :attr:`port` tells which. ``reuse_port`` (Linux) lets other
-        processes serve the same port (``SO_REUSEPORT``: the kernel spreads
-        connections; ``rxstore serve --workers``). To serve it inside your own
-        app instead, see :meth:`attach` and :meth:`asgi_app`.
-        """
-        self._require_mode("aiohttp", "start()")
-        await self.open()
-        app = web.Application()
-        self._add_routes(app, "socket.io", "/healthz", "/metrics")
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None)
-        await self._site.start()
-        log.info("[RealtimeGateway] serving %s on %s", sorted(self.topics), self.url)
-
-    def attach(
-        self,
-        app: web.Application,
-        *,
-        socketio_path: str = "socket.io",
-        healthz: str | None = "/healthz",
-        metrics: str | None = "/metrics",
-    ) -> None:
-        """Serve the gateway inside an aiohttp app, run by the app's lifecycle.
-
-        Adds the Socket.IO endpoint (``/socket.io/``; clients of another path
-        pass ``SocketIOTransport(socketio_path=...)``) and the ``healthz`` and
-        ``metrics`` routes (``None``: not added). The app's startup opens the
-        gateway, its shutdown disconnects the clients (before aiohttp waits for
-        open requests), its cleanup stops tailing and closes the log.
-
-        Raises:
-            GatewayUsageError: The gateway was built with ``async_mode="asgi"``.
-        """
-        self._require_mode("aiohttp", "attach()")
-        self._add_routes(app, socketio_path, healthz, metrics)
-
-        async def opened(app: web.Application) -> None:
-            await self.open()
-
-        async def disconnected(app: web.Application) -> None:
-            await self._disconnect_all()
-
-        async def closed(app: web.Application) -> None:
-            await self.close()  # all of it, also when the startup failed half-way
-
-        app.on_startup.append(opened)
-        app.on_shutdown.append(disconnected)
-        app.on_cleanup.append(closed)
-
-    def asgi_app(
-        self,
-        other_asgi_app: ASGIApp | None = None,
-        *,
-        socketio_path: str = "socket.io",
-        healthz: str | None = "/healthz",
-        metrics: str | None = "/metrics",
-    ) -> GatewayASGIApp:
-        """An ASGI app serving the gateway, and ``other_asgi_app`` (Starlette, FastAPI, ...) beside it.
-
-        It serves Socket.IO on ``socketio_path``, ``healthz`` and ``metrics``
-        (``None``: left to the other app), hands every other request to
-        ``other_asgi_app`` (404 without one), and opens the gateway at the
-        lifespan's startup (before the other app's) and closes it at its
-        shutdown (after the other app's). Mounted under a prefix, it gets no
-        lifespan: pass ``lifespan=gateway.lifespan`` to the outer app.
-
-        Raises:
-            GatewayUsageError: The gateway was not built with ``async_mode="asgi"``.
-        """
-        self._require_mode("asgi", "asgi_app()")
-        return GatewayASGIApp(
-            self, other_asgi_app, socketio_path=socketio_path, healthz=healthz, metrics=metrics
-        )
-
-    def _require_mode(self, mode: str, what: str) -> None:
-        if self.async_mode != mode:
-            raise GatewayUsageError(
-                f"{what} needs RealtimeGateway(..., async_mode={mode!r}); "
-                f"this gateway was built with async_mode={self.async_mode!r}"
-            )
-
-    def _add_routes(
-        self, app: web.Application, socketio_path: str, healthz: str | None, metrics: str | None
-    ) -> None:
-        self.sio.attach(app, socketio_path=socketio_path)
-        if healthz is not None:
-            app.router.add_get(healthz, self._healthz)
-        if metrics is not None:
-            app.router.add_get(metrics, self._metrics)
-
-    @property
-    def port(self) -> int:
-        """The TCP port served (after :meth:`start`)."""
-        return int(self._address()[1])
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the gateway (after :meth:`start`)."""
-        host, port = self._address()[:2]
-        return f"http://{host}:{port}"
-
-    def _address(self) -> Any:
-        if self._runner is None or not self._runner.addresses:
-            raise GatewayUsageError(
-                "the gateway serves no port of its own: start() it (an app it is mounted in has its own)"
-            )
-        return self._runner.addresses[0]
-
-    async def stop(self) -> None:
-        """Stop accepting, disconnect every client, stop tailing, close the log and the HTTP server."""
-        self._stopping = True
-        if self._site is not None:
-            await self._site.stop()  # no new TCP connections; reconnecting clients go elsewhere
-        await self._disconnect_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._site = None
-        await self._release()
-
-    async def __aenter__(self) -> Self:
-        await self.start(port=0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        status, body = self._health_report()
-        return web.json_response(body, status=status)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self._metrics_report()
-        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _respond(send: Send, status: int, content_type: bytes, body: bytes, *, head: bool = False) -> None:

@@ -21,10 +21,12 @@ concern has a package or module of its own:
   up to date (``delivery.sync``, ``delivery.catchup``), per-client queues
   (``delivery.queues``), the direct wire, fan-out.
 * ``rxstore.gateway.queries``: subsets, their index, who sees which change.
-* ``rxstore.gateway.access``: tokens, the connect handshake (``access.sessions``), the
-  wire's guard against hostile input.
+* ``rxstore.gateway.access``: tokens, the wire's guard against hostile input.
+* ``rxstore.gateway.sessions``: the connect handshake and the sessions it opens;
+  ``rxstore.gateway.live_queries``: subscriptions at runtime; ``rxstore.gateway.sio``:
+  the Socket.IO server, assembled.
 * ``rxstore.gateway.client_events``: what clients send (mutations, broadcasts, handlers).
-* ``rxstore.gateway.mount``: serving it (alone, in an aiohttp app, ASGI).
+* ``rxstore.gateway.mount``: serving it as an ASGI app (alone and in an aiohttp app: here).
 * ``rxstore.gateway.metrics`` and ``rxstore.gateway.health``: the metrics, ``/healthz``.
 """
 
@@ -33,8 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Literal, Self
 
 from aiohttp import web
 
@@ -58,9 +60,9 @@ from rxstore.gateway.health import health_report, metrics_report
 from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
-from rxstore.gateway.mount import Serving
+from rxstore.gateway.mount import ASGIApp, GatewayASGIApp
 from rxstore.gateway.queries.visibility import Throttled, fail_closed
-from rxstore.gateway.sessions import Sessions, authorize_failed
+from rxstore.gateway.sessions import SHUTDOWN_GRACE, Sessions, authorize_failed
 from rxstore.gateway.sio import guarded_server
 
 __all__ = [
@@ -81,7 +83,7 @@ _Metrics = Metrics
 """The gateway's metrics live in :mod:`rxstore.gateway.metrics`."""
 
 
-class RealtimeGateway(Serving):
+class RealtimeGateway:
     """Serves a change log to Socket.IO clients, authorized per user and row.
 
     Args:
@@ -425,6 +427,171 @@ class RealtimeGateway(Serving):
 
         return register
 
+    # -- serving ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """:meth:`open` on entry, :meth:`close` on exit, as an ASGI app's lifespan wants it.
+
+        Example:
+            ``Starlette(routes=[Mount("/realtime", gateway.asgi_app())], lifespan=gateway.lifespan)``;
+            in a lifespan of your own: ``async with gateway.lifespan(): yield``.
+        """
+        await self.open()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False) -> None:
+        """Open the gateway (:meth:`open`) and serve it alone on ``host:port``.
+
+        Serves Socket.IO, ``/healthz`` and ``/metrics``. Use ``port=0`` for a
+        free port; :attr:`port` tells which. ``reuse_port`` (Linux) lets other
+        processes serve the same port (``SO_REUSEPORT``: the kernel spreads
+        connections; ``rxstore serve --workers``). To serve it inside your own
+        app instead, see :meth:`attach` and :meth:`asgi_app`.
+        """
+        self._require_mode("aiohttp", "start()")
+        await self.open()
+        app = web.Application()
+        self._add_routes(app, "socket.io", "/healthz", "/metrics")
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, host, port, reuse_port=reuse_port or None)
+        await self._site.start()
+        log.info("[RealtimeGateway] serving %s on %s", sorted(self.topics), self.url)
+
+    def attach(
+        self,
+        app: web.Application,
+        *,
+        socketio_path: str = "socket.io",
+        healthz: str | None = "/healthz",
+        metrics: str | None = "/metrics",
+    ) -> None:
+        """Serve the gateway inside an aiohttp app, run by the app's lifecycle.
+
+        Adds the Socket.IO endpoint (``/socket.io/``; clients of another path
+        pass ``SocketIOTransport(socketio_path=...)``) and the ``healthz`` and
+        ``metrics`` routes (``None``: not added). The app's startup opens the
+        gateway, its shutdown disconnects the clients (before aiohttp waits for
+        open requests), its cleanup stops tailing and closes the log.
+
+        Raises:
+            GatewayUsageError: The gateway was built with ``async_mode="asgi"``.
+        """
+        self._require_mode("aiohttp", "attach()")
+        self._add_routes(app, socketio_path, healthz, metrics)
+
+        async def opened(app: web.Application) -> None:
+            await self.open()
+
+        async def disconnected(app: web.Application) -> None:
+            await self._disconnect_all()
+
+        async def closed(app: web.Application) -> None:
+            await self.close()  # all of it, also when the startup failed half-way
+
+        app.on_startup.append(opened)
+        app.on_shutdown.append(disconnected)
+        app.on_cleanup.append(closed)
+
+    def asgi_app(
+        self,
+        other_asgi_app: ASGIApp | None = None,
+        *,
+        socketio_path: str = "socket.io",
+        healthz: str | None = "/healthz",
+        metrics: str | None = "/metrics",
+    ) -> GatewayASGIApp:
+        """An ASGI app serving the gateway, and ``other_asgi_app`` (Starlette, FastAPI, ...) beside it.
+
+        It serves Socket.IO on ``socketio_path``, ``healthz`` and ``metrics``
+        (``None``: left to the other app), hands every other request to
+        ``other_asgi_app`` (404 without one), and opens the gateway at the
+        lifespan's startup (before the other app's) and closes it at its
+        shutdown (after the other app's). Mounted under a prefix, it gets no
+        lifespan: pass ``lifespan=gateway.lifespan`` to the outer app.
+
+        Raises:
+            GatewayUsageError: The gateway was not built with ``async_mode="asgi"``.
+        """
+        self._require_mode("asgi", "asgi_app()")
+        return GatewayASGIApp(
+            self, other_asgi_app, socketio_path=socketio_path, healthz=healthz, metrics=metrics
+        )
+
+    def _require_mode(self, mode: str, what: str) -> None:
+        if self.async_mode != mode:
+            raise GatewayUsageError(
+                f"{what} needs RealtimeGateway(..., async_mode={mode!r}); "
+                f"this gateway was built with async_mode={self.async_mode!r}"
+            )
+
+    def _add_routes(
+        self, app: web.Application, socketio_path: str, healthz: str | None, metrics: str | None
+    ) -> None:
+        self.sio.attach(app, socketio_path=socketio_path)
+        if healthz is not None:
+            app.router.add_get(healthz, self._healthz)
+        if metrics is not None:
+            app.router.add_get(metrics, self._metrics)
+
+    @property
+    def port(self) -> int:
+        """The TCP port served (after :meth:`start`)."""
+        return int(self._address()[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the gateway (after :meth:`start`)."""
+        host, port = self._address()[:2]
+        return f"http://{host}:{port}"
+
+    def _address(self) -> Any:
+        if self._runner is None or not self._runner.addresses:
+            raise GatewayUsageError(
+                "the gateway serves no port of its own: start() it (an app it is mounted in has its own)"
+            )
+        return self._runner.addresses[0]
+
+    async def stop(self) -> None:
+        """Stop accepting, disconnect every client, stop tailing, close the log and the HTTP server."""
+        self._stopping = True
+        if self._site is not None:
+            await self._site.stop()  # no new TCP connections; reconnecting clients go elsewhere
+        await self._disconnect_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+        await self._release()
+
+    async def __aenter__(self) -> Self:
+        await self.start(port=0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def health_report(self) -> tuple[int, dict[str, Any]]:
+        """What ``/healthz`` answers: its HTTP status (200 or 503) and body."""
+        running = self._opened and all(not t.done() for t in self._tasks)
+        return health_report(self.log, self.fanout, running, len(self._clients), self.head)
+
+    def metrics_report(self) -> tuple[bytes, str]:
+        """What ``/metrics`` answers: the Prometheus text and its content type."""
+        return metrics_report(self.metrics, self.log)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status, body = self.health_report()
+        return web.json_response(body, status=status)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics_report()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     # -- connections -----------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: Any, auth: Any = None) -> Any:
@@ -451,12 +618,3 @@ class RealtimeGateway(Serving):
         if client is None:
             return {"ok": False, "error": "not_connected"}
         return await self.client_events.handle(client, event, args)
-
-    def _health_report(self) -> tuple[int, dict[str, Any]]:
-        """What ``/healthz`` answers: its HTTP status (200 or 503) and body."""
-        running = self._opened and all(not t.done() for t in self._tasks)
-        return health_report(self.log, self.fanout, running, len(self._clients), self.head)
-
-    def _metrics_report(self) -> tuple[bytes, str]:
-        """What ``/metrics`` answers: the Prometheus text and its content type."""
-        return metrics_report(self.metrics, self.log)

@@ -24,7 +24,6 @@ from rxstore.gateway.api import TopicFilter
 from rxstore.gateway.delivery.queues import Client, Delivery, Stalled, log_failure, room
 from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.metrics import Metrics
-from rxstore.gateway.mount import SHUTDOWN_GRACE
 from rxstore.gateway.queries.visibility import Throttled
 from rxstore.protocol.errors import AuthError
 from rxstore.protocol.events import CLOSING
@@ -33,9 +32,12 @@ from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
 if TYPE_CHECKING:
     from rxstore.gateway.live_queries import LiveQueries
 
-__all__ = ["ConnectRequest", "Refusal", "Sessions", "authorize_failed", "parse_auth"]
+__all__ = ["SHUTDOWN_GRACE", "ConnectRequest", "Refusal", "Sessions", "authorize_failed", "parse_auth"]
 
 log = logging.getLogger("rxstore.gateway")
+
+SHUTDOWN_GRACE = 2.0
+"""Seconds a stopping gateway waits for a client's connection before cutting it."""
 
 
 @attrs.frozen

@@ -23,9 +23,7 @@ from typing import Any
 import attrs
 
 from rxstore import RootStore, TableState, TableStore
-from rxstore.gateway.access.auth import TokenAuth, User
-from rxstore.gateway.log.open_log import open_change_log
-from rxstore.gateway.server import RealtimeGateway
+from rxstore.gateway import RealtimeGateway, TokenAuth, User, open_change_log
 
 
 @attrs.frozen

@@ -18,10 +18,17 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from rxstore.gateway.access.auth import TokenAuth, User
-from rxstore.gateway.demo import create_demo_schema, dialect_of
-from rxstore.gateway.log.open_log import open_change_log
-from rxstore.gateway.server import RealtimeGateway, Retention, Topic, Writes
+from rxstore.gateway import (
+    RealtimeGateway,
+    Retention,
+    TokenAuth,
+    Topic,
+    User,
+    Writes,
+    create_demo_schema,
+    dialect_of,
+    open_change_log,
+)
 
 
 def authorize(user: User, topic: str, row: Mapping[str, Any]) -> bool:

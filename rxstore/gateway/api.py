@@ -100,9 +100,7 @@ class GatewayUsageError(RxStoreError, RuntimeError):
     """The gateway was used in a way its mode or state does not allow; the message says what to do.
 
     Example:
-        >>> from rxstore.gateway.access.auth import TokenAuth
-        >>> from rxstore.gateway.log.open_log import open_change_log
-        >>> from rxstore.gateway.server import RealtimeGateway
+        >>> from rxstore.gateway import RealtimeGateway, TokenAuth, open_change_log
         >>> gateway = RealtimeGateway(
         ...     open_change_log("sqlite:///app.db"), topics=["posts"], auth=TokenAuth(secret="s" * 32)
         ... )

@@ -33,7 +33,7 @@ class KeyConfigError(RxStoreError, ValueError):
     """A JWT key or algorithm that cannot be used; raised when the ``TokenAuth`` is built.
 
     Example:
-        >>> from rxstore.gateway.access.auth import TokenAuth
+        >>> from rxstore.gateway import TokenAuth
         >>> try:
         ...     TokenAuth(secret="s3cret-for-the-doctest-only-32bytes", algorithm="none")
         ... except KeyConfigError as exc:

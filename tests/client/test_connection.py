@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
 from rxstore import SyncState, SyncStatus
+from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
 
 
 def test_backoff_without_jitter_grows_by_factor_from_initial_up_to_maximum() -> None:

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from rxstore import RootStore, Subset, SubsetError, TableStore, Term
-from rxstore import SyncState
+from rxstore import RootStore, Subset, SubsetError, SyncState, TableStore, Term
 from rxstore.protocol.events import BATCH, SNAPSHOT
 from rxstore.testing import VirtualLink, change_frame, marbles, write
 

@@ -24,9 +24,9 @@ from rxstore import (
     LiveTimeout,
     RootStore,
     RxStoreError,
+    SyncState,
     TransportError,
 )
-from rxstore import SyncState
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway

@@ -29,10 +29,10 @@ from rxstore import (
     RootStore,
     RxStoreError,
     StoreError,
+    SyncState,
     TableStore,
     ValidationError,
 )
-from rxstore import SyncState
 from tests.waiting import wait_for
 
 TOKEN = "seed-token"

@@ -12,8 +12,7 @@ import attrs
 from reactivex import operators as ops
 from reactivex.notification import OnError
 
-from rxstore import LiveTimeout, TableStore
-from rxstore import SyncState
+from rxstore import LiveTimeout, SyncState, TableStore
 from rxstore.testing import change_frame, marbles, snapshot_frame
 
 

@@ -10,8 +10,7 @@ import attrs
 import pytest
 from reactivex.notification import OnCompleted, OnError, OnNext
 
-from rxstore import EventKind, RootStore, TableStore
-from rxstore import SyncState
+from rxstore import EventKind, RootStore, SyncState, TableStore
 from rxstore.protocol.errors import NotConnected, TransportError
 from rxstore.protocol.events import BATCH, SNAPSHOT, Op, Snapshot, parse_change
 from rxstore.testing import (

@@ -33,6 +33,7 @@ from rxstore.protocol.events import (
     CONTROL_PREFIX,
     LIVE,
     RESET,
+    ROW_OF,
     SNAPSHOT,
     Event,
     EventKind,
@@ -243,13 +244,12 @@ class Router:
         cursor_event = self.cursor_event
         duplicates = 0
         previous = None
+        row_of = ROW_OF
         for name, payload in entries:
-            op = payload["op"]
-            if payload.get("old" if op == "DELETE" else "record") is None:  # before the seq, as ever
-                needs = "old" if op == "DELETE" else "record"
-                self.report(
-                    ProtocolError(f"{op} change envelope needs {needs!r}", event=name, payload=payload)
-                )
+            needs = row_of[payload["op"]]
+            if payload.get(needs) is None:  # before the seq, as ever
+                error = f"{payload['op']} change envelope needs {needs!r}"
+                self.report(ProtocolError(error, event=name, payload=payload))
                 continue
             seq = payload["seq"]
             if cursor is not None and seq <= cursor and (seq < cursor or name == cursor_event):

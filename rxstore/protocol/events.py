@@ -24,6 +24,7 @@ __all__ = [
     "LIVE",
     "MUTATE",
     "RESET",
+    "ROW_OF",
     "SNAPSHOT",
     "SUBSCRIBE",
     "UNSUBSCRIBE",
@@ -67,6 +68,10 @@ class Op(enum.StrEnum):
 
 
 _OPS: Final = {op.value: op for op in Op}
+
+ROW_OF: Final[dict[str, str]] = {"INSERT": "record", "UPDATE": "record", "DELETE": "old"}
+"""The envelope field that carries a change's row, by ``op``: it must be an object (the one rule
+:func:`check_envelope`, the client's router and the table fold all read)."""
 
 
 class EventKind(enum.Enum):
@@ -287,13 +292,11 @@ def check_envelope(payload: Any) -> int | str:
     if type(topic) is not str:
         return _missing(payload, "topic") or f"change envelope 'topic' must be a string, got {_shown(topic)}"
     op = get("op")
-    if op == "UPDATE" or op == "INSERT":
-        row, other, needs = get("record"), get("old"), "record"
-    elif op == "DELETE":
-        row, other, needs = get("old"), get("record"), "old"
-    else:
+    needs = ROW_OF.get(op) if type(op) is str else None
+    if needs is None:
         problem = f"change envelope has an invalid op {_shown(op)} (INSERT, UPDATE or DELETE)"
         return _missing(payload, "op") or problem
+    row, other = get(needs), get("old" if needs == "record" else "record")
     if type(row) is not dict or (other is not None and type(other) is not dict):
         for field, value in (("record", get("record")), ("old", get("old"))):
             if value is not None and type(value) is not dict:

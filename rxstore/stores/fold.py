@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 import immutables
 
 from rxstore.protocol.errors import ProtocolError
-from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
+from rxstore.protocol.events import ROW_OF, Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.protocol.records import envelope_records, structure_records
 from rxstore.stores.fold_spec import TableFold
@@ -130,6 +130,7 @@ def _apply_changes(
     as_is = record_type is None and own  # rows kept as they came
     structured = envelope_records(envelopes, record_type) if own and len(envelopes) > 1 else None
     to_record = fold.to_record
+    row_of = ROW_OF
     index = -1
     for envelope in envelopes:
         index += 1
@@ -143,7 +144,7 @@ def _apply_changes(
                 )
             op = envelope["op"]
             old = envelope.get("old")
-            row: Any = envelope["record"] if op != "DELETE" else old
+            row: Any = envelope.get(row_of[op])
             try:
                 key = row[key_name]
             except (KeyError, TypeError):

@@ -4,7 +4,7 @@ rxstore's gateway reaches under the libraries' public API in a few places
 (rxstore/gateway/delivery/queues.py, fanout.py, guard.py, packets.py, server.py; each
 module says which). A new library version that renames, re-signs or stops
 calling one of them fails here, by name, before it fails somewhere in the
-behaviour tests (test_hostile_wire.py, test_scaleout.py, tests/faults/).
+behaviour tests (access/test_guard.py, delivery/test_fanout_scaleout.py, tests/faults/).
 Each pin checks the name and its signature; where rxstore depends on the
 library *calling* it, a behaviour test checks that too.
 """

@@ -37,7 +37,7 @@ The private python-socketio / python-engineio names this relies on
 drivers' ``wait`` and ``_sock``, ``AsyncSocket.queue``,
 ``AsyncSocket.handle_post_request``) are those of python-socketio 5.x /
 python-engineio 4.x; ``tests/gateway/test_library_pins.py`` fails when they
-change, ``tests/gateway/test_hostile_wire.py`` when their behaviour does.
+change, ``tests/gateway/access/test_guard.py`` when their behaviour does.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ the aiohttp driver's ``handler``, ``_sock``, ``environ`` and ``send``,
 ``AsyncSocket.upgraded`` / ``upgrading`` / ``closing`` / ``closed`` /
 ``queue``, and ``asyncio.Queue._unfinished_tasks`` (a packet taken off the
 queue by python-engineio's writer task stays counted until it is handed to the
-websocket). ``tests/gateway/test_direct_delivery.py`` fails when they change.
+websocket). ``tests/gateway/delivery/test_wire.py`` fails when they change.
 """
 
 from __future__ import annotations

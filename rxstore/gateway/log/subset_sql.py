@@ -3,7 +3,7 @@
 A :class:`~rxstore.protocol.subsets.Subset` is evaluated twice: by the database for a
 snapshot (:func:`where_sql`, parameterized, using the table's indexes) and by
 the gateway in Python for each live change (:meth:`Subset.matches
-<rxstore.protocol.subsets.Subset.matches>`). The two agree (tests/gateway/test_subset_agreement.py
+<rxstore.protocol.subsets.Subset.matches>`). The two agree (tests/gateway/log/test_subset_sql_agreement.py
 proves it on SQLite and PostgreSQL) when every term is on a column whose kind
 fits its value, which :func:`check_subset` makes sure of before a subscription
 is accepted:

@@ -2,7 +2,7 @@
 
 Pure functions of their arguments (plus the counting and logging of a hook
 that raised), so that the rules are tested without a server:
-``tests/gateway/test_visibility.py``.
+``tests/gateway/queries/test_visibility.py``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ What a gateway relies on from any change log: captured rows in seq order,
 reads that page and resume, watch/snapshot errors, trimming a prefix, wake-ups,
 and mutations applied once per user. Backend-specific behaviour (WAL files,
 schema migrations, the PostgreSQL sequencer, restarts) stays in
-test_sqlite_log.py and test_postgres_log.py.
+log/sqlite/test_changelog.py and log/postgres/test_changelog.py.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import pytest
 
 from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 from rxstore.protocol.events import Op
-from tests.gateway.test_postgres_log import read_all
+from tests.gateway.log.postgres.test_changelog import read_all
 from tests.pg_capture import capture_pid, syncrep_hold, wait_blocked_by
 from tests.services import PostgresServer
 from tests.waiting import wait_for

@@ -1,7 +1,7 @@
 """rxstore.gateway.delivery.fanout: QueuedManager hands room emits to the gateway's delivery, and RedisFanout
 knows whether this node still hears Redis (real python-socketio servers and clients, a real Redis).
 
-The two-node behaviour through whole gateways is in test_scaleout.py; the python-socketio private
+The two-node behaviour through whole gateways is in test_fanout_scaleout.py; the python-socketio private
 methods fanout.py overrides are pinned in test_library_pins.py.
 """
 

@@ -1,6 +1,6 @@
 """PostgresChangeLog against a real PostgreSQL server (tests/services.py): what only it does.
 
-What every change log does is in test_changelog_contract.py.
+What every change log does is in tests/gateway/log/test_contract.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SQLiteChangeLog against real database files in tmp_path: what only it does.
 
-What every change log does is in test_changelog_contract.py.
+What every change log does is in tests/gateway/log/test_contract.py.
 """
 
 from __future__ import annotations

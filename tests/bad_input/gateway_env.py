@@ -19,8 +19,8 @@ import aiohttp
 import socketio
 
 from rxstore import Event, EventKind, RootStore, TableStore
+from rxstore.gateway import ChangeLog, open_change_log
 from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
-from rxstore.gateway.log.contract import ChangeLog, open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
 from tests.waiting import wait_for

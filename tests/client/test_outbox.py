@@ -4,7 +4,7 @@ The link is the public test seam (it records what is sent and acknowledges
 every call with ``{"ok": True}``); ``link.up`` is what the outbox is told about
 the connection, as the root tells it through ``connected``. Against real
 sockets the outbox is exercised by tests/e2e/test_outbox_and_backoff.py,
-tests/gateway/test_mutations.py and tests/faults/test_offline_mutations.py.
+tests/gateway/test_client_events_mutations.py and tests/faults/test_offline_mutations.py.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ def test_chunks_are_held_until_the_last_one_then_shown_whole_in_order() -> None:
     event = chunks.whole(chunk(7, [4], more=False))
     assert event is not None and event.kind is EventKind.SNAPSHOT and event.seq == 7
     assert [row["id"] for row in event.data.records] == [1, 2, 3, 4]
-    assert chunks.whole(chunk(7, [5], more=False)).data.records == ({"id": 5},)  # nothing left held
+    alone = chunks.whole(chunk(7, [5], more=False))  # nothing left held
+    assert alone is not None and alone.data.records == ({"id": 5},)
 
 
 def test_a_new_snapshot_at_another_seq_voids_the_chunks_held() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from rxstore.gateway import open_change_log
 from rxstore.gateway.demo import Post, delete_post, register_demo_mutations, save_post
-from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import load_example
 from tests.gateway.harness import AUTH, start_gateway

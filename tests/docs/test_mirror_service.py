@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
+from rxstore.gateway import open_change_log
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
-from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.docs import EXAMPLES, load_example
 from tests.gateway.harness import AUTH, start_gateway

@@ -27,8 +27,8 @@ from rxstore import (
     SyncState,
     TransportError,
 )
+from rxstore.gateway import open_change_log
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
-from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
 from tests.services import CountingTransport, closed_port

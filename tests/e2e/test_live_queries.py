@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, Event, RootStore, SubsetError, TableStore
+from rxstore.gateway import open_change_log
 from rxstore.gateway.access.auth import TokenAuth
-from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.waiting import wait_for
 

@@ -20,8 +20,8 @@ from rxstore import (
     RxStoreError,
     TransportError,
 )
+from rxstore.gateway import open_change_log
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
-from rxstore.gateway.log.contract import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, PostStore
 from tests.services import CountingTransport, closed_port

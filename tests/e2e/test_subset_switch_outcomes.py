@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rxstore import Backoff, CallTimeout, RootStore, SocketIOTransport, TableStore
-from rxstore.gateway.log.contract import open_change_log
+from rxstore.gateway import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.e2e.test_live_queries import AUTH, Messages, Writer, settled, start_chat
 from tests.faults.harness import StalledClient

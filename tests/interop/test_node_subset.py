@@ -24,7 +24,7 @@ import pytest
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
-from tests.gateway.test_log_epoch import protocol_page_example
+from tests.gateway.log.test_contract_epoch import protocol_page_example
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(60)]

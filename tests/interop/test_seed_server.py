@@ -29,9 +29,9 @@ from rxstore import (
     Event,
     RootStore,
     RxStoreError,
+    SyncState,
     TableStore,
 )
-from rxstore import SyncState
 from tests.services import free_port, require_or_skip
 from tests.waiting import wait_for
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from rxstore import Event, StoreError
 from rxstore.client.metrics import Metrics
-from rxstore.operators.keyed import EventStream, named
+from rxstore.operators.keyed import EventStream, KeyedView, named
 
 
 def stream(errors: list[Any] | None = None) -> EventStream:
@@ -25,6 +25,7 @@ def test_a_raising_subscriber_is_reported_and_the_others_still_get_the_frame() -
     errors: list[Any] = []
     events = stream(errors)
     view = events.named("a")
+    assert isinstance(view, KeyedView)
     got: list[Any] = []
 
     def boom(frame: Any) -> None:

@@ -152,7 +152,7 @@ async def test_teardown_leaves_no_task_socket_or_subscription_behind() -> None:
     """The server runs in another process, so every task left here would be the client's."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(Path(__file__).with_name("plain_server.py")),
+        str(Path(__file__).parent.parent / "plain_server.py"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "delivery": "benchmarks.delivery",
     "storm": "benchmarks.storm",
     "scale": "benchmarks.scale",
+    "floods": "benchmarks.floods",
 }
 
 

@@ -104,8 +104,12 @@ class TableStore(DomainStore[TableState[R]]):
     foreign_ops: ClassVar[Mapping[str, Op]] = FOREIGN_OPS
     """The op words a ``parse`` adapter may return (lower-cased before lookup), besides :class:`Op`."""
 
+    _folds_rows: ClassVar[bool] = True
+    """Whether frames fold straight into the rows (``reduce`` not overridden)."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._folds_rows = cls.reduce is TableStore.reduce
         if cls.table:
             if not cls.event:
                 cls.event = topic_event_name(cls.table)
@@ -374,11 +378,23 @@ class TableStore(DomainStore[TableState[R]]):
         return structure_record(row, record_type)  # type: ignore[no-any-return]  # (cast() is a call)
 
     def reduce(self, state: TableState[R], event: Event) -> TableState[R]:
-        """Apply one event (see :meth:`reduce_batch`)."""
-        return self.reduce_batch(state, (event,))
+        """Apply one event: a snapshot, a change, a reset (or a foreign server's payload).
+
+        Override it to handle a change your own way (the seed's
+        ``handleRealtimePostUpdate``): every event then goes through your
+        ``reduce``, one at a time, and ``super().reduce(state, event)`` applies it
+        as the store would. Without an override, a frame of changes folds into
+        the rows in one pass (:meth:`reduce_batch`).
+        """
+        return self._fold_rows(state, (event,))
 
     def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
-        """Apply snapshots and changes in one pass over one persistent-map mutation."""
+        """Apply a frame in one pass over one map mutation (or event by event through your ``reduce``)."""
+        if self._folds_rows:
+            return self._fold_rows(state, events)
+        return super().reduce_batch(state, events)
+
+    def _fold_rows(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         if type(events) is ChangeFrame and self._parse is None:
             return reduce_envelopes(self._table_fold, state, events)
         return reduce_events(self._table_fold, state, events)

@@ -1,0 +1,62 @@
+"""A TableStore that overrides ``reduce`` (the seed's handleRealtimePostUpdate) sees every event in it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from rxstore import Event, EventKind, TableState, TableStore
+from rxstore.client.metrics import Metrics
+from rxstore.client.router import Router
+from rxstore.protocol.events import BATCH
+from rxstore.protocol.frames import decode_json
+
+
+@attrs.frozen
+class Post:
+    id: str
+    title: str
+
+
+class ShoutingPosts(TableStore[Post]):
+    """Keeps every title upper-cased: its own handling of a change, then the store's."""
+
+    table = "posts"
+    record_type = Post
+    seen: list[int]
+
+    def reduce(self, state: TableState[Post], event: Event) -> TableState[Post]:
+        self.seen.append(event.seq or -1)
+        if event.kind is EventKind.CHANGE and event.data.get("record"):
+            record = {**event.data["record"], "title": event.data["record"]["title"].upper()}
+            event = Event(event.name, {**event.data, "record": record}, event.kind, event.seq)
+        return super().reduce(state, event)
+
+
+def envelope(seq: int, key: str, title: str) -> dict[str, Any]:
+    return {"seq": seq, "topic": "posts", "op": "INSERT", "record": {"id": key, "title": title}, "old": None}
+
+
+def test_a_checked_batch_from_the_gateway_goes_through_the_overridden_reduce_one_event_at_a_time() -> None:
+    posts = ShoutingPosts()
+    posts.seen = []
+    router = Router(metrics=Metrics(), report=print)
+    posts.setup_realtime_handlers(router.events)
+    text = '["rxstore:batch",{"events":[["post_update",%s],["post_update",%s]]}]'
+    frame = decode_json(text % (json.dumps(envelope(1, "p1", "hi")), json.dumps(envelope(2, "p2", "yo"))))
+    router.on_frame(*frame)
+    assert posts.seen == [1, 2]
+    assert {key: post.title for key, post in posts.value.items()} == {"p1": "HI", "p2": "YO"}
+    assert posts.value.seq == 2 and frame[0] == BATCH
+
+
+def test_a_store_without_an_override_folds_the_frame_in_one_pass() -> None:
+    assert not ShoutingPosts._folds_rows
+
+    class Plain(TableStore[Post]):
+        table = "posts"
+        record_type = Post
+
+    assert Plain._folds_rows

@@ -222,3 +222,13 @@ def test_the_checks_docstring_examples_run() -> None:
 
     result = doctest.testmod(checks, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_python_dash_m_rxstore_is_the_rxstore_command() -> None:
+    """``python -m rxstore --help`` prints the command's help, as ``rxstore --help`` does."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rxstore", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "serve" in done.stdout and "token" in done.stdout and done.stderr == ""

@@ -229,6 +229,8 @@ def test_python_dash_m_rxstore_is_the_rxstore_command() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "rxstore", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rxstore", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout and "token" in done.stdout and done.stderr == ""

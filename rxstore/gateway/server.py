@@ -21,7 +21,9 @@ concern has a package or module of its own:
   up to date (``delivery.sync``, ``delivery.catchup``), per-client queues
   (``delivery.queues``), the direct wire, fan-out.
 * ``rxstore.gateway.queries``: subsets, their index, who sees which change.
-* ``rxstore.gateway.access``: tokens, the wire's guard against hostile input.
+* ``rxstore.gateway.access``: tokens, the wire's guard against hostile input, and the
+  one seam per library (``socketio_seam``, ``engineio_seam``) through which the gateway
+  reaches python-socketio's and python-engineio's private names.
 * ``rxstore.gateway.sessions``: the connect handshake and the sessions it opens;
   ``rxstore.gateway.live_queries``: subscriptions at runtime; ``rxstore.gateway.sio``:
   the Socket.IO server, assembled.
@@ -41,6 +43,7 @@ from typing import Any, Literal, Self
 from aiohttp import web
 
 from rxstore.gateway.access.auth import TokenAuth
+from rxstore.gateway.access.socketio_seam import initialize_manager
 from rxstore.gateway.api import (
     GatewayUsageError,
     Handler,
@@ -362,11 +365,10 @@ class RealtimeGateway:
         ]
         if self.fanout is not None:
             self._tasks.append(asyncio.create_task(self.fanout.watch(self.sio), name="rxstore-gateway-redis"))
-        if self.fanout is not None and not self.sio.manager_initialized:
-            # python-socketio starts the Redis listener on the first connection; start it
-            # now, so a node with no client yet hears the others (and reports healthy).
-            self.sio.manager_initialized = True
-            self.sio.manager.initialize()
+        if self.fanout is not None:
+            # Start the Redis listener now, not on the first connection as python-socketio
+            # would, so a node with no client yet hears the others (and reports healthy).
+            initialize_manager(self.sio)
 
     async def close(self) -> None:
         """Refuse new clients, disconnect every client, stop tailing and close the log; idempotent.

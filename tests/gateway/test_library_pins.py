@@ -1,8 +1,11 @@
 """Every private python-socketio / python-engineio name rxstore relies on, pinned.
 
-rxstore's gateway reaches under the libraries' public API in a few places
-(rxstore/gateway/delivery/queues.py, fanout.py, guard.py, packets.py, server.py; each
-module says which). A new library version that renames, re-signs or stops
+rxstore's gateway reaches under the libraries' public API in two modules only,
+one per library: rxstore/gateway/access/socketio_seam.py and engineio_seam.py
+(each says which names; the rest of the gateway calls their functions and
+subclasses their bases). A test below fails when any other rxstore module
+touches a private name of either library, and one when a seam uses a private
+name not pinned here. A new library version that renames, re-signs or stops
 calling one of them fails here, by name, before it fails somewhere in the
 behaviour tests (access/test_guard.py, delivery/test_fanout_scaleout.py, tests/faults/).
 Each pin checks the name and its signature; where rxstore depends on the
@@ -11,9 +14,12 @@ library *calling* it, a behaviour test checks that too.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import engineio
@@ -27,6 +33,8 @@ import pytest
 import socketio
 import socketio.msgpack_packet
 
+import rxstore
+from rxstore.gateway.access import engineio_seam, socketio_seam
 from rxstore.gateway.access.guard import BadInputLog, GuardedServer, WireGuard
 from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
 
@@ -45,7 +53,8 @@ def calls(function: Callable[..., Any], *needles: str) -> bool:
 # -- the pins: name and signature ---------------------------------------------------------------
 
 PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
-    # guard.GuardedServer overrides these three (python-socketio 5.x calls them per Engine.IO event).
+    # socketio_seam.EngineIOHooks overrides these three (python-socketio 5.18.1 calls them per
+    # Engine.IO event) and calls them for its hooks' defaults.
     (
         "AsyncServer._handle_eio_connect",
         socketio.AsyncServer._handle_eio_connect,
@@ -77,7 +86,8 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
         socketio.AsyncManager.emit,
         ["self", "event", "data", "namespace", "room", "skip_sid", "callback", "to", "kwargs"],
     ),
-    # fanout._WatchedRedisManager overrides _listen and _redis_listen_with_retries, calls _redis_connect.
+    # socketio_seam.RedisListenerHooks overrides _listen and _redis_listen_with_retries, calls them and
+    # _redis_connect; socketio_seam.start_listener runs _thread; initialize_manager calls initialize.
     ("AsyncRedisManager._listen", socketio.AsyncRedisManager._listen, ["self"]),
     (
         "AsyncRedisManager._redis_listen_with_retries",
@@ -86,12 +96,12 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ),
     ("AsyncRedisManager._redis_connect", socketio.AsyncRedisManager._redis_connect, ["self"]),
     ("AsyncPubSubManager._thread", socketio.AsyncRedisManager._thread, ["self"]),
-    # delivery.GatewayPacket skips the binary scan; delivery's msgpack packet packs _to_dict() itself.
+    # delivery.GatewayPacket skips the binary scan; socketio_seam.packet_dict reads _to_dict().
     ("Packet.data_is_binary", socketio.packet.Packet.data_is_binary, ["data"]),
     ("Packet._to_dict", socketio.packet.Packet._to_dict, ["self"]),
     ("Packet.decode", socketio.packet.Packet.decode, ["self", "encoded_packet"]),
     ("MsgPackPacket.decode", socketio.msgpack_packet.MsgPackPacket.decode, ["self", "encoded_packet"]),
-    # delivery.Delivery.send writes engine.io packets itself; guard closes sockets itself.
+    # delivery.Delivery.send writes engine.io packets itself; engineio_seam.close_after_queued closes.
     ("engineio.AsyncServer.send_packet", engineio.AsyncServer.send_packet, ["self", "sid", "pkt"]),
     ("engineio.AsyncServer.send", engineio.AsyncServer.send, ["self", "sid", "data"]),
     (
@@ -99,7 +109,7 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
         engineio.async_socket.AsyncSocket.close,
         ["self", "wait", "abort", "reason"],
     ),
-    # guard's engine.io logger tells a bad long-polling body by these frames of its traceback.
+    # engineio_seam.bad_post_session tells a bad long-polling body by these frames of its traceback.
     (
         "engineio.AsyncSocket.handle_post_request",
         engineio.async_socket.AsyncSocket.handle_post_request,
@@ -115,6 +125,42 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
 ]
 
 
+def _engineio_servers_build_their_modes_websocket_driver() -> bool:
+    aiohttp_server = engineio.AsyncServer(async_mode="aiohttp")
+    asgi_server = engineio.AsyncServer(async_mode="asgi")
+    return (
+        aiohttp_server._async["websocket"] is engineio.async_drivers.aiohttp.WebSocket
+        and asgi_server._async["websocket"] is engineio.async_drivers.asgi.WebSocket
+        and aiohttp_server._async is not asgi_server._async
+    )
+
+
+def _the_aiohttp_driver_keeps_its_response_in_sock() -> bool:
+    driver = engineio.async_drivers.aiohttp.WebSocket(None, None)
+    return driver._sock is None and calls(
+        engineio.async_drivers.aiohttp.WebSocket.__call__, "self._sock = WebSocketResponse("
+    )
+
+
+def _an_asyncio_queue_counts_what_was_taken_and_not_done() -> bool:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    queue.put_nowait(1)
+    queue.get_nowait()
+    taken: int = queue._unfinished_tasks  # type: ignore[attr-defined]
+    queue.task_done()
+    return taken == 1 and queue._unfinished_tasks == 0  # type: ignore[attr-defined]
+
+
+PINNED_ATTRIBUTES: list[tuple[str, Callable[[], bool]]] = [
+    # engineio_seam.websocket_driver / replace_websocket_driver: the server's own driver table.
+    ("engineio.AsyncServer._async", _engineio_servers_build_their_modes_websocket_driver),
+    # engineio_seam.websocket_response: the aiohttp driver's WebSocketResponse.
+    ("aiohttp WebSocket._sock", _the_aiohttp_driver_keeps_its_response_in_sock),
+    # engineio_seam.packets_waiting: a socket's queue counts a packet its writer took until it is sent.
+    ("asyncio.Queue._unfinished_tasks", _an_asyncio_queue_counts_what_was_taken_and_not_done),
+]
+
+
 @pytest.mark.parametrize(("name", "function", "expected"), PINNED, ids=[pin[0] for pin in PINNED])
 async def test_a_private_library_method_rxstore_uses_keeps_its_signature(
     name: str, function: Callable[..., Any], expected: list[str]
@@ -122,21 +168,111 @@ async def test_a_private_library_method_rxstore_uses_keeps_its_signature(
     assert params(function) == expected, f"{name} changed: rxstore relies on it"
 
 
+@pytest.mark.parametrize(("name", "check"), PINNED_ATTRIBUTES, ids=[pin[0] for pin in PINNED_ATTRIBUTES])
+async def test_a_private_library_attribute_rxstore_uses_is_still_there(
+    name: str, check: Callable[[], bool]
+) -> None:
+    assert check(), f"{name} changed: rxstore relies on it"
+
+
+# -- the seams: the only modules that touch the libraries' private names --------------------------
+
+PACKAGE = Path(rxstore.__file__).parent
+SEAMS = {Path(socketio_seam.__file__), Path(engineio_seam.__file__)}
+PRIVATE = re.compile(r"_[a-z][A-Za-z0-9_]*")
+OWN_NAMES = frozenset({"_connection", "_event", "_lock", "_publish", "_queue", "_run", "_send"})
+"""rxstore's own attributes that share a name with a private one of the libraries: allowed on ``self``
+and in a module that defines the name itself, nowhere else."""
+
+
+def library_private_names() -> frozenset[str]:
+    """Every private name python-socketio and python-engineio define or read, from their source.
+
+    Plus ``_unfinished_tasks``: asyncio's, read through python-engineio's socket queues.
+    """
+    names = {"_unfinished_tasks"}
+    for package in (socketio, engineio):
+        for path in Path(package.__file__).parent.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    names.add(node.name)
+                elif isinstance(node, ast.Attribute):
+                    names.add(node.attr)
+    return frozenset(name for name in names if PRIVATE.fullmatch(name))
+
+
+def touches(tree: ast.AST, names: frozenset[str]) -> Iterator[tuple[str, int, bool]]:
+    """Each of ``names`` read, assigned, defined or spelled in a string in ``tree``: its line, and
+    whether it is an attribute of ``self`` or ``cls`` (or a method defined)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            owner = node.value
+            yield node.attr, node.lineno, isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in names:
+            yield node.name, node.lineno, True
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+            yield node.value, node.lineno, False
+
+
+def defines(tree: ast.AST) -> set[str]:
+    """The names a module defines itself: methods, ``self.x = ...``, class-level fields."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+async def test_no_rxstore_module_but_the_two_seams_touches_a_private_name_of_either_library() -> None:
+    """socketio_seam and engineio_seam hold every private python-socketio / python-engineio access."""
+    private = library_private_names()
+    outside: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in SEAMS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = defines(tree)
+        for name, line, on_self in touches(tree, private):
+            if name not in OWN_NAMES or not (on_self or name in defined):
+                outside.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {name}")
+    assert not outside, "private library names outside the seams:\n" + "\n".join(outside)
+
+
+async def test_every_private_name_the_seams_use_is_pinned() -> None:
+    """A private name a seam reads, overrides or calls has its pin above (a name or an attribute)."""
+    pinned = {label.rsplit(".", 1)[-1] for label, *_ in PINNED + PINNED_ATTRIBUTES}
+    used = {
+        name
+        for seam in SEAMS
+        for name, *_ in touches(ast.parse(seam.read_text(encoding="utf-8")), library_private_names())
+    }
+    assert used, "the seams touch no private name: this test reads the wrong files"
+    assert used <= pinned, f"used by a seam but not pinned: {sorted(used - pinned)}"
+
+
 async def test_the_library_internals_rxstore_reads_are_where_it_reads_them() -> None:
-    """The call sites rxstore's overrides depend on (python-socketio 5.x / python-engineio 4.x)."""
-    # fanout._WatchedRedisManager: the listener thread runs _listen, which runs the retrying listener.
+    """The call sites the seams' overrides depend on (python-socketio 5.18.1 / python-engineio 4.15.1)."""
+    # socketio_seam.EngineIOHooks: the server registers its _handle_eio_* with its engine.io server.
+    assert calls(socketio.base_server.BaseServer.__init__, "self.eio.on('connect', self._handle_eio_connect)")
+    # socketio_seam.RedisListenerHooks: the listener thread runs _listen, which runs the retrying listener.
     assert calls(socketio.AsyncRedisManager._thread, "self._listen()")
     assert calls(socketio.AsyncRedisManager._listen, "self._redis_listen_with_retries()")
     assert calls(socketio.AsyncRedisManager._redis_connect, "self.pubsub =", "self.redis =")
     assert calls(socketio.AsyncRedisManager.initialize, "self.thread =")
-    # guard: the websocket class an engine.io socket builds comes from the server's _async table.
+    # socketio_seam.initialize_manager: the first connection initializes the manager, once.
+    assert calls(socketio.AsyncServer._handle_eio_connect, "self.manager_initialized = True")
+    # engineio_seam: the websocket class an engine.io socket builds comes from the server's _async table.
     assert calls(engineio.async_socket.AsyncSocket._upgrade_websocket, "self.server._async['websocket']")
     # guard: the aiohttp websocket reads from _sock; the ASGI one from asgi_receive / asgi_send.
     assert calls(engineio.async_drivers.aiohttp.WebSocket.__call__, "self._sock =", "self.environ = environ")
     assert calls(engineio.async_drivers.asgi.WebSocket.__call__, "self.asgi_receive =", "self.asgi_send =")
     # delivery: a packet's binary scan happens through data_is_binary while it is built.
     assert calls(socketio.packet.Packet.__init__, "self.data_is_binary(")
-    # delivery: the msgpack packet encodes _to_dict().
+    # socketio_seam.packet_dict: the msgpack packet encodes _to_dict().
     assert calls(socketio.msgpack_packet.MsgPackPacket.encode, "self._to_dict()")
 
 
@@ -154,18 +290,18 @@ def guarded_server(**options: Any) -> GuardedServer:
     return GuardedServer(guard=guard, async_mode="aiohttp", **options)
 
 
-async def test_engineio_calls_the_guarded_servers_own_eio_handlers_and_websocket() -> None:
-    """GuardedServer's _handle_eio_* overrides and its websocket class are the ones engine.io uses."""
+async def test_engineio_calls_the_seams_eio_handlers_and_the_guarded_websocket() -> None:
+    """EngineIOHooks' _handle_eio_* and GuardedServer's websocket class are the ones engine.io uses."""
     sio = guarded_server()
     for event in ("connect", "message", "disconnect"):
         handler = sio.eio.handlers[event]
-        assert handler.__func__ is getattr(GuardedServer, f"_handle_eio_{event}"), event
-    assert sio.eio._async["websocket"].__name__ == "_GuardedWebSocket"
+        assert handler.__func__ is getattr(socketio_seam.EngineIOHooks, f"_handle_eio_{event}"), event
+    assert engineio_seam.websocket_driver(sio.eio).__name__ == "_GuardedWebSocket"
     assert isinstance(sio.environ, dict) and sio.manager_initialized is False
 
 
 async def test_an_engineio_socket_queue_counts_what_waits_for_the_client() -> None:
-    """Delivery's backpressure reads sio.eio.sockets[eio_sid].queue.qsize(); guard puts None in it."""
+    """engineio_seam.packets_queued reads a socket's queue.qsize(); close_after_queued puts None in it."""
     sio = socketio.AsyncServer(async_mode="aiohttp")
     socket = engineio.async_socket.AsyncSocket(sio.eio, "eio-1")
     sio.eio.sockets["eio-1"] = socket
@@ -226,3 +362,4 @@ async def test_the_redis_managers_listener_attributes_exist_after_construction()
     assert manager.channel == "rxstore"
     assert manager.redis is None and manager.pubsub is None
     assert asyncio.iscoroutinefunction(manager._thread)
+    assert isinstance(manager, socketio_seam.RedisListenerHooks)

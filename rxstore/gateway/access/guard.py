@@ -31,13 +31,15 @@ traceback for each. :class:`GuardedServer` puts the gateway's rules in front:
   bugs) are logged with their traceback as before, at ERROR and above only,
   as python-engineio does by default.
 
-The private python-socketio / python-engineio names this relies on
-(``AsyncServer._handle_eio_connect`` / ``_handle_eio_message`` /
-``_handle_eio_disconnect``, ``engineio.AsyncServer._async``, the websocket
-drivers' ``wait`` and ``_sock``, ``AsyncSocket.queue``,
-``AsyncSocket.handle_post_request``) are those of python-socketio 5.x /
-python-engineio 4.x; ``tests/gateway/test_library_pins.py`` fails when they
-change, ``tests/gateway/access/test_guard.py`` when their behaviour does.
+It touches no private name of python-socketio or python-engineio: the
+server's Engine.IO handlers are hooks of
+:class:`~rxstore.gateway.access.socketio_seam.EngineIOHooks`; the websocket
+drivers are replaced, read and sessions closed through
+:mod:`~rxstore.gateway.access.engineio_seam`, which also tells a bad
+long-polling body by python-engineio's traceback. It overrides the drivers'
+public ``wait`` (and the ASGI one's ``__call__``) of python-engineio 4.15.1;
+``tests/gateway/test_library_pins.py`` fails when those change,
+``tests/gateway/access/test_guard.py`` when their behaviour does.
 """
 
 from __future__ import annotations
@@ -47,19 +49,19 @@ import logging
 import sys
 import time
 from collections import OrderedDict
-from types import TracebackType
 from typing import Any
 
 import attrs
-import engineio.async_socket
-import engineio.packet
-import engineio.payload
 import socketio
 from aiohttp import WSCloseCode, WSMsgType
-from engineio.async_drivers.aiohttp import WebSocket as _EngineIOWebSocket
-from engineio.async_drivers.asgi import WebSocket as _EngineIOASGIWebSocket
 from prometheus_client import Counter
 
+from rxstore.gateway.access.engineio_seam import (
+    bad_post_session,
+    close_after_queued,
+    replace_websocket_driver,
+    websocket_response,
+)
 from rxstore.gateway.access.packets import (
     INVALID_EVENT,
     BadFrame,
@@ -68,6 +70,7 @@ from rxstore.gateway.access.packets import (
     msgpack_packet_class,
     utf8_size,
 )
+from rxstore.gateway.access.socketio_seam import EngineIOHooks
 
 __all__ = [
     "INVALID_EVENT",
@@ -192,12 +195,12 @@ def _peer(environ: Any) -> str:
     return str(getattr(request, "remote", None) or "unknown")
 
 
-def _websocket_class(guard: WireGuard) -> type[Any]:
-    """python-engineio 4.x's aiohttp websocket, refusing text frames that are no Engine.IO packet."""
+def _websocket_class(guard: WireGuard, base: type[Any]) -> type[Any]:
+    """``base`` (python-engineio 4.15.1's aiohttp websocket), refusing text frames not Engine.IO packets."""
 
-    class _GuardedWebSocket(_EngineIOWebSocket):  # type: ignore[misc]
+    class _GuardedWebSocket(base):  # type: ignore[misc]
         async def wait(self) -> Any:
-            msg = await self._sock.receive()
+            msg = await websocket_response(self).receive()
             data = msg.data
             if type(data) is str:
                 if not data or data[0] not in _ENGINEIO_TYPES:
@@ -215,8 +218,8 @@ def _websocket_class(guard: WireGuard) -> type[Any]:
     return _GuardedWebSocket
 
 
-def _asgi_websocket_class(guard: WireGuard) -> type[Any]:
-    """python-engineio 4.x's ASGI websocket, refusing what the aiohttp one refuses.
+def _asgi_websocket_class(guard: WireGuard, base: type[Any]) -> type[Any]:
+    """``base`` (python-engineio 4.15.1's ASGI websocket), refusing what the aiohttp one refuses.
 
     The ASGI server reads and buffers a whole message first (uvicorn: up to its
     ``ws_max_size``, 16 MiB by default); a message over
@@ -225,7 +228,7 @@ def _asgi_websocket_class(guard: WireGuard) -> type[Any]:
     """
     limit = websocket_limit(guard.max_frame_bytes)
 
-    class _GuardedASGIWebSocket(_EngineIOASGIWebSocket):  # type: ignore[misc]
+    class _GuardedASGIWebSocket(base):  # type: ignore[misc]
         async def __call__(self, environ: Any) -> Any:
             self.environ = environ
             return await super().__call__(environ)
@@ -256,7 +259,7 @@ def _asgi_websocket_class(guard: WireGuard) -> type[Any]:
     return _GuardedASGIWebSocket
 
 
-class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+class GuardedServer(EngineIOHooks):
     """python-socketio's server with the gateway's rules at the wire (see the module's docstring).
 
     Args:
@@ -272,36 +275,38 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         self.guard = guard
         self._handshakes: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        eio = self.eio
-        websocket = _asgi_websocket_class(guard) if eio.async_mode == "asgi" else _websocket_class(guard)
-        eio._async = {**eio._async, "websocket": websocket}  # per server, not the module's
+        guarded = _asgi_websocket_class if self.eio.async_mode == "asgi" else _websocket_class
+        replace_websocket_driver(self.eio, lambda base: guarded(guard, base))
 
-    # python-socketio 5.x calls these three for every Engine.IO connection, message and disconnection.
+    # EngineIOHooks calls these three for every Engine.IO connection, message and disconnection.
 
-    async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
-        result = await super()._handle_eio_connect(eio_sid, environ)
+    async def handle_engineio_connect(self, eio_sid: str, environ: Any) -> Any:
+        """python-socketio's handling, then the handshake timer starts."""
+        result = await super().handle_engineio_connect(eio_sid, environ)
         self._start_handshake_timer(eio_sid)
         return result
 
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+    async def handle_engineio_message(self, eio_sid: str, data: Any) -> None:
+        """Nothing of a refused socket is decoded; a frame that is no client packet refuses it."""
         environ = self.environ.get(eio_sid)
         if environ is None or environ.get(_REFUSED):
             return  # gone, or refused and being closed: not even decoded
         try:
             if not data:  # python-socketio would not even decode it: an EVENT without data
                 raise BadFrame("malformed", "an empty Socket.IO packet")
-            await super()._handle_eio_message(eio_sid, data)
+            await super().handle_engineio_message(eio_sid, data)
         except BadFrame as exc:
             await self._refuse(eio_sid, environ, exc)
             return
         if eio_sid not in self._handshakes and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
             self._start_handshake_timer(eio_sid)  # it left the namespace but kept the connection
 
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+    async def handle_engineio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        """The handshake timer stops, then python-socketio's handling."""
         timer = self._handshakes.pop(eio_sid, None)
         if timer is not None:
             timer.cancel()
-        await super()._handle_eio_disconnect(eio_sid, reason)
+        await super().handle_engineio_disconnect(eio_sid, reason)
 
     # -- refusing --------------------------------------------------------------
 
@@ -327,14 +332,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         transport = getattr(environ.get("aiohttp.request"), "transport", None)
         if transport is not None:
             asyncio.get_running_loop().call_later(_CLOSE_GRACE, _abort, transport)
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is None:
-            return
-        # python-engineio 4.x: close() runs the disconnect handlers and queues a CLOSE packet;
-        # None after it makes the websocket writer send the queue, then close the websocket.
-        await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-        socket.queue.put_nowait(None)
-        self.eio.sockets.pop(eio_sid, None)
+        await close_after_queued(self.eio, eio_sid)
 
     def bad_polling_request(self, eio_sid: str) -> None:
         """A long-polling request whose body is no Engine.IO payload: count, report, close the session."""
@@ -373,24 +371,6 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         self._close_later(eio_sid)
 
 
-_DECODERS = (engineio.packet.Packet.decode.__code__, engineio.payload.Payload.decode.__code__)
-_POST = engineio.async_socket.AsyncSocket.handle_post_request.__code__
-
-
-def _bad_post_session(tb: TracebackType | None) -> str | None:
-    """The Engine.IO session whose long-polling body raised this, if that is what raised it."""
-    sid, innermost = None, None
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code is _POST:
-            sid = getattr(tb.tb_frame.f_locals.get("self"), "sid", None)
-        elif sid is not None and code in _DECODERS:
-            return str(sid)
-        innermost = code
-        tb = tb.tb_next
-    return str(sid) if sid is not None and innermost is _POST else None  # e.g. a body that is not UTF-8
-
-
 class _EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """python-engineio's logger: ERROR and above, as its default; bad client input is not an error."""
 
@@ -403,7 +383,7 @@ class _EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("exc_info") and self.server is not None:
-            sid = _bad_post_session(sys.exc_info()[2])
+            sid = bad_post_session(sys.exc_info()[2])
             if sid is not None:
                 self.server.bad_polling_request(sid)
                 return

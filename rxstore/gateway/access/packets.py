@@ -8,7 +8,7 @@ closes the socket). Payloads that are not strict JSON (``Infinity``, ``NaN``,
 ``1e999``), hold an integer of over 100 digits, or make a frame bigger than
 ``max_frame_bytes`` are refused this way.
 
-They replace python-socketio 5.x's ``Packet.decode`` (its attributes
+They replace python-socketio 5.18.1's public ``Packet.decode`` (its attributes
 ``packet_type``, ``namespace``, ``id``, ``data``, ``json``);
 ``tests/gateway/test_library_pins.py`` fails when those change.
 """
@@ -117,7 +117,7 @@ def json_packet_class(base: type[Any], *, max_frame_bytes: int) -> type[Any]:
 
     class _GuardedJSONPacket(base):  # type: ignore[misc]
         def decode(self, encoded_packet: Any) -> int:
-            # Replaces python-socketio 5.x's Packet.decode (type, namespace, id, data).
+            # Replaces python-socketio 5.18.1's Packet.decode (type, namespace, id, data).
             if type(encoded_packet) is not str:
                 raise BadFrame("binary", "a binary frame: the rxstore protocol has no binary payloads")
             text = encoded_packet

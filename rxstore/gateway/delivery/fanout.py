@@ -7,6 +7,11 @@ setups is a node whose Redis listener died silently and that no longer hears
 the others. Here each node sends a heartbeat through the manager and watches
 its own listener hear it: when it stops hearing, ``/healthz`` says so and the
 listener is restarted.
+
+The listener's private steps in python-socketio 5.18.1 are reached through
+:mod:`~rxstore.gateway.access.socketio_seam` (its
+:class:`~rxstore.gateway.access.socketio_seam.RedisListenerHooks` and
+:func:`~rxstore.gateway.access.socketio_seam.start_listener`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
+
+from rxstore.gateway.access.socketio_seam import RedisListenerHooks, start_listener
 
 __all__ = ["HEARTBEAT_ROOM", "LocalDelivery", "QueuedManager", "RedisFanout"]
 
@@ -69,33 +76,29 @@ class QueuedManager(socketio.AsyncManager):  # type: ignore[misc]
         await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
 
 
-class _WatchedRedisManager(socketio.AsyncRedisManager, QueuedManager):  # type: ignore[misc]
+class _WatchedRedisManager(RedisListenerHooks, QueuedManager):
     """An ``AsyncRedisManager`` that records when its listener last heard anything.
 
     Its listener also retries a lost Redis every ``max_retry`` seconds at most:
     python-socketio's own doubles its pause up to 60 s, so after a long outage a
     node could stay deaf for a minute after Redis was back.
-
-    It overrides python-socketio 5.x's private ``_listen`` and
-    ``_redis_listen_with_retries`` and calls ``_redis_connect``;
-    ``tests/gateway/test_library_pins.py`` fails when those change.
     """
 
     last_heard: float = 0.0
     max_retry: float = 2.0
 
-    async def _listen(self) -> AsyncIterator[Any]:
-        async for message in super()._listen():
-            self.last_heard = time.monotonic()
-            yield message
+    def heard(self, message: Any) -> None:
+        """Record when the listener last heard its channel."""
+        self.last_heard = time.monotonic()
 
-    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+    async def redis_messages(self) -> AsyncIterator[Any]:
+        """The subscription's messages, retrying a lost Redis after a pause of ``max_retry`` s at most."""
         pause = 0.25
         subscribed = False
         while True:
             try:
                 if not subscribed:
-                    self._redis_connect()
+                    self.connect_redis()
                     await self.pubsub.subscribe(self.channel)
                     subscribed = True
                     pause = 0.25
@@ -151,7 +154,7 @@ class RedisFanout:
             if thread is not None and thread.done():
                 log.warning("[RealtimeGateway] Redis listener stopped; restarting it")
                 self.restarts += 1
-                self.manager.thread = asyncio.ensure_future(self.manager._thread())
+                start_listener(self.manager)
 
     async def close(self) -> None:
         """Stop the listener and close the Redis connections."""

@@ -9,11 +9,13 @@ instead (the direct path, :mod:`rxstore.gateway.delivery.wire`). A live client t
 behind catches up from the log on the same connection (:mod:`rxstore.gateway.delivery.catchup`);
 one that takes no frame for ``client_send_timeout`` is dropped, and resumes from its cursor.
 
-The python-socketio / python-engineio internals this relies on live here
-(``sio.eio.sockets[eio_sid].queue``, ``manager.eio_sid_from_sid``,
-``manager.get_participants``, ``eio.send_packet``, ``Packet.data_is_binary``,
-``MsgPackPacket._to_dict``); ``tests/gateway/test_library_pins.py`` fails
-when one of them changes.
+The python-socketio / python-engineio names this relies on are public
+(``manager.eio_sid_from_sid``, ``manager.get_participants``,
+``eio.send_packet``, ``Packet.data_is_binary``); what a socket's queue holds
+is read through :func:`~rxstore.gateway.access.engineio_seam.packets_queued`
+and a packet's fields through
+:func:`~rxstore.gateway.access.socketio_seam.packet_dict`.
+``tests/gateway/test_library_pins.py`` fails when one of them changes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import engineio
 import socketio
 
 from rxstore.gateway.access.auth import User
+from rxstore.gateway.access.engineio_seam import packets_queued
+from rxstore.gateway.access.socketio_seam import packet_dict
 from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
 from rxstore.gateway.delivery.wire import DIRECT_BUFFER, Link, Links, websocket_bytes
 from rxstore.gateway.metrics import Metrics
@@ -80,7 +84,7 @@ def msgpack_packet_class() -> type[Any]:
         def encode(self) -> bytes:
             data = self.data
             if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
-                return pack_msgpack(self._to_dict())
+                return pack_msgpack(packet_dict(self))
             return super().encode()  # type: ignore[no-any-return]
 
     return _GatewayMsgPackPacket
@@ -362,10 +366,7 @@ class Delivery:
 
     def socket_backlog(self, eio_sid: str) -> int:
         """Packets python-socketio holds for this client, not yet written to its socket."""
-        try:
-            return int(self.sio.eio.sockets[eio_sid].queue.qsize())
-        except (KeyError, AttributeError):
-            return 0
+        return packets_queued(self.sio.eio, eio_sid)
 
     async def write(self, client: Client) -> None:
         """Send the client's queue as it fills, for as long as the client is connected."""

@@ -17,13 +17,16 @@ aiohttp (3.9+) writes an uncompressed frame with synchronous ``transport.write``
 calls and no await between them, so a direct write never lands inside one of
 its frames.
 
-The python-engineio 4.x / asyncio internals this relies on:
-``engineio.AsyncServer._async`` (its websocket driver, replaced per server),
-the aiohttp driver's ``handler``, ``_sock``, ``environ`` and ``send``,
-``AsyncSocket.upgraded`` / ``upgrading`` / ``closing`` / ``closed`` /
-``queue``, and ``asyncio.Queue._unfinished_tasks`` (a packet taken off the
-queue by python-engineio's writer task stays counted until it is handed to the
-websocket). ``tests/gateway/delivery/test_wire.py`` fails when they change.
+The python-engineio 4.15.1 internals this relies on go through
+:mod:`~rxstore.gateway.access.engineio_seam`: the server's websocket driver
+(replaced per server, :func:`~rxstore.gateway.access.engineio_seam.replace_websocket_driver`),
+the aiohttp driver's ``WebSocketResponse``
+(:func:`~rxstore.gateway.access.engineio_seam.websocket_response`) and what a
+socket's writer still holds
+(:func:`~rxstore.gateway.access.engineio_seam.packets_waiting`). Of its public
+names: the aiohttp driver's ``handler``, ``environ`` and ``send``, and
+``AsyncSocket.upgraded`` / ``upgrading`` / ``closing`` / ``closed``.
+``tests/gateway/delivery/test_wire.py`` fails when they change.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+
+from rxstore.gateway.access.engineio_seam import (
+    packets_waiting,
+    replace_websocket_driver,
+    websocket_response,
+)
 
 __all__ = ["DIRECT_BUFFER", "Link", "Links", "websocket_bytes"]
 
@@ -119,7 +128,7 @@ class Link:
         socket = self.socket
         return not (
             self.ws.sending
-            or socket.queue._unfinished_tasks
+            or packets_waiting(socket)
             or socket.closing
             or socket.closed
             or self.response.closed
@@ -139,8 +148,7 @@ class Links:
         self.by_sid: dict[str, Any] = {}
         self.enabled = eio.async_mode == "aiohttp"
         if self.enabled:
-            websocket = _tracked(eio._async["websocket"], self.by_sid)
-            eio._async = {**eio._async, "websocket": websocket}  # per server, not the module's
+            replace_websocket_driver(eio, lambda base: _tracked(base, self.by_sid))
 
     def link(self, eio_sid: str) -> Link | bool | None:
         """The client's :class:`Link`; ``False`` if it can never have one, ``None`` if not yet."""
@@ -148,7 +156,7 @@ class Links:
         socket = self.eio.sockets.get(eio_sid)
         if ws is None or socket is None or not socket.upgraded or socket.upgrading:
             return False if not self.enabled else None  # long-polling (for now), or gone
-        response = getattr(ws, "_sock", None)
+        response = websocket_response(ws)
         if response is None or not response.prepared:
             return None
         if response.compress:

@@ -14,7 +14,7 @@ Example:
 """
 
 from rxstore.gateway.access.auth import KeyConfigError, TokenAuth, User
-from rxstore.gateway.access.guard import websocket_limit
+from rxstore.gateway.access.guarded_websockets import websocket_limit
 from rxstore.gateway.api import (
     GatewayUsageError,
     Handler,

@@ -108,7 +108,7 @@ class RealtimeGateway:
         max_frame_bytes: Largest frame a client may send. A bigger one is answered
             ``invalid_payload`` (an acknowledgement if it asked for one; a CONNECT is
             refused with ``bad_request``) up to a quarter more (at least 16 KiB more:
-            the websocket limit, :func:`~rxstore.gateway.access.guard.websocket_limit`);
+            the websocket limit, :func:`~rxstore.gateway.access.guarded_websockets.websocket_limit`);
             beyond that the connection is closed (websocket close code 1009).
         frame_bytes: Target size of the frames the gateway sends: snapshots go in
             chunks, and replay and live batches are cut, so that each frame stays

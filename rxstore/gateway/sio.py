@@ -11,14 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rxstore.gateway.access.guard import (
-    BadInputLog,
-    GuardedServer,
-    WireGuard,
-    json_packet_class,
-    websocket_limit,
-)
+from rxstore.gateway.access.bad_input import BadInputLog, WireGuard
+from rxstore.gateway.access.guard import GuardedServer, json_packet_class
 from rxstore.gateway.access.guard import msgpack_packet_class as guarded_msgpack_packet_class
+from rxstore.gateway.access.guarded_websockets import websocket_limit
 from rxstore.gateway.delivery.queues import GatewayPacket
 from rxstore.gateway.delivery.queues import msgpack_packet_class as gateway_msgpack_packet_class
 from rxstore.gateway.metrics import Metrics

@@ -26,7 +26,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from rxstore.gateway.access.auth import TokenAuth
-from rxstore.gateway.access.guard import websocket_limit
+from rxstore.gateway.access.guarded_websockets import websocket_limit
 from rxstore.gateway.demo import Post, save_post
 from rxstore.protocol.events import BROADCAST, MUTATE
 from tests.bad_input.cases import examples, ran

@@ -35,7 +35,8 @@ import socketio.msgpack_packet
 
 import rxstore
 from rxstore.gateway.access import engineio_seam, socketio_seam
-from rxstore.gateway.access.guard import BadInputLog, GuardedServer, WireGuard
+from rxstore.gateway.access.bad_input import BadInputLog, WireGuard
+from rxstore.gateway.access.guard import GuardedServer
 from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
 
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from rxstore import RootStore
 from rxstore.client.transport import SocketIOTransport
-from rxstore.gateway.access.guard import websocket_limit
+from rxstore.gateway.access.guarded_websockets import websocket_limit
 from rxstore.gateway.demo import Post, create_demo_schema, save_post
 from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.mount import ASGIApp

@@ -31,13 +31,16 @@ traceback for each. :class:`GuardedServer` puts the gateway's rules in front:
   bugs) are logged with their traceback as before, at ERROR and above only,
   as python-engineio does by default.
 
+The limits and the report of who broke them are
+:mod:`rxstore.gateway.access.bad_input`'s; the frames refused before Engine.IO
+reads them, :mod:`rxstore.gateway.access.guarded_websockets`' drivers.
+
 It touches no private name of python-socketio or python-engineio: the
 server's Engine.IO handlers are hooks of
 :class:`~rxstore.gateway.access.socketio_seam.EngineIOHooks`; the websocket
-drivers are replaced, read and sessions closed through
+driver is replaced and sessions closed through
 :mod:`~rxstore.gateway.access.engineio_seam`, which also tells a bad
-long-polling body by python-engineio's traceback. It overrides the drivers'
-public ``wait`` (and the ASGI one's ``__call__``) of python-engineio 4.15.1;
+long-polling body by python-engineio's traceback.
 ``tests/gateway/test_library_pins.py`` fails when those change,
 ``tests/gateway/access/test_guard.py`` when their behaviour does.
 """
@@ -47,216 +50,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
-from collections import OrderedDict
 from typing import Any
 
-import attrs
 import socketio
-from aiohttp import WSCloseCode, WSMsgType
-from prometheus_client import Counter
 
+from rxstore.gateway.access.bad_input import WireGuard
 from rxstore.gateway.access.engineio_seam import (
     bad_post_session,
     close_after_queued,
     replace_websocket_driver,
-    websocket_response,
 )
+from rxstore.gateway.access.guarded_websockets import asgi_websocket_class, peer, websocket_class
 from rxstore.gateway.access.packets import (
     INVALID_EVENT,
     BadFrame,
     BadPayload,
     json_packet_class,
     msgpack_packet_class,
-    utf8_size,
 )
 from rxstore.gateway.access.socketio_seam import EngineIOHooks
 
 __all__ = [
     "INVALID_EVENT",
     "BadFrame",
-    "BadInputLog",
     "BadPayload",
     "GuardedServer",
-    "WireGuard",
     "json_packet_class",
     "msgpack_packet_class",
-    "websocket_limit",
 ]
 
-log = logging.getLogger("rxstore.gateway")
-
-_ENGINEIO_TYPES = frozenset("0123456")
-"""Engine.IO packet types (OPEN ... NOOP): the first character of every text frame."""
 _CLOSE_GRACE = 2.0
 """Seconds a refused client has to take its close frame before its TCP connection is cut."""
 _REFUSED = "rxstore.refused"
 """Key set in a refused socket's environ: its later frames are dropped unread."""
-
-
-def websocket_limit(max_frame_bytes: int) -> int:
-    """Largest websocket message read at all: ``max_frame_bytes`` plus a quarter (at least 16 KiB).
-
-    A frame between the two is read so that the gateway can answer it
-    (``invalid_payload``); a bigger one closes the connection (close code 1009)
-    without being buffered. Each connection holds at most one such message.
-
-    Example:
-        >>> websocket_limit(1 << 20)
-        1310720
-    """
-    return max_frame_bytes + max(max_frame_bytes // 4, 16 << 10)
-
-
-@attrs.define(eq=False)
-class BadInputLog:
-    """Warnings about bad clients: at most one line per client, at most ``per_minute`` lines in all.
-
-    Lines held back are counted (``rxstore_bad_input_log_suppressed``) and the
-    next line says how many there were.
-
-    Example:
-        >>> from prometheus_client import CollectorRegistry
-        >>> logged = BadInputLog(per_minute=1, suppressed=Counter("s", "s", registry=CollectorRegistry()))
-        >>> logged.warn("10.0.0.1:5000", "not a Socket.IO packet"), logged.warn("10.0.0.2:5000", "x")
-        (True, False)
-        >>> logged.warn("10.0.0.1:5000", "again")
-        False
-    """
-
-    per_minute: int
-    suppressed: Counter
-    _seen: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False)
-    _tokens: float = attrs.field(init=False)
-    _last: float = attrs.field(factory=time.monotonic, init=False)
-    _held: int = attrs.field(default=0, init=False)
-
-    @_tokens.default
-    def _full(self) -> float:
-        return float(self.per_minute)
-
-    def warn(self, client: str, message: str) -> bool:
-        """Log ``message`` about ``client`` unless it was reported before or the rate is spent."""
-        if client in self._seen:
-            return False
-        self._seen[client] = None
-        if len(self._seen) > 10_000:  # remember the latest clients only: bounded
-            self._seen.popitem(last=False)
-        now = time.monotonic()
-        rate = self.per_minute / 60.0
-        self._tokens = min(float(self.per_minute), self._tokens + (now - self._last) * rate)
-        self._last = now
-        if self._tokens < 1.0:
-            self._held += 1
-            self.suppressed.inc()
-            return False
-        self._tokens -= 1.0
-        held, self._held = self._held, 0
-        suffix = f" ({held} more bad clients not logged)" if held else ""
-        log.warning("[RealtimeGateway] bad client %s: %s; closed%s", client, message, suffix)
-        return True
-
-
-@attrs.define(eq=False)
-class WireGuard:
-    """The gateway's limits at the wire, and what counts and reports their breaches.
-
-    Attributes:
-        max_frame_bytes: Largest frame whose payload is decoded.
-        handshake_timeout: Seconds an Engine.IO connection may stay without
-            joining the namespace (``None``: forever).
-        bad_frames: Counter of refused frames, by reason.
-        handshake_timeouts: Counter of connections closed for not joining.
-        report: The rate-limited warning log.
-    """
-
-    max_frame_bytes: int
-    handshake_timeout: float | None
-    bad_frames: Counter
-    handshake_timeouts: Counter
-    report: BadInputLog
-
-    def refused(self, client: str, reason: str, message: str) -> None:
-        """Count a refused frame and report its client (at most once, rate-limited)."""
-        self.bad_frames.labels(reason).inc()
-        self.report.warn(client, message)
-
-
-def _peer(environ: Any) -> str:
-    scope = environ.get("asgi.scope") if isinstance(environ, dict) else None
-    client = scope.get("client") if isinstance(scope, dict) else None
-    if isinstance(client, list | tuple) and len(client) >= 2:
-        return f"{client[0]}:{client[1]}"
-    request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
-    transport = getattr(request, "transport", None)
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(getattr(request, "remote", None) or "unknown")
-
-
-def _websocket_class(guard: WireGuard, base: type[Any]) -> type[Any]:
-    """``base`` (python-engineio 4.15.1's aiohttp websocket), refusing text frames not Engine.IO packets."""
-
-    class _GuardedWebSocket(base):  # type: ignore[misc]
-        async def wait(self) -> Any:
-            msg = await websocket_response(self).receive()
-            data = msg.data
-            if type(data) is str:
-                if not data or data[0] not in _ENGINEIO_TYPES:
-                    guard.refused(_peer(self.environ), "malformed", "not an Engine.IO packet")
-                    raise OSError("not an Engine.IO packet")
-                return data
-            if type(data) is bytes:
-                return data
-            if msg.type is WSMsgType.ERROR and getattr(data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
-                guard.refused(
-                    _peer(self.environ), "oversize_closed", f"a frame over the websocket limit: {data}"
-                )
-            raise OSError()  # closed (engine.io ends the connection)
-
-    return _GuardedWebSocket
-
-
-def _asgi_websocket_class(guard: WireGuard, base: type[Any]) -> type[Any]:
-    """``base`` (python-engineio 4.15.1's ASGI websocket), refusing what the aiohttp one refuses.
-
-    The ASGI server reads and buffers a whole message first (uvicorn: up to its
-    ``ws_max_size``, 16 MiB by default); a message over
-    :func:`websocket_limit` is then refused like on aiohttp: counted as
-    ``oversize_closed`` and the websocket closed with code 1009.
-    """
-    limit = websocket_limit(guard.max_frame_bytes)
-
-    class _GuardedASGIWebSocket(base):  # type: ignore[misc]
-        async def __call__(self, environ: Any) -> Any:
-            self.environ = environ
-            return await super().__call__(environ)
-
-        async def wait(self) -> Any:
-            event = await self.asgi_receive()
-            if event["type"] != "websocket.receive":
-                raise OSError()  # closed (engine.io ends the connection)
-            data = event.get("text")
-            if data is not None:
-                if not data or data[0] not in _ENGINEIO_TYPES:
-                    guard.refused(_peer(self.environ), "malformed", "not an Engine.IO packet")
-                    raise OSError("not an Engine.IO packet")
-                size = utf8_size(data, limit)
-            else:
-                data = event.get("bytes")
-                if data is None:
-                    raise OSError()
-                size = len(data)
-            if size > limit:
-                guard.refused(
-                    _peer(self.environ), "oversize_closed", f"a frame of {size} bytes, over {limit}"
-                )
-                await self.asgi_send({"type": "websocket.close", "code": WSCloseCode.MESSAGE_TOO_BIG})
-                raise OSError()
-            return data
-
-    return _GuardedASGIWebSocket
 
 
 class GuardedServer(EngineIOHooks):
@@ -275,7 +101,7 @@ class GuardedServer(EngineIOHooks):
         self.guard = guard
         self._handshakes: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        guarded = _asgi_websocket_class if self.eio.async_mode == "asgi" else _websocket_class
+        guarded = asgi_websocket_class if self.eio.async_mode == "asgi" else websocket_class
         replace_websocket_driver(self.eio, lambda base: guarded(guard, base))
 
     # EngineIOHooks calls these three for every Engine.IO connection, message and disconnection.
@@ -312,7 +138,7 @@ class GuardedServer(EngineIOHooks):
 
     async def _refuse(self, eio_sid: str, environ: dict[str, Any], exc: BadFrame) -> None:
         environ[_REFUSED] = True
-        self.guard.refused(_peer(environ), exc.reason, str(exc))
+        self.guard.refused(peer(environ), exc.reason, str(exc))
         namespace = exc.namespace or "/"
         if exc.ack is not None and self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
             answer = {"ok": False, "error": "invalid_payload", "message": str(exc)}
@@ -340,7 +166,7 @@ class GuardedServer(EngineIOHooks):
         if environ is None or environ.get(_REFUSED):
             return
         environ[_REFUSED] = True
-        self.guard.refused(_peer(environ), "malformed", "not an Engine.IO payload (long-polling)")
+        self.guard.refused(peer(environ), "malformed", "not an Engine.IO payload (long-polling)")
         self._close_later(eio_sid)
 
     def _close_later(self, eio_sid: str) -> None:
@@ -366,7 +192,7 @@ class GuardedServer(EngineIOHooks):
             environ[_REFUSED] = True
             self.guard.handshake_timeouts.inc()
             self.guard.report.warn(
-                _peer(environ), f"no Socket.IO CONNECT within {self.guard.handshake_timeout:g} s"
+                peer(environ), f"no Socket.IO CONNECT within {self.guard.handshake_timeout:g} s"
             )
         self._close_later(eio_sid)
 

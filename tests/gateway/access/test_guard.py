@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import socketio
 
-from rxstore.gateway.access.guard import websocket_limit
+from rxstore.gateway.access.guarded_websockets import websocket_limit
 from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway

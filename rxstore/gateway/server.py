@@ -55,7 +55,8 @@ from rxstore.gateway.api import (
     Writes,
 )
 from rxstore.gateway.client_events import ClientEvents
-from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
+from rxstore.gateway.delivery.fanout import RedisFanout
+from rxstore.gateway.delivery.queued_manager import QueuedManager
 from rxstore.gateway.delivery.queues import Client, Delivery
 from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.delivery.tailer import Tailer

@@ -2,7 +2,7 @@
 
 :mod:`~rxstore.gateway.access.packets` decodes what clients send,
 :mod:`~rxstore.gateway.access.guard` watches the wire (frame sizes, handshakes,
-binary frames), :mod:`~rxstore.gateway.delivery.queues` encodes what the gateway
+binary frames), :mod:`~rxstore.gateway.delivery.gateway_packets` encodes what the gateway
 sends; :func:`guarded_server` puts them together into the one
 ``socketio.AsyncServer`` a gateway runs.
 """
@@ -15,8 +15,8 @@ from rxstore.gateway.access.bad_input import BadInputLog, WireGuard
 from rxstore.gateway.access.guard import GuardedServer, json_packet_class
 from rxstore.gateway.access.guard import msgpack_packet_class as guarded_msgpack_packet_class
 from rxstore.gateway.access.guarded_websockets import websocket_limit
-from rxstore.gateway.delivery.queues import GatewayPacket
-from rxstore.gateway.delivery.queues import msgpack_packet_class as gateway_msgpack_packet_class
+from rxstore.gateway.delivery.gateway_packets import GatewayPacket
+from rxstore.gateway.delivery.gateway_packets import msgpack_packet_class as gateway_msgpack_packet_class
 from rxstore.gateway.metrics import Metrics
 
 __all__ = ["guarded_server"]

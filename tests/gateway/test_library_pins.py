@@ -37,7 +37,8 @@ import rxstore
 from rxstore.gateway.access import engineio_seam, socketio_seam
 from rxstore.gateway.access.bad_input import BadInputLog, WireGuard
 from rxstore.gateway.access.guard import GuardedServer
-from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
+from rxstore.gateway.delivery.fanout import RedisFanout
+from rxstore.gateway.delivery.queued_manager import QueuedManager
 
 
 def params(function: Callable[..., Any]) -> list[str]:
@@ -81,7 +82,7 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("BaseManager.get_participants", socketio.AsyncManager.get_participants, ["self", "namespace", "room"]),
     ("BaseManager.is_connected", socketio.AsyncManager.is_connected, ["self", "sid", "namespace"]),
     ("BaseManager.initialize", socketio.AsyncManager.initialize, ["self"]),
-    # fanout.QueuedManager overrides emit, keeping its parameters.
+    # queued_manager.QueuedManager overrides emit, keeping its parameters.
     (
         "AsyncManager.emit",
         socketio.AsyncManager.emit,
@@ -97,7 +98,7 @@ PINNED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ),
     ("AsyncRedisManager._redis_connect", socketio.AsyncRedisManager._redis_connect, ["self"]),
     ("AsyncPubSubManager._thread", socketio.AsyncRedisManager._thread, ["self"]),
-    # delivery.GatewayPacket skips the binary scan; socketio_seam.packet_dict reads _to_dict().
+    # gateway_packets.GatewayPacket skips the binary scan; socketio_seam.packet_dict reads _to_dict().
     ("Packet.data_is_binary", socketio.packet.Packet.data_is_binary, ["data"]),
     ("Packet._to_dict", socketio.packet.Packet._to_dict, ["self"]),
     ("Packet.decode", socketio.packet.Packet.decode, ["self", "encoded_packet"]),
@@ -327,7 +328,7 @@ async def test_the_manager_maps_a_clients_sid_to_its_engineio_sid_and_its_rooms(
 
 
 async def test_a_room_emit_reaches_the_queued_managers_deliver_by_room_or_to() -> None:
-    """fanout.QueuedManager.emit: python-socketio's server emit passes the room on as it expects."""
+    """QueuedManager.emit: python-socketio's server emit passes the room on as it expects."""
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=QueuedManager())
     delivered: list[tuple[str, Any, str, Any]] = []
 

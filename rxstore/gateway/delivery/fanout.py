@@ -20,14 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import socketio
-
 from rxstore.gateway.access.socketio_seam import RedisListenerHooks, start_listener
+from rxstore.gateway.delivery.queued_manager import QueuedManager
 
-__all__ = ["HEARTBEAT_ROOM", "LocalDelivery", "QueuedManager", "RedisFanout"]
+__all__ = ["HEARTBEAT_ROOM", "RedisFanout"]
 
 log = logging.getLogger("rxstore.gateway")
 
@@ -35,49 +34,11 @@ HEARTBEAT_ROOM = "rxstore:heartbeat"
 """A room nobody joins: heartbeats emitted to it travel through Redis and do nothing else."""
 
 
-LocalDelivery = Callable[[str, Any, str, Any], bool]
-"""``deliver(event, data, room, skip_sid) -> handled``: the gateway's own delivery to its clients."""
-
-
-class QueuedManager(socketio.AsyncManager):  # type: ignore[misc]
-    """python-socketio's client manager, handing emits to a room to the gateway's client queues.
-
-    python-socketio writes an emit straight into each client's unbounded
-    socket queue, so a client that stops reading could make the gateway hold
-    every broadcast for it. With :attr:`deliver` set (by the gateway), an emit
-    to a room is handed to it instead and goes through the same bounded
-    per-client queue as the changes; with Redis, this is where each node
-    delivers what any node published.
-    """
-
-    deliver: LocalDelivery | None = None
-
-    async def emit(
-        self,
-        event: str,
-        data: Any,
-        namespace: str,
-        room: Any = None,
-        skip_sid: Any = None,
-        callback: Any = None,
-        to: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """Emit ``event``; a room emit goes to :attr:`deliver` when it takes it."""
-        room = to or room
-        deliver = self.deliver
-        if (
-            deliver is not None
-            and callback is None
-            and isinstance(room, str)
-            and deliver(event, data, room, skip_sid)
-        ):
-            return
-        await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
-
-
 class _WatchedRedisManager(RedisListenerHooks, QueuedManager):
     """An ``AsyncRedisManager`` that records when its listener last heard anything.
+
+    What it hears for a room goes to the gateway's delivery
+    (:class:`~rxstore.gateway.delivery.queued_manager.QueuedManager`).
 
     Its listener also retries a lost Redis every ``max_retry`` seconds at most:
     python-socketio's own doubles its pause up to 60 s, so after a long outage a

@@ -9,12 +9,12 @@ instead (the direct path, :mod:`rxstore.gateway.delivery.wire`). A live client t
 behind catches up from the log on the same connection (:mod:`rxstore.gateway.delivery.catchup`);
 one that takes no frame for ``client_send_timeout`` is dropped, and resumes from its cursor.
 
-The python-socketio / python-engineio names this relies on are public
-(``manager.eio_sid_from_sid``, ``manager.get_participants``,
-``eio.send_packet``, ``Packet.data_is_binary``); what a socket's queue holds
-is read through :func:`~rxstore.gateway.access.engineio_seam.packets_queued`
-and a packet's fields through
-:func:`~rxstore.gateway.access.socketio_seam.packet_dict`.
+The frames are encoded with the server's packet class (for the gateway, one
+of :mod:`rxstore.gateway.delivery.gateway_packets`). The python-socketio /
+python-engineio names this relies on are public (``manager.eio_sid_from_sid``,
+``manager.get_participants``, ``eio.send_packet``); what a socket's queue
+holds is read through
+:func:`~rxstore.gateway.access.engineio_seam.packets_queued`.
 ``tests/gateway/test_library_pins.py`` fails when one of them changes.
 """
 
@@ -32,8 +32,7 @@ import socketio
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.access.engineio_seam import packets_queued
-from rxstore.gateway.access.socketio_seam import packet_dict
-from rxstore.gateway.codec import GatewayJSON, LogFrame, pack_msgpack
+from rxstore.gateway.codec import LogFrame
 from rxstore.gateway.delivery.wire import DIRECT_BUFFER, Link, Links, websocket_bytes
 from rxstore.gateway.metrics import Metrics
 from rxstore.protocol.events import BATCH, SNAPSHOT
@@ -41,7 +40,7 @@ from rxstore.protocol.events import BATCH, SNAPSHOT
 if TYPE_CHECKING:
     from rxstore.gateway.queries.subscriptions import Subscription
 
-__all__ = ["Client", "Delivery", "GatewayPacket", "OutFrame", "Stalled", "msgpack_packet_class", "room"]
+__all__ = ["Client", "Delivery", "OutFrame", "Stalled", "room"]
 
 log = logging.getLogger("rxstore.gateway")
 
@@ -55,39 +54,6 @@ ROOM_PREFIX = "topic:"
 def room(topic: str) -> str:
     """The Socket.IO room of a topic's subscribers."""
     return f"{ROOM_PREFIX}{topic}"
-
-
-class GatewayPacket(socketio.packet.Packet):  # type: ignore[misc]
-    """python-socketio's JSON packet, minus the binary scan of the gateway's own frames.
-
-    ``Packet.data_is_binary`` walks every value of every change looking for
-    ``bytes``: ~40% of the gateway's CPU on 500-change batches (profiled with
-    py-spy, see docs/benchmarks.md). Frames built from the log cannot hold bytes.
-    Those frames are encoded by orjson (:class:`~rxstore.gateway.codec.GatewayJSON`).
-    """
-
-    json = GatewayJSON
-
-    @classmethod
-    def data_is_binary(cls, data: Any) -> bool:
-        """False for a log frame without looking inside; python-socketio's scan otherwise."""
-        if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
-            return False
-        return bool(super().data_is_binary(data))
-
-
-def msgpack_packet_class() -> type[Any]:
-    """python-socketio's msgpack packet, packing the gateway's log frames with ormsgpack."""
-    from socketio.msgpack_packet import MsgPackPacket
-
-    class _GatewayMsgPackPacket(MsgPackPacket):  # type: ignore[misc]
-        def encode(self) -> bytes:
-            data = self.data
-            if type(data) is list and len(data) == 2 and type(data[1]) is LogFrame:
-                return pack_msgpack(packet_dict(self))
-            return super().encode()  # type: ignore[no-any-return]
-
-    return _GatewayMsgPackPacket
 
 
 @attrs.define(eq=False)

@@ -1,8 +1,9 @@
-"""rxstore.gateway.delivery.fanout: QueuedManager hands room emits to the gateway's delivery, and RedisFanout
-knows whether this node still hears Redis (real python-socketio servers and clients, a real Redis).
+"""rxstore.gateway.delivery.fanout: RedisFanout knows whether this node still hears Redis, and hands
+what it hears to the gateway's delivery (real python-socketio servers and clients, a real Redis).
 
 The two-node behaviour through whole gateways is in test_fanout_scaleout.py; the python-socketio private
-methods fanout.py overrides are pinned in test_library_pins.py.
+methods the Redis manager overrides through rxstore.gateway.access.socketio_seam are pinned in
+test_library_pins.py.
 """
 
 from __future__ import annotations
@@ -10,117 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import attrs
 import pytest
-import socketio
-from aiohttp import web
 
-from rxstore.gateway.delivery.fanout import QueuedManager, RedisFanout
-from tests.services import RedisServer, free_port, require_or_skip
+from rxstore.gateway.delivery.fanout import RedisFanout
+from tests.gateway.delivery.sio_nodes import ROOM, Recorder, node
+from tests.services import RedisServer, require_or_skip
 from tests.waiting import wait_for
-
-ROOM = "posts"
-
-
-@attrs.define
-class Node:
-    """A python-socketio server on 127.0.0.1 with one client in :data:`ROOM`."""
-
-    sio: socketio.AsyncServer
-    client: socketio.AsyncClient
-    received: list[tuple[str, Any]]
-
-
-@contextlib.asynccontextmanager
-async def node(manager: Any) -> AsyncIterator[Node]:
-    sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
-
-    @sio.event
-    async def connect(sid: str, environ: Any, auth: Any = None) -> None:
-        await sio.enter_room(sid, ROOM)
-
-    @sio.event
-    async def ack_me(sid: str, data: Any) -> Any:
-        return data
-
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    client = socketio.AsyncClient(reconnection=False)
-    received: list[tuple[str, Any]] = []
-    client.on("*", lambda event, data=None: received.append((event, data)))
-    try:
-        await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"])
-        await wait_for(lambda: bool(sio.manager.rooms.get("/", {}).get(ROOM)), 5, "the client in the room")
-        yield Node(sio, client, received)
-    finally:
-        await client.disconnect()
-        await runner.cleanup()
-
-
-class Recorder:
-    """A gateway delivery stand-in: records what it is handed, takes it when ``take`` says so."""
-
-    def __init__(self, take: bool) -> None:
-        self.take = take
-        self.handed: list[tuple[str, Any, str, Any]] = []
-
-    def __call__(self, event: str, data: Any, room: str, skip_sid: Any) -> bool:
-        self.handed.append((event, data, room, skip_sid))
-        return self.take
-
-
-async def test_a_room_emit_goes_to_the_delivery_when_it_takes_it_and_not_to_the_socket() -> None:
-    manager = QueuedManager()
-    recorder = Recorder(take=True)
-    async with node(manager) as n:
-        manager.deliver = recorder
-        await n.sio.emit("typing", {"n": 1}, room=ROOM, skip_sid="nobody")
-        manager.deliver = None
-        await n.sio.emit("marker", 2, room=ROOM)  # sent after, on the same socket: arrives after
-        await wait_for(lambda: ("marker", 2) in n.received, 5, "the marker")
-    assert n.received == [("marker", 2)], "the delivered emit also went out on the socket"
-    assert recorder.handed == [("typing", {"n": 1}, ROOM, "nobody")]
-
-
-async def test_the_delivery_gets_event_data_room_and_skip_sid() -> None:
-    manager = QueuedManager()
-    recorder = Recorder(take=True)
-    async with node(manager) as n:
-        manager.deliver = recorder
-        await n.sio.emit("typing", {"n": 1}, to=ROOM, skip_sid="s1")
-    assert recorder.handed == [("typing", {"n": 1}, ROOM, "s1")]
-
-
-async def test_a_room_emit_the_delivery_declines_goes_out_on_the_socket() -> None:
-    manager = QueuedManager()
-    recorder = Recorder(take=False)
-    async with node(manager) as n:
-        manager.deliver = recorder
-        await n.sio.emit("typing", 1, room=ROOM)
-        await wait_for(lambda: ("typing", 1) in n.received, 5, "the declined emit on the socket")
-    assert len(recorder.handed) == 1
-
-
-async def test_an_emit_with_a_callback_or_to_everyone_skips_the_delivery() -> None:
-    manager = QueuedManager()
-    recorder = Recorder(take=True)
-    async with node(manager) as n:
-        manager.deliver = recorder
-        await n.sio.emit("everyone", 1)  # no room
-        await n.sio.emit("with_ack", 2, room=ROOM, callback=lambda *args: None)
-        await wait_for(lambda: len(n.received) == 2, 5, "both emits on the socket")
-    assert recorder.handed == []
-    assert sorted(n.received) == [("everyone", 1), ("with_ack", 2)]
-
-
-# -- RedisFanout: is this node hearing Redis? ----------------------------------------------------
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def _apply_changes(
                 )
             op = envelope["op"]
             old = envelope.get("old")
-            row: Any = envelope.get(row_of[op])
+            row: Any = envelope[row_of[op]]
             try:
                 key = row[key_name]
             except (KeyError, TypeError):

@@ -110,6 +110,9 @@ class TableStore(DomainStore[TableState[R]]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._folds_rows = cls.reduce is TableStore.reduce
+        if not cls._folds_rows and cls.reduce_batch is TableStore.reduce_batch:
+            # An overridden reduce sees every event: frames go event by event (DomainStore's way).
+            setattr(cls, "reduce_batch", DomainStore.reduce_batch)  # noqa: B010  (mypy: no method-assign)
         if cls.table:
             if not cls.event:
                 cls.event = topic_event_name(cls.table)
@@ -386,15 +389,10 @@ class TableStore(DomainStore[TableState[R]]):
         as the store would. Without an override, a frame of changes folds into
         the rows in one pass (:meth:`reduce_batch`).
         """
-        return self._fold_rows(state, (event,))
+        return TableStore.reduce_batch(self, state, (event,))
 
     def reduce_batch(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         """Apply a frame in one pass over one map mutation (or event by event through your ``reduce``)."""
-        if self._folds_rows:
-            return self._fold_rows(state, events)
-        return super().reduce_batch(state, events)
-
-    def _fold_rows(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         if type(events) is ChangeFrame and self._parse is None:
             return reduce_envelopes(self._table_fold, state, events)
         return reduce_events(self._table_fold, state, events)

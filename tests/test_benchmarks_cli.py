@@ -184,3 +184,13 @@ def test_scale_is_registered_and_its_run_takes_clients_and_workers() -> None:
     assert {"clients", "workers"} <= set(inspect.signature(scale.run).parameters)
     assert bench._sizes(storm.run, {"clients": 5, "workers": [1]}) == {"clients": 5, "workers": [1]}
     assert bench._sizes(scale.run, {"clients": None, "workers": [1]}) == {"workers": [1]}
+
+
+def test_the_instructions_workload_applies_every_change_it_feeds() -> None:
+    """``python -m benchmarks.instructions --workload``: what each callgrind run executes, checked."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "benchmarks.instructions", "--workload", "--batch=50", "--feed=200"]
+    done = subprocess.run([*command, "--total=400"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -71,6 +71,11 @@ async def _storm(
     replies = await asyncio.gather(*(c.request(cmd="wait", seq=head, timeout=180) for c in clients))
     gateway = server.gateway
     assert gateway is not None
+    # A client can hold the head as soon as its snapshot's frames are written, before the gateway
+    # counts that snapshot: sample the counters once no client is being brought up to date.
+    deadline = time.monotonic() + 30
+    while gateway.sync.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     snapshots = _sample(gateway, "rxstore_snapshots_total")
     return {
         "ok": all(r["ok"] for r in replies),

@@ -104,13 +104,9 @@ class TableStore(DomainStore[TableState[R]]):
     foreign_ops: ClassVar[Mapping[str, Op]] = FOREIGN_OPS
     """The op words a ``parse`` adapter may return (lower-cased before lookup), besides :class:`Op`."""
 
-    _folds_rows: ClassVar[bool] = True
-    """Whether frames fold straight into the rows (``reduce`` not overridden)."""
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._folds_rows = cls.reduce is TableStore.reduce
-        if not cls._folds_rows and cls.reduce_batch is TableStore.reduce_batch:
+        if cls.reduce is not TableStore.reduce and cls.reduce_batch is TableStore.reduce_batch:
             # An overridden reduce sees every event: frames go event by event (DomainStore's way).
             setattr(cls, "reduce_batch", DomainStore.reduce_batch)  # noqa: B010  (mypy: no method-assign)
         if cls.table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,15 +12,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+COPY_IGNORED = (
+    ".git",
+    ".venv*",
+    "node_modules",
+    "*cache*",
+    ".hypothesis",
+    "build",
+    "dist",
+    "site",
+    "*.egg-info",
+)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``python -m build`` of the checkout (sdist, then the wheel from it): the folder and its output."""
+    """``python -m build`` of a copy of the checkout (sdist, then the wheel from it): folder and output.
+
+    A copy, so that the build writes no ``rxstore.egg-info`` into the checkout while another Python's
+    ``pip install -e`` may be writing it (``.ci/run`` installs 3.12 and 3.13 during this suite).
+    """
     out = tmp_path_factory.mktemp("dist")
+    source = tmp_path_factory.mktemp("source") / "rxstore"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*COPY_IGNORED))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -59,3 +77,20 @@ def test_the_metadata_names_an_spdx_license_its_file_and_no_missing_extra(built:
     assert "Classifier: Typing :: Typed" in metadata and "Classifier: Framework :: AsyncIO" in metadata
     assert "Requires-Dist: python-socketio>=" in metadata and "asyncio_client" not in metadata
     assert "rxstore/py.typed" in names
+
+
+def test_the_classifiers_name_exactly_the_pythons_ci_runs() -> None:
+    """``.ci/run`` tests 3.11 (its ``python3``) and its ``OTHER_PYTHONS``; the classifiers name those."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    classified = {
+        c.rsplit(" :: ", 1)[1]
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
+    ci = (ROOT / ".ci" / "run").read_text()
+    (others,) = re.findall(r'^OTHER_PYTHONS="([^"]*)"', ci, flags=re.MULTILINE)
+    assert project["requires-python"] == ">=3.11"
+    assert classified == {"3.11", *others.split()}

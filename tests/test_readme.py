@@ -16,16 +16,22 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
 SECTIONS = dict(
     (part.split("\n", 1)[0].strip(), part) for part in re.split(r"^## ", README, flags=re.MULTILINE)[1:]
 )
 LIVE = SECTIONS["A table, live, in 15 lines"]
 MARBLES = SECTIONS["Your own store, with a marble test"]
+PLUGIN_OF = {"asyncio_mode": "pytest-asyncio", "asyncio_default_fixture_loop_scope": "pytest-asyncio"}
+PLUGIN_OF["timeout"] = "pytest-timeout"
+"""The pytest plugin that defines each setting of ``[tool.pytest.ini_options]`` a plugin defines."""
 WAIT = 40.0
 """Seconds to wait for one line of output (two Python processes start on a loaded machine)."""
 
@@ -69,6 +75,42 @@ def test_the_marble_snippet_runs_and_its_test_passes() -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md#marbles", "exec"), namespace)
     namespace["test_likes_count_each_like"]()
+
+
+def test_the_marble_section_installs_pytest_and_its_test_passes_with_no_warning(tmp_path: Path) -> None:
+    """The section's path from "install" to "my first store test passes": its command installs an
+    extra that brings pytest and every plugin the repository's pytest settings name (else pytest
+    warns ``Unknown config option`` three times), then ``pytest test_likes.py`` passes, run as a
+    reader in the repository root would (its settings apply), config warnings made errors."""
+    [command] = blocks(MARBLES, "bash")
+    install, run = (part.split("#")[0].strip() for part in command.split("&&"))
+    [extra] = re.fullmatch(r'pip install -e "\.\[(\w+)\]"', install).groups()  # type: ignore[union-attr]
+    assert run == "pytest test_likes.py"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {re.split(r"[<>=\[]", d)[0] for d in pyproject["project"]["optional-dependencies"][extra]}
+    settings = pyproject["tool"]["pytest"]["ini_options"]
+    needed = {"pytest"} | {PLUGIN_OF[key] for key in settings if key in PLUGIN_OF}
+    assert needed <= installed, f"the {extra!r} extra lacks {needed - installed}"
+    [code] = blocks(MARBLES, "python")
+    (tmp_path / "test_likes.py").write_text(code)
+    options = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *options,
+            "-W",
+            "error::pytest.PytestConfigWarning",
+            "test_likes.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "warning" not in done.stdout.lower()
 
 
 async def read_until(stream: asyncio.StreamReader, wanted: str, seen: list[str]) -> None:

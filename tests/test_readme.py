@@ -113,6 +113,25 @@ def test_the_marble_section_installs_pytest_and_its_test_passes_with_no_warning(
     assert "warning" not in done.stdout.lower()
 
 
+def test_every_link_of_the_readme_names_a_file_of_the_repository() -> None:
+    """A reader on a code host follows each relative link to a file that exists."""
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links no page of docs/"
+    assert [target for target in local if not (ROOT / target).is_file()] == []
+
+
+def test_the_readme_names_every_subcommand_rxstore_help_lists() -> None:
+    """The More section names each ``rxstore`` command that ``rxstore --help`` lists."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rxstore", "--help"], capture_output=True, text=True, timeout=60
+    )
+    listing = done.stdout.split("COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    commands = re.findall(r"^    (\w+)\s", listing, flags=re.MULTILINE)
+    assert len(commands) >= 4
+    assert [c for c in commands if f"`rxstore {c}`" not in SECTIONS["More"]] == []
+
+
 async def read_until(stream: asyncio.StreamReader, wanted: str, seen: list[str]) -> None:
     """Read lines into ``seen`` until one is ``wanted``; fail with what was printed."""
     while wanted not in seen:

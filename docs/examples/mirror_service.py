@@ -38,9 +38,9 @@ from rxstore import (
     ConnectionState,
     DomainStore,
     Event,
-    EventKind,
     Op,
     RootStore,
+    Snapshot,
     SyncStatus,
     TableStore,
     ValidationError,
@@ -77,24 +77,23 @@ class AuthorCounts(DomainStore[Counts]):
     """Posts per author, folded from the same ``post_update`` events as ``PostStore``.
 
     The root hands this store each change exactly once (it drops seqs it has
-    already applied), plus the snapshot on first connect and a reset when the
-    gateway's log no longer reaches back to our cursor.
+    already applied), and the table's snapshot on first connect, and again
+    after a reset (when the gateway's log no longer reaches back to our cursor).
     """
 
     accepts = ("post_update",)
     initial: Counts = immutables.Map()
 
+    def reduce_snapshot(self, state: Counts, snapshot: Snapshot) -> Counts:
+        counts: dict[str, int] = {}
+        for row in snapshot.records:
+            author = row.get("author", "")
+            counts[author] = counts.get(author, 0) + 1
+        return immutables.Map(counts)
+
     def reduce(self, state: Counts, event: Event) -> Counts:
-        if event.kind is EventKind.SNAPSHOT:
-            counts: dict[str, int] = {}
-            for row in event.data.records:
-                author = row.get("author", "")
-                counts[author] = counts.get(author, 0) + 1
-            return immutables.Map(counts)
-        if event.kind is EventKind.RESET:
-            return immutables.Map()
         change = event.change
-        if change is None:
+        if change is None:  # a message under the table's event name, not a change
             return state
         before = change.old.get("author") if change.old is not None else None
         after = change.record.get("author") if change.record is not None else None

@@ -6,6 +6,11 @@ names (:func:`rxstore.operators.named`: one notification per incoming frame,
 O(1) in the number of stores), filters with :meth:`DomainStore.accept`, and
 scans the frames with :meth:`DomainStore.reduce_batch` into a
 ``BehaviorSubject``: a batch of 100 changes costs one state notification.
+
+What reaches which method: :meth:`DomainStore.reduce` gets the messages and
+changes named in ``accepts``; a table's snapshot under one of those names
+goes to :meth:`DomainStore.reduce_snapshot`, typed as the
+:class:`~rxstore.protocol.events.Snapshot` it is; a RESET goes to neither.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from reactivex.subject import BehaviorSubject, Subject
 from rxstore.operators import Frame, filter_events, named, safe_scan_frames, subscribe_direct
 from rxstore.operators.keyed import EventStream, ReduceTimes
 from rxstore.protocol.errors import RxStoreError, StoreError
-from rxstore.protocol.events import Event
+from rxstore.protocol.events import Event, EventKind, Snapshot
 
 __all__ = ["DomainStore", "RealtimeStore"]
 
@@ -33,6 +38,13 @@ T = TypeVar("T")
 
 _TIMING_SAMPLE = 15
 """Time one fold in 16 per store (a bit mask): reduce times without a clock call per frame."""
+
+_MESSAGE, _CHANGE, _SNAPSHOT, _RESET = (
+    EventKind.MESSAGE,
+    EventKind.CHANGE,
+    EventKind.SNAPSHOT,
+    EventKind.RESET,
+)
 
 
 class StateSubject(BehaviorSubject[T]):
@@ -92,7 +104,10 @@ class DomainStore(Generic[S]):
     """A fold of the events named in ``accepts`` into a state of type ``S``.
 
     Subclasses set ``accepts`` and ``initial`` and implement :meth:`reduce`;
-    optionally :meth:`accept` narrows the events further. A reducer that raises
+    optionally :meth:`accept` narrows the events further. A store that accepts
+    a table's event name (``post_update``) also gets that table's snapshots,
+    through :meth:`reduce_snapshot` (by default they change nothing), never
+    through :meth:`reduce`; a RESET (snapshots follow) goes to neither. A reducer that raises
     leaves the state as it was, the error goes to :attr:`errors` (and the
     root's ``errors``), and later events are applied as usual.
 
@@ -150,12 +165,32 @@ class DomainStore(Generic[S]):
     # -- what subclasses write -------------------------------------------------
 
     def accept(self, event: Event) -> bool:
-        """Return whether to fold ``event``; called only for names in ``accepts``."""
+        """Return whether to fold ``event``; called only for names in ``accepts``, their snapshots too.
+
+        A RESET is not asked about: it always passes (and :meth:`reduce` never gets it).
+        """
         return True
 
     def reduce(self, state: S, event: Event) -> S:
-        """Return the state after ``event``. Must not mutate ``state``."""
+        """Return the state after ``event``. Must not mutate ``state``.
+
+        ``event`` is a MESSAGE (``event.change`` is ``None``) or, under a
+        table's event name, a CHANGE (``event.change`` is set): never a
+        snapshot (see :meth:`reduce_snapshot`) or a reset.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement reduce(state, event)")
+
+    def reduce_snapshot(self, state: S, snapshot: Snapshot) -> S:
+        """Return the state after a table's ``snapshot``, its whole content at ``snapshot.seq``.
+
+        Called when a table whose event name is in ``accepts`` is (re)synced:
+        on the first connect, after a reset, for a new subscription. The
+        changes after ``snapshot.seq`` then come to :meth:`reduce`. The
+        default returns ``state``: a store that folds only changes (or only
+        messages) ignores snapshots; one whose state derives from the rows
+        rebuilds it here from ``snapshot.records`` (plain dicts).
+        """
+        return state
 
     # -- reading the state -----------------------------------------------------
 
@@ -225,7 +260,7 @@ class DomainStore(Generic[S]):
         :meth:`reduce` raises is reported to :attr:`errors` and skipped.
         """
         return frames.pipe(
-            filter_events(self.accept, on_error=self._report_error, name=self.name)
+            filter_events(_resets_pass(self.accept), on_error=self._report_error, name=self.name)
             if type(self).accept is not DomainStore.accept
             else _all_accepted,
             safe_scan_frames(self._fold, seed, on_error=self._report_error, name=self.name),
@@ -282,14 +317,22 @@ class DomainStore(Generic[S]):
             self._reseed()
 
     def reduce_batch(self, state: S, events: Sequence[Event]) -> S:
-        """Fold a frame's accepted events; the default calls :meth:`reduce` per event, isolating failures.
+        """Fold a frame's accepted events one by one, isolating failures.
 
-        Override to apply a whole batch in one step (``TableStore`` does).
+        The default calls :meth:`reduce` for a message or a change,
+        :meth:`reduce_snapshot` for a snapshot, and skips a reset. Override to
+        apply a whole batch in one step (``TableStore`` does); an override
+        gets every event, snapshots and resets included.
         """
         reduce = self.reduce
+        message, change = _MESSAGE, _CHANGE
         for event in events:
             try:
-                state = reduce(state, event)
+                kind = event.kind
+                if kind is message or kind is change:
+                    state = reduce(state, event)
+                elif kind is _SNAPSHOT:
+                    state = self.reduce_snapshot(state, event.data)
             except Exception as exc:
                 self.report(event, exc)
         return state
@@ -309,6 +352,15 @@ class DomainStore(Generic[S]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} accepts={self.accepts!r}>"
+
+
+def _resets_pass(accept: Callable[[Event], bool]) -> Callable[[Event], bool]:
+    """``accept``, not asked about a RESET: it passes (a table store needs it; a domain store skips it)."""
+
+    def accepts(event: Event) -> bool:
+        return event.kind is _RESET or accept(event)
+
+    return accepts
 
 
 def _all_accepted(frames: Observable[Frame]) -> Observable[Frame]:

@@ -107,8 +107,8 @@ class TableStore(DomainStore[TableState[R]]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.reduce is not TableStore.reduce and cls.reduce_batch is TableStore.reduce_batch:
-            # An overridden reduce sees every event: frames go event by event (DomainStore's way).
-            setattr(cls, "reduce_batch", DomainStore.reduce_batch)  # noqa: B010  (mypy: no method-assign)
+            # An overridden reduce sees every event: frames go event by event, snapshots and resets too.
+            setattr(cls, "reduce_batch", TableStore._reduce_each)  # noqa: B010  (mypy: no method-assign)
         if cls.table:
             if not cls.event:
                 cls.event = topic_event_name(cls.table)
@@ -392,3 +392,13 @@ class TableStore(DomainStore[TableState[R]]):
         if type(events) is ChangeFrame and self._parse is None:
             return reduce_envelopes(self._table_fold, state, events)
         return reduce_events(self._table_fold, state, events)
+
+    def _reduce_each(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
+        """``reduce_batch`` of a class that overrides :meth:`reduce`: every event through it, isolated."""
+        reduce = self.reduce
+        for event in events:
+            try:
+                state = reduce(state, event)
+            except Exception as exc:
+                self.report(event, exc)
+        return state

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import attrs
+import immutables
 import pytest
+from reactivex import operators as ops
 
-from rxstore import DomainStore, Event, StoreError
-from rxstore.testing import marbles, message
+from rxstore import DomainStore, Event, Snapshot, StoreError, TableStore
+from rxstore.protocol.events import RESET
+from rxstore.testing import Frame, change_frame, marbles, message, message_frame, snapshot_frame
 from tests.recorded import value_of
 
 
@@ -178,3 +181,117 @@ def test_store_with_initial_override_and_reset():
     likes.apply([ev("post_liked", "p1")])
     likes.reset()
     assert likes.value == Likes()
+
+
+Counts = immutables.Map[str, int]
+
+
+class AuthorCounts(DomainStore[Counts]):
+    """Posts per author, from the posts table's events: its snapshot, then its changes."""
+
+    accepts = ("post_update",)
+    initial: Counts = immutables.Map()
+
+    def reduce_snapshot(self, state: Counts, snapshot: Snapshot) -> Counts:
+        counts: dict[str, int] = {}
+        for row in snapshot.records:
+            counts[row["author"]] = counts.get(row["author"], 0) + 1
+        return immutables.Map(counts)
+
+    def reduce(self, state: Counts, event: Event) -> Counts:
+        change = event.change
+        if change is None:  # a message under the table's event name
+            return state
+        if change.old is not None:
+            author = change.old["author"]
+            state = state.set(author, state[author] - 1)
+        if change.record is not None:
+            author = change.record["author"]
+            state = state.set(author, state.get(author, 0) + 1)
+        return state
+
+
+class PostStore(TableStore[dict[str, str]]):
+    table = "posts"
+
+
+def test_a_store_accepting_a_table_gets_its_snapshots_in_reduce_snapshot_and_its_changes_in_reduce():
+    """First connect, a change, a reset and the snapshot after it: counts right throughout, no error."""
+    with marbles() as m:
+        posts, authors = PostStore(), AuthorCounts()
+        root = m.root(
+            [posts, authors],
+            server="-s-c-r-t",
+            values={
+                "s": snapshot_frame(
+                    "posts", 3, [{"id": "p1", "author": "ann"}, {"id": "p2", "author": "bob"}]
+                ),
+                "c": change_frame("posts", 4, "INSERT", {"id": "p3", "author": "ann"}),
+                "r": Frame(RESET, {"reason": "cursor_expired"}),
+                "t": snapshot_frame("posts", 9, [{"id": "p3", "author": "ann"}]),
+            },
+        )
+        counts = m.record(authors.state.pipe(ops.map(dict)))
+        errors = m.record(root.errors)
+        m.run()
+    assert counts == m.expected(
+        "ab-c---d",
+        {"a": {}, "b": {"ann": 1, "bob": 1}, "c": {"ann": 2, "bob": 1}, "d": {"ann": 1}},
+    )
+    assert errors == []
+
+
+class NewPosts(DomainStore[tuple[str, ...]]):
+    """The ids INSERTed after the snapshot: folds changes only, so keeps reduce_snapshot's default."""
+
+    accepts = ("post_update",)
+    initial = ()
+
+    def reduce(self, state: tuple[str, ...], event: Event) -> tuple[str, ...]:
+        change = event.change
+        assert change is not None, "reduce gets no snapshot"
+        return (*state, change.key("id")) if change.record is not None and change.old is None else state
+
+
+def unchecked(state: int, event: Event) -> int:
+    """Never called: mypy (strict) flags a reducer that reads ``event.change`` without handling ``None``."""
+    return event.change.seq  # type: ignore[union-attr]  # (an unused ignore fails mypy)
+
+
+def test_by_default_a_snapshot_changes_nothing_and_never_reaches_reduce():
+    with marbles() as m:
+        posts, new = PostStore(), NewPosts()
+        root = m.root(
+            [posts, new],
+            server="-s-c",
+            values={
+                "s": snapshot_frame("posts", 3, [{"id": "p1", "author": "ann"}]),
+                "c": change_frame("posts", 4, "INSERT", {"id": "p2", "author": "bob"}),
+            },
+        )
+        states = m.record(new.state)
+        errors = m.record(root.errors)
+        m.run()
+    assert states == m.expected("a--b", {"a": (), "b": ("p2",)})
+    assert errors == [] and len(posts.value) == 2
+
+
+@pytest.mark.parametrize("store", [LikeStore, EvenOnly])
+def test_a_reset_is_not_an_event_to_accept_or_reduce(store: type[LikeStore]):
+    """The root hands a RESET to every store: a like counter does not count it, nor its accept read it."""
+    with marbles() as m:
+        likes = store()
+        m.root(
+            [likes],
+            server="-a-r-b",
+            values={
+                "a": message_frame("post_liked", {"post": "p2"}),
+                "r": Frame(RESET, {"reason": "cursor_expired"}),
+                "b": message_frame("post_liked", {"post": "p4"}),
+            },
+        )
+        states = m.record(likes.state)
+        errors = m.record(likes.errors)
+        m.run()
+    assert states == m.expected("sa---b", {"s": Likes(), "a": Likes(1, "p2"), "b": Likes(2, "p4")})
+    assert errors == []

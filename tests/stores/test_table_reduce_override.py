@@ -7,11 +7,12 @@ from typing import Any
 
 import attrs
 
-from rxstore import DomainStore, Event, EventKind, TableState, TableStore
+from rxstore import Event, EventKind, TableState, TableStore
 from rxstore.client.metrics import Metrics
 from rxstore.client.router import Router
-from rxstore.protocol.events import BATCH
+from rxstore.protocol.events import BATCH, RESET
 from rxstore.protocol.frames import decode_json
+from rxstore.testing import Frame, marbles, snapshot_frame
 
 
 @attrs.frozen
@@ -53,10 +54,29 @@ def test_a_checked_batch_from_the_gateway_goes_through_the_overridden_reduce_one
 
 
 def test_a_store_without_an_override_folds_the_frame_in_one_pass() -> None:
-    assert ShoutingPosts.reduce_batch is DomainStore.reduce_batch  # event by event
+    assert ShoutingPosts.reduce_batch is TableStore._reduce_each  # event by event, every kind
 
     class Plain(TableStore[Post]):
         table = "posts"
         record_type = Post
 
     assert Plain.reduce_batch is TableStore.reduce_batch  # the frame in one pass
+
+
+def test_the_overridden_reduce_of_a_table_store_also_gets_its_snapshots_and_resets() -> None:
+    """Unlike a plain DomainStore's reduce: ``super().reduce`` applies them as the table would."""
+    with marbles() as m:
+        posts = ShoutingPosts()
+        posts.seen = []
+        m.root(
+            [posts],
+            server="-s-r-t",
+            values={
+                "s": snapshot_frame("posts", 3, [{"id": "p1", "title": "hi"}]),
+                "r": Frame(RESET, {"reason": "cursor_expired"}),
+                "t": snapshot_frame("posts", 9, [{"id": "p2", "title": "yo"}]),
+            },
+        )
+        m.run()
+    assert posts.seen == [3, -1, 9]
+    assert list(posts.value) == ["p2"] and posts.value.seq == 9

@@ -4,7 +4,8 @@ One :class:`RootStore` owns the connection to a gateway and turns every
 socket event into a hot stream of :class:`Event` values; each
 :class:`DomainStore` folds the events it accepts into a ``BehaviorSubject``
 state, and each :class:`TableStore` mirrors a database table, exactly once
-per change, across reconnects.
+per change, across reconnects. :func:`derived` computes a value from several
+stores, once per change, for all its subscribers.
 """
 
 from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
@@ -29,6 +30,7 @@ from rxstore.protocol.errors import (
 )
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.subsets import Subset, SubsetError, Term
+from rxstore.stores.derived import Derived, derived
 from rxstore.stores.domain import DomainStore, RealtimeStore
 from rxstore.stores.status import SyncState, SyncStatus
 from rxstore.stores.table import TableState, TableStore
@@ -43,6 +45,7 @@ __all__ = [
     "ConnectionRefused",
     "ConnectionState",
     "ConnectionStatus",
+    "Derived",
     "DomainStore",
     "Event",
     "EventKind",
@@ -70,6 +73,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "ValidationError",
+    "derived",
 ]
 
 __version__ = "0.1.0"

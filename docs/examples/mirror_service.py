@@ -159,7 +159,7 @@ class MirrorService:
             url,
             stores=[self.posts, self.authors, NewPostLog(self._on_new_post)],
             token=token,
-            connect_timeout=None,  # a service waits for its gateway (each retry logs a WARNING)
+            connect_timeout=None,  # a service waits for its gateway (a WARNING as retries start and end)
         )
         self._subscriptions: list[DisposableBase] = []
 

@@ -128,8 +128,9 @@ def test_changes_missed_while_offline_are_replayed_once_on_reconnect() -> None:
         syncs = m.record(posts.status.pipe(ops.map(sync_state)))
         sizes = m.record(posts.select(len))
         m.run()
+    # The root starts at tick 0: idle, connecting, and at once connected.
     assert links == m.expected(
-        "(ic)--r--c", {"i": "idle", "c": "connected", "r": "reconnecting"}
+        "(ioc)--r--c", {"i": "idle", "o": "connecting", "c": "connected", "r": "reconnecting"}
     )
     assert syncs == m.expected(
         "(srl)--s--(rl)", {"s": "stale", "r": "replaying", "l": "live"}
@@ -150,7 +151,7 @@ def test_a_refused_connection_says_why() -> None:
         links = m.record(root.connection.pipe(ops.map(link_status)))
         errors = m.record(root.errors)
         m.run()
-    assert links == m.expected("id", {"i": "idle", "d": "disconnected"})
+    assert links == m.expected("(io)d", {"i": "idle", "o": "connecting", "d": "disconnected"})
     assert root.connection_state.reason == "invalid_token"
     [refusal] = values(errors)
     assert isinstance(refusal, ConnectionRefused)

@@ -11,7 +11,7 @@ import enum
 import inspect
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -21,6 +21,7 @@ __all__ = [
     "Backoff",
     "ConnectionState",
     "ConnectionStatus",
+    "Retry",
     "Token",
     "TokenProvider",
 ]
@@ -28,6 +29,7 @@ __all__ = [
 TokenProvider = Callable[[], Awaitable[str]]
 """An async callable returning a fresh token; called before every connection attempt."""
 Token = str | TokenProvider | None
+E = TypeVar("E", bound=BaseException)
 
 _FATAL_REFUSALS = frozenset({"invalid_token", "forbidden_topic", "bad_request"})
 """Refusals that a retry with the same token and topics cannot pass (``bad_request``:
@@ -59,14 +61,17 @@ class ConnectionStatus(enum.Enum):
 
 @attrs.frozen
 class ConnectionState:
-    """One state of ``root.connection``.
+    """One state of ``root.connection``, which emits one on each change of status.
+
+    A run of failed attempts is one ``reconnecting`` state, whatever the
+    number of attempts: each attempt, with the delay before the next, is on
+    ``root.retries`` (a :class:`Retry`).
 
     Attributes:
         status: The state.
         reason: Why (``invalid_token``, ``token_expired``, ``forbidden_topic``,
-            ``transport error``, ``closed``, ...), when there is one.
-        attempt: The reconnection attempt number (1 for the first retry).
-        delay: Seconds until the next attempt, while reconnecting.
+            ``transport close``, ``closed``, ...), when there is one: for
+            ``reconnecting``, what ended the link or failed the first attempt.
         url: The gateway URL concerned.
 
     Example:
@@ -76,14 +81,34 @@ class ConnectionState:
 
     status: ConnectionStatus
     reason: str | None = None
-    attempt: int = 0
-    delay: float | None = None
     url: str | None = None
 
     @property
     def connected(self) -> bool:
         """True when events flow."""
         return self.status is ConnectionStatus.CONNECTED
+
+
+@attrs.frozen
+class Retry:
+    """A failed connection attempt that will be retried: one value of ``root.retries``.
+
+    Attributes:
+        attempt: Failed attempts in a row so far (1 for the first).
+        delay: Seconds until the next attempt (the backoff's, or the gateway's ``retry_after``).
+        reason: Why the attempt failed (a refusal's reason, or the transport's error).
+        url: The gateway URL of the failed attempt.
+
+    Example:
+        >>> retry = Retry(attempt=2, delay=0.5, reason="transport close", url="http://gw")
+        >>> f"attempt {retry.attempt} failed ({retry.reason}); next in {retry.delay} s"
+        'attempt 2 failed (transport close); next in 0.5 s'
+    """
+
+    attempt: int
+    delay: float
+    reason: str
+    url: str
 
 
 @attrs.frozen(kw_only=True)
@@ -154,6 +179,20 @@ class Backoff:
         spread = retry_after * self.jitter * (rng or random).random()
         wanted = max(self.delay(attempt, rng), retry_after + spread)
         return max(retry_after, min(wanted, self.maximum))
+
+    def pause(self, rng: random.Random | None = None) -> float:
+        """Return the pause before reconnecting after a lost link: up to :meth:`delay` ``(1)``, at random.
+
+        Clients of a node that restarts do not all come back in the same instant;
+        without ``jitter`` there is no pause.
+
+        Example:
+            >>> Backoff(jitter=0.0).pause(), 0.0 <= Backoff().pause() <= 0.25
+            (0.0, True)
+        """
+        if not self.jitter:
+            return 0.0
+        return self.delay(1, rng) * (rng or random).random()
 
 
 # -- the connection loop's rules ------------------------------------------------
@@ -240,20 +279,40 @@ def dropped_at_once(url: str, reason: str, uptime: float) -> RxStoreError:
 def gave_up(error: RxStoreError, failures: int) -> RxStoreError:
     """The error that ends the loop after ``failures`` failed attempts, ``error`` the last.
 
+    A token provider's own exception stays the ``__cause__`` (it is the caller's code);
+    otherwise ``error`` is kept out of the printed traceback (see :func:`behind`).
+
     Example:
         >>> str(gave_up(ConnectionRefused("unavailable"), 3))
         'gave up after 3 failed attempts: connection refused: unavailable'
     """
     message = f"gave up after {failures} failed attempt{'' if failures == 1 else 's'}: {error}"
-    final: RxStoreError
-    if isinstance(error, ConnectionRefused):
-        final = ConnectionRefused(error.reason, message, retry_after=error.retry_after)
-    elif isinstance(error, TokenProviderError):
+    if isinstance(error, TokenProviderError):
         final = TokenProviderError(message)
-    else:
-        final = TransportError(message)
-    final.__cause__ = error.__cause__ or error
-    return final
+        final.__cause__ = error.__cause__
+        return final
+    if isinstance(error, ConnectionRefused):
+        return behind(ConnectionRefused(error.reason, message, retry_after=error.retry_after), error)
+    return behind(TransportError(message), error)
+
+
+def behind(error: E, cause: BaseException) -> E:
+    """Return ``error`` with ``cause`` behind it: reachable, but not printed with its traceback.
+
+    ``cause`` becomes the ``__context__``, which ``__suppress_context__`` keeps out
+    of a printed traceback (a ``__cause__`` is always printed): the user reads one
+    error, not the chain of library internals behind it, and a debugger still
+    finds them (``raise ... from None`` inside ``except`` does the same).
+
+    Example:
+        >>> error = behind(TransportError("cannot connect"), OSError("refused"))
+        >>> error.__cause__, error.__context__, error.__suppress_context__
+        (None, OSError('refused'), True)
+    """
+    error.__cause__ = None
+    error.__context__ = cause
+    error.__suppress_context__ = True
+    return error
 
 
 def _name_of(provider: Any) -> str:

@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reactivex import Observable
-from reactivex.subject import BehaviorSubject
+from reactivex.subject import BehaviorSubject, Subject
 
 from rxstore.client.connection import (
     Backoff,
     ConnectionState,
     ConnectionStatus,
+    Retry,
     Token,
+    behind,
     checked_token,
     dropped_at_once,
     gave_up,
@@ -101,6 +103,8 @@ class Connector:
         self._connection: BehaviorSubject[ConnectionState] = BehaviorSubject(
             ConnectionState(ConnectionStatus.IDLE)
         )
+        self._retries: Subject[Retry] = Subject()
+        self._url: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[str] | None = None
         self._rng = random.Random()
@@ -110,8 +114,13 @@ class Connector:
 
     @property
     def connection(self) -> Observable[ConnectionState]:
-        """The link's state; a new subscriber gets the current state first."""
+        """The link's state, on each change of status; a new subscriber gets the current state first."""
         return self._connection
+
+    @property
+    def retries(self) -> Observable[Retry]:
+        """Each failed attempt that will be retried, with the delay before the next (hot)."""
+        return self._retries
 
     @property
     def state(self) -> ConnectionState:
@@ -144,7 +153,7 @@ class Connector:
         first: asyncio.Future[None] = loop.create_future()
         timeout = self.connect_timeout if wait else None
         deadline = None if timeout is None else loop.time() + timeout
-        self._task = asyncio.create_task(self._run(first, deadline), name="rxstore-root")
+        self._task = asyncio.create_task(self._run(first, deadline, waited=wait), name="rxstore-root")
         if wait:
             await first
         else:
@@ -188,18 +197,21 @@ class Connector:
             self._url_index += 1
             if isinstance(exc, TransportError):
                 return exc
-            error = TransportError(f"cannot connect to {url}: {exc}")
-            error.__cause__ = exc
-            return error
+            return behind(TransportError(f"cannot connect to {url}: {exc}"), exc)
         return None
 
-    async def _run(self, first: asyncio.Future[None], deadline: float | None = None) -> None:
+    async def _run(
+        self, first: asyncio.Future[None], deadline: float | None = None, *, waited: bool = False
+    ) -> None:
         """Connect, and reconnect whenever the link is lost, until cancelled or given up.
 
         ``deadline`` (loop time) bounds the first connection: see ``connect_timeout``.
+        ``waited``: a caller awaits ``first``, so what ends the first connection is
+        raised to it, and logged at INFO only (the user is told once).
         """
         failures = 0
         ever_connected = False
+        loud = False  # the run of failures was logged at WARNING: so is its end
         try:
             while True:
                 url = self.urls[self._url_index % len(self.urls)]
@@ -210,29 +222,44 @@ class Connector:
                 self._lost = loop.create_future()
                 frames = self._metrics.frames  # frames may arrive while connect() returns
                 error = await self._attempt(url)
+                raised = waited and not first.done()  # a waiting setup_realtime() raises what ends this
                 if error is not None:
                     failures += 1
                     if is_fatal(error, renewable=callable(self.token)):
-                        self._give_up(error, url, first)
+                        self._give_up(error, url, first, raised=raised)
                         return
                     if self.backoff.gives_up(failures):
-                        self._give_up(gave_up(error, failures), url, first, reason=reason_of(error))
+                        final = gave_up(error, failures)
+                        self._give_up(final, url, first, reason=reason_of(error), raised=raised)
                         return
                     left = None if ever_connected or deadline is None else deadline - loop.time()
                     retry_after = error.retry_after if isinstance(error, ConnectionRefused) else None
                     if left is not None and (left <= 0 or (retry_after is not None and left < retry_after)):
                         # Out of time, or the gateway asked us to stay away longer than is left.
                         timed_out = self._timed_out(error, url, failures)
-                        self._give_up(timed_out, url, first, reason="connect_timeout")
+                        self._give_up(timed_out, url, first, reason="connect_timeout", raised=raised)
                         return
                     if not isinstance(error, TransportError):
                         self._report(error)  # transport failures are reported only on giving up
-                    await self._wait_before(failures, url, reason_of(error), left, retry_after=retry_after)
+                    # A waiting first connection with a deadline ends in one error; else the
+                    # first failure of a run is a WARNING, the others INFO (root.retries has each).
+                    loud = loud or (failures == 1 and not (raised and deadline is not None))
+                    await self._wait_before(
+                        failures,
+                        url,
+                        reason_of(error),
+                        left,
+                        retry_after=retry_after,
+                        loud=failures == 1 and loud,
+                    )
                     continue
                 if ever_connected:
                     self._metrics.reconnects += 1
                 ever_connected = True
                 up_since = loop.time()
+                if loud:
+                    log.warning("[RootStore] connected to %s after %d failed attempts", url, failures)
+                    loud = False
                 self.link_up(url)
                 if not first.done():
                     first.set_result(None)
@@ -242,9 +269,7 @@ class Connector:
                 uptime = loop.time() - up_since
                 if self._metrics.frames != frames or uptime >= self.backoff.stable_after:
                     failures = 0
-                    # A short jittered pause: when a node restarts, its clients do not all
-                    # come back in the same instant.
-                    await asyncio.sleep(self.backoff.delay(1, self._rng) * self._rng.random())
+                    await asyncio.sleep(self.backoff.pause(self._rng))
                     continue
                 # Accepted, then dropped before a single frame (a server refusing in
                 # handleConnection): a failed attempt, or this loop would never end.
@@ -255,7 +280,8 @@ class Connector:
                     return
                 if not isinstance(error, TransportError):
                     self._report(error)
-                await self._wait_before(failures, url, reason_of(error))
+                loud = loud or failures == 1
+                await self._wait_before(failures, url, reason_of(error), loud=failures == 1)
         except asyncio.CancelledError:
             if not first.done():
                 first.cancel()
@@ -268,10 +294,21 @@ class Connector:
                 first.set_exception(error)
 
     def _give_up(
-        self, error: RxStoreError, url: str, first: asyncio.Future[None], *, reason: str | None = None
+        self,
+        error: RxStoreError,
+        url: str,
+        first: asyncio.Future[None],
+        *,
+        reason: str | None = None,
+        raised: bool = False,
     ) -> None:
-        """Stop the connection loop: report ``error``, mark the link down, fail a waiting setup."""
-        log.warning("[RootStore] %s: %.200s; not retrying", url, error)
+        """Stop the connection loop: report ``error``, mark the link down, fail a waiting setup.
+
+        ``raised``: a waiting ``setup_realtime()`` raises ``error``, so it is logged at INFO only.
+        """
+        log.log(
+            logging.INFO if raised else logging.WARNING, "[RootStore] %s: %.200s; not retrying", url, error
+        )
         self._report(error)
         self._set_state(
             ConnectionState(ConnectionStatus.DISCONNECTED, reason=reason or reason_of(error), url=url)
@@ -281,11 +318,9 @@ class Connector:
             first.set_exception(error)
 
     def _timed_out(self, error: RxStoreError, url: str, failures: int) -> ConnectError:
-        """The error of a first connection that took longer than ``connect_timeout``."""
+        """The error of a first connection that took longer than ``connect_timeout`` (``error`` behind it)."""
         timeout = self.connect_timeout or 0.0
-        final = ConnectError(url, attempts=failures, timeout=timeout, cause=error)
-        final.__cause__ = error
-        return final
+        return behind(ConnectError(url, attempts=failures, timeout=timeout, cause=error), error)
 
     async def _wait_before(
         self,
@@ -295,10 +330,12 @@ class Connector:
         left: float | None = None,
         *,
         retry_after: float | None = None,
+        loud: bool = False,
     ) -> None:
         """Wait the backoff delay of ``attempt``, at most ``left`` seconds (the first connection's).
 
         A gateway's ``retry_after`` (seconds) is honoured: see :meth:`Backoff.after`.
+        The attempt goes to :attr:`retries`, and to the log: at WARNING when ``loud``, else INFO.
         """
         if retry_after is None:
             delay = self.backoff.delay(attempt, self._rng)
@@ -306,12 +343,10 @@ class Connector:
             delay = self.backoff.after(retry_after, attempt, self._rng)
         if left is not None:
             delay = min(delay, left)
-        self._set_state(
-            ConnectionState(
-                ConnectionStatus.RECONNECTING, reason=reason, attempt=attempt, delay=delay, url=url
-            )
-        )
-        log.warning(
+        self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason, url=url))
+        self._retries.on_next(Retry(attempt, delay, reason, url))
+        log.log(
+            logging.WARNING if loud else logging.INFO,
             "[RootStore] attempt %d to %s failed (%.200s); retrying in %.2f s",
             attempt,
             url,
@@ -325,6 +360,7 @@ class Connector:
     def link_up(self, url: str) -> None:
         """Mark the link to ``url`` up: replay from the cursor, tables replaying."""
         self._router.link_up()
+        self._url = url
         log.info("[RootStore] connected to %s (cursor=%s)", url, self._router.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
         self.set_sync(SyncState.REPLAYING)
@@ -344,7 +380,7 @@ class Connector:
         lost = self._lost
         if lost is not None and not lost.done():
             lost.set_result(reason)
-        self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason))
+        self._set_state(ConnectionState(ConnectionStatus.RECONNECTING, reason=reason, url=self._url))
         self.set_sync(SyncState.STALE)
 
     def set_sync(self, state: SyncState) -> None:
@@ -353,5 +389,6 @@ class Connector:
             store.set_sync(state)
 
     def _set_state(self, state: ConnectionState) -> None:
-        if state != self._connection.value:
+        """Emit ``state`` on :attr:`connection` if its status is new (a retry is no new state)."""
+        if state.status is not self._connection.value.status:
             self._connection.on_next(state)

@@ -19,7 +19,7 @@ from reactivex import Observable
 from reactivex.abc import SchedulerBase
 from reactivex.subject import Subject
 
-from rxstore.client.connection import Backoff, ConnectionState, Token, TokenProvider, checked_token
+from rxstore.client.connection import Backoff, ConnectionState, Retry, Token, TokenProvider, checked_token
 from rxstore.client.connector import Connector
 from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
@@ -214,8 +214,22 @@ class RootStore:
 
     @property
     def connection(self) -> Observable[ConnectionState]:
-        """The link's state; a new subscriber gets the current state first."""
+        """The link's state, on each change of status; a new subscriber gets the current state first.
+
+        An outage is one ``reconnecting`` state however many attempts it takes
+        (each is on :attr:`retries`)::
+
+            idle -> connecting -> connected -> reconnecting -> connected -> ... -> disconnected
+        """
         return self._connector.connection
+
+    @property
+    def retries(self) -> Observable[Retry]:
+        """Each failed connection attempt that will be retried, with the delay before the next (hot).
+
+        ``root.retries.subscribe(lambda r: print(f"attempt {r.attempt}: {r.reason}; next in {r.delay} s"))``
+        """
+        return self._connector.retries
 
     @property
     def connection_state(self) -> ConnectionState:

@@ -98,8 +98,8 @@ class Subscriptions:
         self._call_timeout = call_timeout
         self._acked: dict[Store, Subset] = {}
         """The subset the gateway follows for each store (known to be in sync with the cursor)."""
-        self._offered: list[Store] | None = None
-        """The stores of this connection's auth payload (in sync once it is accepted)."""
+        self._offered: dict[Store, Subset] | None = None
+        """The stores of this connection's auth payload, with the subset each was offered with."""
         self._handlers: dict[RealtimeStore, list[DisposableBase]] | None = None
         """Each attached store's subscriptions; ``None`` until :meth:`attach_all`."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,7 +152,8 @@ class Subscriptions:
 
     def auth_fields(self, cursor: int | None) -> dict[str, Any]:
         """``topics`` and (if any) ``subscriptions`` of the auth payload, given the router's cursor."""
-        offered = self._offered = self._in_sync(cursor)
+        offered = self._in_sync(cursor)
+        self._offered = {store: store.subset for store in offered}
         fields: dict[str, Any] = {"topics": list(self.topics())}
         subscriptions = [_wire(store, cursor) for store in offered if store.subscribed]
         if subscriptions:
@@ -164,14 +165,19 @@ class Subscriptions:
         return [s for s in self.tables if cursor is None or self._acked.get(s) == s.subset]
 
     def link_up(self) -> None:
-        """A connection was accepted: the offered stores are in sync; subscribe the pending ones."""
+        """A connection was accepted: the gateway follows what was offered; subscribe the pending stores.
+
+        A store switched (``where``) while the attempt was under way is pending: the
+        gateway follows the subset it was offered with, not the new one.
+        """
         offered, self._offered = self._offered, None
         if offered is None:  # a harness that drives the link without an auth payload
-            offered = self._in_sync(self._cursor())
-        for store in offered:
-            self._acked[store] = store.subset
-        self.live_tables[:] = [s for s in self.tables if s in offered]
-        pending = [s for s in self.tables if s not in offered]
+            offered = {store: store.subset for store in self._in_sync(self._cursor())}
+        for store, subset in offered.items():
+            if store in self.tables:
+                self._acked[store] = subset
+        self.live_tables[:] = [s for s in self.tables if offered.get(s) == s.subset]
+        pending = [s for s in self.tables if s not in self.live_tables]
         if pending:
             self._start(self._subscribe_pending(pending))
 

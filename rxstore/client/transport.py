@@ -227,9 +227,11 @@ class SocketIOTransport:
             refusal = self._refusal
             # A refusal by the gateway always carries an object; python-socketio reports a
             # connection it could not even open (dead node) as a plain string: retry elsewhere.
+            # ``from None``: the chain of aiohttp, engineio and socketio errors stays reachable
+            # (``__context__``) but is not printed; the error names the URL and the reason.
             if isinstance(refusal, Mapping):
-                raise _refused(refusal) from exc
-            raise TransportError(f"cannot connect to {url}: {exc}") from exc
+                raise _refused(refusal) from None
+            raise TransportError(f"cannot connect to {url}: {_why(exc)}") from None
         self._lost = asyncio.get_running_loop().create_future()
         self._client = client
 
@@ -305,6 +307,27 @@ def _refused(data: Any) -> ConnectionRefused:
     elif isinstance(data, str):
         reason = data
     return ConnectionRefused(reason, f"connection refused: {message or reason}", retry_after=retry_after)
+
+
+def _why(exc: BaseException) -> str:
+    """``exc``'s message, and that of the error at the bottom of its chain if it says more.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
+        ...     except OSError as cause:
+        ...         raise RuntimeError("Connection error") from cause
+        ... except RuntimeError as exc:
+        ...     print(_why(exc))
+        Connection error ([Errno 111] Connect call failed ('127.0.0.1', 9))
+    """
+    bottom, seen = exc, {id(exc)}
+    while (below := bottom.__cause__ or bottom.__context__) is not None and id(below) not in seen:
+        bottom = below
+        seen.add(id(bottom))
+    said, more = str(exc), str(bottom)
+    return said if bottom is exc or not more or more in said else f"{said} ({more})"
 
 
 async def _quietly_disconnect(client: Any) -> None:

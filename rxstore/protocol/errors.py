@@ -201,10 +201,11 @@ class ConnectError(RxStoreError, ConnectionError):
         url: The gateway URL of the last attempt.
         attempts: How many attempts failed.
         timeout: The ``connect_timeout`` that ran out, in seconds.
-
-    The last attempt's error is the ``__cause__`` (a
-    :class:`TransportError`, :class:`ConnectionRefused` or
-    :class:`TokenProviderError`).
+        cause: The last attempt's error (a :class:`TransportError`,
+            :class:`ConnectionRefused` or :class:`TokenProviderError`). It is
+            also the ``__context__``, kept out of the printed traceback
+            (``__suppress_context__``): a user reads this one error, a debugger
+            still reaches the chain of library internals behind it.
 
     Example:
         >>> exc = ConnectError("http://127.0.0.1:9", attempts=5, timeout=10.0, cause="refused")
@@ -216,14 +217,15 @@ class ConnectError(RxStoreError, ConnectionError):
 
     def __init__(self, url: str, *, attempts: int, timeout: float, cause: object) -> None:
         plural = "" if attempts == 1 else "s"
-        cause = str(cause).removeprefix(f"cannot connect to {url}: ")  # the URL is named once
+        last = str(cause).removeprefix(f"cannot connect to {url}: ")  # the URL is named once
         super().__init__(
             f"cannot connect to {url} within {timeout:g} s, {attempts} failed attempt{plural} "
-            f"(last: {cause}); is the gateway running at that URL? connect_timeout=None keeps retrying"
+            f"(last: {last}); is the gateway running at that URL? connect_timeout=None keeps retrying"
         )
         self.url = url
         self.attempts = attempts
         self.timeout = timeout
+        self.cause = cause
 
 
 class LiveTimeout(RxStoreError, TimeoutError):

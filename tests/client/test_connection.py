@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import traceback
 
 import attrs
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rxstore import SyncState, SyncStatus
-from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus, Retry, behind
+from rxstore.protocol.errors import TransportError
 
 
 def test_backoff_without_jitter_grows_by_factor_from_initial_up_to_maximum() -> None:
@@ -67,11 +69,33 @@ def test_only_the_connected_status_is_connected() -> None:
 
 
 def test_connection_states_are_frozen_values_compared_by_every_field() -> None:
-    state = ConnectionState(ConnectionStatus.RECONNECTING, reason="transport close", attempt=2, delay=0.5)
-    assert state == ConnectionState(ConnectionStatus.RECONNECTING, "transport close", 2, 0.5)
-    assert state != attrs.evolve(state, attempt=3)
+    state = ConnectionState(ConnectionStatus.RECONNECTING, reason="transport close", url="http://gw")
+    assert state == ConnectionState(ConnectionStatus.RECONNECTING, "transport close", "http://gw")
+    assert state != attrs.evolve(state, reason="server disconnect")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        state.attempt = 3  # type: ignore[misc]
+        state.reason = "x"  # type: ignore[misc]
+
+
+def test_a_retry_is_a_frozen_value_of_attempt_delay_reason_and_url() -> None:
+    retry = Retry(attempt=2, delay=0.5, reason="transport close", url="http://gw")
+    assert retry == Retry(2, 0.5, "transport close", "http://gw") != attrs.evolve(retry, attempt=3)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        retry.attempt = 3  # type: ignore[misc]
+
+
+def test_the_pause_after_a_lost_link_is_random_up_to_the_first_delay_and_none_without_jitter() -> None:
+    pauses = [Backoff(initial=1.0, jitter=0.5).pause(random.Random(seed)) for seed in range(50)]
+    assert all(0.0 <= pause <= 1.0 for pause in pauses) and len(set(pauses)) > 40
+    assert Backoff(initial=1.0, jitter=0.0).pause(random.Random(1)) == 0.0
+
+
+def test_behind_keeps_the_cause_reachable_but_out_of_the_printed_traceback() -> None:
+    """A ``__cause__`` is always printed; a suppressed ``__context__`` is not, and stays reachable."""
+    cause = OSError("Connect call failed")
+    error = behind(TransportError("cannot connect to http://gw"), cause)
+    assert error.__context__ is cause and error.__cause__ is None
+    printed = "".join(traceback.format_exception(error))
+    assert "Connect call failed" not in printed and "cannot connect to http://gw" in printed
 
 
 def test_a_stale_store_lags_by_the_time_since_it_went_stale() -> None:

@@ -31,6 +31,7 @@ from rxstore import (
     TableState,
     TableStore,
 )
+from rxstore.client.connection import Retry
 from rxstore.protocol.errors import TokenProviderError
 from rxstore.testing import batch_frame, change_frame, marbles, message_frame
 from tests.waiting import wait_for
@@ -142,14 +143,21 @@ async def test_a_raising_token_provider_is_reported_backed_off_and_retried_until
 
     root = RootStore(server.url, token=token, backoff=FAST)
     errors, states = watch(root)
+    retries: list[Retry] = []
+    root.retries.subscribe(retries.append)
     try:
         await asyncio.wait_for(root.setup_realtime(), BOUND)
         assert root.connection_state.connected and calls == 3
         assert [type(e) for e in errors] == [TokenProviderError, TokenProviderError]
         assert [str(e.__cause__) for e in errors] == ["auth server down (1)", "auth server down (2)"]
         assert "OSError" in str(errors[0])
-        retries = [s for s in states if s.status is ConnectionStatus.RECONNECTING]
-        assert [s.attempt for s in retries] == [1, 2] and all(s.delay for s in retries)
+        assert [s.status for s in states] == [
+            ConnectionStatus.IDLE,
+            ConnectionStatus.CONNECTING,
+            ConnectionStatus.RECONNECTING,  # one state for both failed attempts
+            ConnectionStatus.CONNECTED,
+        ]
+        assert [r.attempt for r in retries] == [1, 2] and all(r.delay for r in retries)
         assert [a["token"] for a in server.attempts] == [TOKEN]  # no attempt without a token
     finally:
         await asyncio.wait_for(root.teardown_realtime(), BOUND)
@@ -228,12 +236,13 @@ async def test_a_token_that_is_neither_a_string_nor_a_callable_is_refused_at_onc
 async def test_max_attempts_is_honoured_on_a_retried_refusal(
     server: Server, refusal: Refusal, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With max_attempts=3 the server sees exactly 3 attempts, one WARNING each, then setup raises."""
+    """With max_attempts=3 the server sees exactly 3 attempts, then setup raises: each attempt is logged
+    (at INFO: the waiting setup_realtime() raises the outcome, reported once, not logged again at WARNING)."""
     server.plan = [refusal] * 100
     root = RootStore(server.url, token=TOKEN, backoff=attrs.evolve(FAST, max_attempts=3))
     errors, _ = watch(root)
     with (
-        caplog.at_level(logging.WARNING, logger="rxstore.root"),
+        caplog.at_level(logging.INFO, logger="rxstore.root"),
         pytest.raises(ConnectionRefused, match="gave up after 3 failed attempts") as raised,
     ):
         await asyncio.wait_for(root.setup_realtime(), BOUND)
@@ -242,9 +251,9 @@ async def test_max_attempts_is_honoured_on_a_retried_refusal(
     assert [e.reason for e in errors if isinstance(e, ConnectionRefused)] == [reason] * 3
     state = root.connection_state
     assert state.status is ConnectionStatus.DISCONNECTED and state.reason == reason
-    warnings = [r for r in caplog.records if r.name == "rxstore.root"]
-    assert len(warnings) == 3 and all(r.levelno == logging.WARNING for r in warnings)
-    assert all(len(r.getMessage()) < 300 for r in warnings)
+    logged = [r for r in caplog.records if r.name == "rxstore.root"]
+    assert len(logged) == 3 and all(r.levelno == logging.INFO for r in logged)
+    assert all(len(r.getMessage()) < 300 for r in logged)
     await asyncio.wait_for(root.teardown_realtime(), BOUND)
     assert len(server.attempts) == 3
 

@@ -9,6 +9,7 @@ import pytest
 from reactivex import operators as ops
 
 from rxstore import (
+    Backoff,
     ConnectionState,
     ConnectionStatus,
     DomainStore,
@@ -18,6 +19,7 @@ from rxstore import (
     RootStore,
     TableStore,
 )
+from rxstore.client.connection import Retry
 from rxstore.testing import (
     VirtualLink,
     batch_frame,
@@ -157,10 +159,35 @@ def test_changes_missed_while_disconnected_are_replayed_once_on_reconnect():
         sizes = m.record(posts.select(len))
         m.run()
     assert titles(posts) == {f"p{i}": str(i) for i in range(1, 7)}
-    assert states == m.expected("(ic)---r---c", {"i": "idle", "c": "connected", "r": "reconnecting"})
+    assert states == m.expected(
+        "(ioc)---r---c", {"i": "idle", "o": "connecting", "c": "connected", "r": "reconnecting"}
+    )
     # 1 and 2 live, 3 and 4 missed, replayed at tick 8 in one batch, then 5, 6 live.
     assert sizes == m.expected("01-2----45-6", {"0": 0, "1": 1, "2": 2, "4": 4, "5": 5, "6": 6})
     assert root.metrics.duplicates == 0 and root.cursor == 6
+
+
+def test_an_outage_is_one_reconnecting_state_and_each_retry_is_on_root_retries():
+    """Dropped at tick 2, unreachable until tick 8, retried every second: ``root.connection`` emits
+    ``reconnecting`` once (a change of status), ``root.retries`` each of the 6 failed attempts."""
+    with marbles() as m:
+        root = m.root(
+            [PostStore()], link="c-(xu)-----c", backoff=Backoff(initial=1.0, factor=1.0, jitter=0.0)
+        )
+        states = m.record(root.connection.pipe(ops.map(status_value)))
+        retries = m.record(root.retries)
+        m.run()
+    assert states == m.expected(
+        "(ioc)-r-----c", {"i": "idle", "o": "connecting", "c": "connected", "r": "reconnecting"}
+    )
+    url = "virtual://gateway"
+    reason = f"cannot connect to {url}: unreachable (VirtualLink)"
+    assert retries == m.expected(
+        "--123456", {str(n): Retry(attempt=n, delay=1.0, reason=reason, url=url) for n in range(1, 7)}
+    )
+    assert value_of(states[-2]) == "reconnecting" and root.connection_state == ConnectionState(
+        ConnectionStatus.CONNECTED, url=url
+    )
 
 
 def test_refused_connection_says_why():
@@ -246,7 +273,7 @@ async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():
     link.root = root
     async with root:
         assert root.connection_state.connected
-        link.reachable = False
+        link.unreachable()
         link.drop()
         pending = asyncio.ensure_future(root.call("create_post", {"title": "x"}))
         await asyncio.sleep(0)
@@ -257,4 +284,3 @@ async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():
     with pytest.raises(NotConnected):
         await pending
     assert [t for t in asyncio.all_tasks() if t.get_name() == "rxstore-root"] == []
-

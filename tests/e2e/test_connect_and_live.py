@@ -9,6 +9,8 @@ accepts connections but never sends ``rxstore:live``. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import sys
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,8 +83,10 @@ async def test_a_closed_port_fails_the_first_connection_with_connect_error_namin
     assert isinstance(exc, ConnectionError) and isinstance(exc, RxStoreError)
     assert exc.url == url and exc.timeout == 0.5 and exc.attempts == transport.attempts >= 2
     assert str(exc).startswith(f"cannot connect to {url} within 0.5 s, {exc.attempts} failed attempts")
-    assert isinstance(exc.__cause__, TransportError) and url in str(exc.__cause__)
-    assert str(exc.__cause__).removeprefix(f"cannot connect to {url}: ") in str(exc)
+    # The last failure is reachable (exc.cause, exc.__context__) but not printed with the traceback.
+    assert isinstance(exc.cause, TransportError) and url in str(exc.cause)
+    assert exc.__context__ is exc.cause and exc.__suppress_context__ and exc.__cause__ is None
+    assert str(exc.cause).removeprefix(f"cannot connect to {url}: ") in str(exc)
     assert str(exc).count(url) == 1
     assert "connect_timeout=None" in str(exc)
     assert errors == [exc]
@@ -90,6 +94,55 @@ async def test_a_closed_port_fails_the_first_connection_with_connect_error_namin
     attempts = transport.attempts
     await asyncio.sleep(10 * FAST.maximum)  # given up: the loop is over
     assert transport.attempts == attempts and root.connection_state == states[-1]
+
+
+NO_SERVER_SCRIPT = """
+import asyncio, sys, attrs
+from rxstore import RootStore, TableStore
+
+@attrs.frozen
+class Post:
+    id: str
+    title: str
+
+class PostStore(TableStore[Post]):
+    table, record_type = "posts", Post
+
+async def main() -> None:
+    posts = PostStore()
+    async with RootStore(sys.argv[1], stores=[posts], token="t", connect_timeout=1) as root:
+        await root.live(timeout=10)
+
+asyncio.run(main())
+"""
+"""The README's live.py, with a 1 s ``connect_timeout`` and a token that needs no environment."""
+
+
+async def test_with_no_server_a_script_prints_one_traceback_of_its_own_calls_and_one_message(
+    tmp_path: Path,
+) -> None:
+    """The README's live.py with nothing listening: stderr holds one traceback (the script's calls down
+    to rxstore's ``await``) and the ``ConnectError`` naming the URL, once; no chained tracebacks of
+    aiohttp, engineio or socketio, and no log line repeating the error."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    script = tmp_path / "live.py"
+    script.write_text(NO_SERVER_SCRIPT)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), url, stdout=PIPE, stderr=PIPE, cwd=tmp_path
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 1 + SLACK + 30)
+    lines = stderr.decode().splitlines()
+    assert process.returncode == 1, lines
+    message = f"rxstore.protocol.errors.ConnectError: cannot connect to {url} within 1 s"
+    assert lines[-1].startswith(message), lines
+    assert sum(url in line for line in lines) == 1, "the error is told once: not logged, not chained"
+    assert lines.count("Traceback (most recent call last):") == 1 and lines[0].startswith("Traceback")
+    frames = [line for line in lines if line.startswith("  File ")]
+    assert all("aiohttp" not in f and "engineio" not in f and "socketio" not in f for f in frames), frames
+    # Beyond the frames (each one line, then its source and carets, indented): the header and the error.
+    told = [line for line in lines if not line.startswith("  ")]
+    assert told == [lines[0], lines[-1]], told
+    assert len(lines) <= 25, lines  # 106 lines, six tracebacks, before
 
 
 async def test_by_default_the_first_connection_gives_up_within_about_ten_seconds() -> None:

@@ -15,6 +15,7 @@ import socketio
 from aiohttp import web
 
 from rxstore import Backoff, ConnectionRefused, ConnectionState, ConnectionStatus, RootStore, TableStore
+from rxstore.client.connection import Retry
 from rxstore.client.transport import SocketIOTransport
 from rxstore.testing import change_frame
 from tests.waiting import wait_for
@@ -136,8 +137,10 @@ async def test_call_is_acknowledged_and_queued_in_order_while_offline(server: Se
     ) as root:
         assert await root.call("create_post", {"title": "a"}) == {"ok": True, "n": 1}
         server.accepting = False
+        retries: list[Retry] = []
+        root.retries.subscribe(retries.append)
         await server.sio.disconnect(server.sids[-1])
-        await wait_for(lambda: root.connection_state.attempt >= 1, timeout=5.0)
+        await wait_for(lambda: len(retries) >= 1, timeout=5.0, what="a refused attempt")
         queued = [asyncio.ensure_future(root.call("create_post", {"title": t})) for t in "bcd"]
         await wait_for(lambda: root.metrics.outbox_depth == 3, timeout=5.0, what="three calls queued")
         assert received == [{"title": "a"}]

@@ -99,7 +99,7 @@ def test_not_live_in_time_fails_with_live_timeout_at_the_timeout_tick() -> None:
     at, error = failure(root_wait)
     assert at == 4 and isinstance(error, LiveTimeout)
     assert error.waiting == {"PostStore": "stale (no snapshot yet)", "NoteStore": "stale (no snapshot yet)"}
-    assert error.connection == "idle"
+    assert error.connection == "connecting"  # the gateway has not answered the root's first attempt
 
 
 def test_a_refused_root_names_the_reason_in_its_timeout() -> None:

@@ -220,7 +220,7 @@ async def test_the_link_records_what_the_root_emits_and_refuses_it_while_down() 
 
 async def test_an_unreachable_link_fails_connect_with_a_transport_error() -> None:
     _root, link, _posts, _names = linked()
-    link.reachable = False
+    link.unreachable()
     with pytest.raises(TransportError, match="unreachable"):
         await link.connect("virtual://gateway", {})
     assert not link.up

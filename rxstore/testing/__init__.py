@@ -1,8 +1,10 @@
 """Marble testing for stores and whole root stores, in virtual time.
 
 Typed helpers over reactivex's ``TestScheduler`` plus a virtual link, so a
-:class:`~rxstore.client.root.RootStore` with its stores runs without a socket or an
-event loop, connect / disconnect / reconnect included.
+:class:`~rxstore.client.root.RootStore` with its stores runs without a socket,
+connect / disconnect / reconnect included: the root's own connection loop runs
+on a :class:`VirtualLoop`, an asyncio event loop on the scheduler's clock, so
+its backoff, ``max_attempts`` and token refreshes take virtual seconds.
 
 The marble alphabet (one character = one tick = ``timespan`` virtual seconds):
 
@@ -16,11 +18,13 @@ The marble alphabet (one character = one tick = ``timespan`` virtual seconds):
 space                 ignored (takes no time); use it to align diagrams
 ====================  ==========================================================
 
-The ``link`` diagram of :meth:`MarbleTest.root` uses fixed letters:
-``c`` the gateway accepts the connection (replaying the changes the root
-missed, then going live), ``x`` the connection drops, ``r`` the gateway refuses
-the connection (``invalid_token``). Without a ``link`` diagram the root is
-connected at tick 0.
+The ``link`` diagram of :meth:`MarbleTest.root` says how the gateway answers
+the root's connection attempts from each letter on: ``c`` accepts (replaying
+the changes the root missed, then going live), ``x`` drops the connection (the
+next attempt waits for the next letter), ``r`` refuses (``invalid_token``),
+``u`` is unreachable; a letter ``values`` maps to a ``ConnectionRefused``
+refuses with it. The root starts at tick 0; without a ``link`` diagram it is
+connected at once.
 
 Example:
     >>> import attrs
@@ -55,12 +59,14 @@ from rxstore.testing.frames import (
 from rxstore.testing.link import VirtualLink
 from rxstore.testing.marbles import MarbleTest, marbles, on_next
 from rxstore.testing.virtual_gateway import VirtualGateway, Write, write
+from rxstore.testing.virtual_loop import VirtualLoop
 
 __all__ = [
     "Frame",
     "MarbleTest",
     "VirtualGateway",
     "VirtualLink",
+    "VirtualLoop",
     "Write",
     "batch_frame",
     "change",

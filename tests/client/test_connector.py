@@ -454,3 +454,22 @@ def test_a_broken_change_envelope_is_still_dropped_for_every_store() -> None:
         m.run()
     assert activity.value == () and len(posts.value) == 0 and root.cursor is None
     assert len(errors) == 1 and sent(errors)[0].store is None
+
+
+def test_an_outage_logs_one_warning_as_the_retries_start_and_one_as_they_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a waiting first connection: 5 failed attempts in a row log 2 WARNINGs (the first failure,
+    the connection that ends the run), the 4 attempts between at INFO (root.retries has each)."""
+    backoff = Backoff(initial=1.0, factor=1.0, jitter=0.0)
+    with caplog.at_level(logging.INFO, logger="rxstore.root"), marbles() as m:
+        root = m.root([], link="c-(xu)----c", backoff=backoff)
+        retries = m.record(root.retries)
+        m.run()
+    assert len(retries) == 5 and root.connection_state.connected
+    logged = [r for r in caplog.records if r.name == "rxstore.root"]
+    warnings = [r.getMessage() for r in logged if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "attempt 1 to virtual://gateway failed" in warnings[0]
+    assert warnings[1] == "[RootStore] connected to virtual://gateway after 5 failed attempts"
+    assert sum("failed (" in r.getMessage() and r.levelno == logging.INFO for r in logged) == 4

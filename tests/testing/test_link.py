@@ -14,7 +14,7 @@ import attrs
 import pytest
 from reactivex import operators as ops
 
-from rxstore import Backoff, ConnectionRefused, ConnectionState, RootStore, TableStore
+from rxstore import Backoff, ConnectError, ConnectionRefused, ConnectionState, RootStore, TableStore
 from rxstore.protocol.errors import TokenProviderError
 from rxstore.testing import VirtualLink, change_frame, marbles, snapshot_frame
 
@@ -182,3 +182,21 @@ def test_docs_testing_md_shows_the_backoff_and_token_tests_as_they_run() -> None
         test_the_token_provider_is_asked_again_after_token_expired,
     ):
         assert inspect.getsource(test) in page, f"docs/testing.md does not show {test.__name__} as it runs"
+
+
+def test_a_waiting_setup_raises_connect_error_after_connect_timeout_virtual_seconds() -> None:
+    """``m.call`` runs ``setup_realtime()`` on the virtual loop: a gateway unreachable for good makes it
+    raise ``ConnectError`` at tick 10 (``connect_timeout=10``), no real second later."""
+    link = VirtualLink()
+    link.unreachable()
+    root = RootStore(
+        "virtual://gateway", transport=link, connect_timeout=10, backoff=Backoff(initial=1.0, jitter=0.0)
+    )
+    link.root = root
+    with marbles() as m:
+        outcome = m.call(0, root.setup_realtime)
+        links = m.record(root.connection.pipe(ops.map(link_status)))
+        m.run()
+    [error] = outcome
+    assert isinstance(error, ConnectError) and error.timeout == 10 and error.attempts == 5
+    assert links[-1] == m.expected("----------d", {"d": "disconnected"})[0]

@@ -36,7 +36,7 @@ def test_no_folder_holds_more_than_twelve_modules(package: Path) -> None:
 
 @pytest.mark.parametrize(
     "package",
-    [path for path in packages() if path != PACKAGE and "cli" not in path.parts],
+    [path for path in packages() if path != PACKAGE],
     ids=lambda path: str(path.relative_to(PACKAGE.parent)),
 )
 def test_every_package_has_its_tests_folder(package: Path) -> None:

@@ -5,9 +5,11 @@ file, a writer changing posts, and a RootStore + PostStore client rendering
 the live table in the terminal.
 
 The command is a package of rooms: :mod:`._parser` (the options),
-:mod:`._checks` (option checks, one-line errors), :mod:`._serve` (``serve``
-and ``token``), :mod:`._demo` (``demo``) and :mod:`._log` (``log``).
-``python -m rxstore.cli`` runs :func:`main`, as the ``rxstore`` script does.
+:mod:`._checks` (option checks, one-line errors), :mod:`._database` (what
+``--db`` means, for every command, and no file left by a failed start),
+:mod:`._serve` (``serve`` and ``token``), :mod:`._demo` (``demo``) and
+:mod:`._log` (``log``). ``python -m rxstore`` and ``python -m rxstore.cli``
+run :func:`main`, as the ``rxstore`` script does.
 """
 
 from __future__ import annotations

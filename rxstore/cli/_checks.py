@@ -8,13 +8,14 @@ stderr and exit status 2; ``--debug`` adds the Python traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import string
 import sys
 import traceback
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rxstore.protocol.errors import RxStoreError
 
@@ -70,6 +71,9 @@ class CommandError(RxStoreError, ValueError):
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line, and whose every (sub)command takes ``--debug``.
 
+    A mistake names the help of the command it was made in (``rxstore serve --help``),
+    and a mistyped option or command gets the closest one suggested.
+
     Example:
         >>> parser = Parser(prog="rxstore")
         >>> parser.parse_args(["--debug"]).debug
@@ -80,6 +84,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.commands: dict[str, argparse.ArgumentParser] = {}
         self.add_argument(
             "--debug",
             action="store_true",
@@ -87,9 +92,65 @@ class Parser(argparse.ArgumentParser):
             help="on an error, print the Python traceback too",
         )
 
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        """Add the subcommands, remembering them to check a command's name before parsing its options."""
+        action = super().add_subparsers(**kwargs)
+        self.commands = action.choices
+        return action
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse ``args``; an unknown command or option is an error of this (sub)command, not its parent's.
+
+        The subcommands' parsers parse what follows their name here, so an option
+        mistyped after ``serve`` is refused by ``rxstore serve``, with its help named.
+        """
+        arguments = list(sys.argv[1:] if args is None else args)
+        self._check_command(arguments)
+        parsed, extras = super().parse_known_args(arguments, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{_did_you_mean(extras, _options(self))}")
+        return parsed, extras
+
+    def _check_command(self, arguments: Sequence[str]) -> None:
+        """Refuse an unknown subcommand name, suggesting the closest (the parent takes no option value)."""
+        for argument in arguments:
+            if argument in ("-h", "--help", "--version", "--"):
+                return
+            if not argument.startswith("-"):
+                if self.commands and argument not in self.commands:
+                    names = list(self.commands)
+                    hint = _did_you_mean([argument], names) or f": use one of {', '.join(names)}"
+                    self.error(f"unknown command {argument!r}{hint}")
+                return
+
     def error(self, message: str) -> NoReturn:
-        """Print ``message`` as one line and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        """Print ``message`` as one line, naming this command's help, and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see: {self.prog} --help)\n")
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string ``parser`` takes.
+
+    argparse has no public list of a parser's options: this reads ``ArgumentParser._actions``
+    (CPython 3.11-3.13); ``tests/cli/test_parser.py`` fails if it goes.
+    """
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def _did_you_mean(words: Sequence[str], known: Sequence[str]) -> str:
+    """``"; did you mean --port?"`` for the first of ``words`` close to one of ``known``, else ``""``.
+
+    Example:
+        >>> _did_you_mean(["--prot=8080"], ["--port", "--host"])
+        '; did you mean --port?'
+    """
+    for word in words:
+        close = difflib.get_close_matches(word.partition("=")[0], known, n=1)
+        if close:
+            return f"; did you mean {close[0]}?"
+    return ""
 
 
 def run_command(body: Callable[[], int], *, debug: bool) -> int:

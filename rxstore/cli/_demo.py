@@ -9,14 +9,19 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from rxstore.cli._checks import CommandError
+from rxstore.cli._database import NewDatabaseFile
 from rxstore.cli._running import listen_problem, wait_for_stop
 from rxstore.cli._serve import open_log
 
-__all__ = ["demo"]
+__all__ = ["PROGRESS_INTERVAL", "demo"]
+
+PROGRESS_INTERVAL = 1.0
+"""Seconds between two progress lines where the output is not a terminal."""
 
 _WORDS = (
     "reactive",
@@ -37,14 +42,15 @@ _WORDS = (
 )
 
 
-async def _write_forever(log: Any, rate: float, counter: list[int]) -> None:
+async def _write_until(stop: asyncio.Event, log: Any, rate: float, counter: list[int]) -> None:
+    """Insert, update and delete posts at ``rate`` a second until ``stop`` (never cut mid-write)."""
     from rxstore.gateway.demo import Post, delete_post, save_post
 
     rng = random.Random(7)
     ids: list[str] = []
     next_id = 1
     interval = 1.0 / rate if rate > 0 else 1.0
-    while True:
+    while not stop.is_set():
         roll = rng.random()
         if len(ids) < 8 or (roll < 0.35 and len(ids) < 30):
             post_id, next_id = f"p{next_id}", next_id + 1
@@ -73,108 +79,175 @@ async def _write_forever(log: Any, rate: float, counter: list[int]) -> None:
             post_id = ids.pop(rng.randrange(len(ids)))
             await delete_post(log, post_id)
         counter[0] += 1
-        await asyncio.sleep(interval)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def demo(args: argparse.Namespace) -> int:
-    """Run the demo until stopped or ``--duration``; 0 when the client equals the database."""
-    from rich.console import Console, Group
-    from rich.live import Live
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
+    """Run the demo until stopped or ``--duration``; 0 when the client equals the database.
+
+    On a terminal it draws the live table and a status panel; elsewhere (a file, a
+    pipe, CI) it prints one progress line a second. The panel, the lines and the
+    final summary count the same way (:func:`_tally`).
+    """
+    from rxstore.gateway.access.auth import TokenAuth
+    from rxstore.gateway.demo import create_demo_schema
+    from rxstore.gateway.server import RealtimeGateway
+
+    with tempfile.TemporaryDirectory(prefix="rxstore-demo-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'demo.db'}"
+        with NewDatabaseFile(url) as created:
+            log = await open_log(url)
+            auth = TokenAuth(secret=os.urandom(24).hex())
+            gateway = RealtimeGateway(log, topics=["posts"], auth=auth)
+            try:
+                await create_demo_schema(log)
+                await gateway.start("127.0.0.1", args.port)
+            except OSError as exc:
+                raise CommandError(f"cannot listen on 127.0.0.1:{args.port}: {listen_problem(exc)}") from exc
+            except BaseException:
+                await log.close()  # a gateway that did not start has not taken the log over
+                raise
+            try:
+                return await _tour(args, gateway, auth, created)
+            finally:
+                await gateway.stop()  # closes the log, before a file made for nothing is removed
+
+
+async def _tour(args: argparse.Namespace, gateway: Any, auth: Any, created: NewDatabaseFile) -> int:
+    """Follow the posts with a client while the writer changes them; print the summary."""
+    from rich.console import Console
 
     from rxstore import RootStore, TableStore
-    from rxstore.gateway.access.auth import TokenAuth
-    from rxstore.gateway.demo import Post, all_posts, create_demo_schema
-    from rxstore.gateway.server import RealtimeGateway
+    from rxstore.gateway.demo import Post, all_posts
 
     class PostStore(TableStore[Post]):
         table = "posts"
         record_type = Post
 
-    with tempfile.TemporaryDirectory(prefix="rxstore-demo-") as tmp:
-        db_path = Path(args.db) if args.db else Path(tmp) / "demo.db"
-        log = await open_log(f"sqlite:///{db_path}", option=f"--db {db_path}")
-        await create_demo_schema(log)
-        auth = TokenAuth(secret=os.urandom(24).hex())
-        gateway = RealtimeGateway(log, topics=["posts"], auth=auth)
-        try:
-            await gateway.start("127.0.0.1", args.port)
-        except OSError as exc:
-            await gateway.stop()
-            raise CommandError(f"cannot listen on 127.0.0.1:{args.port}: {listen_problem(exc)}") from exc
-        posts = PostStore()
-        written = [0]
-        writer = asyncio.create_task(_write_forever(log, args.rate, written))
-        console = Console()
+    log, posts, written = gateway.log, PostStore(), [0]
+    head: int | None = None
+    console = Console()
+    root = RootStore(gateway.url, stores=[posts], token=auth.issue("demo"))
+    async with root:
+        await posts.live()  # the writer starts after the snapshot: the client receives every change
+        created.keep()
+        stop_writing = asyncio.Event()
+        writer = asyncio.create_task(_write_until(stop_writing, log, args.rate, written))
         started = time.monotonic()
 
-        def by_recent(post: Post) -> float:
-            return post.updated_at
+        def tally() -> str:
+            return _tally(written[0], root, posts, head)
 
-        def render() -> Group:
-            metrics = root.metrics.snapshot()
-            state = root.connection_state
-            table = Table(title=f"posts — {len(posts.value)} rows, seq {posts.seq}", expand=True)
-            for column, justify in (
-                ("id", "left"),
-                ("title", "left"),
-                ("author", "left"),
-                ("likes", "right"),
-            ):
-                table.add_column(column, justify=justify)  # type: ignore[arg-type]
-            for post in posts.value.ordered(by_recent, reverse=True)[:12]:
-                table.add_row(post.id, post.title, post.author, str(post.likes))
-            lag = f"{metrics.lag_p99_seconds * 1000:.1f} ms" if metrics.lag_p99_seconds is not None else "-"
-            status = Text.assemble(
-                ("● ", "green" if state.connected else "yellow"),
-                f"{state.status.value}  gateway {gateway.url}  ",
-                f"events/s {metrics.events_per_second:,.0f}  lag p99 {lag}  ",
-                f"written {written[0]}  received {metrics.events}  errors {metrics.errors}  ",
-                f"uptime {time.monotonic() - started:.0f} s",
-            )
-            return Group(table, Panel(status, title="rxstore demo — Ctrl-C to stop"))
-
-        root = RootStore(gateway.url, stores=[posts], token=auth.issue("demo"))
+        if console.is_terminal:
+            view = _live_view(console, lambda: _render(gateway, root, posts, tally(), started))
+        else:
+            view = _progress_lines(gateway, root, tally, started)
         try:
-            async with root:
-                with Live(render(), console=console, refresh_per_second=8, transient=False) as live:
-                    refresher = asyncio.create_task(_refresh(live, render))
-                    try:
-                        await wait_for_stop(args.duration)
-                        writer.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await writer
-                        head = await log.head()
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(_caught_up(posts, head), 5.0)
-                        table_now = await all_posts(log)
-                    finally:
-                        refresher.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await refresher
-                        live.update(render())
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            async with view:
+                await wait_for_stop(args.duration)
+                stop_writing.set()
                 await writer
-            await gateway.stop()
-        same = table_now == posts.value.to_dict()
-        console.print(
-            f"\nrxstore demo: {written[0]} changes written, client at seq {posts.seq} of {head}, "
-            f"{root.metrics.errors} errors; the client {'equals' if same else 'DIFFERS FROM'} "
-            f"the database ({len(table_now)} posts)."
-        )
-        return 0 if same else 1
+                head = await log.head()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_caught_up(posts, head), 5.0)
+                table_now = await all_posts(log)
+        finally:
+            await _stop(writer)
+    same = table_now == posts.value.to_dict()
+    verdict = "equals" if same else "DIFFERS FROM"
+    print(f"rxstore demo: {tally()}; the client {verdict} the database ({len(table_now)} posts).", flush=True)
+    return 0 if same else 1
+
+
+def _tally(written: int, root: Any, posts: Any, head: int | None) -> str:
+    """What the panel, the progress lines and the summary say of the changes (one wording, one count).
+
+    ``received``: changes the client applied since its snapshot (the writer starts after it).
+    """
+    metrics = root.metrics
+    of_head = "" if head is None else f" of {head}"
+    return (
+        f"{written} changes written, {metrics.changes_applied} received, "
+        f"client at seq {posts.seq or 0}{of_head}, {metrics.errors} errors"
+    )
+
+
+def _lag(root: Any) -> str:
+    lag = root.metrics.snapshot().lag_p99_seconds
+    return "-" if lag is None else f"{lag * 1000:.1f} ms"
+
+
+@contextlib.asynccontextmanager
+async def _progress_lines(gateway: Any, root: Any, tally: Any, started: float) -> AsyncIterator[None]:
+    """One plain line a second, for an output that is not a terminal (a file, a pipe, CI)."""
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            uptime = time.monotonic() - started
+            print(f"rxstore demo: {uptime:.0f} s: {tally()}, lag p99 {_lag(root)}", flush=True)
+
+    print(f"rxstore demo: gateway {gateway.url}, a progress line a second (Ctrl-C to stop)", flush=True)
+    reporter = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        await _stop(reporter)
+
+
+@contextlib.asynccontextmanager
+async def _live_view(console: Any, render: Any) -> AsyncIterator[None]:
+    """The live table and status panel on a terminal, drawn again 8 times a second, and once at the end."""
+    from rich.live import Live
+
+    with Live(render(), console=console, refresh_per_second=8, transient=False) as live:
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(0.125)
+                live.update(render())
+
+        refresher = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            await _stop(refresher)
+            live.update(render())
+
+
+def _render(gateway: Any, root: Any, posts: Any, tally: str, started: float) -> Any:
+    """The live table of the newest posts, and the status panel."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"posts — {len(posts.value)} rows, seq {posts.seq}", expand=True)
+    for column, justify in (("id", "left"), ("title", "left"), ("author", "left"), ("likes", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for post in posts.value.ordered(_updated_at, reverse=True)[:12]:
+        table.add_row(post.id, post.title, post.author, str(post.likes))
+    state = root.connection_state
+    status = Text.assemble(
+        ("● ", "green" if state.connected else "yellow"),
+        f"{state.status.value}  gateway {gateway.url}  ",
+        f"events/s {root.metrics.snapshot().events_per_second:,.0f}  lag p99 {_lag(root)}  ",
+        f"uptime {time.monotonic() - started:.0f} s\n{tally}",
+    )
+    return Group(table, Panel(status, title="rxstore demo — Ctrl-C to stop"))
+
+
+def _updated_at(post: Any) -> float:
+    return float(post.updated_at)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _caught_up(store: Any, head: int) -> None:
     while (store.seq or 0) < head:
         await asyncio.sleep(0.02)
-
-
-async def _refresh(live: Any, render: Any) -> None:
-    while True:
-        await asyncio.sleep(0.125)
-        live.update(render())

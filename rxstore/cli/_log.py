@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from rxstore.cli._checks import CommandError
+from rxstore.cli._database import sqlite_path
+from rxstore.cli._serve import open_log
+
 __all__ = ["log_command"]
 
 
 async def log_command(args: argparse.Namespace) -> int:
-    """Print the log's epoch, head and horizon, or give it a new epoch."""
-    from rxstore.gateway.log.open_log import open_change_log
-    from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
-    from rxstore.protocol.errors import RxStoreError
+    """Print the log's epoch, head and horizon, or give it a new epoch.
 
-    try:
-        log = open_change_log(args.db)
-    except ValueError as exc:
-        raise SystemExit(f"rxstore: {exc}") from None
-    if isinstance(log, SQLiteChangeLog) and not log.path.is_file():
-        raise SystemExit(f"rxstore: no database file {log.path}: nothing to mark")
-    try:
-        await log.open()
-    except (RxStoreError, OSError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"rxstore: cannot open the change log: {exc}") from None
+    Raises:
+        CommandError: The database does not exist (a SQLite file is never created here) or cannot be opened.
+    """
+    path = sqlite_path(args.db)
+    if path is not None and not path.is_file():
+        raise CommandError(
+            f"no database file {path}: name the database of your gateways with --db (e.g. --db app.db)"
+        )
+    log = await open_log(args.db)
     try:
         before = await log.epoch()
         head, horizon = await log.head(), await log.horizon()

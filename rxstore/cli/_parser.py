@@ -18,6 +18,7 @@ from rxstore.cli._checks import (
     user,
     workers,
 )
+from rxstore.cli._database import add_db_option
 
 __all__ = ["build_parser"]
 
@@ -37,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve database changes to Socket.IO clients",
         description="Serve the changes of TABLES in a SQLite or PostgreSQL database as Socket.IO events.",
     )
-    serve.add_argument(
-        "--db",
-        default="sqlite:///rxstore.db",
-        help="sqlite:///FILE or postgresql://... (default: %(default)s)",
-    )
+    add_db_option(serve)
     serve.add_argument(
         "--tables",
         nargs="+",
@@ -82,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=workers,
         metavar="N",
         help="gateway processes sharing the port (Linux: SO_REUSEPORT), each tailing the log; a worker "
-        "that dies is started again (default: the machine's cores; 1 for an in-memory database)",
+        "that dies is started again. Client broadcasts (root.broadcast) cross workers only through "
+        "--redis: without it, more than one worker means a broadcast reaches the sender's worker's "
+        "clients only (said at start) (default: the machine's cores with --redis, else 1)",
     )
     serve.add_argument("--secret", help=f"HMAC secret of HS256/384/512 tokens (default: ${SECRET_ENV})")
     serve.add_argument(
@@ -255,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run gateway, writer and a live client in one terminal",
-        description="Zero set-up tour: a gateway on an embedded SQLite file, a writer changing posts, "
-        "and a RootStore + PostStore client rendering the live table. Ctrl-C to stop.",
+        description="Zero set-up tour: a gateway on a throwaway SQLite file, a writer changing posts, "
+        "and a RootStore + PostStore client rendering the live table (where the output is not a "
+        "terminal: one progress line a second). With --db, it creates the demo posts table there and "
+        "writes random posts to it. Ctrl-C to stop.",
     )
     demo.add_argument(
         "--duration",
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rate", type=float, default=20.0, metavar="N", help="changes per second (default: 20)"
     )
-    demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
+    add_db_option(demo, default=None, default_text="a throwaway SQLite file, deleted at the end")
     demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
     _add_log_commands(commands)
     return parser
@@ -300,9 +301,4 @@ def _add_log_commands(commands: Any) -> None:
         "PostgreSQL database or cluster gets a new epoch by itself.",
     )
     for parser in (show, mark):
-        parser.add_argument(
-            "--db",
-            required=True,
-            metavar="URL",
-            help="sqlite:///FILE (must exist) or postgresql://...",
-        )
+        add_db_option(parser)  # an existing database: a file that does not exist is refused, not made

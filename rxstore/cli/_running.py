@@ -11,11 +11,19 @@ import asyncio
 import contextlib
 import errno
 import signal
+import socket
 from typing import Any
 
-from rxstore.cli._checks import redact, served_tables
+from rxstore.cli._checks import CommandError, redact, served_tables
 
-__all__ = ["capture_line", "listen_problem", "serving_line", "stop_signal", "wait_for_stop"]
+__all__ = [
+    "capture_line",
+    "check_can_listen",
+    "listen_problem",
+    "serving_line",
+    "stop_signal",
+    "wait_for_stop",
+]
 
 
 def stop_signal() -> asyncio.Event:
@@ -43,6 +51,25 @@ def listen_problem(exc: OSError) -> str:
     if exc.errno == errno.EACCES:
         return "permission denied (ports below 1024 need privileges): pick another --port"
     return " ".join(str(exc.strerror or exc).split())
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse, before anything is opened, an address that cannot be listened on (port 0 always can).
+
+    Raises:
+        CommandError: The port is in use, or not allowed; the message says what to pick.
+    """
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {listen_problem(exc)}") from exc
 
 
 def serving_line(args: argparse.Namespace, url: str, workers: int = 1) -> str:

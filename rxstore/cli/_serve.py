@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,26 @@ from rxstore.cli._checks import (
     redact,
     served_tables,
 )
-from rxstore.cli._running import capture_line, listen_problem, serving_line, stop_signal, wait_for_stop
+from rxstore.cli._database import NewDatabaseFile, sqlite_path, sqlite_tables
+from rxstore.cli._running import (
+    capture_line,
+    check_can_listen,
+    listen_problem,
+    serving_line,
+    stop_signal,
+    wait_for_stop,
+)
 
-__all__ = ["make_gateway", "open_log", "prepare", "serve", "served_topics", "token_auth"]
+__all__ = [
+    "check_location",
+    "check_tables",
+    "make_gateway",
+    "open_log",
+    "prepare",
+    "serve",
+    "served_topics",
+    "token_auth",
+]
 
 
 def _secret(args: argparse.Namespace, algorithm: str) -> str:
@@ -66,22 +84,33 @@ def token_auth(args: argparse.Namespace) -> Any:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Serve the tables until stopped (``--workers`` processes, see :mod:`._workers`); 0 when stopped."""
+    """Serve the tables until stopped (``--workers`` processes, see :mod:`._workers`); 0 when stopped.
+
+    Everything that can be checked is checked before the database is opened for
+    writing (the key, the options, the tables, the port); a database file that
+    this start created is removed if the start fails.
+    """
     from rxstore.cli._workers import supervise, worker_count
 
     auth = token_auth(args)  # a key that cannot work is said before anything starts
     workers = worker_count(args)
-    log, topics = await prepare(args)
-    if workers > 1:
-        capture = capture_line(log)
-        await log.close()  # each worker opens its own
-        return await supervise(args, workers, capture)
-    gateway = make_gateway(args, log, topics, auth=auth)
-    try:
-        await gateway.start(args.host, args.port)
-    except OSError as exc:
-        await gateway.stop()
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
+    topics = served_topics(args)
+    check_location(args.db)
+    check_tables(args.db, topics, demo_schema=args.demo_schema)
+    check_can_listen(args.host, args.port)
+    with NewDatabaseFile(args.db) as created:
+        log = await prepare(args, topics)
+        if workers > 1:
+            capture = capture_line(log)
+            await log.close()  # each worker opens its own
+            return await supervise(args, workers, capture, serving=created.keep)
+        gateway = make_gateway(args, log, topics, auth=auth)
+        try:
+            await gateway.start(args.host, args.port)
+        except OSError as exc:
+            await gateway.stop()
+            raise CommandError(f"cannot listen on {args.host}:{args.port}: {listen_problem(exc)}") from exc
+        created.keep()
     stop = stop_signal()  # before the lines that say it runs: a SIGTERM right after them stops it cleanly
     print(f"rxstore: {serving_line(args, gateway.url)}", flush=True)
     print(f"rxstore: {capture_line(log)}", flush=True)
@@ -92,12 +121,11 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def prepare(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    """Open the change log and watch the served tables (the demo schema made first): ``(log, topics)``."""
+async def prepare(args: argparse.Namespace, topics: list[Any]) -> Any:
+    """Open the change log and watch ``topics`` (the demo schema made first); the log, open."""
     from rxstore.gateway.demo import create_demo_schema
 
     log = await open_log(args.db, capture=args.capture)
-    topics = served_topics(args)
     try:
         if args.demo_schema:
             await create_demo_schema(log)
@@ -106,7 +134,39 @@ async def prepare(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     except BaseException:
         await log.close()
         raise
-    return log, topics
+    return log
+
+
+def check_tables(url: str, topics: list[Any], *, demo_schema: bool) -> None:
+    """Refuse, before a SQLite file is created or written, a served table it lacks (or its key column).
+
+    PostgreSQL's tables are checked once the log is open (``ChangeLog.watch``).
+
+    Raises:
+        CommandError: A table is missing, or has no key column; the message says what to pass.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        tables = sqlite_tables(path)
+    except sqlite3.Error:
+        return  # not a database, or unreadable: opening it says why
+    for topic in topics:
+        if demo_schema and topic.name == "posts" and "posts" not in tables:
+            continue  # --demo-schema creates it
+        columns = tables.get(topic.name)
+        if columns is None:
+            where = "" if path.exists() else f" (there is no database file {path} yet: name yours with --db)"
+            problem = f"cannot watch {topic.name!r}: no such table{where}"
+        elif topic.primary_key not in columns:
+            problem = (
+                f"cannot watch {topic.name!r}: it has no column {topic.primary_key!r} "
+                f"(columns: {', '.join(columns)})"
+            )
+        else:
+            continue
+        raise CommandError(explain_watch_error(topic.name, problem, demo_schema=demo_schema))
 
 
 def served_topics(args: argparse.Namespace) -> list[Any]:
@@ -192,18 +252,12 @@ async def open_log(url: str, *, option: str | None = None, capture: str = "auto"
         capture: PostgreSQL's capture mode (``auto``, ``wal`` or ``trigger``).
     """
     from rxstore.gateway.log.open_log import open_change_log
-    from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 
     try:
         log = open_change_log(url, capture=capture)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    option = option or f"--db {url}"
-    if isinstance(log, SQLiteChangeLog):
-        if log.path.is_dir():
-            raise CommandError(f"{option}: {log.path} is a directory: name a database file in it")
-        if not log.path.parent.is_dir():
-            raise CommandError(f"{option}: no directory {log.path.parent} for the database file")
+    check_location(url, option=option)
     try:
         await log.open()
     except Exception as exc:
@@ -211,6 +265,26 @@ async def open_log(url: str, *, option: str | None = None, capture: str = "auto"
         where = "" if redact(url) in detail else f"cannot open the database {redact(url)}: "
         raise CommandError(where + detail) from exc
     return log
+
+
+def check_location(url: str, *, option: str | None = None) -> None:
+    """Refuse a SQLite file that cannot be one: a directory, or in a folder that does not exist.
+
+    Args:
+        url: The database URL (PostgreSQL: nothing to check here).
+        option: How the command line named the database, for messages (default ``--db URL``).
+
+    Raises:
+        CommandError: The file cannot be made there; the message says what to name instead.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    option = option or f"--db {url}"
+    if path.is_dir():
+        raise CommandError(f"{option}: {path} is a directory: name a database file in it")
+    if not path.parent.is_dir():
+        raise CommandError(f"{option}: no directory {path.parent} for the database file")
 
 
 async def _watch(log: Any, table: str, key: str, *, old: str, demo_schema: bool) -> None:

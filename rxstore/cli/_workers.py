@@ -6,7 +6,9 @@ the watched tables), reserves the port, and starts N worker processes
 (``SO_REUSEPORT``: the kernel spreads new connections over them; the
 websocket transport needs no stickiness). Every worker tails the same change
 log, so every change reaches the clients of every worker; client broadcasts
-(``root.broadcast``) cross workers only through Redis (``--redis``).
+(``root.broadcast``) cross workers only through Redis (``--redis``). So one
+process is the default, which serves every feature; with ``--redis``, one per
+core; ``--workers N`` without ``--redis`` says at start what it costs.
 
 A worker that dies is started again (its clients reconnect, to any worker,
 and resume from their cursors); Ctrl-C or SIGTERM stops them all. Each
@@ -27,12 +29,13 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rxstore.cli._checks import CommandError
-from rxstore.cli._running import listen_problem, serving_line, stop_signal
+from rxstore.cli._running import check_can_listen, listen_problem, serving_line, stop_signal
 
-__all__ = ["RESTART_DELAY_MAX", "Supervisor", "supervise", "worker_count"]
+__all__ = ["RESTART_DELAY_MAX", "Supervisor", "broadcast_caveat", "supervise", "worker_count"]
 
 RESTART_DELAY_MAX = 10.0
 """Longest wait before starting a worker again (after repeated quick deaths)."""
@@ -48,21 +51,31 @@ def reuse_port_supported() -> bool:
 
 
 def worker_count(args: argparse.Namespace) -> int:
-    """The number of gateway processes ``args`` ask for (``--workers``; default: the machine's cores).
+    """The number of gateway processes ``args`` ask for (``--workers``).
+
+    The default is one process, which serves every feature; with ``--redis``, which
+    carries client broadcasts across processes, one per core (Linux).
 
     Raises:
-            CommandError: More than one where the platform or the database cannot share them.
+        CommandError: More than one where the platform cannot share a port between them.
     """
     asked: int | None = args.workers
     if asked is None:
-        if not reuse_port_supported() or ":memory:" in args.db:
-            return 1
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)) if args.redis and reuse_port_supported() else 1
     if asked > 1 and not reuse_port_supported():
         raise CommandError(f"--workers {asked} needs Linux (SO_REUSEPORT); run one per port, or --workers 1")
-    if asked > 1 and ":memory:" in args.db:
-        raise CommandError(f"--workers {asked}: an in-memory SQLite database cannot be shared; use a file")
     return asked
+
+
+def broadcast_caveat(args: argparse.Namespace, workers: int) -> str | None:
+    """What ``--workers N`` without ``--redis`` costs, in one line (``None`` when it costs nothing)."""
+    if workers == 1 or args.redis:
+        return None
+    return (
+        f"--workers {workers} without --redis: a client broadcast (root.broadcast) reaches the clients "
+        "of the sender's worker only; pass --redis URL to reach every client, or --workers 1 (changes "
+        "reach every client either way)"
+    )
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -71,6 +84,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
     Raises:
         CommandError: The address cannot be bound (in use, not allowed).
     """
+    check_can_listen(host, port)  # another server on it, even one allowing SO_REUSEPORT, must not share it
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -79,10 +93,6 @@ def reserve_port(host: str, port: int) -> socket.socket:
     except OSError as exc:
         raise CommandError(f"cannot listen on {host}:{port}: {listen_problem(exc)}") from exc
     try:
-        if port:  # another server on it, even one that allows SO_REUSEPORT, must not share it with us
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(address)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
@@ -206,13 +216,16 @@ class Supervisor:
                 await asyncio.wait(late, timeout=5)
 
 
-async def supervise(args: argparse.Namespace, workers: int, capture: str) -> int:
+async def supervise(
+    args: argparse.Namespace, workers: int, capture: str, *, serving: Callable[[], None] | None = None
+) -> int:
     """Serve with ``workers`` processes until SIGINT/SIGTERM; 0 when stopped.
 
     Args:
         args: The ``serve`` options.
         workers: How many gateway processes.
         capture: The line that says how the log captures changes (see ``capture_line``).
+        serving: Called once every worker serves (before the lines that say so).
     """
     reserved = reserve_port(args.host, args.port)
     port = reserved.getsockname()[1]
@@ -223,14 +236,13 @@ async def supervise(args: argparse.Namespace, workers: int, capture: str) -> int
     try:
         urls = await asyncio.gather(*(supervisor.start_worker(i) for i in range(workers)))
         watchers = [asyncio.create_task(supervisor.watch(i)) for i in range(workers)]
+        if serving is not None:
+            serving()
         print(f"rxstore: {serving_line(args, urls[0], workers)}", flush=True)
         print(f"rxstore: {capture}", flush=True)
-        if not args.redis:
-            print(
-                "rxstore: client broadcasts (root.broadcast) reach the clients of the sender's worker only; "
-                "pass --redis URL to reach every client (changes reach every client either way)",
-                flush=True,
-            )
+        caveat = broadcast_caveat(args, workers)
+        if caveat is not None:
+            print(f"rxstore: {caveat}", file=sys.stderr, flush=True)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)

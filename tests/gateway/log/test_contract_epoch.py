@@ -459,53 +459,6 @@ async def test_the_npm_example_of_the_protocol_page_reloads_after_a_marked_resto
         await example.wait()
 
 
-# -- the command line ------------------------------------------------------------------
-
-
-async def test_log_show_and_mark_restore_print_one_line_and_exit_0(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/app.db"
-    log = open_change_log(url)
-    await log.open()
-    await log.execute("CREATE TABLE posts (id TEXT PRIMARY KEY, title TEXT)")
-    await log.watch("posts")
-    await log.execute("INSERT INTO posts VALUES ('p1', 'one')")
-    epoch = await log.epoch()
-    await log.close()
-
-    shown = await cli("log", "show", "--db", url)
-    assert (shown.returncode, shown.stdout, shown.stderr) == (
-        0,
-        f"rxstore: log epoch {epoch}, head seq 1, horizon 0\n",
-        "",
-    )
-    marked = await cli("log", "mark-restore", "--db", url)
-    assert marked.returncode == 0 and marked.stderr == ""
-    match = EPOCH_LINE.match(marked.stdout)
-    assert match is not None and marked.stdout.endswith("\n") and marked.stdout.count("\n") == 1
-    assert match.group(1) == epoch and match.group(2) != epoch and match.group(3) == "1"
-    shown = await cli("log", "show", "--db", url)
-    assert shown.stdout.startswith(f"rxstore: log epoch {match.group(2)},")
-
-
-async def test_mark_restore_of_a_missing_database_file_fails_and_creates_nothing(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.db"
-    result = await cli("log", "mark-restore", "--db", f"sqlite:///{missing}")
-    assert result.returncode == 1 and result.stdout == ""
-    assert "no database file" in result.stderr and not missing.exists()
-    result = await cli("log", "mark-restore")
-    assert result.returncode == 2 and "--db" in result.stderr
-    result = await cli("log", "mark-restore", "--db", "mysql://x")
-    assert result.returncode == 1 and "unsupported database URL" in result.stderr
-
-
-def test_mark_restore_help_says_when_to_run_it() -> None:
-    out = subprocess.run(
-        [*RXSTORE, "log", "mark-restore", "--help"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    text = " ".join(out.split())
-    assert "after restoring a backup" in text and "copying a database file" in text
-
-
 # -- the virtual gateway -----------------------------------------------------------------
 
 

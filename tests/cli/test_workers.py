@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -17,8 +18,10 @@ import pytest
 
 from rxstore import RootStore
 from rxstore.cli._worker import merge_metrics
+from rxstore.cli._workers import broadcast_caveat, worker_count
 from rxstore.gateway.access.auth import TokenAuth
 from rxstore.protocol.events import Event
+from tests.cli.commands import serving
 from tests.gateway.harness import PostStore
 from tests.services import RedisServer
 from tests.waiting import wait_for
@@ -269,3 +272,40 @@ def test_a_port_another_server_listens_on_is_refused_even_if_it_allows_sharing(t
         )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in result.stderr
+
+
+async def test_plain_serve_is_one_process_and_has_no_caveat_to_print(tmp_path: Path) -> None:
+    """The default serves every feature: one process (broadcasts reach every client), nothing on stderr."""
+    async with serving("--db", "app.db", "--demo-schema", "--port", "0", cwd=tmp_path) as server:
+        assert "workers" not in server.out[0] and server.children() == []
+    assert server.err == [] and len(server.out) == 2, (server.out, server.err)
+
+
+async def test_workers_without_redis_say_in_one_line_what_they_cost(tmp_path: Path) -> None:
+    async with serving(
+        "--db", "app.db", "--demo-schema", "--port", "0", "--workers", "2", cwd=tmp_path
+    ) as server:
+        assert "with 2 workers" in server.out[0]
+        await wait_for(lambda: bool(server.err), what="the caveat on stderr")
+    assert len(server.err) == 1, server.err
+    for fragment in ("--workers 2 without --redis", "root.broadcast", "sender's worker only", "--redis URL"):
+        assert fragment in server.err[0], server.err
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: one worker either way")
+async def test_redis_makes_the_default_one_worker_per_core(tmp_path: Path, redis_server: RedisServer) -> None:
+    cores = len(os.sched_getaffinity(0))
+    args = ("--db", "app.db", "--demo-schema", "--port", "0", "--redis", redis_server.url)
+    async with serving(*args, cwd=tmp_path) as server:
+        assert f"with {cores} workers" in server.out[0]
+        assert len(server.children()) == cores
+    assert server.err == []
+
+
+def test_the_default_is_one_worker_unless_redis_carries_broadcasts_across_them() -> None:
+    plain = argparse.Namespace(workers=None, redis=None)
+    with_redis = argparse.Namespace(workers=None, redis="redis://127.0.0.1:6379/0")
+    assert worker_count(plain) == 1
+    assert worker_count(with_redis) == len(os.sched_getaffinity(0))
+    assert broadcast_caveat(plain, 1) is None and broadcast_caveat(with_redis, 4) is None
+    assert broadcast_caveat(plain, 3) is not None

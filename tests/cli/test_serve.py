@@ -46,7 +46,7 @@ def test_missing_secret_is_a_clear_error():
 
 def test_help_lists_the_commands():
     out = subprocess.run([*RXSTORE, "--help"], capture_output=True, text=True, check=True, timeout=30).stdout
-    for command in ("serve", "token", "demo"):
+    for command in ("serve", "token", "demo", "log"):
         assert command in out
 
 

@@ -2,7 +2,8 @@
 
 :class:`LiveQueries` owns the gateway's :class:`~rxstore.gateway.queries.subscriptions.SubscriptionIndex`
 and each client's subscriptions. It checks a subscription against the served
-topics, ``can_subscribe`` and the table's columns (:func:`check_subset`),
+topics and ``can_subscribe``, fills in its ``{"claim": ...}`` values from the
+client's token, checks it against the table's columns (:func:`check_subset`),
 files it, and serves a switch: the old subset is unfiled and every frame
 already queued for it written before the new subset's snapshot is sent, so no
 row of the old subset arrives after the acknowledgement.
@@ -21,7 +22,7 @@ from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.subset_sql import check_subset
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex
-from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
+from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription, terms_in
 
 __all__ = ["LiveQueries"]
 
@@ -76,14 +77,19 @@ class LiveQueries:
 
     # -- checks -----------------------------------------------------------------
 
-    async def check(self, user: User, sub_id: str, subset: Subset) -> None:
-        """Check that ``user`` may follow ``subset`` under ``sub_id``.
+    async def check(self, user: User, sub_id: str, subset: Subset) -> Subset:
+        """Check that ``user`` may follow ``subset`` under ``sub_id``; the subset with its claims filled in.
+
+        Each ``{"claim": name}`` value becomes the value of that claim of
+        ``user``'s token (:meth:`Subset.resolve <rxstore.protocol.subsets.Subset.resolve>`),
+        after ``can_subscribe`` allowed the topic and before the values are
+        checked against the table's columns.
 
         Raises:
             SubsetError: ``forbidden_topic`` (not served, or ``can_subscribe`` denies),
-                ``invalid_subscription`` (the id is another topic's event name, an
-                unknown column, an operator on a column that cannot take it, a value
-                of the wrong type).
+                ``invalid_subscription`` (the id is another topic's event name, a claim
+                the token lacks, an unknown column, an operator on a column that cannot
+                take it, a value of the wrong type).
         """
         topic = subset.topic
         if topic not in self.names:
@@ -96,11 +102,13 @@ class LiveQueries:
                 f"subscription id {sub_id!r} is the event name of topic {owner!r}; pick another"
             )
         if subset.whole:
-            return
+            return subset
+        subset = subset.resolve(user.claims)
         kinds = self._kinds.get(topic)
         if kinds is None or not _known(subset, kinds):
             kinds = self._kinds[topic] = await self.log.columns(topic)  # new or changed table: read again
         check_subset(subset, kinds, self.primary_keys[topic])
+        return subset
 
     def new(self, client: Client, sub_id: str, subset: Subset, since: int | None = None) -> Subscription:
         """A subscription of ``client`` (not filed yet)."""
@@ -211,7 +219,7 @@ class LiveQueries:
 
     async def _subscribe(self, client: Client, sub_id: str, subset: Subset) -> dict[str, Any]:
         try:
-            await self.check(client.user, sub_id, subset)
+            subset = await self.check(client.user, sub_id, subset)
         except SubsetError as exc:
             return self._reject(exc)
         if client.live:  # it has every change up to the head (kept lazily by the tailer)
@@ -261,6 +269,6 @@ class LiveQueries:
 
 def _known(subset: Subset, kinds: Mapping[str, str]) -> bool:
     """Whether every column ``subset`` names is in ``kinds`` (else the table may have changed)."""
-    names = [term.column for term in subset.where]
+    names = [term.column for term in terms_in(subset.where)]
     names.extend(subset.columns or ())
     return all(name in kinds for name in names)

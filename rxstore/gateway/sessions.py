@@ -284,9 +284,9 @@ class Sessions:
         """Index a connecting client's subscriptions (with their ``since`` if it resumes)."""
         live_queries = self.live_queries
         subscriptions = []
-        for sub_id, subset, since in request.subscriptions:
+        for sub_id, asked, since in request.subscriptions:
             try:
-                await live_queries.check(client.user, sub_id, subset)
+                subset = await live_queries.check(client.user, sub_id, asked)  # its claims filled in
             except SubsetError as exc:
                 reason = "forbidden_topic" if exc.code == "forbidden_topic" else "bad_request"
                 raise self.refuse(reason, str(exc)) from None

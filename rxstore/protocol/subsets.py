@@ -1,19 +1,24 @@
 """Live-query subsets: which rows of a table a subscription follows, and which columns.
 
-A :class:`Subset` is a table, a where clause (an AND of :class:`Term` s, each
-``column op value``) and an optional column subset. The same value is built
-by the client (from the friendly forms of :func:`terms_of`), sent on the wire
-(:meth:`Subset.to_wire` / :func:`parse_subscription`), compiled to SQL by the
-gateway for snapshots, and evaluated in Python by :meth:`Subset.matches` for
-live changes, with the semantics of SQL:
+A :class:`Subset` is a table, a where clause and an optional column subset.
+The where clause is an AND of *conditions*: :class:`~rxstore.protocol.terms.Term` s
+(``column op value``) and :class:`~rxstore.protocol.groups.Group` s (``or``,
+``not``, a nested ``and``), bounded by :data:`MAX_TERMS` terms and
+:data:`MAX_DEPTH` nested groups. A value may be a
+:class:`~rxstore.protocol.claims.Claim` of the connection's token
+(``{"claim": "sub"}``), which the gateway fills in (:meth:`Subset.resolve`).
+The same value is built by the client (from the friendly forms of
+:func:`terms_of`), sent on the wire (:meth:`Subset.to_wire` /
+:func:`parse_subscription`), compiled to SQL by the gateway for snapshots, and
+evaluated in Python by :meth:`Subset.matches` for live changes, with the
+semantics of SQL (see :mod:`rxstore.protocol.terms` and, for the three-valued
+logic of ``not`` and ``or`` over NULL, :mod:`rxstore.protocol.groups`):
 
-* a term on a NULL (or missing) column is false, except ``is null``;
-* ``!=`` on NULL is false (SQL's three-valued logic), like ``=``;
+* a term on a NULL (or missing) column is unknown, except ``is null``: it does
+  not match, ``!=`` included, and neither does its ``not``;
 * numbers compare by value (``1 == 1.0``; booleans are the integers 0 and 1,
   as SQLite stores them); strings by code point (SQLite's ``BINARY``,
   PostgreSQL's ``"C"`` collation);
-* values of different kinds order as SQLite orders storage classes
-  (numbers < text), which only SQLite's dynamic typing can produce;
 * the strings ``"Infinity"``, ``"-Infinity"`` and ``"NaN"`` (how the gateway
   sends non-finite numbers) compare as those floats against a number, and NaN
   as PostgreSQL orders it: equal to itself, above every other number.
@@ -24,58 +29,69 @@ Example:
     (True, False)
     >>> s.to_wire("general")
     {'id': 'general', 'topic': 'messages', 'where': [['channel', '=', 'general']], 'columns': None}
+    >>> mine = ("owner", "=", Claim("sub"))
+    >>> either = Subset("tickets", terms_of([{"or": [("status", "=", "open"), mine]}]))
+    >>> either.to_wire("t")["where"]
+    [{'or': [['status', '=', 'open'], ['owner', '=', {'claim': 'sub'}]]}]
+    >>> either.resolve({"sub": "ann"}).matches({"status": "done", "owner": "ann"})
+    True
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import reprlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import count
 from typing import Any, Final
 
 import attrs
 
+from rxstore.protocol.claims import CLAIM_KEY, Claim
 from rxstore.protocol.errors import RxStoreError
+from rxstore.protocol.groups import GROUP_KINDS, Condition, Group
+from rxstore.protocol.terms import COMPARISONS, NULL_TESTS, OPS, Scalar, Term
 
 __all__ = [
     "COMPARISONS",
+    "GROUP_KINDS",
     "MAX_COLUMNS",
+    "MAX_DEPTH",
     "MAX_ID_CHARS",
     "MAX_IN_VALUES",
     "MAX_TERMS",
     "MAX_TEXT_CHARS",
     "NULL_TESTS",
     "OPS",
+    "Claim",
+    "Condition",
+    "Group",
+    "Scalar",
     "Subset",
     "SubsetError",
     "Term",
+    "WhereItem",
     "WhereSpec",
     "columns_of",
     "parse_subscription",
+    "terms_in",
     "terms_of",
 ]
 
-COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
-"""Operators that take one value."""
-NULL_TESTS: Final = ("is null", "is not null")
-"""Operators that take no value."""
-OPS: Final = (*COMPARISONS, "in", *NULL_TESTS)
-"""Every operator a term may use."""
-
 MAX_TERMS: Final = 16
-"""Most terms in one where clause."""
+"""Most terms in one where clause, counted in all its groups."""
+MAX_DEPTH: Final = 4
+"""Most groups (``or``, ``not``, a nested ``and``) inside one another in a where clause."""
 MAX_IN_VALUES: Final = 1000
 """Most values of one ``in`` term."""
 MAX_TEXT_CHARS: Final = 1024
-"""Longest string value (and column name) in a term."""
+"""Longest string value (and column name, and claim name) in a term."""
 MAX_COLUMNS: Final = 256
 """Most columns in a column subset."""
 MAX_ID_CHARS: Final = 64
 """Longest subscription id."""
 
-Scalar = str | int | float | bool
-"""A term's value: a JSON scalar (``None`` is not a value: use ``is null``)."""
-
-_NON_FINITE: Final = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+_GROUP_FORMS: Final = '{"or": [...]}, {"and": [...]}, a list (and) or {"not": condition}'
 
 
 class SubsetError(RxStoreError, ValueError):
@@ -83,8 +99,8 @@ class SubsetError(RxStoreError, ValueError):
 
     Attributes:
         code: ``invalid_subscription`` (its shape, an operator, a column, a value's
-            type), ``forbidden_topic`` or ``too_many_subscriptions``: the code a
-            gateway's acknowledgement carries.
+            type, a claim the token lacks), ``forbidden_topic`` or
+            ``too_many_subscriptions``: the code a gateway's acknowledgement carries.
 
     Example:
         >>> try:
@@ -100,64 +116,12 @@ class SubsetError(RxStoreError, ValueError):
 
 
 @attrs.frozen(cache_hash=True)
-class Term:
-    """One ``column op value`` condition.
-
-    Attributes:
-        column: The column's name.
-        op: One of :data:`OPS`.
-        value: A scalar for a comparison, a tuple of scalars for ``in``, ``None`` for a null test.
-
-    Example:
-        >>> Term("likes", ">=", 3).matches({"likes": 5}), Term("likes", ">=", 3).matches({"likes": None})
-        (True, False)
-    """
-
-    column: str
-    op: str
-    value: Any = None
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """Whether ``row`` satisfies this term, with SQL semantics (see the module docstring)."""
-        current = row.get(self.column)
-        op = self.op
-        if op == "is null":
-            return current is None
-        if op == "is not null":
-            return current is not None
-        if current is None:
-            return False
-        if op == "in":
-            return any(_compare(current, value) == 0 for value in self.value)
-        order = _compare(current, self.value)
-        if op == "=":
-            return order == 0
-        if op == "!=":
-            return order != 0
-        if op == "<":
-            return order < 0
-        if op == "<=":
-            return order <= 0
-        if op == ">":
-            return order > 0
-        return order >= 0
-
-    def to_wire(self) -> list[Any]:
-        """``[column, op]`` or ``[column, op, value]`` (a list for ``in``)."""
-        if self.op in NULL_TESTS:
-            return [self.column, self.op]
-        if self.op == "in":
-            return [self.column, self.op, list(self.value)]
-        return [self.column, self.op, self.value]
-
-
-@attrs.frozen(cache_hash=True)
 class Subset:
-    """The rows of ``topic`` that satisfy every term, with ``columns`` of them (``None``: all).
+    """The rows of ``topic`` that satisfy every condition, with ``columns`` of them (``None``: all).
 
     Attributes:
         topic: The table.
-        where: The terms, all of which a row must satisfy (none: every row).
+        where: The conditions (terms and groups), all of which a row must satisfy (none: every row).
         columns: The columns to send, or ``None`` for all; the gateway adds the primary key.
 
     Example:
@@ -167,7 +131,7 @@ class Subset:
     """
 
     topic: str
-    where: tuple[Term, ...] = ()
+    where: tuple[Condition, ...] = ()
     columns: tuple[str, ...] | None = None
 
     @property
@@ -176,10 +140,14 @@ class Subset:
         return not self.where and self.columns is None
 
     def matches(self, row: Mapping[str, Any] | None) -> bool:
-        """Whether ``row`` (``None``: no row) is in the subset."""
+        """Whether ``row`` (``None``: no row) is in the subset: the where clause is true (not unknown)."""
         if row is None:
             return False
-        return all(term.matches(row) for term in self.where)
+        # a loop, not all() of a generator: faster, and this runs per change and subscription
+        for condition in self.where:  # noqa: SIM110
+            if not condition.matches(row):
+                return False
+        return True
 
     def project(self, row: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
         """``row`` with only the subset's columns (and ``key``, the primary key)."""
@@ -188,12 +156,28 @@ class Subset:
             return dict(row)
         return {name: row.get(name) for name in _with_key(columns, key)}
 
+    def resolve(self, claims: Mapping[str, Any]) -> Subset:
+        """The subset with each :class:`~rxstore.protocol.claims.Claim` replaced by the claim's value.
+
+        The gateway calls it with the claims of the connection's token. A claim
+        used as a comparison's value (or among an ``in`` term's values) must be a
+        string, number or boolean; one used as a whole ``in`` list, a list of 1 to
+        :data:`MAX_IN_VALUES` of them.
+
+        Raises:
+            SubsetError: The token lacks a claim, or its value does not fit (the
+                message names the term and the claim).
+        """
+        numbers = count(1)
+        where = tuple(_resolved(condition, claims, numbers) for condition in self.where)
+        return self if where == self.where else attrs.evolve(self, where=where)
+
     def to_wire(self, id: str, since: int | None = None) -> dict[str, Any]:
         """The subscription object of the wire protocol (docs/protocol.md)."""
         wire: dict[str, Any] = {
             "id": id,
             "topic": self.topic,
-            "where": [term.to_wire() for term in self.where],
+            "where": [condition.to_wire() for condition in self.where],
             "columns": None if self.columns is None else list(self.columns),
         }
         if since is not None:
@@ -201,23 +185,37 @@ class Subset:
         return wire
 
 
-WhereSpec = Mapping[str, Any] | Iterable[Sequence[Any]] | None
-"""What a user writes for a where clause: ``{"col": value}`` or ``[("col", op, value), ...]``."""
+WhereItem = Condition | Sequence[Any] | Mapping[str, Any]
+"""One item of a where clause's list: a term (``("col", op, value)`` or a :class:`Term`), a
+group (``{"or": [...]}``, ``{"not": item}``, ``{"and": [...]}``, a list of items, or a
+:class:`Group`)."""
+
+WhereSpec = Mapping[str, Any] | Iterable[WhereItem] | None
+"""What a user writes for a where clause: ``{"col": value}``, or a list of terms and groups."""
 
 
-def terms_of(spec: WhereSpec) -> tuple[Term, ...]:
-    """Read a where clause from its friendly forms; check operators, arity and value types.
+def terms_of(spec: WhereSpec) -> tuple[Condition, ...]:
+    """Read a where clause from its friendly forms; check operators, arity, value types and bounds.
 
     ``{"channel": "general", "kind": ["a", "b"]}`` is ``channel = 'general' AND kind
-    IN ('a', 'b')`` (a ``None`` value is ``is null``); a sequence of ``(column, op,
-    value)`` or ``(column, "is null")`` tuples gives any operator of :data:`OPS`.
+    IN ('a', 'b')`` (a ``None`` value is ``is null``); a list gives the AND of its
+    items: ``(column, op, value)`` or ``(column, "is null")`` terms for any operator
+    of :data:`OPS`, and groups: ``{"or": [item, ...]}``, ``{"not": item}``, and a
+    nested list (or ``{"and": [...]}``) for an AND inside them. A value may be a
+    claim: ``{"claim": "sub"}`` or :class:`~rxstore.protocol.claims.Claim`.
+
+    Example:
+        >>> terms_of([{"or": [("status", "=", "open"), {"not": ("owner", "is null")}]}])
+        (Group(kind='or', items=(Term(column='status', op='=', value='open'), Group(kind='not', \
+items=(Term(column='owner', op='is null', value=None),)))),)
 
     Raises:
-        SubsetError: An unknown operator, a bad value, too many terms or values.
+        SubsetError: An unknown operator or group, a bad value or claim, a malformed group,
+            more than :data:`MAX_TERMS` terms or :data:`MAX_DEPTH` nested groups.
     """
     if spec is None:
         return ()
-    raw: list[Sequence[Any]]
+    raw: list[Any]
     if isinstance(spec, Mapping):
         raw = []
         for column, value in spec.items():
@@ -233,7 +231,16 @@ def terms_of(spec: WhereSpec) -> tuple[Term, ...]:
         raw = list(spec)
     if len(raw) > MAX_TERMS:
         raise SubsetError(f"a where clause has at most {MAX_TERMS} terms, got {len(raw)}")
-    return tuple(_term(index, item) for index, item in enumerate(raw, start=1))
+    return _conditions(raw, 0, (count(1), count(1)))
+
+
+def terms_in(where: Iterable[Condition]) -> Iterator[Term]:
+    """The terms of a where clause, in all its groups, in reading order ("term 1", "term 2"...)."""
+    for condition in where:
+        if type(condition) is Group:
+            yield from terms_in(condition.items)
+        else:
+            yield condition  # type: ignore[misc]
 
 
 def columns_of(columns: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -284,16 +291,61 @@ def parse_subscription(data: Any) -> tuple[str, Subset, int | None]:
     return sub_id, subset, since
 
 
-# -- helpers -------------------------------------------------------------------
+# -- reading a where clause ------------------------------------------------------
+
+
+_Numbers = tuple[Iterator[int], Iterator[int]]
+"""The numbers of the next term and the next group, in reading order (for messages)."""
+
+
+def _conditions(items: Sequence[Any], depth: int, numbers: _Numbers) -> tuple[Condition, ...]:
+    return tuple(_condition(item, depth, numbers) for item in items)
+
+
+def _condition(item: Any, depth: int, numbers: _Numbers) -> Condition:
+    if type(item) is Term or type(item) is Group:
+        item = item.to_wire()  # checked as if it came from the wire
+    if isinstance(item, Mapping):
+        return _group(item, depth, numbers)
+    if _is_list(item) and item and (_is_list(item[0]) or isinstance(item[0], Mapping | Term | Group)):
+        return _group({"and": item}, depth, numbers)
+    index = next(numbers[0])
+    if index > MAX_TERMS:
+        raise SubsetError(f"a where clause has at most {MAX_TERMS} terms, counted in all its groups")
+    return _term(index, item)
+
+
+def _group(item: Mapping[Any, Any], depth: int, numbers: _Numbers) -> Group:
+    number = next(numbers[1])
+    if len(item) != 1:
+        raise SubsetError(
+            f"group {number}: a group is {_GROUP_FORMS}, with one key; got keys {_short(list(item))}"
+        )
+    ((kind, body),) = item.items()
+    if kind not in GROUP_KINDS:
+        raise SubsetError(f"group {number}: unknown group {_short(kind)} (one of {', '.join(GROUP_KINDS)})")
+    if depth >= MAX_DEPTH:
+        raise SubsetError(f"group {number}: groups nest at most {MAX_DEPTH} deep (MAX_DEPTH)")
+    if kind == "not":
+        if body is None or (_is_list(body) and not body):
+            raise SubsetError(f"group {number}: 'not' takes one condition, got {_short(body)}")
+        return Group("not", (_condition(body, depth + 1, numbers),))
+    if not _is_list(body) or not body:
+        raise SubsetError(
+            f"group {number}: {kind!r} takes a list of 1 or more conditions, got {_short(body)}"
+        )
+    if len(body) > MAX_TERMS:
+        raise SubsetError(f"a where clause has at most {MAX_TERMS} terms, counted in all its groups")
+    return Group(kind, _conditions(body, depth + 1, numbers))
 
 
 def _term(index: int, item: Any) -> Term:
-    if isinstance(item, str | bytes) or not isinstance(item, Sequence) or not 2 <= len(item) <= 3:
+    if not _is_list(item) or not 2 <= len(item) <= 3:
         raise SubsetError(f"term {index}: expected (column, op, value) or (column, 'is null'), got {item!r}")
     column, op = item[0], item[1]
     _check_name(column, f"term {index}")
     if type(op) is not str or op not in OPS:
-        raise SubsetError(f"term {index}: unknown operator {op!r} (one of {', '.join(OPS)})")
+        raise SubsetError(f"term {index}: unknown operator {_short(op)} (one of {', '.join(OPS)})")
     if op in NULL_TESTS:
         if len(item) == 3 and item[2] is not None:
             raise SubsetError(f"term {index}: {op!r} takes no value")
@@ -301,17 +353,49 @@ def _term(index: int, item: Any) -> Term:
     if len(item) != 3:
         raise SubsetError(f"term {index}: {op!r} needs a value")
     value = item[2]
-    if op == "in":
-        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-            raise SubsetError(f"term {index}: 'in' needs a list of values, got {value!r}")
-        values = tuple(value)
-        if not 0 < len(values) <= MAX_IN_VALUES:
-            raise SubsetError(f"term {index}: 'in' takes 1 to {MAX_IN_VALUES} values, got {len(values)}")
-        for element in values:
-            _check_scalar(index, element)
-        return Term(column, op, values)
+    if op != "in":
+        return Term(column, op, _value(index, value))
+    if type(value) is Claim or isinstance(value, Mapping):
+        return Term(column, op, _claim(index, value))  # a claim whose value is the list
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise SubsetError(f"term {index}: 'in' needs a list of values, got {value!r}")
+    values = tuple(value)
+    if not 0 < len(values) <= MAX_IN_VALUES:
+        raise SubsetError(f"term {index}: 'in' takes 1 to {MAX_IN_VALUES} values, got {len(values)}")
+    return Term(column, op, tuple(_value(index, element) for element in values))
+
+
+def _value(index: int, value: Any) -> Any:
+    if type(value) is Claim or isinstance(value, Mapping):
+        return _claim(index, value)
     _check_scalar(index, value)
-    return Term(column, op, value)
+    return value
+
+
+def _claim(index: int, value: Any) -> Claim:
+    if type(value) is Claim:
+        value = value.to_wire()
+    if CLAIM_KEY not in value:
+        raise SubsetError(
+            f'term {index}: a value must be a string, number, boolean or {{"claim": "<name>"}}, '
+            f"got {_short(value)}"
+        )
+    name = value[CLAIM_KEY]
+    if len(value) != 1 or type(name) is not str or not 0 < len(name) <= MAX_TEXT_CHARS:
+        raise SubsetError(
+            f'term {index}: a claim is {{"claim": "<name>"}}, a name string of 1-{MAX_TEXT_CHARS} '
+            f"characters, got {_short(value)}"
+        )
+    return Claim(name)
+
+
+def _is_list(item: Any) -> bool:
+    return isinstance(item, Sequence) and not isinstance(item, str | bytes)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut short: a message never carries a whole hostile payload."""
+    return reprlib.repr(value)
 
 
 def _check_name(name: Any, where: str) -> None:
@@ -319,17 +403,23 @@ def _check_name(name: Any, where: str) -> None:
         raise SubsetError(f"{where}: a column name must be a string of 1-{MAX_TEXT_CHARS} characters")
 
 
-def _check_scalar(index: int, value: Any) -> None:
+def _check_scalar(index: int, value: Any, what: str = "a value") -> None:
     kind = type(value)
     if kind is str:
         if len(value) > MAX_TEXT_CHARS:
             raise SubsetError(f"term {index}: a string value has at most {MAX_TEXT_CHARS} characters")
     elif kind is float:
         if not math.isfinite(value):
-            raise SubsetError(f"term {index}: a value must be a finite number, got {value!r}")
+            raise SubsetError(f"term {index}: {what} must be a finite number, got {value!r}")
     elif kind is not int and kind is not bool:
-        what = "null (use 'is null')" if value is None else type(value).__name__
-        raise SubsetError(f"term {index}: a value must be a string, number or boolean, got {what}")
+        got = (
+            type(value).__name__
+            if value is not None
+            else "null (use 'is null')"
+            if what == "a value"
+            else "null"
+        )
+        raise SubsetError(f"term {index}: {what} must be a string, number or boolean, got {got}")
 
 
 def _with_key(columns: tuple[str, ...], key: str | None) -> tuple[str, ...]:
@@ -338,22 +428,48 @@ def _with_key(columns: tuple[str, ...], key: str | None) -> tuple[str, ...]:
     return (key, *columns)
 
 
-def _number(value: Any) -> float | int | None:
-    """``value`` as a number, or ``None`` if it is text (non-finite strings are numbers)."""
-    if type(value) is str:
-        return _NON_FINITE.get(value)
-    return value  # type: ignore[no-any-return]
+# -- filling in claims -------------------------------------------------------------
 
 
-def _compare(current: Any, value: Any) -> int:
-    """-1, 0 or 1: ``current`` against ``value`` in SQL's order (both not NULL)."""
-    if type(current) is str and type(value) is str:
-        return int((current > value) - (current < value))
-    a, b = _number(current), _number(value)
-    if a is None or b is None:  # text against a number: numbers sort first (SQLite)
-        if a is None and b is None:
-            return int((current > value) - (current < value))
-        return 1 if a is None else -1
-    if a != a or b != b:  # NaN: equal to itself, above every number (PostgreSQL)
-        return (a != a) - (b != b)
-    return (a > b) - (a < b)
+def _resolved(condition: Condition, claims: Mapping[str, Any], numbers: Iterator[int]) -> Condition:
+    if type(condition) is Group:
+        items = tuple(_resolved(item, claims, numbers) for item in condition.items)
+        return condition if items == condition.items else Group(condition.kind, items)
+    term: Term = condition  # type: ignore[assignment]
+    index = next(numbers)
+    value = term.value
+    if type(value) is Claim:
+        if term.op == "in":
+            return Term(term.column, term.op, _claim_list(index, value, claims))
+        return Term(term.column, term.op, _claim_scalar(index, value, claims, term.op))
+    if type(value) is tuple and any(type(element) is Claim for element in value):
+        filled = (_claim_scalar(index, e, claims, "in") if type(e) is Claim else e for e in value)
+        return Term(term.column, term.op, tuple(filled))
+    return term
+
+
+def _claim_value(index: int, claim: Claim, claims: Mapping[str, Any]) -> Any:
+    if claim.name not in claims:
+        raise SubsetError(f"term {index}: the token has no claim {claim.name!r}")
+    return claims[claim.name]
+
+
+def _claim_scalar(index: int, claim: Claim, claims: Mapping[str, Any], op: str) -> Any:
+    value = _claim_value(index, claim, claims)
+    if _is_list(value):
+        raise SubsetError(f"term {index}: claim {claim.name!r} is a list: {op!r} takes one value of it")
+    _check_scalar(index, value, f"claim {claim.name!r}")
+    return value
+
+
+def _claim_list(index: int, claim: Claim, claims: Mapping[str, Any]) -> tuple[Any, ...]:
+    value = _claim_value(index, claim, claims)
+    values = tuple(value) if _is_list(value) else (value,)  # a claim of one value: 'in' that one
+    if not 0 < len(values) <= MAX_IN_VALUES:
+        raise SubsetError(
+            f"term {index}: claim {claim.name!r} must hold 1 to {MAX_IN_VALUES} values for 'in', "
+            f"got {len(values)}"
+        )
+    for element in values:
+        _check_scalar(index, element, f"each value of claim {claim.name!r}")
+    return values

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rxstore import Backoff, Event, RootStore, SubsetError, TableStore
+from rxstore import Backoff, Event, RootStore, SubsetError, TableStore, Term
 from rxstore.gateway import open_change_log
 from rxstore.gateway.access.auth import TokenAuth
 from rxstore.gateway.server import RealtimeGateway
@@ -197,6 +197,6 @@ async def test_a_refused_subscription_raises_subset_error_and_the_connection_goe
         with pytest.raises(SubsetError) as switched:
             await inbox.where({"no_such_column": 1})
         assert switched.value.code == "invalid_subscription"
-        assert inbox.subset.where[0].column == "channel_id"
+        assert inbox.subset.where == (Term("channel_id", "=", "general"),)
         new = await writer.post("general")
         await wait_for(lambda: new in inbox.value.rows, what="a #general row after the refusals")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from rxstore import Backoff, CallTimeout, RootStore, SocketIOTransport, TableStore
+from rxstore import Backoff, CallTimeout, RootStore, SocketIOTransport, TableStore, Term
 from rxstore.gateway import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from tests.e2e.test_live_queries import AUTH, Messages, Writer, settled, start_chat
@@ -28,6 +28,8 @@ from tests.faults.harness import StalledClient
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
+
+RANDOM = (Term("channel_id", "=", "random"),)
 
 
 def write_bulk(path: Path, rows: int = 400) -> None:
@@ -88,7 +90,7 @@ async def test_a_switch_not_acknowledged_in_time_raises_and_follows_the_new_subs
         async with slot_held(gateway):
             with pytest.raises(CallTimeout):
                 await inbox.where({"channel_id": "random"})
-            assert inbox.subset.where[0].value == "random"
+            assert inbox.subset.where == RANDOM
             assert root.metrics.reconnects == 0
         await settled(inbox, writer, "random")
         new = await writer.post("random")
@@ -113,7 +115,7 @@ async def test_a_link_lost_between_send_and_acknowledgement_follows_the_new_subs
             await wait_for(lambda: alice(gateway).reserved, what="the switch in flight on the gateway")
             await gateway.sio.disconnect(alice(gateway).sid)
             subset = await switching
-            assert subset.where[0].value == "random" == inbox.subset.where[0].value
+            assert subset.where == RANDOM == inbox.subset.where
         await settled(inbox, writer, "random")
         assert root.metrics.reconnects >= 1
         new = await writer.post("random")
@@ -128,7 +130,7 @@ async def test_a_switch_while_offline_follows_the_new_subset_from_the_next_conne
     await writer.post("general")
     await writer.post("random")
     inbox = Messages(where={"channel_id": "general"})
-    assert (await inbox.where({"channel_id": "random"})).where[0].value == "random"
+    assert (await inbox.where({"channel_id": "random"})).where == RANDOM
     async with root_of(gateway, inbox) as root:
         await root.live(timeout=10)
         await settled(inbox, writer, "random")

@@ -10,15 +10,20 @@ import pytest
 
 from rxstore.protocol.subsets import (
     MAX_COLUMNS,
+    MAX_DEPTH,
     MAX_ID_CHARS,
     MAX_IN_VALUES,
     MAX_TERMS,
     MAX_TEXT_CHARS,
+    Group,
     Subset,
     SubsetError,
     Term,
+    WhereItem,
+    WhereSpec,
     columns_of,
     parse_subscription,
+    terms_in,
     terms_of,
 )
 
@@ -36,7 +41,7 @@ def test_a_mapping_is_equality_in_for_a_list_and_is_null_for_none() -> None:
 def test_a_list_of_tuples_gives_every_operator() -> None:
     spec: list[tuple[Any, ...]] = [("a", op, 1) for op in ("=", "!=", "<", "<=", ">", ">=")]
     spec += [("b", "in", [1, 2.5]), ("c", "is null"), ("d", "is not null", None)]
-    terms = terms_of(spec)
+    terms = list(terms_in(terms_of(spec)))
     assert [t.op for t in terms] == ["=", "!=", "<", "<=", ">", ">=", "in", "is null", "is not null"]
     assert terms[6].value == (1, 2.5) and terms[7].value is None and terms[8].value is None
 
@@ -59,7 +64,10 @@ def test_no_where_clause_is_no_terms() -> None:
         ([("a", "is null", 3)], "term 1: 'is null' takes no value"),
         ([("", "=", 1)], "term 1: a column name must be a string of 1-1024 characters"),
         ([(7, "=", 1)], "term 1: a column name must be a string"),
-        ({"a": None, "b": {"x": 1}}, "term 2: a value must be a string, number or boolean, got dict"),
+        (
+            {"a": None, "b": {"x": 1}},
+            'term 2: a value must be a string, number, boolean or {"claim": "<name>"}, got {\'x\': 1}',
+        ),
         ([("a", "=", None)], "term 1: a value must be a string, number or boolean, got null (use 'is null')"),
         ([("a", "=", math.inf)], "term 1: a value must be a finite number, got inf"),
         ([("a", "<", math.nan)], "term 1: a value must be a finite number, got nan"),
@@ -82,7 +90,7 @@ def test_limits_on_terms_in_values_and_text_are_refused_one_past_them() -> None:
     assert len(terms_of([("a", "=", 1)] * MAX_TERMS)) == MAX_TERMS
     with pytest.raises(SubsetError, match=f"at most {MAX_TERMS} terms, got {MAX_TERMS + 1}"):
         terms_of([("a", "=", 1)] * (MAX_TERMS + 1))
-    assert len(terms_of({"a": list(range(MAX_IN_VALUES))})[0].value) == MAX_IN_VALUES
+    assert len(next(terms_in(terms_of({"a": list(range(MAX_IN_VALUES))}))).value) == MAX_IN_VALUES
     with pytest.raises(SubsetError, match=f"1 to {MAX_IN_VALUES} values, got {MAX_IN_VALUES + 1}"):
         terms_of({"a": list(range(MAX_IN_VALUES + 1))})
     assert terms_of({"a": "x" * MAX_TEXT_CHARS})
@@ -205,4 +213,81 @@ def test_to_wire_and_parse_subscription_round_trip() -> None:
 def test_parse_subscription_refuses_a_bad_object_naming_the_problem(data: Any, message: str) -> None:
     with pytest.raises(SubsetError, match=_literal(message)) as caught:
         parse_subscription(data)
+    assert caught.value.code == "invalid_subscription"
+
+
+# -- groups: forms and bounds ----------------------------------------------------------
+
+
+def _deep(depth: int) -> list[WhereItem]:
+    item: Any = ("a", "=", 1)
+    for n in range(depth):
+        item = {"not": item} if n % 2 else [item, ("b", "is null")]  # a not, a nested and, ...
+    return [item]
+
+
+def test_a_where_list_holds_terms_and_groups_typed_as_a_where_spec() -> None:
+    """A list's items are terms, ``{"or": [...]}``, ``{"not": item}``, nested lists (and) and groups."""
+    spec: WhereSpec = [
+        ("status", "=", "open"),
+        {"or": [("assignee", "=", "ann"), [("assignee", "is null"), ("priority", ">", 3)]]},
+        {"not": ("tag", "in", ["spam", "junk"])},
+        Group("not", (Term("x", "=", 1),)),
+    ]
+    where = terms_of(spec)
+    assert where == (
+        Term("status", "=", "open"),
+        Group(
+            "or",
+            (
+                Term("assignee", "=", "ann"),
+                Group("and", (Term("assignee", "is null"), Term("priority", ">", 3))),
+            ),
+        ),
+        Group("not", (Term("tag", "in", ("spam", "junk")),)),
+        Group("not", (Term("x", "=", 1),)),
+    )
+    assert [t.column for t in terms_in(where)] == ["status", "assignee", "assignee", "priority", "tag", "x"]
+    subset = Subset("tickets", where)
+    assert parse_subscription(subset.to_wire("s")) == ("s", subset, None)
+    assert subset.matches({"status": "open", "assignee": None, "priority": 4, "tag": "ok", "x": 2})
+    assert not subset.matches({"status": "open", "assignee": None, "priority": 4, "tag": None, "x": 2})
+
+
+def test_groups_nest_up_to_max_depth_and_no_deeper() -> None:
+    assert len(terms_of(_deep(MAX_DEPTH))) == 1
+    with pytest.raises(
+        SubsetError,
+        match=_literal(f"group {MAX_DEPTH + 1}: groups nest at most {MAX_DEPTH} deep (MAX_DEPTH)"),
+    ):
+        terms_of(_deep(MAX_DEPTH + 1))
+
+
+def test_terms_are_counted_in_all_groups() -> None:
+    half = MAX_TERMS // 2
+    assert len(list(terms_in(terms_of([{"or": [("a", "=", n) for n in range(half)]}] * 2)))) == MAX_TERMS
+    with pytest.raises(SubsetError, match=_literal(f"a where clause has at most {MAX_TERMS} terms, counted")):
+        terms_of([("z", "is null"), *[{"or": [("a", "=", n) for n in range(half)]}] * 2])
+    with pytest.raises(SubsetError, match=_literal(f"a where clause has at most {MAX_TERMS} terms")):
+        terms_of([{"or": [("a", "=", 1)] * 10_000_000}])  # refused before reading them
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([{"xor": [("a", "=", 1)]}], "group 1: unknown group 'xor' (one of and, or, not)"),
+        ([{"or": []}], "group 1: 'or' takes a list of 1 or more conditions, got []"),
+        ([{"and": "a = 1"}], "group 1: 'and' takes a list of 1 or more conditions, got 'a = 1'"),
+        ([{"not": None}], "group 1: 'not' takes one condition, got None"),
+        ([{"not": []}], "group 1: 'not' takes one condition, got []"),
+        ([{"or": [("a", "=", 1)], "not": ("b", "=", 2)}], 'group 1: a group is {"or": [...]}'),
+        ([{}], 'group 1: a group is {"or": [...]}, {"and": [...]}, a list (and) or {"not": condition}'),
+        ([("a", "=", 1), {"or": [("b", "=", 1), {"not": 5}]}], "term 3: expected (column, op, value)"),
+        ([{"or": [("b", "=", 1), ("c", "~", 1)]}], "term 2: unknown operator '~'"),
+        ([{"or": [("b", "=", 1)]}, {"or": [("c", "=", 1), {"nor": []}]}], "group 3: unknown group 'nor'"),
+    ],
+)
+def test_a_malformed_group_is_refused_naming_it(spec: Any, message: str) -> None:
+    with pytest.raises(SubsetError, match=_literal(message)) as caught:
+        terms_of(spec)
     assert caught.value.code == "invalid_subscription"

@@ -31,6 +31,12 @@ How each rule of :mod:`rxstore.protocol.subsets` is kept in SQL:
   ``smallint`` column compared with a large integer is simply false, and the
   index of the column is still used (the cast is on the value's side).
 * NULL fails every comparison, ``!=`` included (SQL does this by itself).
+* Groups are parenthesized ``(... OR ...)``, ``(... AND ...)`` and ``NOT (...)``:
+  the database applies its own three-valued logic (``NOT`` of NULL is NULL),
+  which :class:`~rxstore.protocol.groups.Group` follows in Python.
+* Claims are filled in before (:meth:`Subset.resolve
+  <rxstore.protocol.subsets.Subset.resolve>`): a claim reaching :func:`check_subset`
+  is refused.
 * Non-finite floats: PostgreSQL's ``Infinity``/``NaN`` (NaN equal to itself,
   above every number) and SQLite's infinities (SQLite stores NaN as NULL)
   order as :func:`rxstore.protocol.subsets` orders the strings the log carries for them.
@@ -58,7 +64,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from rxstore.gateway.log.sql import ident
-from rxstore.protocol.subsets import Subset, SubsetError, Term
+from rxstore.protocol.subsets import Claim, Condition, Group, Subset, SubsetError, Term, terms_in
 
 __all__ = ["KINDS", "Dialect", "check_subset", "column_kind", "where_sql"]
 
@@ -144,6 +150,8 @@ def _sqlite_kind(declared: str) -> str:
 def check_subset(subset: Subset, kinds: Mapping[str, str], key: str | None = None) -> None:
     """Refuse a subset the database and the gateway might not evaluate alike.
 
+    Every term is checked, in every group; terms are numbered in reading order.
+
     Args:
         subset: The subset a client asked for (its shape already checked by
             :func:`~rxstore.protocol.subsets.terms_of`).
@@ -169,7 +177,9 @@ def check_subset(subset: Subset, kinds: Mapping[str, str], key: str | None = Non
         ...
         rxstore.protocol.subsets.SubsetError: term 1: column 'channel' is text: ...
     """
-    for index, term in enumerate(subset.where, start=1):
+    for index, term in enumerate(terms_in(subset.where), start=1):
+        if type(term.value) is Claim or (type(term.value) is tuple and Claim in map(type, term.value)):
+            raise SubsetError(f"term {index}: a claim the gateway has not filled in (Subset.resolve)")
         kind = kinds.get(term.column)
         if kind is None:
             raise SubsetError(f"term {index}: {_unknown(term.column, subset.topic, kinds)}")
@@ -238,6 +248,9 @@ def _encodable(text: str) -> bool:
 def where_sql(subset: Subset, dialect: Dialect, *, first_param: int = 1) -> tuple[str, list[Any]]:
     """The subset's where clause as a parameterized SQL condition and its parameters.
 
+    Groups become parenthesized ``AND`` / ``OR`` and ``NOT (...)``: SQL's own
+    three-valued logic, which :class:`~rxstore.protocol.groups.Group` follows in Python.
+
     Args:
         subset: The subset; its values should have passed :func:`check_subset`.
         dialect: ``"sqlite"`` (``?`` placeholders) or ``"postgres"`` (``$n``).
@@ -248,15 +261,28 @@ def where_sql(subset: Subset, dialect: Dialect, *, first_param: int = 1) -> tupl
 
     Raises:
         SubsetError: An ``in`` list mixes strings, numbers and booleans.
+
+    Example:
+        >>> from rxstore.protocol.subsets import terms_of
+        >>> s = Subset("t", terms_of([{"or": [("a", "=", 1), {"not": ("b", "in", [2, 3])}]}]))
+        >>> where_sql(s, "sqlite")
+        ('("a" = ? OR NOT ("b" IN (?, ?)))', [1, 2, 3])
     """
-    parts: list[str] = []
     params: list[Any] = []
-    for term in subset.where:
-        if dialect == "sqlite":
-            parts.append(_sqlite_term(term, params))
-        else:
-            parts.append(_pg_term(term, params, first_param))
+    parts = [_condition_sql(condition, dialect, params, first_param) for condition in subset.where]
     return " AND ".join(parts), params
+
+
+def _condition_sql(condition: Condition, dialect: Dialect, params: list[Any], first_param: int) -> str:
+    if type(condition) is Group:
+        parts = [_condition_sql(item, dialect, params, first_param) for item in condition.items]
+        if condition.kind == "not":
+            return f"NOT ({parts[0]})"
+        return "(" + f" {condition.kind.upper()} ".join(parts) + ")"
+    term: Term = condition  # type: ignore[assignment]
+    if dialect == "sqlite":
+        return _sqlite_term(term, params)
+    return _pg_term(term, params, first_param)
 
 
 def _null_test(term: Term) -> str | None:

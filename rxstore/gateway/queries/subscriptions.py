@@ -6,7 +6,8 @@ one subset (a where clause or a column subset, see :mod:`rxstore.protocol.subset
 *indexed*: each of its subscriptions, whole-table ones included, is a
 :class:`Subscription` in the :class:`SubscriptionIndex`, which finds the
 subscriptions a change may concern by ``(topic, column, value)`` for their
-``=`` / ``in`` terms, so that the cost of a change grows with the
+``=`` / ``in`` terms (an ``or`` group by every branch's, when every branch
+has some: :func:`index_keys`), so that the cost of a change grows with the
 subscriptions it matches, not with all of them. :func:`subscription_event`
 then says what the change is to that subscription: an INSERT when the row
 enters the subset, a DELETE of the key when it leaves, an UPDATE when it stays.
@@ -23,9 +24,15 @@ from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import RowFilter
 from rxstore.gateway.queries.visibility import visible_change
 from rxstore.protocol.events import Change, Op
-from rxstore.protocol.subsets import Subset, Term
+from rxstore.protocol.subsets import Condition, Group, Subset, Term
 
-__all__ = ["Subscription", "SubscriptionIndex", "events_of_subscriptions", "subscription_event"]
+__all__ = [
+    "Subscription",
+    "SubscriptionIndex",
+    "events_of_subscriptions",
+    "index_keys",
+    "subscription_event",
+]
 
 
 @attrs.define(eq=False)
@@ -57,12 +64,12 @@ class Subscription:
         """The table it follows."""
         return self.subset.topic
 
-    def index_term(self) -> Term | None:
-        """The ``=`` or ``in`` term it is indexed by (``None``: it is checked against every change)."""
-        for term in self.subset.where:
-            if term.op == "=" or term.op == "in":
-                return term
-        return None
+    def index_keys(self) -> tuple[tuple[str, Any], ...] | None:
+        """The ``(column, value)`` pairs it is filed under (``None``: it is checked against every change).
+
+        A row in the subset has at least one of them (see :func:`index_keys`).
+        """
+        return index_keys(self.subset.where)
 
 
 def subscription_event(sub: Subscription, change: Change, authorize: RowFilter | None) -> list[Any] | None:
@@ -150,8 +157,9 @@ def events_of_subscriptions(
 class SubscriptionIndex:
     """Every indexed subscription, found per change by ``(topic, column, value)``.
 
-    A subscription with an ``=`` or ``in`` term is filed under each of that
-    term's values; one without is checked against every change of its topic.
+    A subscription is filed under each of its :func:`index_keys` (the values of
+    an ``=`` or ``in`` term, or of every branch of an ``or``); one without is
+    checked against every change of its topic.
     A change looks up its new and its old row's values of the indexed columns
     (an UPDATE may move a row out of a subset), so its cost is the number of
     indexed columns of its topic plus the subscriptions it may concern.
@@ -166,20 +174,19 @@ class SubscriptionIndex:
 
     def add(self, sub: Subscription) -> None:
         """File ``sub`` (once)."""
-        term = sub.index_term()
-        if term is None:
+        keys = sub.index_keys()
+        if keys is None:
             self._scanned.setdefault(sub.topic, {})[id(sub)] = sub
         else:
             columns = self._by_value.setdefault(sub.topic, {})
-            values = columns.setdefault(term.column, {})
-            for value in _values(term):
-                values.setdefault(value, {})[id(sub)] = sub
+            for column, value in keys:
+                columns.setdefault(column, {}).setdefault(value, {})[id(sub)] = sub
         self.count += 1
 
     def remove(self, sub: Subscription) -> None:
         """Unfile ``sub``; a subscription not filed is ignored."""
-        term = sub.index_term()
-        if term is None:
+        keys = sub.index_keys()
+        if keys is None:
             scanned = self._scanned.get(sub.topic, {})
             if scanned.pop(id(sub), None) is None:
                 return
@@ -187,18 +194,18 @@ class SubscriptionIndex:
                 self._scanned.pop(sub.topic, None)
         else:
             columns = self._by_value.get(sub.topic, {})
-            values = columns.get(term.column, {})
             found = False
-            for value in _values(term):
+            for column, value in keys:
+                values = columns.get(column, {})
                 filed = values.get(value)
                 if filed is not None and filed.pop(id(sub), None) is not None:
                     found = True
                     if not filed:
                         del values[value]
+                    if not values:
+                        columns.pop(column, None)
             if not found:
                 return
-            if not values:
-                columns.pop(term.column, None)
             if not columns:
                 self._by_value.pop(sub.topic, None)
         self.count -= 1
@@ -224,8 +231,50 @@ class SubscriptionIndex:
         return found.values()
 
 
-def _values(term: Term) -> tuple[Any, ...]:
-    return tuple(term.value) if term.op == "in" else (term.value,)
+def index_keys(where: Sequence[Condition]) -> tuple[tuple[str, Any], ...] | None:
+    """``(column, value)`` pairs such that every row satisfying ``where`` has one of them, or ``None``.
+
+    An ``=`` term gives its one pair, an ``in`` term one per value; an AND (the
+    where clause, a nested ``and``) the pairs of its first item that has some
+    (preferring a term); an ``or`` the union of its items' pairs, only if every
+    item has some; a ``not``, a range or a null test none.
+
+    Example:
+        >>> from rxstore.protocol.subsets import terms_of
+        >>> index_keys(terms_of([("ts", ">", 5), {"or": [("a", "=", 1), ("b", "in", [2, 3])]}]))
+        (('a', 1), ('b', 2), ('b', 3))
+        >>> index_keys(terms_of([{"or": [("a", "=", 1), ("b", ">", 2)]}])) is None
+        True
+    """
+    found = None
+    for condition in where:
+        keys = _condition_keys(condition)
+        if keys is not None and (found is None or type(condition) is Term):
+            found = keys
+            if type(condition) is Term:
+                break
+    return found
+
+
+def _condition_keys(condition: Condition) -> tuple[tuple[str, Any], ...] | None:
+    if type(condition) is Term:
+        if condition.op == "=":
+            return ((condition.column, condition.value),)
+        if condition.op == "in":
+            return tuple((condition.column, value) for value in condition.value)
+        return None
+    group: Group = condition  # type: ignore[assignment]
+    if group.kind == "and":
+        return index_keys(group.items)
+    if group.kind == "not":
+        return None
+    union: list[tuple[str, Any]] = []
+    for item in group.items:
+        keys = _condition_keys(item)
+        if keys is None:
+            return None
+        union.extend(keys)
+    return tuple(dict.fromkeys(union))
 
 
 def _hashable(value: Any) -> Any:

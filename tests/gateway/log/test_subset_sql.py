@@ -209,3 +209,57 @@ def test_an_in_list_mixing_kinds_is_refused() -> None:
     for dialect in ("sqlite", "postgres"):
         with pytest.raises(SubsetError, match="an 'in' list must hold values of one kind, got int, str"):
             _sql({"title": ["a", 1]}, dialect)
+
+
+# -- groups --------------------------------------------------------------------
+
+
+TREE: Any = [
+    ("likes", ">", 1),
+    {
+        "or": [
+            ("title", "=", "a"),
+            [("done", "=", True), ("score", "is null")],
+            {"not": ("likes", "in", [7, 8])},
+        ]
+    },
+]
+
+
+def test_groups_are_parenthesized_and_or_and_not_in_reading_order_on_sqlite() -> None:
+    assert _sql(TREE, "sqlite") == (
+        '"likes" > ? AND ("title" COLLATE BINARY = ? OR ("done" = ? AND "score" IS NULL) '
+        'OR NOT ("likes" IN (?, ?)))',
+        [1, "a", 1, 7, 8],
+    )
+
+
+def test_groups_number_postgres_parameters_in_reading_order() -> None:
+    assert _sql(TREE, "postgres", first_param=2) == (
+        '"likes" > $2::bigint AND ("title" = $3::text OR ("done" = $4::boolean AND "score" IS NULL) '
+        'OR NOT ("likes" = ANY($5::bigint[])))',
+        [1, "a", True, [7, 8]],
+    )
+
+
+def test_a_value_in_a_group_never_enters_the_sql_text() -> None:
+    hostile = "x') OR 1=1 --"
+    where = [{"not": {"or": [("title", "=", hostile), ("title", "in", [hostile, "y"])]}}]
+    for dialect in ("sqlite", "postgres"):
+        condition, params = _sql(where, dialect)
+        assert hostile not in condition and params.count(hostile) == 1 + (dialect == "sqlite")
+
+
+def test_check_subset_checks_every_term_in_every_group_numbered_in_reading_order() -> None:
+    _check(TREE)
+    with pytest.raises(SubsetError, match=re.escape("term 3: column 'done' is boolean: its value must be")):
+        _check([("likes", ">", 1), {"or": [("title", "=", "a"), {"not": ("done", "=", 1)}]}])
+    with pytest.raises(SubsetError, match=re.escape("term 2: 'posts' has no column 'nope'")):
+        _check([{"not": {"or": [("title", "=", "a"), ("nope", "=", 1)]}}])
+
+
+def test_check_subset_refuses_a_claim_the_gateway_did_not_fill_in() -> None:
+    with pytest.raises(SubsetError, match=re.escape("term 1: a claim the gateway has not filled in")):
+        _check([("title", "=", {"claim": "sub"})])
+    with pytest.raises(SubsetError, match=re.escape("term 1: a claim the gateway has not filled in")):
+        _check([("title", "in", ["a", {"claim": "sub"}])])

@@ -5,10 +5,15 @@ A live query is answered twice: its snapshot by the database
 every later change by the gateway in Python (:meth:`rxstore.protocol.subsets.Subset.matches`).
 If the two disagreed on one row (NULL, a number's type, the order of two strings,
 an infinity), a client would hold a row it should not, or miss one, forever.
-Hypothesis draws rows, writes and subsets near the data, on SQLite and PostgreSQL,
-and checks (a) the database's answer = a full snapshot filtered by ``matches``;
-(b) the subset kept live from the change stream (move-in = INSERT, move-out =
-DELETE, stay = UPDATE) = a fresh query after the writes.
+Hypothesis draws rows (NULLs in every column), writes and subsets near the data,
+their where clauses random trees of ``and`` / ``or`` / ``not`` groups, on SQLite
+and PostgreSQL, and checks (a) the database's answer = a full snapshot filtered by
+``matches``, and the SQL value of the where clause on every row (true, false or
+NULL) = :meth:`Group.truth <rxstore.protocol.groups.Group.truth>`'s (three-valued
+logic: ``NOT (x = 1)`` with ``x`` NULL is NULL, not true); (b) the subset kept
+live from the change stream (move-in = INSERT, move-out = DELETE, stay = UPDATE)
+= a fresh query after the writes, and the fan-out index hands every change to
+every subscription it concerns.
 
 The text column is declared with a collation that is not code-point order
 (SQLite ``NOCASE``, PostgreSQL ICU ``und-x-icu`` where the server has ICU), so
@@ -21,20 +26,30 @@ import asyncio
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.open_log import open_change_log
-from rxstore.gateway.log.subset_sql import check_subset
-from rxstore.gateway.queries.subscriptions import Subscription, subscription_event
+from rxstore.gateway.log.subset_sql import check_subset, where_sql
+from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex, subscription_event
 from rxstore.protocol.events import Change
-from rxstore.protocol.subsets import COMPARISONS, Subset, Term
+from rxstore.protocol.subsets import (
+    COMPARISONS,
+    MAX_DEPTH,
+    MAX_TERMS,
+    Condition,
+    Group,
+    Subset,
+    Term,
+    parse_subscription,
+    terms_in,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,6 +169,25 @@ def terms(draw: st.DrawFn, data: Sequence[Row]) -> Term:
 
 
 @st.composite
+def conditions(draw: st.DrawFn, data: Sequence[Row], depth: int = 0) -> Condition:
+    """A term, or (more rarely the deeper it is) an ``and`` / ``or`` / ``not`` group of conditions."""
+    if depth >= MAX_DEPTH or draw(st.integers(0, depth + 1)) > 0:
+        return draw(terms(data))
+    if draw(st.integers(0, 2)) == 0:
+        return Group("not", (draw(conditions(data, depth + 1)),))
+    kind: Literal["and", "or"] = "or" if draw(st.booleans()) else "and"
+    return Group(kind, tuple(draw(st.lists(conditions(data, depth + 1), min_size=1, max_size=3))))
+
+
+@st.composite
+def subsets_near(draw: st.DrawFn, data: Sequence[Row]) -> Subset:
+    """A subset of ``items`` whose where clause is 1-4 conditions, within the bounds a client may send."""
+    where = tuple(draw(st.lists(conditions(data), min_size=1, max_size=4)))
+    assume(sum(1 for _ in terms_in(where)) <= MAX_TERMS)
+    return Subset("items", where)
+
+
+@st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     initial = draw(st.dictionaries(st.integers(0, IDS - 1), rows, max_size=IDS))
     writes = draw(
@@ -168,13 +202,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         )
     )
     data = [*initial.values(), *(w.row for w in writes if w.row is not None)]
-    subsets = draw(
-        st.lists(
-            st.lists(terms(data), min_size=1, max_size=4).map(lambda ts: Subset("items", tuple(ts))),
-            min_size=1,
-            max_size=8,
-        )
-    )
+    subsets = draw(st.lists(subsets_near(data), min_size=1, max_size=8))
     return Scenario(initial, writes, subsets)
 
 
@@ -242,13 +270,21 @@ async def _answers(
         return reader.seq, reader.skip, everything, answers
 
 
-def _follow(live: dict[int, dict[str, Any]], subset: Subset, change: Change) -> None:
+async def _truths(env: Env, subset: Subset) -> dict[int, bool | None]:
+    """The SQL value (true, false or NULL) of ``subset``'s where clause on each row, by id."""
+    condition, params = where_sql(subset, env.dialect)  # type: ignore[arg-type]
+    rows = await env.log.fetch(f"SELECT id, ({condition}) AS v FROM items", *params)
+    return {row["id"]: None if row["v"] is None else bool(row["v"]) for row in rows}
+
+
+def _follow(live: dict[int, dict[str, Any]], sub: Subscription, change: Change, candidates: set[int]) -> None:
     """Apply one change to a live subset as a client does with what the gateway sends it
     (:func:`~rxstore.gateway.queries.subscriptions.subscription_event`: move-in INSERT, move-out key
-    DELETE), checking it fits what is held."""
-    event = subscription_event(Subscription("s", subset, "c", User("u"), "id"), change, None)
+    DELETE), checking it fits what is held and that the index found it (``candidates``)."""
+    event = subscription_event(sub, change, None)
     if event is None:
         return
+    assert id(sub) in candidates, ("the index missed", sub.subset, change)
     payload = event[1]
     if payload["op"] == "DELETE":
         key = payload["old"]["id"]
@@ -273,18 +309,28 @@ async def _check(env: Env, scenario: Scenario) -> None:
 
     seq, skip, everything, answers = await _answers(log, scenario.subsets)
     for subset, answer in zip(scenario.subsets, answers, strict=True):
+        assert parse_subscription(subset.to_wire("s")) == ("s", subset, None)  # the wire form reads back
         assert answer == [row for row in everything if subset.matches(row)], subset  # (a) before writes
+        truths = await _truths(env, subset)
+        whole = Group("and", subset.where)
+        assert {row["id"]: whole.truth(row) for row in everything} == truths, subset  # (a) NULL included
     live = [{row["id"]: row for row in answer} for answer in answers]
+    subs = [Subscription(f"s{n}", subset, "c", User("u"), "id") for n, subset in enumerate(scenario.subsets)]
+    index = SubscriptionIndex()
+    for sub in subs:
+        index.add(sub)
 
     for write in scenario.writes:
         await _write(env, write, present)
     changes = [c for c in await log.read(seq, limit=BIG) if c.topic == "items" and c.seq not in skip]
 
     _, _, everything, answers = await _answers(log, scenario.subsets)
-    for subset, answer, held in zip(scenario.subsets, answers, live, strict=True):
+    found = [{id(sub) for sub in index.candidates(change)} for change in changes]
+    for sub, answer, held in zip(subs, answers, live, strict=True):
+        subset = sub.subset
         assert answer == [row for row in everything if subset.matches(row)], subset  # (a) after writes
-        for change in changes:
-            _follow(held, subset, change)
+        for change, candidates in zip(changes, found, strict=True):
+            _follow(held, sub, change, candidates)
         assert sorted(held.values(), key=lambda row: row["id"]) == answer, subset  # (b)
 
 
@@ -297,5 +343,6 @@ async def _check(env: Env, scenario: Scenario) -> None:
 def test_database_and_python_agree_on_every_subset_before_and_after_random_writes(
     env: Env, scenario: Scenario
 ) -> None:
-    """The database's subset = ``matches`` on a full snapshot; a live-followed subset = a fresh query."""
+    """The database's subset = ``matches`` on a full snapshot, and SQL's value of the where tree
+    (NULL too) = ``truth``; a live-followed subset, routed by the index, = a fresh query."""
     env.runner.run(_check(env, scenario))

@@ -25,9 +25,7 @@ def sub(subset: Subset = GENERAL, sub_id: str = "general", client: str = "c1", *
     return Subscription(sub_id, subset, client, ALICE, "id", **kw)
 
 
-def change(
-    op: Op, record: dict[str, Any] | None, old: dict[str, Any] | None = None, seq: int = 1
-) -> Change:
+def change(op: Op, record: dict[str, Any] | None, old: dict[str, Any] | None = None, seq: int = 1) -> Change:
     return Change(seq=seq, topic="messages", op=op, record=record, old=old, ts=0.0)
 
 
@@ -132,3 +130,63 @@ def test_index_values_are_equal_as_sql_compares_them(value: Any, key: Any) -> No
     index.add(s)
     assert list(index.candidates(change(Op.INSERT, {"id": 1, "n": key}))) == [s]
     assert list(index.candidates(change(Op.INSERT, {"id": 1, "n": "x"}))) == []
+
+
+# -- groups in the index -------------------------------------------------------------
+
+
+BOTH = (("channel", "a"), ("author", "x"), ("author", "y"))
+
+
+def _filed(where: Any) -> Subscription:
+    return sub(Subset("messages", terms_of(where)), "s")
+
+
+@pytest.mark.parametrize(
+    ("where", "keys"),
+    [
+        ({"channel": "a"}, (("channel", "a"),)),
+        ([("n", ">", 1), {"or": [("channel", "=", "a"), ("author", "in", ["x", "y"])]}], BOTH),
+        ([{"or": [("channel", "=", "a"), ("author", "in", ["x", "y"])]}], BOTH),
+        ([{"or": [("channel", "=", "a"), [("n", ">", 1), ("author", "=", "x")]]}], BOTH[:2]),
+        ([{"or": [("channel", "=", "a"), ("n", ">", 1)]}], "scanned"),
+        ([{"not": ("channel", "=", "a")}], "scanned"),
+        ([{"not": ("channel", "!=", "a")}], "scanned"),
+        ([("n", ">", 1), {"or": [("channel", "=", "a"), ("n", "<", 0)]}], "scanned"),
+        ([{"or": [("channel", "=", "a"), ("n", "<", 0)]}, ("author", "=", "x")], (("author", "x"),)),
+        ([[("n", ">", 1), ("channel", "in", ["a", "b"])]], (("channel", "a"), ("channel", "b"))),
+    ],
+)
+def test_a_subset_is_filed_by_values_every_matching_row_has_one_of(where: Any, keys: Any) -> None:
+    """An ``or`` is indexed only when every branch is (by all their values); a ``not`` never is."""
+    assert _filed(where).index_keys() == (None if keys == "scanned" else keys)
+
+
+def test_an_or_subset_is_found_by_either_branch_and_by_the_old_row_when_it_moves_out() -> None:
+    index = SubscriptionIndex()
+    either = _filed([{"or": [("channel", "=", "general"), ("author", "=", "ann")]}])
+    negated = _filed([{"not": ("channel", "=", "general")}])
+    other = _filed({"channel": "random"})
+    for s in (either, negated, other):
+        index.add(s)
+
+    def found(record: dict[str, Any] | None, old: dict[str, Any] | None = None) -> set[int]:
+        return {id(s) for s in index.candidates(change(Op.UPDATE, record, old))}
+
+    assert found({"id": 1, "channel": "x", "author": "ann"}) == {id(either), id(negated)}
+    assert found({"id": 1, "channel": "general", "author": "bob"}) == {id(either), id(negated)}
+    moved_out = change(Op.UPDATE, {"id": 1, "channel": "x", "author": "bob"}, {"id": 1, "author": "ann"})
+    assert id(either) in {id(s) for s in index.candidates(moved_out)}
+    event = subscription_event(either, moved_out, None)
+    assert event is not None and event[1]["op"] == "DELETE" and event[1]["old"] == {"id": 1}
+    for s in (either, negated, other):
+        index.remove(s)
+    assert index.count == 0 and index._by_value == {} and index._scanned == {}
+
+
+def test_not_of_a_null_column_is_unknown_so_the_row_moves_out() -> None:
+    """``NOT (channel = 'a')``: a row whose channel becomes NULL leaves, as SQL's NULL is not true."""
+    negated = sub(Subset("messages", terms_of([{"not": ("channel", "=", "a")}])), "s")
+    event = subscription_event(negated, change(Op.UPDATE, row(None), row("b")), None)
+    assert event is not None and event[1]["op"] == "DELETE"
+    assert subscription_event(negated, change(Op.INSERT, row(None)), None) is None

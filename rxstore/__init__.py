@@ -8,7 +8,7 @@ per change, across reconnects. :func:`derived` computes a value from several
 stores, once per change, for all its subscribers.
 """
 
-from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
+from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus, Retry
 from rxstore.client.metrics import Metrics, MetricsSnapshot
 from rxstore.client.root import RootStore
 from rxstore.client.transport import SocketIOTransport, Transport
@@ -29,7 +29,10 @@ from rxstore.protocol.errors import (
     ValidationError,
 )
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
-from rxstore.protocol.subsets import Subset, SubsetError, Term
+from rxstore.protocol.claims import Claim
+from rxstore.protocol.groups import Group
+from rxstore.protocol.subsets import Subset, SubsetError
+from rxstore.protocol.terms import Term
 from rxstore.stores.derived import Derived, derived
 from rxstore.stores.domain import DomainStore, RealtimeStore
 from rxstore.stores.status import SyncState, SyncStatus
@@ -41,6 +44,7 @@ __all__ = [
     "CallRejected",
     "CallTimeout",
     "Change",
+    "Claim",
     "ConnectError",
     "ConnectionRefused",
     "ConnectionState",
@@ -49,6 +53,7 @@ __all__ = [
     "DomainStore",
     "Event",
     "EventKind",
+    "Group",
     "LiveTimeout",
     "Metrics",
     "MetricsSnapshot",
@@ -57,6 +62,7 @@ __all__ = [
     "OutboxFull",
     "ProtocolError",
     "RealtimeStore",
+    "Retry",
     "RootStore",
     "RxStoreError",
     "Snapshot",

@@ -1,6 +1,6 @@
 """The Python on each documentation page runs as shown, in order, one namespace per page.
 
-Included snippets (``--8<-- "file.py:section"``) are resolved first. Functions
+Blocks copied from docs/examples are shown inline (tests/docs/includes.py). Functions
 named ``test_*`` that a block defines are called after the block (async ones
 awaited, with a fresh ``tmp_path`` if they ask for one), so a page's example
 tests pass.
@@ -18,17 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.docs import DOCS, EXAMPLES
+from tests.docs import DOCS
 
 BLOCK = re.compile(r"^(?P<indent> *)```python\n(?P<code>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
-INCLUDE = re.compile(r'^--8<-- "(?P<file>[\w.]+):(?P<section>\w+)"$', re.MULTILINE)
 PAGES = sorted(str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md") if BLOCK.search(page.read_text()))
-
-
-def include(match: re.Match[str]) -> str:
-    source = (EXAMPLES / match["file"]).read_text()
-    start, end = f"# --8<-- [start:{match['section']}]\n", f"# --8<-- [end:{match['section']}]"
-    return source.split(start, 1)[1].split(end, 1)[0]
 
 
 def python_of(page: Path) -> list[str]:
@@ -36,7 +29,7 @@ def python_of(page: Path) -> list[str]:
     for match in BLOCK.finditer(page.read_text()):
         indent = len(match["indent"])
         code = "\n".join(line[indent:] for line in match["code"].splitlines())
-        blocks.append(INCLUDE.sub(include, code))
+        blocks.append(code)
     return blocks
 
 

@@ -15,6 +15,7 @@ import pytest
 
 import rxstore
 from tests.docs import DOCS, PROJECT, load_example
+from tests.docs.includes import MARKED
 from tests.services import require_or_skip
 
 marble_examples = load_example("test_marbles")
@@ -23,7 +24,6 @@ MARBLE_TESTS = sorted(
     for name, value in vars(marble_examples).items()
     if name.startswith("test_") and inspect.isfunction(value)
 )
-SNIPPET = re.compile(r'^--8<-- "(?P<file>[\w.]+):(?P<section>\w+)"$', re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_mkdocs_build_strict_passes(site: Path) -> None:
 
 def test_the_testing_page_includes_five_marble_examples_that_are_tests(site: Path) -> None:
     page = (DOCS / "testing.md").read_text()
-    included = [m["section"] for m in SNIPPET.finditer(page) if m["file"] == "test_marbles.py"]
+    included = [m["section"] for m in MARKED.finditer(page) if m["file"] == "test_marbles.py"]
     source = (DOCS / "examples" / "test_marbles.py").read_text()
     tests_in = {
         section: re.findall(
@@ -80,10 +80,3 @@ def test_every_public_name_is_in_the_reference(site: Path) -> None:
         target = f"{getattr(rxstore, name).__module__}.{name}"
         assert f"[`{name}`][{target}]" in index, f"{name} is missing from docs/reference/index.md"
         assert f'id="{target}"' in html, f"{target} has no entry in the built reference"
-
-
-def test_every_snippet_exists() -> None:
-    for page in DOCS.rglob("*.md"):
-        for match in SNIPPET.finditer(page.read_text()):
-            source = (DOCS / "examples" / match["file"]).read_text()
-            assert f"[start:{match['section']}]" in source, f"{page.name}: {match.group(0)}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from logging import DEBUG
 from typing import Any, Protocol
 
 from rxstore.client.metrics import Metrics
@@ -40,11 +41,14 @@ from rxstore.protocol.events import (
     check_envelope,
 )
 from rxstore.protocol.frames import ChangeFrame, CheckedBatch
+from rxstore.protocol.logging_seam import level_cache
 from rxstore.stores.status import SyncState
 
 __all__ = ["Router"]
 
 log = logging.getLogger("rxstore.router")
+_levels = level_cache(log)
+"""``log``'s level cache: ``False`` at DEBUG is the one-lookup answer of the per-frame check."""
 _now = time.time
 
 
@@ -95,6 +99,8 @@ class Router:
         self._live = False
         self._snapshots = SnapshotChunks()
         """Snapshots arriving in chunks, not yet shown."""
+        self._trace: tuple[Any, Any, int, int, int] | None = None
+        """The frame being received and the counters before it, while ``rxstore.router`` is at DEBUG."""
 
     @property
     def live(self) -> bool:
@@ -116,7 +122,14 @@ class Router:
     # -- the hot path ----------------------------------------------------------
 
     def on_frame(self, name: str, data: Any) -> None:
-        """Take one incoming frame (an event, a batch or a control frame): the transport's callback."""
+        """Take one incoming frame (an event, a batch or a control frame): the transport's callback.
+
+        With the ``rxstore.router`` logger at DEBUG, each frame is also told in one line
+        (:meth:`_traced`); otherwise nothing is formatted: one cached level check per frame.
+        """
+        if _levels.get(DEBUG) is not False and self._trace is None and log.isEnabledFor(DEBUG):
+            self._traced(name, data)
+            return
         self.metrics.frames += 1
         if type(name) is not str:
             error = f"event name must be a string, got {type(name).__name__}"
@@ -138,6 +151,36 @@ class Router:
             events = frame
         if events:
             self._dispatch(events, mixed)
+
+    def _traced(self, name: str, data: Any) -> None:
+        """:meth:`on_frame`, told in one DEBUG line: before its events are published, or once handled."""
+        metrics = self.metrics
+        self._trace = (name, data, metrics.events, metrics.changes_applied, metrics.duplicates)
+        try:
+            self.on_frame(name, data)  # traced now: handled as ever
+        finally:
+            self._tell()
+
+    def _tell(self) -> None:
+        """Log the frame being traced, if not yet: its name, events, seqs, applied, duplicates, cursor."""
+        trace = self._trace
+        if trace is None:
+            return
+        self._trace = None
+        name, data, events, applied, duplicates = trace
+        metrics = self.metrics
+        if type(name) is str and name.startswith(CONTROL_PREFIX) and name != BATCH:
+            log.debug("[RootStore] %s frame (control): seq=%s cursor=%s", name, _seqs(data), self.cursor)
+            return
+        log.debug(
+            "[RootStore] %s frame: events=%d seq=%s applied=%d duplicates=%d cursor=%s",
+            name,
+            metrics.events - events,
+            _seqs(data),
+            metrics.changes_applied - applied,
+            metrics.duplicates - duplicates,
+            self.cursor,
+        )
 
     def _to_frame(self, name: str, data: Any) -> Frame | None:
         """Turn one event frame into what the views get; ``None`` for a duplicate or a bad change.
@@ -315,6 +358,7 @@ class Router:
         log.info("[RootStore] reset: %s", data)
         self.cursor = self.cursor_event = None
         self.epoch = None  # the next rxstore:live tells the new one
+        self._tell()
         reset = Event(RESET, data, EventKind.RESET)
         stream = self.events
         if stream.subject.observers:
@@ -328,6 +372,8 @@ class Router:
 
         ``mixed``: the events may have several names (else they all have the last one's).
         """
+        if self._trace is not None:  # told before its events reach the stores (and their lines)
+            self._tell()
         metrics = self.metrics
         metrics.cursor = self.cursor  # also after a batch that ends with a message
         if type(events) is ChangeFrame:
@@ -377,3 +423,22 @@ def _frame_of(kept: list[Any], envelopes: list[dict[str, Any]], names: int) -> F
         return ChangeFrame(kept[0][0], envelopes)
     change = EventKind.CHANGE
     return [Event(name, payload, change, payload["seq"]) for name, payload in kept]
+
+
+def _seqs(data: Any) -> str:
+    """The seqs a frame carries, for its DEBUG line: ``40-45``, ``7``, or ``-`` for none."""
+    if type(data) is CheckedBatch:
+        entries: Any = data.events
+    elif type(data) is dict and type(data.get("events")) is list:
+        entries = data["events"]
+    else:
+        entries = [(None, data)]
+    seqs = [
+        entry[1].get("seq")
+        for entry in entries
+        if type(entry) in (list, tuple) and len(entry) == 2 and type(entry[1]) is dict
+    ]
+    seqs = [seq for seq in seqs if type(seq) is int]
+    if not seqs:
+        return "-"
+    return str(seqs[0]) if len(seqs) == 1 else f"{seqs[0]}-{seqs[-1]}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from logging import DEBUG
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from reactivex import Observable
@@ -30,6 +31,7 @@ from rxstore.operators import Frame, filter_events, named, safe_scan_frames, sub
 from rxstore.operators.keyed import EventStream, ReduceTimes
 from rxstore.protocol.errors import RxStoreError, StoreError
 from rxstore.protocol.events import Event, EventKind, Snapshot
+from rxstore.protocol.logging_seam import level_cache
 
 __all__ = ["DomainStore", "RealtimeStore"]
 
@@ -144,6 +146,8 @@ class DomainStore(Generic[S]):
         self._state: StateSubject[S] = StateSubject(start)
         self._errors: Subject[RxStoreError] = Subject()
         self.log = logging.getLogger(f"rxstore.store.{self.name}")
+        self._levels = level_cache(self.log)
+        """The level cache of :attr:`log`, for the per-frame check of its DEBUG line."""
         self._feeds: list[tuple[Observable[Frame], SerialDisposable]] = []
         """The keyed views this store is subscribed to, each with its pipeline's subscription."""
         self._metrics: ReduceTimes | None = None
@@ -292,7 +296,16 @@ class DomainStore(Generic[S]):
             after = self.reduce_batch(state, frame)
             metrics.record_reduce(self.name, time.perf_counter() - started, len(frame))
         settle = self._settle
-        return after if settle is None else settle(state, after, frame)
+        if settle is not None:
+            after = settle(state, after, frame)
+        if self._levels.get(DEBUG) is not False and self.log.isEnabledFor(DEBUG):  # one lookup when off
+            self._log_fold(state, after, frame)
+        return after
+
+    def _log_fold(self, before: S, after: S, frame: Frame) -> None:
+        """The frame's DEBUG line: the store, its events, whether the state changed."""
+        changed = "changed" if after is not before else "unchanged"
+        self.log.debug("[%s] frame applied: events=%d state=%s", self.name, len(frame), changed)
 
     def _publish_state(self, state: S) -> None:
         """The scan's subscriber: the state into the ``BehaviorSubject``, a raising subscriber reported."""

@@ -393,6 +393,18 @@ class TableStore(DomainStore[TableState[R]]):
             return reduce_envelopes(self._table_fold, state, events)
         return reduce_events(self._table_fold, state, events)
 
+    def _log_fold(self, before: TableState[R], after: TableState[R], frame: Frame) -> None:
+        """The frame's DEBUG line: the store, its events, the rows they changed, the seq, the table's size."""
+        self.log.debug(
+            "[%s] frame applied: events=%d rows_changed=%d seq=%s->%s rows=%d",
+            self.name,
+            len(frame),
+            _rows_changed(before, after, frame, self.primary_key),
+            before.seq,
+            after.seq,
+            len(after),
+        )
+
     def _reduce_each(self, state: TableState[R], events: Sequence[Event]) -> TableState[R]:
         """``reduce_batch`` of a class that overrides :meth:`reduce`: every event through it, isolated."""
         reduce = self.reduce
@@ -402,3 +414,33 @@ class TableStore(DomainStore[TableState[R]]):
             except Exception as exc:
                 self.report(event, exc)
         return state
+
+
+def _rows_changed(before: TableState[Any], after: TableState[Any], frame: Frame, key: str) -> int:
+    """How many rows differ from ``before`` to ``after``: a DEBUG line's count, never on the hot path.
+
+    Only the rows a frame of changes names are compared; a frame with a snapshot,
+    a reset or a foreign server's payload compares the whole table.
+    """
+    old, new = before.rows, after.rows
+    if old is new:
+        return 0
+    keys = _keys_named(frame, key)
+    if keys is None:
+        keys = {*old.keys(), *new.keys()}
+    missing = object()
+    return sum(1 for k in keys if old.get(k, missing) != new.get(k, missing))
+
+
+def _keys_named(frame: Frame, key: str) -> set[Any] | None:
+    """The keys a frame's changes name (in ``record`` and ``old``); ``None`` if it holds anything else."""
+    if type(frame) is ChangeFrame:
+        pairs = [(envelope.get("record"), envelope.get("old")) for envelope in frame.envelopes]
+    else:
+        pairs = []
+        for event in frame:
+            change = event.change
+            if change is None:
+                return None
+            pairs.append((change.record, change.old))
+    return {row[key] for pair in pairs for row in pair if isinstance(row, Mapping) and key in row}

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
-from rxstore import EventKind, RxStoreError, TableState, TableStore, ValidationError
+from rxstore import DomainStore, EventKind, RxStoreError, TableState, TableStore, ValidationError
 from rxstore.protocol.events import Event
-from rxstore.testing import change, marbles, snapshot
+from rxstore.testing import (
+    batch_frame,
+    change,
+    change_frame,
+    marbles,
+    message_frame,
+    snapshot,
+    snapshot_frame,
+)
+from tests.logs import Counted, debug_lines, debug_records_made
 
 
 @attrs.frozen
@@ -190,9 +201,7 @@ def test_any_change_sequence_equals_the_same_sequence_on_a_dict(sequence, batch_
 def test_an_update_that_changes_the_primary_key_moves_the_row():
     posts = PostStore()
     posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "a"})])
-    posts.apply(
-        [change("posts", 2, "UPDATE", {"id": "p9", "title": "a"}, old={"id": "p1", "title": "a"})]
-    )
+    posts.apply([change("posts", 2, "UPDATE", {"id": "p9", "title": "a"}, old={"id": "p1", "title": "a"})])
     assert rows(posts) == {"p9": Post("p9", "a")}
     # In one batch with other changes, and back again.
     posts.apply(
@@ -211,3 +220,70 @@ def test_an_update_whose_old_row_has_an_unhashable_key_is_reported_and_skipped()
     posts.apply([change("posts", 1, "INSERT", {"id": "p1", "title": "a"})])
     posts.apply([change("posts", 2, "UPDATE", {"id": "p1", "title": "b"}, old={"id": ["x"], "title": "a"})])
     assert rows(posts) == {"p1": Post("p1", "a")} and len(errors) == 1
+
+
+# -- the DEBUG line: one per store per frame -----------------------------------------------------
+
+
+class PostChanges(DomainStore[int]):
+    """Counts the frames of post changes it folds (a domain store beside the table, on its event)."""
+
+    accepts = ("post_update",)
+    initial = 0
+
+    def reduce(self, state: int, event: Event) -> int:
+        return state + 1
+
+
+def frames_through_a_root(posts: PostStore, changes: PostChanges) -> None:
+    """A snapshot, an INSERT, a batch (one change already applied, an UPDATE, a DELETE), an UPDATE
+    that leaves its row as it was, and a message neither store accepts."""
+    with marbles() as m:
+        m.root(
+            [posts, changes],
+            server="-s-i-b-e-m",
+            values={
+                "s": snapshot_frame("posts", 3, [{"id": "p1", "title": "one"}, {"id": "p2", "title": "two"}]),
+                "i": change_frame("posts", 4, "INSERT", {"id": "p3", "title": "three"}),
+                "b": batch_frame(
+                    [
+                        change_frame("posts", 4, "INSERT", {"id": "p3", "title": "three"}),
+                        change_frame("posts", 5, "UPDATE", {"id": "p1", "title": "ONE"}),
+                        change_frame("posts", 6, "DELETE", {"id": "p2", "title": "two"}),
+                    ]
+                ),
+                "e": change_frame("posts", 7, "UPDATE", {"id": "p3", "title": "three"}),
+                "m": message_frame("post_liked", {"post": "p1"}),
+            },
+        )
+        m.run()
+
+
+def test_at_debug_each_store_logs_one_line_per_frame_it_applies_and_when_off_formats_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """rxstore.store.<name> at DEBUG: one [PostStore] line per frame applied (events, rows changed, seq,
+    rows), one line of the domain store beside it; at INFO no record is made and the store's name is
+    never formatted."""
+    caplog.set_level(logging.INFO, logger="rxstore")
+    posts = PostStore(name=Counted("PostStore"))
+    Counted.formatted = 0
+    with debug_records_made() as made:
+        frames_through_a_root(posts, PostChanges())
+    assert made == [] and Counted.formatted == 0
+    assert rows(posts) == {"p1": Post("p1", "ONE"), "p3": Post("p3", "three")}
+    caplog.set_level(logging.DEBUG, logger="rxstore.store")
+    frames_through_a_root(PostStore(name=Counted("PostStore")), PostChanges())
+    assert Counted.formatted > 0  # formatted when logged: the probe above can see formatting
+    assert debug_lines(caplog, "rxstore.store.PostStore") == [
+        "[PostStore] frame applied: events=1 rows_changed=2 seq=None->3 rows=2",
+        "[PostStore] frame applied: events=1 rows_changed=1 seq=3->4 rows=3",
+        "[PostStore] frame applied: events=2 rows_changed=2 seq=4->6 rows=2",  # seq 4: the router's duplicate
+        "[PostStore] frame applied: events=1 rows_changed=0 seq=6->7 rows=2",
+    ]
+    assert debug_lines(caplog, "rxstore.store.PostChanges") == [
+        "[PostChanges] frame applied: events=1 state=unchanged",  # the snapshot: reduce_snapshot's default
+        "[PostChanges] frame applied: events=1 state=changed",
+        "[PostChanges] frame applied: events=2 state=changed",
+        "[PostChanges] frame applied: events=1 state=changed",
+    ]

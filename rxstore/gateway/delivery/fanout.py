@@ -106,7 +106,7 @@ class RedisFanout:
             try:
                 await sio.emit("rxstore:heartbeat", None, room=HEARTBEAT_ROOM)
             except Exception as exc:  # publish failed: Redis is down
-                log.debug("heartbeat publish failed: %s", exc)
+                log.debug("[RealtimeGateway] Redis heartbeat publish failed: %s", exc)
             healthy = self.healthy
             if healthy != was_healthy:
                 log.warning("[RealtimeGateway] Redis fan-out %s", "recovered" if healthy else "is deaf")

@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
+from logging import DEBUG
 from typing import Any
 
 from rxstore.gateway.api import Retention, RowFilter
@@ -31,6 +33,7 @@ from rxstore.gateway.queries.subscriptions import (
     subscription_event,
 )
 from rxstore.gateway.queries.visibility import events_for
+from rxstore.gateway.queries.windows import REFILL, Refill
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import Subset
 
@@ -94,12 +97,17 @@ class Tailer:
         self.index = index if index is not None else SubscriptionIndex()
         self.head = 0
         """The last seq broadcast."""
+        self.refill: Callable[[Client, list[Any]], None] | None = None
+        """Takes a client out of live delivery to read windows again (set by the gateway)."""
 
-    def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
-        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
+    def events_for(self, client: Client, changes: Sequence[Change], refill: Refill | None = None) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen.
+
+        A window that must be read again is noted in ``refill`` (the pairs stop after its change).
+        """
         skip, cursor = client.skip, client.cursor or 0
         if client.subscriptions:
-            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize)
+            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize, refill)
         events = events_for(
             changes,
             user=client.user,
@@ -165,6 +173,10 @@ class Tailer:
         metrics.lag.set(max(0.0, time.time() - changes[-1].ts))
         shared: dict[frozenset[str], list[OutFrame]] = {}
         delivery = self.delivery
+        # At DEBUG (one check per batch), the frames made and sent are recorded for one line per change.
+        trace = _Trace(delivery.batch_frames, self._send) if log.isEnabledFor(DEBUG) else None
+        batch_frames = delivery.batch_frames if trace is None else trace.batch_frames
+        send = self._send if trace is None else trace.send
         first = changes[0].seq
         for client in list(self.plain.values()):  # enqueue may drop a slow client
             if not client.live:
@@ -175,29 +187,38 @@ class Tailer:
                     # Clients of the same topics get the same frames, encoded once.
                     frames = shared.get(client.topics)
                     if frames is None:
-                        frames = shared[client.topics] = delivery.batch_frames(
-                            self.events_for(client, changes)
-                        )
+                        frames = shared[client.topics] = batch_frames(self.events_for(client, changes))
                 else:
-                    frames = delivery.batch_frames(self.events_for(client, changes))
+                    frames = batch_frames(self.events_for(client, changes))
                 client.cursor = head
-                self._send(client, frames, max(cursor or 0, previous))
+                send(client, frames, max(cursor or 0, previous))
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 delivery.drop(client)
         if self.index.count:
-            self._broadcast_indexed(changes, previous)
+            self._broadcast_indexed(changes, previous, batch_frames, send)
+        if trace is not None:
+            trace.log(changes)
 
-    def _broadcast_indexed(self, changes: Sequence[Change], previous: int) -> None:
+    def _broadcast_indexed(
+        self,
+        changes: Sequence[Change],
+        previous: int,
+        batch_frames: Callable[[list[Any]], list[OutFrame]],
+        send: Callable[[Client, Sequence[OutFrame], int], None],
+    ) -> None:
         """Route a batch to the indexed clients: per change, only the subscriptions it may concern.
 
         A live indexed client that a batch does not concern keeps its old
         ``cursor``: while it is live its position is the head (see
         ``LiveQueries.subscribe``, which reads it from there); ``previous`` is the
-        head before this batch.
+        head before this batch. Frames are made with ``batch_frames`` and queued with
+        ``send`` (the delivery's and :meth:`_send`, or a :class:`_Trace`'s).
         """
         authorize, candidates = self.authorize, self.index.candidates
         events: dict[str, list[Any]] = {}
+        stopped: dict[str, Refill] = {}
+        """Clients whose windows must be read again: they stop after the change that says so."""
         for change in changes:
             seq = change.seq
             # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
@@ -205,7 +226,15 @@ class Tailer:
             for sub in candidates(change):
                 if seq <= sub.since or (sub.skip and seq in sub.skip):
                     continue
-                if alike is None:
+                if stopped and sub.client in stopped and stopped[sub.client].seq < seq:
+                    continue
+                if sub.window is not None:  # a window's state is its own: never shared
+                    event = subscription_event(sub, change, authorize)
+                    if event is REFILL:
+                        stopped.setdefault(sub.client, Refill(seq)).windows.append(sub)
+                        events.setdefault(sub.client, [])
+                        continue
+                elif alike is None:
                     event = subscription_event(sub, change, authorize)
                 else:
                     key = (sub.id, sub.subset, sub.key_only)
@@ -226,7 +255,8 @@ class Tailer:
             if client is None or not client.live:
                 continue
             cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
-            client.cursor = head
+            refill = stopped.get(sid) if stopped else None
+            client.cursor = head if refill is None else refill.seq
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
@@ -234,8 +264,10 @@ class Tailer:
                 same = tuple(map(id, mine))
                 frames = shared.get(same)
                 if frames is None:
-                    frames = shared[same] = self.delivery.batch_frames(mine)
-                self._send(client, frames, max(cursor or 0, previous))
+                    frames = shared[same] = batch_frames(mine)
+                send(client, frames, max(cursor or 0, previous))
+                if refill is not None and self.refill is not None:
+                    self.refill(client, refill.windows)
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 self.delivery.drop(client)
@@ -269,3 +301,46 @@ class Tailer:
                 continue
             if removed:
                 log.info("[RealtimeGateway] trimmed %d changes from the log", removed)
+
+
+class _Trace:
+    """One broadcast at DEBUG: the frames it makes and whom it sends them to, told per change.
+
+    Args:
+        batch_frames: The delivery's, whose frames' events are kept.
+        send: The tailer's, whose clients are counted.
+    """
+
+    def __init__(
+        self,
+        batch_frames: Callable[[list[Any]], list[OutFrame]],
+        send: Callable[[Client, Sequence[OutFrame], int], None],
+    ) -> None:
+        self._batch_frames = batch_frames
+        self._send = send
+        self.events: dict[int, list[Any]] = {}
+        """The events of each list of frames made, by its id (the lists live until the batch is sent)."""
+        self.recipients: Counter[int] = Counter()
+        """Seq -> clients handed its change."""
+
+    def batch_frames(self, events: list[Any]) -> list[OutFrame]:
+        """The delivery's ``batch_frames``, its events kept."""
+        frames = self._batch_frames(events)
+        self.events[id(frames)] = events
+        return frames
+
+    def send(self, client: Client, frames: Sequence[OutFrame], before: int) -> None:
+        """The tailer's ``_send``, each change's clients counted."""
+        self._send(client, frames, before)
+        self.recipients.update({event[1]["seq"] for event in self.events[id(frames)]})
+
+    def log(self, changes: Sequence[Change]) -> None:
+        """One DEBUG line per change: seq, table, op, and the number of clients handed it."""
+        for change in changes:
+            log.debug(
+                "[RealtimeGateway] broadcast: seq=%d table=%s op=%s clients=%d",
+                change.seq,
+                change.topic,
+                change.op,
+                self.recipients[change.seq],
+            )

@@ -33,7 +33,6 @@ from rxstore.gateway.queries.subscriptions import (
     subscription_event,
 )
 from rxstore.gateway.queries.visibility import events_for
-from rxstore.gateway.queries.windows import REFILL, Refill
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import Subset
 
@@ -97,17 +96,12 @@ class Tailer:
         self.index = index if index is not None else SubscriptionIndex()
         self.head = 0
         """The last seq broadcast."""
-        self.refill: Callable[[Client, list[Any]], None] | None = None
-        """Takes a client out of live delivery to read windows again (set by the gateway)."""
 
-    def events_for(self, client: Client, changes: Sequence[Change], refill: Refill | None = None) -> list[Any]:
-        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen.
-
-        A window that must be read again is noted in ``refill`` (the pairs stop after its change).
-        """
+    def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
         skip, cursor = client.skip, client.cursor or 0
         if client.subscriptions:
-            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize, refill)
+            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize)
         events = events_for(
             changes,
             user=client.user,
@@ -217,8 +211,6 @@ class Tailer:
         """
         authorize, candidates = self.authorize, self.index.candidates
         events: dict[str, list[Any]] = {}
-        stopped: dict[str, Refill] = {}
-        """Clients whose windows must be read again: they stop after the change that says so."""
         for change in changes:
             seq = change.seq
             # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
@@ -226,15 +218,7 @@ class Tailer:
             for sub in candidates(change):
                 if seq <= sub.since or (sub.skip and seq in sub.skip):
                     continue
-                if stopped and sub.client in stopped and stopped[sub.client].seq < seq:
-                    continue
-                if sub.window is not None:  # a window's state is its own: never shared
-                    event = subscription_event(sub, change, authorize)
-                    if event is REFILL:
-                        stopped.setdefault(sub.client, Refill(seq)).windows.append(sub)
-                        events.setdefault(sub.client, [])
-                        continue
-                elif alike is None:
+                if alike is None:
                     event = subscription_event(sub, change, authorize)
                 else:
                     key = (sub.id, sub.subset, sub.key_only)
@@ -255,8 +239,7 @@ class Tailer:
             if client is None or not client.live:
                 continue
             cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
-            refill = stopped.get(sid) if stopped else None
-            client.cursor = head if refill is None else refill.seq
+            client.cursor = head
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
@@ -266,8 +249,6 @@ class Tailer:
                 if frames is None:
                     frames = shared[same] = batch_frames(mine)
                 send(client, frames, max(cursor or 0, previous))
-                if refill is not None and self.refill is not None:
-                    self.refill(client, refill.windows)
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 self.delivery.drop(client)

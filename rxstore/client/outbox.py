@@ -18,17 +18,31 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from rxstore.client.metrics import Metrics
 from rxstore.client.transport import Transport
+from rxstore.persist.batch import Outgoing
+from rxstore.persist.mutation import PendingMutation
 from rxstore.protocol.errors import CallRejected, CallTimeout, NotConnected, OutboxFull, RxStoreError
 from rxstore.protocol.events import BROADCAST, MUTATE
-from rxstore.stores.table import TableStore
+from rxstore.stores.table import TableStore, converter
 
-__all__ = ["Outbox"]
+__all__ = ["Journal", "Outbox"]
+
+
+class Journal(Protocol):
+    """Keeps accepted mutations on disk until they settle (the root's :class:`~rxstore.persist.Persister`)."""
+
+    def journal_add(self, entry: Outgoing) -> asyncio.Future[None]:
+        """Write ``(id, name, args, optimistic rows, timeout)``; done once on disk."""
+        ...
+
+    def journal_remove(self, mutation: str) -> None:
+        """Forget a settled mutation."""
+        ...
 
 
 @attrs.define
@@ -84,6 +98,8 @@ class Outbox:
         self._queue: deque[_Outgoing] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._settle_timers: dict[tuple[TableStore[Any], str], asyncio.TimerHandle] = {}
+        self.journal: Journal | None = None
+        """Where accepted mutations are kept on disk until settled (``RootStore(persist=...)``)."""
 
     def __len__(self) -> int:
         """The number of messages waiting to be sent."""
@@ -122,20 +138,68 @@ class Outbox:
             CallTimeout: Not acknowledged within ``timeout``, retries included.
             OutboxFull: Offline and the outbox is full.
         """
-        mutation = uuid.uuid4().hex
+        return await self.submit(name, args, optimistic=optimistic, timeout=timeout).result
+
+    def submit(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+        mutation_id: str | None = None,
+    ) -> PendingMutation:
+        """Accept the mutation ``name`` into the outbox now; its result comes later (:meth:`mutate`).
+
+        With a journal (``RootStore(persist=...)``) it is written to disk at once:
+        ``stored`` is done then. ``mutation_id`` resends one recovered from disk (not written again).
+
+        Raises:
+            OutboxFull: Offline and the outbox is full (nothing accepted).
+        """
+        loop = asyncio.get_running_loop()
+        mutation = mutation_id or uuid.uuid4().hex
         stores = list((optimistic or {}).items())
         for store, rows in stores:
             store.add_pending(mutation, rows)
         timeout = self.call_timeout if timeout is None else timeout
         payload = {"id": mutation, "name": name, "args": args}
         try:
-            ack = accepted(await self._enqueue(MUTATE, payload, timeout, retry=True), f"mutation {name!r}")
+            sent = self._enqueue(MUTATE, payload, timeout, retry=True)
+        except RxStoreError as exc:
+            for store, _ in stores:
+                store.drop_pending(mutation)
+            self._report(exc)
+            raise
+        journal = self.journal
+        if journal is None or mutation_id is not None:
+            stored: asyncio.Future[None] = loop.create_future()
+            stored.set_result(None)
+        else:
+            stored = journal.journal_add((mutation, name, args, _wire_rows(stores), timeout))
+        result = loop.create_task(self._settle_mutation(mutation, name, stores, sent))
+        return PendingMutation(mutation, name, args, stored, result)
+
+    async def _settle_mutation(
+        self,
+        mutation: str,
+        name: str,
+        stores: list[tuple[TableStore[Any], Mapping[Any, Any]]],
+        sent: asyncio.Future[Any],
+    ) -> Any:
+        """Await the acknowledgement; roll back or settle the optimistic rows; forget it on disk."""
+        try:
+            ack = accepted(await sent, f"mutation {name!r}")
         except BaseException as exc:
             for store, _ in stores:
                 store.drop_pending(mutation)
             if isinstance(exc, RxStoreError):
                 self._report(exc)
+            if self.journal is not None and not isinstance(exc, NotConnected | asyncio.CancelledError):
+                self.journal.journal_remove(mutation)  # refused or timed out: it will not be sent again
             raise
+        if self.journal is not None:
+            self.journal.journal_remove(mutation)
         if stores:
             # The mutation's changes normally settle the rows; if it wrote none, stop showing them.
             loop = asyncio.get_running_loop()
@@ -287,6 +351,14 @@ def _settle_future(item: _Outgoing, error: RxStoreError | None, result: Any = No
         item.future.set_exception(error)
     else:
         item.future.set_result(result)
+
+
+def _wire_rows(stores: list[tuple[TableStore[Any], Mapping[Any, Any]]]) -> dict[str, Any]:
+    """Optimistic rows as JSON: store event -> [[key, row or None], ...] (records unstructured)."""
+    return {
+        store.event: [[key, None if row is None else converter.unstructure(row)] for key, row in rows.items()]
+        for store, rows in stores
+    }
 
 
 def _time_out(future: asyncio.Future[Any], event: str) -> None:

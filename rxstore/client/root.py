@@ -11,6 +11,7 @@ the number of stores.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,12 +24,16 @@ from rxstore.client.connection import Backoff, ConnectionState, Retry, Token, To
 from rxstore.client.connector import Connector
 from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
-from rxstore.client.outbox import Outbox
+from rxstore.client.outbox import Outbox, consume_exception
 from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions, attach_to
 from rxstore.client.transport import SocketIOTransport, Transport
 from rxstore.operators.keyed import Frame
-from rxstore.protocol.errors import ConnectionRefused, RxStoreError
+from rxstore.persist.batch import Outgoing
+from rxstore.persist.mutation import PendingMutation
+from rxstore.persist.options import Persist
+from rxstore.persist.persister import Persister
+from rxstore.protocol.errors import ConnectionRefused, OutboxFull, RxStoreError
 from rxstore.protocol.events import Event
 from rxstore.stores.domain import RealtimeStore
 from rxstore.stores.table import TableStore
@@ -64,6 +69,10 @@ class RootStore:
             ``SocketIOTransport(connect_timeout=5.0)``). Once connected, a lost
             connection is retried per ``backoff`` whatever this is; with
             ``setup_realtime(wait=False)`` it does not apply either.
+        persist: A state file (a path, or :class:`~rxstore.persist.Persist` with its
+            bounds): the stores are filled from it before the first connect
+            (:meth:`loaded`), the root resumes from its cursor, and mutations
+            accepted offline survive a restart (see docs/offline.md).
 
     Example:
         ``async with RootStore("http://localhost:8080", stores=[posts], token=t) as root:``
@@ -83,6 +92,7 @@ class RootStore:
         call_timeout: float = 10.0,
         settle_after: float = 5.0,
         connect_timeout: float | None = 10.0,
+        persist: str | os.PathLike[str] | Persist | None = None,
     ) -> None:
         urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not urls:
@@ -129,6 +139,18 @@ class RootStore:
             settle_after=settle_after,
         )
         """Calls, emits and mutations on their way (``call``, ``mutate``, ... delegate to it)."""
+        self.persist: Persister | None = None
+        """The state file's writer and loader (``persist=``), with its ``metrics``; ``None`` without."""
+        if persist is not None:
+            options = persist if isinstance(persist, Persist) else Persist(persist)
+            self.persist = Persister(
+                options, stores=lambda: self.stores, position=self._router, report=self._report
+            )
+            self.outbox.journal = self.persist
+        self.recovered: tuple[PendingMutation, ...] = ()
+        """The mutations recovered from the state file at start, sent again in order; await their results."""
+        self._recovering: bool = False
+        self._persisting: Any = None
 
     # -- the connection's settings ---------------------------------------------
 
@@ -287,6 +309,73 @@ class RootStore:
         """
         await self.when_live(timeout)
 
+    # -- the state file (persist=) ----------------------------------------------
+
+    async def loaded(self) -> bool:
+        """Fill the stores from the state file, once (before the first connect); whether it held a state.
+
+        Works offline: ``await root.setup_realtime(wait=False); await root.loaded()``
+        and the app runs on the rows from disk while the connection is retried
+        behind. A table store says so: ``store.sync.from_disk`` until it is live.
+        Mutations the file still holds are sent again, in order (:attr:`recovered`).
+        Without ``persist=``, returns ``False`` at once.
+        """
+        persist = self.persist
+        if persist is None:
+            return False
+        persist.open()  # again after a teardown
+        outgoing = await persist.load()
+        if not self._recovering:
+            self._recovering = True
+            self.recovered = tuple(m for m in map(self._resubmit, outgoing) if m is not None)
+        return persist.restored
+
+    def _resubmit(self, entry: Outgoing) -> PendingMutation | None:
+        """Put a mutation recovered from disk back into the outbox, with its id and optimistic rows."""
+        mutation, name, args, rows, timeout = entry
+        tables = {store.event: store for store in self._tables}
+        optimistic = {
+            tables[event]: {key: row for key, row in pairs}
+            for event, pairs in rows.items()
+            if event in tables
+        }
+        try:
+            pending = self.outbox.submit(
+                name, args, optimistic=optimistic, timeout=timeout, mutation_id=mutation
+            )
+        except OutboxFull:
+            return None  # reported; it stays on disk for the next start
+        pending.result.add_done_callback(consume_exception)
+        return pending
+
+    async def persisted(self) -> None:
+        """Return once every change and mutation accepted so far is in the state file.
+
+        Raises:
+            PersistError: Writing stopped (a failed write, the size bound); see ``root.persist.failed``.
+        """
+        if self.persist is not None:
+            await self.persist.persisted()
+
+    def submit(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        optimistic: Mapping[TableStore[Any], Mapping[Any, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> PendingMutation:
+        """Accept the mutation ``name`` now (as :meth:`mutate` does), and return it at once.
+
+        ``await m.stored`` returns once it is on disk (with ``persist=``): from then
+        on it survives a ``kill -9``, and the next start sends it again with its id
+        (applied once). ``await m`` is its result.
+
+        Raises:
+            OutboxFull: Offline and the outbox is full; nothing was accepted.
+        """
+        return self.outbox.submit(name, args, optimistic=optimistic, timeout=timeout)
+
     # -- lifecycle (the seed's names) ------------------------------------------
 
     def setup_domain_event_handlers(self) -> None:
@@ -298,6 +387,8 @@ class RootStore:
         does what it likes; a domain store's errors also go to :attr:`errors`.
         """
         self._subs.attach_all(attach_to(self._router.events, self._report))
+        if self.persist is not None and self._persisting is None:
+            self._persisting = self.persist.attach(self._router.events)
 
     async def add(self, store: S) -> S:
         """Add ``store`` and return it: ``orders = await root.add(OrderStore(where={"region": "eu"}))``.
@@ -357,6 +448,7 @@ class RootStore:
         """
         if token is not None:
             self._connector.token = checked_token(token)
+        await self.loaded()
         self.setup_domain_event_handlers()
         await self._connector.start(wait=wait)
 
@@ -371,6 +463,11 @@ class RootStore:
         await self._subs.close()
         await self._transport.disconnect()
         self._subs.detach_all()
+        if self._persisting is not None:
+            self._persisting.dispose()
+            self._persisting = None
+        if self.persist is not None:
+            await self.persist.close()
         self._connector.closed()
 
     async def __aenter__(self) -> Self:

@@ -285,6 +285,33 @@ class OutboxFull(RxStoreError, BufferError):
     """
 
 
+class PersistError(RxStoreError, OSError):
+    """The client's state file (``RootStore(persist=...)``) cannot be used as asked.
+
+    Attributes:
+        reason: ``locked`` (another process has the file open: raised),
+            ``foreign`` (a SQLite file that is not an rxstore state file: the root
+            runs without persistence), ``corrupt`` (set aside, a fresh file made),
+            ``too_big`` (over ``max_bytes``: writing stops) or ``write_failed``
+            (a full disk, an I/O error: writing stops). Only ``locked`` is raised;
+            the others are reported on ``root.errors`` and logged once.
+        path: The file.
+
+    Example:
+        >>> exc = PersistError("locked", "app-state.db is open in another process")
+        >>> exc.reason, isinstance(exc, OSError)
+        ('locked', True)
+    """
+
+    def __init__(self, reason: str, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class CallTimeout(RxStoreError, TimeoutError):
     """An acknowledged call got no acknowledgement in time.
 

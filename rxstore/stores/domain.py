@@ -363,6 +363,11 @@ class DomainStore(Generic[S]):
         self._state.on_next(self._initial_state())
         self._reseed()
 
+    def restore(self, state: S) -> None:
+        """Replace the state with ``state`` (emits it), e.g. one from disk; the scans continue from it."""
+        self._state.on_next(state)
+        self._reseed()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} accepts={self.accepts!r}>"
 

@@ -34,6 +34,8 @@ class SyncStatus:
         state: Stale, replaying or live.
         cursor: Seq of the last change applied.
         since: Unix time the store entered this state.
+        from_disk: The rows were loaded from the root's state file (``RootStore(persist=...)``)
+            and the store has not been live since: they may be old (Firestore's ``fromCache``).
 
     Example:
         >>> SyncStatus(SyncState.LIVE, cursor=12, since=0.0).lag
@@ -43,6 +45,7 @@ class SyncStatus:
     state: SyncState
     cursor: int | None = None
     since: float = 0.0
+    from_disk: bool = False
 
     @property
     def lag(self) -> float:

@@ -223,16 +223,18 @@ class TableStore(DomainStore[TableState[R]]):
         """
         return await self.when_live(timeout)
 
-    def set_sync(self, state: SyncState) -> None:
+    def set_sync(self, state: SyncState, *, from_disk: bool | None = None) -> None:
         """Enter sync state ``state`` (called by the root store on link changes).
 
         A :attr:`foreign` table has nothing to replay: REPLAYING is LIVE for it.
+        ``from_disk`` marks rows loaded from a state file; kept until LIVE by default.
         """
         if state is SyncState.REPLAYING and self._parse is not None:
             state = SyncState.LIVE
         current = self._status.value
-        if current.state is not state:
-            self._status.on_next(SyncStatus(state, self._confirmed.seq, time.time()))
+        disk = (current.from_disk and state is not SyncState.LIVE) if from_disk is None else from_disk
+        if current.state is not state or current.from_disk is not disk:
+            self._status.on_next(SyncStatus(state, self._confirmed.seq, time.time(), disk))
 
     # -- the subset (live queries) ---------------------------------------------
 

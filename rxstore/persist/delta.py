@@ -1,0 +1,100 @@
+"""The changes not yet written: rows by key, coalesced (a row changed 10 times is written once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rxstore.operators import Frame
+from rxstore.protocol.events import Event, EventKind, Snapshot
+from rxstore.protocol.frames import ChangeFrame
+
+__all__ = ["Delta"]
+
+_CHANGE, _SNAPSHOT, _RESET = EventKind.CHANGE, EventKind.SNAPSHOT, EventKind.RESET
+
+
+class Delta:
+    """Rows changed since the last write, per subscription; fed one frame at a time on the loop thread.
+
+    Args:
+        keys: Subscription id -> its table's primary key field.
+
+    The cost per change is one dict store (the key's row, or ``None`` when it is
+    deleted); nothing is encoded here (the writer thread does that).
+    """
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        self.keys = keys
+        self.rows: dict[str, dict[Any, dict[str, Any] | None]] = {}
+        self.cleared: set[str] = set()
+        self.changes = 0
+        """Changes taken since the last write (before coalescing)."""
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+    def take(self) -> tuple[frozenset[str], dict[str, dict[Any, dict[str, Any] | None]], int]:
+        """Return what was gathered (cleared subscriptions, rows, changes) and start afresh."""
+        taken = frozenset(self.cleared), self.rows, self.changes
+        self.cleared, self.rows, self.changes = set(), {}, 0
+        return taken
+
+    def add(self, frame: Frame) -> None:
+        """Take one frame of a keyed view: changes, snapshots, resets (messages are not rows)."""
+        if type(frame) is ChangeFrame:
+            self._changes(frame.name, frame.envelopes)
+            return
+        for event in frame:
+            kind = event.kind
+            if kind is _CHANGE:
+                self._changes(event.name, [_envelope(event)])
+            elif kind is _SNAPSHOT:
+                self._snapshot(event.name, event.data)
+            elif kind is _RESET:
+                self.cleared.update(self.keys)
+                self.rows = {}
+
+    def _changes(self, sub: str, envelopes: list[dict[str, Any]]) -> None:
+        key_name = self.keys.get(sub)
+        if key_name is None:
+            return
+        rows = self.rows.get(sub)
+        if rows is None:
+            rows = self.rows[sub] = {}
+        for envelope in envelopes:
+            record, old = envelope.get("record"), envelope.get("old")
+            try:
+                if record is None:
+                    rows[old[key_name]] = None  # type: ignore[index]
+                    continue
+                key = record[key_name]
+                if old is not None:
+                    old_key = old.get(key_name, key)
+                    if old_key != key:  # an UPDATE that moved the row to another key
+                        rows[old_key] = None
+                rows[key] = record
+            except (KeyError, TypeError):
+                continue  # no key or an unhashable one: the store reported it, and kept no row
+        self.changes += len(envelopes)
+
+    def _snapshot(self, sub: str, snapshot: Snapshot) -> None:
+        key_name = self.keys.get(sub)
+        if key_name is None:
+            return
+        self.cleared.add(sub)
+        rows: dict[Any, dict[str, Any] | None] = {}
+        for row in snapshot.records:
+            try:
+                rows[row[key_name]] = dict(row)
+            except (KeyError, TypeError):
+                continue
+        self.rows[sub] = rows
+        self.changes += 1
+
+
+def _envelope(event: Event) -> dict[str, Any]:
+    """A change event's envelope (the wire form of its change if it was built by hand)."""
+    if type(event.data) is dict:
+        return event.data
+    change = event.change
+    return {} if change is None else change.to_payload()

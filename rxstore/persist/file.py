@@ -1,0 +1,285 @@
+"""The client's state file: one SQLite file in WAL mode, opened by one process at a time.
+
+Tables (format ``rxstore-client-state/1``, in ``rxstore_meta``):
+
+* ``rxstore_meta(k, v)``: the format, the cursor, its event name and the log's epoch;
+* ``rxstore_subs(sub, spec, seq)``: each followed subscription (its id), what it
+  follows (topic, where, columns, primary key, record type) and its table's seq;
+* ``rxstore_rows(sub, key, row)``: the rows, as the gateway sent them (JSON);
+* ``rxstore_states(store, state)``: opted-in domain stores' states (their codec's JSON);
+* ``rxstore_outbox(n, id, name, args, optimistic, timeout)``: mutations accepted, not yet settled.
+
+Every write is one transaction (:meth:`StateFile.write`), so the rows, the states
+and the cursor on disk always belong together. The file is opened in
+``EXCLUSIVE`` locking mode: a second process gets :class:`PersistError` ``locked``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from rxstore.persist.batch import Batch
+from rxstore.protocol.errors import PersistError
+
+__all__ = ["FORMAT", "Loaded", "StateFile"]
+
+FORMAT: Final = "rxstore-client-state/1"
+"""The file format this version reads and writes; any other is discarded (a fresh snapshot)."""
+
+log = logging.getLogger("rxstore.persist")
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS rxstore_meta (k TEXT PRIMARY KEY, v TEXT)",
+    "CREATE TABLE IF NOT EXISTS rxstore_subs (sub TEXT PRIMARY KEY, spec TEXT NOT NULL, seq INTEGER)",
+    "CREATE TABLE IF NOT EXISTS rxstore_rows "
+    "(sub TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (sub, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS rxstore_states (store TEXT PRIMARY KEY, state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rxstore_outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+    " name TEXT NOT NULL, args TEXT NOT NULL, optimistic TEXT NOT NULL, timeout REAL NOT NULL)",
+)
+_TABLES: Final = ("rxstore_meta", "rxstore_subs", "rxstore_rows", "rxstore_states", "rxstore_outbox")
+_STATE_TABLES: Final = ("rxstore_subs", "rxstore_rows", "rxstore_states")
+
+
+@attrs.frozen
+class Loaded:
+    """What a state file holds, read at start.
+
+    Attributes:
+        cursor: The cursor the rows belong to (``None``: nothing to resume).
+        cursor_event: The event name of the cursor's change.
+        epoch: The change log's epoch of the cursor.
+        subs: Subscription id -> (spec, seq of its table).
+        rows: Subscription id -> its rows (dicts, as the gateway sent them).
+        states: Domain store name -> its codec's JSON value.
+        outbox: Mutations not yet settled, in order: ``(id, name, args, optimistic, timeout)``.
+    """
+
+    cursor: int | None = None
+    cursor_event: str | None = None
+    epoch: str | None = None
+    subs: dict[str, tuple[dict[str, Any], int | None]] = attrs.field(factory=dict)
+    rows: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
+    states: dict[str, Any] = attrs.field(factory=dict)
+    outbox: list[tuple[str, str, Any, dict[str, Any], float]] = attrs.field(factory=list)
+
+
+class StateFile:
+    """One open state file. Not thread-safe: the loader, then one writer thread, use it in turn.
+
+    Args:
+        path: The file (created if missing).
+
+    Raises:
+        PersistError: ``locked``: another process has it open; ``foreign``: it is a
+            SQLite database of something else (it is left untouched).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.problem: PersistError | None = None
+        """Why the file was started afresh (``corrupt``, an older format), told once by the root."""
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if _is_locked(exc):
+                raise self._locked() from exc
+            self._set_aside(exc)
+            self._db = self._open()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")  # takes the file's lock now: held until close
+            try:
+                self._check(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        """Make the schema, or check it is ours and of this format (an older one is emptied)."""
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        others = {name for name in names if not name.startswith(("rxstore_", "sqlite_"))}
+        if others or (names and "rxstore_meta" not in names):
+            raise PersistError(
+                "foreign",
+                f"{self.path} is a SQLite database of something else (tables {sorted(others or names)[:3]}); "
+                "give RootStore(persist=...) a file of its own",
+                path=str(self.path),
+            )
+        for statement in _SCHEMA:
+            db.execute(statement)
+        row = db.execute("SELECT v FROM rxstore_meta WHERE k = 'format'").fetchone()
+        if row is not None and row[0] != FORMAT:
+            self.problem = PersistError(
+                "older_format",
+                f"{self.path} holds the state format {row[0]!r}, not {FORMAT!r}: "
+                "starting from a fresh snapshot",
+                path=str(self.path),
+            )
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")  # our own table names
+        db.execute("INSERT OR REPLACE INTO rxstore_meta VALUES ('format', ?)", (FORMAT,))
+
+    def _locked(self) -> PersistError:
+        return PersistError(
+            "locked",
+            f"{self.path} is open in another process (one state file per process): "
+            "give each process its own persist= file",
+            path=str(self.path),
+        )
+
+    def _set_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Move a corrupt file (and its WAL) aside, to ``<name>.corrupt-<time>``, and start afresh."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                part.replace(f"{aside}{suffix}")
+        self.problem = PersistError(
+            "corrupt",
+            f"{self.path} is not a readable state file ({exc}); moved to {aside.name}, "
+            "starting from a fresh snapshot",
+            path=str(self.path),
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def load(self) -> Loaded:
+        """Read everything the file holds (at start, before the writer runs).
+
+        A file that turns out corrupt while read is emptied, and its problem kept in :attr:`problem`.
+        """
+        try:
+            return self._load()
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            self.problem = PersistError(
+                "corrupt", f"{self.path} could not be read ({exc}): starting from a fresh snapshot"
+            )
+            self.discard()
+            return Loaded()
+
+    def _load(self) -> Loaded:
+        db = self._db
+        meta = dict(db.execute("SELECT k, v FROM rxstore_meta").fetchall())
+        cursor = meta.get("cursor")
+        subs: dict[str, tuple[dict[str, Any], int | None]] = {
+            sub: (json.loads(spec), seq)
+            for sub, spec, seq in db.execute("SELECT sub, spec, seq FROM rxstore_subs")
+        }
+        rows: dict[str, list[dict[str, Any]]] = {sub: [] for sub in subs}
+        for sub, row in db.execute("SELECT sub, row FROM rxstore_rows"):
+            rows.setdefault(sub, []).append(json.loads(row))
+        states = {
+            name: json.loads(state) for name, state in db.execute("SELECT store, state FROM rxstore_states")
+        }
+        outbox = [
+            (id_, name, json.loads(args), json.loads(optimistic), timeout)
+            for id_, name, args, optimistic, timeout in db.execute(
+                "SELECT id, name, args, optimistic, timeout FROM rxstore_outbox ORDER BY n"
+            )
+        ]
+        return Loaded(
+            cursor=None if cursor is None else int(cursor),
+            cursor_event=meta.get("cursor_event"),
+            epoch=meta.get("epoch"),
+            subs=subs,
+            rows=rows,
+            states=states,
+            outbox=outbox,
+        )
+
+    # -- writing ---------------------------------------------------------------
+
+    def discard(self) -> None:
+        """Forget the state (rows, states, cursor), keeping the outbox: the next start takes a snapshot."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        for table in _STATE_TABLES:
+            db.execute(f"DELETE FROM {table}")  # our own table names
+        db.execute("DELETE FROM rxstore_meta WHERE k IN ('cursor', 'cursor_event', 'epoch')")
+        db.execute("COMMIT")
+
+    def write(self, batch: Batch) -> int:
+        """Write ``batch`` in one transaction; return the file's size in bytes afterwards.
+
+        Raises:
+            sqlite3.Error: The write failed (a full disk, an I/O error): nothing of it was written.
+        """
+        db = self._db
+        dumps = _dumps
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sub in batch.cleared:
+                db.execute("DELETE FROM rxstore_rows WHERE sub = ?", (sub,))
+            for sub, changed in batch.rows.items():
+                gone = [(sub, dumps(key)) for key, row in changed.items() if row is None]
+                if gone:
+                    db.executemany("DELETE FROM rxstore_rows WHERE sub = ? AND key = ?", gone)
+                kept = [(sub, dumps(key), dumps(row)) for key, row in changed.items() if row is not None]
+                if kept:
+                    db.executemany("INSERT OR REPLACE INTO rxstore_rows VALUES (?, ?, ?)", kept)
+            for sub, (spec, seq) in batch.subs.items():
+                db.execute("INSERT OR REPLACE INTO rxstore_subs VALUES (?, ?, ?)", (sub, dumps(spec), seq))
+            for name, state in batch.states.items():
+                db.execute("INSERT OR REPLACE INTO rxstore_states VALUES (?, ?)", (name, dumps(state)))
+            if batch.cursor_known:
+                meta = {"cursor": batch.cursor, "cursor_event": batch.cursor_event, "epoch": batch.epoch}
+                for k, v in meta.items():
+                    if v is None:
+                        db.execute("DELETE FROM rxstore_meta WHERE k = ?", (k,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO rxstore_meta VALUES (?, ?)", (k, str(v)))
+            for id_, name, args, optimistic, timeout in batch.outbox_added:
+                db.execute(
+                    "INSERT OR IGNORE INTO rxstore_outbox (id, name, args, optimistic, timeout)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (id_, name, dumps(args), dumps(optimistic), timeout),
+                )
+            if batch.outbox_removed:
+                db.executemany(
+                    "DELETE FROM rxstore_outbox WHERE id = ?", [(i,) for i in batch.outbox_removed]
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        page_count = db.execute("PRAGMA page_count").fetchone()[0]
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        return int(page_count * page_size)
+
+    def close(self) -> None:
+        """Close the file (a checkpoint folds the WAL into it); its lock is released."""
+        self._db.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_unknown)
+
+
+def _unknown(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON: the state file holds JSON values only")
+
+
+def _is_locked(exc: sqlite3.DatabaseError) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)

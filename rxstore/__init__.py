@@ -12,6 +12,8 @@ from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus
 from rxstore.client.metrics import Metrics, MetricsSnapshot
 from rxstore.client.root import RootStore
 from rxstore.client.transport import SocketIOTransport, Transport
+from rxstore.persist import PendingMutation, Persist, StateCodec
+from rxstore.protocol.claims import Claim
 from rxstore.protocol.errors import (
     AuthError,
     CallRejected,
@@ -21,6 +23,7 @@ from rxstore.protocol.errors import (
     LiveTimeout,
     NotConnected,
     OutboxFull,
+    PersistError,
     ProtocolError,
     RxStoreError,
     StoreError,
@@ -29,7 +32,6 @@ from rxstore.protocol.errors import (
     ValidationError,
 )
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
-from rxstore.protocol.claims import Claim
 from rxstore.protocol.groups import Group
 from rxstore.protocol.subsets import Subset, SubsetError
 from rxstore.protocol.terms import Term
@@ -60,6 +62,9 @@ __all__ = [
     "NotConnected",
     "Op",
     "OutboxFull",
+    "PendingMutation",
+    "Persist",
+    "PersistError",
     "ProtocolError",
     "RealtimeStore",
     "Retry",
@@ -67,6 +72,7 @@ __all__ = [
     "RxStoreError",
     "Snapshot",
     "SocketIOTransport",
+    "StateCodec",
     "StoreError",
     "Subset",
     "SubsetError",

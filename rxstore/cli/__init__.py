@@ -23,7 +23,7 @@ from typing import Any
 from rxstore.cli._checks import run_command
 from rxstore.cli._demo import demo
 from rxstore.cli._log import log_command
-from rxstore.cli._parser import build_parser
+from rxstore.cli._parser import build_parser, log_level
 from rxstore.cli._serve import serve, token_auth
 
 __all__ = ["main"]
@@ -42,7 +42,7 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         logging.basicConfig(
-            level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+            level=log_level(vars(args)), format="%(asctime)s %(name)s %(message)s"
         )
         return _run(serve(args))
     if args.command == "log":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from rxstore import __version__
@@ -20,7 +22,17 @@ from rxstore.cli._checks import (
 )
 from rxstore.cli._database import add_db_option
 
-__all__ = ["build_parser"]
+__all__ = ["LOG_LEVELS", "build_parser", "log_level"]
+
+LOG_LEVELS = ("debug", "info", "warning")
+"""The values of ``serve --log-level``."""
+
+
+def log_level(options: Mapping[str, Any]) -> int:
+    """The level ``serve``'s options ask for: ``--log-level``, else INFO with ``-v``, else WARNING."""
+    name = options.get("log_level") or ("info" if options.get("verbose") else "warning")
+    level: int = logging.getLevelNamesMapping()[str(name).upper()]
+    return level
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,7 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a client refused for --max-pending-syncs is asked to wait (default: %(default)s)",
     )
-    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection (--log-level info)")
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="rxstore's log level on stderr, in every worker (default: warning, info with -v); "
+        "debug: one [RealtimeGateway] line per change broadcast",
+    )
 
     token = commands.add_parser("token", help="print a token for a user", description="Print a JWT for USER.")
     token.add_argument("--sub", required=True, type=user, metavar="USER", help="the user the token names")

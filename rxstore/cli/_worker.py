@@ -151,9 +151,10 @@ async def run_worker(config: dict[str, Any]) -> int:
 def main() -> int:
     """Read the supervisor's JSON line from stdin and serve."""
     config = json.loads(sys.stdin.buffer.readline())
-    verbose = bool(config["args"].get("verbose"))
+    from rxstore.cli._parser import log_level
+
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=log_level(config["args"]),
         format=f"%(asctime)s worker {config['index']} %(name)s %(message)s",
     )
     from rxstore.cli._checks import run_command

@@ -266,3 +266,32 @@ async def test_serve_says_how_it_captures_and_healthz_shows_the_capture(
         capture_output=True, text=True, env={**os.environ, "RXSTORE_SECRET": SECRET}, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "captures with the WAL" in result.stderr, result.stderr
+
+
+async def test_log_level_debug_prints_a_gateway_line_per_change_broadcast(tmp_path: Path) -> None:
+    """``serve --log-level debug`` turns on the gateway's ``[RealtimeGateway]`` lines in its worker."""
+    from tests.cli.commands import serving
+
+    db = tmp_path / "app.db"
+    args = ["--db", str(db), "--demo-schema", "--port", "0", "--log-level", "debug"]
+    async with serving(*args, cwd=tmp_path) as server:
+        token = TokenAuth(secret=SECRET).issue("bob")
+        posts = PostStore()
+        async with RootStore(server.url, stores=[posts], token=token):
+            await posts.live(timeout=30)
+            with sqlite3.connect(db) as conn:
+                conn.execute("INSERT INTO posts (id, title) VALUES ('p1', 'hello')")
+            await wait_for(lambda: "p1" in posts.value, what="the change")
+            await wait_for(
+                lambda: any("[RealtimeGateway] broadcast: seq=" in line for line in server.err),
+                what="the gateway's debug line on stderr",
+            )
+        lines = [line for line in server.err if "[RealtimeGateway] broadcast:" in line]
+        assert len(lines) == 1 and "table=posts op=INSERT" in lines[0], server.err
+
+
+def test_log_level_is_one_of_debug_info_warning(tmp_path: Path) -> None:
+    from tests.cli.commands import assert_one_line_error, rxstore
+
+    line = assert_one_line_error(rxstore("serve", "--log-level", "loud", cwd=tmp_path), "--log-level")
+    assert "debug" in line and "rxstore serve --help" in line

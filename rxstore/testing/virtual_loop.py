@@ -83,7 +83,7 @@ class VirtualLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._closed = False
         self._debug = False
-        self._handler: Any = None
+        self._error_handler: Any = None
 
     # -- time and callbacks ----------------------------------------------------
 
@@ -244,16 +244,16 @@ class VirtualLoop(asyncio.AbstractEventLoop):
 
     def get_exception_handler(self) -> Any:
         """The handler set with :meth:`set_exception_handler`, or ``None``."""
-        return self._handler
+        return self._error_handler
 
     def set_exception_handler(self, handler: Any) -> None:
         """Call ``handler(loop, context)`` for errors nobody retrieves (``None``: log them)."""
-        self._handler = handler
+        self._error_handler = handler
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Report an error nobody retrieved (a raising callback, a task's lost exception)."""
-        if self._handler is not None:
-            self._handler(self, context)
+        if self._error_handler is not None:
+            self._error_handler(self, context)
         else:
             self.default_exception_handler(context)
 

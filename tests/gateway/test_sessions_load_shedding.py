@@ -111,7 +111,7 @@ async def test_a_first_connection_whose_timeout_ends_before_retry_after_gives_up
     )
     with pytest.raises(ConnectError) as failed:
         await root.setup_realtime()
-    assert isinstance(failed.value.__cause__, ConnectionRefused)
-    assert failed.value.__cause__.retry_after == RETRY_AFTER
+    assert isinstance(failed.value.cause, ConnectionRefused)
+    assert failed.value.cause.retry_after == RETRY_AFTER
     assert len(transport.attempts) == 1
     await root.teardown_realtime()

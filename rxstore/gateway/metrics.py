@@ -18,6 +18,11 @@ class Metrics:
         self.sent = Counter("rxstore_events_sent", "Change events sent to clients.", registry=r)
         self.replayed = Counter("rxstore_replayed", "Changes replayed to returning clients.", registry=r)
         self.snapshots = Counter("rxstore_snapshots", "Snapshots sent.", registry=r)
+        self.window_refills = Counter(
+            "rxstore_window_refills",
+            "Windows read again because a row left them full (the next row beyond was not known).",
+            registry=r,
+        )
         self.refused = Counter("rxstore_refused", "Connections refused.", ["reason"], registry=r)
         self.dropped = Counter(
             "rxstore_slow_clients_dropped", "Clients disconnected for falling behind.", registry=r

@@ -51,6 +51,16 @@ from rxstore.protocol.claims import CLAIM_KEY, Claim
 from rxstore.protocol.errors import RxStoreError
 from rxstore.protocol.groups import GROUP_KINDS, Condition, Group
 from rxstore.protocol.terms import COMPARISONS, NULL_TESTS, OPS, Scalar, Term
+from rxstore.protocol.windows import (
+    MAX_LIMIT,
+    Order,
+    WindowError,
+    after_of,
+    keyset_key,
+    limit_of,
+    order_of,
+    sort_key,
+)
 
 __all__ = [
     "COMPARISONS",
@@ -59,6 +69,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ID_CHARS",
     "MAX_IN_VALUES",
+    "MAX_LIMIT",
     "MAX_TERMS",
     "MAX_TEXT_CHARS",
     "NULL_TESTS",
@@ -66,6 +77,7 @@ __all__ = [
     "Claim",
     "Condition",
     "Group",
+    "Order",
     "Scalar",
     "Subset",
     "SubsetError",
@@ -76,6 +88,7 @@ __all__ = [
     "parse_subscription",
     "terms_in",
     "terms_of",
+    "window_of",
 ]
 
 MAX_TERMS: Final = 16
@@ -133,14 +146,25 @@ class Subset:
     topic: str
     where: tuple[Condition, ...] = ()
     columns: tuple[str, ...] | None = None
+    order_by: Order = ()
+    limit: int | None = None
+    after: tuple[Any, ...] | None = None
 
     @property
     def whole(self) -> bool:
         """Every row and every column: a whole-table subscription."""
-        return not self.where and self.columns is None
+        return not self.where and self.columns is None and not self.windowed
+
+    @property
+    def windowed(self) -> bool:
+        """Whether it is a window: ordered, and kept to its first ``limit`` rows (or past ``after``)."""
+        return bool(self.order_by) or self.limit is not None or self.after is not None
 
     def matches(self, row: Mapping[str, Any] | None) -> bool:
-        """Whether ``row`` (``None``: no row) is in the subset: the where clause is true (not unknown)."""
+        """Whether ``row`` (``None``: no row) is in the subset: the where clause is true (not unknown).
+
+        A window's ``after`` and ``limit`` are not checked here: see :meth:`place`.
+        """
         if row is None:
             return False
         # a loop, not all() of a generator: faster, and this runs per change and subscription
@@ -149,11 +173,20 @@ class Subset:
                 return False
         return True
 
+    def place(self, row: Mapping[str, Any], key: str) -> tuple[Any, ...] | None:
+        """``row``'s sort key in the window's order (primary key ``key`` last); ``None``: before ``after``."""
+        place = sort_key(row, self.order_by, key)
+        if self.after is not None and not place > keyset_key(self.after, self.order_by):
+            return None
+        return place
+
     def project(self, row: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
-        """``row`` with only the subset's columns (and ``key``, the primary key)."""
+        """``row`` with only the subset's columns, its order columns and ``key`` (the primary key)."""
         columns = self.columns
         if columns is None:
             return dict(row)
+        if self.order_by:
+            columns = (*columns, *(c for c, _ in self.order_by if c not in columns))
         return {name: row.get(name) for name in _with_key(columns, key)}
 
     def resolve(self, claims: Mapping[str, Any]) -> Subset:
@@ -180,6 +213,12 @@ class Subset:
             "where": [condition.to_wire() for condition in self.where],
             "columns": None if self.columns is None else list(self.columns),
         }
+        if self.order_by:
+            wire["order_by"] = [[column, direction] for column, direction in self.order_by]
+        if self.limit is not None:
+            wire["limit"] = self.limit
+        if self.after is not None:
+            wire["after"] = list(self.after)
         if since is not None:
             wire["since"] = since
         return wire
@@ -284,11 +323,32 @@ def parse_subscription(data: Any) -> tuple[str, Subset, int | None]:
     columns = data.get("columns")
     if columns is not None and type(columns) is not list:
         raise SubsetError(f"subscription {sub_id!r}: 'columns' must be a list of names or null")
+    order_by = data.get("order_by")
+    if order_by is not None and type(order_by) is not list:
+        raise SubsetError(f"subscription {sub_id!r}: 'order_by' must be a list of [column, 'asc' | 'desc']")
     try:
-        subset = Subset(topic, terms_of(where or ()), columns_of(columns))
+        subset = window_of(
+            Subset(topic, terms_of(where or ()), columns_of(columns)),
+            order_by,
+            data.get("limit"),
+            data.get("after"),
+        )
     except SubsetError as exc:
         raise SubsetError(f"subscription {sub_id!r}: {exc}", code=exc.code) from None
     return sub_id, subset, since
+
+
+def window_of(subset: Subset, order_by: Any, limit: Any, after: Any = None) -> Subset:
+    """``subset`` kept to a window: ordered by ``order_by``, its first ``limit`` rows past ``after``.
+
+    Raises:
+        SubsetError: A bad ``order_by``, a ``limit`` that is not 1 to :data:`MAX_LIMIT`, a bad ``after``.
+    """
+    try:
+        order = order_of(order_by)
+        return attrs.evolve(subset, order_by=order, limit=limit_of(limit), after=after_of(after, order))
+    except WindowError as exc:
+        raise SubsetError(str(exc)) from None
 
 
 # -- reading a where clause ------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
 from rxstore.gateway.metrics import Metrics
@@ -97,6 +97,16 @@ class CatchUp:
             return False
         self.start(client)
         return True
+
+    def refill(self, client: Client, windows: list[Any]) -> None:
+        """Take ``client`` out of live delivery to read ``windows`` again (its cursor is set).
+
+        A client already out of it (over its bounds in the same batch) reads them in
+        the catch-up under way.
+        """
+        client.stale.extend(windows)
+        if client.live:
+            self.start(client)
 
     def start(self, client: Client) -> None:
         """Take ``client`` out of live delivery and start its catch-up task."""

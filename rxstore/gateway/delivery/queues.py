@@ -117,6 +117,8 @@ class Client:
     """Its events being handled now (counted on receipt, see ``RealtimeGateway(max_in_flight=)``)."""
     reserved: dict[str, int] = attrs.field(factory=dict)
     """Subscription ids of its ``rxstore:subscribe`` requests in flight, each with how many."""
+    stale: list[Subscription] = attrs.field(factory=list)
+    """Its windows to read again before it goes on (see :mod:`rxstore.gateway.queries.windows`)."""
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:

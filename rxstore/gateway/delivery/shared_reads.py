@@ -30,6 +30,7 @@ from rxstore.gateway.api import RowFilter
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, log_failure
 from rxstore.gateway.log.contract import ChangeLog, SnapshotReader
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.windows import WindowState
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.subsets import Subset
 
@@ -53,6 +54,15 @@ class _Member:
     events: tuple[str, ...]
     done: asyncio.Future[tuple[int, frozenset[int]]]
     active: bool = False
+    windows: tuple[WindowState | None, ...] = ()
+    """Per part, the window its rows are loaded into (``None``: not a window)."""
+
+    def remaining(self, index: int) -> int | None:
+        """How many more rows part ``index`` takes (``None``: no bound); 0 once its window is full."""
+        window = self.windows[index] if self.windows else None
+        if window is None or window.subset.limit is None:
+            return None
+        return window.subset.limit - len(window.entries)
 
 
 @attrs.define(eq=False)
@@ -100,9 +110,16 @@ class SharedReads:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def stream(
-        self, client: Client, parts: Sequence[Part], events: Sequence[str]
+        self,
+        client: Client,
+        parts: Sequence[Part],
+        events: Sequence[str],
+        windows: Sequence[WindowState | None] = (),
     ) -> tuple[int, frozenset[int]]:
         """Send ``client`` the rows of ``parts`` (under ``events``) from a read it may share.
+
+        A window's part (its ``windows`` entry) is sent in its order, only its first
+        ``limit`` rows the client may see, and loaded into the window.
 
         Returns:
             The read's seq and skip (see :class:`~rxstore.gateway.log.contract.SnapshotReader`).
@@ -114,7 +131,9 @@ class SharedReads:
             Stalled: The client took no frame for ``client_send_timeout``.
         """
         key, user = tuple(parts), client.user.id
-        member = _Member(client, tuple(events), asyncio.get_running_loop().create_future())
+        member = _Member(
+            client, tuple(events), asyncio.get_running_loop().create_future(), windows=tuple(windows)
+        )
         metrics = self.metrics
         metrics.snapshots_waiting.inc()
         try:
@@ -199,7 +218,7 @@ class SharedReads:
         key = self.primary_keys[topic]
         limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
         while True:
-            members = [member for member in members if not member.done.done()]
+            members = [m for m in members if not m.done.done() and m.remaining(index) != 0]
             if not members:
                 return
             rows, more = (
@@ -227,20 +246,27 @@ class SharedReads:
     ) -> tuple[list[Any], int | None]:
         """The sends of one page to each member (frames shared by equal views); bytes per row read."""
         topic, subset = part
-        groups: dict[tuple[Picked, str], list[_Member]] = {}
+        groups: dict[tuple[Picked, str, int | None], list[_Member]] = {}
         for member in members:
-            groups.setdefault((self._picked(member.client, topic, rows), member.events[index]), []).append(
-                member
-            )
+            found = (self._picked(member.client, topic, rows), member.events[index], member.remaining(index))
+            groups.setdefault(found, []).append(member)
         sends: list[Any] = []
         per_row: int | None = None
-        for (picked, event), group in groups.items():
+        for (picked, event, remaining), group in groups.items():
             visible = rows if picked is None else [rows[i] for i in picked]
+            last = not more
+            if remaining is not None:  # a window: its first rows only
+                visible = visible[:remaining]
+                last = last or len(visible) == remaining
+            for member in group:
+                window = member.windows[index] if member.windows else None
+                if window is not None:
+                    window.load(visible)
             if subset is not None and subset.columns is not None:
                 visible = [subset.project(row, key) for row in visible]
-            if not visible and more:
+            if not visible and not last:
                 continue
-            frames = self.delivery.snapshot_frames(topic, event, seq, visible, more)
+            frames = self.delivery.snapshot_frames(topic, event, seq, visible, not last)
             if visible:
                 nbytes = sum(frame.nbytes for frame in frames)
                 per_row = max(per_row or 1, nbytes // len(visible) * len(visible) // max(1, len(rows)))

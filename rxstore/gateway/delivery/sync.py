@@ -20,6 +20,7 @@ from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, Stalled
 from rxstore.gateway.delivery.shared_reads import Part, SharedReads
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.windows import Refill, WindowState
 from rxstore.protocol.events import LIVE, RESET, Change
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class Sync:
         delivery: The clients' sockets.
         metrics: The gateway's metrics.
         head: The tailer's head (the last seq broadcast), read when asked.
-        events_for: ``(client, changes) -> [event, payload] pairs`` the client may see.
+        events_for: ``(client, changes, refill) -> [event, payload] pairs`` the client may see (a
+            window that must be read again noted in ``refill``, the pairs stopping after its change).
         authorize: The row filter, failing closed (``None``: every row).
         names: Topic -> socket event name.
         primary_keys: Topic -> primary key.
@@ -57,7 +59,7 @@ class Sync:
         metrics: Metrics,
         *,
         head: Callable[[], int],
-        events_for: Callable[[Client, Sequence[Change]], list[Any]],
+        events_for: Callable[[Client, Sequence[Change], Refill], list[Any]],
         authorize: RowFilter | None,
         names: dict[str, str],
         primary_keys: Mapping[str, str],
@@ -142,6 +144,8 @@ class Sync:
                     {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
                 )
             await self.snapshot(client)
+        else:  # a resume: a window is read again (the gateway kept no rows of it)
+            client.stale = [sub for sub in client.subscriptions.values() if sub.subset.windowed]
         client.epoch = epoch  # sent in rxstore:live
         await self.catch_up(client)
         return True
@@ -156,6 +160,7 @@ class Sync:
         at once share one read (see :mod:`~rxstore.gateway.delivery.shared_reads`).
         """
         if client.subscriptions:
+            client.stale = []
             client.cursor = await self.snapshot_subscriptions(client, list(client.subscriptions.values()))
             return
         topics = sorted(client.topics)
@@ -172,11 +177,26 @@ class Sync:
         holds above it) are left out of what it is sent later.
         """
         parts: list[Part] = [(sub.topic, None if sub.subset.whole else sub.subset) for sub in subscriptions]
-        seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions])
+        windows = [WindowState(sub.subset, sub.key) if sub.subset.windowed else None for sub in subscriptions]
+        seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions], windows)
         self.metrics.snapshots.inc()
-        for sub in subscriptions:
-            sub.since, sub.skip = seq, skip
+        for sub, window in zip(subscriptions, windows, strict=True):
+            sub.since, sub.skip, sub.window = seq, skip, window
         return seq
+
+    async def refill(self, client: Client) -> None:
+        """Read again the windows of ``client`` that a change left short (``client.stale``).
+
+        Each is a snapshot of the window at one log position ``P`` (read with the
+        head in one transaction), at or after the change that left it short: its
+        changes up to ``P`` are left out of what follows (see
+        :mod:`~rxstore.gateway.queries.windows`).
+        """
+        stale, client.stale = client.stale, []
+        windows = [sub for sub in stale if client.subscriptions.get(sub.id) is sub]
+        if windows:
+            self.metrics.window_refills.inc(len(windows))
+            await self.snapshot_subscriptions(client, windows)
 
     async def catch_up(self, client: Client, *, announce: bool = True) -> None:
         """Replay the changes after the client's cursor, then mark it live at the head.
@@ -190,6 +210,8 @@ class Sync:
         delivery = self.delivery
         try:
             while True:
+                if client.stale:
+                    await self.refill(client)
                 cursor = client.cursor
                 assert cursor is not None
                 head = self.head()
@@ -217,11 +239,15 @@ class Sync:
                     await self.snapshot(client)
                     announce = True  # it waits for rxstore:live after a reset
                     continue
-                if changes[-1].seq < self.head():  # read the next page while this one is sent
+                refill = Refill()
+                events = self.events_for(client, changes, refill)
+                if refill.windows:  # stops after refill.seq: those windows are read again first
+                    client.stale.extend(refill.windows)
+                    changes = [change for change in changes if change.seq <= refill.seq]
+                elif changes[-1].seq < self.head():  # read the next page while this one is sent
                     prefetch = asyncio.ensure_future(
                         self.log.read(changes[-1].seq, limit=self.batch_size, max_bytes=self.read_bytes)
                     )
-                events = self.events_for(client, changes)
                 client.cursor = changes[-1].seq
                 if events:
                     self.metrics.replayed.inc(len(events))

@@ -33,6 +33,7 @@ from rxstore.gateway.queries.subscriptions import (
     subscription_event,
 )
 from rxstore.gateway.queries.visibility import events_for
+from rxstore.gateway.queries.windows import REFILL, Refill
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import Subset
 
@@ -96,12 +97,19 @@ class Tailer:
         self.index = index if index is not None else SubscriptionIndex()
         self.head = 0
         """The last seq broadcast."""
+        self.refill: Callable[[Client, list[Any]], None] | None = None
+        """Takes a client out of live delivery to read windows again (set by the gateway)."""
 
-    def events_for(self, client: Client, changes: Sequence[Change]) -> list[Any]:
-        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen."""
+    def events_for(
+        self, client: Client, changes: Sequence[Change], refill: Refill | None = None
+    ) -> list[Any]:
+        """The ``[event, payload]`` pairs of ``changes`` this client may see and has not seen.
+
+        A window that must be read again is noted in ``refill`` (the pairs stop after its change).
+        """
         skip, cursor = client.skip, client.cursor or 0
         if client.subscriptions:
-            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize)
+            return events_of_subscriptions(changes, client.by_topic, cursor, self.authorize, refill)
         events = events_for(
             changes,
             user=client.user,
@@ -209,8 +217,10 @@ class Tailer:
         head before this batch. Frames are made with ``batch_frames`` and queued with
         ``send`` (the delivery's and :meth:`_send`, or a :class:`_Trace`'s).
         """
-        authorize, candidates = self.authorize, self.index.candidates
+        authorize, candidates, clients = self.authorize, self.index.candidates, self.clients
         events: dict[str, list[Any]] = {}
+        stopped: dict[str, Refill] = {}
+        """Clients whose windows must be read again: they stop after the change that says so."""
         for change in changes:
             seq = change.seq
             # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
@@ -218,7 +228,18 @@ class Tailer:
             for sub in candidates(change):
                 if seq <= sub.since or (sub.skip and seq in sub.skip):
                     continue
-                if alike is None:
+                if stopped and sub.client in stopped and stopped[sub.client].seq < seq:
+                    continue
+                if sub.window is not None:  # a window's state is its own: never shared
+                    owner = clients.get(sub.client)  # moved only for a live client (else its replay does)
+                    if owner is None or not owner.live or seq <= (owner.cursor or 0):
+                        continue
+                    event = subscription_event(sub, change, authorize)
+                    if event is REFILL:
+                        stopped.setdefault(sub.client, Refill(seq)).windows.append(sub)
+                        events.setdefault(sub.client, [])
+                        continue
+                elif alike is None:
                     event = subscription_event(sub, change, authorize)
                 else:
                     key = (sub.id, sub.subset, sub.key_only)
@@ -239,7 +260,8 @@ class Tailer:
             if client is None or not client.live:
                 continue
             cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
-            client.cursor = head
+            refill = stopped.get(sid) if stopped else None
+            client.cursor = head if refill is None else refill.seq
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
@@ -249,6 +271,8 @@ class Tailer:
                 if frames is None:
                     frames = shared[same] = batch_frames(mine)
                 send(client, frames, max(cursor or 0, previous))
+                if refill is not None and self.refill is not None:
+                    self.refill(client, refill.windows)
             except Exception:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 self.delivery.drop(client)

@@ -63,10 +63,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
+import attrs
+
 from rxstore.gateway.log.sql import ident
 from rxstore.protocol.subsets import Claim, Condition, Group, Subset, SubsetError, Term, terms_in
 
-__all__ = ["KINDS", "Dialect", "check_subset", "column_kind", "where_sql"]
+__all__ = ["KINDS", "Dialect", "check_subset", "column_kind", "where_sql", "window_sql"]
 
 Dialect = Literal["sqlite", "postgres"]
 """The SQL dialect: ``?`` placeholders and SQLite's rules, or ``$n`` and PostgreSQL's."""
@@ -194,6 +196,101 @@ def check_subset(subset: Subset, kinds: Mapping[str, str], key: str | None = Non
     for name in subset.columns or ():
         if name not in kinds and name != key:
             raise SubsetError(f"columns: {_unknown(name, subset.topic, kinds)}")
+    _check_window(subset, kinds, key)
+
+
+def _check_window(subset: Subset, kinds: Mapping[str, str], key: str | None) -> None:
+    """Refuse a window whose ``order_by`` the database and the gateway might not sort alike."""
+    for index, (column, _) in enumerate(subset.order_by, start=1):
+        kind = kinds.get(column)
+        if kind is None:
+            raise SubsetError(f"order_by {index}: {_unknown(column, subset.topic, kinds)}")
+        if kind not in KINDS or kind == "other":
+            raise SubsetError(
+                f"order_by {index}: column {column!r} cannot be sorted on "
+                "(only text, integer, real and boolean columns can)"
+            )
+    if subset.after is None:
+        return
+    names = [column for column, _ in subset.order_by]
+    names.append(key or "")
+    for index, (column, value) in enumerate(zip(names, subset.after, strict=True), start=1):
+        kind = kinds.get(column)
+        problem = None if value is None or kind is None else _value_problem(kind, value)
+        if problem is not None:
+            raise SubsetError(f"after value {index}: column {column!r} is {kind}: {problem}")
+
+
+def window_sql(
+    subset: Subset,
+    key: str,
+    dialect: Dialect,
+    kinds: Mapping[str, str],
+    *,
+    first_param: int = 1,
+    alias: str = "",
+) -> tuple[str, list[Any], str]:
+    """A window's where clause (its ``after`` keyset included) and its ``ORDER BY`` clause.
+
+    The order is the one of :mod:`rxstore.protocol.windows`, written out on both
+    databases: ``NULLS LAST`` ascending, ``NULLS FIRST`` descending, text by code
+    point (SQLite ``COLLATE BINARY``, PostgreSQL ``COLLATE "C"``), the primary key
+    ascending last. ``after`` becomes ``(a > x) OR (a = x AND b > y) ...`` with
+    NULL placed as the order places it; its values are parameters.
+
+    Returns:
+        ``(condition, parameters, order)``; ``order`` starts with ``ORDER BY``, its
+        columns prefixed with ``alias`` (``"t."``).
+
+    Example:
+        >>> from rxstore.protocol.subsets import window_of
+        >>> w = window_of(Subset("m"), [["ts", "desc"]], 2, [5, 9])
+        >>> kinds = {"id": "integer", "ts": "integer"}
+        >>> window_sql(w, "id", "sqlite", kinds)  # doctest: +NORMALIZE_WHITESPACE
+        ('("ts" < ? OR ("ts" = ? AND ("id" > ? OR "id" IS NULL)))', [5, 5, 9],
+         'ORDER BY "ts" COLLATE BINARY DESC NULLS FIRST, "id" COLLATE BINARY ASC')
+    """
+    where = subset.where
+    if subset.after is not None:
+        where = (*where, _after_condition(subset, key))
+    condition, params = where_sql(attrs.evolve(subset, where=where), dialect, first_param=first_param)
+    parts = []
+    for column, direction in (*subset.order_by, (key, "asc")):
+        name = alias + ident(column)
+        if dialect == "sqlite":
+            name += " COLLATE BINARY"
+        elif kinds.get(column) == "text":
+            name += ' COLLATE "C"'
+        nulls = "NULLS LAST" if direction == "asc" else "NULLS FIRST"
+        parts.append(f"{name} {direction.upper()}" + ("" if column == key else f" {nulls}"))
+    return condition, params, "ORDER BY " + ", ".join(parts)
+
+
+def _after_condition(subset: Subset, key: str) -> Condition:
+    """``after`` as a where condition: the rows that sort after the keyset."""
+    assert subset.after is not None
+    columns = (*subset.order_by, (key, "asc"))
+    branches: list[Condition] = []
+    equal: list[Condition] = []
+    for (column, direction), value in zip(columns, subset.after, strict=True):
+        later = _later(column, direction, value)
+        if later is not None:
+            branches.append(Group("and", (*equal, later)) if equal else later)
+        equal.append(Term(column, "is null") if value is None else Term(column, "=", value))
+    if not branches:
+        return Group("not", (Group("or", (Term(key, "is null"), Term(key, "is not null"))),))  # nothing
+    return Group("or", tuple(branches))
+
+
+def _later(column: str, direction: str, value: Any) -> Condition | None:
+    """The rows whose ``column`` sorts after ``value`` (``None``: none does)."""
+    if direction == "asc":  # NULL last
+        if value is None:
+            return None
+        return Group("or", (Term(column, ">", value), Term(column, "is null")))
+    if value is None:  # descending, NULL first: every value comes after it
+        return Term(column, "is not null")
+    return Term(column, "<", value)
 
 
 def _unknown(column: str, topic: str, kinds: Mapping[str, str]) -> str:

@@ -23,6 +23,7 @@ import attrs
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import RowFilter
 from rxstore.gateway.queries.visibility import visible_change
+from rxstore.gateway.queries.windows import REFILL, Refill, WindowState, window_event
 from rxstore.protocol.events import Change, Op
 from rxstore.protocol.subsets import Condition, Group, Subset, Term
 
@@ -48,6 +49,7 @@ class Subscription:
         key_only: Whether the topic's envelopes carry only the old row's key.
         since: Changes up to this seq are in its snapshot (left out).
         skip: Seqs above ``since`` that its snapshot holds too (left out).
+        window: A window's rows as the client holds them (set by its snapshot), else ``None``.
     """
 
     id: str
@@ -58,6 +60,7 @@ class Subscription:
     key_only: bool = False
     since: int = -1
     skip: frozenset[int] = frozenset()
+    window: WindowState | None = None
 
     @property
     def topic(self) -> str:
@@ -86,6 +89,8 @@ def subscription_event(sub: Subscription, change: Change, authorize: RowFilter |
     if seq <= sub.since or (sub.skip and seq in sub.skip):
         return None
     subset = sub.subset
+    if sub.window is not None:
+        return window_event(sub.id, sub.window, sub.user, change, authorize, sub.key_only)
     if subset.whole:
         if authorize is not None:
             visible = visible_change(authorize, sub.user, change, sub.key)
@@ -134,6 +139,7 @@ def events_of_subscriptions(
     subscriptions: Mapping[str, Sequence[Subscription]],
     cursor: int,
     authorize: RowFilter | None,
+    refill: Refill | None = None,
 ) -> list[Any]:
     """The ``[id, envelope]`` pairs of ``changes`` (after ``cursor``) for one client's subscriptions.
 
@@ -142,6 +148,8 @@ def events_of_subscriptions(
         subscriptions: The client's subscriptions by topic.
         cursor: The last seq the client has.
         authorize: The row filter (``None``: every row).
+        refill: Where a window that must be read again is noted: the events stop
+            after the change that needs it (its seq in ``refill.seq``).
     """
     events: list[Any] = []
     for change in changes:
@@ -149,8 +157,15 @@ def events_of_subscriptions(
             continue
         for sub in subscriptions.get(change.topic, ()):
             event = subscription_event(sub, change, authorize)
-            if event is not None:
+            if event is REFILL:
+                if refill is None:
+                    raise RuntimeError("a window needs a refill where none can be made")
+                refill.seq = change.seq
+                refill.windows.append(sub)
+            elif event is not None:
                 events.append(event)
+        if refill is not None and refill.windows:
+            break
     return events
 
 

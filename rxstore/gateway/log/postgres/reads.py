@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from rxstore.gateway.log.postgres.schema import Conn
 from rxstore.gateway.log.sql import ident
-from rxstore.gateway.log.subset_sql import column_kind, where_sql
+from rxstore.gateway.log.subset_sql import column_kind, where_sql, window_sql
 from rxstore.protocol.subsets import Subset
 
 __all__ = [
@@ -92,11 +92,21 @@ def rows_sql(topic: str, keys: Mapping[str, str]) -> str:
     return subset_rows_sql(topic, keys, None)[0]
 
 
-def subset_rows_sql(topic: str, keys: Mapping[str, str], subset: Subset | None) -> tuple[str, list[Any]]:
-    """The query of a topic's rows (those of ``subset``) as JSON objects, in primary-key order."""
+def subset_rows_sql(
+    topic: str, keys: Mapping[str, str], subset: Subset | None, kinds: Mapping[str, str] | None = None
+) -> tuple[str, list[Any]]:
+    """The query of a topic's rows (those of ``subset``) as JSON objects, in primary-key order.
+
+    A window's rows come in its own order (:func:`~rxstore.gateway.log.subset_sql.window_sql`;
+    ``kinds``, the table's column kinds, say which columns sort as text).
+    """
+    key = keys.get(topic)
+    if subset is not None and subset.windowed and key:
+        condition, params, order = window_sql(subset, key, "postgres", kinds or {}, alias="t.")
+        where = f" WHERE {condition}" if condition else ""
+        return f"SELECT to_jsonb(t) FROM {ident(topic)} AS t{where} {order}", params
     condition, params = where_sql(subset, "postgres") if subset is not None else ("", [])
     where = f" WHERE {condition}" if condition else ""
-    key = keys.get(topic)
     order = f" ORDER BY t.{ident(key)}" if key else ""
     return f"SELECT to_jsonb(t) FROM {ident(topic)} AS t{where}{order}", params
 
@@ -120,7 +130,8 @@ class PostgresSnapshotReader:
         if subset is not None and subset.topic != topic:
             raise ValueError(f"a subset of {subset.topic!r} cannot be read from {topic!r}")
         if (topic, subset) != self._reading:
-            sql, params = subset_rows_sql(topic, self._keys, subset)
+            kinds = await column_kinds(self._conn, topic) if subset is not None and subset.windowed else None
+            sql, params = subset_rows_sql(topic, self._keys, subset, kinds)
             self._cursor = await self._conn.cursor(sql, *params)
             self._reading, self._held = (topic, subset), None
         raw = [self._held] if self._held is not None else []

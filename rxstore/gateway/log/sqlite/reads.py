@@ -18,7 +18,7 @@ from rxstore.gateway.codec import load_json, non_finite_json
 from rxstore.gateway.log.contract import LogSnapshot
 from rxstore.gateway.log.sql import OPS, ident
 from rxstore.gateway.log.sqlite.schema import columns_of, head_sync
-from rxstore.gateway.log.subset_sql import column_kind, where_sql
+from rxstore.gateway.log.subset_sql import column_kind, where_sql, window_sql
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import Subset
@@ -92,7 +92,14 @@ def kinds_sync(conn: sqlite3.Connection, topic: str) -> dict[str, str]:
 
 
 def rows_sql(topic: str, key: str | None, subset: Subset | None = None) -> tuple[str, list[Any]]:
-    """The query of a topic's rows (those of ``subset``), in ``key`` order (``None``: no order)."""
+    """The query of a topic's rows (those of ``subset``), in ``key`` order (``None``: no order).
+
+    A window's rows come in its own order (:func:`~rxstore.gateway.log.subset_sql.window_sql`).
+    """
+    if subset is not None and subset.windowed and key is not None:
+        condition, params, window_order = window_sql(subset, key, "sqlite", {})
+        where = f" WHERE {condition}" if condition else ""
+        return f"SELECT * FROM {ident(topic)}{where} {window_order}", params
     condition, params = where_sql(subset, "sqlite") if subset is not None else ("", [])
     where = f" WHERE {condition}" if condition else ""
     order = f" ORDER BY {ident(key)}" if key is not None else ""

@@ -28,6 +28,7 @@ import attrs
 
 from rxstore.persist.batch import Batch
 from rxstore.protocol.errors import PersistError
+from rxstore.protocol.json_fast import MISS, fast_loads
 
 __all__ = ["FORMAT", "Loaded", "StateFile"]
 
@@ -187,8 +188,9 @@ class StateFile:
             for sub, spec, seq in db.execute("SELECT sub, spec, seq FROM rxstore_subs")
         }
         rows: dict[str, list[dict[str, Any]]] = {sub: [] for sub in subs}
-        for sub, row in db.execute("SELECT sub, row FROM rxstore_rows"):
-            rows.setdefault(sub, []).append(json.loads(row))
+        for sub, text in db.execute("SELECT sub, row FROM rxstore_rows"):
+            row = fast_loads(text)  # orjson where it reads as json does
+            rows.setdefault(sub, []).append(json.loads(text) if row is MISS else row)
         states = {
             name: json.loads(state) for name, state in db.execute("SELECT store, state FROM rxstore_states")
         }

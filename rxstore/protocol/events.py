@@ -313,6 +313,9 @@ def check_envelope(payload: Any) -> int | str:
     mutation = get("mutation")
     if mutation is not None and type(mutation) is not str:
         return "change envelope 'mutation' must be a string or null"
+    out = get("out")
+    if out is not None and (type(out) is not list or any(type(row) is not dict for row in out)):
+        return "change envelope 'out' must be a list of objects or null"
     return seq
 
 

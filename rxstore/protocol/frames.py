@@ -33,7 +33,8 @@ class Envelope(TypedDict, total=False):
 
     Fields beyond these are not part of the protocol; the checked decoder
     drops them. The rule msgspec cannot express (``record`` for INSERT and
-    UPDATE, ``old`` for DELETE) is checked by the router.
+    UPDATE, ``old`` for DELETE) is checked by the router. ``out``: the keys of
+    a window's rows that move out with this INSERT (``docs/protocol.md``, Windows).
     """
 
     seq: Required[Annotated[int, msgspec.Meta(ge=0)]]
@@ -43,6 +44,7 @@ class Envelope(TypedDict, total=False):
     old: dict[str, Any] | None
     ts: float
     mutation: str | None
+    out: list[dict[str, Any]] | None
 
 
 class CheckedBatch(msgspec.Struct, gc=False):

@@ -7,7 +7,9 @@ how rows become records, where failures go), not of the store:
 per change) and :func:`reduce_events` anything else (events built by hand,
 snapshots, resets, a foreign server's payloads). Both apply changes with one
 loop, :func:`_apply_changes`: the one definition of applying a change to a
-table.
+table. A window's frames (``fold.window`` set) go through :func:`_apply_window`:
+each change applied by that loop, then its row moved in the window's order and
+the rows its ``out`` names removed, in the same step.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rxstore.protocol.records import envelope_records, structure_records
 from rxstore.stores.fold_spec import TableFold
 from rxstore.stores.foreign import foreign_change, not_a_change
 from rxstore.stores.state import TableState, new_state
+from rxstore.stores.window import Window
 
 __all__ = ["reduce_envelopes", "reduce_events", "rows_of"]
 
@@ -33,6 +36,8 @@ _new = object.__new__
 
 def reduce_envelopes(fold: TableFold[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:
     """Fold a frame of checked change envelopes: no event object per change."""
+    if fold.window is not None:
+        return _reduce_window(fold, state, frame)
     envelopes = frame.envelopes
     mutation: Any = state.rows.mutate()
     seq = _apply_changes(fold, mutation, state.seq, envelopes, frame)
@@ -51,6 +56,7 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
     rows, seq, parse = state.rows, state.seq, fold.parse
     mutation: Any = None  # immutables.MapMutation, opened on the first change
     run: list[Event] = []  # consecutive changes, applied together
+    window = None if fold.window is None else _window_of(fold, state)
 
     def flush() -> None:
         nonlocal mutation, seq
@@ -58,7 +64,11 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
         if opened:
             mutation = rows.mutate()
         before = seq
-        seq = _apply_changes(fold, mutation, seq, [_envelope(event) for event in run], run)
+        envelopes = [_envelope(event) for event in run]
+        if window is None:
+            seq = _apply_changes(fold, mutation, seq, envelopes, run)
+        else:
+            seq = _apply_window(fold, mutation, seq, envelopes, run, window)
         if opened and seq == before:  # nothing applied: the rows stay the same object
             mutation = None
         run.clear()
@@ -76,10 +86,14 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
             mutation = None
             rows = rows_of(fold, snapshot, event)
             seq = snapshot.seq
+            if window is not None:
+                window = _window_of_snapshot(fold, snapshot, rows)
         elif kind is EventKind.RESET:
             mutation = None
             rows = immutables.Map()
             seq = None
+            if window is not None:
+                window = Window(window.order, fold.key)
         elif parse is not None:  # a foreign server's payload: no seq, applied as it comes
             try:
                 parsed = foreign_change(fold, event, parse)
@@ -101,7 +115,81 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
         rows = mutation.finish()
     if rows is state.rows and seq == state.seq:
         return state
-    return new_state(rows, seq)
+    return new_state(rows, seq, window)
+
+
+def _reduce_window(fold: TableFold[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:
+    """:func:`reduce_envelopes` of a window: the rows and their order moved together (one copy per frame)."""
+    window = _window_of(fold, state)
+    mutation: Any = state.rows.mutate()
+    seq = _apply_window(fold, mutation, state.seq, frame.envelopes, frame, window)
+    if seq == state.seq:
+        return state
+    return new_state(mutation.finish(), seq, window)
+
+
+def _window_of(fold: TableFold[Any], state: TableState[Any]) -> Window:
+    """A copy of ``state``'s window to move, or one made from its rows (the first frame of a new order)."""
+    window = state.window
+    if window is not None and window.order == fold.window and window.key == fold.key:
+        return window.copy()
+    return Window.of_rows(fold.window or (), fold.key, state.rows.values())
+
+
+def _window_of_snapshot(fold: TableFold[Any], snapshot: Snapshot, rows: immutables.Map[Any, Any]) -> Window:
+    """The window of a snapshot's rows (those it kept: a row that did not fit is not in ``rows``)."""
+    key = fold.key
+    kept = [row for row in snapshot.records if row.get(key) in rows]
+    return Window.of_rows(fold.window or (), key, kept)
+
+
+def _apply_window(
+    fold: TableFold[Any],
+    mutation: Any,
+    seq: int | None,
+    envelopes: Sequence[dict[str, Any]],
+    events: Sequence[Event],
+    window: Window,
+) -> int | None:
+    """:func:`_apply_changes` one change at a time, each applied one moved in ``window`` with its ``out``."""
+    key = fold.key
+    for index, envelope in enumerate(envelopes):
+        before = seq
+        seq = _apply_changes(fold, mutation, seq, (envelope,), _At(events, index))
+        if seq == before:
+            continue  # a duplicate, or reported
+        if envelope["op"] == "DELETE":
+            window.drop(envelope["old"][key])
+            continue
+        row = envelope["record"]
+        old = envelope.get("old")
+        if old is not None:
+            window.drop(old.get(key))  # an UPDATE that moved the primary key
+        window.put(row[key], row)
+        for gone in envelope.get("out") or ():
+            value = gone.get(key)
+            try:
+                mutation.pop(value, None)
+            except TypeError:
+                continue  # an unhashable key names no row
+            window.drop(value)
+    return seq
+
+
+class _At(Sequence[Event]):
+    """``events[index:]`` without building the events first (a frame makes them only when asked)."""
+
+    __slots__ = ("_events", "_index")
+
+    def __init__(self, events: Sequence[Event], index: int) -> None:
+        self._events = events
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._events) - self._index
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._events[self._index + index]
 
 
 def _envelope(event: Event) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import attrs
 
 from rxstore.protocol.errors import RxStoreError
 from rxstore.protocol.events import Event, Op
+from rxstore.protocol.windows import Order
 
 __all__ = ["TableFold"]
 
@@ -31,6 +32,8 @@ class TableFold(Generic[R]):
         report_error: Reports an error that is not an event's failure.
         parse: A foreign server's payload -> ``(op, row)``, or ``None`` (the rxstore gateway).
         foreign_ops: The op words ``parse`` may return besides :class:`~rxstore.protocol.events.Op`.
+        window: A window's ``order_by`` (its rows kept in order, an INSERT's ``out`` applied),
+            or ``None``: the store follows no window.
 
     Example:
         >>> from rxstore.protocol.events import Event, EventKind
@@ -53,3 +56,4 @@ class TableFold(Generic[R]):
     report_error: Callable[[RxStoreError], None]
     parse: Callable[[Any], Any] | None = None
     foreign_ops: Mapping[str, Op] = attrs.field(factory=dict)
+    window: Order | None = None

@@ -65,4 +65,4 @@ class PendingRows(Generic[R]):
                     mutation.pop(key, None)
                 else:
                     mutation[key] = record
-        return new_state(mutation.finish(), confirmed.seq)
+        return new_state(mutation.finish(), confirmed.seq, confirmed.window)

@@ -3,16 +3,19 @@
 A :class:`TableState` is what a :class:`~rxstore.stores.table.TableStore` holds: an
 immutable map from primary key to record (``immutables.Map``, a HAMT: O(log n)
 per change, no copy of the table), plus the seq of the last change applied.
-Orderings are derived lazily and memoized per state, never maintained per change.
+Orderings are derived lazily and memoized per state, never maintained per change,
+except a window's (:mod:`rxstore.stores.window`): kept by bisection as its changes arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 import immutables
+
+from rxstore.stores.window import Window
 
 __all__ = ["TableState"]
 
@@ -29,7 +32,8 @@ class TableState(Mapping[Any, R], Generic[R]):
     keys, as a dict's does (it used to yield the records: write
     ``state.values()`` for those). NgRx's entity-adapter views are here
     too: :meth:`ids`, :attr:`entities`, :attr:`total`, and :meth:`ordered`
-    for the records in an order. Two states are equal when their rows and
+    for the records in an order (a window's state: ``ordered()`` is the window in
+    its order, kept as changes arrive). Two states are equal when their rows and
     ``seq`` are (a state never equals a plain dict).
 
     Attributes:
@@ -49,6 +53,8 @@ class TableState(Mapping[Any, R], Generic[R]):
     rows: immutables.Map[Any, R] = attrs.field(factory=immutables.Map)
     seq: int | None = None
     _memo: dict[Any, Any] = attrs.field(factory=dict, eq=False, repr=False, alias="_memo")
+    _window: ClassVar[Window | None] = None
+    """A window's order (set in the instance by :func:`new_state`); ``None``: not a window."""
 
     def get(self, key: Any, default: R | None = None) -> R | None:  # type: ignore[override]
         """Return the record with primary key ``key``, or ``default``."""
@@ -116,16 +122,36 @@ class TableState(Mapping[Any, R], Generic[R]):
         """Return the rows as a plain dict (a copy: O(n))."""
         return dict(self.rows.items())
 
-    def ordered(self, key: Callable[[R], Any], *, reverse: bool = False) -> tuple[R, ...]:
+    @property
+    def window(self) -> Window | None:
+        """A window store's order of its rows (``None``: the store follows no window)."""
+        return self._window
+
+    def ordered(self, key: Callable[[R], Any] | None = None, *, reverse: bool = False) -> tuple[R, ...]:
         """Return the records sorted by ``key``, computed once per state and key.
 
+        Without ``key``: a window's records in the window's order (``order_by``,
+        then the primary key), with no sort (the order is kept as changes
+        arrive); any other state's records in the order of their keys.
         Pass the same ``key`` function each time (not a new lambda) to hit the memo.
+
+        Example:
+            >>> TableState(immutables.Map({"b": 1, "a": 2})).ordered()
+            (2, 1)
         """
         memo_key = (key, reverse)
         try:
             return cast(tuple[R, ...], self._memo[memo_key])
         except KeyError:
-            result = tuple(sorted(self.rows.values(), key=key, reverse=reverse))
+            rows = self.rows
+            if key is not None:
+                result = tuple(sorted(rows.values(), key=key, reverse=reverse))
+            else:
+                window = self._window
+                keys = window.keys() if window is not None else self.ids()
+                result = tuple(rows[k] for k in keys if k in rows)
+                if reverse:
+                    result = result[::-1]
             self._memo[memo_key] = result
             return result
 
@@ -133,8 +159,8 @@ class TableState(Mapping[Any, R], Generic[R]):
 _new = object.__new__
 
 
-def new_state(rows: immutables.Map[Any, R], seq: int | None) -> TableState[R]:
-    """``TableState(rows, seq)``, made without attrs' frozen ``__init__``: the stores' hot path.
+def new_state(rows: immutables.Map[Any, R], seq: int | None, window: Window | None = None) -> TableState[R]:
+    """``TableState(rows, seq)`` and a window's order, made without attrs' frozen ``__init__``: the hot path.
 
     0.4-0.5 us against 0.8-0.9 us per state (CPython 3.11, this project's 2-core machine).
     """
@@ -143,6 +169,8 @@ def new_state(rows: immutables.Map[Any, R], seq: int | None) -> TableState[R]:
     fields["rows"] = rows
     fields["seq"] = seq
     fields["_memo"] = {}
+    if window is not None:
+        fields["_window"] = window
     return state
 
 

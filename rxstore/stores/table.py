@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, ClassVar, TypeVar, cast
 
+import attrs
 from reactivex import Observable
 from reactivex.abc import SchedulerBase
 from reactivex.subject import BehaviorSubject
@@ -21,14 +22,21 @@ from rxstore.operators import Frame
 from rxstore.protocol.events import Event, Op, topic_event_name
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.protocol.records import converter, structure_record
-from rxstore.protocol.subsets import Subset, WhereSpec, columns_of, parse_subscription, terms_of
+from rxstore.protocol.subsets import (
+    Subset,
+    WhereSpec,
+    columns_of,
+    parse_subscription,
+    terms_of,
+    window_of,
+)
 from rxstore.stores.domain import DomainStore
 from rxstore.stores.fold import reduce_envelopes, reduce_events
 from rxstore.stores.fold_spec import TableFold
 from rxstore.stores.foreign import FOREIGN_OPS
 from rxstore.stores.live import table_live
 from rxstore.stores.optimistic import PendingRows
-from rxstore.stores.state import TableState
+from rxstore.stores.state import TableState, new_state
 from rxstore.stores.status import SyncState, SyncStatus
 
 __all__ = ["Parser", "TableState", "TableStore", "converter", "structure_record"]
@@ -56,7 +64,9 @@ class TableStore(DomainStore[TableState[R]]):
 
     ``where=``, ``columns=`` or an own ``event=`` make it follow a *subscription*
     (id ``event``, see :mod:`rxstore.protocol.subsets`) instead of the whole topic;
-    :meth:`where` switches its :attr:`subset` at runtime.
+    ``order_by=``, ``limit=`` and ``after=`` make it a *window* (the first ``limit``
+    rows in that order, ``state.ordered()`` in it); :meth:`where` switches its
+    :attr:`subset` at runtime.
 
     A change whose ``seq`` is not newer than the state's ``seq`` is skipped, so a
     change is applied exactly once even if it is delivered twice. A row that does
@@ -122,6 +132,9 @@ class TableStore(DomainStore[TableState[R]]):
         where: WhereSpec = None,
         columns: Iterable[str] | None = None,
         event: str | None = None,
+        order_by: Any = None,
+        limit: int | None = None,
+        after: Sequence[Any] | None = None,
     ) -> None:
         """Create the store, empty.
 
@@ -134,9 +147,14 @@ class TableStore(DomainStore[TableState[R]]):
             columns: Follow only these columns (the primary key is always sent).
             event: This store's subscription id (two stores of one table on one
                 root need distinct ones); the class's ``event`` by default.
+            order_by: A window's order: column names (ascending) or ``(column,
+                "asc" | "desc")`` pairs; the primary key is the last tiebreaker.
+            limit: A window's size: its first ``limit`` rows (1 to ``MAX_LIMIT``).
+            after: A window's keyset: it starts after the row with these ``order_by``
+                values and primary key (the last).
 
         Raises:
-            SubsetError: ``where``, ``columns`` or ``event`` is not valid.
+            SubsetError: ``where``, ``columns``, ``event`` or the window is not valid.
         """
         if not self.table:
             raise TypeError(f"{type(self).__name__} must set the class attribute `table`")
@@ -145,7 +163,8 @@ class TableStore(DomainStore[TableState[R]]):
         self._parse: Parser | None = parse
         self.own_records = type(self).to_record is TableStore.to_record
         """Whether rows become records by ``record_type`` alone (``to_record`` not overridden)."""
-        self._subset = Subset(self.table, terms_of(where), columns_of(columns))
+        subset = Subset(self.table, terms_of(where), columns_of(columns))
+        self._followed = window_of(subset, order_by, limit, after)
         if event is not None or not self._subset.whole:
             if parse is not None:
                 raise TypeError(f"{type(self).__name__}: a foreign table (parse=) cannot follow a subset")
@@ -165,6 +184,7 @@ class TableStore(DomainStore[TableState[R]]):
             self._report_error,
             parse,
             self.foreign_ops,
+            _window(self._subset),
         )
         """What :mod:`~rxstore.stores.fold` needs of this store to fold its frames."""
         self._confirmed: TableState[R] = self._state.value
@@ -240,16 +260,40 @@ class TableStore(DomainStore[TableState[R]]):
 
     @property
     def subset(self) -> Subset:
-        """The rows and columns this store follows (the whole table unless ``where``/``columns``)."""
+        """The rows and columns this store follows (the whole table unless ``where``/``columns``/a window)."""
         return self._subset
+
+    @property
+    def _subset(self) -> Subset:
+        return self._followed
+
+    @_subset.setter
+    def _subset(self, subset: Subset) -> None:
+        """Follow ``subset`` (the root's subscriptions set it too): the fold keeps its window's order."""
+        self._followed = subset
+        if self._table_fold.window != _window(subset):
+            self._table_fold = attrs.evolve(self._table_fold, window=_window(subset))
 
     @property
     def subscribed(self) -> bool:
         """Whether it follows a subscription (a subset, or its own ``event``), not a whole topic."""
         return not self._subset.whole or self.event != type(self).event
 
-    async def where(self, spec: WhereSpec, *, columns: Iterable[str] | EllipsisType | None = ...) -> Subset:
-        """Follow another subset of the table (a channel switch); ``columns`` kept unless given.
+    async def where(
+        self,
+        spec: WhereSpec | EllipsisType = ...,
+        *,
+        columns: Iterable[str] | EllipsisType | None = ...,
+        order_by: Any = ...,
+        limit: int | EllipsisType | None = ...,
+        after: Sequence[Any] | EllipsisType | None = ...,
+    ) -> Subset:
+        """Follow another subset of the table (a channel switch); what is not given is kept.
+
+        ``order_by``, ``limit`` and ``after`` switch the window the same way
+        (``await chat.where(limit=100)``; ``order_by=None, limit=None`` follows the
+        whole subset again). An ``order_by`` given alone drops a kept ``after``
+        (a keyset is of one order).
 
         On a connected root it returns after the gateway's acknowledgement (the new
         rows are in the store, no row of the old subset comes later); otherwise it
@@ -266,8 +310,18 @@ class TableStore(DomainStore[TableState[R]]):
             CallTimeout: No acknowledgement in time on a link that stayed up: the new
                 subset stays and is sent again.
         """
-        kept = self._subset.columns if isinstance(columns, EllipsisType) else columns_of(columns)
-        subset = Subset(self.table, terms_of(spec), kept)
+        now = self._subset
+        where = now.where if isinstance(spec, EllipsisType) else terms_of(spec)
+        kept = now.columns if isinstance(columns, EllipsisType) else columns_of(columns)
+        order = now.order_by if isinstance(order_by, EllipsisType) else order_by
+        if isinstance(after, EllipsisType):
+            after = now.after if isinstance(order_by, EllipsisType) else None
+        subset = window_of(
+            Subset(self.table, where, kept),
+            order,
+            now.limit if isinstance(limit, EllipsisType) else limit,
+            after,
+        )
         if subset != self._subset:
             if self._parse is not None:
                 raise TypeError(f"{self.name}: a foreign table (parse=) cannot follow a subset")
@@ -317,7 +371,7 @@ class TableStore(DomainStore[TableState[R]]):
         if not self._pending:
             self._settle = None
         if settled and after is state:
-            after = TableState(state.rows, state.seq)  # a new object: the scan publishes it
+            after = new_state(state.rows, state.seq, state.window)  # a new object: the scan publishes it
         return after
 
     def _publish_state(self, state: TableState[R]) -> None:
@@ -416,6 +470,11 @@ class TableStore(DomainStore[TableState[R]]):
             except Exception as exc:
                 self.report(event, exc)
         return state
+
+
+def _window(subset: Subset) -> tuple[tuple[str, str], ...] | None:
+    """The fold's ``window`` for ``subset``: its order if it is a window, else ``None``."""
+    return subset.order_by if subset.windowed else None
 
 
 def _rows_changed(before: TableState[Any], after: TableState[Any], frame: Frame, key: str) -> int:

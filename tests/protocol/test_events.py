@@ -61,8 +61,17 @@ stamps = st.one_of(
     st.sampled_from(["1.5", None]),
 )
 mutations = st.one_of(st.none(), texts, json_scalars)
+outs = st.one_of(st.none(), st.lists(row_dicts, max_size=2), st.lists(json_scalars, max_size=2), json_scalars)
+"""A window's ``out``: a list of objects or null, or anything else."""
 
-_FIELDS = {"record": rows, "old": rows, "ts": stamps, "mutation": mutations, "extra": json_scalars}
+_FIELDS = {
+    "record": rows,
+    "old": rows,
+    "ts": stamps,
+    "mutation": mutations,
+    "out": outs,
+    "extra": json_scalars,
+}
 
 well_shaped = st.fixed_dictionaries({"seq": seqs, "topic": topics, "op": ops}, optional=_FIELDS)
 """seq, topic and op always there (of any type); the rest maybe."""
@@ -77,7 +86,11 @@ likely_valid = st.sampled_from(OPS).flatmap(
             "record": row_dicts if op != "DELETE" else st.one_of(st.none(), row_dicts),
             "old": row_dicts if op == "DELETE" else st.one_of(st.none(), row_dicts),
         },
-        optional={"ts": st.one_of(st.floats(), st.integers()), "mutation": st.one_of(st.none(), texts)},
+        optional={
+            "ts": st.one_of(st.floats(), st.integers()),
+            "mutation": st.one_of(st.none(), texts),
+            "out": st.one_of(st.none(), st.lists(row_dicts, max_size=2)),
+        },
     )
 )
 """Mostly well-formed envelopes, so that acceptance is exercised as much as rejection."""
@@ -90,6 +103,7 @@ _WILD = {
     "old": rows,
     "ts": stamps,
     "mutation": mutations,
+    "out": outs,
 }
 
 
@@ -180,6 +194,8 @@ def test_parse_change_defaults_ts_to_zero_and_old_and_mutation_to_none() -> None
         ({**ENVELOPE, "ts": "now"}, "'ts' must be a number"),
         ({**ENVELOPE, "ts": 10**400}, "'ts' is out of range"),
         ({**ENVELOPE, "mutation": 5}, "'mutation' must be a string or null"),
+        ({**ENVELOPE, "out": {"id": 1}}, "'out' must be a list of objects or null"),
+        ({**ENVELOPE, "out": [1]}, "'out' must be a list of objects or null"),
         ([ENVELOPE], "must be an object, got list"),
     ],
 )

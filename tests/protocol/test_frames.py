@@ -110,3 +110,13 @@ def test_a_checked_batch_reaches_a_root_store_with_no_event_objects_made() -> No
     assert posts.value.to_dict() == {f"p{seq}": {"id": f"p{seq}"} for seq in (1, 2, 3)} and root.cursor == 3
     (frame,) = frames
     assert type(frame) is ChangeFrame and frame._events is None
+
+
+def test_the_checked_decoder_keeps_a_windows_out_and_refuses_a_bad_one_to_the_plain_path() -> None:
+    """An INSERT's ``out`` (keys a window moves out) survives the checked decoder; a bad one goes plain."""
+    entry = ["chat", {"seq": 5, "topic": "messages", "op": "INSERT", "record": {"id": 9}, "out": [{"id": 2}]}]
+    name, batch = decode_json(json.dumps([BATCH, {"events": [entry]}]))
+    assert name == BATCH and type(batch) is CheckedBatch
+    assert batch.events[0][1]["out"] == [{"id": 2}]
+    entry[1]["out"] = [2]  # type: ignore[index]
+    assert type(decode_json(json.dumps([BATCH, {"events": [entry]}]))[1]) is dict

@@ -142,7 +142,13 @@ class Routing:
 
     def __init__(self, case: Case, directory: Path) -> None:
         log = SQLiteChangeLog(f"sqlite:///{directory / 'unused.db'}")  # never opened
-        self.gateway = gateway = RealtimeGateway(log, topics=[Topic(name=TOPIC)], auth=AUTH)
+        self.gateway = gateway = RealtimeGateway(
+            log,
+            topics=[Topic(name=TOPIC)],
+            auth=AUTH,
+            client_queue_limit=1_000_000,  # a round queues every event it delivers: none may drop
+            client_queue_bytes=1 << 30,
+        )
         self.clients: list[Client] = []
         self.subscriptions: list[Subscription] = []
         live = gateway.live_queries

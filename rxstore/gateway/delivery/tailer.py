@@ -24,6 +24,7 @@ from logging import DEBUG
 from typing import Any
 
 from rxstore.gateway.api import Retention, RowFilter
+from rxstore.gateway.delivery.event_frames import EventFrames, joins
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
@@ -40,6 +41,7 @@ from rxstore.protocol.subsets import Subset
 __all__ = ["Tailer"]
 
 log = logging.getLogger("rxstore.gateway")
+_MISSING: Any = object()
 
 
 class Tailer:
@@ -99,6 +101,8 @@ class Tailer:
         """The last seq broadcast."""
         self.refill: Callable[[Client, list[Any]], None] | None = None
         """Takes a client out of live delivery to read windows again (set by the gateway)."""
+        self.joined: EventFrames | bool | None = None
+        """Frames joined from events encoded once; ``False``: not with this server's packets."""
 
     def events_for(
         self, client: Client, changes: Sequence[Change], refill: Refill | None = None
@@ -198,9 +202,29 @@ class Tailer:
                 log.exception("[RealtimeGateway] sending %d-%d to %s failed", first, head, client.sid)
                 delivery.drop(client)
         if self.index.count:
-            self._broadcast_indexed(changes, previous, batch_frames, send)
+            joined = self.event_frames() if trace is None else None
+            try:
+                self._broadcast_indexed(
+                    changes, previous, batch_frames if joined is None else joined.frames, send
+                )
+            finally:
+                if joined is not None:
+                    joined.forget()
         if trace is not None:
             trace.log(changes)
+
+    def event_frames(self) -> EventFrames | None:
+        """The broadcasts' :class:`EventFrames`, made on first use; ``None`` if frames cannot be joined."""
+        joined = self.joined
+        if joined is None:
+            delivery = self.delivery
+            packet_class = delivery.sio.packet_class
+            joined = self.joined = (
+                EventFrames(packet_class, delivery.frame_bytes, delivery.batch_frames)
+                if joins(packet_class)
+                else False
+            )
+        return joined if isinstance(joined, EventFrames) else None
 
     def _broadcast_indexed(
         self,
@@ -243,10 +267,11 @@ class Tailer:
                     event = subscription_event(sub, change, authorize)
                 else:
                     key = (sub.id, sub.subset, sub.key_only)
-                    if key in alike:
-                        event = alike[key]
-                    else:
+                    found_event = alike.get(key, _MISSING)  # one lookup: comparing subsets is not free
+                    if found_event is _MISSING:
                         event = alike[key] = subscription_event(sub, change, None)
+                    else:
+                        event = found_event
                 if event is not None:
                     found = events.get(sub.client)
                     if found is None:
@@ -265,7 +290,7 @@ class Tailer:
             try:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
-                # Clients given the very same events get the same frames, encoded once.
+                # Clients given the very same events get the same frames; each event is encoded once.
                 same = tuple(map(id, mine))
                 frames = shared.get(same)
                 if frames is None:

@@ -187,6 +187,7 @@ class MarbleTest:
         key: str = "id",
         token: Token = None,
         backoff: Backoff | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> RootStore:
         """Return a root store wired to a :class:`VirtualLink`, started at tick 0, and play the diagrams.
 
@@ -213,10 +214,11 @@ class MarbleTest:
             key: The tables' primary key.
             token: The root's token: a string, or an async provider (called before each attempt).
             backoff: The root's reconnection delays (``jitter=0.0`` makes the times exact).
+            claims: The token's claims the virtual gateway fills ``{"claim": name}`` values from.
         """
         virtual = VirtualLink()
         if tables is not None:
-            virtual.gateway = self.gateway = VirtualGateway(virtual, tables, key=key)
+            virtual.gateway = self.gateway = VirtualGateway(virtual, tables, key=key, claims=claims)
         root = RootStore(
             "virtual://gateway", stores=stores, transport=virtual, topics=topics, token=token, backoff=backoff
         )

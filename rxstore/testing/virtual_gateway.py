@@ -10,6 +10,14 @@ reconnect (``since`` honoured), each write to every subscription it concerns
 key), and ``rxstore:subscribe`` / ``rxstore:unsubscribe`` with their
 acknowledgements, so a channel switch runs in virtual time.
 
+Windows (``order_by`` / ``limit`` / ``after``) are served as the gateway serves
+them: a snapshot of the first ``limit`` rows in order; a row entering a full
+window as an INSERT whose ``"out"`` names the last row; a row leaving a window
+that is not full as a DELETE; one leaving a full window (or moving past its
+last row) as a refill, an ``rxstore:snapshot`` of the window at that write's
+seq; a reconnect reads windows fresh. A ``{"claim": name}`` value is filled in
+from ``claims=`` (the virtual link's tokens are opaque).
+
 Example:
     >>> from rxstore import TableStore
     >>> from rxstore.testing import marbles, write
@@ -76,11 +84,13 @@ class VirtualGateway:
         tables: Each table's rows at the start (seq 0).
         key: The primary key of every table.
         forbidden: Topics a subscription is refused for (``forbidden_topic``).
+        claims: The claims of the client's token: what ``{"claim": name}`` values become.
 
     Attributes:
         rows: Table -> key -> row, now.
         seq: The last change's seq.
-        subscriptions: Id -> subset: what the connected client follows.
+        subscriptions: Id -> subset (claims filled in): what the connected client follows.
+        windows: Id -> the keys a window subscription's client holds, in order.
     """
 
     def __init__(
@@ -90,15 +100,18 @@ class VirtualGateway:
         *,
         key: str = "id",
         forbidden: Sequence[str] = (),
+        claims: Mapping[str, Any] | None = None,
     ) -> None:
         self.link = link
         self.key = key
         self.forbidden = frozenset(forbidden)
+        self.claims = dict(claims or {})
         self.rows: dict[str, dict[Any, Mapping[str, Any]]] = {
             topic: {row[key]: dict(row) for row in rows} for topic, rows in tables.items()
         }
         self.seq = 0
         self.subscriptions: dict[str, Subset] = {}
+        self.windows: dict[str, list[Any]] = {}
         self._since: dict[str, int] = {}
         self._log: list[_Logged] = []
 
@@ -118,7 +131,7 @@ class VirtualGateway:
         logged = _Logged(self.seq, change.topic, old, new)
         self._log.append(logged)
         if self.link.up:
-            self._send(self._frames_of(logged))
+            self._send(self._frames_of(logged, live=True))
         return self.seq
 
     # -- the gateway's side of the protocol -------------------------------------
@@ -126,10 +139,10 @@ class VirtualGateway:
     def connect(self, auth: Mapping[str, Any], *, reset: bool = False) -> list[Frame]:
         """A client connects with ``auth``: what the gateway sends before ``rxstore:live``."""
         self.subscriptions = {topic_event_name(t): Subset(t) for t in auth.get("topics") or ()}
-        self._since = {}
+        self._since, self.windows = {}, {}
         for data in auth.get("subscriptions") or ():
             sub_id, subset, since = parse_subscription(data)
-            self.subscriptions[sub_id] = subset
+            self.subscriptions[sub_id] = subset.resolve(self.claims)
             if since is not None:
                 self._since[sub_id] = since
         cursor = auth.get("cursor")
@@ -142,6 +155,8 @@ class VirtualGateway:
         missed = [frame for entry in self._log if entry.seq > cursor for frame in self._frames_of(entry)]
         if missed:
             frames.append(Frame(BATCH, {"events": [[f.name, f.data] for f in missed]}))
+        windows = [(i, subset) for i, subset in self.subscriptions.items() if subset.windowed]
+        frames.extend(self._snapshot(sub_id, subset) for sub_id, subset in windows)  # read fresh
         return frames
 
     def call(self, event: str, data: Any) -> dict[str, Any]:
@@ -153,6 +168,7 @@ class VirtualGateway:
             sub_id, subset, _since = parse_subscription(data)
             if subset.topic not in self.rows or subset.topic in self.forbidden:
                 raise SubsetError(f"no subscription to {subset.topic!r}", code="forbidden_topic")
+            subset = subset.resolve(self.claims)
         except SubsetError as exc:
             return {"ok": False, "error": exc.code, "message": str(exc)}
         self.subscriptions[sub_id] = subset
@@ -163,26 +179,76 @@ class VirtualGateway:
     # -- helpers ---------------------------------------------------------------
 
     def _send(self, frames: Sequence[Frame]) -> None:
-        if len(frames) == 1:
-            self.link.send(frames[0])
-        elif frames:
-            self.link.send(Frame(BATCH, {"events": [[f.name, f.data] for f in frames]}))
+        changes = [frame for frame in frames if frame.name != SNAPSHOT]
+        if len(changes) == 1:
+            self.link.send(changes[0])
+        elif changes:
+            self.link.send(Frame(BATCH, {"events": [[f.name, f.data] for f in changes]}))
+        for frame in frames:
+            if frame.name == SNAPSHOT:  # a window's refill: never inside a batch
+                self.link.send(frame)
 
     def _snapshot(self, sub_id: str, subset: Subset) -> Frame:
-        rows = self.rows.get(subset.topic, {}).values()
-        records = [subset.project(row, self.key) for row in rows if subset.matches(row)]
+        rows = self._rows_of(subset)
+        if subset.windowed:
+            self.windows[sub_id] = [row[self.key] for row in rows]
+        records = [subset.project(row, self.key) for row in rows]
         data = {"topic": subset.topic, "event": sub_id, "seq": self.seq, "records": records, "more": False}
         return Frame(SNAPSHOT, data)
 
-    def _frames_of(self, entry: _Logged) -> list[Frame]:
-        """The change ``entry`` as each subscription sees it (same seq under every id)."""
+    def _rows_of(self, subset: Subset) -> list[Mapping[str, Any]]:
+        """The rows of ``subset`` now: a window's first ``limit`` in its order."""
+        rows = [row for row in self.rows.get(subset.topic, {}).values() if subset.matches(row)]
+        if not subset.windowed:
+            return rows
+        key = self.key
+        placed = [(place, row) for row in rows if (place := subset.place(row, key)) is not None]
+        placed.sort(key=lambda pair: pair[0])
+        return [row for _, row in placed[: subset.limit]]
+
+    def _frames_of(self, entry: _Logged, *, live: bool = False) -> list[Frame]:
+        """The change ``entry`` as each subscription sees it (same seq under every id).
+
+        A window is served only ``live`` (a replay reads it fresh instead).
+        """
         frames = []
         for sub_id, subset in self.subscriptions.items():
             if subset.topic == entry.topic and entry.seq > self._since.get(sub_id, -1):
+                if subset.windowed:
+                    frame = self._window_frame(sub_id, subset, entry) if live else None
+                    if frame is not None:
+                        frames.append(frame)
+                    continue
                 envelope = self._envelope(subset, entry)
                 if envelope is not None:
                     frames.append(Frame(sub_id, envelope))
         return frames
+
+    def _window_frame(self, sub_id: str, subset: Subset, entry: _Logged) -> Frame | None:
+        """What a write is to a window: an INSERT (with ``out``), UPDATE, DELETE, a refill, or nothing."""
+        key = self.key
+        held = self.windows.get(sub_id, [])
+        rows = self._rows_of(subset)
+        now = [row[key] for row in rows]
+        changed = (entry.new or entry.old or {}).get(key)
+        came, went = [k for k in now if k not in held], [k for k in held if k not in now]
+        full = subset.limit is not None and len(held) >= subset.limit
+        envelope: dict[str, Any] = {"seq": entry.seq, "topic": entry.topic, "ts": 0.0}
+        if came == [changed] and (not went or (full and went == [held[-1]])):
+            envelope.update(op="INSERT", record=subset.project(entry.new or {}, key), old=None)
+            if went:
+                envelope["out"] = [{key: went[0]}]
+        elif not came and not went and changed in now:
+            old = subset.project(entry.old or {}, key)
+            envelope.update(op="UPDATE", record=subset.project(entry.new or {}, key), old=old)
+        elif not came and went == [changed] and not full:
+            envelope.update(op="DELETE", record=None, old={key: changed})
+        elif not came and not went:
+            return None  # beyond the window, or not in it
+        else:  # a row beyond the window comes in: read it again at this seq
+            return self._snapshot(sub_id, subset)
+        self.windows[sub_id] = now
+        return Frame(sub_id, envelope)
 
     def _envelope(self, subset: Subset, entry: _Logged) -> dict[str, Any] | None:
         was, now = subset.matches(entry.old), subset.matches(entry.new)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,25 @@ def test_the_guide_pages_have_python_to_run() -> None:
         assert page in PAGES
 
 
+@pytest.fixture
+def logging_as_before() -> Iterator[None]:
+    """Every logger's level and the root's handlers put back after a page that sets them."""
+    loggers = [
+        logging.getLogger(),
+        *(each for each in logging.Logger.manager.loggerDict.values() if isinstance(each, logging.Logger)),
+    ]
+    levels = {logger: logger.level for logger in loggers}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(logger, logging.NOTSET))
+    logging.getLogger().setLevel(levels[logging.getLogger()])
+    logging.getLogger().handlers[:] = handlers
+
+
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.usefixtures("logging_as_before")
 async def test_python_on_the_page_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A real module, so that attrs and cattrs can resolve the page's annotations.
     module = types.ModuleType(f"docs_page_{Path(page).stem}")

@@ -41,9 +41,7 @@ def _command(args: argparse.Namespace) -> int:
         print(auth.issue(args.sub, ttl=args.ttl if args.ttl > 0 else None))
         return 0
     if args.command == "serve":
-        logging.basicConfig(
-            level=log_level(vars(args)), format="%(asctime)s %(name)s %(message)s"
-        )
+        logging.basicConfig(level=log_level(vars(args)), format="%(asctime)s %(name)s %(message)s")
         return _run(serve(args))
     if args.command == "log":
         return _run(log_command(args))

@@ -13,7 +13,6 @@ from rxstore.client.metrics import Metrics, MetricsSnapshot
 from rxstore.client.root import RootStore
 from rxstore.client.transport import SocketIOTransport, Transport
 from rxstore.persist import PendingMutation, Persist, StateCodec
-from rxstore.protocol.claims import Claim
 from rxstore.protocol.errors import (
     AuthError,
     CallRejected,
@@ -32,9 +31,10 @@ from rxstore.protocol.errors import (
     ValidationError,
 )
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
-from rxstore.protocol.groups import Group
 from rxstore.protocol.subsets import Subset, SubsetError
-from rxstore.protocol.terms import Term
+from rxstore.protocol.where.claims import Claim
+from rxstore.protocol.where.groups import Group
+from rxstore.protocol.where.terms import Term
 from rxstore.stores.derived import Derived, derived
 from rxstore.stores.domain import DomainStore, RealtimeStore
 from rxstore.stores.status import SyncState, SyncStatus

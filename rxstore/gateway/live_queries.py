@@ -19,7 +19,7 @@ from rxstore.gateway.access.auth import User
 from rxstore.gateway.delivery.queues import Client, Delivery, room
 from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.log.contract import ChangeLog
-from rxstore.gateway.log.subset_sql import check_subset
+from rxstore.gateway.log.subset_sql import check_relation, check_subset
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex
 from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription, terms_in
@@ -108,7 +108,24 @@ class LiveQueries:
         if kinds is None or not _known(subset, kinds):
             kinds = self._kinds[topic] = await self.log.columns(topic)  # new or changed table: read again
         check_subset(subset, kinds, self.primary_keys[topic])
+        if subset.relation is not None:
+            await self._check_relation(user, subset, kinds)
         return subset
+
+    async def _check_relation(self, user: User, subset: Subset, kinds: Mapping[str, str]) -> None:
+        """Check a relation term: its table served, not the subset's own, allowed, its columns known."""
+        term = subset.relation
+        assert term is not None
+        related = term.value.topic
+        if related not in self.names or related == subset.topic:
+            problem = "is not served" if related != subset.topic else "is the subset's own table"
+            raise SubsetError(f"the subquery's table {related!r} {problem}", code="forbidden_topic")
+        if not self.may_subscribe(user, related):
+            raise SubsetError(
+                f"{user.id!r} may not subscribe to {related!r}, which the subquery reads",
+                code="forbidden_topic",
+            )
+        check_relation(subset, kinds, await self.log.columns(related))
 
     def new(self, client: Client, sub_id: str, subset: Subset, since: int | None = None) -> Subscription:
         """A subscription of ``client`` (not filed yet)."""
@@ -144,17 +161,19 @@ class LiveQueries:
         if old is not None:
             self._unfile(client, old)
         client.subscriptions[sub.id] = sub
-        client.by_topic[sub.topic] = (*client.by_topic.get(sub.topic, ()), sub)
+        for topic in _tables(sub):
+            client.by_topic[topic] = (*client.by_topic.get(topic, ()), sub)
         self.index.add(sub)
         self.metrics.subscriptions.set(self.index.count)
 
     def _unfile(self, client: Client, sub: Subscription) -> None:
         client.subscriptions.pop(sub.id, None)
-        rest = tuple(s for s in client.by_topic.get(sub.topic, ()) if s is not sub)
-        if rest:
-            client.by_topic[sub.topic] = rest
-        else:
-            client.by_topic.pop(sub.topic, None)
+        for topic in _tables(sub):
+            rest = tuple(s for s in client.by_topic.get(topic, ()) if s is not sub)
+            if rest:
+                client.by_topic[topic] = rest
+            else:
+                client.by_topic.pop(topic, None)
         self.index.remove(sub)
         self.metrics.subscriptions.set(self.index.count)
 
@@ -233,11 +252,17 @@ class LiveQueries:
         seq = await self.sync.guarded(client, self._switch(client, sub))
         if seq is None:
             return {"ok": False, "error": "internal_error", "message": "the subscription failed; reconnect"}
+        if isinstance(seq, SubsetError):
+            return self._reject(seq)
         return {"ok": True, "seq": seq}
 
-    async def _switch(self, client: Client, sub: Subscription) -> int:
+    async def _switch(self, client: Client, sub: Subscription) -> int | SubsetError:
         await self.delivery.drain(client)  # every frame of the old subset is written
-        seq = await self.sync.snapshot_subscriptions(client, [sub])
+        try:
+            seq = await self.sync.snapshot_subscriptions(client, [sub], refuse=True)
+        except SubsetError as exc:  # a relation over its bound: nothing of it was sent
+            await self.sync.catch_up(client)
+            return SubsetError(f"subscription {sub.id!r}: {exc}")
         self._file(client, sub)
         client.topics = frozenset(s.topic for s in client.subscriptions.values())
         await self.sio.enter_room(client.sid, room(sub.topic))
@@ -265,6 +290,12 @@ class LiveQueries:
     def _reject(self, exc: SubsetError) -> dict[str, Any]:
         self.metrics.bad_input.labels(exc.code).inc()
         return {"ok": False, "error": exc.code, "message": str(exc)}
+
+
+def _tables(sub: Subscription) -> tuple[str, ...]:
+    """The tables whose changes concern ``sub``: its own, and a relation's related table."""
+    term = sub.subset.relation if sub.relational else None
+    return (sub.topic,) if term is None else (sub.topic, term.value.topic)
 
 
 def _known(subset: Subset, kinds: Mapping[str, str]) -> bool:

@@ -23,6 +23,16 @@ class Metrics:
             "Windows read again because a row left them full (the next row beyond was not known).",
             registry=r,
         )
+        self.relation_moves = Counter(
+            "rxstore_relation_moves",
+            "Relation subscriptions read again: a change of the related table added or removed a value.",
+            registry=r,
+        )
+        self.relations_ended = Counter(
+            "rxstore_relations_ended",
+            "Relation subscriptions ended: their subquery selected more than MAX_RELATION_VALUES rows.",
+            registry=r,
+        )
         self.refused = Counter("rxstore_refused", "Connections refused.", ["reason"], registry=r)
         self.dropped = Counter(
             "rxstore_slow_clients_dropped", "Clients disconnected for falling behind.", registry=r

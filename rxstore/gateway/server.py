@@ -327,6 +327,7 @@ class RealtimeGateway:
         self.client_events.live_queries = self.live_queries
         self.tailer.index = self.live_queries.index
         self.tailer.refill = self.sync.catch_ups.refill
+        self.sync.refile = self.live_queries.index.refile
         self.sessions.plain = self.live_queries.plain = self.tailer.plain
         self.sio.manager.deliver = self.delivery.deliver_to_room
         self.sio.on("connect", self._on_connect)

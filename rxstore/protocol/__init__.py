@@ -3,8 +3,8 @@
 * :mod:`~rxstore.protocol.events`: event names, change envelopes, :class:`Event` and :class:`Change`;
 * :mod:`~rxstore.protocol.frames`: decoding the gateway's frames (msgspec, one C pass per batch);
 * :mod:`~rxstore.protocol.subsets`: live-query subsets (where clauses, columns) and their rules,
-  over :mod:`~rxstore.protocol.terms` (``column op value``), :mod:`~rxstore.protocol.groups`
-  (``and`` / ``or`` / ``not``) and :mod:`~rxstore.protocol.claims` (a token's claim as a value);
+  over :mod:`~rxstore.protocol.where.terms` (``column op value``), :mod:`~rxstore.protocol.where.groups`
+  (``and`` / ``or`` / ``not``) and :mod:`~rxstore.protocol.where.claims` (a token's claim as a value);
 * :mod:`~rxstore.protocol.records`: rows structured into typed records;
 * :mod:`~rxstore.protocol.errors`: the one exception hierarchy;
 * :mod:`~rxstore.protocol.json_fast`: the JSON fast paths.

@@ -1,18 +1,18 @@
 """Live-query subsets: which rows of a table a subscription follows, and which columns.
 
 A :class:`Subset` is a table, a where clause and an optional column subset.
-The where clause is an AND of *conditions*: :class:`~rxstore.protocol.terms.Term` s
-(``column op value``) and :class:`~rxstore.protocol.groups.Group` s (``or``,
+The where clause is an AND of *conditions*: :class:`~rxstore.protocol.where.terms.Term` s
+(``column op value``) and :class:`~rxstore.protocol.where.groups.Group` s (``or``,
 ``not``, a nested ``and``), bounded by :data:`MAX_TERMS` terms and
 :data:`MAX_DEPTH` nested groups. A value may be a
-:class:`~rxstore.protocol.claims.Claim` of the connection's token
+:class:`~rxstore.protocol.where.claims.Claim` of the connection's token
 (``{"claim": "sub"}``), which the gateway fills in (:meth:`Subset.resolve`).
 The same value is built by the client (from the friendly forms of
 :func:`terms_of`), sent on the wire (:meth:`Subset.to_wire` /
 :func:`parse_subscription`), compiled to SQL by the gateway for snapshots, and
 evaluated in Python by :meth:`Subset.matches` for live changes, with the
-semantics of SQL (see :mod:`rxstore.protocol.terms` and, for the three-valued
-logic of ``not`` and ``or`` over NULL, :mod:`rxstore.protocol.groups`):
+semantics of SQL (see :mod:`rxstore.protocol.where.terms` and, for the three-valued
+logic of ``not`` and ``or`` over NULL, :mod:`rxstore.protocol.where.groups`):
 
 * a term on a NULL (or missing) column is unknown, except ``is null``: it does
   not match, ``!=`` included, and neither does its ``not``;
@@ -47,10 +47,11 @@ from typing import Any, Final
 
 import attrs
 
-from rxstore.protocol.claims import CLAIM_KEY, Claim
 from rxstore.protocol.errors import RxStoreError
-from rxstore.protocol.groups import GROUP_KINDS, Condition, Group
-from rxstore.protocol.terms import COMPARISONS, NULL_TESTS, OPS, Scalar, Term
+from rxstore.protocol.where.claims import CLAIM_KEY, Claim
+from rxstore.protocol.where.groups import GROUP_KINDS, Condition, Group
+from rxstore.protocol.where.relations import MAX_RELATION_VALUES, RELATION_KEYS, Relation
+from rxstore.protocol.where.terms import COMPARISONS, NULL_TESTS, OPS, Scalar, Term
 from rxstore.protocol.windows import (
     MAX_LIMIT,
     Order,
@@ -70,6 +71,7 @@ __all__ = [
     "MAX_ID_CHARS",
     "MAX_IN_VALUES",
     "MAX_LIMIT",
+    "MAX_RELATION_VALUES",
     "MAX_TERMS",
     "MAX_TEXT_CHARS",
     "NULL_TESTS",
@@ -78,6 +80,7 @@ __all__ = [
     "Condition",
     "Group",
     "Order",
+    "Relation",
     "Scalar",
     "Subset",
     "SubsetError",
@@ -160,6 +163,14 @@ class Subset:
         """Whether it is a window: ordered, and kept to its first ``limit`` rows (or past ``after``)."""
         return bool(self.order_by) or self.limit is not None or self.after is not None
 
+    @property
+    def relation(self) -> Term | None:
+        """Its term whose values are a subquery (a :class:`Relation`), or ``None``."""
+        for term in terms_in(self.where):
+            if type(term.value) is Relation:
+                return term
+        return None
+
     def matches(self, row: Mapping[str, Any] | None) -> bool:
         """Whether ``row`` (``None``: no row) is in the subset: the where clause is true (not unknown).
 
@@ -190,7 +201,7 @@ class Subset:
         return {name: row.get(name) for name in _with_key(columns, key)}
 
     def resolve(self, claims: Mapping[str, Any]) -> Subset:
-        """The subset with each :class:`~rxstore.protocol.claims.Claim` replaced by the claim's value.
+        """The subset with each :class:`~rxstore.protocol.where.claims.Claim` replaced by the claim's value.
 
         The gateway calls it with the claims of the connection's token. A claim
         used as a comparison's value (or among an ``in`` term's values) must be a
@@ -241,7 +252,7 @@ def terms_of(spec: WhereSpec) -> tuple[Condition, ...]:
     items: ``(column, op, value)`` or ``(column, "is null")`` terms for any operator
     of :data:`OPS`, and groups: ``{"or": [item, ...]}``, ``{"not": item}``, and a
     nested list (or ``{"and": [...]}``) for an AND inside them. A value may be a
-    claim: ``{"claim": "sub"}`` or :class:`~rxstore.protocol.claims.Claim`.
+    claim: ``{"claim": "sub"}`` or :class:`~rxstore.protocol.where.claims.Claim`.
 
     Example:
         >>> terms_of([{"or": [("status", "=", "open"), {"not": ("owner", "is null")}]}])
@@ -415,6 +426,8 @@ def _term(index: int, item: Any) -> Term:
     value = item[2]
     if op != "in":
         return Term(column, op, _value(index, value))
+    if type(value) is Relation or (isinstance(value, Mapping) and "select" in value):
+        return Term(column, op, _relation(index, value))
     if type(value) is Claim or isinstance(value, Mapping):
         return Term(column, op, _claim(index, value))  # a claim whose value is the list
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
@@ -447,6 +460,34 @@ def _claim(index: int, value: Any) -> Claim:
             f"characters, got {_short(value)}"
         )
     return Claim(name)
+
+
+def _relation(index: int, value: Any) -> Relation:
+    """A subquery ``{"select": column, "from": table, "where": [...]}``, one level deep."""
+    if type(value) is Relation:
+        value = value.to_wire()
+    if not set(value) <= RELATION_KEYS:
+        raise SubsetError(
+            f'term {index}: a subquery is {{"select": column, "from": table, "where": [...]}}, '
+            f"got keys {_short(sorted(map(str, value)))}"
+        )
+    select, topic, where = value.get("select"), value.get("from"), value.get("where")
+    _check_name(select, f"term {index}: the subquery's 'select'")
+    if type(topic) is not str or not 0 < len(topic) <= MAX_TEXT_CHARS:
+        raise SubsetError(f"term {index}: the subquery's 'from' must be a table name string")
+    if where is not None and not _is_list(where):
+        raise SubsetError(f"term {index}: the subquery's 'where' must be a list of terms and groups")
+    try:
+        conditions = terms_of(where or ())
+    except SubsetError as exc:
+        raise SubsetError(f"term {index}: in its subquery: {exc}", code=exc.code) from None
+    for number, term in enumerate(terms_in(conditions), start=1):
+        if type(term.value) is Relation:
+            raise SubsetError(
+                f"term {index}: in its subquery: term {number}: a subquery cannot hold another "
+                "(relations are one level deep)"
+            )
+    return Relation(select, topic, conditions)
 
 
 def _is_list(item: Any) -> bool:
@@ -498,6 +539,12 @@ def _resolved(condition: Condition, claims: Mapping[str, Any], numbers: Iterator
     term: Term = condition  # type: ignore[assignment]
     index = next(numbers)
     value = term.value
+    if type(value) is Relation:
+        try:
+            where = Subset(value.topic, value.where).resolve(claims).where
+        except SubsetError as exc:
+            raise SubsetError(f"term {index}: in its subquery: {exc}", code=exc.code) from None
+        return term if where == value.where else Term(term.column, term.op, attrs.evolve(value, where=where))
     if type(value) is Claim:
         if term.op == "in":
             return Term(term.column, term.op, _claim_list(index, value, claims))

@@ -30,9 +30,10 @@ from rxstore.gateway.api import RowFilter
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, log_failure
 from rxstore.gateway.log.contract import ChangeLog, SnapshotReader
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.relations import RelationState
 from rxstore.gateway.queries.windows import WindowState
 from rxstore.protocol.errors import NotConnected
-from rxstore.protocol.subsets import Subset
+from rxstore.protocol.subsets import MAX_RELATION_VALUES, Subset, SubsetError, Term
 
 __all__ = ["MAX_PAGE_ROWS", "Part", "SharedReads"]
 
@@ -56,9 +57,14 @@ class _Member:
     active: bool = False
     windows: tuple[WindowState | None, ...] = ()
     """Per part, the window its rows are loaded into (``None``: not a window)."""
+    relations: tuple[RelationState | None, ...] = ()
+    """Per part, the relation its subquery's rows are loaded into (``None``: no relation)."""
 
     def remaining(self, index: int) -> int | None:
         """How many more rows part ``index`` takes (``None``: no bound); 0 once its window is full."""
+        relation = self.relations[index] if self.relations else None
+        if relation is not None and relation.ended:
+            return 0
         window = self.windows[index] if self.windows else None
         if window is None or window.subset.limit is None:
             return None
@@ -115,11 +121,15 @@ class SharedReads:
         parts: Sequence[Part],
         events: Sequence[str],
         windows: Sequence[WindowState | None] = (),
+        relations: Sequence[RelationState | None] = (),
     ) -> tuple[int, frozenset[int]]:
         """Send ``client`` the rows of ``parts`` (under ``events``) from a read it may share.
 
         A window's part (its ``windows`` entry) is sent in its order, only its first
-        ``limit`` rows the client may see, and loaded into the window.
+        ``limit`` rows the client may see, and loaded into the window. A relation's
+        part (its ``relations`` entry) has its subquery's rows loaded into the relation
+        first, in the same transaction; over the bound, the relation ends (an empty
+        snapshot) or, if it says ``refuse``, the stream fails with a ``SubsetError``.
 
         Returns:
             The read's seq and skip (see :class:`~rxstore.gateway.log.contract.SnapshotReader`).
@@ -132,7 +142,11 @@ class SharedReads:
         """
         key, user = tuple(parts), client.user.id
         member = _Member(
-            client, tuple(events), asyncio.get_running_loop().create_future(), windows=tuple(windows)
+            client,
+            tuple(events),
+            asyncio.get_running_loop().create_future(),
+            windows=tuple(windows),
+            relations=tuple(relations),
         )
         metrics = self.metrics
         metrics.snapshots_waiting.inc()
@@ -174,7 +188,7 @@ class SharedReads:
                 members = self._started(read)
                 if not members:
                     return
-                topics = sorted({topic for topic, _ in read.parts})
+                topics = sorted({name for part in read.parts for name in _topics(part)})
                 async with self.log.snapshot_reader(topics) as reader:
                     self.metrics.snapshot_reads.inc()
                     for index, part in enumerate(read.parts):
@@ -216,6 +230,8 @@ class SharedReads:
         """Stream one part to every member still there, a page at a time."""
         topic, subset = part
         key = self.primary_keys[topic]
+        if subset is not None and any(m.relations and m.relations[index] for m in members):
+            members = await self._relate(reader, members, index, subset)
         limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
         while True:
             members = [m for m in members if not m.done.done() and m.remaining(index) != 0]
@@ -233,6 +249,42 @@ class SharedReads:
                 limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
             else:
                 limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+
+    async def _relate(
+        self, reader: SnapshotReader, members: list[_Member], index: int, subset: Subset
+    ) -> list[_Member]:
+        """Load the subquery's rows into each member's relation; the members that go on with the part.
+
+        A relation over the bound refuses its member's stream, or ends (an empty snapshot).
+        """
+        term = subset.relation
+        assert term is not None
+        relation = term.value
+        selected = Subset(relation.topic, (*relation.where, Term(relation.select, "is not null")))
+        rows, more = await reader.fetch(relation.topic, MAX_RELATION_VALUES + 1, selected)
+        going = []
+        for member in members:
+            state = member.relations[index] if member.relations else None
+            if state is None:
+                going.append(member)
+                continue
+            state.load(rows)
+            if not state.ended and not more:
+                going.append(member)
+            elif state.refuse:
+                member.done.set_exception(
+                    SubsetError(
+                        f"the subquery on {relation.topic!r} selects more than {MAX_RELATION_VALUES} rows "
+                        "(MAX_RELATION_VALUES): narrow its where clause"
+                    )
+                )
+            else:
+                state.end()
+                frames = self.delivery.snapshot_frames(
+                    subset.topic, member.events[index], reader.seq, [], False
+                )
+                await self._send(member, frames)
+        return going
 
     def _page(
         self,
@@ -291,3 +343,10 @@ class SharedReads:
         except Exception as exc:
             if not member.done.done():
                 member.done.set_exception(exc)
+
+
+def _topics(part: Part) -> tuple[str, ...]:
+    """The tables a part reads: its topic, and a relation's related table."""
+    topic, subset = part
+    term = subset.relation if subset is not None else None
+    return (topic,) if term is None else (topic, term.value.topic)

@@ -20,6 +20,7 @@ from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, Stalled
 from rxstore.gateway.delivery.shared_reads import Part, SharedReads
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.relations import RelationState
 from rxstore.gateway.queries.windows import Refill, WindowState
 from rxstore.protocol.events import LIVE, RESET, Change
 
@@ -90,6 +91,8 @@ class Sync:
         )
         self.catch_ups = CatchUp(delivery, self, metrics, behind=behind)
         """Live clients that fell behind, catching up from the log."""
+        self.refile: Callable[[Subscription], None] = lambda sub: None
+        """Files a subscription again in the index (a relation read again; set by the gateway)."""
 
     async def run(self, client: Client) -> None:
         """Bring ``client`` up to date and mark it live; drop or disconnect it on failure.
@@ -144,8 +147,8 @@ class Sync:
                     {"reason": reason, "cursor": cursor, "horizon": horizon, "epoch": epoch},
                 )
             await self.snapshot(client)
-        else:  # a resume: a window is read again (the gateway kept no rows of it)
-            client.stale = [sub for sub in client.subscriptions.values() if sub.subset.windowed]
+        else:  # a resume: a window or a relation is read again (the gateway kept no state of it)
+            client.stale = [s for s in client.subscriptions.values() if s.subset.windowed or s.relational]
         client.epoch = epoch  # sent in rxstore:live
         await self.catch_up(client)
         return True
@@ -170,19 +173,40 @@ class Sync:
         client.cursor = seq
         client.skip = skip
 
-    async def snapshot_subscriptions(self, client: Client, subscriptions: Sequence[Subscription]) -> int:
+    async def snapshot_subscriptions(
+        self, client: Client, subscriptions: Sequence[Subscription], *, refuse: bool = False
+    ) -> int:
         """Stream ``subscriptions``' rows at one log position under their ids; return that seq.
 
         Each subscription's changes up to that position (and those its snapshot
-        holds above it) are left out of what it is sent later.
+        holds above it) are left out of what it is sent later. A relation's values
+        are read in the same transaction (and it is filed again under them).
+
+        Raises:
+            SubsetError: ``refuse`` and a relation's subquery selects too many rows.
         """
         parts: list[Part] = [(sub.topic, None if sub.subset.whole else sub.subset) for sub in subscriptions]
         windows = [WindowState(sub.subset, sub.key) if sub.subset.windowed else None for sub in subscriptions]
-        seq, skip = await self.shared.stream(client, parts, [sub.id for sub in subscriptions], windows)
+        relations = [self._relation(sub, refuse) for sub in subscriptions]
+        seq, skip = await self.shared.stream(
+            client, parts, [sub.id for sub in subscriptions], windows, relations
+        )
         self.metrics.snapshots.inc()
-        for sub, window in zip(subscriptions, windows, strict=True):
+        for sub, window, relation in zip(subscriptions, windows, relations, strict=True):
             sub.since, sub.skip, sub.window = seq, skip, window
+            if relation is not None:
+                sub.relation = relation
+                self.refile(sub)
+                if relation.ended:
+                    self.metrics.relations_ended.inc()
         return seq
+
+    def _relation(self, sub: Subscription, refuse: bool) -> RelationState | None:
+        """A relation's state to load with its snapshot (``None``: no relation)."""
+        term = sub.subset.relation if sub.relational else None
+        if term is None:
+            return None
+        return RelationState(sub.subset, self.primary_keys[term.value.topic], refuse=refuse)
 
     async def refill(self, client: Client) -> None:
         """Read again the windows of ``client`` that a change left short (``client.stale``).
@@ -195,7 +219,9 @@ class Sync:
         stale, client.stale = client.stale, []
         windows = [sub for sub in stale if client.subscriptions.get(sub.id) is sub]
         if windows:
-            self.metrics.window_refills.inc(len(windows))
+            moved = sum(sub.relational for sub in windows)
+            self.metrics.relation_moves.inc(moved)
+            self.metrics.window_refills.inc(len(windows) - moved)
             await self.snapshot_subscriptions(client, windows)
 
     async def catch_up(self, client: Client, *, announce: bool = True) -> None:

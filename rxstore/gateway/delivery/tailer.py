@@ -254,7 +254,7 @@ class Tailer:
                     continue
                 if stopped and sub.client in stopped and stopped[sub.client].seq < seq:
                     continue
-                if sub.window is not None:  # a window's state is its own: never shared
+                if sub.stateful:  # a window's rows, a relation's values: its own, never shared
                     owner = clients.get(sub.client)  # moved only for a live client (else its replay does)
                     if owner is None or not owner.live or seq <= (owner.cursor or 0):
                         continue

@@ -33,7 +33,7 @@ How each rule of :mod:`rxstore.protocol.subsets` is kept in SQL:
 * NULL fails every comparison, ``!=`` included (SQL does this by itself).
 * Groups are parenthesized ``(... OR ...)``, ``(... AND ...)`` and ``NOT (...)``:
   the database applies its own three-valued logic (``NOT`` of NULL is NULL),
-  which :class:`~rxstore.protocol.groups.Group` follows in Python.
+  which :class:`~rxstore.protocol.where.groups.Group` follows in Python.
 * Claims are filled in before (:meth:`Subset.resolve
   <rxstore.protocol.subsets.Subset.resolve>`): a claim reaching :func:`check_subset`
   is refused.
@@ -66,15 +66,36 @@ from typing import Any, Final, Literal
 import attrs
 
 from rxstore.gateway.log.sql import ident
-from rxstore.protocol.subsets import Claim, Condition, Group, Subset, SubsetError, Term, terms_in
+from rxstore.protocol.subsets import (
+    Claim,
+    Condition,
+    Group,
+    Relation,
+    Subset,
+    SubsetError,
+    Term,
+    terms_in,
+)
 
-__all__ = ["KINDS", "Dialect", "check_subset", "column_kind", "where_sql", "window_sql"]
+__all__ = [
+    "KINDS",
+    "RELATION_KINDS",
+    "Dialect",
+    "check_relation",
+    "check_subset",
+    "column_kind",
+    "where_sql",
+    "window_sql",
+]
 
 Dialect = Literal["sqlite", "postgres"]
 """The SQL dialect: ``?`` placeholders and SQLite's rules, or ``$n`` and PostgreSQL's."""
 
 KINDS: Final = ("text", "integer", "real", "boolean", "other")
 """What :func:`column_kind` returns; terms are allowed on every kind but ``other``."""
+
+RELATION_KINDS: Final = ("text", "integer")
+"""The kinds of column a relation (subquery) term may match: its values are compared as keys."""
 
 _INT64: Final = 2**63
 _EXACT_FLOAT_INT: Final = 2**53
@@ -190,6 +211,13 @@ def check_subset(subset: Subset, kinds: Mapping[str, str], key: str | None = Non
                 f"term {index}: column {term.column!r} cannot be filtered on "
                 "(only text, integer, real and boolean columns can): leave it out of the where clause"
             )
+        if type(term.value) is Relation:
+            if kind not in RELATION_KINDS:
+                raise SubsetError(
+                    f"term {index}: column {term.column!r} is {kind}: a subquery matches text or "
+                    "integer columns only"
+                )
+            continue
         values = term.value if term.op == "in" else () if term.value is None else (term.value,)
         for value in values:
             _check_value(index, term.column, kind, value)
@@ -197,6 +225,61 @@ def check_subset(subset: Subset, kinds: Mapping[str, str], key: str | None = Non
         if name not in kinds and name != key:
             raise SubsetError(f"columns: {_unknown(name, subset.topic, kinds)}")
     _check_window(subset, kinds, key)
+
+
+def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[str, str]) -> None:
+    """Refuse a subset's relation (subquery) term that the gateway cannot follow exactly.
+
+    Args:
+        subset: The subset, its claims filled in and :func:`check_subset` passed.
+        kinds: The subset's table's columns -> kind.
+        related: The subquery's table's columns -> kind.
+
+    The subquery's where clause is checked as any where clause (on its own table),
+    its ``select`` column must be of the kind of the term's column (text or
+    integer). A subset holds at most one relation term, not inside a ``not`` (SQL's
+    ``x IN (empty)`` is false even for a NULL ``x``, which a ``not`` would turn true),
+    and no window (``order_by``, ``limit``, ``after``).
+
+    Raises:
+        SubsetError: ``invalid_subscription``, naming the term and the problem.
+    """
+    terms = [(n, t) for n, t in enumerate(terms_in(subset.where), start=1) if type(t.value) is Relation]
+    if not terms:
+        return
+    index, term = terms[0]
+    relation: Relation = term.value
+    if len(terms) > 1:
+        raise SubsetError(f"term {terms[1][0]}: a subset holds at most one subquery term")
+    if subset.windowed:
+        raise SubsetError(f"term {index}: a window (order_by, limit, after) cannot hold a subquery term")
+    if _negated(subset.where, term):
+        raise SubsetError(f"term {index}: a subquery term cannot be inside a 'not'")
+    try:
+        check_subset(Subset(relation.topic, relation.where), related)
+    except SubsetError as exc:
+        raise SubsetError(f"term {index}: in its subquery: {exc}") from None
+    select = related.get(relation.select)
+    if select is None:
+        raise SubsetError(
+            f"term {index}: the subquery's select: {_unknown(relation.select, relation.topic, related)}"
+        )
+    if select != kinds.get(term.column):
+        raise SubsetError(
+            f"term {index}: the subquery selects {relation.topic}.{relation.select} ({select}) "
+            f"for {term.column!r} ({kinds.get(term.column)}): they must be of one kind"
+        )
+
+
+def _negated(where: tuple[Condition, ...], term: Term, inside: bool = False) -> bool:
+    """Whether ``term`` stands inside a ``not`` group of ``where``."""
+    for condition in where:
+        if type(condition) is Group:
+            if _negated(condition.items, term, inside or condition.kind == "not"):
+                return True
+        elif condition is term:
+            return inside
+    return False
 
 
 def _check_window(subset: Subset, kinds: Mapping[str, str], key: str | None) -> None:
@@ -346,7 +429,7 @@ def where_sql(subset: Subset, dialect: Dialect, *, first_param: int = 1) -> tupl
     """The subset's where clause as a parameterized SQL condition and its parameters.
 
     Groups become parenthesized ``AND`` / ``OR`` and ``NOT (...)``: SQL's own
-    three-valued logic, which :class:`~rxstore.protocol.groups.Group` follows in Python.
+    three-valued logic, which :class:`~rxstore.protocol.where.groups.Group` follows in Python.
 
     Args:
         subset: The subset; its values should have passed :func:`check_subset`.
@@ -377,9 +460,21 @@ def _condition_sql(condition: Condition, dialect: Dialect, params: list[Any], fi
             return f"NOT ({parts[0]})"
         return "(" + f" {condition.kind.upper()} ".join(parts) + ")"
     term: Term = condition  # type: ignore[assignment]
+    if type(term.value) is Relation:
+        return _relation_sql(term, dialect, params, first_param)
     if dialect == "sqlite":
         return _sqlite_term(term, params)
     return _pg_term(term, params, first_param)
+
+
+def _relation_sql(term: Term, dialect: Dialect, params: list[Any], first_param: int) -> str:
+    """``column IN (SELECT select FROM table WHERE ... AND select IS NOT NULL)``, values as parameters."""
+    relation: Relation = term.value
+    select = ident(relation.select)
+    parts = [_condition_sql(condition, dialect, params, first_param) for condition in relation.where]
+    parts.append(f"{select} IS NOT NULL")
+    column = ident(term.column) + (" COLLATE BINARY" if dialect == "sqlite" else "")
+    return f"{column} IN (SELECT {select} FROM {ident(relation.topic)} WHERE {' AND '.join(parts)})"
 
 
 def _null_test(term: Term) -> str | None:

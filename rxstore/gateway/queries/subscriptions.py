@@ -22,6 +22,7 @@ import attrs
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import RowFilter
+from rxstore.gateway.queries.relations import RelationState, relation_event
 from rxstore.gateway.queries.visibility import visible_change
 from rxstore.gateway.queries.windows import REFILL, Refill, WindowState, window_event
 from rxstore.protocol.events import Change, Op
@@ -50,6 +51,7 @@ class Subscription:
         since: Changes up to this seq are in its snapshot (left out).
         skip: Seqs above ``since`` that its snapshot holds too (left out).
         window: A window's rows as the client holds them (set by its snapshot), else ``None``.
+        relation: A relation's values as of its position (set by its snapshot), else ``None``.
     """
 
     id: str
@@ -61,11 +63,21 @@ class Subscription:
     since: int = -1
     skip: frozenset[int] = frozenset()
     window: WindowState | None = None
+    relation: RelationState | None = None
+    relational: bool = attrs.field(
+        init=False, default=attrs.Factory(lambda self: self.subset.relation is not None, takes_self=True)
+    )
+    """Whether its subset has a relation term (its ``relation`` set by its snapshot)."""
 
     @property
     def topic(self) -> str:
         """The table it follows."""
         return self.subset.topic
+
+    @property
+    def stateful(self) -> bool:
+        """Whether changes move a state of its own (a window's rows, a relation's values)."""
+        return self.window is not None or self.relational
 
     def index_keys(self) -> tuple[tuple[str, Any], ...] | None:
         """The ``(column, value)`` pairs it is filed under (``None``: it is checked against every change).
@@ -73,6 +85,19 @@ class Subscription:
         A row in the subset has at least one of them (see :func:`index_keys`).
         """
         return index_keys(self.subset.where)
+
+    def filings(self) -> tuple[tuple[str, tuple[tuple[str, Any], ...] | None], ...]:
+        """``(topic, index keys)`` it is filed under: its table, and a relation's related table.
+
+        A relation is filed under its current values (none before its snapshot) and
+        under its subquery's keys in the related table (``user_id = alice``).
+        """
+        term = self.subset.relation
+        if term is None:
+            return ((self.topic, index_keys(self.subset.where)),)
+        bound = self.relation.bound.where if self.relation is not None else ()
+        related = term.value
+        return ((self.topic, index_keys(bound) if bound else ()), (related.topic, index_keys(related.where)))
 
 
 def subscription_event(sub: Subscription, change: Change, authorize: RowFilter | None) -> list[Any] | None:
@@ -91,6 +116,13 @@ def subscription_event(sub: Subscription, change: Change, authorize: RowFilter |
     subset = sub.subset
     if sub.window is not None:
         return window_event(sub.id, sub.window, sub.user, change, authorize, sub.key_only)
+    if sub.relational:
+        relation = sub.relation
+        if relation is None:
+            return None  # not read yet: its snapshot sets it
+        if change.topic != subset.topic:
+            return relation_event(relation, change)
+        subset = relation.bound
     if subset.whole:
         if authorize is not None:
             visible = visible_change(authorize, sub.user, change, sub.key)
@@ -185,45 +217,54 @@ class SubscriptionIndex:
         """topic -> column -> value -> id(sub) -> sub."""
         self._scanned: dict[str, dict[int, Subscription]] = {}
         """topic -> id(sub) -> sub, for subscriptions without an ``=`` / ``in`` term."""
+        self._filed: dict[int, tuple[tuple[str, tuple[tuple[str, Any], ...] | None], ...]] = {}
+        """id(sub) -> what it was filed under (:meth:`Subscription.filings` when added)."""
         self.count = 0
 
     def add(self, sub: Subscription) -> None:
         """File ``sub`` (once)."""
-        keys = sub.index_keys()
-        if keys is None:
-            self._scanned.setdefault(sub.topic, {})[id(sub)] = sub
-        else:
-            columns = self._by_value.setdefault(sub.topic, {})
+        if id(sub) in self._filed:
+            return
+        filings = self._filed[id(sub)] = sub.filings()
+        for topic, keys in filings:
+            if keys is None:
+                self._scanned.setdefault(topic, {})[id(sub)] = sub
+                continue
+            columns = self._by_value.setdefault(topic, {})
             for column, value in keys:
                 columns.setdefault(column, {}).setdefault(value, {})[id(sub)] = sub
         self.count += 1
 
     def remove(self, sub: Subscription) -> None:
         """Unfile ``sub``; a subscription not filed is ignored."""
-        keys = sub.index_keys()
-        if keys is None:
-            scanned = self._scanned.get(sub.topic, {})
-            if scanned.pop(id(sub), None) is None:
-                return
-            if not scanned:
-                self._scanned.pop(sub.topic, None)
-        else:
-            columns = self._by_value.get(sub.topic, {})
-            found = False
+        filings = self._filed.pop(id(sub), None)
+        if filings is None:
+            return
+        for topic, keys in filings:
+            if keys is None:
+                scanned = self._scanned.get(topic, {})
+                scanned.pop(id(sub), None)
+                if not scanned:
+                    self._scanned.pop(topic, None)
+                continue
+            columns = self._by_value.get(topic, {})
             for column, value in keys:
                 values = columns.get(column, {})
                 filed = values.get(value)
                 if filed is not None and filed.pop(id(sub), None) is not None:
-                    found = True
                     if not filed:
                         del values[value]
                     if not values:
                         columns.pop(column, None)
-            if not found:
-                return
             if not columns:
-                self._by_value.pop(sub.topic, None)
+                self._by_value.pop(topic, None)
         self.count -= 1
+
+    def refile(self, sub: Subscription) -> None:
+        """File ``sub`` again under what it is filed under now (a relation read again); if it is filed."""
+        if id(sub) in self._filed:
+            self.remove(sub)
+            self.add(sub)
 
     def candidates(self, change: Change) -> Iterable[Subscription]:
         """The subscriptions ``change`` may concern (a superset: each still checks its whole where)."""
@@ -275,9 +316,9 @@ def _condition_keys(condition: Condition) -> tuple[tuple[str, Any], ...] | None:
     if type(condition) is Term:
         if condition.op == "=":
             return ((condition.column, condition.value),)
-        if condition.op == "in":
+        if condition.op == "in" and type(condition.value) in (tuple, frozenset):
             return tuple((condition.column, value) for value in condition.value)
-        return None
+        return None  # a range, a null test, a relation not bound to its values
     group: Group = condition  # type: ignore[assignment]
     if group.kind == "and":
         return index_keys(group.items)

@@ -9,7 +9,7 @@ Hypothesis draws rows (NULLs in every column), writes and subsets near the data,
 their where clauses random trees of ``and`` / ``or`` / ``not`` groups, on SQLite
 and PostgreSQL, and checks (a) the database's answer = a full snapshot filtered by
 ``matches``, and the SQL value of the where clause on every row (true, false or
-NULL) = :meth:`Group.truth <rxstore.protocol.groups.Group.truth>`'s (three-valued
+NULL) = :meth:`Group.truth <rxstore.protocol.where.groups.Group.truth>`'s (three-valued
 logic: ``NOT (x = 1)`` with ``x`` NULL is NULL, not true); (b) the subset kept
 live from the change stream (move-in = INSERT, move-out = DELETE, stay = UPDATE)
 = a fresh query after the writes, and the fan-out index hands every change to

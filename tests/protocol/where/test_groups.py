@@ -1,4 +1,4 @@
-"""rxstore.protocol.groups: and / or / not with SQL's three-valued logic, and their wire forms."""
+"""rxstore.protocol.where.groups: and / or / not with SQL's three-valued logic, and their wire forms."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from rxstore.protocol.groups import Group
 from rxstore.protocol.subsets import Subset, Term, terms_of
+from rxstore.protocol.where.groups import Group
 
 X1 = Term("x", "=", 1)
 Y_NULL = Term("y", "is null")

@@ -1,7 +1,7 @@
 """One ``column op value`` condition of a where clause, evaluated with SQL's semantics.
 
 A :class:`Term` is the leaf of a where clause (groups of terms are
-:class:`~rxstore.protocol.groups.Group` s). It is evaluated as the database
+:class:`~rxstore.protocol.where.groups.Group` s). It is evaluated as the database
 evaluates it:
 
 * a term on a NULL (or missing) column is *unknown* (SQL's NULL), except
@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import attrs
 
-from rxstore.protocol.claims import Claim
+from rxstore.protocol.where.claims import Claim
 
 __all__ = ["COMPARISONS", "NULL_TESTS", "OPS", "Scalar", "Term"]
 
@@ -54,8 +54,10 @@ class Term:
         column: The column's name.
         op: One of :data:`OPS`.
         value: A scalar for a comparison, a tuple of scalars for ``in``, ``None`` for a null
-            test; a :class:`~rxstore.protocol.claims.Claim` (or one among the ``in`` values)
-            until the gateway fills it in.
+            test; a :class:`~rxstore.protocol.where.claims.Claim` (or one among the ``in``
+            values) until the gateway fills it in; for ``in``, a
+            :class:`~rxstore.protocol.where.relations.Relation` (a subquery), whose values
+            the gateway holds as a frozenset.
 
     Example:
         >>> Term("likes", ">=", 3).matches({"likes": 5}), Term("likes", ">=", 3).matches({"likes": None})
@@ -77,7 +79,10 @@ class Term:
         if current is None:
             return False
         if op == "in":
-            return any(_compare(current, value) == 0 for value in self.value)
+            values = self.value
+            if type(values) is frozenset:  # a relation's values, held by the gateway (text or integer)
+                return current in values
+            return any(_compare(current, value) == 0 for value in values)
         order = _compare(current, self.value)
         if op == "=":
             return order == 0
@@ -107,7 +112,8 @@ class Term:
 
 
 def _wire_value(value: Any) -> Any:
-    return value.to_wire() if type(value) is Claim else value
+    """A value as sent: a claim or a relation (subquery) as its object, a scalar as it is."""
+    return value.to_wire() if type(value) is Claim or hasattr(value, "to_wire") else value
 
 
 def _number(value: Any) -> float | int | None:

@@ -1,11 +1,11 @@
-"""rxstore.protocol.terms: a term's SQL value on a row, NULL being unknown, and its wire form."""
+"""rxstore.protocol.where.terms: a term's SQL value on a row, NULL being unknown, and its wire form."""
 
 from __future__ import annotations
 
 import pytest
 
-from rxstore.protocol.claims import Claim
-from rxstore.protocol.terms import COMPARISONS, Term
+from rxstore.protocol.where.claims import Claim
+from rxstore.protocol.where.terms import COMPARISONS, Term
 
 
 @pytest.mark.parametrize("op", [*COMPARISONS, "in"])

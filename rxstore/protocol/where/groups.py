@@ -1,7 +1,7 @@
 """Boolean groups of a where clause: ``and``, ``or`` and ``not`` over terms and groups.
 
 A where clause is an AND of *conditions*; a condition is a
-:class:`~rxstore.protocol.terms.Term` or a :class:`Group`. Groups are
+:class:`~rxstore.protocol.where.terms.Term` or a :class:`Group`. Groups are
 evaluated with SQL's three-valued logic, so that the gateway decides a live
 change exactly as the database decides a snapshot:
 
@@ -15,7 +15,7 @@ On the wire a list of conditions is their AND (the where clause itself is
 one), ``{"or": [...]}`` their OR and ``{"not": condition}`` its negation.
 
 Example:
-    >>> from rxstore.protocol.terms import Term
+    >>> from rxstore.protocol.where.terms import Term
     >>> g = Group("not", (Term("x", "=", 1),))
     >>> g.truth({"x": 2}), g.truth({"x": None}), g.matches({"x": None})
     (True, None, False)
@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from rxstore.protocol.terms import Term
+from rxstore.protocol.where.terms import Term
 
 __all__ = ["GROUP_KINDS", "Condition", "Group"]
 

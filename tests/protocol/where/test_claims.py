@@ -1,4 +1,4 @@
-"""rxstore.protocol.claims: ``{"claim": name}`` values read, checked, and filled in from a token's claims."""
+"""rxstore.protocol.where.claims: ``{"claim": name}`` values read, checked, and filled in from a token."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from rxstore.protocol.claims import Claim
 from rxstore.protocol.subsets import (
     MAX_IN_VALUES,
     Group,
@@ -17,6 +16,7 @@ from rxstore.protocol.subsets import (
     parse_subscription,
     terms_of,
 )
+from rxstore.protocol.where.claims import Claim
 
 
 def test_a_claim_is_read_from_its_wire_object_or_given_as_a_claim() -> None:

@@ -4,7 +4,9 @@
 :class:`~rxstore.stores.table.TableStore` the rows a mutation is expected to write;
 the store keeps them here, by mutation id, and publishes the confirmed state
 with them laid on top until a change of that mutation arrives through the log
-(or the mutation fails and they are dropped).
+(or the mutation fails and they are dropped). Whether any is shown is the
+store's pending-writes status (Firestore's ``hasPendingWrites``): a flag that
+flips after the state it belongs to is published, and a count per key.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+from reactivex import Observable
+
 from rxstore.protocol.events import Event, EventKind
+from rxstore.stores.domain import StateSubject
 from rxstore.stores.state import TableState, new_state
 
 __all__ = ["PendingRows"]
@@ -26,9 +31,26 @@ class PendingRows(Generic[R]):
     def __init__(self) -> None:
         self.rows: dict[str, Mapping[Any, R | None]] = {}
         """Mutation id -> its rows; empty when none is pending (read on every fold)."""
+        self.keys: dict[Any, int] = {}
+        """Key -> how many pending mutations write that row (a key is absent when none does)."""
+        self.flagged = False
+        """What :attr:`flag` said last."""
+        self._flag: StateSubject[bool] = StateSubject(False)
 
     def __bool__(self) -> bool:
         return bool(self.rows)
+
+    @property
+    def flag(self) -> Observable[bool]:
+        """Whether any row is pending: the current value, then each change of it."""
+        return self._flag
+
+    def announce(self) -> None:
+        """Tell :attr:`flag` if whether any row is pending changed (called once the state is published)."""
+        pending = bool(self.rows)
+        if pending is not self.flagged:
+            self.flagged = pending
+            self._flag.push(pending)
 
     def ids(self) -> tuple[str, ...]:
         """The mutations shown, oldest first."""
@@ -36,15 +58,35 @@ class PendingRows(Generic[R]):
 
     def add(self, mutation: str, rows: Mapping[Any, R | None]) -> None:
         """Show ``rows`` until ``mutation`` settles or is dropped."""
+        shown = self.rows.get(mutation)
+        if shown is not None:  # the same id again: its new rows replace the old ones, in place
+            self._uncount(shown)
         self.rows[mutation] = rows
+        keys = self.keys
+        for key in rows:
+            keys[key] = keys.get(key, 0) + 1
 
     def drop(self, mutation: str) -> bool:
         """Stop showing the rows of ``mutation``; whether it was shown."""
-        return self.rows.pop(mutation, None) is not None
+        rows = self.rows.pop(mutation, None)
+        if rows is None:
+            return False
+        self._uncount(rows)
+        return True
+
+    def _uncount(self, rows: Mapping[Any, R | None]) -> None:
+        keys = self.keys
+        for key in rows:
+            left = keys[key] - 1
+            if left:
+                keys[key] = left
+            else:
+                del keys[key]
 
     def clear(self) -> None:
         """Stop showing every mutation's rows."""
         self.rows.clear()
+        self.keys.clear()
 
     def settle(self, frame: Sequence[Event]) -> bool:
         """Drop the mutations whose changes are in ``frame``; whether any was shown."""

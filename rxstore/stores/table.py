@@ -343,6 +343,30 @@ class TableStore(DomainStore[TableState[R]]):
         """Ids of the mutations shown optimistically, oldest first."""
         return self._pending.ids()
 
+    @property
+    def has_pending_writes(self) -> bool:
+        """Whether the state shows optimistic rows the log has not confirmed yet (``hasPendingWrites``)."""
+        return bool(self._pending.rows)
+
+    @property
+    def pending_writes(self) -> Observable[bool]:
+        """:attr:`has_pending_writes` as an observable: the current value, then each change.
+
+        It turns ``True`` with the state that first shows a pending row, and
+        ``False`` once the state without any is published (the mutations'
+        changes applied, or rolled back). Example:
+        ``posts.pending_writes.subscribe(lambda p: saving.set_visible(p))``
+        """
+        return self._pending.flag
+
+    def has_pending_write(self, key: Any) -> bool:
+        """Whether the row ``key`` shows a write not yet confirmed by the log (a dict lookup).
+
+        Example:
+            ``style = "italic" if posts.has_pending_write(post.id) else "normal"``
+        """
+        return key in self._pending.keys
+
     def add_pending(self, mutation: str, rows: Mapping[Any, R | Mapping[str, Any] | None]) -> None:
         """Show ``rows`` (key -> record, or ``None`` for deleted) at once, on top of the confirmed state.
 
@@ -382,6 +406,8 @@ class TableStore(DomainStore[TableState[R]]):
                 self._publish()
             else:
                 self._state.push(state)  # no pending rows to lay on top (_publish, inlined)
+                if self._pending.flagged:  # the last ones just settled
+                    self._pending.announce()
         except Exception as exc:  # a subscriber of the state raised
             self.report(self._frame[0] if self._frame else Event(self.name), exc)
 
@@ -395,6 +421,7 @@ class TableStore(DomainStore[TableState[R]]):
     def _publish(self) -> None:
         confirmed = self._confirmed
         self._state.push(self._pending.overlay(confirmed) if self._pending else confirmed)
+        self._pending.announce()
 
     def _initial_state(self) -> TableState[R]:
         return TableState()

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "storm": "benchmarks.storm",
     "scale": "benchmarks.scale",
     "floods": "benchmarks.floods",
+    "initial_sync": "benchmarks.initial_sync",
 }
 
 
@@ -75,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway worker counts of the scale benchmark (rxstore serve --workers W; default: 1 2 4 8 16, "
         "those the machine has the cores for)",
     )
+    parser.add_argument(
+        "--rows",
+        type=_positive,
+        nargs="+",
+        metavar="N",
+        help="table sizes of the initial_sync benchmark (default: 200000 1000000; --quick: 20000 100000)",
+    )
     parser.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default now
     args = parser.parse_args(argv)
 
@@ -91,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 module = importlib.import_module(module_name)
-                sizes = _sizes(module.run, {"clients": args.clients, "workers": args.workers})
+                sizes = _sizes(
+                    module.run, {"clients": args.clients, "workers": args.workers, "rows": args.rows}
+                )
                 produced = module.run(out, quick=args.quick, **sizes)
             except Exception:
                 failed.append(name)

@@ -45,7 +45,8 @@ from benchmarks._common import Output, Table
 from rxstore.gateway.access.auth import TokenAuth, User
 from rxstore.gateway.delivery.queues import Client
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
-from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex
+from rxstore.gateway.queries.index import SubscriptionIndex
+from rxstore.gateway.queries.subscriptions import Subscription
 from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.protocol.events import Change, Op
 from rxstore.protocol.subsets import Subset, Term
@@ -125,7 +126,7 @@ def make_changes(count: int, values: int, seed: int = 1) -> list[Change]:
     return changes
 
 
-class EveryoneChecks(SubscriptionIndex):
+class EveryoneChecks(SubscriptionIndex[Subscription]):
     """The peer's design: every subscription of the topic is a candidate of every change."""
 
     def __init__(self, subscriptions: Iterable[Subscription]) -> None:

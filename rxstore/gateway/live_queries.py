@@ -1,6 +1,6 @@
 """Live queries at runtime: checking subscriptions, ``rxstore:subscribe`` / ``rxstore:unsubscribe``.
 
-:class:`LiveQueries` owns the gateway's :class:`~rxstore.gateway.queries.subscriptions.SubscriptionIndex`
+:class:`LiveQueries` owns the gateway's :class:`~rxstore.gateway.queries.index.SubscriptionIndex`
 and each client's subscriptions. It checks a subscription against the served
 topics and ``can_subscribe``, fills in its ``{"claim": ...}`` values from the
 client's token, checks it against the table's columns (:func:`check_subset`),
@@ -21,7 +21,8 @@ from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.subset_sql import check_relation, check_subset
 from rxstore.gateway.metrics import Metrics
-from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex
+from rxstore.gateway.queries.index import SubscriptionIndex
+from rxstore.gateway.queries.subscriptions import Subscription
 from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription, terms_in
 
 __all__ = ["LiveQueries"]
@@ -69,7 +70,7 @@ class LiveQueries:
         self.key_only = frozenset(key_only)
         self.may_subscribe = may_subscribe
         self.max_subscriptions = max_subscriptions
-        self.index = SubscriptionIndex()
+        self.index = SubscriptionIndex[Subscription]()
         self.plain: dict[str, Client] = {}
         """The tailer's whole-table-only clients: an indexed client leaves it (set by the gateway)."""
         self._event_topics = {event: topic for topic, event in names.items()}

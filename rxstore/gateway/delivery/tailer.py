@@ -6,7 +6,7 @@ live client: a client marked live at the head (see :mod:`rxstore.gateway.deliver
 misses no batch and gets none twice. Clients of the same topics get the same
 frames, encoded once, unless a row filter makes each client's own. Clients
 with live-query subsets get theirs through the subscription index (see
-:mod:`rxstore.gateway.queries.subscriptions`): per change, only the subscriptions it
+:mod:`rxstore.gateway.queries.index`): per change, only the subscriptions it
 may concern are looked at. A client a batch would put over its bounds leaves
 live delivery with the last change it was handed as its cursor, and catches
 up from the log (see :mod:`rxstore.gateway.delivery.catchup`).
@@ -28,11 +28,8 @@ from rxstore.gateway.delivery.event_frames import EventFrames, joins
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
-from rxstore.gateway.queries.subscriptions import (
-    SubscriptionIndex,
-    events_of_subscriptions,
-    subscription_event,
-)
+from rxstore.gateway.queries.index import SubscriptionIndex
+from rxstore.gateway.queries.subscriptions import Subscription, events_of_subscriptions, subscription_event
 from rxstore.gateway.queries.visibility import events_for
 from rxstore.gateway.queries.windows import REFILL, Refill
 from rxstore.protocol.events import Change
@@ -78,7 +75,7 @@ class Tailer:
         read_bytes: int,
         coalesce: float,
         retention: Retention,
-        index: SubscriptionIndex | None = None,
+        index: SubscriptionIndex[Subscription] | None = None,
     ) -> None:
         if coalesce < 0:
             raise ValueError(f"coalesce must be >= 0 seconds, got {coalesce}")
@@ -96,7 +93,7 @@ class Tailer:
         self.read_bytes = read_bytes
         self.coalesce = coalesce
         self.retention = retention
-        self.index = index if index is not None else SubscriptionIndex()
+        self.index = index if index is not None else SubscriptionIndex[Subscription]()
         self.head = 0
         """The last seq broadcast."""
         self.refill: Callable[[Client, list[Any]], None] | None = None

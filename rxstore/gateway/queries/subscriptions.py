@@ -1,38 +1,34 @@
-"""Live-query subscriptions on the gateway: each as a client sees it, and the index that routes changes.
+"""Live-query subscriptions on the gateway: each as a client sees it, and what a change is to it.
 
 A client that follows only whole tables is served as before (by topic, its
 frames shared with every client of the same topics). A client with at least
 one subset (a where clause or a column subset, see :mod:`rxstore.protocol.subsets`) is
 *indexed*: each of its subscriptions, whole-table ones included, is a
-:class:`Subscription` in the :class:`SubscriptionIndex`, which finds the
-subscriptions a change may concern by ``(topic, column, value)`` for their
-``=`` / ``in`` terms (an ``or`` group by every branch's, when every branch
-has some: :func:`index_keys`), so that the cost of a change grows with the
-subscriptions it matches, not with all of them. :func:`subscription_event`
-then says what the change is to that subscription: an INSERT when the row
-enters the subset, a DELETE of the key when it leaves, an UPDATE when it stays.
+:class:`Subscription` in the :class:`~rxstore.gateway.queries.index.SubscriptionIndex`,
+which finds the subscriptions a change may concern.
+:func:`subscription_event` then says what the change is to that subscription: an INSERT when
+the row enters the subset, a DELETE of the key when it leaves, an UPDATE when it stays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.api import RowFilter
+from rxstore.gateway.queries.index import index_keys
 from rxstore.gateway.queries.relations import RelationState, relation_event
 from rxstore.gateway.queries.visibility import visible_change
 from rxstore.gateway.queries.windows import REFILL, Refill, WindowState, window_event
 from rxstore.protocol.events import Change, Op
-from rxstore.protocol.subsets import Condition, Group, Subset, Term
+from rxstore.protocol.subsets import Subset
 
 __all__ = [
     "Subscription",
-    "SubscriptionIndex",
     "events_of_subscriptions",
-    "index_keys",
     "subscription_event",
 ]
 
@@ -82,7 +78,7 @@ class Subscription:
     def index_keys(self) -> tuple[tuple[str, Any], ...] | None:
         """The ``(column, value)`` pairs it is filed under (``None``: it is checked against every change).
 
-        A row in the subset has at least one of them (see :func:`index_keys`).
+        A row in the subset has at least one of them (see :func:`~rxstore.gateway.queries.index.index_keys`).
         """
         return index_keys(self.subset.where)
 
@@ -199,140 +195,3 @@ def events_of_subscriptions(
         if refill is not None and refill.windows:
             break
     return events
-
-
-class SubscriptionIndex:
-    """Every indexed subscription, found per change by ``(topic, column, value)``.
-
-    A subscription is filed under each of its :func:`index_keys` (the values of
-    an ``=`` or ``in`` term, or of every branch of an ``or``); one without is
-    checked against every change of its topic.
-    A change looks up its new and its old row's values of the indexed columns
-    (an UPDATE may move a row out of a subset), so its cost is the number of
-    indexed columns of its topic plus the subscriptions it may concern.
-    """
-
-    def __init__(self) -> None:
-        self._by_value: dict[str, dict[str, dict[Any, dict[int, Subscription]]]] = {}
-        """topic -> column -> value -> id(sub) -> sub."""
-        self._scanned: dict[str, dict[int, Subscription]] = {}
-        """topic -> id(sub) -> sub, for subscriptions without an ``=`` / ``in`` term."""
-        self._filed: dict[int, tuple[tuple[str, tuple[tuple[str, Any], ...] | None], ...]] = {}
-        """id(sub) -> what it was filed under (:meth:`Subscription.filings` when added)."""
-        self.count = 0
-
-    def add(self, sub: Subscription) -> None:
-        """File ``sub`` (once)."""
-        if id(sub) in self._filed:
-            return
-        filings = self._filed[id(sub)] = sub.filings()
-        for topic, keys in filings:
-            if keys is None:
-                self._scanned.setdefault(topic, {})[id(sub)] = sub
-                continue
-            columns = self._by_value.setdefault(topic, {})
-            for column, value in keys:
-                columns.setdefault(column, {}).setdefault(value, {})[id(sub)] = sub
-        self.count += 1
-
-    def remove(self, sub: Subscription) -> None:
-        """Unfile ``sub``; a subscription not filed is ignored."""
-        filings = self._filed.pop(id(sub), None)
-        if filings is None:
-            return
-        for topic, keys in filings:
-            if keys is None:
-                scanned = self._scanned.get(topic, {})
-                scanned.pop(id(sub), None)
-                if not scanned:
-                    self._scanned.pop(topic, None)
-                continue
-            columns = self._by_value.get(topic, {})
-            for column, value in keys:
-                values = columns.get(column, {})
-                filed = values.get(value)
-                if filed is not None and filed.pop(id(sub), None) is not None:
-                    if not filed:
-                        del values[value]
-                    if not values:
-                        columns.pop(column, None)
-            if not columns:
-                self._by_value.pop(topic, None)
-        self.count -= 1
-
-    def refile(self, sub: Subscription) -> None:
-        """File ``sub`` again under what it is filed under now (a relation read again); if it is filed."""
-        if id(sub) in self._filed:
-            self.remove(sub)
-            self.add(sub)
-
-    def candidates(self, change: Change) -> Iterable[Subscription]:
-        """The subscriptions ``change`` may concern (a superset: each still checks its whole where)."""
-        topic = change.topic
-        scanned = self._scanned.get(topic)
-        columns = self._by_value.get(topic)
-        if columns is None:
-            return scanned.values() if scanned else ()
-        found: dict[int, Subscription] = dict(scanned) if scanned else {}
-        record, old = change.record, change.old
-        for column, values in columns.items():
-            if record is not None:
-                filed = values.get(_hashable(record.get(column)))
-                if filed:
-                    found.update(filed)
-            if old is not None:
-                filed = values.get(_hashable(old.get(column)))
-                if filed:
-                    found.update(filed)
-        return found.values()
-
-
-def index_keys(where: Sequence[Condition]) -> tuple[tuple[str, Any], ...] | None:
-    """``(column, value)`` pairs such that every row satisfying ``where`` has one of them, or ``None``.
-
-    An ``=`` term gives its one pair, an ``in`` term one per value; an AND (the
-    where clause, a nested ``and``) the pairs of its first item that has some
-    (preferring a term); an ``or`` the union of its items' pairs, only if every
-    item has some; a ``not``, a range or a null test none.
-
-    Example:
-        >>> from rxstore.protocol.subsets import terms_of
-        >>> index_keys(terms_of([("ts", ">", 5), {"or": [("a", "=", 1), ("b", "in", [2, 3])]}]))
-        (('a', 1), ('b', 2), ('b', 3))
-        >>> index_keys(terms_of([{"or": [("a", "=", 1), ("b", ">", 2)]}])) is None
-        True
-    """
-    found = None
-    for condition in where:
-        keys = _condition_keys(condition)
-        if keys is not None and (found is None or type(condition) is Term):
-            found = keys
-            if type(condition) is Term:
-                break
-    return found
-
-
-def _condition_keys(condition: Condition) -> tuple[tuple[str, Any], ...] | None:
-    if type(condition) is Term:
-        if condition.op == "=":
-            return ((condition.column, condition.value),)
-        if condition.op == "in" and type(condition.value) in (tuple, frozenset):
-            return tuple((condition.column, value) for value in condition.value)
-        return None  # a range, a null test, a relation not bound to its values
-    group: Group = condition  # type: ignore[assignment]
-    if group.kind == "and":
-        return index_keys(group.items)
-    if group.kind == "not":
-        return None
-    union: list[tuple[str, Any]] = []
-    for item in group.items:
-        keys = _condition_keys(item)
-        if keys is None:
-            return None
-        union.extend(keys)
-    return tuple(dict.fromkeys(union))
-
-
-def _hashable(value: Any) -> Any:
-    """A row value as an index key: lists and objects (JSON columns) are never term values."""
-    return value if type(value) in (str, int, float, bool) else None

@@ -37,7 +37,8 @@ from rxstore.gateway.access.auth import User
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.subset_sql import check_subset, where_sql
-from rxstore.gateway.queries.subscriptions import Subscription, SubscriptionIndex, subscription_event
+from rxstore.gateway.queries.index import SubscriptionIndex
+from rxstore.gateway.queries.subscriptions import Subscription, subscription_event
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import (
     COMPARISONS,
@@ -316,7 +317,7 @@ async def _check(env: Env, scenario: Scenario) -> None:
         assert {row["id"]: whole.truth(row) for row in everything} == truths, subset  # (a) NULL included
     live = [{row["id"]: row for row in answer} for answer in answers]
     subs = [Subscription(f"s{n}", subset, "c", User("u"), "id") for n, subset in enumerate(scenario.subsets)]
-    index = SubscriptionIndex()
+    index = SubscriptionIndex[Subscription]()
     for sub in subs:
         index.add(sub)
 

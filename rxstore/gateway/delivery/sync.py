@@ -195,6 +195,8 @@ class Sync:
         for sub, window, relation in zip(subscriptions, windows, relations, strict=True):
             sub.since, sub.skip, sub.window = seq, skip, window
             if relation is not None:
+                if window is not None:  # a window over a relation: its rows checked with the values
+                    window.subset = relation.bound
                 sub.relation = relation
                 self.refile(sub)
                 if relation.ended:
@@ -209,7 +211,7 @@ class Sync:
         return RelationState(sub.subset, self.primary_keys[term.value.topic], refuse=refuse)
 
     async def refill(self, client: Client) -> None:
-        """Read again the windows of ``client`` that a change left short (``client.stale``).
+        """Read again the windows and relations of ``client`` that a change left short (``client.stale``).
 
         Each is a snapshot of the window at one log position ``P`` (read with the
         head in one transaction), at or after the change that left it short: its
@@ -219,7 +221,7 @@ class Sync:
         stale, client.stale = client.stale, []
         windows = [sub for sub in stale if client.subscriptions.get(sub.id) is sub]
         if windows:
-            moved = sum(sub.relational for sub in windows)
+            moved = sum(_moved(sub) for sub in windows)
             self.metrics.relation_moves.inc(moved)
             self.metrics.window_refills.inc(len(windows) - moved)
             await self.snapshot_subscriptions(client, windows)
@@ -282,3 +284,10 @@ class Sync:
         finally:
             if prefetch is not None:
                 prefetch.cancel()
+
+
+def _moved(sub: Subscription) -> bool:
+    """Whether ``sub`` is read again for its relation (``rxstore_relation_moves``), not its window."""
+    if not sub.relational:
+        return False
+    return sub.window is None or sub.relation is None or sub.relation.moved

@@ -238,8 +238,8 @@ def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[st
     The subquery's where clause is checked as any where clause (on its own table),
     its ``select`` column must be of the kind of the term's column (text or
     integer). A subset holds at most one relation term, not inside a ``not`` (SQL's
-    ``x IN (empty)`` is false even for a NULL ``x``, which a ``not`` would turn true),
-    and no window (``order_by``, ``limit``, ``after``).
+    ``x IN (empty)`` is false even for a NULL ``x``, which a ``not`` would turn true);
+    a window may hold it.
 
     Raises:
         SubsetError: ``invalid_subscription``, naming the term and the problem.
@@ -251,8 +251,6 @@ def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[st
     relation: Relation = term.value
     if len(terms) > 1:
         raise SubsetError(f"term {terms[1][0]}: a subset holds at most one subquery term")
-    if subset.windowed:
-        raise SubsetError(f"term {index}: a window (order_by, limit, after) cannot hold a subquery term")
     if _negated(subset.where, term):
         raise SubsetError(f"term {index}: a subquery term cannot be inside a 'not'")
     try:

@@ -19,6 +19,11 @@ What a change of the related table is to it (:func:`relation_event`):
   change and the subscription is read again at one log position, with its
   values, exactly as a window is refilled (see docs/live_queries.md, "Relations").
 
+A window may hold a relation (the newest 50 messages of my channels): its
+:class:`~rxstore.gateway.queries.windows.WindowState` checks the main table's
+changes with the bound subset, and a value that comes or goes reads the window
+again at one log position, like any refill.
+
 A subscription whose subquery selects more than
 :data:`~rxstore.protocol.where.relations.MAX_RELATION_VALUES` rows is refused at
 ``rxstore:subscribe``; one that grows past it later is *ended*: its snapshot is
@@ -52,6 +57,7 @@ class RelationState:
         ended: More than ``MAX_RELATION_VALUES`` rows: it matches nothing and follows nothing.
         refuse: Over the bound at its snapshot, refuse the subscription (``rxstore:subscribe``)
             rather than end it.
+        moved: A related change added or removed a value: it is read again (``rxstore_relation_moves``).
     """
 
     subset: Subset
@@ -61,6 +67,7 @@ class RelationState:
     bound: Subset = attrs.field(default=None)
     ended: bool = False
     refuse: bool = False
+    moved: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.bound = bind(self.subset, frozenset())
@@ -124,16 +131,18 @@ def relation_event(state: RelationState, change: Change) -> list[Any] | None:
     if before is None and after is None:
         return None
     counts = state.counts
-    if before is not None and after != before and counts[before] == 1:
-        return REFILL  # a value goes: its rows move out
-    if after is not None and after != before and after not in counts:
-        return REFILL  # a value comes: its rows move in
+    if (before is not None and after != before and counts[before] == 1) or (
+        after is not None and after != before and after not in counts
+    ):
+        state.moved = True  # a value goes (its rows move out) or comes (they move in)
+        return REFILL
     if before is not None:
         state.drop(before_key)
     if after is not None:
         state.hold(after_key, after)
         if len(state.rows) > MAX_RELATION_VALUES:
-            return REFILL  # read again: over the bound, it ends
+            state.moved = True  # read again: over the bound, it ends
+            return REFILL
     return None
 
 

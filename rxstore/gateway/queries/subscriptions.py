@@ -110,8 +110,6 @@ def subscription_event(sub: Subscription, change: Change, authorize: RowFilter |
     if seq <= sub.since or (sub.skip and seq in sub.skip):
         return None
     subset = sub.subset
-    if sub.window is not None:
-        return window_event(sub.id, sub.window, sub.user, change, authorize, sub.key_only)
     if sub.relational:
         relation = sub.relation
         if relation is None:
@@ -119,6 +117,8 @@ def subscription_event(sub: Subscription, change: Change, authorize: RowFilter |
         if change.topic != subset.topic:
             return relation_event(relation, change)
         subset = relation.bound
+    if sub.window is not None:  # a relation's window checks with the bound subset (its snapshot set it)
+        return window_event(sub.id, sub.window, sub.user, change, authorize, sub.key_only)
     if subset.whole:
         if authorize is not None:
             visible = visible_change(authorize, sub.user, change, sub.key)

@@ -45,7 +45,7 @@ class WindowState:
     """The rows a client holds for one window: ``(sort key, primary key)`` in order, at most ``limit``.
 
     Attributes:
-        subset: The window.
+        subset: The window (a relation's term bound to its values, once they are read).
         key: The table's primary key.
         entries: ``(sort key, primary key value)``, sorted.
         places: Primary key value -> its sort key.

@@ -25,6 +25,7 @@ from logging import DEBUG
 from typing import Any, Protocol
 
 from rxstore.client.metrics import Metrics
+from rxstore.client.pages import page_event
 from rxstore.client.snapshot_chunks import SnapshotChunks
 from rxstore.operators.keyed import EventStream, Frame, KeyedView
 from rxstore.protocol.errors import ProtocolError, RxStoreError, StoreError
@@ -33,6 +34,7 @@ from rxstore.protocol.events import (
     CLOSING,
     CONTROL_PREFIX,
     LIVE,
+    PAGE,
     RESET,
     ROW_OF,
     SNAPSHOT,
@@ -325,6 +327,8 @@ class Router:
                 log.info("[RootStore] the gateway is ending the session: %s", data)
             elif name == RESET:
                 self._on_reset(data)
+            elif name == PAGE:  # rows rxstore:more adds to a window: no cursor moves
+                self._dispatch([page_event(data)])
             elif name == LIVE:
                 epoch = data.get("epoch") if type(data) is dict else None
                 if type(epoch) is str:  # a gateway from before epochs sends none: keep ours

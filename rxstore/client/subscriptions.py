@@ -31,7 +31,7 @@ from reactivex.abc import DisposableBase
 from rxstore.client.outbox import consume_exception
 from rxstore.client.transport import Transport
 from rxstore.protocol.errors import CallTimeout, NotConnected, RxStoreError
-from rxstore.protocol.events import Event, topic_event_name
+from rxstore.protocol.events import MORE, Event, topic_event_name
 from rxstore.protocol.subsets import Subset, SubsetError
 from rxstore.stores.domain import DomainStore, RealtimeStore
 from rxstore.stores.status import SyncState
@@ -119,6 +119,7 @@ class Subscriptions:
             self._check_clash(store)
             self.tables.append(store)
             store._switch = self.switch
+            store._more = self.more
         self.stores = (*self.stores, store)
 
     def _unregister(self, store: RealtimeStore) -> None:
@@ -129,6 +130,7 @@ class Subscriptions:
                     tables.remove(store)
             self._acked.pop(store, None)
             store._switch = None
+            store._more = None
 
     def _check_clash(self, store: Store) -> None:
         for other in self.tables:
@@ -271,6 +273,46 @@ class Subscriptions:
             if store._subset is subset:  # the gateway may follow either: ask again for this one
                 self._start(self._subscribe_pending([store]))
             raise
+
+    async def more(self, store: Store, subset: Subset) -> int:
+        """Widen ``store``'s window to ``subset`` (``store.more``): ``rxstore:more``; the rows added.
+
+        Which window ``store`` follows in each outcome, as for :meth:`switch`:
+        acknowledged, ``subset`` (the rows in the store); refused, the old one; not
+        connected or the link lost before the acknowledgement, ``subset``,
+        subscribed whole once the link is back. A store the gateway does not follow
+        as it is (a switch in flight) is switched to ``subset`` instead.
+
+        Raises:
+            SubsetError: The gateway refused it: ``store`` keeps its old window.
+            CallTimeout: No acknowledgement in time; ``store`` follows ``subset`` nonetheless.
+        """
+        old, old_acked = store._subset, self._acked.get(store)
+        if not self._connected() or old_acked != old:
+            held = len(store.confirmed)
+            await self.switch(store, subset)
+            return max(0, len(store.confirmed) - held) if self._acked.get(store) == subset else 0
+        store._subset = subset
+        self._acked.pop(store, None)  # lost before the ack: subscribed whole, widened, from the next connect
+        n = (subset.limit or 0) - (old.limit or 0)
+        try:
+            ack = await self._transport.call(MORE, {"id": store.event, "n": n}, timeout=self._call_timeout)
+            _accepted(ack, f"more of {store.event!r}")
+        except SubsetError:
+            if store._subset is subset:
+                store._subset = old
+                self._acked[store] = old
+            raise
+        except NotConnected:
+            return 0
+        except CallTimeout:
+            if self._connected() and store._subset is subset:
+                self._start(self._subscribe_pending([store]))
+            raise
+        if store._subset is subset and store in self.tables:
+            self._acked[store] = subset
+        added = ack.get("added")
+        return added if type(added) is int else 0
 
     async def add(self, store: RealtimeStore, attach: Attach) -> None:
         """Register ``store``, attach it if the root's handlers are set up, and subscribe it if connected.

@@ -23,7 +23,7 @@ from rxstore.gateway.delivery.queues import Client, room
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.protocol.errors import AuthError
-from rxstore.protocol.events import BROADCAST, CONTROL_PREFIX, MUTATE, SUBSCRIBE, UNSUBSCRIBE
+from rxstore.protocol.events import BROADCAST, CONTROL_PREFIX, MORE, MUTATE, SUBSCRIBE, UNSUBSCRIBE
 
 if TYPE_CHECKING:
     from rxstore.gateway.live_queries import LiveQueries
@@ -127,6 +127,8 @@ class ClientEvents:
             return await self.live_queries.subscribe(client, data)
         if event == UNSUBSCRIBE:
             return await self.live_queries.unsubscribe(client, data)
+        if event == MORE:
+            return await self.live_queries.more(client, data)
         handler = self.handlers.get(event)
         if handler is None:
             self.metrics.bad_input.labels("unknown_event").inc()

@@ -1,4 +1,4 @@
-"""Live queries at runtime: checking subscriptions, ``rxstore:subscribe`` / ``rxstore:unsubscribe``.
+"""Live queries at runtime: checking subscriptions, ``rxstore:subscribe`` / ``unsubscribe`` / ``more``.
 
 :class:`LiveQueries` owns the gateway's :class:`~rxstore.gateway.queries.index.SubscriptionIndex`
 and each client's subscriptions. It checks a subscription against the served
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rxstore.gateway.access.auth import User
+from rxstore.gateway.delivery.pages import Pages
 from rxstore.gateway.delivery.queues import Client, Delivery, room
 from rxstore.gateway.delivery.sync import Sync
 from rxstore.gateway.log.contract import ChangeLog
@@ -23,6 +24,7 @@ from rxstore.gateway.log.subset_sql import check_relation, check_subset
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.queries.index import SubscriptionIndex
 from rxstore.gateway.queries.subscriptions import Subscription
+from rxstore.protocol.paging import BAD_REQUEST, more_of, widened
 from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription, terms_in
 
 __all__ = ["LiveQueries"]
@@ -71,6 +73,8 @@ class LiveQueries:
         self.may_subscribe = may_subscribe
         self.max_subscriptions = max_subscriptions
         self.index = SubscriptionIndex[Subscription]()
+        self.pages = Pages(log, delivery, sync, metrics, authorize=sync.authorize, slots=sync.shared.slots)
+        """Widens windows (``rxstore:more``)."""
         self.plain: dict[str, Client] = {}
         """The tailer's whole-table-only clients: an indexed client leaves it (set by the gateway)."""
         self._event_topics = {event: topic for topic, event in names.items()}
@@ -287,6 +291,32 @@ class LiveQueries:
             if not await self.sync.guarded(client, self.delivery.drain(client)):
                 return {"ok": False, "error": "internal_error", "message": "the client was dropped"}
         return {"ok": True}
+
+    async def more(self, client: Client, data: Any) -> dict[str, Any]:
+        """``rxstore:more``: widen a window by ``n`` rows; acknowledged once they are sent.
+
+        The acknowledgement is ``{"ok": true, "seq": P, "added": k, "limit": new limit}``
+        (see :mod:`~rxstore.gateway.delivery.pages`); a bad request changes nothing.
+        """
+        try:
+            sub_id, n = more_of(data)
+        except SubsetError as exc:
+            return self._reject(exc)
+        async with client.lock:  # after the subscribes sent before it
+            sub = client.subscriptions.get(sub_id)
+            if sub is None:
+                return self._reject(
+                    SubsetError(f"more: no subscription {sub_id!r} on this connection", code=BAD_REQUEST)
+                )
+            try:
+                subset = widened(sub.subset, n)
+            except SubsetError as exc:
+                return self._reject(SubsetError(f"subscription {sub_id!r}: {exc}", code=exc.code))
+            done = await self.sync.guarded(client, self.pages.more(client, sub, subset))
+        if done is None:
+            return {"ok": False, "error": "internal_error", "message": "the page failed; reconnect"}
+        seq, added = done
+        return {"ok": True, "seq": seq, "added": added, "limit": subset.limit}
 
     def _reject(self, exc: SubsetError) -> dict[str, Any]:
         self.metrics.bad_input.labels(exc.code).inc()

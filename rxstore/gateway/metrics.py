@@ -137,3 +137,9 @@ class Metrics:
             "max_in_flight on its connection is refused with too_many_requests.",
             registry=r,
         )
+        self.window_pages = Counter(
+            "rxstore_window_pages",
+            "rxstore:more answered with a page (the rows after the client's last, nothing sent again); "
+            "one answered by reading the widened window whole counts in rxstore_window_refills.",
+            registry=r,
+        )

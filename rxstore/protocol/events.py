@@ -22,7 +22,9 @@ __all__ = [
     "CLOSING",
     "CONTROL_PREFIX",
     "LIVE",
+    "MORE",
     "MUTATE",
+    "PAGE",
     "RESET",
     "ROW_OF",
     "SNAPSHOT",
@@ -52,6 +54,10 @@ SUBSCRIBE: Final = "rxstore:subscribe"
 """Client -> gateway: follow a subset (or switch one): a subscription object (docs/protocol.md)."""
 UNSUBSCRIBE: Final = "rxstore:unsubscribe"
 """Client -> gateway: stop following a subscription: ``{"id"}``."""
+MORE: Final = "rxstore:more"
+"""Client -> gateway: widen a window by ``n`` rows: ``{"id", "n"}`` (docs/protocol.md, "Paging")."""
+PAGE: Final = "rxstore:page"
+"""Gateway -> client: rows added to a window by ``rxstore:more``: ``{"topic", "event", "seq", "records"}``."""
 
 
 class Op(enum.StrEnum):
@@ -93,6 +99,8 @@ class EventKind(enum.Enum):
     """The whole content of a topic at ``event.seq``; ``event.data`` is a :class:`Snapshot`."""
     RESET = "reset"
     """The client's cursor is older than the log; snapshots follow."""
+    PAGE = "page"
+    """Rows added to a window (``rxstore:more``); ``event.data`` is a :class:`Snapshot` of those rows only."""
 
 
 # Change and Event are built once per incoming change, so their ``__init__`` is
@@ -196,9 +204,9 @@ class Event:
     Attributes:
         name: The socket event name (``post_update``, ``post_liked``, ...).
         data: The payload: the change envelope (wire form, see ``docs/protocol.md``)
-            for CHANGE events, a :class:`Snapshot` for SNAPSHOT events.
+            for CHANGE events, a :class:`Snapshot` for SNAPSHOT and PAGE events.
         kind: What the event carries.
-        seq: Change-log position for CHANGE, SNAPSHOT and RESET events.
+        seq: Change-log position for CHANGE, SNAPSHOT, PAGE and RESET events.
 
     Example:
         >>> Event("post_liked", {"post_id": "p1"}).kind

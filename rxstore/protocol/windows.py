@@ -36,6 +36,7 @@ __all__ = [
     "WindowError",
     "after_of",
     "keyset_key",
+    "keyset_of",
     "limit_of",
     "order_of",
     "sort_key",
@@ -193,3 +194,24 @@ def keyset_key(after: Sequence[Any], order: Order) -> tuple[Any, ...]:
     row = {column: value for (column, _), value in zip(order, after, strict=False)}
     row["\x00key"] = after[-1]
     return sort_key(row, order, "\x00key")
+
+
+def keyset_of(place: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The ``after`` keyset of a row at ``place`` (a :func:`sort_key`): its order values, then its key.
+
+    Example:
+        >>> order = order_of([("ts", "desc"), "title"])
+        >>> keyset_of(sort_key({"id": 7, "ts": 5, "title": None}, order, "id"))
+        (5, None, 7)
+    """
+    return tuple(_value_of(part.key if type(part) is _Desc else part) for part in place)
+
+
+def _value_of(place: tuple[Any, ...]) -> Any:
+    """The value whose :func:`value_key` is ``place`` (NaN a float, a non-finite number a float)."""
+    rank = place[0]
+    if rank == 3:
+        return None
+    if rank == 1:
+        return math.nan
+    return place[1]

@@ -88,6 +88,10 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
             seq = snapshot.seq
             if window is not None:
                 window = _window_of_snapshot(fold, snapshot, rows)
+        elif kind is EventKind.PAGE:  # rows added to a window (rxstore:more): nothing replaced
+            if mutation is None:
+                mutation = rows.mutate()
+            _add_page(fold, mutation, window, cast(Snapshot, event.data), event)
         elif kind is EventKind.RESET:
             mutation = None
             rows = immutables.Map()
@@ -116,6 +120,20 @@ def reduce_events(fold: TableFold[R], state: TableState[R], events: Sequence[Eve
     if rows is state.rows and seq == state.seq:
         return state
     return new_state(rows, seq, window)
+
+
+def _add_page(
+    fold: TableFold[Any], mutation: Any, window: Window | None, page: Snapshot, event: Event
+) -> None:
+    """Add a page's rows (``rxstore:more``) to the rows, and to the window's order."""
+    key = fold.key
+    added = rows_of(fold, page, event)  # a row that does not fit is reported and left out
+    for row in page.records:
+        value = row.get(key)
+        if type(value) in (str, int, float, bool) and value in added:  # a bad key was reported
+            mutation[value] = added[value]
+            if window is not None:
+                window.put(value, row)
 
 
 def _reduce_window(fold: TableFold[R], state: TableState[R], frame: ChangeFrame) -> TableState[R]:

@@ -21,6 +21,7 @@ from reactivex.subject import BehaviorSubject
 from rxstore.operators import Frame
 from rxstore.protocol.events import Event, Op, topic_event_name
 from rxstore.protocol.frames import ChangeFrame
+from rxstore.protocol.paging import widened
 from rxstore.protocol.records import converter, structure_record
 from rxstore.protocol.subsets import (
     Subset,
@@ -172,6 +173,8 @@ class TableStore(DomainStore[TableState[R]]):
             self.accepts = (self.event,)  # type: ignore[misc]  # an instance's id overrides the class's
         self._switch: Callable[[TableStore[Any], Subset], Awaitable[None]] | None = None
         """Set by the root it is attached to: switches the subscription (``rxstore.client.subscriptions``)."""
+        self._more: Callable[[TableStore[Any], Subset], Awaitable[int]] | None = None
+        """Set by the root it is attached to: widens the window (``rxstore:more``); the rows added."""
         super().__init__(name=name, initial=TableState())
         self._table_fold: TableFold[R] = TableFold(
             self.name,
@@ -330,6 +333,26 @@ class TableStore(DomainStore[TableState[R]]):
             else:
                 await self._switch(self, subset)
         return self._subset
+
+    async def more(self, n: int) -> int:
+        """Widen the window by ``n`` rows ("load more"): the rows after its last, not those it has.
+
+        On a connected root it returns once the rows are in the store, with how many
+        rows the window grew by (fewer than ``n`` near the end of the subset, 0 past
+        it); from then on :attr:`subset`'s ``limit`` is ``limit + n``, after a
+        reconnect too. Otherwise the widened window is followed from the next
+        connect and it returns 0. See docs/live_queries.md, "Paging".
+
+        Raises:
+            SubsetError: ``bad_request``: not a window with a ``limit``, ``n`` not a
+                positive integer, or ``limit + n`` over ``MAX_LIMIT``; nothing changes.
+            CallTimeout: No acknowledgement in time: the widened window is subscribed again.
+        """
+        subset = widened(self._subset, n)
+        if self._more is None:
+            self._subset = subset
+            return 0
+        return await self._more(self, subset)
 
     # -- optimistic mutations --------------------------------------------------
 

@@ -13,7 +13,7 @@ from rxstore.client.root import RootStore
 from rxstore.client.subscriptions import SUBSCRIBE, UNSUBSCRIBE
 from rxstore.client.transport import FrameHandler, LostHandler
 from rxstore.protocol.errors import ConnectionRefused, NotConnected, RxStoreError, TransportError
-from rxstore.protocol.events import BATCH, LIVE, RESET
+from rxstore.protocol.events import BATCH, LIVE, MORE, RESET
 from rxstore.testing.frames import (
     Frame,
     batch_frame,
@@ -177,7 +177,7 @@ class VirtualLink:
     async def call(self, event: str, data: Any, *, timeout: float) -> Any:
         """Record the frame in :attr:`sent`; acknowledge (the :attr:`gateway`'s ack, or ``{"ok": True}``)."""
         await self.emit(event, data)
-        if self.gateway is not None and event in (SUBSCRIBE, UNSUBSCRIBE):
+        if self.gateway is not None and event in (SUBSCRIBE, UNSUBSCRIBE, MORE):
             return self.gateway.call(event, data)
         return {"ok": True}
 

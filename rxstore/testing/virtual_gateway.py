@@ -15,7 +15,8 @@ them: a snapshot of the first ``limit`` rows in order; a row entering a full
 window as an INSERT whose ``"out"`` names the last row; a row leaving a window
 that is not full as a DELETE; one leaving a full window (or moving past its
 last row) as a refill, an ``rxstore:snapshot`` of the window at that write's
-seq; a reconnect reads windows fresh. A ``{"claim": name}`` value is filled in
+seq; a reconnect reads windows fresh; ``rxstore:more`` sends an ``rxstore:page``
+of the rows after the window's last. A ``{"claim": name}`` value is filled in
 from ``claims=`` (the virtual link's tokens are opaque).
 
 Example:
@@ -41,7 +42,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from rxstore.protocol.events import BATCH, RESET, SNAPSHOT, Op, topic_event_name
+from rxstore.protocol.events import BATCH, MORE, PAGE, RESET, SNAPSHOT, Op, topic_event_name
+from rxstore.protocol.paging import BAD_REQUEST, more_of, widened
 from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
 from rxstore.testing.frames import Frame
 
@@ -160,7 +162,9 @@ class VirtualGateway:
         return frames
 
     def call(self, event: str, data: Any) -> dict[str, Any]:
-        """Answer ``rxstore:subscribe`` (its snapshot sent first) or ``rxstore:unsubscribe``."""
+        """Answer ``rxstore:subscribe`` (its snapshot first), ``rxstore:unsubscribe`` or ``rxstore:more``."""
+        if event == MORE:
+            return self._more(data)
         if event.endswith("unsubscribe"):
             known = type(data) is dict and self.subscriptions.pop(str(data.get("id")), None) is not None
             return {"ok": True} if known else {"ok": False, "error": "invalid_subscription"}
@@ -175,6 +179,27 @@ class VirtualGateway:
         self._since.pop(sub_id, None)
         self._send([self._snapshot(sub_id, subset)])
         return {"ok": True, "seq": self.seq}
+
+    def _more(self, data: Any) -> dict[str, Any]:
+        """Widen a window: an ``rxstore:page`` of the rows after those the client holds, then the ack."""
+        try:
+            sub_id, n = more_of(data)
+            subset = self.subscriptions.get(sub_id)
+            if subset is None:
+                raise SubsetError(f"more: no subscription {sub_id!r} on this connection", code=BAD_REQUEST)
+            subset = widened(subset, n)
+        except SubsetError as exc:
+            return {"ok": False, "error": exc.code, "message": str(exc)}
+        self.subscriptions[sub_id] = subset
+        held = self.windows.get(sub_id, [])
+        rows = self._rows_of(subset)
+        self.windows[sub_id] = [row[self.key] for row in rows]
+        added = rows[len(held) :]  # the window held the first rows: these come after them
+        if added:
+            records = [subset.project(row, self.key) for row in added]
+            page = {"topic": subset.topic, "event": sub_id, "seq": self.seq, "records": records}
+            self.link.send(Frame(PAGE, page))
+        return {"ok": True, "seq": self.seq, "added": len(added), "limit": subset.limit}
 
     # -- helpers ---------------------------------------------------------------
 

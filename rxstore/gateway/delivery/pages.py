@@ -1,0 +1,173 @@
+"""Paging a window (``rxstore:more``): the rows after the client's last one, at its own log position.
+
+A client holds a window's first ``limit`` rows as of its position ``C`` (the
+gateway's :class:`~rxstore.gateway.queries.windows.WindowState` of it is at
+``C`` too). ``rxstore:more`` with ``n`` widens it to ``limit + n`` rows without
+sending again what the client has:
+
+* the client leaves live delivery and takes every frame queued for it (it has
+  applied everything up to ``C``);
+* a window that is not full holds every row of its subset: nothing comes;
+* else one read transaction is opened; if it is at ``C`` exactly (no write
+  since: its seq is ``C`` and it holds nothing above it), the rows after the
+  last row held (its order values as an ``after`` keyset), at most ``n`` that
+  ``authorize`` lets the client see, are sent as ``rxstore:page`` frames and
+  added to the window: together, the first ``limit + n`` rows at ``C``;
+* otherwise (writes since ``C``, a refill pending, a relation not followed)
+  the rows beyond the window cannot be put together with the client's at one
+  position: the widened window is read whole, an ``rxstore:snapshot`` at a
+  position ``P`` (a refill), exact either way.
+
+The client then catches up from ``C`` and is live again; the subscription's
+limit is ``limit + n`` from then on (see docs/protocol.md, "Paging").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from rxstore.gateway.api import RowFilter
+from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
+from rxstore.gateway.delivery.sync import Sync
+from rxstore.gateway.log.contract import ChangeLog, SnapshotReader
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.queries.windows import WindowState
+from rxstore.protocol.events import PAGE
+from rxstore.protocol.subsets import Subset
+from rxstore.protocol.windows import keyset_of
+
+if TYPE_CHECKING:
+    from rxstore.gateway.queries.subscriptions import Subscription
+
+__all__ = ["Pages"]
+
+_FIRST_READ = 16
+"""Rows asked for by the first read of a page (doubled while ``authorize`` hides them)."""
+_MOST_READ = 1000
+"""Most rows asked for by one read."""
+
+
+class Pages:
+    """Widens windows on ``rxstore:more``: a page of the rows after the client's last, or a refill.
+
+    Args:
+        log: The change log.
+        delivery: The clients' sockets.
+        sync: Snapshots and replays (a refill, the catch-up after the page).
+        metrics: The gateway's metrics (``rxstore_window_pages``, ``rxstore_window_refills``).
+        authorize: The row filter, failing closed (``None``: every row).
+        slots: Bounds the reads open at once (shared with snapshots: ``snapshot_concurrency``).
+    """
+
+    def __init__(
+        self,
+        log: ChangeLog,
+        delivery: Delivery,
+        sync: Sync,
+        metrics: Metrics,
+        *,
+        authorize: RowFilter | None,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        self.log = log
+        self.delivery = delivery
+        self.sync = sync
+        self.metrics = metrics
+        self.authorize = authorize
+        self.slots = slots
+
+    async def more(self, client: Client, sub: Subscription, subset: Subset) -> tuple[int, int]:
+        """Make ``sub`` follow ``subset`` (its window widened); ``(seq, rows added)``.
+
+        The caller holds ``client.lock``. The rows are sent, and the client is live
+        again (or catching up), when this returns.
+
+        Raises:
+            Stalled: The client took no frame for ``client_send_timeout``.
+        """
+        was_live = client.live
+        if was_live:  # it has every change up to the head (kept lazily by the tailer)
+            client.cursor = max(client.cursor or 0, self.sync.head())
+        client.live = False  # the tailer leaves it to the catch-up below
+        await self.delivery.drain(client)
+        window = sub.window
+        held = len(window.entries) if window is not None else 0
+        seq = None
+        if was_live and window is not None and sub not in client.stale and _followed(sub):
+            seq = await self._append(client, sub, subset, window)
+        if seq is None:  # read the widened window whole, at one position
+            client.stale = [stale for stale in client.stale if stale is not sub]
+            sub.subset = subset
+            self.metrics.window_refills.inc()
+            seq = await self.sync.snapshot_subscriptions(client, [sub])
+        await self.sync.catch_up(client)
+        window = sub.window
+        return seq, max(0, len(window.entries) - held) if window is not None else 0
+
+    async def _append(
+        self, client: Client, sub: Subscription, subset: Subset, window: WindowState
+    ) -> int | None:
+        """Send the rows after the window's last at the client's position; ``None``: not at it."""
+        cursor = client.cursor
+        assert cursor is not None
+        rows: list[dict[str, Any]] = []
+        n = (subset.limit or 0) - (sub.subset.limit or 0)
+        if window.full and window.entries:  # not full: it holds every row of its subset already
+            async with self.slots, self.log.snapshot_reader(_tables(sub)) as reader:
+                if reader.seq != cursor or reader.skip:
+                    return None  # a write since the client's position
+                after = attrs.evolve(sub.subset, after=keyset_of(window.last()[0]), limit=None)
+                rows = await self._rows(reader, client, after, n)
+        key = window.key
+        if rows:
+            records = rows if subset.columns is None else [subset.project(row, key) for row in rows]
+            for frame in self._frames(sub.id, subset.topic, cursor, records):
+                await self.delivery.send(client, frame)
+        sub.subset = subset
+        window.subset = attrs.evolve(window.subset, limit=subset.limit)
+        window.load(rows)
+        self.metrics.window_pages.inc()
+        return cursor
+
+    async def _rows(
+        self, reader: SnapshotReader, client: Client, after: Subset, n: int
+    ) -> list[dict[str, Any]]:
+        """The first ``n`` rows of ``after`` (in its order) that the client may see."""
+        authorize, user, topic = self.authorize, client.user, after.topic
+        rows: list[dict[str, Any]] = []
+        ask = min(max(n, _FIRST_READ), _MOST_READ)
+        while len(rows) < n:
+            page, more = await reader.fetch(topic, ask, after)
+            rows.extend(row for row in page if authorize is None or authorize(user, topic, row))
+            if not more:
+                break
+            ask = min(ask * 2, _MOST_READ)
+        return rows[:n]
+
+    def _frames(self, event: str, topic: str, seq: int, records: list[dict[str, Any]]) -> list[OutFrame]:
+        """``records`` as ``rxstore:page`` frames of at most ``frame_bytes`` (a bigger row alone)."""
+        frame = OutFrame(PAGE, {"topic": topic, "event": event, "seq": seq, "records": records})
+        self.delivery.encode(frame)
+        if frame.nbytes <= self.delivery.frame_bytes or len(records) <= 1:
+            return [frame]
+        half = len(records) // 2
+        return self._frames(event, topic, seq, records[:half]) + self._frames(
+            event, topic, seq, records[half:]
+        )
+
+
+def _followed(sub: Subscription) -> bool:
+    """Whether its window is followed as is (a relation's values read, not ended)."""
+    if not sub.relational:
+        return True
+    relation = sub.relation
+    return relation is not None and not relation.ended
+
+
+def _tables(sub: Subscription) -> list[str]:
+    """The tables its read sees: its own, and a relation's related table."""
+    term = sub.subset.relation
+    return [sub.topic] if term is None else sorted({sub.topic, term.value.topic})

@@ -25,7 +25,7 @@ from rxstore.gateway import User
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
-from rxstore.protocol.events import SNAPSHOT
+from rxstore.protocol.events import MORE, PAGE, SNAPSHOT
 from tests.gateway.harness import AUTH
 from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
@@ -143,7 +143,9 @@ async def chat(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 class WindowClient(WireClient):
-    """A wire client that follows one window as a client does: snapshots replace, envelopes move."""
+    """A wire client that follows one window: snapshots replace, pages add, envelopes move."""
+
+    limit = LIMIT
 
     def steps(self, sub_id: str = "newest") -> list[Step]:
         """``(kind, seq, ids in the window's order)`` after each whole snapshot or envelope."""
@@ -156,6 +158,9 @@ class WindowClient(WireClient):
                 if not data.get("more"):
                     rows, chunks = {r["id"]: r for r in chunks}, []
                     steps.append(("snapshot", data["seq"], _ordered(rows)))
+            elif name == PAGE and data["event"] == sub_id:
+                rows.update((r["id"], r) for r in data["records"])
+                steps.append(("page", data["seq"], _ordered(rows)))
             elif name == sub_id:
                 if data["op"] == "DELETE":
                     rows.pop(data["old"]["id"])
@@ -163,7 +168,7 @@ class WindowClient(WireClient):
                     rows[data["record"]["id"]] = data["record"]
                 for out in data.get("out", ()):
                     rows.pop(out["id"])
-                assert len(rows) <= LIMIT, f"more than the limit after seq {data['seq']}"
+                assert len(rows) <= self.limit, f"more than the limit after seq {data['seq']}"
                 steps.append(("change", data["seq"], _ordered(rows)))
         return steps
 
@@ -334,3 +339,24 @@ async def test_a_resume_after_joins_and_writes_gets_the_window_fresh(
     await chat.post(6, "c", 6)
     await wait_for(lambda: back.ids() == [6, 4, 3, 2], 10, "and live after it")
     assert back.ids() == await chat.newest_sql()
+
+
+async def test_more_pages_the_window_of_my_channels_with_the_rows_after_its_last(
+    chat: Chat, clients: list[WindowClient]
+) -> None:
+    """rxstore:more on a relation's window: a page of the next rows of her channels only, at her position."""
+    await chat.join(1, "alice", "a")
+    await chat.join(2, "alice", "b")
+    for key in range(1, 11):
+        await chat.post(key, "abc"[key % 3], key)  # c is not hers
+    client = await follow(chat, clients)
+    assert client.ids() == [10, 9, 7, 6]
+    head = await chat.log.head()
+    await wait_for(lambda: chat.gateway.tailer.head == head, 10, "every write broadcast")
+    ack = await client.call(MORE, {"id": "newest", "n": 3})
+    assert ack == {"ok": True, "seq": head, "added": 3, "limit": 7}, ack
+    client.limit = 7
+    pages = [[r["id"] for r in data["records"]] for name, data in client.frames if name == PAGE]
+    assert pages == [[4, 3, 1]], "the rows after 6 of a and b, nothing sent again"
+    await chat.leave(2)  # b goes: read again at the new limit
+    await wait_for(lambda: client.ids() == [9, 6, 3], 10, "a's rows only, up to 7")

@@ -89,13 +89,25 @@ class PendingRows(Generic[R]):
         self.keys.clear()
 
     def settle(self, frame: Sequence[Event]) -> bool:
-        """Drop the mutations whose changes are in ``frame``; whether any was shown."""
+        """Drop the mutations whose changes are in ``frame``, and every one made before them.
+
+        A root sends its mutations one at a time, in the order they were made, so
+        the change of one means every earlier one was applied (or failed). Their
+        own changes may never come back as changes: a snapshot read after them
+        holds their rows without their ids. Left shown, an earlier mutation's row
+        would cover the newer confirmed one. Returns whether any was shown.
+        """
         settled = False
+        rows = self.rows
         for event in frame:
             if event.kind is EventKind.CHANGE:
                 mutation = event.data.get("mutation")
-                if mutation is not None:
-                    settled = self.drop(mutation) or settled
+                if mutation is not None and mutation in rows:
+                    for earlier in tuple(rows):  # oldest first, up to this one
+                        self.drop(earlier)
+                        if earlier == mutation:
+                            break
+                    settled = True
         return settled
 
     def overlay(self, confirmed: TableState[R]) -> TableState[R]:

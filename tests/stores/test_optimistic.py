@@ -102,3 +102,17 @@ def test_the_same_mutation_id_shown_again_replaces_its_rows() -> None:
     assert not posts.has_pending_write("p1") and posts.has_pending_write("p2")
     posts.drop_pending("m1")
     assert not posts.has_pending_writes and not posts.has_pending_write("p2")
+
+
+def test_a_mutations_change_settles_the_earlier_ones_whose_changes_came_inside_a_snapshot() -> None:
+    """m1 and m2 write p1 in turn; a snapshot read after m1 holds its row (no id travels in a
+    snapshot), then m2's change comes: m1 settles with it, so its older row does not cover m2's."""
+    posts = PostStore()
+    posts.add_pending("m1", {"p1": Post("p1", "first")})
+    posts.add_pending("m2", {"p1": Post("p1", "second")})
+    posts.add_pending("m3", {"p2": Post("p2", "third")})
+    posts.apply([snapshot("posts", 1, [{"id": "p1", "title": "first"}])])
+    posts.apply([confirmed(2, "p1", "second", mutation="m2")])
+
+    assert posts.value["p1"] == Post("p1", "second")
+    assert posts.pending == ("m3",) and not posts.has_pending_write("p1") and posts.has_pending_write("p2")

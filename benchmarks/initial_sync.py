@@ -12,8 +12,10 @@ sizes; ``--quick``: 20,000 and 100,000). Each run, in turns, the same file:
   process with one ``TableStore`` (dict rows) awaiting ``root.live()``.
 
 The time is the receiving process's, from the command to connect until it holds the
-whole table; memory is its max RSS (``ru_maxrss``), and per row the growth of it over
-its RSS before connecting, divided by the rows. Ratios are of medians within one run.
+whole table; memory is its peak RSS (``VmHWM``), and per row the growth of it over
+its RSS before connecting, divided by the rows. CPU seconds of the receiver and of the
+sender (the floor's server, the gateway's process) are shown too: on a busy machine they
+vary far less than the time. Ratios are of medians within one run.
 
 The helper processes are this module run as ``python -m benchmarks.initial_sync``.
 """
@@ -93,7 +95,22 @@ def _reply(message: dict[str, Any]) -> None:
 
 
 def _max_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak RSS (``VmHWM``: ``ru_maxrss`` would count the parent's RSS at the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _floor_send_sqlite(conn: socket.socket, db: str) -> None:
@@ -162,17 +179,18 @@ def _floor_receive(port: int) -> dict[Any, Any]:
 
 
 async def floor_client(options: dict[str, Any]) -> None:
-    """Receive the table once per ``go`` command; reply with time and memory."""
+    """Receive the table once per ``go`` command; reply with time, CPU and memory."""
     _reply({"ready": True})
     kept: Any = None
     async for command in commands():
         if command["cmd"] == "go":
             kept = None
-            rss0 = rss_bytes()
+            rss0, cpu0 = rss_bytes(), _cpu()
             t0 = time.perf_counter()
             kept = _floor_receive(command["port"])
             seconds = time.perf_counter() - t0
-            _reply({"seconds": seconds, "rows": len(kept), "rss0": rss0, "max_rss": _max_rss()})
+            cpu = _cpu() - cpu0
+            _reply({"seconds": seconds, "cpu": cpu, "rows": len(kept), "rss0": rss0, "max_rss": _max_rss()})
         elif command["cmd"] == "quit":
             break
 
@@ -193,12 +211,21 @@ async def rx_client(options: dict[str, Any]) -> None:
     _reply({"ready": True})
     async for command in commands():
         if command["cmd"] == "go":
-            rss0 = rss_bytes()
+            rss0, cpu0 = rss_bytes(), _cpu()
             t0 = time.perf_counter()
             await root.setup_realtime()
             await root.live(timeout=900)
             seconds = time.perf_counter() - t0
-            _reply({"seconds": seconds, "rows": len(items.value), "rss0": rss0, "max_rss": _max_rss()})
+            cpu = _cpu() - cpu0
+            _reply(
+                {
+                    "seconds": seconds,
+                    "cpu": cpu,
+                    "rows": len(items.value),
+                    "rss0": rss0,
+                    "max_rss": _max_rss(),
+                }
+            )
         elif command["cmd"] == "quit":
             break
     await root.teardown_realtime()
@@ -263,14 +290,22 @@ class Served:
         while await self.process.stdout.readline():
             pass
 
-    def peak_rss(self) -> int:
-        """The highest RSS of the serving process (the worker's, if a supervisor started one)."""
+    def serving_pid(self) -> int:
+        """The serving process: the worker, if a supervisor started one."""
         assert self.process is not None
         pid = self.process.pid
         with contextlib.suppress(OSError):
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             pid = int(children[0]) if children else pid
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        return pid
+
+    def cpu(self) -> float:
+        """CPU seconds of the serving process so far."""
+        return _cpu_of(self.serving_pid())
+
+    def peak_rss(self) -> int:
+        """The highest RSS of the serving process."""
+        for line in Path(f"/proc/{self.serving_pid()}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         return 0
@@ -292,7 +327,9 @@ async def _floor_once(db: str, rows: int) -> dict[str, Any]:
     server = await _helper(role="floor_server", db=db).start()
     client = await _helper(role="floor_client").start()
     try:
+        cpu0 = _cpu_of(server.pid)
         result: dict[str, Any] = await client.request(timeout=900, cmd="go", port=server.ready["port"])
+        result["gateway_cpu"] = _cpu_of(server.pid) - cpu0
     finally:
         await client.stop()
         await server.stop()
@@ -307,8 +344,10 @@ async def _rxstore_once(db: str, rows: int) -> dict[str, Any]:
     client = None
     try:
         client = await _helper(role="rx_client", url=served.url, token=_token()).start()
+        cpu0 = served.cpu()
         result: dict[str, Any] = await client.request(timeout=900, cmd="go")
         result["gateway_peak"] = served.peak_rss()
+        result["gateway_cpu"] = served.cpu() - cpu0
     finally:
         if client is not None:
             await client.stop()
@@ -371,6 +410,13 @@ def _mib(value: float) -> str:
     return f"{value / (1 << 20):.0f} MiB"
 
 
+def _cpus(results: list[dict[str, Any]]) -> str:
+    """Median CPU seconds of the receiving process + of the sending one."""
+    receiver = statistics.median(r["cpu"] for r in results)
+    sender = statistics.median(r["gateway_cpu"] for r in results)
+    return f"{receiver:.2f} + {sender:.2f}"
+
+
 def run(out: Output, *, quick: bool, rows: list[int] | None = None) -> list[Table]:
     sizes = tuple(rows) if rows else QUICK_ROWS if quick else ROWS
     repeats = 1 if quick else 3
@@ -387,8 +433,8 @@ def run(out: Output, *, quick: bool, rows: list[int] | None = None) -> list[Tabl
             "floor (s)",
             "rxstore (s)",
             "rxstore / floor",
-            "floor client RSS",
-            "rxstore client RSS",
+            "CPU s, receiver + sender (floor / rxstore)",
+            "client max RSS (floor / rxstore)",
             "RSS per row (floor / rxstore)",
             "rxstore / floor per row",
             "gateway peak RSS",
@@ -410,8 +456,9 @@ def run(out: Output, *, quick: bool, rows: list[int] | None = None) -> list[Tabl
                     _span(floor_s),
                     _span(rx_s),
                     f"{time_ratio:.2f}x",
-                    _mib(statistics.median(r["max_rss"] for r in result["floor"])),
-                    _mib(statistics.median(r["max_rss"] for r in result["rxstore"])),
+                    f"{_cpus(result['floor'])} / {_cpus(result['rxstore'])}",
+                    f"{_mib(statistics.median(r['max_rss'] for r in result['floor']))} / "
+                    f"{_mib(statistics.median(r['max_rss'] for r in result['rxstore']))}",
                     f"{floor_per:.0f} / {rx_per:.0f} B",
                     f"{rx_per / floor_per:.2f}x",
                     _mib(max(r["gateway_peak"] for r in result["rxstore"])),

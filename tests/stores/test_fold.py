@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from hypothesis import given
@@ -96,3 +97,41 @@ def test_a_message_under_the_tables_name_is_reported_not_applied() -> None:
     failures: list[Any] = []
     after = reduce_events(spec(failures), TableState(), [Event("post_update", {"hello": 1})])
     assert len(after.rows) == 0 and len(failures) == 1 and isinstance(failures[0], RxStoreError)
+
+
+def snapshot_event(seq: int, rows: list[Any]) -> Event:
+    return Event("post_update", Snapshot("posts", seq, tuple(rows)), EventKind.SNAPSHOT, seq)
+
+
+def test_a_snapshot_row_without_its_key_is_reported_and_the_other_rows_are_kept() -> None:
+    """The snapshot goes into the map in one pass; a bad row makes it go a row at a time, reporting it."""
+    failures: list[Any] = []
+    good = [{"id": i, "title": str(i)} for i in range(5)]
+    state = reduce_events(
+        spec(failures), TableState(), [snapshot_event(9, [*good[:2], {"title": "?"}, *good[2:]])]
+    )
+    assert state.to_dict() == {row["id"]: row for row in good} and state.seq == 9
+    assert [seq for seq, _ in failures] == [9]
+    again = reduce_events(spec(failures), state, [snapshot_event(10, [*good, {"id": ["unhashable"]}])])
+    assert len(again) == 5 and [seq for seq, _ in failures] == [9, 10]
+
+
+def test_the_garbage_collector_is_paused_while_a_snapshot_is_built_and_restored_as_it_was() -> None:
+    """The build of a big snapshot's map spent most of its time in the cyclic collector (issue 27)."""
+    during: list[bool] = []
+
+    def to_record(row: Any) -> Any:
+        during.append(gc.isenabled())
+        return row
+
+    fold = TableFold("Posts", "posts", "id", None, False, to_record, lambda e, x: None, print)
+    enabled = gc.isenabled()
+    try:
+        for app_enabled in (True, False):
+            (gc.enable if app_enabled else gc.disable)()
+            state = reduce_events(fold, TableState(), [snapshot_event(1, [{"id": 1}, {"id": 2}])])
+            assert len(state) == 2 and during == [False, False]
+            assert gc.isenabled() is app_enabled
+            during.clear()
+    finally:
+        (gc.enable if enabled else gc.disable)()

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "storm": "benchmarks.storm",
     "scale": "benchmarks.scale",
     "floods": "benchmarks.floods",
+    "persist": "benchmarks.persist",
     "initial_sync": "benchmarks.initial_sync",
 }
 

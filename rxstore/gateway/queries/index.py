@@ -1,23 +1,27 @@
 """The subscription index: the live-query subscriptions a change may concern, found by its row's values.
 
 :class:`SubscriptionIndex` files each subscription by ``(topic, column, value)`` for its
-``=`` / ``in`` terms (an ``or`` group by every branch's, when every branch has some:
-:func:`index_keys`), so that the cost of a change grows with the subscriptions it may
-match, not with all of them.
+``=`` / ``in`` terms and by ``(topic, column, interval)`` for its ranges (``<``, ``<=``,
+``>``, ``>=``, both sides of a column in one interval), an ``or`` group by every branch's
+when every branch has some, a ``not`` by what it negates turned around (:func:`index_keys`),
+so that the cost of a change grows with the subscriptions it may match, not with all of them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from rxstore.gateway.queries.intervals import Interval
+from rxstore.gateway.queries.ranges import RangeIndex
 from rxstore.protocol.events import Change
 from rxstore.protocol.subsets import Condition, Group, Term
 
 __all__ = ["Filed", "SubscriptionIndex", "index_keys"]
 
 Keys = tuple[tuple[str, Any], ...]
-"""``(column, value)`` pairs a subscription is filed under."""
+"""``(column, value)`` pairs a subscription is filed under; a value may be an :class:`Interval`."""
 
 
 class Filed(Protocol):
@@ -37,19 +41,22 @@ S = TypeVar("S", bound=Filed)
 class SubscriptionIndex(Generic[S]):
     """Every indexed subscription, found per change by ``(topic, column, value)``.
 
-    A subscription is filed under each of its :func:`index_keys` (the values of
-    an ``=`` or ``in`` term, or of every branch of an ``or``); one without is
-    checked against every change of its topic.
-    A change looks up its new and its old row's values of the indexed columns
-    (an UPDATE may move a row out of a subset), so its cost is the number of
-    indexed columns of its topic plus the subscriptions it may concern.
+    A subscription is filed under each of its :func:`index_keys`: a value of an ``=`` or
+    ``in`` term in a dict, an interval in the column's
+    :class:`~rxstore.gateway.queries.ranges.RangeIndex`; one without keys is checked against
+    every change of its topic. A change looks up its new and its old row's values of the
+    indexed columns (an UPDATE may move a row out of a subset), so its cost is the number
+    of indexed columns of its topic (a dict lookup for values, a bisection and a tree path
+    for ranges) plus the subscriptions it may concern.
     """
 
     def __init__(self) -> None:
         self._by_value: dict[str, dict[str, dict[Any, dict[int, S]]]] = {}
         """topic -> column -> value -> id(sub) -> sub."""
+        self._by_range: dict[str, dict[str, RangeIndex[S]]] = {}
+        """topic -> column -> its intervals."""
         self._scanned: dict[str, dict[int, S]] = {}
-        """topic -> id(sub) -> sub, for subscriptions without an ``=`` / ``in`` term."""
+        """topic -> id(sub) -> sub, for subscriptions without index keys."""
         self._filed: dict[int, tuple[tuple[str, Keys | None], ...]] = {}
         """id(sub) -> what it was filed under (its ``filings()`` when added)."""
         self.count = 0
@@ -64,8 +71,21 @@ class SubscriptionIndex(Generic[S]):
                 self._scanned.setdefault(topic, {})[id(sub)] = sub
                 continue
             columns = self._by_value.setdefault(topic, {})
+            ranges: dict[str, list[Interval]] = {}
             for column, value in keys:
-                columns.setdefault(column, {}).setdefault(value, {})[id(sub)] = sub
+                if type(value) is Interval:
+                    ranges.setdefault(column, []).append(value)
+                else:
+                    columns.setdefault(column, {}).setdefault(_hashable(value), {})[id(sub)] = sub
+            if not columns:
+                del self._by_value[topic]
+            if ranges:
+                by_range = self._by_range.setdefault(topic, {})
+                for column, intervals in ranges.items():
+                    index = by_range.get(column)
+                    if index is None:
+                        index = by_range[column] = RangeIndex(column)
+                    index.add(id(sub), sub, intervals)
         self.count += 1
 
     def remove(self, sub: S) -> None:
@@ -81,8 +101,17 @@ class SubscriptionIndex(Generic[S]):
                     self._scanned.pop(topic, None)
                 continue
             columns = self._by_value.get(topic, {})
+            by_range = self._by_range.get(topic, {})
             for column, value in keys:
+                if type(value) is Interval:
+                    index = by_range.get(column)
+                    if index is not None:
+                        index.remove(id(sub))
+                        if not len(index):
+                            del by_range[column]
+                    continue
                 values = columns.get(column, {})
+                value = _hashable(value)
                 filed = values.get(value)
                 if filed is not None and filed.pop(id(sub), None) is not None:
                     if not filed:
@@ -91,6 +120,8 @@ class SubscriptionIndex(Generic[S]):
                         columns.pop(column, None)
             if not columns:
                 self._by_value.pop(topic, None)
+            if not by_range:
+                self._by_range.pop(topic, None)
         self.count -= 1
 
     def refile(self, sub: S) -> None:
@@ -104,68 +135,157 @@ class SubscriptionIndex(Generic[S]):
         topic = change.topic
         scanned = self._scanned.get(topic)
         columns = self._by_value.get(topic)
-        if columns is None:
+        ranges = self._by_range.get(topic)
+        if columns is None and ranges is None:
             return scanned.values() if scanned else ()
         found: dict[int, S] = dict(scanned) if scanned else {}
         record, old = change.record, change.old
-        for column, values in columns.items():
-            if record is not None:
-                filed = values.get(_hashable(record.get(column)))
-                if filed:
-                    found.update(filed)
-            if old is not None:
-                filed = values.get(_hashable(old.get(column)))
-                if filed:
-                    found.update(filed)
+        if columns is not None:
+            for column, values in columns.items():
+                if record is not None:
+                    filed = values.get(_hashable(record.get(column)))
+                    if filed:
+                        found.update(filed)
+                if old is not None:
+                    filed = values.get(_hashable(old.get(column)))
+                    if filed:
+                        found.update(filed)
+        if ranges is not None:
+            for index in ranges.values():
+                if record is not None:
+                    index.find(record, found)
+                if old is not None:
+                    index.find(old, found)
         return found.values()
 
 
 def index_keys(where: Sequence[Condition]) -> Keys | None:
     """``(column, value)`` pairs such that every row satisfying ``where`` has one of them, or ``None``.
 
-    An ``=`` term gives its one pair, an ``in`` term one per value; an AND (the
-    where clause, a nested ``and``) the pairs of its first item that has some
-    (preferring a term); an ``or`` the union of its items' pairs, only if every
-    item has some; a ``not``, a range or a null test none.
+    A pair's value is a value of the column or an :class:`Interval` of it. An ``=`` term
+    gives its one pair, an ``in`` term one per value, ``is null`` the value ``None``, a range
+    an interval (``!=`` two: below and above); an AND (the where clause, a nested ``and``)
+    the pairs of one item: a term's values first, then a group's values, then the two sides
+    of a column as one interval, then any item's; an ``or`` the union of its items' pairs,
+    only if every item has some; a ``not`` the pairs of what it negates turned around (SQL's
+    ``NOT`` of a comparison is the opposite comparison, and De Morgan's laws hold in its
+    three-valued logic); ``in`` under a ``not`` and ``is not null`` none.
 
     Example:
         >>> from rxstore.protocol.subsets import terms_of
         >>> index_keys(terms_of([("ts", ">", 5), {"or": [("a", "=", 1), ("b", "in", [2, 3])]}]))
         (('a', 1), ('b', 2), ('b', 3))
-        >>> index_keys(terms_of([{"or": [("a", "=", 1), ("b", ">", 2)]}])) is None
+        >>> (column, interval), = index_keys(terms_of([("ts", ">=", 5), ("ts", "<", 9)]))
+        >>> column, interval.lower.to_wire(), interval.upper.to_wire()
+        ('ts', ['ts', '>=', 5], ['ts', '<', 9])
+        >>> index_keys(terms_of([{"or": [("a", "=", 1), ("b", "is not null")]}])) is None
         True
     """
-    found = None
-    for condition in where:
-        keys = _condition_keys(condition)
-        if keys is not None and (found is None or type(condition) is Term):
-            found = keys
-            if type(condition) is Term:
-                break
-    return found
+    return _and_keys(where, False)
 
 
-def _condition_keys(condition: Condition) -> Keys | None:
+_NEGATED = {
+    **{"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"},
+    **{"is null": "is not null", "is not null": "is null"},
+}
+"""The term that is true where a term is false (SQL's ``NOT`` of it; a NULL stays unknown)."""
+_SCALARS = (str, int, float, bool)
+
+
+def _and_keys(items: Sequence[Condition], negated: bool) -> Keys | None:
+    """The keys of an AND of ``items`` (each negated if ``negated``: then it is their OR's negation)."""
+    grouped: Keys | None = None
+    other: Keys | None = None
+    sides: dict[str, list[Term | None]] = {}
+    """column -> [lower, upper]: one-sided ranges of terms, to join into one interval."""
+    for item in items:
+        keys = _keys(item, negated)
+        if keys is None:
+            continue
+        if _values_only(keys):
+            if type(item) is Term:
+                return keys
+            if grouped is None:
+                grouped = keys
+            continue
+        if other is None:
+            other = keys
+        if type(item) is Term and len(keys) == 1:
+            column, interval = keys[0]
+            side = sides.setdefault(column, [None, None])
+            if side[0] is None:
+                side[0] = interval.lower
+            if side[1] is None:
+                side[1] = interval.upper
+    if grouped is not None:
+        return grouped
+    for column, (lower, upper) in sides.items():
+        if lower is not None and upper is not None:
+            return ((column, Interval(column, lower, upper)),)
+    return other
+
+
+def _keys(condition: Condition, negated: bool) -> Keys | None:
     if type(condition) is Term:
-        if condition.op == "=":
-            return ((condition.column, condition.value),)
-        if condition.op == "in" and type(condition.value) in (tuple, frozenset):
-            return tuple((condition.column, value) for value in condition.value)
-        return None  # a range, a null test, a relation not bound to its values
+        return _term_keys(condition, negated)
     group: Group = condition  # type: ignore[assignment]
-    if group.kind == "and":
-        return index_keys(group.items)
     if group.kind == "not":
-        return None
+        return _keys(group.items[0], not negated)
+    if (group.kind == "and") != negated:  # an AND, or the negation of an OR (De Morgan)
+        return _and_keys(group.items, negated)
     union: list[tuple[str, Any]] = []
     for item in group.items:
-        keys = _condition_keys(item)
+        keys = _keys(item, negated)
         if keys is None:
             return None
         union.extend(keys)
     return tuple(dict.fromkeys(union))
 
 
+def _term_keys(term: Term, negated: bool) -> Keys | None:
+    op, column, value = term.op, term.column, term.value
+    if negated:
+        if op not in _NEGATED:
+            return None  # NOT IN: every value but a few
+        op = _NEGATED[op]
+        term = Term(column, op, value)
+    if op == "=":
+        return ((column, value),)
+    if op == "in":
+        return tuple((column, one) for one in value) if type(value) in (tuple, frozenset) else None
+    if op == "is null":
+        return ((column, None),)
+    if type(value) not in _SCALARS:
+        return None  # a null test, a claim not filled in
+    if op in (">", ">="):
+        return ((column, Interval(column, lower=term)),)
+    if op in ("<", "<="):
+        return ((column, Interval(column, upper=term)),)
+    if op == "!=":
+        return (
+            (column, Interval(column, upper=Term(column, "<", value))),
+            (column, Interval(column, lower=Term(column, ">", value))),
+        )
+    return None
+
+
+def _values_only(keys: Keys) -> bool:
+    return all(type(value) is not Interval for _, value in keys)
+
+
 def _hashable(value: Any) -> Any:
-    """A row value as an index key: lists and objects (JSON columns) are never term values."""
-    return value if type(value) in (str, int, float, bool) else None
+    """A value as an index key: keys are equal where terms compare equal.
+
+    A non-finite float is its string (``inf`` is ``"Infinity"``, every NaN ``"NaN"``); a list
+    or object (a JSON column's) is ``None``, as a NULL.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
+    if kind is float:
+        return value if -_INFINITY < value < _INFINITY else _NON_FINITE_NAMES.get(value, "NaN")
+    return None
+
+
+_INFINITY = math.inf
+_NON_FINITE_NAMES = {math.inf: "Infinity", -math.inf: "-Infinity"}

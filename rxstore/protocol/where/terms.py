@@ -31,7 +31,7 @@ import attrs
 
 from rxstore.protocol.where.claims import Claim
 
-__all__ = ["COMPARISONS", "NULL_TESTS", "OPS", "Scalar", "Term"]
+__all__ = ["COMPARISONS", "NON_FINITE", "NULL_TESTS", "OPS", "Scalar", "Term"]
 
 COMPARISONS: Final = ("=", "!=", "<", "<=", ">", ">=")
 """Operators that take one value."""
@@ -43,7 +43,8 @@ OPS: Final = (*COMPARISONS, "in", *NULL_TESTS)
 Scalar = str | int | float | bool
 """A term's value: a JSON scalar (``None`` is not a value: use ``is null``)."""
 
-_NON_FINITE: Final = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+NON_FINITE: Final = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+"""The strings that compare as these floats against a number (how the gateway sends them)."""
 
 
 @attrs.frozen(cache_hash=True)
@@ -119,7 +120,7 @@ def _wire_value(value: Any) -> Any:
 def _number(value: Any) -> float | int | None:
     """``value`` as a number, or ``None`` if it is text (non-finite strings are numbers)."""
     if type(value) is str:
-        return _NON_FINITE.get(value)
+        return NON_FINITE.get(value)
     return value  # type: ignore[no-any-return]
 
 

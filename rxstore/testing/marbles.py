@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -14,6 +15,7 @@ from reactivex.testing.recorded import Recorded
 
 from rxstore.client.connection import Backoff, Token
 from rxstore.client.root import RootStore
+from rxstore.persist.options import Persist
 from rxstore.protocol.errors import ConnectionRefused, TransportError
 from rxstore.stores.domain import RealtimeStore
 from rxstore.testing.frames import (
@@ -188,6 +190,8 @@ class MarbleTest:
         token: Token = None,
         backoff: Backoff | None = None,
         claims: Mapping[str, Any] | None = None,
+        persist: str | os.PathLike[str] | Persist | None = None,
+        gateway: VirtualGateway | None = None,
     ) -> RootStore:
         """Return a root store wired to a :class:`VirtualLink`, started at tick 0, and play the diagrams.
 
@@ -215,12 +219,32 @@ class MarbleTest:
             token: The root's token: a string, or an async provider (called before each attempt).
             backoff: The root's reconnection delays (``jitter=0.0`` makes the times exact).
             claims: The token's claims the virtual gateway fills ``{"claim": name}`` values from.
+            persist: The root's state file (``RootStore(persist=...)``): at tick 0 the stores
+                are filled from it and the root connects with its cursor. Tear the root down
+                (``m.call(tick, root.teardown_realtime)``) to write the file and close it.
+            gateway: Serve through this :class:`VirtualGateway` (instead of ``tables``), say
+                the ``m.gateway`` of an earlier test's root: its tables and log go on, so a
+                root restarted from its state file gets the changes after its cursor.
+
+        Raises:
+            ValueError: Both ``tables`` and ``gateway`` were given.
         """
         virtual = VirtualLink()
-        if tables is not None:
+        if gateway is not None:
+            if tables is not None:
+                raise ValueError("m.root(...): give tables= (a new virtual gateway) or gateway=, not both")
+            gateway.link = virtual
+            virtual.gateway = self.gateway = gateway
+        elif tables is not None:
             virtual.gateway = self.gateway = VirtualGateway(virtual, tables, key=key, claims=claims)
         root = RootStore(
-            "virtual://gateway", stores=stores, transport=virtual, topics=topics, token=token, backoff=backoff
+            "virtual://gateway",
+            stores=stores,
+            transport=virtual,
+            topics=topics,
+            token=token,
+            backoff=backoff,
+            persist=persist,
         )
         virtual.root, self._link = root, virtual
         root.setup_domain_event_handlers()

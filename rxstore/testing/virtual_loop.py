@@ -53,11 +53,12 @@ class VirtualLoop(asyncio.AbstractEventLoop):
     """An asyncio event loop whose time is a reactivex ``TestScheduler``'s (one unit = one second).
 
     Enough of an event loop for futures, tasks, ``asyncio.sleep``,
-    ``asyncio.timeout`` / ``wait_for`` and ``call_later``: no sockets, threads or
-    subprocesses. Callbacks ready now run at the current virtual time, in one
-    scheduler action (or at once with :meth:`run_ready`); a timer is an action at
-    its time. :class:`~rxstore.testing.MarbleTest` has one (``m.loop``) that its
-    roots run on.
+    ``asyncio.timeout`` / ``wait_for``, ``call_later`` and ``run_in_executor`` (the
+    function runs at once, on the loop's thread, in no virtual time: a root's state
+    file is read and written so): no sockets or subprocesses. Callbacks ready now
+    run at the current virtual time, in one scheduler action (or at once with
+    :meth:`run_ready`); a timer is an action at its time.
+    :class:`~rxstore.testing.MarbleTest` has one (``m.loop``) that its roots run on.
 
     Args:
         scheduler: The scheduler whose clock is the loop's time.
@@ -205,6 +206,24 @@ class VirtualLoop(asyncio.AbstractEventLoop):
         """A task of this loop running ``coro``; its first step runs at the current virtual time."""
         self._check_open()
         return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def run_in_executor(
+        self, executor: Any, func: Callable[[Unpack[Ts]], T], *args: *Ts
+    ) -> asyncio.Future[T]:
+        """Run ``func(*args)`` now, on this thread (not in ``executor``); return a done future of it.
+
+        A virtual loop has one thread and its time stands still while code runs: the
+        work a root hands a thread (its state file's reads and writes) takes no virtual time.
+        """
+        self._check_open()
+        future: asyncio.Future[T] = self.create_future()
+        try:
+            future.set_result(func(*args))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
     # -- state -----------------------------------------------------------------
 

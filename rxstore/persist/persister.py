@@ -238,7 +238,7 @@ class Persister:
         return subscriptions
 
     def _on_frame(self, frame: Frame) -> None:
-        if self._file is None:
+        if self._stopped:
             return
         self._delta.add(frame)
         if type(frame) is not ChangeFrame:
@@ -252,7 +252,7 @@ class Persister:
         return lambda _: self._on_state(name)
 
     def _on_state(self, name: str) -> None:
-        if self._file is None:
+        if self._stopped:
             return
         self._dirty_states.add(name)
         self._gen += 1
@@ -263,7 +263,7 @@ class Persister:
     def journal_add(self, entry: Outgoing) -> asyncio.Future[None]:
         """Write an accepted mutation now; the future is done once it is on disk."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._file is None:
+        if self._stopped:
             if self.failed is not None:
                 future.set_exception(self.failed)
                 future.add_done_callback(_seen)
@@ -278,13 +278,18 @@ class Persister:
 
     def journal_remove(self, mutation: str) -> None:
         """Forget a settled mutation (written with the next transaction)."""
-        if self._file is None:
+        if self._stopped:
             return
         self._outbox_removed.append(mutation)
         self._gen += 1
         self._changed()
 
     # -- writing ---------------------------------------------------------------
+
+    @property
+    def _stopped(self) -> bool:
+        """Whether nothing more is gathered: no file open, or writing stopped (:attr:`failed`)."""
+        return self._file is None or self.failed is not None
 
     async def persisted(self) -> None:
         """Return once everything gathered so far is on disk (at once when nothing waits).
@@ -317,6 +322,8 @@ class Persister:
             self._timer = None
         file, executor = self._file, self._executor
         if self._writing is not None or file is None or executor is None or self._written >= self._gen:
+            return
+        if self.failed is not None:  # writing stopped: the file keeps its last consistent state
             return
         gen, batch = self._gen, self._take()
         self._writing = asyncio.get_running_loop().run_in_executor(executor, _timed, file, batch)

@@ -10,12 +10,15 @@ import asyncio
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
-from rxstore import RootStore
+from rxstore import RootStore, TableStore
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.persist import Persist
+from rxstore.persist.file import StateFile
 from rxstore.protocol.errors import PersistError
 from tests.persist.harness import AUTH, PostStore, Received, gateway_on, sample, write_posts
 from tests.services import free_port
@@ -259,3 +262,150 @@ async def test_persisted_waits_for_the_write_and_teardown_writes_what_is_left(tm
     finally:
         await gateway.stop()
         await asyncio.sleep(0)
+
+
+@attrs.frozen
+class PostWithScore:
+    """The app's next version of the record type: a new field, with a default (old rows fit)."""
+
+    id: str
+    title: str
+    body: str = ""
+    author: str = ""
+    private: bool = False
+    likes: int = 0
+    updated_at: float = 0.0
+    score: int = 0
+
+
+@attrs.frozen
+class PostNeedingRank:
+    """A record type old rows do not fit: a field without a default that they lack."""
+
+    id: str
+    title: str
+    rank: int
+
+
+async def restart_with(record_type: type[Any], tmp_path: Path) -> tuple[RootStore, TableStore[Any], Any]:
+    """A first run with ``Post`` rows, a change while down, then a root whose store has ``record_type``."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    await write_posts(gateway, range(5))
+    state = tmp_path / "state.db"
+    await first_run(tmp_path, port, state, rows=5)
+    await save_post(gateway.log, Post(id="p9", title="while down"))
+
+    class Changed(TableStore[Any]):
+        table = "posts"
+
+    Changed.record_type = record_type
+    store = Changed()
+    root = RootStore(f"http://127.0.0.1:{port}", stores=[store], token=AUTH.issue("ann"), persist=state)
+    return root, store, gateway
+
+
+async def test_rows_that_still_fit_a_changed_record_type_are_shown_from_disk(tmp_path: Path) -> None:
+    """The record type gained a field with a default: the rows on disk are revalidated, fit, and
+    are shown from disk; the root resumes (the missed change, no snapshot)."""
+    root, store, gateway = await restart_with(PostWithScore, tmp_path)
+    try:
+        received = Received(root)
+        assert await root.loaded() and len(store.value) == 5
+        assert store.value["p1"] == PostWithScore(id="p1", title="t1")
+        async with root:
+            await root.live(timeout=10)
+            await wait_for(lambda: "p9" in store.value, what="the missed change")
+            assert received.snapshots == 0
+    finally:
+        await gateway.stop()
+
+
+async def test_rows_that_no_longer_fit_a_changed_record_type_fall_back_to_a_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The record type gained a field the rows on disk lack: one warning naming the store's
+    subscription and the type, nothing shown from disk, and a fresh snapshot (whose rows do not
+    fit either: reported, never a crash, never a row of the old shape)."""
+    root, store, gateway = await restart_with(PostNeedingRank, tmp_path)
+    try:
+        errors: list[Exception] = []
+        root.errors.subscribe(errors.append)
+        received = Received(root)
+        with caplog.at_level(logging.WARNING, logger="rxstore.persist"):
+            assert not await root.loaded()
+        warnings = [r.getMessage() for r in caplog.records if r.name == "rxstore.persist"]
+        assert len(warnings) == 1 and "does not fit" in warnings[0] and "PostNeedingRank" in warnings[0]
+        assert len(store.value) == 0 and not store.sync.from_disk
+        assert any(isinstance(e, PersistError) and e.reason == "changed" for e in errors)
+        async with root:
+            await wait_for(lambda: received.snapshots == 1, what="a fresh snapshot")
+    finally:
+        await gateway.stop()
+
+
+async def test_the_size_bound_stops_writing_with_one_warning_and_the_file_keeps_its_last_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``max_bytes`` below what the rows take: the write that passes it is told once (a WARNING and
+    ``too_big`` on ``errors``), nothing more is written, ``persisted()`` raises it; the root goes on
+    in memory, and the file keeps a consistent state (a restart resumes from it)."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    try:
+        await write_posts(gateway, range(200), title="a rather long title to take some room " * 3)
+        state = tmp_path / "state.db"
+        posts = PostStore()
+        root = root_on(port, Persist(state, max_bytes=32 << 10, batch_rows=1), posts)  # a write per frame
+        errors: list[Exception] = []
+        root.errors.subscribe(errors.append)
+        with caplog.at_level(logging.WARNING, logger="rxstore.persist"):
+            async with root:
+                await root.live(timeout=10)
+                await wait_for(lambda: root.persist is not None and root.persist.failed is not None)
+                writes = root.persist.metrics.writes  # type: ignore[union-attr]
+                await write_posts(gateway, range(200, 210))
+                await wait_for(lambda: len(posts.value) == 210, what="the root going on in memory")
+                with pytest.raises(PersistError, match="max_bytes") as raised:
+                    await root.persisted()
+                assert raised.value.reason == "too_big"
+        assert root.persist.metrics.writes == writes  # type: ignore[union-attr]  # nor at teardown
+        assert sum("max_bytes" in r.getMessage() for r in caplog.records if r.name == "rxstore.persist") == 1
+        assert [e.reason for e in errors if isinstance(e, PersistError)] == ["too_big"]
+        again = PostStore()
+        assert await root_on(port, state, again).loaded() and len(again.value) == 200
+    finally:
+        await gateway.stop()
+
+
+async def test_a_failed_write_stops_writing_and_is_raised_to_whoever_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk, an I/O error: the file's write raises): ``write_failed`` on
+    ``errors`` and from ``persisted()`` and a mutation's ``stored``; the root keeps running."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    try:
+        state = tmp_path / "state.db"
+        posts = PostStore()
+        root = root_on(port, state, posts)
+        errors: list[Exception] = []
+        root.errors.subscribe(errors.append)
+        async with root:
+            await root.live(timeout=10)
+            await root.persisted()
+
+            def full_disk(self: StateFile, batch: Any) -> int:
+                raise sqlite3.OperationalError("database or disk is full")
+
+            monkeypatch.setattr(StateFile, "write", full_disk)
+            await write_posts(gateway, range(3))
+            with pytest.raises(PersistError, match="disk is full") as raised:
+                await root.persisted()
+            assert raised.value.reason == "write_failed"
+            with pytest.raises(PersistError):
+                await root.submit("save_post", {"id": "p7", "title": "x"}).stored
+            await wait_for(lambda: len(posts.value) == 4, what="the root going on in memory")
+        assert [e.reason for e in errors if isinstance(e, PersistError)] == ["write_failed"]
+    finally:
+        await gateway.stop()

@@ -71,7 +71,7 @@ def test_live_queries_suite_runs_quick_and_routes_each_change_to_its_subscriptio
     assert bench.main(["--quick", "--only", "live_queries", "--json", str(out)]) == 0
     records = json.loads(out.read_text())["records"]
     timed = {r["variant"]: r["value"] for r in records if r["unit"] == "us/change"}
-    rows = ("a", "a10", "b", "c", "e", "d", "d0")
+    rows = ("a", "a10", "b", "c", "e", "r10", "r", "d", "d0", "w0", "w")
     assert set(timed) == {f"{row} {batch} per broadcast" for row in rows for batch in (1, 200)}
     assert all(value > 0 for value in timed.values())
     events = {r["variant"]: r["value"] for r in records if r["unit"] == "events/change"}
@@ -81,8 +81,14 @@ def test_live_queries_suite_runs_quick_and_routes_each_change_to_its_subscriptio
         "b events": 10.0,
         "c events": 1.0,
         "e events": 10.0,
+        "r10 events": 10.0,
+        "r events": 10.0,
         "d events": 10.0,
     }
+    refills = {r["variant"]: r["value"] for r in records if r["unit"] == "refills/change"}
+    assert refills["w0 refills"] == 0 and 0 < refills["w refills"] < 0.2  # the deletes in full windows
+    moves = {r["variant"]: r["value"] for r in records if r["unit"] == "ms"}
+    assert set(moves) == {"m join", "m leave"} and all(ms > 0 for ms in moves.values())
 
 
 @pytest.mark.postgres

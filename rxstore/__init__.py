@@ -31,12 +31,14 @@ from rxstore.protocol.errors import (
     ValidationError,
 )
 from rxstore.protocol.events import Change, Event, EventKind, Op, Snapshot
+from rxstore.protocol.presence import Member
 from rxstore.protocol.subsets import Subset, SubsetError
 from rxstore.protocol.where.claims import Claim
 from rxstore.protocol.where.groups import Group
 from rxstore.protocol.where.terms import Term
 from rxstore.stores.derived import Derived, derived
 from rxstore.stores.domain import DomainStore, RealtimeStore
+from rxstore.stores.presence import PresenceDelta, PresenceState, PresenceStore
 from rxstore.stores.status import SyncState, SyncStatus
 from rxstore.stores.table import TableState, TableStore
 
@@ -57,6 +59,7 @@ __all__ = [
     "EventKind",
     "Group",
     "LiveTimeout",
+    "Member",
     "Metrics",
     "MetricsSnapshot",
     "NotConnected",
@@ -65,6 +68,9 @@ __all__ = [
     "PendingMutation",
     "Persist",
     "PersistError",
+    "PresenceDelta",
+    "PresenceState",
+    "PresenceStore",
     "ProtocolError",
     "RealtimeStore",
     "Retry",

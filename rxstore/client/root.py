@@ -20,11 +20,20 @@ from reactivex import Observable
 from reactivex.abc import SchedulerBase
 from reactivex.subject import Subject
 
-from rxstore.client.connection import Backoff, ConnectionState, Retry, Token, TokenProvider, checked_token
+from rxstore.client.connection import (
+    Backoff,
+    ConnectionState,
+    ConnectionStatus,
+    Retry,
+    Token,
+    TokenProvider,
+    checked_token,
+)
 from rxstore.client.connector import Connector
 from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
 from rxstore.client.outbox import Outbox, consume_exception
+from rxstore.client.presence import PresenceJoins
 from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions, attach_to
 from rxstore.client.transport import SocketIOTransport, Transport
@@ -147,6 +156,14 @@ class RootStore:
                 options, stores=lambda: self.stores, position=self._router, report=self._report
             )
             self.outbox.journal = self.persist
+        self._presence = PresenceJoins(
+            self._transport,
+            stores=lambda: self.stores,
+            connected=lambda: self._connector.state.connected,
+            report=self._report,
+            call_timeout=call_timeout,
+        )
+        self._connector.connection.subscribe(self._presence_follows)
         self.recovered: tuple[PendingMutation, ...] = ()
         """The mutations recovered from the state file at start, sent again in order; await their results."""
         self._recovering: bool = False
@@ -460,6 +477,8 @@ class RootStore:
         """
         await self._connector.stop()
         await self.outbox.close()
+        await self._presence.close()
+        self._presence.link_lost()
         await self._subs.close()
         await self._transport.disconnect()
         self._subs.detach_all()
@@ -578,6 +597,56 @@ class RootStore:
             CallRejected: Not a subscribed topic, or a reserved event name.
         """
         await self.outbox.broadcast(topic, event, data)
+
+    # -- presence ---------------------------------------------------------------
+
+    @property
+    def presence_channels(self) -> Mapping[str, Any]:
+        """The presence channels joined, each with the metadata set there."""
+        return dict(self._presence.joined)
+
+    async def join_presence(self, channel: str, meta: Any = None) -> str | None:
+        """Join the presence channel ``channel`` with ``meta`` (any JSON value; the user is the token's).
+
+        Connected, it returns once the gateway acknowledged it: the channel's
+        :class:`~rxstore.stores.presence.PresenceStore` holds the whole member list by then.
+        Offline, it returns at once and the join goes with the next connect. On every
+        reconnect the root joins again with the latest metadata (the store gets the whole
+        list again, never missed deltas). Joining a joined channel sets its metadata.
+
+        Returns:
+            This connection's id in the channel (its member's ``conn``), or ``None`` offline.
+
+        Raises:
+            CallRejected: Refused (``exc.code``: ``forbidden_channel``, ``meta_too_large``,
+                ``invalid_meta``, ``too_many_members``, ``too_many_channels``,
+                ``too_many_updates``); the channel is not joined.
+
+        Example:
+            ``room = await root.add(PresenceStore("room:1")); await root.join_presence("room:1",
+            {"status": "online"})``, then ``room.value.users()``.
+        """
+        return await self._presence.join(channel, meta)
+
+    async def update_presence(self, channel: str, meta: Any) -> None:
+        """Replace this connection's metadata in the joined channel ``channel``.
+
+        Raises:
+            ValueError: ``channel`` was not joined.
+            CallRejected: Refused (``meta_too_large``, ``invalid_meta``, ``too_many_updates``).
+        """
+        await self._presence.update(channel, meta)
+
+    async def leave_presence(self, channel: str) -> None:
+        """Leave ``channel`` (not joined: nothing happens); its store is emptied, not synced."""
+        await self._presence.leave(channel)
+
+    def _presence_follows(self, state: ConnectionState) -> None:
+        """Join the channels again on each connect; mark their stores not synced when the link drops."""
+        if state.connected:
+            self._presence.link_up()
+        elif state.status is not ConnectionStatus.IDLE and state.status is not ConnectionStatus.CONNECTING:
+            self._presence.link_lost()
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Send ``event`` without waiting for an acknowledgement (queued while offline).

@@ -31,6 +31,8 @@ from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.mount import ASGIApp, GatewayASGIApp, Receive, Scope, Send, Served
+from rxstore.gateway.presence.channels import JoinFilter
+from rxstore.gateway.presence.limits import PresenceLimits
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.errors import AuthError
 
@@ -41,10 +43,12 @@ __all__ = [
     "GatewayASGIApp",
     "GatewayUsageError",
     "Handler",
+    "JoinFilter",
     "KeyConfigError",
     "MutationHandler",
     "Post",
     "PostgresChangeLog",
+    "PresenceLimits",
     "RealtimeGateway",
     "Receive",
     "Retention",

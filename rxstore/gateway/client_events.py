@@ -24,9 +24,11 @@ from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.protocol.errors import AuthError
 from rxstore.protocol.events import BROADCAST, CONTROL_PREFIX, MORE, MUTATE, SUBSCRIBE, UNSUBSCRIBE
+from rxstore.protocol.presence import PRESENCE_JOIN, PRESENCE_LEAVE, PRESENCE_UPDATE
 
 if TYPE_CHECKING:
     from rxstore.gateway.live_queries import LiveQueries
+    from rxstore.gateway.presence.channels import PresenceChannels
 
 __all__ = ["MAX_MUTATION_ID", "SOCKETIO_RESERVED", "ClientEvents", "fingerprint"]
 
@@ -83,6 +85,8 @@ class ClientEvents:
         self.mutations: dict[str, MutationHandler] = {}
         self.live_queries: LiveQueries
         """Serves ``rxstore:subscribe`` / ``rxstore:unsubscribe`` (set by the gateway)."""
+        self.presence: PresenceChannels
+        """Serves ``rxstore:presence_join`` / ``_update`` / ``_leave`` (set by the gateway)."""
 
     def reject(self, error: str, message: str) -> dict[str, Any]:
         """A refusal acknowledgement, counted in ``rxstore_bad_input{reason}``."""
@@ -129,6 +133,12 @@ class ClientEvents:
             return await self.live_queries.unsubscribe(client, data)
         if event == MORE:
             return await self.live_queries.more(client, data)
+        if event == PRESENCE_JOIN:
+            return await self.presence.join(client, data)
+        if event == PRESENCE_UPDATE:
+            return await self.presence.update(client, data)
+        if event == PRESENCE_LEAVE:
+            return await self.presence.leave(client, data)
         handler = self.handlers.get(event)
         if handler is None:
             self.metrics.bad_input.labels("unknown_event").inc()

@@ -143,3 +143,41 @@ class Metrics:
             "one answered by reading the widened window whole counts in rxstore_window_refills.",
             registry=r,
         )
+        self.presence_members = Gauge(
+            "rxstore_presence_members",
+            "Presence memberships of this node's connections (one connection in two channels: 2).",
+            registry=r,
+        )
+        self.presence_channels = Gauge(
+            "rxstore_presence_channels", "Presence channels with members (every node's).", registry=r
+        )
+        self.presence_updates = Counter(
+            "rxstore_presence_updates",
+            "Presence joins, updates and leaves of this node's connections (a dropped client's leaves too).",
+            registry=r,
+        )
+        self.presence_frames = Counter(
+            "rxstore_presence_frames",
+            "Presence diff frames built for this node's clients (one per channel and change, shared).",
+            registry=r,
+        )
+        self.presence_refused = Counter(
+            "rxstore_presence_refused",
+            "Presence events refused (forbidden_channel, too_many_members, too_many_channels, "
+            "too_many_updates, meta_too_large, invalid_meta, not_joined, bad_request).",
+            ["reason"],
+            registry=r,
+        )
+        self.presence_nodes = Gauge(
+            "rxstore_presence_nodes", "Other gateway nodes heard from within the presence lease.", registry=r
+        )
+        self.presence_nodes_expired = Counter(
+            "rxstore_presence_nodes_expired",
+            "Other nodes taken for dead (silent for the presence lease); their members left.",
+            registry=r,
+        )
+        self.presence_resyncs = Counter(
+            "rxstore_presence_resyncs",
+            "Whole presence states asked of another node (a gap in its changes, or a node not known yet).",
+            registry=r,
+        )

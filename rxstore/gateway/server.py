@@ -37,12 +37,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, Self
 
 from aiohttp import web
 
-from rxstore.gateway.access.auth import TokenAuth
+from rxstore.gateway.access.auth import TokenAuth, User
 from rxstore.gateway.access.socketio_seam import initialize_manager
 from rxstore.gateway.api import (
     GatewayUsageError,
@@ -65,6 +66,9 @@ from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import ASGIApp, GatewayASGIApp
+from rxstore.gateway.presence.channels import JoinFilter, PresenceChannels
+from rxstore.gateway.presence.limits import PresenceLimits
+from rxstore.gateway.presence.relay import PresenceRelay
 from rxstore.gateway.queries.visibility import Throttled, fail_closed
 from rxstore.gateway.sessions import SHUTDOWN_GRACE, Sessions, authorize_failed
 from rxstore.gateway.sio import guarded_server
@@ -156,6 +160,11 @@ class RealtimeGateway:
             rather than left to time out; the root store waits that long before
             trying again. ``None``: no limit.
         shed_retry_after: Seconds such a refusal asks the client to wait (it adds jitter).
+        can_join: Who may join a presence channel, and so see its members:
+            ``can_join(user, channel) -> bool`` (a hook that raises denies). Default: the
+            served topics, to the users ``can_subscribe`` lets subscribe to them.
+        presence: The bounds of presence (members per channel, metadata bytes, updates
+            per second, channels per connection; with Redis, the nodes' heartbeat and lease).
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -191,6 +200,8 @@ class RealtimeGateway:
         max_pending_syncs: int | None = 1000,
         shed_retry_after: float = 1.0,
         behind: Literal["catch_up", "drop"] = "catch_up",
+        can_join: JoinFilter | None = None,
+        presence: PresenceLimits | None = None,
     ) -> None:
         if async_mode not in ("aiohttp", "asgi"):
             raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
@@ -325,6 +336,8 @@ class RealtimeGateway:
         )
         self.sessions.live_queries = self.live_queries
         self.client_events.live_queries = self.live_queries
+        self.presence = self._presence(can_join, presence or PresenceLimits(), redis_url)
+        self.client_events.presence = self.presence
         self.tailer.index = self.live_queries.index
         self.tailer.refill = self.sync.catch_ups.refill
         self.sync.refile = self.live_queries.index.refile
@@ -333,6 +346,33 @@ class RealtimeGateway:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_client_event)
+
+    def _presence(
+        self, can_join: JoinFilter | None, limits: PresenceLimits, redis_url: str | None
+    ) -> PresenceChannels:
+        """The presence channels, across nodes through ``redis_url`` when given."""
+        presence = PresenceChannels(
+            self.delivery,
+            self._clients,
+            self.metrics,
+            can_join=can_join or self._topic_channel,
+            limits=limits,
+            node=secrets.token_hex(6),
+        )
+        if redis_url:
+            presence.relay = PresenceRelay(
+                redis_url,
+                node=presence.node,
+                roster=presence.roster,
+                deliver=presence.deliver,
+                limits=limits,
+                metrics=self.metrics,
+            )
+        return presence
+
+    def _topic_channel(self, user: User, channel: str) -> bool:
+        """The default ``can_join``: a served topic the user may subscribe to."""
+        return channel in self.topics and self.sessions.may_subscribe(user, channel)
 
     @property
     def head(self) -> int:
@@ -368,6 +408,9 @@ class RealtimeGateway:
         ]
         if self.fanout is not None:
             self._tasks.append(asyncio.create_task(self.fanout.watch(self.sio), name="rxstore-gateway-redis"))
+        if self.presence.relay is not None:
+            relay = self.presence.relay.run()
+            self._tasks.append(asyncio.create_task(relay, name="rxstore-gateway-presence"))
         if self.fanout is not None:
             # Start the Redis listener now, not on the first connection as python-socketio
             # would, so a node with no client yet hears the others (and reports healthy).
@@ -394,6 +437,8 @@ class RealtimeGateway:
 
     async def _release(self) -> None:
         """Close what :meth:`open` opened (Redis, the log); idempotent."""
+        if self.presence.relay is not None:
+            await self.presence.relay.close()  # 'bye': the other nodes drop its members at once
         if self.fanout is not None:
             await self.fanout.close()
         await self.log.close()
@@ -617,6 +662,7 @@ class RealtimeGateway:
 
     def _forget(self, sid: str) -> None:
         self.sessions.forget(sid)
+        self.presence.forget(sid)
 
     async def _on_client_event(self, event: str, sid: str, *args: Any) -> Any:
         client = self._clients.get(sid)

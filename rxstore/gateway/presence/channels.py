@@ -1,0 +1,248 @@
+"""The clients' presence: joins, updates and leaves, checked and bounded, and the frames they cause.
+
+A join puts the connection's member in the channel's :class:`~rxstore.gateway.presence.roster.Roster`,
+sends the other local members of the channel a ``diff`` and the joiner the whole list
+(``state``), through each client's send queue, so a client gets the list before any change
+after it; the acknowledgement follows once the list is written. Every change of this node's
+members also goes to the other nodes (:class:`~rxstore.gateway.presence.relay.PresenceRelay`);
+theirs come back through :meth:`PresenceChannels.deliver`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from rxstore.gateway.access.auth import User
+from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame, Stalled
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.presence.diff import Diff
+from rxstore.gateway.presence.limits import PresenceLimits
+from rxstore.gateway.presence.rate import TokenBucket
+from rxstore.gateway.presence.relay import PresenceRelay
+from rxstore.gateway.presence.roster import Roster
+from rxstore.protocol.errors import ProtocolError
+from rxstore.protocol.presence import Member, check_channel, encode_meta, presence_event
+
+__all__ = ["JoinFilter", "PresenceChannels"]
+
+JoinFilter = Callable[[User, str], bool]
+"""``can_join(user, channel) -> bool``: may this user join (and see) this presence channel?"""
+
+
+@attrs.define(eq=False)
+class _Connection:
+    """One client connection's presence: its id, its memberships, its rate."""
+
+    conn: str
+    bucket: TokenBucket
+    channels: dict[str, Member] = attrs.field(factory=dict)
+
+
+class PresenceChannels:
+    """Serves ``rxstore:presence_join`` / ``_update`` / ``_leave`` and sends the channels' frames.
+
+    Args:
+        delivery: The clients' send queues.
+        clients: The connected clients by sid (the gateway's).
+        metrics: The gateway's metrics.
+        can_join: Who may join a channel (and so see its members); fails closed.
+        limits: The bounds.
+        node: This node's id.
+    """
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        clients: Mapping[str, Client],
+        metrics: Metrics,
+        *,
+        can_join: JoinFilter,
+        limits: PresenceLimits,
+        node: str,
+    ) -> None:
+        self.delivery = delivery
+        self.clients = clients
+        self.metrics = metrics
+        self.can_join = can_join
+        self.limits = limits
+        self.node = node
+        self.roster = Roster()
+        self.relay: PresenceRelay | None = None
+        """The other nodes (with Redis; set by the gateway)."""
+        self._connections: dict[str, _Connection] = {}
+        self._listeners: dict[str, set[str]] = {}
+        """Channel -> sids of this node's clients in it."""
+
+    # -- the clients' events -----------------------------------------------------
+
+    async def join(self, client: Client, data: Any) -> dict[str, Any]:
+        """Join a channel (or set the metadata again): the member list, then the acknowledgement."""
+        checked = self._checked(client, data)
+        if isinstance(checked, dict):
+            return checked
+        channel, meta = checked
+        if not self._may_join(client.user, channel):
+            return self._refuse("forbidden_channel", f"{client.user.id!r} may not join {channel!r}")
+        connection = self._connection(client)
+        if channel not in connection.channels:
+            if len(connection.channels) >= self.limits.max_channels:
+                return self._refuse(
+                    "too_many_channels",
+                    f"this connection is in {len(connection.channels)} channels (max_channels="
+                    f"{self.limits.max_channels}); leave one first",
+                )
+            if self.roster.count(channel) >= self.limits.max_members:
+                return self._refuse(
+                    "too_many_members", f"{channel!r} has {self.limits.max_members} members (max_members)"
+                )
+        if not self._rate(connection):
+            return self._too_fast()
+        member = self._put(client, connection, channel, meta)
+        listeners = self._listeners.setdefault(channel, set())
+        listeners.add(client.sid)
+        state = {
+            "type": "state",
+            "channel": channel,
+            "members": [m.to_wire() for m in self.roster.members(channel)],
+        }
+        self.delivery.enqueue(client, OutFrame(presence_event(channel), state))
+        with contextlib.suppress(Stalled):  # a stalled client is dropped by its writer, this ack with it
+            await self.delivery.drain(client)  # the list is on its way before the acknowledgement
+        return {"ok": True, "conn": member.conn}
+
+    async def update(self, client: Client, data: Any) -> dict[str, Any]:
+        """Replace the connection's metadata in a channel it joined."""
+        checked = self._checked(client, data)
+        if isinstance(checked, dict):
+            return checked
+        channel, meta = checked
+        connection = self._connections.get(client.sid)
+        if connection is None or channel not in connection.channels:
+            return self._refuse("not_joined", f"update of {channel!r}: join it first")
+        if not self._rate(connection):
+            return self._too_fast()
+        self._put(client, connection, channel, meta)
+        return {"ok": True}
+
+    async def leave(self, client: Client, data: Any) -> dict[str, Any]:
+        """Leave a channel (a channel not joined: nothing to do)."""
+        try:
+            channel = check_channel(data.get("channel") if isinstance(data, Mapping) else None)
+        except ProtocolError as exc:
+            return self._refuse("bad_request", f"a leave is {{'channel': str}}: {exc}")
+        connection = self._connections.get(client.sid)
+        if connection is None or channel not in connection.channels:
+            return {"ok": True}
+        if not self._rate(connection):
+            return self._too_fast()
+        self._remove(client.sid, connection, channel)
+        return {"ok": True}
+
+    def forget(self, sid: str) -> None:
+        """A client went: it leaves every channel it was in."""
+        connection = self._connections.pop(sid, None)
+        if connection is None:
+            return
+        for channel in list(connection.channels):
+            self._remove(sid, connection, channel)
+
+    # -- the frames --------------------------------------------------------------
+
+    def deliver(self, diffs: Mapping[str, Diff], *, skip: str | None = None) -> None:
+        """Send each channel's diff to this node's clients in it (not to ``skip``)."""
+        clients, enqueue = self.clients, self.delivery.enqueue
+        for channel, diff in diffs.items():
+            sids = self._listeners.get(channel)
+            if not sids:
+                continue
+            frame = OutFrame(presence_event(channel), diff.to_wire(channel))  # encoded once for all
+            for sid in list(sids):
+                client = clients.get(sid)
+                if client is not None and sid != skip:
+                    enqueue(client, frame)
+            self.metrics.presence_frames.inc()
+        self._count()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _checked(self, client: Client, data: Any) -> tuple[str, Any] | dict[str, Any]:
+        """``(channel, meta)`` of a join or update, or its refusal."""
+        if not isinstance(data, Mapping):
+            return self._refuse("bad_request", "a presence join or update is {'channel': str, 'meta': JSON}")
+        try:
+            channel = check_channel(data.get("channel"))
+        except ProtocolError as exc:
+            return self._refuse("bad_request", str(exc))
+        try:
+            encoded = encode_meta(data.get("meta"), self.limits.max_meta_bytes)
+        except ProtocolError as exc:
+            reason = "meta_too_large" if "over the limit" in str(exc) else "invalid_meta"
+            return self._refuse(reason, str(exc))
+        return channel, json.loads(encoded)
+
+    def _may_join(self, user: User, channel: str) -> bool:
+        try:
+            return bool(self.can_join(user, channel))
+        except Exception:  # fail closed: a hook that raises denies
+            self.metrics.authorize_errors.inc()
+            return False
+
+    def _connection(self, client: Client) -> _Connection:
+        connection = self._connections.get(client.sid)
+        if connection is None:
+            limits = self.limits
+            bucket = TokenBucket(
+                limits.updates_per_second, limits.burst, float(limits.burst), time.monotonic()
+            )
+            connection = self._connections[client.sid] = _Connection(secrets.token_hex(8), bucket)
+        return connection
+
+    def _rate(self, connection: _Connection) -> bool:
+        return connection.bucket.take(time.monotonic())
+
+    def _too_fast(self) -> dict[str, Any]:
+        return self._refuse(
+            "too_many_updates",
+            f"over {self.limits.updates_per_second:g} presence updates per second (burst "
+            f"{self.limits.burst}) on this connection; send the latest state a little later",
+        )
+
+    def _put(self, client: Client, connection: _Connection, channel: str, meta: Any) -> Member:
+        member = Member(client.user.id, connection.conn, meta)
+        connection.channels[channel] = member
+        diff = self.roster.put(self.node, channel, member)
+        self.metrics.presence_updates.inc()
+        if diff:
+            self.deliver({channel: diff}, skip=client.sid if diff.joins else None)
+            if self.relay is not None:
+                self.relay.put(channel, member)
+        return member
+
+    def _remove(self, sid: str, connection: _Connection, channel: str) -> None:
+        member = connection.channels.pop(channel)
+        listeners = self._listeners.get(channel)
+        if listeners is not None:
+            listeners.discard(sid)
+            if not listeners:
+                del self._listeners[channel]
+        diff = self.roster.remove(self.node, channel, member.key)
+        self.metrics.presence_updates.inc()
+        if diff:
+            self.deliver({channel: diff})
+            if self.relay is not None:
+                self.relay.remove(channel, member)
+
+    def _count(self) -> None:
+        self.metrics.presence_members.set(self.roster.size(self.node))
+        self.metrics.presence_channels.set(self.roster.channels)
+
+    def _refuse(self, reason: str, message: str) -> dict[str, Any]:
+        self.metrics.presence_refused.labels(reason).inc()
+        return {"ok": False, "error": reason, "message": message}

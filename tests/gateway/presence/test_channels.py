@@ -1,0 +1,240 @@
+"""Presence on one real gateway: join, update, leave, drop, authorization, limits, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rxstore import CallRejected, PresenceDelta, PresenceStore, RootStore, SocketIOTransport
+from rxstore.gateway import PresenceLimits, RealtimeGateway, User
+from tests.gateway.harness import AUTH, start_gateway
+from tests.waiting import wait_for
+
+FAST = PresenceLimits(updates_per_second=1000, burst=1000)
+
+
+def users(store: PresenceStore) -> dict[str, list[Any]]:
+    """User -> the metadata of each of its connections, sorted."""
+    return {user: sorted(repr(m.meta) for m in members) for user, members in store.value.users().items()}
+
+
+async def joined(
+    gateway: RealtimeGateway, user: str, channel: str = "posts", meta: Any = None, **options: Any
+):
+    store = PresenceStore(channel)
+    root = RootStore(gateway.url, stores=[store], token=AUTH.issue(user), **options)
+    await root.setup_realtime()
+    await root.join_presence(channel, meta)
+    return root, store
+
+
+@pytest.fixture
+async def gateway(tmp_path):
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", presence=FAST)
+    yield gateway
+    await gateway.stop()
+
+
+async def test_a_join_gets_the_whole_list_then_each_join_update_and_leave(gateway) -> None:
+    ann, ann_room = await joined(gateway, "ann", meta={"status": "online"})
+    try:
+        assert ann_room.value.synced and users(ann_room) == {"ann": ["{'status': 'online'}"]}
+        deltas: list[PresenceDelta] = []
+        ann_room.deltas.subscribe(deltas.append)
+        bob, bob_room = await joined(gateway, "bob", meta={"status": "away"})
+        # bob's store held the whole list (ann and bob) when join_presence returned
+        assert users(bob_room) == {"ann": ["{'status': 'online'}"], "bob": ["{'status': 'away'}"]}
+        await wait_for(lambda: "bob" in users(ann_room), what="bob's join at ann")
+        await bob.update_presence("posts", {"status": "typing"})
+        await wait_for(lambda: users(ann_room).get("bob") == ["{'status': 'typing'}"], what="bob's update")
+        await bob.leave_presence("posts")
+        await wait_for(lambda: "bob" not in users(ann_room), what="bob's leave")
+        assert len(bob_room.value) == 0 and not bob_room.value.synced
+        assert [(d.op, d.member.user) for d in deltas] == [
+            ("join", "bob"),
+            ("update", "bob"),
+            ("leave", "bob"),
+        ]
+        await bob.teardown_realtime()
+    finally:
+        await ann.teardown_realtime()
+
+
+async def test_one_user_two_connections_are_two_members_and_the_user_comes_from_the_token(gateway) -> None:
+    tab1, room = await joined(gateway, "ann", meta={"user": "mallory", "tab": 1})
+    tab2, _ = await joined(gateway, "ann", meta={"tab": 2})
+    try:
+        await wait_for(lambda: len(room.value) == 2, what="both tabs")
+        assert set(room.value.users()) == {"ann"}  # a 'user' in the metadata is only metadata
+        assert {m.conn for m in room.value} == {tab1._presence.conns["posts"], tab2._presence.conns["posts"]}
+        await tab2.teardown_realtime()
+        await wait_for(lambda: len(room.value) == 1, what="the closed tab's leave")
+        assert [m.meta for m in room.value] == [{"user": "mallory", "tab": 1}]
+    finally:
+        await tab1.teardown_realtime()
+
+
+async def test_a_dropped_client_leaves_at_once(gateway) -> None:
+    """A client whose TCP connection is cut (killed, network gone with a reset) leaves every channel."""
+    ann, room = await joined(gateway, "ann")
+    bob, _ = await joined(gateway, "bob")
+    try:
+        await wait_for(lambda: len(room.value) == 2, what="bob")
+        for client in list(gateway._clients.values()):
+            if client.user.id == "bob" and client.transport is not None:
+                client.transport.abort()
+        await wait_for(lambda: "bob" not in users(room), what="bob's leave after the cut")
+    finally:
+        await bob.teardown_realtime()
+        await ann.teardown_realtime()
+
+
+async def test_a_reconnect_gets_the_whole_list_again_not_the_missed_deltas(gateway) -> None:
+    ann, room = await joined(gateway, "ann", meta={"n": 1})
+    carl, _ = await joined(gateway, "carl")
+    try:
+        await wait_for(lambda: "carl" in users(room), what="carl")
+        await ann.update_presence("posts", {"n": 2})
+        frames: list[Any] = []
+        ann.events_named(room.event).subscribe(lambda frame: frames.extend(e.data for e in frame))
+        for client in list(gateway._clients.values()):
+            if client.user.id == "ann" and client.transport is not None:
+                client.transport.abort()
+        await wait_for(lambda: not room.value.synced, what="ann's store stale")
+        await carl.leave_presence("posts")  # while ann is away
+        dave, _ = await joined(gateway, "dave")
+        await wait_for(lambda: room.value.synced, 15, what="ann back")
+        await wait_for(lambda: set(users(room)) == {"ann", "dave"}, what="the whole list")
+        assert users(room)["ann"] == ["{'n': 2}"]  # joined again with its latest metadata
+        assert frames[0]["type"] == "state" and not any(f["type"] == "diff" and f["leaves"] for f in frames)
+        await dave.teardown_realtime()
+    finally:
+        await carl.teardown_realtime()
+        await ann.teardown_realtime()
+
+
+async def test_can_join_refuses_and_a_refused_join_is_not_joined(tmp_path) -> None:
+    def can_join(user: User, channel: str) -> bool:
+        if channel == "boom":
+            raise RuntimeError("hook failed")
+        return channel.startswith("room:") and user.id != "eve"
+
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", can_join=can_join)
+    try:
+        async with RootStore(gateway.url, token=AUTH.issue("eve")) as eve:
+            with pytest.raises(CallRejected) as refused:
+                await eve.join_presence("room:1")
+            assert refused.value.code == "forbidden_channel" and eve.presence_channels == {}
+        async with RootStore(gateway.url, token=AUTH.issue("ann")) as ann:
+            await ann.join_presence("room:1")
+            for channel in ("posts", "boom"):  # a topic is no channel here; a raising hook denies
+                with pytest.raises(CallRejected) as refused:
+                    await ann.join_presence(channel)
+                assert refused.value.code == "forbidden_channel"
+        assert gateway.metrics.presence_refused.labels("forbidden_channel")._value.get() == 3
+    finally:
+        await gateway.stop()
+
+
+async def test_the_default_can_join_is_the_topics_a_user_may_subscribe_to(tmp_path) -> None:
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        async with RootStore(gateway.url, token=AUTH.issue("ann")) as ann:
+            assert await ann.join_presence("posts")
+            with pytest.raises(CallRejected) as refused:
+                await ann.join_presence("secret-room")
+            assert refused.value.code == "forbidden_channel"
+    finally:
+        await gateway.stop()
+
+
+async def test_metadata_too_big_is_refused_and_changes_nothing(tmp_path) -> None:
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", presence=PresenceLimits(max_meta_bytes=256))
+    try:
+        ann, room = await joined(gateway, "ann", meta={"ok": True})
+        try:
+            with pytest.raises(CallRejected) as refused:
+                await ann.update_presence("posts", "x" * 300)
+            assert refused.value.code == "meta_too_large"
+            with pytest.raises(CallRejected) as refused:
+                await ann.join_presence("other", "x" * 300)  # refused before can_join is asked
+            assert refused.value.code == "meta_too_large"
+            assert [m.meta for m in room.value] == [{"ok": True}]
+            assert gateway.metrics.presence_refused.labels("meta_too_large")._value.get() == 2
+        finally:
+            await ann.teardown_realtime()
+    finally:
+        await gateway.stop()
+
+
+async def test_metadata_that_is_not_json_is_refused(tmp_path) -> None:
+    """JSON carries no NaN (refused at the wire); msgpack carries bytes, which JSON has not (refused here)."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    try:
+        async with RootStore(gateway.url, token=AUTH.issue("ann")) as ann:
+            ack = await ann.call("rxstore:presence_join", {"channel": "posts", "meta": float("nan")})
+            assert ack["ok"] is False and ack["error"] == "invalid_payload"
+            ack = await ann.call("rxstore:presence_join", {"channel": 7})
+            assert ack["error"] == "bad_request"
+            ack = await ann.call("rxstore:presence_update", {"channel": "posts", "meta": 1})
+            assert ack["error"] == "not_joined"
+    finally:
+        await gateway.stop()
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app2.db", serializer="msgpack")
+    try:
+        transport = SocketIOTransport(serializer="msgpack")
+        async with RootStore(gateway.url, token=AUTH.issue("ann"), transport=transport) as ann:
+            ack = await ann.call("rxstore:presence_join", {"channel": "posts", "meta": {"blob": b"\x00"}})
+            assert ack["ok"] is False and ack["error"] == "invalid_meta"
+            assert gateway.presence.roster.count("posts") == 0
+    finally:
+        await gateway.stop()
+
+
+async def test_limits_members_channels_and_updates_each_refused_and_counted(tmp_path) -> None:
+    limits = PresenceLimits(max_members=2, max_channels=1, updates_per_second=1, burst=3)
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", presence=limits, can_join=lambda u, c: True)
+    roots: list[RootStore] = []
+    try:
+        for user in ("ann", "bob", "carl"):
+            root = RootStore(gateway.url, token=AUTH.issue(user))
+            await root.setup_realtime()
+            roots.append(root)
+        ann, bob, carl = roots
+        await ann.join_presence("room")
+        await bob.join_presence("room")
+        with pytest.raises(CallRejected) as refused:
+            await carl.join_presence("room")
+        assert refused.value.code == "too_many_members"
+        with pytest.raises(CallRejected) as refused:
+            await ann.join_presence("hall")
+        assert refused.value.code == "too_many_channels"
+        await ann.update_presence("room", 1)  # the burst is 3: join, update, update
+        with pytest.raises(CallRejected) as refused:
+            for n in range(2, 10):
+                await ann.update_presence("room", n)
+        assert refused.value.code == "too_many_updates"
+        refusals = gateway.metrics.presence_refused
+        for reason in ("too_many_members", "too_many_channels", "too_many_updates"):
+            assert refusals.labels(reason)._value.get() >= 1
+        await bob.leave_presence("room")
+        await carl.join_presence("room")  # room for one more
+    finally:
+        for root in roots:
+            await root.teardown_realtime()
+        await gateway.stop()
+
+
+async def test_metrics_count_members_and_channels(gateway) -> None:
+    ann, _ = await joined(gateway, "ann")
+    try:
+        assert gateway.metrics.presence_members._value.get() == 1
+        assert gateway.metrics.presence_channels._value.get() == 1
+        body, _ = gateway.metrics_report()
+        assert b"rxstore_presence_members 1.0" in body
+    finally:
+        await ann.teardown_realtime()
+    await wait_for(lambda: gateway.metrics.presence_members._value.get() == 0, what="the leave counted")
+    await asyncio.sleep(0)

@@ -76,6 +76,8 @@ class VirtualLink:
         self._waiting: asyncio.Future[None] | None = None
         self._by_loop = False
         """Whether a connection loop called :meth:`connect` (else the test drives the root by hand)."""
+        self._held: list[Frame] | None = None
+        """Frames the gateway sent while a connection's first frames wait: they follow them, as they would."""
 
     def bind(self, on_frame: FrameHandler, on_lost: LostHandler) -> None:
         """Set the root's callbacks."""
@@ -138,7 +140,9 @@ class VirtualLink:
         """The gateway sends ``frame`` (kept for replay if it is a change)."""
         if frame.seq is not None or frame.name == BATCH:
             self._log.append(frame)
-        if self.up and self._on_frame is not None:
+        if self._held is not None:  # a connection's snapshots or replay go first (answered subscribes too)
+            self._held.append(frame)
+        elif self.up and self._on_frame is not None:
             self._on_frame(frame.name, frame.data)
 
     def _answer(self, failure: Callable[[str], RxStoreError] | None, *, holding: bool) -> None:
@@ -195,6 +199,7 @@ class VirtualLink:
         self.up = True
         if self.gateway is not None:
             frames = self.gateway.connect(auth, reset=reset)  # its snapshots or replay, computed now
+            self._held = []
             return lambda: self._deliver(frames)
         return lambda: self._replay(auth, reset)
 
@@ -213,12 +218,15 @@ class VirtualLink:
         self._deliver(frames)
 
     def _deliver(self, frames: list[Frame]) -> None:
+        held, self._held = self._held or [], None
         on_frame = self._on_frame
         if not self.up or on_frame is None:
             return
         for frame in frames:
             on_frame(frame.name, frame.data)
         on_frame(LIVE, {"seq": None if self.root is None else self.root.cursor, "epoch": self.epoch})
+        for frame in held:  # sent since the connection opened (the pending stores' snapshots)
+            on_frame(frame.name, frame.data)
 
     def _changes(self) -> Iterator[Frame]:
         for frame in self._log:

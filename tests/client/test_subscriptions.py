@@ -325,3 +325,50 @@ def test_a_harness_that_brings_the_link_up_without_an_auth_payload_leaves_nothin
     link.up = True
     root.link_up("virtual://gateway")
     assert link.sent == []
+
+
+# -- paging: store.more ---------------------------------------------------------------
+
+NEWEST = [{"id": n, "channel": "general", "ts": n} for n in range(1, 7)]
+
+
+def test_more_while_offline_widens_the_window_subscribed_after_the_reconnect() -> None:
+    """more(2) while down returns 0 and only widens the subset; the reconnect subscribes the window of 4."""
+    with marbles() as m:
+        newest = Messages(order_by=[("ts", "desc")], limit=2, event="newest")
+        root = m.root([newest], tables={"messages": NEWEST}, link="c-x--c")
+        added = m.call(3, lambda: newest.more(2))
+        m.run()
+    assert added == [0] and newest.subset.limit == 4
+    assert [r["id"] for r in newest.value.ordered()] == [6, 5, 4, 3]
+    assert [f.name for f in m.link.sent] == ["rxstore:subscribe"] and m.link.sent[0].data["limit"] == 4
+    assert newest.sync.state is SyncState.LIVE and root.auth_payload(None)["subscriptions"][0]["limit"] == 4
+
+
+def test_more_acknowledged_is_what_a_reconnect_follows() -> None:
+    """A page at tick 1; dropped at 3 with a write while down; back at 5: the window of 4, read fresh."""
+    values = {"a": write("messages", "INSERT", {"id": 7, "channel": "general", "ts": 0})}
+    with marbles() as m:
+        newest = Messages(order_by=[("ts", "desc")], limit=2, event="newest")
+        m.root([newest], tables={"messages": NEWEST}, link="c--x-c", server="----a", values=values)
+        added = m.call(1, lambda: newest.more(2))
+        m.run()
+    assert added == [2] and [f.name for f in m.link.sent] == ["rxstore:more"]
+    assert [r["id"] for r in newest.value.ordered()] == [6, 5, 4, 3]  # 7 is older: beyond the window
+    gateway = m.gateway
+    assert gateway is not None and gateway.subscriptions["newest"].limit == 4, "the reconnect asked for 4"
+    assert m.link.sent[-1].name == "rxstore:more", "resumed from the auth payload: nothing subscribed again"
+
+
+def test_a_refused_more_raises_bad_request_and_keeps_the_window() -> None:
+    """more() of a store that is no window, or past MAX_LIMIT: SubsetError(bad_request) at once."""
+    with marbles() as m:
+        newest = Messages(order_by=[("ts", "desc")], limit=2, event="newest")
+        everything = Messages(event="everything")
+        m.root([newest, everything], tables={"messages": NEWEST})
+        over = m.call(1, lambda: newest.more(999))
+        whole = m.call(1, lambda: everything.more(1))
+        m.run()
+    for failed in (over, whole):
+        assert isinstance(failed[0], SubsetError) and failed[0].code == "bad_request", failed
+    assert newest.subset.limit == 2 and m.link.sent == []

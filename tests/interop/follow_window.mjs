@@ -9,6 +9,7 @@
 // after it reads one JSON command a line on stdin:
 //   {"rows": true}  prints `rows {"rows": [row, ...], "max": n, "cursor": c}`: the window's
 //                   rows in its order, the most rows it ever held, its cursor
+//   {"more": n}     loads n more rows; prints `more {"added": k, "limit": l}` once they are in
 //   {"done": true}  exits
 
 // -- docs/protocol.md: begin
@@ -79,6 +80,18 @@ socket.on("rxstore:batch", ({ events }) => {
   for (const [name, change] of events) if (name === top.id) applyWindow(change);
 });
 socket.on(top.id, applyWindow);
+// "Load more" (docs: "Paging"): the gateway sends only the rows after the last one held
+// (`rxstore:page`, they add to the window), then keeps `limit + n` rows.
+socket.on("rxstore:page", ({ event, records }) => {
+  if (event !== top.id) return;
+  for (const row of records) rows.set(row.id, row);
+});
+async function more(n) {
+  const ack = await socket.timeout(10_000).emitWithAck("rxstore:more", { id: top.id, n });
+  if (!ack.ok) throw new Error(`${ack.error}: ${ack.message}`); // bad_request: nothing changed
+  top.limit = ack.limit;                                 // what a reconnect asks for
+  return ack.added;                                      // fewer than n: the end of the subset
+}
 socket.on("rxstore:live", (live) => {
   epoch = live.epoch ?? epoch;
   console.log(`live at seq ${live.seq}: ${rows.size} posts`);
@@ -100,4 +113,6 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     process.exit(0);
   }
   if (command.rows) console.log(`rows ${JSON.stringify({ rows: windowRows(), max: most, cursor })}`);
+  if (command.more)
+    more(command.more).then((added) => console.log(`more ${JSON.stringify({ added, limit: top.limit })}`));
 });

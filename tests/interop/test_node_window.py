@@ -5,7 +5,8 @@ docs/protocol.md, verbatim, and a driver) with Node.js against a real
 :class:`~rxstore.gateway.server.RealtimeGateway` on SQLite, writes random inserts,
 updates and deletes, and checks after each round, once quiet, that the script's window
 is what ``SELECT ... ORDER BY likes DESC, id LIMIT n`` gives, and that it never held
-more than ``n`` rows: it applies an INSERT's ``out`` and a refill snapshot.
+more than ``n`` rows: it applies an INSERT's ``out`` and a refill snapshot; and after the
+example's ``more(3)`` (``rxstore:more``, its ``rxstore:page``), the same with ``n + 3``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rxstore.gateway.demo import Post, delete_post, save_post
 from rxstore.gateway.server import RealtimeGateway
 from tests.gateway.harness import AUTH, start_gateway
 from tests.interop.test_node_client import ROOT, node  # noqa: F401  (the fixture)
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(90)]
 
@@ -72,15 +74,32 @@ class Follower:
                     window: dict[str, Any] = json.loads(self.lines[-1][5:])
                     return window
 
-    async def window_becomes(self, expected: list[dict[str, Any]], timeout: float = 10) -> None:
-        """Ask for the window until it is ``expected`` (changes are on their way); never over LIMIT."""
+    async def more(self, n: int) -> dict[str, Any]:
+        """Load ``n`` more rows (the docs' ``more``): ``{"added", "limit"}`` once they are in."""
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(json.dumps({"more": n}).encode() + b"\n")
+        await stdin.drain()
+        async with asyncio.timeout(10):
+            while True:
+                raw = await stdout.readline()
+                assert raw, f"the script exited; it printed {self.lines}"
+                self.lines.append(raw.decode().rstrip("\n"))
+                if self.lines[-1].startswith("more "):
+                    answer: dict[str, Any] = json.loads(self.lines[-1][5:])
+                    return answer
+
+    async def window_becomes(
+        self, expected: list[dict[str, Any]], timeout: float = 10, limit: int = LIMIT
+    ) -> None:
+        """Ask for the window until it is ``expected`` (changes are on their way); never over ``limit``."""
         window: dict[str, Any] = {}
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while (window := await self.window())["rows"] != expected:
                     await asyncio.sleep(0.05)
         assert window.get("rows") == expected, f"the node window {window} is not the database's {expected}"
-        assert window["max"] <= LIMIT, f"the node window held {window['max']} rows, over its limit {LIMIT}"
+        assert window["max"] <= limit, f"the node window held {window['max']} rows, over its limit {limit}"
 
 
 @contextlib.asynccontextmanager
@@ -105,10 +124,10 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RealtimeGateway]:
     await gateway.stop()
 
 
-async def window_in_db(gateway: RealtimeGateway) -> list[dict[str, Any]]:
+async def window_in_db(gateway: RealtimeGateway, limit: int = LIMIT) -> list[dict[str, Any]]:
     """ann's posts as the window's SQL orders them, projected to the window's columns."""
     rows = await gateway.log.fetch(
-        "SELECT id, title, likes FROM posts WHERE author = 'ann' ORDER BY likes DESC, id LIMIT ?", LIMIT
+        "SELECT id, title, likes FROM posts WHERE author = 'ann' ORDER BY likes DESC, id LIMIT ?", limit
     )
     return [dict(row) for row in rows]
 
@@ -143,3 +162,25 @@ async def test_node_client_keeps_a_window_equal_to_sql_order_by_limit_under_rand
             await follower.window_becomes(await window_in_db(gateway))
     refills = gateway.metrics.window_refills._value.get()
     assert refills > 0, "no refill: the writes never made a full window read again"
+
+
+async def test_node_client_loads_more_and_keeps_the_wider_window_under_random_writes(
+    node: str,  # noqa: F811  (the fixture)
+    gateway: RealtimeGateway,
+) -> None:
+    """The docs' ``more(3)``: a page of the rows after its last (nothing sent again), acknowledged once
+    they are in; then, after each round of random writes, the database's ``LIMIT 8``."""
+    rng = random.Random(3)
+    await write_randomly(gateway, rng, 40)
+    async with follow_window(node, gateway.url) as follower:
+        await follower.window_becomes(await window_in_db(gateway))
+        head = await gateway.log.head()
+        await wait_for(lambda: gateway.tailer.head >= head, 10, "every write sent: nothing races the page")
+        widened = await window_in_db(gateway, LIMIT + 3)
+        answer = await follower.more(3)
+        assert answer == {"added": len(widened) - LIMIT, "limit": LIMIT + 3}, answer
+        assert (await follower.window())["rows"] == widened, "the rows were in when more() returned"
+        assert gateway.metrics.window_pages._value.get() == 1, "a page: only the rows after its last"
+        for _ in range(4):
+            await write_randomly(gateway, rng, 60)
+            await follower.window_becomes(await window_in_db(gateway, LIMIT + 3), limit=LIMIT + 3)

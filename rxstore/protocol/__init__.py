@@ -4,7 +4,10 @@
 * :mod:`~rxstore.protocol.frames`: decoding the gateway's frames (msgspec, one C pass per batch);
 * :mod:`~rxstore.protocol.subsets`: live-query subsets (where clauses, columns) and their rules,
   over :mod:`~rxstore.protocol.where.terms` (``column op value``), :mod:`~rxstore.protocol.where.groups`
-  (``and`` / ``or`` / ``not``) and :mod:`~rxstore.protocol.where.claims` (a token's claim as a value);
+  (``and`` / ``or`` / ``not``), :mod:`~rxstore.protocol.where.claims` (a token's claim as a value) and
+  :mod:`~rxstore.protocol.where.relations` (a subquery on another table); windows in
+  :mod:`~rxstore.protocol.windows` (``order_by``, ``limit``, ``after``) and their paging in
+  :mod:`~rxstore.protocol.paging` (``rxstore:more``);
 * :mod:`~rxstore.protocol.records`: rows structured into typed records;
 * :mod:`~rxstore.protocol.errors`: the one exception hierarchy;
 * :mod:`~rxstore.protocol.json_fast`: the JSON fast paths.

@@ -80,10 +80,20 @@ async def main(options: dict[str, Any]) -> None:
     )
     async for command in commands():
         if command["cmd"] == "wait":
-            cpu0 = _cpu()
+            cpu0, thread0 = _cpu(), time.thread_time()
             done_at = await _reached(posts, command["seq"], command.get("timeout", 300))
             await root.persisted()  # the cost of persisting includes getting it onto disk
-            _reply({"ok": True, "t_done": done_at, "cpu": _cpu() - cpu0})
+            metrics = root.persist.metrics if root.persist is not None else None
+            _reply(
+                {
+                    "ok": True,
+                    "t_done": done_at,
+                    "cpu": _cpu() - cpu0,
+                    "thread_cpu": time.thread_time() - thread0,
+                    "writes": metrics.writes if metrics else 0,
+                    "write_seconds": metrics.write_seconds if metrics else 0.0,
+                }
+            )
         elif command["cmd"] == "quit":
             break
     await root.teardown_realtime()

@@ -18,7 +18,8 @@ class Batch:
 
     Attributes:
         cleared: Subscriptions whose rows are replaced (a snapshot or a reset came).
-        rows: Subscription id -> primary key -> the row now (``None``: deleted); changed rows only.
+        rows: Subscription id -> primary key -> the row now, as JSON text (``None``: deleted);
+            changed rows only.
         subs: Subscription id -> (its spec, its table's seq): every followed subscription.
         states: Domain store name -> its state, encoded (the stores whose state changed).
         cursor_known: Whether the cursor fields are to be written (a batch of the outbox alone is not).
@@ -31,7 +32,7 @@ class Batch:
     """
 
     cleared: frozenset[str] = frozenset()
-    rows: dict[str, dict[Any, dict[str, Any] | None]] = attrs.field(factory=dict)
+    rows: dict[str, dict[Any, str | None]] = attrs.field(factory=dict)
     subs: dict[str, tuple[dict[str, Any], int | None]] = attrs.field(factory=dict)
     states: dict[str, Any] = attrs.field(factory=dict)
     cursor_known: bool = False

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import msgspec
 
 from rxstore.persist.batch import Batch
+from rxstore.persist.json_rows import dumps, rows_of
 from rxstore.protocol.errors import PersistError
 
 __all__ = ["FORMAT", "Loaded", "StateFile"]
@@ -37,8 +37,6 @@ FORMAT: Final = "rxstore-client-state/1"
 
 log = logging.getLogger("rxstore.persist")
 
-_decode: Final = msgspec.json.Decoder().decode
-_encode: Final = msgspec.json.Encoder().encode
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS rxstore_meta (k TEXT PRIMARY KEY, v TEXT)",
@@ -195,11 +193,11 @@ class StateFile:
         rows: dict[str, list[dict[str, Any]]] = {sub: [] for sub in subs}
         try:
             for sub, text in db.execute(_ROWS_AS_ARRAYS):
-                rows[sub] = _rows_of(text)
+                rows[sub] = rows_of(text)
         except sqlite3.DataError:  # one table's rows past SQLite's longest string (1 GB): row by row
             rows = {sub: [] for sub in subs}
             for sub, text in db.execute("SELECT sub, row FROM rxstore_rows"):
-                rows.setdefault(sub, []).append(_rows_of(text))
+                rows.setdefault(sub, []).append(rows_of(text))
         states = {
             name: json.loads(state) for name, state in db.execute("SELECT store, state FROM rxstore_states")
         }
@@ -237,7 +235,6 @@ class StateFile:
             sqlite3.Error: The write failed (a full disk, an I/O error): nothing of it was written.
         """
         db = self._db
-        dumps = _dumps
         db.execute("BEGIN IMMEDIATE")
         try:
             for sub in batch.cleared:
@@ -246,7 +243,7 @@ class StateFile:
                 gone = [(sub, dumps(key)) for key, row in changed.items() if row is None]
                 if gone:
                     db.executemany("DELETE FROM rxstore_rows WHERE sub = ? AND key = ?", gone)
-                kept = [(sub, dumps(key), _row_text(row)) for key, row in changed.items() if row is not None]
+                kept = [(sub, dumps(key), row) for key, row in changed.items() if row is not None]
                 if kept:
                     db.executemany("INSERT OR REPLACE INTO rxstore_rows VALUES (?, ?, ?)", kept)
             for sub, (spec, seq) in batch.subs.items():
@@ -286,39 +283,6 @@ class StateFile:
 
 _ROWS_AS_ARRAYS: Final = "SELECT sub, '[' || group_concat(row, ',') || ']' FROM rxstore_rows GROUP BY sub"
 """Each subscription's rows as one JSON array: one decoder call per table, not one per row."""
-
-
-def _rows_of(text: str) -> Any:
-    """JSON rows (an array of them, or one), by msgspec (exact, big integers too), else by :mod:`json`.
-
-    Raises:
-        ValueError: Not JSON (a damaged file).
-    """
-    try:
-        return _decode(text)
-    except msgspec.DecodeError:  # what msgspec does not read (NaN, written by json.dumps), or damage
-        return json.loads(text)
-
-
-def _row_text(row: dict[str, Any]) -> str:
-    """A row as JSON text: msgspec's encoder (10x :mod:`json`'s) where it writes what json would.
-
-    msgspec writes NaN and the infinities as ``null``: a row holding one (or nested values,
-    not looked into) is written by :mod:`json` instead, exactly.
-    """
-    for value in row.values():
-        kind = type(value)
-        if (kind is float and value - value != 0.0) or kind is dict or kind is list:
-            return _dumps(row)
-    return _encode(row).decode()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_unknown)
-
-
-def _unknown(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON: the state file holds JSON values only")
 
 
 def _is_locked(exc: sqlite3.DatabaseError) -> bool:

@@ -240,7 +240,11 @@ class Persister:
     def _on_frame(self, frame: Frame) -> None:
         if self._stopped:
             return
-        self._delta.add(frame)
+        try:
+            self._delta.add(frame)
+        except PersistError as exc:  # a row that is not JSON (built by hand): nothing more is written
+            self._fail(PersistError(exc.reason, f"{self.options.path}: {exc}; not writing any more"))
+            return
         if type(frame) is not ChangeFrame:
             for event in frame:
                 if event.kind is EventKind.SNAPSHOT and event.name in self._tables:

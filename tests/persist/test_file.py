@@ -12,6 +12,7 @@ import pytest
 
 from rxstore.persist.batch import Batch
 from rxstore.persist.file import FORMAT, StateFile
+from rxstore.persist.json_rows import row_text
 from rxstore.protocol.errors import PersistError
 
 ODD_ROWS: dict[Any, dict[str, Any]] = {
@@ -29,7 +30,7 @@ def written(path: Path, rows: dict[Any, dict[str, Any]]) -> None:
     spec = {"subset": {"topic": "posts"}, "key": "id", "record": "dict"}
     batch = Batch(
         cleared=frozenset({"post_update"}),
-        rows={"post_update": dict(rows)},
+        rows={"post_update": {key: row_text(row) for key, row in rows.items()}},
         subs={"post_update": (spec, 3)},
         cursor_known=True,
         cursor=3,

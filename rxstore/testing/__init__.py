@@ -60,13 +60,22 @@ from rxstore.testing.link import VirtualLink
 from rxstore.testing.marbles import MarbleTest, marbles, on_next
 from rxstore.testing.virtual_gateway import VirtualGateway, Write, write
 from rxstore.testing.virtual_loop import VirtualLoop
+from rxstore.testing.virtual_presence import (
+    PresenceChange,
+    VirtualPresence,
+    presence_join,
+    presence_leave,
+    presence_update,
+)
 
 __all__ = [
     "Frame",
     "MarbleTest",
+    "PresenceChange",
     "VirtualGateway",
     "VirtualLink",
     "VirtualLoop",
+    "VirtualPresence",
     "Write",
     "batch_frame",
     "change",
@@ -75,6 +84,9 @@ __all__ = [
     "message",
     "message_frame",
     "on_next",
+    "presence_join",
+    "presence_leave",
+    "presence_update",
     "snapshot",
     "snapshot_frame",
     "write",

@@ -14,11 +14,13 @@ from rxstore.client.subscriptions import SUBSCRIBE, UNSUBSCRIBE
 from rxstore.client.transport import FrameHandler, LostHandler
 from rxstore.protocol.errors import ConnectionRefused, NotConnected, RxStoreError, TransportError
 from rxstore.protocol.events import BATCH, LIVE, MORE, RESET
+from rxstore.protocol.presence import PRESENCE_JOIN, PRESENCE_LEAVE, PRESENCE_UPDATE
 from rxstore.testing.frames import (
     Frame,
     batch_frame,
 )
 from rxstore.testing.virtual_gateway import VirtualGateway
+from rxstore.testing.virtual_presence import VirtualPresence
 
 __all__ = ["VirtualLink"]
 
@@ -49,6 +51,7 @@ class VirtualLink:
         up: Whether the link is connected.
         epoch: The virtual change log's epoch, sent in ``rxstore:live``.
         gateway: The tables serving subscriptions, or ``None`` (frames as the test sends them).
+        presence: The presence channels serving the root's joins, updates and leaves.
 
     Example:
         >>> link = VirtualLink()
@@ -65,6 +68,7 @@ class VirtualLink:
         self.epoch = "virtual"
         self.root: RootStore | None = None
         self.gateway: VirtualGateway | None = None
+        self.presence = VirtualPresence(self)
         self.answers_at_once = True
         """Its calls never wait: the root subscribes pending stores now, not in a task (virtual time)."""
         self._log: list[Frame] = []
@@ -183,6 +187,8 @@ class VirtualLink:
         await self.emit(event, data)
         if self.gateway is not None and event in (SUBSCRIBE, UNSUBSCRIBE, MORE):
             return self.gateway.call(event, data)
+        if event in (PRESENCE_JOIN, PRESENCE_UPDATE, PRESENCE_LEAVE):
+            return self.presence.call(event, data)
         return {"ok": True}
 
     # -- the gateway's side of a connection -------------------------------------
@@ -197,6 +203,7 @@ class VirtualLink:
         """Accept a connection with ``auth``: the link is up; returns what the gateway sends first."""
         reset = auth.get("cursor") is not None and auth.get("epoch") not in (None, self.epoch)
         self.up = True
+        self.presence.connect()  # the last connection's memberships end with it
         if self.gateway is not None:
             frames = self.gateway.connect(auth, reset=reset)  # its snapshots or replay, computed now
             self._held = []

@@ -25,6 +25,7 @@ from rxstore.testing.link import VirtualLink
 from rxstore.testing.recorded import Marble
 from rxstore.testing.virtual_gateway import VirtualGateway, Write
 from rxstore.testing.virtual_loop import VirtualLoop
+from rxstore.testing.virtual_presence import PresenceChange
 
 __all__ = ["MarbleTest", "marbles", "on_next"]
 
@@ -182,7 +183,8 @@ class MarbleTest:
         stores: Sequence[RealtimeStore],
         *,
         server: str = "",
-        values: Mapping[str, Frame | Write | ConnectionRefused | TransportError] | None = None,
+        values: Mapping[str, Frame | Write | PresenceChange | ConnectionRefused | TransportError]
+        | None = None,
         link: str | None = None,
         topics: Sequence[str] = (),
         tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
@@ -215,6 +217,7 @@ class MarbleTest:
             topics: Extra topics.
             tables: Rows of a :class:`VirtualGateway` (``m.gateway``) that serves the
                 subscriptions; ``values`` may then also be :func:`write` s to its tables.
+                ``values`` may be other members' presence (:func:`presence_join`, ...) whatever the tables.
             key: The tables' primary key.
             token: The root's token: a string, or an async provider (called before each attempt).
             backoff: The root's reconnection delays (``jitter=0.0`` makes the times exact).
@@ -263,6 +266,9 @@ class MarbleTest:
                 self.scheduler.schedule_absolute(
                     recorded.time, _run(_write(virtual.gateway, frame), self.loop)
                 )
+                continue
+            if isinstance(frame, PresenceChange):
+                self.scheduler.schedule_absolute(recorded.time, _run(_presence(virtual, frame), self.loop))
                 continue
             if not isinstance(frame, Frame):
                 error = f"server diagram values must be Frame objects, got {frame!r} (writes need tables=)"
@@ -314,6 +320,10 @@ def _link_action(link: VirtualLink, symbol: str, value: Any) -> Callable[[], Non
 
 def _send(link: VirtualLink, frame: Frame) -> Callable[[], None]:
     return lambda: link.send(frame)
+
+
+def _presence(link: VirtualLink, change: PresenceChange) -> Callable[[], None]:
+    return lambda: link.presence.change(change)
 
 
 def _write(gateway: VirtualGateway, change: Write) -> Callable[[], int]:

@@ -35,7 +35,8 @@ class PendingRows(Generic[R]):
         """Key -> how many pending mutations write that row (a key is absent when none does)."""
         self.flagged = False
         """What :attr:`flag` said last."""
-        self._flag: StateSubject[bool] = StateSubject(False)
+        self._flag: StateSubject[bool] | None = None
+        """Made when first asked for (an idle store keeps no subject for it)."""
 
     def __bool__(self) -> bool:
         return bool(self.rows)
@@ -43,6 +44,8 @@ class PendingRows(Generic[R]):
     @property
     def flag(self) -> Observable[bool]:
         """Whether any row is pending: the current value, then each change of it."""
+        if self._flag is None:
+            self._flag = StateSubject(self.flagged)
         return self._flag
 
     def announce(self) -> None:
@@ -50,7 +53,8 @@ class PendingRows(Generic[R]):
         pending = bool(self.rows)
         if pending is not self.flagged:
             self.flagged = pending
-            self._flag.push(pending)
+            if self._flag is not None:
+                self._flag.push(pending)
 
     def ids(self) -> tuple[str, ...]:
         """The mutations shown, oldest first."""

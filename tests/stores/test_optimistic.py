@@ -116,3 +116,13 @@ def test_a_mutations_change_settles_the_earlier_ones_whose_changes_came_inside_a
 
     assert posts.value["p1"] == Post("p1", "second")
     assert posts.pending == ("m3",) and not posts.has_pending_write("p1") and posts.has_pending_write("p2")
+
+
+def test_a_late_subscriber_gets_the_current_flag() -> None:
+    """Subscribing to ``pending_writes`` while a write is pending gives ``True`` at once."""
+    posts = PostStore()
+    posts.add_pending("m1", {"p1": Post("p1")})
+    flags: list[bool] = []
+    posts.pending_writes.subscribe(flags.append)
+    posts.drop_pending("m1")
+    assert flags == [True, False]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from rxstore.client.connection import Backoff
 from rxstore.gateway import User
 from rxstore.gateway.log.contract import ChangeLog
 from rxstore.gateway.log.open_log import open_change_log
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import MORE, PAGE, SNAPSHOT, SUBSCRIBE
 from rxstore.protocol.subsets import SubsetError
@@ -389,3 +391,54 @@ async def test_a_store_loads_more_and_keeps_the_widened_window_across_a_gateway_
             )
     finally:
         await gateway.stop()
+
+
+async def test_a_page_still_comes_when_only_another_table_was_written_since_the_clients_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log ahead of the client by an audit row: a page at the log's seq; by a message: read whole.
+
+    Writes from another connection reach the tailer only on the gateway's own next write here
+    (its wait is held), so the log is ahead of the client when ``more`` is asked.
+    """
+    db = tmp_path / "app.db"
+    log = SQLiteChangeLog(f"sqlite:///{db}", poll_interval=3600)
+    await log.open()
+    await log.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, ts INTEGER, body TEXT)"
+    )
+    await log.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT)")
+    wait = log.wait
+    monkeypatch.setattr(log, "wait", lambda timeout: wait(3600))  # woken by the gateway's writes only
+    served = Messages(RealtimeGateway(log, topics=["messages", "audit"], auth=AUTH, authorize=authorize))
+    await served.gateway.start(port=0)
+    clients: list[PageClient] = []
+    try:
+        for key in range(1, 9):
+            await served.insert(key, "general", key)
+        client = await follow(served, clients)
+        assert client.ids() == [8, 7, 6]
+        with sqlite3.connect(db) as outside:  # captured by the triggers, not yet sent
+            outside.execute("INSERT INTO audit (id, what) VALUES (1, 'login')")
+        ahead = await log.head()
+        assert served.gateway.tailer.head < ahead
+        ack = await client.more(3)
+        assert ack == {"ok": True, "seq": ahead, "added": 3, "limit": 6}, ack
+        metrics = served.gateway.metrics
+        assert metrics.window_pages._value.get() == 1 and metrics.window_refills._value.get() == 0
+        assert client.ids() == [8, 7, 6, 5, 4, 3]
+        with sqlite3.connect(db) as outside:  # the window's own table: the page cannot be put together
+            outside.execute("INSERT INTO messages (id, channel, ts, body) VALUES (9, 'general', 50, 'x')")
+        ack = await client.more(1)
+        assert ack["ok"] is True and ack["seq"] == await log.head() and ack["limit"] == 7, ack
+        assert metrics.window_pages._value.get() == 1 and metrics.window_refills._value.get() == 1
+        assert client.ids() == [9, 8, 7, 6, 5, 4, 3] == await served.newest_sql(7), "read whole, with 9"
+        await served.insert(10, "general", 0)  # the gateway's own write: the tailer goes on
+        await wait_for(lambda: client.ids() == [9, 8, 7, 6, 5, 4, 3], 10, "nothing enters: 10 is oldest")
+        await served.insert(11, "general", 60)
+        await wait_for(lambda: client.ids() == [11, 9, 8, 7, 6, 5, 4], 10, "a newer row, 3 moves out")
+    finally:
+        for each in clients:
+            with contextlib.suppress(Exception):
+                await each.sio.disconnect()
+        await served.gateway.stop()

@@ -8,15 +8,19 @@ sending again what the client has:
 * the client leaves live delivery and takes every frame queued for it (it has
   applied everything up to ``C``);
 * a window that is not full holds every row of its subset: nothing comes;
-* else one read transaction is opened; if it is at ``C`` exactly (no write
-  since: its seq is ``C`` and it holds nothing above it), the rows after the
-  last row held (its order values as an ``after`` keyset), at most ``n`` that
-  ``authorize`` lets the client see, are sent as ``rxstore:page`` frames and
-  added to the window: together, the first ``limit + n`` rows at ``C``;
-* otherwise (writes since ``C``, a refill pending, a relation not followed)
-  the rows beyond the window cannot be put together with the client's at one
-  position: the widened window is read whole, an ``rxstore:snapshot`` at a
-  position ``P`` (a refill), exact either way.
+* else one read transaction is opened, at ``P >= C``; if no change of the
+  window's tables (a relation's related table included) lies after ``C`` up to
+  ``P``, nor above ``P`` in the read (its ``skip``), the window is at ``P`` what
+  it is at ``C``: the rows after the last row held (its order values as an
+  ``after`` keyset), at most ``n`` that ``authorize`` lets the client see, are
+  sent as ``rxstore:page`` frames and added to the window: together, the first
+  ``limit + n`` rows at ``P``. The changes after ``C`` are read to know it
+  (one read of at most :data:`MOST_CHANGES`);
+* otherwise (a write to the window's tables since ``C``, more changes since
+  than one read, a refill pending, a relation not followed) the rows beyond
+  the window cannot be put together with the client's at one position: the
+  widened window is read whole, an ``rxstore:snapshot`` at a position ``P``
+  (a refill), exact either way.
 
 The client then catches up from ``C`` and is live again; the subscription's
 limit is ``limit + n`` from then on (see docs/protocol.md, "Paging").
@@ -25,7 +29,7 @@ limit is ``limit + n`` from then on (see docs/protocol.md, "Paging").
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -42,7 +46,10 @@ from rxstore.protocol.windows import keyset_of
 if TYPE_CHECKING:
     from rxstore.gateway.queries.subscriptions import Subscription
 
-__all__ = ["Pages"]
+__all__ = ["MOST_CHANGES", "Pages"]
+
+MOST_CHANGES: Final = 1000
+"""Most changes read to know that none since the client's position touched the window's tables."""
 
 _FIRST_READ = 16
 """Rows asked for by the first read of a page (doubled while ``authorize`` hides them)."""
@@ -115,22 +122,34 @@ class Pages:
         assert cursor is not None
         rows: list[dict[str, Any]] = []
         n = (subset.limit or 0) - (sub.subset.limit or 0)
+        seq = cursor
         if window.full and window.entries:  # not full: it holds every row of its subset already
-            async with self.slots, self.log.snapshot_reader(_tables(sub)) as reader:
-                if reader.seq != cursor or reader.skip:
-                    return None  # a write since the client's position
+            tables = _tables(sub)
+            async with self.slots, self.log.snapshot_reader(tables) as reader:
+                seq = reader.seq
+                if reader.skip or not await self._untouched(tables, cursor, seq):
+                    return None  # a write to the window's tables since the client's position
                 after = attrs.evolve(sub.subset, after=keyset_of(window.last()[0]), limit=None)
                 rows = await self._rows(reader, client, after, n)
         key = window.key
         if rows:
             records = rows if subset.columns is None else [subset.project(row, key) for row in rows]
-            for frame in self._frames(sub.id, subset.topic, cursor, records):
+            for frame in self._frames(sub.id, subset.topic, seq, records):
                 await self.delivery.send(client, frame)
         sub.subset = subset
         window.subset = attrs.evolve(window.subset, limit=subset.limit)
         window.load(rows)
         self.metrics.window_pages.inc()
-        return cursor
+        return seq
+
+    async def _untouched(self, tables: list[str], cursor: int, seq: int) -> bool:
+        """Whether no change of ``tables`` lies after ``cursor`` up to ``seq`` (``False``: cannot tell)."""
+        if seq <= cursor:
+            return seq == cursor
+        changes = await self.log.read(cursor, limit=MOST_CHANGES, max_bytes=self.sync.read_bytes)
+        if not changes or changes[-1].seq < seq:
+            return False  # more since than one read holds
+        return not any(change.topic in tables for change in changes if change.seq <= seq)
 
     async def _rows(
         self, reader: SnapshotReader, client: Client, after: Subset, n: int

@@ -292,9 +292,12 @@ class PersistError(RxStoreError, OSError):
         reason: ``locked`` (another process has the file open: raised),
             ``foreign`` (a SQLite file that is not an rxstore state file: the root
             runs without persistence), ``corrupt`` (set aside, a fresh file made),
-            ``too_big`` (over ``max_bytes``: writing stops) or ``write_failed``
-            (a full disk, an I/O error: writing stops). Only ``locked`` is raised;
-            the others are reported on ``root.errors`` and logged once.
+            ``older_format`` (another version's file: its state dropped), ``changed``
+            (another subset, key, set of stores, or rows a changed ``record_type`` no
+            longer fits: a fresh snapshot), ``too_big`` (over ``max_bytes``: writing
+            stops) or ``write_failed`` (a full disk, an I/O error, a row that is not
+            JSON: writing stops). Only ``locked`` is raised; the others are reported
+            on ``root.errors`` and logged once.
         path: The file.
 
     Example:

@@ -178,6 +178,7 @@ class Metrics:
         )
         self.presence_resyncs = Counter(
             "rxstore_presence_resyncs",
-            "Whole presence states asked of another node (a gap in its changes, or a node not known yet).",
+            "Whole presence states asked of the other nodes (on subscribing to Redis, again after a Redis "
+            "outage) or of one (a gap in its changes, or a node not known yet).",
             registry=r,
         )

@@ -194,6 +194,7 @@ class PresenceRelay:
             try:
                 await pubsub.subscribe(self.channel)
                 pause = 0.25
+                self.metrics.presence_resyncs.inc()
                 self._publish({"t": "want", "n": self.node, "of": "*"})
                 while True:
                     message = await pubsub.get_message(timeout=self.limits.heartbeat)

@@ -471,3 +471,21 @@ async def test_a_relation_under_not_or_twice_is_refused_in_a_window_too(
     ack = await client.call(SUBSCRIBE, {**RELATION, "where": where, **extra})
     assert ack["ok"] is False and ack["error"] == "invalid_subscription", ack
     assert message in ack["message"], ack["message"]
+
+
+async def test_a_relation_over_its_bound_on_connect_ends_with_an_empty_snapshot(
+    chat: Chat, clients: list[RelationClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the auth payload, more than MAX_RELATION_VALUES rows: connected, an empty snapshot, ended."""
+    monkeypatch.setattr(relations, "MAX_RELATION_VALUES", 2)
+    monkeypatch.setattr(shared_reads, "MAX_RELATION_VALUES", 2)
+    for key, channel in [(1, "a"), (2, "b"), (3, "c")]:
+        await chat.join(key, "carol", channel)
+        await chat.post(key, channel)
+    carol = await follow(chat, clients, "carol")
+    assert carol.steps() and carol.steps()[-1][0] == "snapshot" and carol.ids() == set()
+    assert chat.gateway.metrics.relations_ended._value.get() == 1
+    await chat.post(4, "a")
+    head = await chat.log.head()
+    await wait_for(lambda: chat.gateway.tailer.head >= head, 10, "the post sent on")
+    assert carol.ids() == set() and not [d for n, d in carol.frames if n == "mine"], "it follows nothing"

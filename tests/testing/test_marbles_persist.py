@@ -24,6 +24,21 @@ class PostStore(TableStore[Post]):
     record_type = Post
 
 
+class Recent(TableStore[dict[str, Any]]):
+    table = "posts"
+    event = "recent"
+
+
+class ByAnn(TableStore[dict[str, Any]]):
+    table = "posts"
+    event = "by_ann"
+
+
+def newest() -> Recent:
+    """A window: the 2 posts with the highest ids."""
+    return Recent(order_by=[("id", "desc")], limit=2)
+
+
 ROWS = [{"id": "p1", "title": "a"}, {"id": "p2", "title": "b"}]
 
 
@@ -105,3 +120,29 @@ def test_tables_and_gateway_together_are_refused() -> None:
     """``tables=`` makes a new virtual gateway, ``gateway=`` reuses one: not both."""
     with marbles() as m, pytest.raises(ValueError, match="not both"):
         m.root([PostStore()], tables={"posts": ROWS}, gateway=VirtualGateway(m.loop, {}))  # type: ignore[arg-type]
+
+
+def test_a_window_and_a_subset_restart_from_disk_and_follow_the_gateway_after(tmp_path: Path) -> None:
+    """A window (the 2 newest posts) and a subset (author ann) come back from the file at tick 0,
+    in the window's order; a post written while the app was down enters the window (the
+    gateway reads a window fresh on a reconnect) and the subset, and the oldest leaves the window."""
+    rows = [{"id": f"p{i}", "title": f"t{i}", "author": "ann" if i % 2 else "bob"} for i in range(1, 5)]
+    state = tmp_path / "state.db"
+    with marbles() as m:
+        first = m.root([newest(), ByAnn(where={"author": "ann"})], tables={"posts": rows}, persist=state)
+        m.call(1, first.teardown_realtime)
+        m.run()
+    gateway = m.gateway
+    assert gateway is not None
+    gateway.write(write("posts", "INSERT", {"id": "p5", "title": "t5", "author": "ann"}))
+
+    with marbles() as m:
+        recent, by_ann = newest(), ByAnn(where={"author": "ann"})
+        root = m.root([recent, by_ann], gateway=gateway, persist=state, link="--c")
+        at_start: list[tuple[list[str], list[str]]] = []
+        m.at(0, lambda: at_start.append(([p["id"] for p in recent.value.ordered()], sorted(by_ann.value))))
+        m.call(3, root.teardown_realtime)
+        m.run()
+    assert at_start == [(["p4", "p3"], ["p1", "p3"])]
+    assert [p["id"] for p in recent.value.ordered()] == ["p5", "p4"]
+    assert sorted(by_ann.value) == ["p1", "p3", "p5"]

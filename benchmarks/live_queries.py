@@ -494,9 +494,12 @@ def measure(
     while True:  # grow the round until it takes long enough to time well
         changes = routing.changes(count, 1)
         routing.reset()
+        gc.collect()
+        gc.freeze()
         start = time.process_time()
         run(changes)
         took = time.process_time() - start
+        gc.unfreeze()
         if took >= target / 4 or count >= 200_000:
             break
         count *= 4
@@ -507,9 +510,12 @@ def measure(
     for r in range(repeats):
         changes = routing.changes(count, r + 2)
         routing.reset()
+        gc.collect()
+        gc.freeze()  # the subscriptions and the prepared changes: input, not the gateway's to walk
         start = time.process_time()
         run(changes)
         times.append(time.process_time() - start)
+        gc.unfreeze()
         delivered = routing.delivered()
         if delivered >= 0:
             matched = delivered / count
@@ -556,14 +562,11 @@ async def _run(out: Output, quick: bool) -> Table:
         for case in rows:
             out.step(f"{case.key}: building {case.subscriptions:,} subscriptions")
             routing = Routing(case, Path(tmp))
-            gc.collect()
-            gc.freeze()  # the subscriptions stay: the collector need not walk them in every round
             for batch in BATCHES:
                 out.step(f"{case.key}: {case.label}, {batch} per broadcast")
                 run = routing.bare() if case.peer == "bare" else routing.feed(batch)
                 results[case.key, batch] = measure(routing, run, batch, quick, 20 if case.peer else 0)
                 out.advance()
-            gc.unfreeze()
             del routing
             gc.collect()
     for case in rows:
@@ -637,13 +640,10 @@ async def _windows(out: Output, quick: bool, directory: Path) -> Table:
     for key, windowed in (("w0", False), ("w", True)):
         out.step(f"{key}: building {channels:,} subscriptions")
         routing = WindowRouting(chat, directory, windows=windowed)
-        gc.collect()
-        gc.freeze()
         for batch in BATCHES:
             out.step(f"{key}: a chat's changes, {batch} per broadcast")
             results[key, batch] = measure(routing, routing.feed(batch), batch, quick)
             out.advance()
-        gc.unfreeze()
         del routing
         gc.collect()
     out.step("refill reads on SQLite")

@@ -140,21 +140,24 @@ class SubscriptionIndex(Generic[S]):
             return scanned.values() if scanned else ()
         found: dict[int, S] = dict(scanned) if scanned else {}
         record, old = change.record, change.old
+        # The old row is looked up only where its value differs: equal values find the same.
         if columns is not None:
             for column, values in columns.items():
+                value = None
                 if record is not None:
-                    filed = values.get(_hashable(record.get(column)))
+                    value = record.get(column)
+                    filed = values.get(_hashable(value))
                     if filed:
                         found.update(filed)
-                if old is not None:
+                if old is not None and (record is None or old.get(column) != value):
                     filed = values.get(_hashable(old.get(column)))
                     if filed:
                         found.update(filed)
         if ranges is not None:
-            for index in ranges.values():
+            for column, index in ranges.items():
                 if record is not None:
                     index.find(record, found)
-                if old is not None:
+                if old is not None and (record is None or old.get(column) != record.get(column)):
                     index.find(old, found)
         return found.values()
 

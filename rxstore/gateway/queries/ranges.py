@@ -20,8 +20,9 @@ interval with one of each is also checked directly for it (a rare row, a rarer i
 
 An interval whose bound is not yet a slot boundary is *pending*: checked directly
 (:meth:`~rxstore.gateway.queries.intervals.Interval.holds`) until there are enough of them
-(8 plus the square root of the number filed), when the slots are rebuilt, at the next
-lookup, so that a burst of subscriptions costs one rebuild.
+(8 plus the square root of the number filed) or the checks have cost about as much as a
+rebuild (one per interval filed), when the slots are rebuilt, at the next lookup: a burst
+of subscriptions costs one rebuild, and pending ones are not checked for long.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class RangeIndex(Generic[T]):
         """Per domain: the tree's leaves (a power of two, at least the number of slots)."""
         self._held: list[int] = [0, 0]
         """Per domain: the nodes that hold something (none: no lookup)."""
+        self._checks = 0
+        """Pending intervals checked one by one since the last rebuild."""
         self._rebuild()
 
     def __len__(self) -> int:
@@ -116,8 +119,12 @@ class RangeIndex(Generic[T]):
 
     def find(self, row: Mapping[str, Any], found: dict[int, T]) -> None:
         """Add to ``found`` (key -> subscription) every one with an interval that may hold ``row``'s value."""
-        if len(self._pending) > self.pending + isqrt(len(self._entries)):
-            self._rebuild()
+        pending = self._pending
+        if pending:
+            self._checks += len(pending)
+            filed = len(self._entries)
+            if self._checks > 64 + filed or len(pending) > self.pending + isqrt(filed):
+                self._rebuild()
         value = row.get(self.column)
         kind = type(value)
         held = self._held
@@ -203,6 +210,7 @@ class RangeIndex(Generic[T]):
             self._size[domain] = size
             self._trees[domain] = [None] * (2 * size)
         self._held = [0, 0]
+        self._checks = 0
         self._placed.clear()
         self._pending.clear()
         for key, entry in self._entries.items():

@@ -1,4 +1,8 @@
-"""``rxstore demo``: a gateway on a SQLite file, a writer, and a live client table in the terminal."""
+"""``rxstore demo``: a gateway on a SQLite file, a writer, and a live client table in the terminal.
+
+Two visitors (``ann``, ``bob``) come and go in the ``posts`` presence channel beside the
+client, which shows who is online and what each is doing.
+"""
 
 from __future__ import annotations
 
@@ -83,6 +87,53 @@ async def _write_until(stop: asyncio.Event, log: Any, rate: float, counter: list
             await asyncio.wait_for(stop.wait(), interval)
 
 
+_VISITS = (
+    ("ann", {"status": "reading"}),
+    ("bob", {"status": "reading"}),
+    ("ann", {"status": "typing"}),
+    ("bob", None),
+    ("ann", {"status": "reading"}),
+    ("bob", {"status": "typing"}),
+    ("ann", None),
+    ("bob", {"status": "reading"}),
+)
+"""The visitors' steps, in a loop: a user and its new metadata, or ``None``: it leaves."""
+
+
+async def _visit_until(stop: asyncio.Event, url: str, auth: Any, pause: float = 1.0) -> None:
+    """Two visitors join, update and leave the ``posts`` presence channel, a step every ``pause`` s."""
+    from rxstore import RootStore
+
+    visitors = {user: RootStore(url, token=auth.issue(user)) for user in ("ann", "bob")}
+    try:
+        for root in visitors.values():
+            await root.setup_realtime()
+        step = 0
+        while not stop.is_set():
+            user, meta = _VISITS[step % len(_VISITS)]
+            root = visitors[user]
+            if meta is None:
+                await root.leave_presence("posts")
+            elif "posts" in root.presence_channels:
+                await root.update_presence("posts", meta)
+            else:
+                await root.join_presence("posts", meta)
+            step += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+    finally:
+        for root in visitors.values():
+            await root.teardown_realtime()
+
+
+def _online(presence: Any) -> str:
+    """Who is online, with what each is doing: ``demo (watching), ann (typing)``."""
+    return ", ".join(
+        f"{member.user} ({(member.meta or {}).get('status', '-')})"
+        for member in sorted(presence.value, key=lambda member: member.user)
+    )
+
+
 async def demo(args: argparse.Namespace) -> int:
     """Run the demo until stopped or ``--duration``; 0 when the client equals the database.
 
@@ -118,42 +169,48 @@ async def _tour(args: argparse.Namespace, gateway: Any, auth: Any, created: NewD
     """Follow the posts with a client while the writer changes them; print the summary."""
     from rich.console import Console
 
-    from rxstore import RootStore, TableStore
+    from rxstore import PresenceStore, RootStore, TableStore
     from rxstore.gateway.demo import Post, all_posts
 
     class PostStore(TableStore[Post]):
         table = "posts"
         record_type = Post
 
-    log, posts, written = gateway.log, PostStore(), [0]
+    log, posts, online, written = gateway.log, PostStore(), PresenceStore("posts"), [0]
     head: int | None = None
     console = Console()
-    root = RootStore(gateway.url, stores=[posts], token=auth.issue("demo"))
+    root = RootStore(gateway.url, stores=[posts, online], token=auth.issue("demo"))
     async with root:
         await posts.live()  # the writer starts after the snapshot: the client receives every change
+        await root.join_presence("posts", {"status": "watching"})
         created.keep()
         stop_writing = asyncio.Event()
         writer = asyncio.create_task(_write_until(stop_writing, log, args.rate, written))
+        visitors = asyncio.create_task(_visit_until(stop_writing, gateway.url, auth))
         started = time.monotonic()
 
         def tally() -> str:
             return _tally(written[0], root, posts, head)
 
         if console.is_terminal:
-            view = _live_view(console, lambda: _render(gateway, root, posts, tally(), started))
+            view = _live_view(
+                console, lambda: _render(gateway, root, posts, tally(), started, _online(online))
+            )
         else:
-            view = _progress_lines(gateway, root, tally, started)
+            view = _progress_lines(gateway, root, tally, started, lambda: _online(online))
         try:
             async with view:
                 await wait_for_stop(args.duration)
                 stop_writing.set()
                 await writer
+                await visitors
                 head = await log.head()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(_caught_up(posts, head), 5.0)
                 table_now = await all_posts(log)
         finally:
             await _stop(writer)
+            await _stop(visitors)
     same = table_now == posts.value.to_dict()
     verdict = "equals" if same else "DIFFERS FROM"
     print(f"rxstore demo: {tally()}; the client {verdict} the database ({len(table_now)} posts).", flush=True)
@@ -179,14 +236,19 @@ def _lag(root: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _progress_lines(gateway: Any, root: Any, tally: Any, started: float) -> AsyncIterator[None]:
+async def _progress_lines(
+    gateway: Any, root: Any, tally: Any, started: float, online: Any
+) -> AsyncIterator[None]:
     """One plain line a second, for an output that is not a terminal (a file, a pipe, CI)."""
 
     async def report() -> None:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             uptime = time.monotonic() - started
-            print(f"rxstore demo: {uptime:.0f} s: {tally()}, lag p99 {_lag(root)}", flush=True)
+            print(
+                f"rxstore demo: {uptime:.0f} s: {tally()}, lag p99 {_lag(root)}, online: {online()}",
+                flush=True,
+            )
 
     print(f"rxstore demo: gateway {gateway.url}, a progress line a second (Ctrl-C to stop)", flush=True)
     reporter = asyncio.create_task(report())
@@ -216,8 +278,8 @@ async def _live_view(console: Any, render: Any) -> AsyncIterator[None]:
             live.update(render())
 
 
-def _render(gateway: Any, root: Any, posts: Any, tally: str, started: float) -> Any:
-    """The live table of the newest posts, and the status panel."""
+def _render(gateway: Any, root: Any, posts: Any, tally: str, started: float, online: str) -> Any:
+    """The live table of the newest posts, and the status panel (who is online in it)."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -233,7 +295,7 @@ def _render(gateway: Any, root: Any, posts: Any, tally: str, started: float) -> 
         ("● ", "green" if state.connected else "yellow"),
         f"{state.status.value}  gateway {gateway.url}  ",
         f"events/s {root.metrics.snapshot().events_per_second:,.0f}  lag p99 {_lag(root)}  ",
-        f"uptime {time.monotonic() - started:.0f} s\n{tally}",
+        f"uptime {time.monotonic() - started:.0f} s\n{tally}\nonline: {online}",
     )
     return Group(table, Panel(status, title="rxstore demo — Ctrl-C to stop"))
 

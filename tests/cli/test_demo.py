@@ -25,7 +25,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 async def test_demo_into_a_pipe_prints_a_progress_line_a_second_while_it_runs(tmp_path: Path) -> None:
-    """Two progress lines come while it runs (no --duration); Ctrl-C: the summary, with equal counts."""
+    """Two progress lines come while it runs (no --duration), each with who is online; Ctrl-C: the summary,
+    with equal counts."""
     demo = await asyncio.create_subprocess_exec(
         *RXSTORE, "demo", "--rate", "50", cwd=tmp_path, env=environment(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -60,6 +61,9 @@ async def test_demo_into_a_pipe_prints_a_progress_line_a_second_while_it_runs(tm
     written, received, seq, head = map(int, summary.groups())
     assert written == received == seq == head > 0
     assert not any("━" in line or "│" in line for line in lines)  # no table drawn into a pipe
+    online = [line.split("online: ")[-1] for line in lines if "online: " in line]
+    assert online and all("demo (watching)" in who for who in online), lines  # the demo shows who is online
+    assert any("ann (" in who for who in online), lines  # and the visitors, as they come and go
 
 
 def run_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
@@ -96,5 +100,6 @@ def test_demo_on_a_terminal_ends_with_a_panel_that_says_what_the_summary_says(tm
     assert len(tallies) >= 2, screen[-2000:]  # the last panel, then the summary
     panel, summary = tallies[-2], tallies[-1]
     assert panel == summary, (panel, summary)
+    assert "online: " in screen and "demo (watching)" in screen, screen[-2000:]
     written, received, seq, head = map(int, summary)
     assert written == received == seq == head > 0

@@ -442,3 +442,22 @@ async def test_a_page_still_comes_when_only_another_table_was_written_since_the_
             with contextlib.suppress(Exception):
                 await each.sio.disconnect()
         await served.gateway.stop()
+
+
+async def test_more_after_a_last_row_whose_order_value_reads_as_infinity_reads_the_window_whole(
+    messages: Messages, clients: list[PageClient]
+) -> None:
+    """A text order value "Infinity" (the log's form of a non-finite number) is no keyset: read whole."""
+    for key, body in [(1, "Infinity"), (2, "b"), (3, "c")]:
+        await messages.insert(key, "general", key, body)
+    client = PageClient()
+    clients.append(client)
+    window = {**WINDOW, "order_by": [["body", "asc"]], "limit": 1}
+    payload = {"token": AUTH.issue("alice"), "cursor": None, "topics": [], "subscriptions": [window]}
+    await client.sio.connect(messages.gateway.url, auth=payload, transports=["websocket"], wait_timeout=5)
+    await wait_for(lambda: client.live >= 1, 10, "live")
+    assert [r["id"] for r in client.rows("chat").values()] == [1]
+    ack = await client.call(MORE, {"id": "chat", "n": 1})
+    assert ack["ok"] is True and ack["added"] == 1 and ack["limit"] == 2, ack
+    assert sorted(client.rows("chat")) == [1, 2]
+    assert messages.gateway.metrics.window_refills._value.get() == 1, "read whole, not a page"

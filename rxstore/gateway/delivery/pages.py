@@ -17,7 +17,8 @@ sending again what the client has:
   ``limit + n`` rows at ``P``. The changes after ``C`` are read to know it
   (one read of at most :data:`MOST_CHANGES`);
 * otherwise (a write to the window's tables since ``C``, more changes since
-  than one read, a refill pending, a relation not followed) the rows beyond
+  than one read, a refill pending, a relation not followed, a last row whose
+  order values hold NaN or an infinity, which no ``after`` keyset takes) the rows beyond
   the window cannot be put together with the client's at one position: the
   widened window is read whole, an ``rxstore:snapshot`` at a position ``P``
   (a refill), exact either way.
@@ -29,6 +30,7 @@ limit is ``limit + n`` from then on (see docs/protocol.md, "Paging").
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -124,12 +126,15 @@ class Pages:
         n = (subset.limit or 0) - (sub.subset.limit or 0)
         seq = cursor
         if window.full and window.entries:  # not full: it holds every row of its subset already
+            keyset = keyset_of(window.last()[0])
+            if any(type(value) is float and not math.isfinite(value) for value in keyset):
+                return None  # NaN, an infinity (or text that reads as one): no keyset for SQL
             tables = _tables(sub)
             async with self.slots, self.log.snapshot_reader(tables) as reader:
                 seq = reader.seq
                 if reader.skip or not await self._untouched(tables, cursor, seq):
                     return None  # a write to the window's tables since the client's position
-                after = attrs.evolve(sub.subset, after=keyset_of(window.last()[0]), limit=None)
+                after = attrs.evolve(sub.subset, after=keyset, limit=None)
                 rows = await self._rows(reader, client, after, n)
         key = window.key
         if rows:

@@ -409,3 +409,39 @@ async def test_a_failed_write_stops_writing_and_is_raised_to_whoever_waits(
         assert [e.reason for e in errors if isinstance(e, PersistError)] == ["write_failed"]
     finally:
         await gateway.stop()
+
+
+async def test_a_cursor_past_the_logs_retention_falls_back_to_a_snapshot_and_replaces_the_disk_copy(
+    tmp_path: Path,
+) -> None:
+    """While the client is down, changes are written and the log is trimmed past its cursor: the
+    restarted root shows its disk copy, then gets a reset and one snapshot (not the missed changes,
+    which are gone), equals the table, and its file holds the new rows and cursor."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    try:
+        await write_posts(gateway, range(10))
+        state = tmp_path / "state.db"
+        await first_run(tmp_path, port, state, rows=10)
+        await write_posts(gateway, range(10, 20), title="new")
+        await delete_post(gateway.log, "p0")
+        assert await gateway.log.trim(max_rows=3) > 0  # the cursor (10) is now older than the log keeps
+
+        posts = PostStore()
+        root = root_on(port, state, posts)
+        received = Received(root)
+        assert await root.loaded() and len(posts.value) == 10 and posts.sync.from_disk
+        async with root:
+            await root.live(timeout=10)
+            assert received.snapshots == 1
+            assert posts.value.to_dict() == await all_posts(gateway.log)
+            await root.persisted()
+            cursor = root.cursor
+
+        again = PostStore()
+        third = root_on(port, state, again)
+        assert await third.loaded() and third.cursor == cursor
+        assert again.value.to_dict() == await all_posts(gateway.log)
+        await third.teardown_realtime()
+    finally:
+        await gateway.stop()

@@ -165,6 +165,11 @@ class RealtimeGateway:
             served topics, to the users ``can_subscribe`` lets subscribe to them.
         presence: The bounds of presence (members per channel, metadata bytes, updates
             per second, channels per connection; with Redis, the nodes' heartbeat and lease).
+        ping_interval: Seconds between two Engine.IO pings to each client.
+        ping_timeout: Seconds a client may take to answer a ping. A client whose network
+            went away without closing its connection is dropped (and leaves its presence
+            channels) within ``ping_interval + ping_timeout`` seconds; one whose connection
+            closed (a killed process, a reset) at once.
 
     Example:
         ``gateway = RealtimeGateway(open_change_log("sqlite:///app.db"), topics=["posts"],
@@ -202,6 +207,8 @@ class RealtimeGateway:
         behind: Literal["catch_up", "drop"] = "catch_up",
         can_join: JoinFilter | None = None,
         presence: PresenceLimits | None = None,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
     ) -> None:
         if async_mode not in ("aiohttp", "asgi"):
             raise ValueError(f"async_mode must be 'aiohttp' or 'asgi', got {async_mode!r}")
@@ -246,6 +253,8 @@ class RealtimeGateway:
             async_mode=async_mode,
             client_manager=self.fanout.manager if self.fanout else QueuedManager(),
             cors_allowed_origins=cors_allowed_origins,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._clients: dict[str, Client] = {}
         self._stopping = False

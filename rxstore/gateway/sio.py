@@ -32,6 +32,8 @@ def guarded_server(
     async_mode: str,
     client_manager: Any,
     cors_allowed_origins: str | list[str],
+    ping_interval: float = 25.0,
+    ping_timeout: float = 20.0,
 ) -> GuardedServer:
     """The gateway's Socket.IO server: its packets decoded by the gateway's rules, its wire guarded.
 
@@ -57,4 +59,6 @@ def guarded_server(
         serializer=packet_class,
         max_http_buffer_size=websocket_limit(max_frame_bytes),
         cors_allowed_origins=cors_allowed_origins,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )

@@ -21,10 +21,15 @@ def users(store: PresenceStore) -> dict[str, list[Any]]:
 
 
 async def joined(
-    gateway: RealtimeGateway, user: str, channel: str = "posts", meta: Any = None, **options: Any
+    gateway: RealtimeGateway,
+    user: str,
+    channel: str = "posts",
+    meta: Any = None,
+    url: str | None = None,
+    **options: Any,
 ):
     store = PresenceStore(channel)
-    root = RootStore(gateway.url, stores=[store], token=AUTH.issue(user), **options)
+    root = RootStore(url or gateway.url, stores=[store], token=AUTH.issue(user), **options)
     await root.setup_realtime()
     await root.join_presence(channel, meta)
     return root, store
@@ -238,3 +243,61 @@ async def test_metrics_count_members_and_channels(gateway) -> None:
         await ann.teardown_realtime()
     await wait_for(lambda: gateway.metrics.presence_members._value.get() == 0, what="the leave counted")
     await asyncio.sleep(0)
+
+
+class FreezingProxy:
+    """Forwards 127.0.0.1:port to a gateway until frozen; then swallows every byte and closes nothing,
+    as a network that went away does."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.frozen = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not self.frozen:
+                writer.write(data)
+
+
+async def test_a_client_whose_network_went_away_leaves_within_ping_interval_plus_ping_timeout(
+    tmp_path,
+) -> None:
+    """No FIN, no reset: the gateway's pings go unanswered and it drops the client, which leaves."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", ping_interval=0.5, ping_timeout=0.5)
+    proxy = FreezingProxy(gateway.port)
+    await proxy.start()
+    try:
+        ann, room = await joined(gateway, "ann")
+        bob, _ = await joined(gateway, "bob", url=f"http://127.0.0.1:{proxy.port}")
+        try:
+            await wait_for(lambda: "bob" in users(room), what="bob")
+            proxy.frozen = True
+            await wait_for(
+                lambda: "bob" not in users(room), 0.5 + 0.5 + 2.0, what="bob gone within the bound"
+            )
+        finally:
+            await bob.teardown_realtime()
+            await ann.teardown_realtime()
+    finally:
+        await proxy.close()
+        await gateway.stop()

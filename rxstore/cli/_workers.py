@@ -73,8 +73,8 @@ def broadcast_caveat(args: argparse.Namespace, workers: int) -> str | None:
         return None
     return (
         f"--workers {workers} without --redis: a client broadcast (root.broadcast) reaches the clients "
-        "of the sender's worker only; pass --redis URL to reach every client, or --workers 1 (changes "
-        "reach every client either way)"
+        "of the sender's worker only, and a presence channel lists the members of one worker only; pass "
+        "--redis URL to reach every client, or --workers 1 (changes reach every client either way)"
     )
 
 

@@ -23,8 +23,10 @@ from typing import Any
 import attrs
 import pytest
 
+from rxstore import RootStore
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
-from tests.persist.harness import gateway_on
+from rxstore.protocol.errors import PersistError
+from tests.persist.harness import PostStore, gateway_on
 from tests.services import free_port
 from tests.waiting import wait_for
 
@@ -251,3 +253,23 @@ def check_run(db: Path, lines: Lines, previous_last: int | None, seed: int) -> i
     if loaded is not None:
         assert previous_last is not None and loaded <= previous_last, (seed, loaded, previous_last)
     return last if last is not None else previous_last
+
+
+@pytest.mark.timeout(60)
+async def test_a_second_process_opening_the_state_file_gets_a_clear_error(tmp_path: Path) -> None:
+    """A client process holds the state file; a root in another process (this one) on the same
+    file raises ``PersistError`` ``locked`` naming it; once the first process is killed the file
+    opens, with the mutation the first one stored."""
+    state = str(tmp_path / "state.db")
+    holder = await start("submit", f"http://127.0.0.1:{free_port()}", state, "1")
+    stored = await line_of(holder, "stored")
+    try:
+        with pytest.raises(PersistError, match="open in another process") as refused:
+            RootStore("http://127.0.0.1:1", stores=[PostStore()], persist=state)
+        assert refused.value.reason == "locked" and refused.value.path == state
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+    root = RootStore("http://127.0.0.1:1", stores=[PostStore()], persist=state)
+    assert await root.loaded() is False and [m.id for m in root.recovered] == stored
+    await root.teardown_realtime()

@@ -10,6 +10,7 @@ stores, once per change, for all its subscribers.
 
 from rxstore.client.connection import Backoff, ConnectionState, ConnectionStatus, Retry
 from rxstore.client.metrics import Metrics, MetricsSnapshot
+from rxstore.client.recorder import Recorder, Recording, RecordLimits
 from rxstore.client.root import RootStore
 from rxstore.client.transport import SocketIOTransport, Transport
 from rxstore.persist import PendingMutation, Persist, StateCodec
@@ -24,6 +25,7 @@ from rxstore.protocol.errors import (
     OutboxFull,
     PersistError,
     ProtocolError,
+    RecordingError,
     RxStoreError,
     StoreError,
     TokenProviderError,
@@ -73,6 +75,10 @@ __all__ = [
     "PresenceStore",
     "ProtocolError",
     "RealtimeStore",
+    "RecordLimits",
+    "Recorder",
+    "Recording",
+    "RecordingError",
     "Retry",
     "RootStore",
     "RxStoreError",

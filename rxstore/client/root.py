@@ -34,6 +34,8 @@ from rxstore.client.live import root_live
 from rxstore.client.metrics import Metrics
 from rxstore.client.outbox import Outbox, consume_exception
 from rxstore.client.presence import PresenceJoins
+from rxstore.client.recorder import Recorder, RecordLimits
+from rxstore.client.recorder.limits import MAX_BYTES, MAX_FRAMES, MAX_SECONDS
 from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions, attach_to
 from rxstore.client.transport import SocketIOTransport, Transport
@@ -597,6 +599,40 @@ class RootStore:
             CallRejected: Not a subscribed topic, or a reserved event name.
         """
         await self.outbox.broadcast(topic, event, data)
+
+    # -- developers' tools -------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        stores: Iterable[RealtimeStore] | None = None,
+        max_frames: int = MAX_FRAMES,
+        max_bytes: int = MAX_BYTES,
+        max_seconds: float = MAX_SECONDS,
+    ) -> Recorder:
+        """Record every frame received and every state ``stores`` publish, from now (docs/devtools.md).
+
+        Start it before connecting to replay the session later: ``rxstore replay FILE``
+        turns the saved file into a test that replays the frames through the same store
+        classes and checks each state. It stops at the first bound reached (it says so
+        once, a warning); until then each frame costs its JSON encoding, and each state
+        its :func:`~rxstore.client.recorder.plain` form (a table store's whole rows).
+
+        Args:
+            stores: The stores whose states to record (all by default; the frames are all recorded).
+            max_frames: Most frames (100,000).
+            max_bytes: Most bytes of the file (64 MiB).
+            max_seconds: Longest recording (an hour).
+
+        Raises:
+            RuntimeError: A recording goes on already.
+
+        Example:
+            ``with root.record() as rec: await work(); rec.save("session.jsonl")``
+        """
+        limits = RecordLimits(max_frames=max_frames, max_bytes=max_bytes, max_seconds=max_seconds)
+        chosen = self.stores if stores is None else tuple(stores)
+        return Recorder(self._router, chosen, self.connection, limits=limits, cursor=self.cursor)
 
     # -- presence ---------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from rxstore.protocol.frames import ChangeFrame, CheckedBatch
 from rxstore.protocol.logging_seam import level_cache
 from rxstore.stores.status import SyncState
 
-__all__ = ["Router"]
+__all__ = ["FrameTap", "Router"]
 
 log = logging.getLogger("rxstore.router")
 _levels = level_cache(log)
@@ -56,6 +56,16 @@ _now = time.time
 
 class _Syncable(Protocol):
     def set_sync(self, state: SyncState) -> None: ...
+
+
+class FrameTap(Protocol):
+    """What records frames (:class:`~rxstore.client.recorder.Recorder`): told of each before it is handled."""
+
+    def frame(self, name: str, data: Any) -> None:
+        """A frame arrives (it is handled next)."""
+
+    def frame_done(self) -> bool:
+        """The frame was handled; whether to go on recording."""
 
 
 class Router:
@@ -103,6 +113,8 @@ class Router:
         """Snapshots arriving in chunks, not yet shown."""
         self._trace: tuple[Any, Any, int, int, int] | None = None
         """The frame being received and the counters before it, while ``rxstore.router`` is at DEBUG."""
+        self.recorder: FrameTap | None = None
+        """What records the frames (``root.record()``), while one does: one attribute check per frame."""
 
     @property
     def live(self) -> bool:
@@ -128,7 +140,11 @@ class Router:
 
         With the ``rxstore.router`` logger at DEBUG, each frame is also told in one line
         (:meth:`_traced`); otherwise nothing is formatted: one cached level check per frame.
+        While a recorder is set, it is told of the frame first (:meth:`_recorded`).
         """
+        if self.recorder is not None:
+            self._recorded(name, data)
+            return
         if _levels.get(DEBUG) is not False and self._trace is None and log.isEnabledFor(DEBUG):
             self._traced(name, data)
             return
@@ -162,6 +178,17 @@ class Router:
             self.on_frame(name, data)  # traced now: handled as ever
         finally:
             self._tell()
+
+    def _recorded(self, name: str, data: Any) -> None:
+        """:meth:`on_frame`, the frame told to the :attr:`recorder` before, and its end after."""
+        recorder, self.recorder = self.recorder, None
+        assert recorder is not None
+        recorder.frame(name, data)
+        try:
+            self.on_frame(name, data)
+        finally:
+            if recorder.frame_done() and self.recorder is None:
+                self.recorder = recorder
 
     def _tell(self) -> None:
         """Log the frame being traced, if not yet: its name, events, seqs, applied, duplicates, cursor."""

@@ -359,3 +359,45 @@ class AuthError(RxStoreError, PermissionError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RecordingError(RxStoreError, ValueError):
+    """A recording (``root.record()``) cannot be read, or cannot be replayed as asked.
+
+    Attributes:
+        reason: ``not_a_recording`` (not JSON lines of a recording), ``version`` (a format
+            this rxstore does not read), ``unreplayable`` (a state rxstore cannot compare by
+            value), ``local_state`` (a state published outside any frame: an optimistic
+            mutation, ``reset()``), ``no_store`` (a recorded store the replay was not given),
+            ``not_importable`` (a store class defined in ``__main__`` or in a function).
+
+    Example:
+        >>> exc = RecordingError("version", "session.jsonl: recording format 9; this rxstore reads 1")
+        >>> exc.reason, isinstance(exc, ValueError)
+        ('version', True)
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ReplayMismatch(RxStoreError, AssertionError):
+    """A replayed store published another state than the one recorded (or one more, or one less).
+
+    Attributes:
+        store: The store's name.
+        state: The number of the state that differs (0: the state when the recording began).
+        frame: The index of the frame that caused the recorded state, or ``None``.
+
+    Example:
+        >>> exc = ReplayMismatch("likes", 2, 5, "likes: state 2 (after frame 5) differs: ...")
+        >>> exc.store, exc.state, isinstance(exc, AssertionError)
+        ('likes', 2, True)
+    """
+
+    def __init__(self, store: str, state: int, frame: int | None, message: str) -> None:
+        super().__init__(message)
+        self.store = store
+        self.state = state
+        self.frame = frame

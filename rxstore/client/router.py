@@ -25,8 +25,8 @@ from logging import DEBUG
 from typing import Any, Protocol
 
 from rxstore.client.metrics import Metrics
-from rxstore.client.pages import page_event
-from rxstore.client.snapshot_chunks import SnapshotChunks
+from rxstore.client.snapshots.chunks import SnapshotChunks
+from rxstore.client.snapshots.pages import page_event
 from rxstore.operators.keyed import EventStream, Frame, KeyedView
 from rxstore.protocol.errors import ProtocolError, RxStoreError, StoreError
 from rxstore.protocol.events import (

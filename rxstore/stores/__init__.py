@@ -4,9 +4,9 @@
 * :mod:`~rxstore.stores.table`: :class:`TableStore`, one table mirrored from change envelopes;
 * :mod:`~rxstore.stores.state`: :class:`TableState`, the rows at a log position;
 * :mod:`~rxstore.stores.derived`: :func:`derived`, a value computed from several stores, once per change;
-* :mod:`~rxstore.stores.fold`: how a table's frames fold into its state;
+* :mod:`~rxstore.stores.folding`: how a table's frames fold into its state;
+* :mod:`~rxstore.stores.window`: a window's rows in order;
 * :mod:`~rxstore.stores.optimistic`: rows shown until their mutation settles;
-* :mod:`~rxstore.stores.foreign`: payloads of a foreign server;
 * :mod:`~rxstore.stores.status`: a store's sync status;
 * :mod:`~rxstore.stores.live`: waiting until stores are live.
 

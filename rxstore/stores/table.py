@@ -32,9 +32,9 @@ from rxstore.protocol.subsets import (
     window_of,
 )
 from rxstore.stores.domain import DomainStore
-from rxstore.stores.fold import reduce_envelopes, reduce_events
-from rxstore.stores.fold_spec import TableFold
-from rxstore.stores.foreign import FOREIGN_OPS
+from rxstore.stores.folding.fold import reduce_envelopes, reduce_events
+from rxstore.stores.folding.fold_spec import TableFold
+from rxstore.stores.folding.foreign import FOREIGN_OPS
 from rxstore.stores.live import table_live
 from rxstore.stores.optimistic import PendingRows
 from rxstore.stores.state import TableState, new_state
@@ -189,7 +189,7 @@ class TableStore(DomainStore[TableState[R]]):
             self.foreign_ops,
             _window(self._subset),
         )
-        """What :mod:`~rxstore.stores.fold` needs of this store to fold its frames."""
+        """What :mod:`~rxstore.stores.folding.fold` needs of this store to fold its frames."""
         self._confirmed: TableState[R] = self._state.value
         self._pending: PendingRows[R] = PendingRows()
         self._status: BehaviorSubject[SyncStatus] = BehaviorSubject(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rxstore.client.pages import page_event
+from rxstore.client.snapshots.pages import page_event
 from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import EventKind
 

@@ -1,7 +1,7 @@
 """How a table's frames fold into its state: changes, snapshots and resets in one persistent-map mutation.
 
-The fold is a function of a small spec, :class:`~rxstore.stores.fold_spec.TableFold` (the table, its key,
-how rows become records, where failures go), not of the store:
+The fold is a function of a small spec, :class:`~rxstore.stores.folding.fold_spec.TableFold`
+(the table, its key, how rows become records, where failures go), not of the store:
 :func:`reduce_envelopes` folds a :class:`~rxstore.protocol.frames.ChangeFrame`
 (checked change envelopes of one name: the gateway's batches, no event object
 per change) and :func:`reduce_events` anything else (events built by hand,
@@ -25,8 +25,8 @@ from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import ROW_OF, Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.protocol.records import envelope_records, structure_records
-from rxstore.stores.fold_spec import TableFold
-from rxstore.stores.foreign import foreign_change, not_a_change
+from rxstore.stores.folding.fold_spec import TableFold
+from rxstore.stores.folding.foreign import foreign_change, not_a_change
 from rxstore.stores.state import TableState, new_state
 from rxstore.stores.window import Window
 

@@ -15,7 +15,7 @@ from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import Event, Op, parse_change
 
 if TYPE_CHECKING:
-    from rxstore.stores.fold_spec import TableFold
+    from rxstore.stores.folding.fold_spec import TableFold
 
 __all__ = ["FOREIGN_OPS", "foreign_change", "not_a_change"]
 

@@ -1,4 +1,4 @@
-"""rxstore.stores.fold: both forms agree, changes around snapshots and resets, failures isolated."""
+"""rxstore.stores.folding.fold: both forms agree, changes around snapshots and resets, failures isolated."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from rxstore import Event, EventKind, RxStoreError
 from rxstore.protocol.events import RESET, Snapshot
 from rxstore.protocol.frames import ChangeFrame
-from rxstore.stores.fold import reduce_envelopes, reduce_events
-from rxstore.stores.fold_spec import TableFold
+from rxstore.stores.folding.fold import reduce_envelopes, reduce_events
+from rxstore.stores.folding.fold_spec import TableFold
 from rxstore.stores.state import TableState
 
 

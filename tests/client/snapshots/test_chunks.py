@@ -1,4 +1,4 @@
-"""rxstore.client.snapshot_chunks: a snapshot in chunks is shown whole, once, and only then."""
+"""rxstore.client.snapshots.chunks: a snapshot in chunks is shown whole, once, and only then."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rxstore import EventKind, ProtocolError
-from rxstore.client.snapshot_chunks import SnapshotChunks
+from rxstore.client.snapshots.chunks import SnapshotChunks
 
 
 def chunk(seq: int, ids: list[int], *, more: bool, event: str = "post_update") -> dict[str, Any]:

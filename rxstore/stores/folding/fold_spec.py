@@ -1,4 +1,4 @@
-"""What folding a table's frames needs to know: the spec :mod:`rxstore.stores.fold` is a function of."""
+"""What folding a table's frames needs to know: the spec that :mod:`rxstore.stores.folding.fold` folds by."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class TableFold(Generic[R]):
 
     Example:
         >>> from rxstore.protocol.events import Event, EventKind
-        >>> from rxstore.stores.fold import reduce_events
+        >>> from rxstore.stores.folding.fold import reduce_events
         >>> from rxstore.stores.state import TableState
         >>> fold = TableFold("Posts", "posts", "id", None, True, dict, print, print)
         >>> change = {"seq": 3, "topic": "posts", "op": "INSERT", "record": {"id": "p1"}}

@@ -11,7 +11,7 @@ from rxstore.protocol.frames import ChangeFrame
 
 __all__ = ["Delta"]
 
-_CHANGE, _SNAPSHOT, _RESET = EventKind.CHANGE, EventKind.SNAPSHOT, EventKind.RESET
+_CHANGE, _SNAPSHOT, _PAGE, _RESET = EventKind.CHANGE, EventKind.SNAPSHOT, EventKind.PAGE, EventKind.RESET
 
 
 class Delta:
@@ -43,7 +43,7 @@ class Delta:
         return taken
 
     def add(self, frame: Frame) -> None:
-        """Take one frame of a keyed view: changes, snapshots, resets (messages are not rows)."""
+        """Take one frame of a keyed view: changes, snapshots, pages, resets (messages are not rows)."""
         if type(frame) is ChangeFrame:
             self._changes(frame.name, frame.envelopes)
             return
@@ -53,6 +53,8 @@ class Delta:
                 self._changes(event.name, [_envelope(event)])
             elif kind is _SNAPSHOT:
                 self._snapshot(event.name, event.data)
+            elif kind is _PAGE:
+                self._page(event.name, event.data)
             elif kind is _RESET:
                 self.cleared.update(self.keys)
                 self.rows = {}
@@ -71,6 +73,10 @@ class Delta:
                     rows[old[key_name]] = None  # type: ignore[index]
                     continue
                 key = record[key_name]
+                out = envelope.get("out")
+                if out:  # rows an INSERT moved out of a window
+                    for moved in out:
+                        rows[moved[key_name]] = None
                 if old is not None:
                     old_key = old.get(key_name, key)
                     if old_key != key:  # an UPDATE that moved the row to another key
@@ -81,17 +87,25 @@ class Delta:
         self.changes += len(envelopes)
 
     def _snapshot(self, sub: str, snapshot: Snapshot) -> None:
+        if sub not in self.keys:
+            return
+        self.cleared.add(sub)
+        self.rows[sub] = {}
+        self._page(sub, snapshot)
+
+    def _page(self, sub: str, page: Snapshot) -> None:
+        """Rows added to a window (``store.more(n)``), or a snapshot's rows: nothing else replaced."""
         key_name = self.keys.get(sub)
         if key_name is None:
             return
-        self.cleared.add(sub)
-        rows: dict[Any, str | None] = {}
-        for row in snapshot.records:
+        rows = self.rows.get(sub)
+        if rows is None:
+            rows = self.rows[sub] = {}
+        for row in page.records:
             try:
                 rows[row[key_name]] = row_text(row)
             except (KeyError, TypeError):
                 continue
-        self.rows[sub] = rows
         self.changes += 1
 
 

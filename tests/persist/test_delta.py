@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from rxstore import Event, EventKind
 from rxstore.persist.delta import Delta
 from rxstore.protocol.errors import PersistError
+from rxstore.protocol.events import Snapshot
 from rxstore.testing import change, snapshot
 
 
@@ -46,3 +48,18 @@ def test_a_row_that_is_not_json_is_refused_not_skipped() -> None:
     with pytest.raises(PersistError, match="not JSON") as refused:
         delta.add([change("posts", 1, "INSERT", {"id": "p1", "when": object()})])
     assert refused.value.reason == "write_failed"
+
+
+def test_a_page_adds_its_rows_and_an_inserts_out_deletes_the_rows_it_moved_out() -> None:
+    """A window's rows as the store holds them: ``store.more(n)``'s page adds rows without clearing
+    the table, and an INSERT's ``out`` takes the rows it pushed past the window's end off the file."""
+    delta = Delta({"post_update": "id"})
+    delta.add([snapshot("posts", 5, [{"id": "p1"}, {"id": "p2"}])])
+    delta.add([Event("post_update", Snapshot("posts", 5, ({"id": "p3"},)), EventKind.PAGE, 5)])
+    inserted = change("posts", 6, "INSERT", {"id": "p0"})
+    delta.add([Event(inserted.name, {**inserted.data, "out": [{"id": "p3"}]}, EventKind.CHANGE, 6)])
+    cleared, rows, _ = delta.take()
+    assert cleared == {"post_update"}
+    assert {k: v and json.loads(v) for k, v in rows["post_update"].items()} == {
+        "p1": {"id": "p1"}, "p2": {"id": "p2"}, "p3": None, "p0": {"id": "p0"},
+    }  # fmt: skip

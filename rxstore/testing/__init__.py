@@ -58,6 +58,7 @@ from rxstore.testing.frames import (
 )
 from rxstore.testing.link import VirtualLink
 from rxstore.testing.marbles import MarbleTest, marbles, on_next
+from rxstore.testing.replay import Replay
 from rxstore.testing.virtual_gateway import VirtualGateway, Write, write
 from rxstore.testing.virtual_loop import VirtualLoop
 from rxstore.testing.virtual_presence import (
@@ -72,6 +73,7 @@ __all__ = [
     "Frame",
     "MarbleTest",
     "PresenceChange",
+    "Replay",
     "VirtualGateway",
     "VirtualLink",
     "VirtualLoop",

@@ -1,4 +1,4 @@
-"""The ``rxstore`` command: ``serve``, ``token``, ``demo`` and ``log``.
+"""The ``rxstore`` command: ``serve``, ``token``, ``demo``, ``log`` and ``replay``.
 
 ``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
 file, a writer changing posts, and a RootStore + PostStore client rendering
@@ -7,9 +7,9 @@ the live table in the terminal.
 The command is a package of rooms: :mod:`._parser` (the options),
 :mod:`._checks` (option checks, one-line errors), :mod:`._database` (what
 ``--db`` means, for every command, and no file left by a failed start),
-:mod:`._serve` (``serve`` and ``token``), :mod:`._demo` (``demo``) and
-:mod:`._log` (``log``). ``python -m rxstore`` and ``python -m rxstore.cli``
-run :func:`main`, as the ``rxstore`` script does.
+:mod:`._serve` (``serve`` and ``token``), :mod:`._demo` (``demo``), :mod:`._log`
+(``log``) and :mod:`._replay` (``replay``). ``python -m rxstore`` and
+``python -m rxstore.cli`` run :func:`main`, as the ``rxstore`` script does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rxstore.cli._checks import run_command
 from rxstore.cli._demo import demo
 from rxstore.cli._log import log_command
 from rxstore.cli._parser import build_parser, log_level
+from rxstore.cli._replay import replay_command
 from rxstore.cli._serve import serve, token_auth
 
 __all__ = ["main"]
@@ -45,6 +46,8 @@ def _command(args: argparse.Namespace) -> int:
         return _run(serve(args))
     if args.command == "log":
         return _run(log_command(args))
+    if args.command == "replay":
+        return replay_command(args)
     return _run(demo(args))
 
 

@@ -1,4 +1,4 @@
-"""The ``rxstore`` command's options: ``serve``, ``token``, ``demo`` and ``log``."""
+"""The ``rxstore`` command's options: ``serve``, ``token``, ``demo``, ``log`` and ``replay``."""
 
 from __future__ import annotations
 
@@ -290,7 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_option(demo, default=None, default_text="a throwaway SQLite file, deleted at the end")
     demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
     _add_log_commands(commands)
+    _add_replay_command(commands)
     return parser
+
+
+def _add_replay_command(commands: Any) -> None:
+    """``rxstore replay FILE``: a recording turned into a regression test."""
+    replay = commands.add_parser(
+        "replay",
+        help="turn a recording (root.record()) into a pytest regression test",
+        description="Write a pytest file that replays the frames of a recording (saved by "
+        "root.record(): rec.save(FILE)) through new stores of the recorded classes, imported by "
+        "module path, in virtual time, and checks every state they publish against the recorded "
+        "one: the first that differs is named (docs/devtools.md).",
+    )
+    replay.add_argument("file", metavar="FILE", help="the recording (JSON lines)")
+    replay.add_argument(
+        "-o",
+        "--output",
+        metavar="TEST",
+        help="the test file to write (default: test_replay_<FILE's name>.py in this folder)",
+    )
+    replay.add_argument("--force", action="store_true", help="overwrite the test file if it exists")
 
 
 def _add_log_commands(commands: Any) -> None:

@@ -27,7 +27,7 @@ from rxstore.stores.domain import DomainStore
 from rxstore.testing.link import VirtualLink
 from rxstore.testing.marbles import MarbleTest
 
-__all__ = ["Replay", "ReplayedState"]
+__all__ = ["Replay", "ReplayedState", "check_replayable"]
 
 BOUNDS = ("max_frames", "max_bytes", "max_seconds")
 """How a recording that stopped at a bound ended: the states of its last frame may be cut short."""
@@ -58,7 +58,7 @@ class Replay:
     def __init__(self, recording: Recording, stores: Sequence[DomainStore[Any]]) -> None:
         self.recording = recording
         self._stores = _matched(recording, stores)
-        _check_replayable(recording)
+        check_replayable(recording)
         self._replayed: dict[str, list[ReplayedState]] = {name: [] for name in self._stores}
         self.errors: list[RxStoreError] = []
         """What the replay's root reported (a reducer that raised, a bad payload)."""
@@ -199,7 +199,12 @@ def _matched(recording: Recording, stores: Sequence[DomainStore[Any]]) -> dict[s
     return {entry.name: store for entry, store in zip(recorded, stores, strict=True)}
 
 
-def _check_replayable(recording: Recording) -> None:
+def check_replayable(recording: Recording) -> None:
+    """Refuse a recording a replay cannot check: a state not comparable by value, or not made by a frame.
+
+    Raises:
+        RecordingError: ``unreplayable`` or ``local_state``, naming the store and the state.
+    """
     counts: dict[str, int] = {}
     for entry in recording.entries:
         if type(entry) is not StateEntry:

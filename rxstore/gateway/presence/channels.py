@@ -10,6 +10,7 @@ theirs come back through :meth:`PresenceChannels.deliver`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -34,6 +35,33 @@ __all__ = ["JoinFilter", "PresenceChannels"]
 
 JoinFilter = Callable[[User, str], bool]
 """``can_join(user, channel) -> bool``: may this user join (and see) this presence channel?"""
+
+
+Key = tuple[str, str]
+
+
+def _note(
+    pending: dict[Key, tuple[bool, Member | None]], key: Key, member: Member | None, *, was: bool
+) -> None:
+    """Note that ``key`` is ``member`` now (``None``: gone); whether it was listed: from its first note."""
+    first = pending.get(key)
+    pending[key] = (was if first is None else first[0], member)
+
+
+def _net(changes: dict[Key, tuple[bool, Member | None]]) -> Diff:
+    """What the noted changes add up to, from the clients' side."""
+    joins: list[Member] = []
+    updates: list[Member] = []
+    leaves: list[Member] = []
+    for (user, conn), (was, member) in changes.items():
+        if member is None:
+            if was:
+                leaves.append(Member(user, conn))
+        elif was:
+            updates.append(member)
+        else:
+            joins.append(member)
+    return Diff(tuple(joins), tuple(updates), tuple(leaves))
 
 
 @attrs.define(eq=False)
@@ -79,6 +107,9 @@ class PresenceChannels:
         self._connections: dict[str, _Connection] = {}
         self._listeners: dict[str, set[str]] = {}
         """Channel -> sids of this node's clients in it."""
+        self._pending: dict[str, dict[Key, tuple[bool, Member | None]]] = {}
+        """Channel -> member key -> (listed before this turn, member now or ``None``): not sent yet."""
+        self._flushing = False
 
     # -- the clients' events -----------------------------------------------------
 
@@ -105,6 +136,7 @@ class PresenceChannels:
         if not self._rate(connection):
             return self._too_fast()
         member = self._put(client, connection, channel, meta)
+        self.flush()  # what the others were told so far goes before the joiner is one of them
         listeners = self._listeners.setdefault(channel, set())
         listeners.add(client.sid)
         state = {
@@ -155,20 +187,44 @@ class PresenceChannels:
 
     # -- the frames --------------------------------------------------------------
 
-    def deliver(self, diffs: Mapping[str, Diff], *, skip: str | None = None) -> None:
-        """Send each channel's diff to this node's clients in it (not to ``skip``)."""
-        clients, enqueue = self.clients, self.delivery.enqueue
+    def deliver(self, diffs: Mapping[str, Diff]) -> None:
+        """Send each channel's diff to this node's clients in it, with the others of this turn of the loop.
+
+        The changes of one turn of the event loop go out as one diff frame per channel (a
+        member that joined and left meanwhile not at all, one updated twice with its last
+        metadata): under many updates at once, each client gets fewer, bigger frames.
+        """
         for channel, diff in diffs.items():
+            if channel not in self._listeners:
+                continue  # no client of this node in it: nothing to send
+            pending = self._pending.setdefault(channel, {})
+            for member in diff.leaves:
+                _note(pending, member.key, None, was=True)
+            for member in diff.joins:
+                _note(pending, member.key, member, was=False)
+            for member in diff.updates:
+                _note(pending, member.key, member, was=True)
+        if self._pending and not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._count()
+
+    def flush(self) -> None:
+        """Send the diffs noted since the last flush, one frame per channel, to its clients of this node."""
+        self._flushing = False
+        pending, self._pending = self._pending, {}
+        clients, enqueue = self.clients, self.delivery.enqueue
+        for channel, changes in pending.items():
+            diff = _net(changes)
             sids = self._listeners.get(channel)
-            if not sids:
+            if not diff or not sids:
                 continue
             frame = OutFrame(presence_event(channel), diff.to_wire(channel))  # encoded once for all
             for sid in list(sids):
                 client = clients.get(sid)
-                if client is not None and sid != skip:
+                if client is not None:
                     enqueue(client, frame)
             self.metrics.presence_frames.inc()
-        self._count()
 
     # -- helpers -----------------------------------------------------------------
 
@@ -220,7 +276,7 @@ class PresenceChannels:
         diff = self.roster.put(self.node, channel, member)
         self.metrics.presence_updates.inc()
         if diff:
-            self.deliver({channel: diff}, skip=client.sid if diff.joins else None)
+            self.deliver({channel: diff})
             if self.relay is not None:
                 self.relay.put(channel, member)
         return member

@@ -9,6 +9,11 @@ import pytest
 
 from rxstore import CallRejected, PresenceDelta, PresenceStore, RootStore, SocketIOTransport
 from rxstore.gateway import PresenceLimits, RealtimeGateway, User
+from rxstore.gateway.delivery.queues import Client
+from rxstore.gateway.metrics import Metrics
+from rxstore.gateway.presence.channels import PresenceChannels
+from rxstore.gateway.presence.diff import Diff
+from rxstore.protocol.presence import Member
 from tests.gateway.harness import AUTH, start_gateway
 from tests.waiting import wait_for
 
@@ -301,3 +306,50 @@ async def test_a_client_whose_network_went_away_leaves_within_ping_interval_plus
     finally:
         await proxy.close()
         await gateway.stop()
+
+
+# -- the frames of one turn of the loop (no socket) ------------------------------------------------------
+
+
+class Recorded:
+    """A stand-in for the clients' send queues: what each client was sent."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[Any]] = {}
+
+    def enqueue(self, client: Any, frame: Any) -> bool:
+        self.sent.setdefault(client.sid, []).append(frame.data)
+        return True
+
+    async def drain(self, client: Any) -> bool:
+        return True
+
+
+async def test_the_changes_of_one_turn_go_out_as_one_diff_with_their_net_effect() -> None:
+    """Bob updates twice, carl joins and leaves, dan joins, all in one turn: ann gets one frame with
+    bob's last metadata and dan's join, nothing of carl."""
+    delivery = Recorded()
+    clients = {sid: Client(sid, User(sid), frozenset(), None) for sid in ("ann", "bob", "carl", "dan")}
+    channels = PresenceChannels(
+        delivery,  # type: ignore[arg-type]
+        clients,
+        Metrics(),
+        can_join=lambda user, channel: True,
+        limits=FAST,
+        node="n1",
+    )
+    for sid in ("ann", "bob"):
+        assert (await channels.join(clients[sid], {"channel": "room", "meta": 0}))["ok"]
+    assert [f["type"] for f in delivery.sent["ann"]] == ["state", "diff"]  # bob's join, before his state
+    await channels.update(clients["bob"], {"channel": "room", "meta": 1})
+    await channels.update(clients["bob"], {"channel": "room", "meta": 2})
+    channels.roster.put("n2", "room", Member("carl", "c"))  # as another node's changes arrive
+    channels.deliver({"room": Diff(joins=(Member("carl", "c"),))})
+    channels.deliver({"room": channels.roster.remove("n2", "room", ("carl", "c"))})
+    channels.deliver({"room": channels.roster.put("n2", "room", Member("dan", "d", 7))})
+    await asyncio.sleep(0)  # the turn ends: one frame
+    frames = delivery.sent["ann"][2:]
+    assert len(frames) == 1
+    assert frames[0]["joins"] == [{"user": "dan", "conn": "d", "meta": 7}] and frames[0]["leaves"] == []
+    assert [(m["user"], m["meta"]) for m in frames[0]["updates"]] == [("bob", 2)]
+    assert delivery.sent["bob"][-1] == frames[0]  # the updater too

@@ -33,6 +33,7 @@ BENCHMARKS = {
     "floods": "benchmarks.floods",
     "persist": "benchmarks.persist",
     "initial_sync": "benchmarks.initial_sync",
+    "presence": "benchmarks.presence",
 }
 
 

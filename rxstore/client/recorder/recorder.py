@@ -48,6 +48,11 @@ class Recorder:
         limits: The bounds.
         cursor: The root's cursor now (kept in the header).
         clock: Monotonic seconds.
+
+    Example:
+        ``with root.record(max_frames=10_000) as rec: await work()``, then
+        ``rec.save("session.jsonl")`` and ``rxstore replay session.jsonl``; ``rec.end`` says
+        why it ended, ``rec.size`` how much it holds.
     """
 
     def __init__(

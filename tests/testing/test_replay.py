@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from rxstore import Event, RecordingError
-from rxstore.client.recorder import Recording
+from rxstore import Backoff, Event, RecordingError
+from rxstore.client.recorder import LinkEntry, Recording
 from rxstore.protocol.errors import ReplayMismatch
 from rxstore.testing import Replay, batch_frame, change_frame, marbles, message_frame, snapshot_frame
 from tests.client.recorder.stores import Likes, LikeStore, PostStore
@@ -164,3 +164,25 @@ def test_a_store_timeline_moves_the_store_back_and_forth() -> None:
     with pytest.raises(IndexError, match="at the first step"):
         timeline.prev()
     assert timeline.next().count == 1 and seen[-4:] == [2, 1, 0, 1]
+
+
+def test_a_session_with_a_dropped_link_replays() -> None:
+    """Down and up again: the link entries are kept, the missed changes come as a batch, the states check."""
+    with marbles() as m:
+        root = m.root(
+            [LikeStore(), PostStore()],
+            server="-s--u----d",
+            link="c--x--c",
+            values={**VALUES, "u": change_frame("posts", 2, "UPDATE", {**ROW, "title": "b"})},
+            backoff=Backoff(initial=0.5, jitter=0.0),
+        )
+        recorder = root.record()
+        m.run(until=12)
+    recording = recorder.stop()
+    assert [e.status for e in recording.entries if isinstance(e, LinkEntry)] == ["up", "lost", "up"]
+    names = ["rxstore:live", "rxstore:snapshot", "rxstore:batch", "rxstore:live", "post_update"]
+    assert [f.name for f in recording.frames] == names
+    replay = Replay(recording, [LikeStore(), PostStore()])
+    replay.check()
+    seqs = [(frame, state.seq) for frame, state in replay.states("PostStore")]
+    assert seqs == [(None, None), (1, 1), (2, 2), (4, 4)]

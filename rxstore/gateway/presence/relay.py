@@ -129,7 +129,9 @@ class PresenceRelay:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        """Say ``bye`` (the others drop this node's members at once) and close the connection."""
+        """Say ``bye`` (the others drop this node's members at once), forget theirs, close the connection."""
+        for node in list(self._heard):
+            self._forget(node)
         redis = self._redis
         if redis is None:
             return

@@ -353,3 +353,14 @@ async def test_the_changes_of_one_turn_go_out_as_one_diff_with_their_net_effect(
     assert frames[0]["joins"] == [{"user": "dan", "conn": "d", "meta": 7}] and frames[0]["leaves"] == []
     assert [(m["user"], m["meta"]) for m in frames[0]["updates"]] == [("bob", 2)]
     assert delivery.sent["bob"][-1] == frames[0]  # the updater too
+
+
+async def test_a_stopping_gateway_forgets_every_member(tmp_path) -> None:
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db")
+    ann, _ = await joined(gateway, "ann")
+    try:
+        assert gateway.presence.roster.size() == 1
+        await gateway.stop()
+        assert gateway.presence.roster.size() == 0 and gateway.metrics.presence_members._value.get() == 0
+    finally:
+        await ann.teardown_realtime()

@@ -89,6 +89,9 @@ async def test_a_node_that_starts_later_gets_the_whole_state_of_the_others(tmp_p
         carl, carl_room = await member(node2.url, "carl")
         roots.append(carl)
         await wait_for(lambda: names(carl_room) == {"ann", "bob", "carl"}, what="node 1's members on node 2")
+        await carl.teardown_realtime()
+        await node2.stop()  # node 1 runs on: node 2 forgets what it knew of it (a restart hears it anew)
+        assert node2.presence.roster.size() == 0
     finally:
         for root in roots:
             await root.teardown_realtime()

@@ -17,10 +17,10 @@ from reactivex import Observable
 from reactivex.abc import DisposableBase
 
 from rxstore.client.connection import ConnectionState, ConnectionStatus
-from rxstore.client.recorder.entries import StoreEntry
 from rxstore.client.recorder.limits import RecordLimits
 from rxstore.client.recorder.plain import plain
 from rxstore.client.recorder.recording import Recording, encode_line
+from rxstore.client.recorder.store_entry import StoreEntry
 from rxstore.client.router import Router
 from rxstore.stores.domain import DomainStore, RealtimeStore
 from rxstore.stores.table import TableStore

@@ -25,7 +25,10 @@ from typing import Any
 import attrs
 import msgspec
 
-from rxstore.client.recorder.entries import FrameEntry, LinkEntry, StateEntry, StoreEntry
+from rxstore.client.recorder.frame_entry import FrameEntry
+from rxstore.client.recorder.link_entry import LinkEntry
+from rxstore.client.recorder.state_entry import StateEntry
+from rxstore.client.recorder.store_entry import StoreEntry
 from rxstore.client.recorder.timeline import Timeline
 from rxstore.protocol.errors import RecordingError
 

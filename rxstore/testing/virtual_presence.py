@@ -77,6 +77,7 @@ class VirtualPresence:
     Attributes:
         channels: Channel -> ``(user, conn)`` -> member, now (the root's own included).
         joined: Channel -> the root's member there, on the current connection.
+        forbidden: Channels whose joins are refused (``forbidden_channel``), as ``can_join`` would.
     """
 
     def __init__(self, link: _Link, *, user: str = "me") -> None:
@@ -84,6 +85,7 @@ class VirtualPresence:
         self.user = user
         self.channels: dict[str, dict[Key, Member]] = {}
         self.joined: dict[str, Member] = {}
+        self.forbidden: set[str] = set()
         self._connections = 0
 
     def connect(self) -> None:
@@ -118,6 +120,12 @@ class VirtualPresence:
             if member is not None:
                 self.channels.get(channel, {}).pop(member.key, None)
             return {"ok": True}
+        if event == PRESENCE_JOIN and channel in self.forbidden:
+            return {
+                "ok": False,
+                "error": "forbidden_channel",
+                "message": f"{self.user!r} may not join {channel!r}",
+            }
         if event == PRESENCE_UPDATE and channel not in self.joined:
             return {"ok": False, "error": "not_joined", "message": f"update of {channel!r}: join it first"}
         member = Member(self.user, f"virtual-{self._connections}", data.get("meta"))

@@ -135,3 +135,25 @@ def test_stores_of_one_name_are_told_apart() -> None:
         ("LikeStore", "tests.client.recorder.stores:LikeStore"),
         ("LikeStore#2", "tests.client.recorder.stores:LikeStore"),
     ]
+
+
+def test_a_batch_the_transport_decoded_is_kept_as_json_and_replays() -> None:
+    """A CheckedBatch (the socket transport's decoding of rxstore:batch) is kept as {"events": [...]}."""
+    from rxstore.protocol.frames import CheckedBatch
+    from rxstore.testing import Replay
+
+    changes = [
+        change_frame("posts", 1, "INSERT", ROW),
+        change_frame("posts", 2, "UPDATE", {**ROW, "title": "b"}),
+    ]
+    with marbles() as m:
+        posts = PostStore()
+        root = m.root([posts])
+        recorder = root.record()
+        decoded = CheckedBatch(events=[(f.name, f.data) for f in changes])
+        m.at(1, lambda: root.router.on_frame("rxstore:batch", decoded))
+        m.run()
+    recording = recorder.stop()
+    assert recording.frames[-1].data == {"events": [[f.name, f.data] for f in changes]}
+    assert posts.value["p1"].title == "b"
+    Replay(recording, [PostStore()]).check()

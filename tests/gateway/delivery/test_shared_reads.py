@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.demo import Post, all_posts, save_post
+from rxstore.gateway.log.sqlite.reads import SQLiteSnapshotReader
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient
 from tests.gateway.harness import AUTH, root_for, start_gateway
@@ -122,4 +126,49 @@ async def test_a_member_that_stalls_is_dropped_and_the_others_of_its_read_get_ev
     finally:
         eve.close()
         mallory.close()
+        await gateway.stop()
+
+
+def write_rows(path: Path, count: int) -> None:
+    """``count`` posts of 20 KB each, in one transaction."""
+    rows = [(f"r{i:05d}", f"r {i}", os.urandom(10_000).hex()) for i in range(count)]
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO posts (id, title, body) VALUES (?, ?, ?)", rows)
+        conn.execute("COMMIT")
+
+
+async def test_a_client_that_never_reads_gets_no_more_read_than_its_sockets_hold_and_a_page(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A page is read once the last one is taken: a stalled reader keeps the gateway's memory bounded.
+
+    ~32 MB of rows, a client that never reads: until it is dropped, the rows read from
+    the table are what its sockets hold (4 MiB at most on Linux) plus a page, not the table
+    (reading on without waiting read all 1,600 rows here).
+    """
+    read: list[int] = []
+    fetch = SQLiteSnapshotReader.fetch_sync
+
+    def counted(self: SQLiteSnapshotReader, *args: Any, **kwargs: Any) -> Any:
+        rows, more = fetch(self, *args, **kwargs)
+        read.append(len(rows))
+        return rows, more
+
+    monkeypatch.setattr(SQLiteSnapshotReader, "fetch_sync", counted)
+    gateway = await start_gateway(
+        f"sqlite:///{tmp_path}/app.db", client_send_timeout=1.0, frame_bytes=64 << 10
+    )
+    stalled = StalledClient(gateway.port, AUTH.issue("mallory"))
+    try:
+        await asyncio.to_thread(write_rows, tmp_path / "app.db", 1_600)
+        await asyncio.to_thread(stalled.connect)
+        await wait_for(
+            lambda: gateway.metrics.registry.get_sample_value("rxstore_stalled_clients_dropped_total") == 1,
+            timeout=20,
+            what="the stalled client dropped",
+        )
+        assert sum(read) * 20_000 < 8 << 20, f"{sum(read)} of 1,600 rows read for a client that never read"
+    finally:
+        stalled.close()
         await gateway.stop()

@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 
+_INF, _MINUS_INF = float("inf"), float("-inf")
+
+
 def jsonable(value: object) -> object:
     """A value read from SQLite as the triggers write it: BLOBs as upper-case hex, inf as "Infinity"."""
     if isinstance(value, bytes):
@@ -41,6 +44,20 @@ def jsonable(value: object) -> object:
     if type(value) is float and value - value != 0.0:  # inf: the log's 9e999 reads as "Infinity"
         return non_finite_json(value)
     return value
+
+
+def _jsonable_rows(names: list[str], raw: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows read from SQLite as dicts of :func:`jsonable` values.
+
+    Most rows hold no BLOB and no infinity: they are zipped as they are, and only
+    the others go through :func:`jsonable` value by value (found with C-level
+    ``in`` tests, not a Python call per value: ~25% of a snapshot's read CPU).
+    """
+    rows = [dict(zip(names, row, strict=True)) for row in raw]
+    for index, row in enumerate(raw):
+        if _INF in row or _MINUS_INF in row or bytes in map(type, row):
+            rows[index] = {n: jsonable(v) for n, v in zip(names, row, strict=True)}
+    return rows
 
 
 def read_sync(conn: sqlite3.Connection, after: int, limit: int, max_bytes: int | None = None) -> list[Change]:
@@ -195,9 +212,7 @@ class SQLiteSnapshotReader:
         self._held = raw.pop() if len(raw) > limit else None
         if self._held is None:  # done: asking again reads from the first row
             self._reading = None
-        names = self._names
-        rows = [{n: jsonable(v) for n, v in zip(names, row, strict=True)} for row in raw]
-        return rows, self._held is not None
+        return _jsonable_rows(self._names, raw), self._held is not None
 
     async def fetch(
         self, topic: str, limit: int, subset: Subset | None = None

@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rxstore import CallRejected, PresenceDelta, PresenceStore, RootStore, SocketIOTransport
 from rxstore.gateway import PresenceLimits, RealtimeGateway, User
@@ -14,6 +16,7 @@ from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.presence.channels import PresenceChannels
 from rxstore.gateway.presence.diff import Diff
 from rxstore.protocol.presence import Member
+from tests.bad_input.strategies import json_values
 from tests.gateway.harness import AUTH, start_gateway
 from tests.waiting import wait_for
 
@@ -364,3 +367,54 @@ async def test_a_stopping_gateway_forgets_every_member(tmp_path) -> None:
         assert gateway.presence.roster.size() == 0 and gateway.metrics.presence_members._value.get() == 0
     finally:
         await ann.teardown_realtime()
+
+
+CODES = {
+    "bad_request",
+    "forbidden_channel",
+    "meta_too_large",
+    "invalid_meta",
+    "not_joined",
+    "too_many_channels",
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["join", "update", "leave"]),
+            st.one_of(
+                json_values,
+                st.fixed_dictionaries({"channel": st.sampled_from(["a", "b", "", 7]), "meta": json_values}),
+            ),
+        ),
+        max_size=12,
+    )
+)
+async def test_any_payload_gets_an_acknowledgement_and_the_roster_holds_only_what_was_accepted(steps) -> None:
+    """Hostile payloads: each is acknowledged (ok, or a known error), none raises, and the roster holds
+    exactly the channels whose last accepted event was a join or an update."""
+    delivery = Recorded()
+    client = Client("mallory", User("mallory"), frozenset(), None)
+    limits = PresenceLimits(max_meta_bytes=64, updates_per_second=1e6, burst=10**6, max_channels=1)
+    channels = PresenceChannels(
+        delivery,  # type: ignore[arg-type]
+        {"mallory": client},
+        Metrics(),
+        can_join=lambda user, channel: channel != "b",
+        limits=limits,
+        node="n1",
+    )
+    expected: dict[str, Any] = {}
+    for event, data in steps:
+        ack = await getattr(channels, event)(client, data)
+        assert ack["ok"] is True or ack["error"] in CODES, ack
+        if ack["ok"] and event != "leave":
+            expected[data["channel"]] = data.get("meta")
+        elif ack["ok"]:
+            expected.pop(data["channel"], None)
+    await asyncio.sleep(0)
+    assert {
+        c: [m.meta for m in channels.roster.members(c)] for c in ("a", "b") if channels.roster.count(c)
+    } == {c: [meta] for c, meta in expected.items()}

@@ -66,6 +66,8 @@ class PresenceJoins:
         Raises:
             CallRejected: The gateway refused it (``forbidden_channel``, ``meta_too_large``, ...);
                 the channel is not joined.
+            CallTimeout: No acknowledgement in time; the channel stays joined (joined again
+                on the next connect).
             ProtocolError: ``channel`` is not a channel name.
         """
         check_channel(channel)
@@ -77,6 +79,8 @@ class PresenceJoins:
         except CallRejected:
             self.joined.pop(channel, None)
             raise
+        except NotConnected:
+            return None  # the link dropped first: joined with the next connect
 
     async def update(self, channel: str, meta: Any) -> None:
         """Set this root's metadata in ``channel`` (sent now, or with the join of the next connect).

@@ -657,6 +657,8 @@ class RootStore:
             CallRejected: Refused (``exc.code``: ``forbidden_channel``, ``meta_too_large``,
                 ``invalid_meta``, ``too_many_members``, ``too_many_channels``,
                 ``too_many_updates``); the channel is not joined.
+            CallTimeout: No acknowledgement in time; the channel stays joined (joined again
+                on the next connect).
 
         Example:
             ``room = await root.add(PresenceStore("room:1")); await root.join_presence("room:1",

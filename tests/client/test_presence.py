@@ -48,3 +48,23 @@ def test_a_join_refused_after_a_reconnect_goes_to_root_errors_and_the_others_sti
         m.run(until=6)
     assert [e.code for e in errors if isinstance(e, CallRejected)] == ["forbidden_channel"]
     assert metas(m, "hall") == [None, None]
+
+
+def test_a_join_whose_link_dropped_unnoticed_returns_none_and_is_joined_on_the_next_connect() -> None:
+    with marbles() as m:
+        room = PresenceStore("room")
+        root = m.root([room])
+
+        def socket_gone() -> None:
+            m.link.up = False  # the socket is gone; the root is told a tick later
+
+        def told() -> None:
+            m.link.up = True
+            m.link.drop()
+
+        m.at(1, socket_gone)
+        joined = m.call(1, lambda: root.join_presence("room", "x"))
+        m.at(2, told)
+        m.run(until=5)
+    assert joined == [None] and root.presence_channels == {"room": "x"}
+    assert [member.meta for member in room.value] == ["x"] and room.value.synced

@@ -33,9 +33,11 @@ import socketio
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.access.engineio_seam import packets_queued
 from rxstore.gateway.codec import LogFrame
+from rxstore.gateway.delivery.gateway_packets import GatewayPacket
 from rxstore.gateway.delivery.wire import DIRECT_BUFFER, Link, Links, websocket_bytes
 from rxstore.gateway.metrics import Metrics
 from rxstore.protocol.events import BATCH, SNAPSHOT
+from rxstore.protocol.json_fast import orjson as _orjson
 
 if TYPE_CHECKING:
     from rxstore.gateway.queries.subscriptions import Subscription
@@ -179,6 +181,8 @@ class Delivery:
         self.direct_buffer = direct_buffer
         self.direct_frames = self.direct_changes = 0
         """Direct writes not yet added to the metrics (see :meth:`count_direct`)."""
+        self.text_rows = _orjson is not None and issubclass(sio.packet_class, GatewayPacket)
+        """Whether snapshot rows may be given as JSON texts (:meth:`snapshot_text_frames`): JSON packets."""
         self.keep: Callable[[Client, OutFrame], bool] = lambda client, frame: False
         """Whether a frame over a client's bounds is handled without dropping it (set by :mod:`~.catchup`)."""
 
@@ -208,6 +212,24 @@ class Delivery:
         half = len(rows) // 2
         return self.snapshot_frames(topic, event, seq, rows[:half], True) + self.snapshot_frames(
             topic, event, seq, rows[half:], more
+        )
+
+    def snapshot_text_frames(
+        self, topic: str, event: str, seq: int, texts: list[str], more: bool
+    ) -> list[OutFrame]:
+        """Rows given as JSON texts (:attr:`text_rows`) as snapshot frames of at most ``frame_bytes``.
+
+        The texts go into the frame as they are (an ``orjson.Fragment``): never decoded
+        and encoded again.
+        """
+        records = _orjson.Fragment("[" + ",".join(texts) + "]")
+        frame = OutFrame(SNAPSHOT, LogFrame(topic=topic, event=event, seq=seq, records=records, more=more))
+        self.encode(frame)
+        if frame.nbytes <= self.frame_bytes or len(texts) <= 1:
+            return [frame]
+        half = len(texts) // 2
+        return self.snapshot_text_frames(topic, event, seq, texts[:half], True) + self.snapshot_text_frames(
+            topic, event, seq, texts[half:], more
         )
 
     def enqueue(self, client: Client, frame: OutFrame) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import attrs
 
@@ -232,6 +232,8 @@ class SharedReads:
         key = self.primary_keys[topic]
         if subset is not None and any(m.relations and m.relations[index] for m in members):
             members = await self._relate(reader, members, index, subset)
+        if self._as_text(reader, members, index, subset):
+            return await self._stream_text(cast(_TextReader, reader), members, index, part)
         limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
         while True:
             members = [m for m in members if not m.done.done() and m.remaining(index) != 0]
@@ -249,6 +251,42 @@ class SharedReads:
                 limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
             else:
                 limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+
+    def _as_text(
+        self, reader: SnapshotReader, members: list[_Member], index: int, subset: Subset | None
+    ) -> bool:
+        """Whether a part's rows may go as the database's JSON texts: no row filter, window or projection."""
+        return (
+            self.authorize is None
+            and self.delivery.text_rows
+            and hasattr(reader, "fetch_text")
+            and (subset is None or subset.columns is None)
+            and not any(
+                (m.windows and m.windows[index]) or (m.relations and m.relations[index]) for m in members
+            )
+        )
+
+    async def _stream_text(self, reader: _TextReader, members: list[_Member], index: int, part: Part) -> None:
+        """:meth:`_stream` with rows as JSON texts, put into frames as they are (PostgreSQL's)."""
+        topic, subset = part
+        limit = 16
+        while True:
+            members = [m for m in members if not m.done.done()]
+            if not members:
+                return
+            texts, more = await reader.fetch_text(topic, limit, subset)
+            groups: dict[str, list[_Member]] = {}
+            for member in members:
+                groups.setdefault(member.events[index], []).append(member)
+            sends: list[Any] = []
+            for event, group in groups.items():
+                frames = self.delivery.snapshot_text_frames(topic, event, reader.seq, texts, more)
+                sends.extend(self._send(member, frames) for member in group)
+            await asyncio.gather(*sends)
+            if not more:
+                return
+            per_row = max(1, sum(map(len, texts)) // max(1, len(texts)))
+            limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
 
     async def _relate(
         self, reader: SnapshotReader, members: list[_Member], index: int, subset: Subset
@@ -343,6 +381,15 @@ class SharedReads:
         except Exception as exc:
             if not member.done.done():
                 member.done.set_exception(exc)
+
+
+class _TextReader(SnapshotReader, Protocol):
+    """A reader that also gives rows as JSON texts (PostgreSQL's)."""
+
+    async def fetch_text(
+        self, topic: str, limit: int, subset: Subset | None = None
+    ) -> tuple[list[str], bool]:
+        """The next rows of ``topic`` as JSON texts, and whether more follow."""
 
 
 def _topics(part: Part) -> tuple[str, ...]:

@@ -9,8 +9,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.demo import Post, all_posts, save_post
+from rxstore.gateway.log.postgres.reads import PostgresSnapshotReader
 from rxstore.gateway.log.sqlite.reads import SQLiteSnapshotReader
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient
@@ -171,4 +174,39 @@ async def test_a_client_that_never_reads_gets_no_more_read_than_its_sockets_hold
         assert sum(read) * 20_000 < 8 << 20, f"{sum(read)} of 1,600 rows read for a client that never read"
     finally:
         stalled.close()
+        await gateway.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("row_filter", [None, authorize], ids=["texts", "row filter: dicts"])
+async def test_postgres_rows_go_as_their_json_texts_unless_a_row_filter_reads_them(
+    pg_dsn: str, monkeypatch: Any, row_filter: Any
+) -> None:
+    """Without ``authorize`` a snapshot's rows go as PostgreSQL wrote them (never decoded); the client
+    holds the same rows either way."""
+    calls: list[str] = []
+    fetch, fetch_text = PostgresSnapshotReader.fetch, PostgresSnapshotReader.fetch_text
+
+    async def counted(self: Any, *args: Any) -> Any:
+        calls.append("fetch")
+        return await fetch(self, *args)
+
+    async def counted_text(self: Any, *args: Any) -> Any:
+        calls.append("fetch_text")
+        return await fetch_text(self, *args)
+
+    monkeypatch.setattr(PostgresSnapshotReader, "fetch", counted)
+    monkeypatch.setattr(PostgresSnapshotReader, "fetch_text", counted_text)
+    gateway = await start_gateway(pg_dsn, authorize=row_filter, frame_bytes=4096)
+    try:
+        for i in range(ROWS):
+            await save_post(gateway.log, Post(id=f"p{i:03d}", title=f"t {i}", body='é "q" ' * i))
+        root, posts = root_for(gateway, "carol")
+        await root.setup_realtime()
+        await root.live(timeout=20)
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+        assert set(calls) == ({"fetch_text"} if row_filter is None else {"fetch"}), calls
+        assert len(calls) > 3, "several pages"
+        await root.teardown_realtime()
+    finally:
         await gateway.stop()

@@ -55,13 +55,15 @@ class PresenceJoins:
         self._report = report
         self._call_timeout = call_timeout
         self.joined: dict[str, Any] = {}
-        """Channel -> the metadata this root set there."""
+        """Channel -> the metadata this root set there (watched channels too, with ``None``)."""
+        self.watching: set[str] = set()
+        """The channels this root watches: it sees their members without being one."""
         self.conns: dict[str, str] = {}
         """Channel -> this connection's id there (the ``conn`` of its member), once acknowledged."""
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def join(self, channel: str, meta: Any = None) -> str | None:
-        """Join ``channel`` with ``meta``; this connection's id there (``None`` while offline).
+    async def join(self, channel: str, meta: Any = None, *, watch: bool = False) -> str | None:
+        """Join ``channel`` with ``meta`` (or ``watch`` it); this connection's id there (``None`` offline).
 
         Raises:
             CallRejected: The gateway refused it (``forbidden_channel``, ``meta_too_large``, ...);
@@ -71,13 +73,18 @@ class PresenceJoins:
             ProtocolError: ``channel`` is not a channel name.
         """
         check_channel(channel)
-        self.joined[channel] = meta
+        self.joined[channel] = None if watch else meta
+        if watch:
+            self.watching.add(channel)
+        else:
+            self.watching.discard(channel)
         if not self._connected():
             return None
         try:
-            return await self._join(channel, meta)
+            return await self._join(channel, meta, watch=watch)
         except CallRejected:
             self.joined.pop(channel, None)
+            self.watching.discard(channel)
             raise
         except NotConnected:
             return None  # the link dropped first: joined with the next connect
@@ -89,8 +96,10 @@ class PresenceJoins:
             ValueError: ``channel`` was not joined.
             CallRejected: The gateway refused it (``meta_too_large``, ``too_many_updates``, ...).
         """
-        if channel not in self.joined:
-            raise ValueError(f"update of presence channel {channel!r}: join it first")
+        if channel not in self.joined or channel in self.watching:
+            raise ValueError(
+                f"update of presence channel {channel!r}: join it first (watchers have no metadata)"
+            )
         self.joined[channel] = meta
         if self._connected():
             await self._send(PRESENCE_UPDATE, {"channel": channel, "meta": meta}, channel)
@@ -99,6 +108,7 @@ class PresenceJoins:
         """Leave ``channel``: its store is emptied (every member a leave), not synced."""
         if self.joined.pop(channel, _MISSING) is _MISSING:
             return
+        self.watching.discard(channel)
         self.conns.pop(channel, None)
         store = self._store(channel)
         if store is not None:
@@ -136,7 +146,7 @@ class PresenceJoins:
             if not self._connected():
                 return
             try:
-                await self._join(channel, meta)
+                await self._join(channel, meta, watch=channel in self.watching)
             except NotConnected:
                 return
             except RxStoreError as exc:
@@ -145,8 +155,9 @@ class PresenceJoins:
                 )
                 self._report(exc)
 
-    async def _join(self, channel: str, meta: Any) -> str:
-        ack = await self._send(PRESENCE_JOIN, {"channel": channel, "meta": meta}, channel)
+    async def _join(self, channel: str, meta: Any, *, watch: bool = False) -> str:
+        data = {"channel": channel, "watch": True} if watch else {"channel": channel, "meta": meta}
+        ack = await self._send(PRESENCE_JOIN, data, channel)
         conn = str(ack.get("conn", ""))
         self.conns[channel] = conn
         return conn

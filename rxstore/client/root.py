@@ -638,8 +638,14 @@ class RootStore:
 
     @property
     def presence_channels(self) -> Mapping[str, Any]:
-        """The presence channels joined, each with the metadata set there."""
-        return dict(self._presence.joined)
+        """The presence channels joined, each with the metadata set there (not those only watched)."""
+        watching = self._presence.watching
+        return {channel: meta for channel, meta in self._presence.joined.items() if channel not in watching}
+
+    @property
+    def presence_watched(self) -> frozenset[str]:
+        """The presence channels watched (:meth:`watch_presence`)."""
+        return frozenset(self._presence.watching)
 
     async def join_presence(self, channel: str, meta: Any = None) -> str | None:
         """Join the presence channel ``channel`` with ``meta`` (any JSON value; the user is the token's).
@@ -666,11 +672,22 @@ class RootStore:
         """
         return await self._presence.join(channel, meta)
 
+    async def watch_presence(self, channel: str) -> str | None:
+        """See the members of ``channel`` without being one (the gateway's ``can_watch`` decides).
+
+        As :meth:`join_presence` otherwise: the whole list on return (connected), watched again on
+        every reconnect, :meth:`leave_presence` to stop; a member that watches leaves the list.
+
+        Raises:
+            CallRejected: Refused (``forbidden_channel``, ``too_many_channels``, ``too_many_updates``).
+        """
+        return await self._presence.join(channel, watch=True)
+
     async def update_presence(self, channel: str, meta: Any) -> None:
         """Replace this connection's metadata in the joined channel ``channel``.
 
         Raises:
-            ValueError: ``channel`` was not joined.
+            ValueError: ``channel`` was not joined (or is only watched).
             CallRejected: Refused (``meta_too_large``, ``invalid_meta``, ``too_many_updates``).
         """
         await self._presence.update(channel, meta)

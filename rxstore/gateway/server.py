@@ -163,6 +163,8 @@ class RealtimeGateway:
         can_join: Who may join a presence channel, and so see its members:
             ``can_join(user, channel) -> bool`` (a hook that raises denies). Default: the
             served topics, to the users ``can_subscribe`` lets subscribe to them.
+        can_watch: Who may see a presence channel's members without being one (a join
+            with ``"watch": true``): ``can_watch(user, channel) -> bool``. Default: ``can_join``.
         presence: The bounds of presence (members per channel, metadata bytes, updates
             per second, channels per connection; with Redis, the nodes' heartbeat and lease).
         ping_interval: Seconds between two Engine.IO pings to each client.
@@ -206,6 +208,7 @@ class RealtimeGateway:
         shed_retry_after: float = 1.0,
         behind: Literal["catch_up", "drop"] = "catch_up",
         can_join: JoinFilter | None = None,
+        can_watch: JoinFilter | None = None,
         presence: PresenceLimits | None = None,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
@@ -345,7 +348,7 @@ class RealtimeGateway:
         )
         self.sessions.live_queries = self.live_queries
         self.client_events.live_queries = self.live_queries
-        self.presence = self._presence(can_join, presence or PresenceLimits(), redis_url)
+        self.presence = self._presence(can_join, can_watch, presence or PresenceLimits(), redis_url)
         self.client_events.presence = self.presence
         self.tailer.index = self.live_queries.index
         self.tailer.refill = self.sync.catch_ups.refill
@@ -357,7 +360,11 @@ class RealtimeGateway:
         self.sio.on("*", self._on_client_event)
 
     def _presence(
-        self, can_join: JoinFilter | None, limits: PresenceLimits, redis_url: str | None
+        self,
+        can_join: JoinFilter | None,
+        can_watch: JoinFilter | None,
+        limits: PresenceLimits,
+        redis_url: str | None,
     ) -> PresenceChannels:
         """The presence channels, across nodes through ``redis_url`` when given."""
         presence = PresenceChannels(
@@ -365,6 +372,7 @@ class RealtimeGateway:
             self._clients,
             self.metrics,
             can_join=can_join or self._topic_channel,
+            can_watch=can_watch,
             limits=limits,
             node=secrets.token_hex(6),
         )

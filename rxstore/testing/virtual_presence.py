@@ -77,6 +77,7 @@ class VirtualPresence:
     Attributes:
         channels: Channel -> ``(user, conn)`` -> member, now (the root's own included).
         joined: Channel -> the root's member there, on the current connection.
+        watching: The channels the root watches (a join with ``"watch": true``) on it.
         forbidden: Channels whose joins are refused (``forbidden_channel``), as ``can_join`` would.
     """
 
@@ -85,6 +86,7 @@ class VirtualPresence:
         self.user = user
         self.channels: dict[str, dict[Key, Member]] = {}
         self.joined: dict[str, Member] = {}
+        self.watching: set[str] = set()
         self.forbidden: set[str] = set()
         self._connections = 0
 
@@ -93,6 +95,7 @@ class VirtualPresence:
         for channel, member in self.joined.items():
             self.channels.get(channel, {}).pop(member.key, None)
         self.joined = {}
+        self.watching = set()
         self._connections += 1
 
     def change(self, change: PresenceChange) -> None:
@@ -107,7 +110,7 @@ class VirtualPresence:
             op = "joins" if member.key not in members else "updates"
             members[member.key] = member
             diff = {op: [member.to_wire()]}
-        if self.link.up and change.channel in self.joined:
+        if self.link.up and (change.channel in self.joined or change.channel in self.watching):
             self._send(change.channel, diff)
 
     def call(self, event: str, data: Any) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class VirtualPresence:
         if not isinstance(channel, str):
             return {"ok": False, "error": "bad_request", "message": "a presence event needs a 'channel'"}
         if event == PRESENCE_LEAVE:
+            self.watching.discard(channel)
             member = self.joined.pop(channel, None)
             if member is not None:
                 self.channels.get(channel, {}).pop(member.key, None)
@@ -128,9 +132,15 @@ class VirtualPresence:
             }
         if event == PRESENCE_UPDATE and channel not in self.joined:
             return {"ok": False, "error": "not_joined", "message": f"update of {channel!r}: join it first"}
-        member = Member(self.user, f"virtual-{self._connections}", data.get("meta"))
         members = self.channels.setdefault(channel, {})
-        members[member.key] = self.joined[channel] = member
+        member = Member(self.user, f"virtual-{self._connections}", data.get("meta"))
+        if event == PRESENCE_JOIN and data.get("watch") is True:
+            self.watching.add(channel)
+            if self.joined.pop(channel, None) is not None:
+                members.pop(member.key, None)
+        else:
+            members[member.key] = self.joined[channel] = member
+            self.watching.discard(channel)
         if event == PRESENCE_JOIN:
             wire = [m.to_wire() for m in members.values()]
             self.link.send(

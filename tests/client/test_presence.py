@@ -4,7 +4,7 @@ a refusal raised (connected) or reported (after a reconnect), in virtual time.""
 from __future__ import annotations
 
 from rxstore import CallRejected, PresenceStore, RxStoreError
-from rxstore.testing import marbles
+from rxstore.testing import marbles, presence_join
 
 
 def metas(m, channel: str = "room") -> list[object]:
@@ -68,3 +68,15 @@ def test_a_join_whose_link_dropped_unnoticed_returns_none_and_is_joined_on_the_n
         m.run(until=5)
     assert joined == [None] and root.presence_channels == {"room": "x"}
     assert [member.meta for member in room.value] == ["x"] and room.value.synced
+
+
+def test_a_watch_is_watched_again_on_every_reconnect_and_lists_only_the_others() -> None:
+    with marbles() as m:
+        room = PresenceStore("room")
+        root = m.root([room], link="c--x-c", server="--b", values={"b": presence_join("room", "bob")})
+        m.call(1, lambda: root.watch_presence("room"))
+        m.run(until=7)
+    joins = [f.data for f in m.link.sent if f.name == "rxstore:presence_join"]
+    assert joins == [{"channel": "room", "watch": True}] * 2
+    assert set(room.value.users()) == {"bob"} and room.value.synced
+    assert root.presence_watched == {"room"} and root.presence_channels == {}

@@ -1,4 +1,4 @@
-"""The clients' presence: joins, updates and leaves, checked and bounded, and the frames they cause.
+"""The clients' presence: joins, watches, updates and leaves, checked and bounded, and the frames they cause.
 
 A join puts the connection's member in the channel's :class:`~rxstore.gateway.presence.roster.Roster`,
 sends the other local members of the channel a ``diff`` and the joiner the whole list
@@ -6,6 +6,9 @@ sends the other local members of the channel a ``diff`` and the joiner the whole
 after it; the acknowledgement follows once the list is written. Every change of this node's
 members also goes to the other nodes (:class:`~rxstore.gateway.presence.relay.PresenceRelay`);
 theirs come back through :meth:`PresenceChannels.deliver`.
+
+A *watch* (a join with ``"watch": true``, allowed by ``can_watch``) gets the same list and
+diffs without being listed: who may see a channel need not be who may be seen in it.
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ class _Connection:
     conn: str
     bucket: TokenBucket
     channels: dict[str, Member] = attrs.field(factory=dict)
+    watching: set[str] = attrs.field(factory=set)
+
+    @property
+    def count(self) -> int:
+        """The channels it is in, as a member or a watcher."""
+        return len(self.channels) + len(self.watching)
 
 
 class PresenceChannels:
@@ -81,6 +90,8 @@ class PresenceChannels:
         clients: The connected clients by sid (the gateway's).
         metrics: The gateway's metrics.
         can_join: Who may join a channel (and so see its members); fails closed.
+        can_watch: Who may see a channel's members without being one; fails closed
+            (default: ``can_join``).
         limits: The bounds.
         node: This node's id.
     """
@@ -94,11 +105,13 @@ class PresenceChannels:
         can_join: JoinFilter,
         limits: PresenceLimits,
         node: str,
+        can_watch: JoinFilter | None = None,
     ) -> None:
         self.delivery = delivery
         self.clients = clients
         self.metrics = metrics
         self.can_join = can_join
+        self.can_watch = can_watch or can_join
         self.limits = limits
         self.node = node
         self.roster = Roster()
@@ -114,28 +127,28 @@ class PresenceChannels:
     # -- the clients' events -----------------------------------------------------
 
     async def join(self, client: Client, data: Any) -> dict[str, Any]:
-        """Join a channel (or set the metadata again): the member list, then the acknowledgement."""
+        """Join a channel (or set the metadata again), or watch it: the whole list, then the ack."""
         checked = self._checked(client, data)
         if isinstance(checked, dict):
             return checked
         channel, meta = checked
-        if not self._may_join(client.user, channel):
-            return self._refuse("forbidden_channel", f"{client.user.id!r} may not join {channel!r}")
+        watch = data.get("watch") is True
+        if not self._may(self.can_watch if watch else self.can_join, client.user, channel):
+            what = "watch" if watch else "join"
+            return self._refuse("forbidden_channel", f"{client.user.id!r} may not {what} {channel!r}")
         connection = self._connection(client)
-        if channel not in connection.channels:
-            if len(connection.channels) >= self.limits.max_channels:
-                return self._refuse(
-                    "too_many_channels",
-                    f"this connection is in {len(connection.channels)} channels (max_channels="
-                    f"{self.limits.max_channels}); leave one first",
-                )
-            if self.roster.count(channel) >= self.limits.max_members:
-                return self._refuse(
-                    "too_many_members", f"{channel!r} has {self.limits.max_members} members (max_members)"
-                )
+        refusal = self._over_limits(connection, channel, watch)
+        if refusal is not None:
+            return refusal
         if not self._rate(connection):
             return self._too_fast()
-        member = self._put(client, connection, channel, meta)
+        if watch:
+            if channel in connection.channels:
+                self._unlist(connection, channel)  # a member that turns watcher leaves the list
+            connection.watching.add(channel)
+        else:
+            connection.watching.discard(channel)
+            self._put(client, connection, channel, meta)
         self.flush()  # what the others were told so far goes before the joiner is one of them
         listeners = self._listeners.setdefault(channel, set())
         listeners.add(client.sid)
@@ -147,7 +160,7 @@ class PresenceChannels:
         self.delivery.enqueue(client, OutFrame(presence_event(channel), state))
         with contextlib.suppress(Stalled):  # a stalled client is dropped by its writer, this ack with it
             await self.delivery.drain(client)  # the list is on its way before the acknowledgement
-        return {"ok": True, "conn": member.conn}
+        return {"ok": True, "conn": connection.conn}
 
     async def update(self, client: Client, data: Any) -> dict[str, Any]:
         """Replace the connection's metadata in a channel it joined."""
@@ -170,7 +183,7 @@ class PresenceChannels:
         except ProtocolError as exc:
             return self._refuse("bad_request", f"a leave is {{'channel': str}}: {exc}")
         connection = self._connections.get(client.sid)
-        if connection is None or channel not in connection.channels:
+        if connection is None or (channel not in connection.channels and channel not in connection.watching):
             return {"ok": True}
         if not self._rate(connection):
             return self._too_fast()
@@ -182,7 +195,7 @@ class PresenceChannels:
         connection = self._connections.pop(sid, None)
         if connection is None:
             return
-        for channel in list(connection.channels):
+        for channel in [*connection.channels, *connection.watching]:
             self._remove(sid, connection, channel)
 
     # -- the frames --------------------------------------------------------------
@@ -243,9 +256,29 @@ class PresenceChannels:
             return self._refuse(reason, str(exc))
         return channel, json.loads(encoded)
 
-    def _may_join(self, user: User, channel: str) -> bool:
+    def _over_limits(self, connection: _Connection, channel: str, watch: bool) -> dict[str, Any] | None:
+        """The refusal of a join or watch over ``max_channels`` or ``max_members``, if it is."""
+        limits = self.limits
+        new = channel not in connection.channels and channel not in connection.watching
+        if new and connection.count >= limits.max_channels:
+            return self._refuse(
+                "too_many_channels",
+                f"this connection is in {connection.count} channels (max_channels={limits.max_channels}); "
+                "leave one first",
+            )
+        if (
+            not watch
+            and channel not in connection.channels
+            and self.roster.count(channel) >= limits.max_members
+        ):
+            return self._refuse(
+                "too_many_members", f"{channel!r} has {limits.max_members} members (max_members)"
+            )
+        return None
+
+    def _may(self, hook: JoinFilter, user: User, channel: str) -> bool:
         try:
-            return bool(self.can_join(user, channel))
+            return bool(hook(user, channel))
         except Exception:  # fail closed: a hook that raises denies
             self.metrics.authorize_errors.inc()
             return False
@@ -282,12 +315,19 @@ class PresenceChannels:
         return member
 
     def _remove(self, sid: str, connection: _Connection, channel: str) -> None:
-        member = connection.channels.pop(channel)
+        """The connection leaves ``channel``: it hears no more of it, and its member (if any) leaves."""
+        connection.watching.discard(channel)
         listeners = self._listeners.get(channel)
         if listeners is not None:
             listeners.discard(sid)
             if not listeners:
                 del self._listeners[channel]
+        if channel in connection.channels:
+            self._unlist(connection, channel)
+
+    def _unlist(self, connection: _Connection, channel: str) -> None:
+        """The connection's member leaves ``channel`` (the others are told)."""
+        member = connection.channels.pop(channel)
         diff = self.roster.remove(self.node, channel, member.key)
         self.metrics.presence_updates.inc()
         if diff:

@@ -386,7 +386,10 @@ CODES = {
             st.sampled_from(["join", "update", "leave"]),
             st.one_of(
                 json_values,
-                st.fixed_dictionaries({"channel": st.sampled_from(["a", "b", "", 7]), "meta": json_values}),
+                st.fixed_dictionaries(
+                    {"channel": st.sampled_from(["a", "b", "", 7]), "meta": json_values},
+                    optional={"watch": st.one_of(st.booleans(), json_values)},
+                ),
             ),
         ),
         max_size=12,
@@ -394,7 +397,7 @@ CODES = {
 )
 async def test_any_payload_gets_an_acknowledgement_and_the_roster_holds_only_what_was_accepted(steps) -> None:
     """Hostile payloads: each is acknowledged (ok, or a known error), none raises, and the roster holds
-    exactly the channels whose last accepted event was a join or an update."""
+    exactly the channels whose last accepted event was a join (not a watch) or an update."""
     delivery = Recorded()
     client = Client("mallory", User("mallory"), frozenset(), None)
     limits = PresenceLimits(max_meta_bytes=64, updates_per_second=1e6, burst=10**6, max_channels=1)
@@ -410,11 +413,49 @@ async def test_any_payload_gets_an_acknowledgement_and_the_roster_holds_only_wha
     for event, data in steps:
         ack = await getattr(channels, event)(client, data)
         assert ack["ok"] is True or ack["error"] in CODES, ack
-        if ack["ok"] and event != "leave":
+        watch = event == "join" and isinstance(data, dict) and data.get("watch") is True
+        if ack["ok"] and event != "leave" and not watch:
             expected[data["channel"]] = data.get("meta")
         elif ack["ok"]:
-            expected.pop(data["channel"], None)
+            expected.pop(data["channel"], None)  # left, or watching: not listed
     await asyncio.sleep(0)
     assert {
         c: [m.meta for m in channels.roster.members(c)] for c in ("a", "b") if channels.roster.count(c)
     } == {c: [meta] for c, meta in expected.items()}
+
+
+async def test_a_watcher_sees_the_members_without_being_one_and_can_watch_decides_who_may(tmp_path) -> None:
+    """Staff may watch the room, only guests may join it; a member that turns watcher leaves the list."""
+    gateway = await start_gateway(
+        f"sqlite:///{tmp_path}/app.db",
+        can_join=lambda user, channel: channel == "room" and user.id != "staff",
+        can_watch=lambda user, channel: channel == "room" and user.id in ("staff", "bob"),
+    )
+    roots: list[RootStore] = []
+    try:
+        ann, ann_room = await joined(gateway, "ann", "room", {"s": 1})
+        staff_room = PresenceStore("room")
+        staff = RootStore(gateway.url, stores=[staff_room], token=AUTH.issue("staff"))
+        roots += [ann, staff]
+        await staff.setup_realtime()
+        with pytest.raises(CallRejected) as refused:
+            await staff.join_presence("room")
+        assert refused.value.code == "forbidden_channel"
+        assert await staff.watch_presence("room")
+        assert users(staff_room) == {"ann": ["{'s': 1}"]} and staff.presence_watched == {"room"}
+        bob, _ = await joined(gateway, "bob", "room")
+        roots.append(bob)
+        await ann.update_presence("room", {"s": 2})
+        await wait_for(lambda: users(staff_room) == {"ann": ["{'s': 2}"], "bob": ["None"]}, what="live")
+        assert set(users(ann_room)) == {"ann", "bob"}  # never the watcher
+        await bob.watch_presence("room")  # bob stops being listed, and still sees
+        await wait_for(lambda: set(users(ann_room)) == {"ann"}, what="bob unlisted")
+        await ann.leave_presence("room")
+        await wait_for(lambda: users(staff_room) == {}, what="ann's leave, at the watcher")
+        with pytest.raises(CallRejected) as refused:
+            await ann.watch_presence("room")  # ann may join, not watch
+        assert refused.value.code == "forbidden_channel"
+    finally:
+        for root in roots:
+            await root.teardown_realtime()
+        await gateway.stop()

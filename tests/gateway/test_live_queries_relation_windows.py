@@ -239,7 +239,7 @@ async def random_writes(chat: Chat, rng: random.Random, rounds: int, members: di
                     writes.append(chat.join(key, rng.choice(["alice", "alice", "bob"]), members[key]))
                 continue
             key = rng.randint(1, 30)
-            if key in touched:
+            if ("r", key) in touched:
                 continue
             touched.add(("r", key))
             ts = rng.choice([None, *range(1, 12)])

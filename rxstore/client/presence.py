@@ -11,7 +11,6 @@ the deltas it missed); when the link drops, each store is marked not synced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from rxstore.client.outbox import accepted, consume_exception
 from rxstore.client.subscriptions import run_now
 from rxstore.client.transport import Transport
-from rxstore.protocol.errors import CallRejected, NotConnected, RxStoreError
+from rxstore.protocol.errors import CallRejected, CallTimeout, NotConnected, RxStoreError
 from rxstore.protocol.presence import PRESENCE_JOIN, PRESENCE_LEAVE, PRESENCE_UPDATE, check_channel
 from rxstore.stores.domain import RealtimeStore
 from rxstore.stores.presence import PresenceStore
@@ -61,6 +60,8 @@ class PresenceJoins:
         self.conns: dict[str, str] = {}
         """Channel -> this connection's id there (the ``conn`` of its member), once acknowledged."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rejoining: asyncio.Task[None] | None = None
+        """The joins of the last connect, being sent."""
 
     async def join(self, channel: str, meta: Any = None, *, watch: bool = False) -> str | None:
         """Join ``channel`` with ``meta`` (or ``watch`` it); this connection's id there (``None`` offline).
@@ -81,13 +82,12 @@ class PresenceJoins:
         if not self._connected():
             return None
         try:
-            return await self._join(channel, meta, watch=watch)
+            conn: str | None = await self._unless_dropped(self._join(channel, meta, watch=watch))
         except CallRejected:
             self.joined.pop(channel, None)
             self.watching.discard(channel)
             raise
-        except NotConnected:
-            return None  # the link dropped first: joined with the next connect
+        return conn
 
     async def update(self, channel: str, meta: Any) -> None:
         """Set this root's metadata in ``channel`` (sent now, or with the join of the next connect).
@@ -100,9 +100,16 @@ class PresenceJoins:
             raise ValueError(
                 f"update of presence channel {channel!r}: join it first (watchers have no metadata)"
             )
-        self.joined[channel] = meta
+        before, self.joined[channel] = self.joined[channel], meta
+        await self._rejoined()
         if self._connected():
-            await self._send(PRESENCE_UPDATE, {"channel": channel, "meta": meta}, channel)
+            try:
+                await self._unless_dropped(
+                    self._send(PRESENCE_UPDATE, {"channel": channel, "meta": meta}, channel)
+                )
+            except CallRejected:
+                self.joined[channel] = before  # the gateway keeps the metadata before: so does the next join
+                raise
 
     async def leave(self, channel: str) -> None:
         """Leave ``channel``: its store is emptied (every member a leave), not synced."""
@@ -113,16 +120,15 @@ class PresenceJoins:
         store = self._store(channel)
         if store is not None:
             store.clear()
-        if self._connected():
-            with contextlib.suppress(NotConnected):  # the gateway forgets the connection's channels with it
-                await self._send(PRESENCE_LEAVE, {"channel": channel}, channel)
+        if self._connected():  # a link that drops first: the gateway forgets its channels with it
+            await self._unless_dropped(self._send(PRESENCE_LEAVE, {"channel": channel}, channel))
 
     # -- the link ------------------------------------------------------------------
 
     def link_up(self) -> None:
         """A connection was accepted: join every channel again, with its latest metadata."""
         if self.joined:
-            self._start(self._rejoin())
+            self._rejoining = self._start(self._rejoin())
 
     def link_lost(self) -> None:
         """The link dropped: every channel's store is marked not synced."""
@@ -142,18 +148,37 @@ class PresenceJoins:
     # -- helpers -------------------------------------------------------------------
 
     async def _rejoin(self) -> None:
-        for channel, meta in list(self.joined.items()):
+        for channel in list(self.joined):
             if not self._connected():
                 return
+            if channel not in self.joined:
+                continue  # left meanwhile
+            watch = channel in self.watching
             try:
-                await self._join(channel, meta, watch=channel in self.watching)
-            except NotConnected:
-                return
+                await self._unless_dropped(self._join(channel, self.joined[channel], watch=watch))
             except RxStoreError as exc:
                 log.warning(
                     "[RootStore] presence channel %r: join failed after a reconnect: %s", channel, exc
                 )
                 self._report(exc)
+
+    async def _unless_dropped(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """``await call``; ``None`` if the link dropped before its acknowledgement.
+
+        What was asked is remembered: the next connect joins again with it (a leave needs
+        nothing more: the gateway forgets a connection's channels with it).
+
+        Raises:
+            CallTimeout: No acknowledgement in time on a link that is still up.
+        """
+        try:
+            return await call
+        except NotConnected:
+            return None
+        except CallTimeout:
+            if self._connected():
+                raise
+            return None
 
     async def _join(self, channel: str, meta: Any, *, watch: bool = False) -> str:
         data = {"channel": channel, "watch": True} if watch else {"channel": channel, "meta": meta}
@@ -172,7 +197,13 @@ class PresenceJoins:
                 return store
         return None
 
-    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    async def _rejoined(self) -> None:
+        """Wait for the joins of the last connect to be sent (an update must not overtake its join)."""
+        rejoin = self._rejoining
+        if rejoin is not None and not rejoin.done():
+            await asyncio.wait({rejoin})
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run ``coroutine`` as a task; on a link that answers at once (virtual time), now to its end."""
         try:
             loop = asyncio.get_running_loop()
@@ -180,11 +211,12 @@ class PresenceJoins:
             loop = None
         if loop is None or getattr(self._transport, "answers_at_once", False):
             run_now(coroutine)
-            return
+            return None
         task = loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(consume_exception)
+        return task
 
 
 _MISSING = object()

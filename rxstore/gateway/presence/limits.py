@@ -23,8 +23,8 @@ class PresenceLimits:
             every node's members included); one more join is refused with ``too_many_members``.
         max_meta_bytes: Longest metadata of one member, as compact JSON (UTF-8 bytes);
             longer is refused with ``meta_too_large``.
-        updates_per_second: Joins, updates and leaves one connection may send per second,
-            on average; more are refused with ``too_many_updates``.
+        updates_per_second: Joins and updates one connection may send per second, on
+            average; more are refused with ``too_many_updates`` (a leave never is).
         burst: How many of them it may send at once.
         max_channels: Most channels one connection is in at once; one more is refused with
             ``too_many_channels``.

@@ -171,6 +171,9 @@ async def test_metadata_too_big_is_refused_and_changes_nothing(tmp_path) -> None
             with pytest.raises(CallRejected) as refused:
                 await ann.update_presence("posts", "x" * 300)
             assert refused.value.code == "meta_too_large"
+            assert ann.presence_channels == {
+                "posts": {"ok": True}
+            }  # a reconnect joins with what the gateway has
             with pytest.raises(CallRejected) as refused:
                 await ann.join_presence("other", "x" * 300)  # refused before can_join is asked
             assert refused.value.code == "meta_too_large"
@@ -229,10 +232,11 @@ async def test_limits_members_channels_and_updates_each_refused_and_counted(tmp_
             for n in range(2, 10):
                 await ann.update_presence("room", n)
         assert refused.value.code == "too_many_updates"
+        await ann.leave_presence("room")  # a leave is never refused for the rate
+        assert [m.user for m in gateway.presence.roster.members("room")] == ["bob"]
         refusals = gateway.metrics.presence_refused
         for reason in ("too_many_members", "too_many_channels", "too_many_updates"):
             assert refusals.labels(reason)._value.get() >= 1
-        await bob.leave_presence("room")
         await carl.join_presence("room")  # room for one more
     finally:
         for root in roots:

@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import attrs
 import pytest
 
 from rxstore import PresenceStore, RootStore
@@ -232,3 +233,71 @@ def test_bad_messages_are_skipped_and_this_nodes_own_are_ignored() -> None:
         relay.receive(raw)
     relay.receive(json.dumps({"n": "me", "t": "state", "s": 9, "ch": {"room": []}}))
     assert relay.roster.channels == 0 and relay.heard_self > 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", list(range(8)))
+async def test_random_joins_updates_leaves_and_drops_on_two_nodes_converge_to_the_model(
+    tmp_path, redis_server, seed
+) -> None:
+    """Eight users on two nodes join, update, leave, watch and drop at random (seeded), fast; once
+    quiet, every store in the channel holds exactly the model's members, on both nodes."""
+    import random
+
+    rng = random.Random(seed)
+    fast = attrs.evolve(LIMITS, updates_per_second=1e6, burst=10**6)
+    node1 = await start_gateway(f"sqlite:///{tmp_path}/n1.db", redis_url=redis_server.url, presence=fast)
+    node2 = await start_gateway(f"sqlite:///{tmp_path}/n2.db", redis_url=redis_server.url, presence=fast)
+    users = [f"u{i}" for i in range(8)]
+    stores = {user: PresenceStore("posts") for user in users}
+    roots = {
+        user: RootStore(
+            (node1 if i % 2 else node2).url, stores=[stores[user]], token=AUTH.issue(user), backoff=BACKOFF
+        )
+        for i, user in enumerate(users)
+    }
+    model: dict[str, Any] = {}  # user -> meta, of those joined
+    watching: set[str] = set()
+    try:
+        for root in roots.values():
+            await root.setup_realtime()
+        for step in range(300):
+            user = rng.choice(users)
+            root, roll = roots[user], rng.random()
+            if roll < 0.35:
+                await root.join_presence("posts", {"step": step})
+                model[user] = {"step": step}
+                watching.discard(user)
+            elif roll < 0.6 and user in model:
+                await root.update_presence("posts", {"step": step, "u": True})
+                model[user] = {"step": step, "u": True}
+            elif roll < 0.75:
+                await root.leave_presence("posts")
+                model.pop(user, None)
+                watching.discard(user)
+            elif roll < 0.85:
+                await root.watch_presence("posts")
+                model.pop(user, None)
+                watching.add(user)
+            elif roll < 0.92:  # its socket is cut: it leaves, reconnects and joins again with its metadata
+                for node in (node1, node2):
+                    for client in list(node._clients.values()):
+                        if client.user.id == user and client.transport is not None:
+                            client.transport.abort()
+
+        def converged() -> bool:
+            want = {user: [meta] for user, meta in model.items()}
+            seers = [stores[user] for user in (*model, *watching)]
+            return all(
+                store.value.synced
+                and {u: [m.meta for m in ms] for u, ms in store.value.users().items()} == want
+                for store in seers
+            )
+
+        await wait_for(converged, 30, what=f"every store equal to the model {model}", interval=0.05)
+    finally:
+        for root in roots.values():
+            await root.teardown_realtime()
+        async with asyncio.timeout(30):
+            await node1.stop()
+            await node2.stop()

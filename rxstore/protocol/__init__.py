@@ -8,6 +8,8 @@
   :mod:`~rxstore.protocol.where.relations` (a subquery on another table); windows in
   :mod:`~rxstore.protocol.windows` (``order_by``, ``limit``, ``after``) and their paging in
   :mod:`~rxstore.protocol.paging` (``rxstore:more``);
+* :mod:`~rxstore.protocol.presence`: presence events, a :class:`~rxstore.protocol.presence.Member`,
+  the checks of a channel and its metadata;
 * :mod:`~rxstore.protocol.records`: rows structured into typed records;
 * :mod:`~rxstore.protocol.errors`: the one exception hierarchy;
 * :mod:`~rxstore.protocol.json_fast`: the JSON fast paths.

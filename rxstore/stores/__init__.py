@@ -8,6 +8,7 @@
 * :mod:`~rxstore.stores.window`: a window's rows in order;
 * :mod:`~rxstore.stores.optimistic`: rows shown until their mutation settles;
 * :mod:`~rxstore.stores.status`: a store's sync status;
+* :mod:`~rxstore.stores.presence`: :class:`PresenceStore`, a presence channel's members and deltas;
 * :mod:`~rxstore.stores.live`: waiting until stores are live.
 
 Stores stand on :mod:`rxstore.operators` and :mod:`rxstore.protocol`, never on the client.

@@ -309,10 +309,11 @@ def rows_of(fold: TableFold[R], snapshot: Snapshot, event: Event) -> immutables.
 def _collector_paused() -> Iterator[None]:
     """CPython's cyclic garbage collector paused while a snapshot's map is built, then restored as it was.
 
-    Building a map of a million rows makes as many new containers (the map's nodes),
-    and the collector traversed them, again and again as the heap grew: 3.7 s of a
-    4.6 s build of 1M rows, 0.9 s without it (docs/benchmarks.md, initial sync). The
-    nodes and rows hold no cycles; reference counting frees what the build drops.
+    Building a map of a million rows makes hundreds of thousands of new containers (the
+    map's nodes), and the collector traversed them again and again as the heap grew: a
+    build of 1M rows took 3.67 s under it, 0.92 s with it paused (docs/benchmarks.md,
+    initial sync). The nodes and rows hold no cycles; reference counting frees what the
+    build drops.
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -240,6 +240,60 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a client refused for --max-pending-syncs is asked to wait (default: %(default)s)",
     )
+    presence = serve.add_argument_group(
+        "presence", "who is in which channel (docs/presence.md, Bounds and limits; each refusal is counted)"
+    )
+    presence.add_argument(
+        "--presence-max-members",
+        type=count,
+        default=10_000,
+        metavar="N",
+        help="most members of one presence channel; one more join is refused (default: %(default)s)",
+    )
+    presence.add_argument(
+        "--presence-meta-bytes",
+        type=byte_size,
+        default=2048,
+        metavar="SIZE",
+        help="largest metadata of one member, as JSON (default: %(default)s bytes)",
+    )
+    presence.add_argument(
+        "--presence-rate",
+        type=seconds,
+        default=20.0,
+        metavar="N",
+        help="joins and updates one connection may send per second, on average (default: %(default)s)",
+    )
+    presence.add_argument(
+        "--presence-max-channels",
+        type=count,
+        default=32,
+        metavar="N",
+        help="most presence channels one connection is in at once (default: %(default)s)",
+    )
+    presence.add_argument(
+        "--presence-lease",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --redis: a node silent this long is taken for dead and its members leave the others; "
+        "it heartbeats every fifth of it (default: %(default)s)",
+    )
+    presence.add_argument(
+        "--ping-interval",
+        type=seconds,
+        default=25.0,
+        metavar="SECONDS",
+        help="seconds between two pings to each client (default: %(default)s)",
+    )
+    presence.add_argument(
+        "--ping-timeout",
+        type=seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="a client that does not answer a ping within this long is dropped: one whose network went "
+        "away leaves its presence channels within --ping-interval + --ping-timeout (default: %(default)s)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection (--log-level info)")
     serve.add_argument(
         "--log-level",

@@ -198,6 +198,7 @@ def make_gateway(
         factory: The gateway class (default ``RealtimeGateway``).
     """
     from rxstore.gateway.demo import register_demo_mutations
+    from rxstore.gateway.presence.limits import PresenceLimits
     from rxstore.gateway.server import RealtimeGateway, Retention
 
     retention = (
@@ -224,6 +225,17 @@ def make_gateway(
         shed_retry_after=args.shed_retry_after,
         retention=retention,
         redis_url=args.redis,
+        presence=PresenceLimits(
+            max_members=args.presence_max_members,
+            max_meta_bytes=args.presence_meta_bytes,
+            updates_per_second=args.presence_rate,
+            burst=max(1, round(args.presence_rate)),
+            max_channels=args.presence_max_channels,
+            heartbeat=args.presence_lease / 5,
+            lease=args.presence_lease,
+        ),
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
     )
     if args.demo_schema:
         register_demo_mutations(gateway)

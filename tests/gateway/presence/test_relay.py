@@ -131,13 +131,14 @@ async def test_after_redis_restarts_the_nodes_resync_their_members(tmp_path, red
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("lease", [None, 1.0], ids=["default lease", "--presence-lease 1"])
 async def test_a_node_killed_with_sigkill_takes_its_members_away_on_the_other_within_the_lease(
-    tmp_path, redis_server, record_property
+    tmp_path, redis_server, record_property, lease
 ) -> None:
-    """Two ``rxstore serve --redis`` nodes (default limits: lease 5 s, heartbeat 1 s). Node 1 is killed
-    with SIGKILL: its members are gone from node 2 within ``lease + heartbeat / 2`` (plus slack for
-    a loaded machine), and node 2's own members stay."""
-    args = ["--redis", redis_server.url]
+    """Two ``rxstore serve --redis`` nodes (lease 5 s and heartbeat 1 s by default, or as
+    ``--presence-lease`` sets them). Node 1 is killed with SIGKILL: its members are gone from node 2
+    within ``lease + heartbeat / 2`` (plus slack for a loaded machine), and node 2's own members stay."""
+    args = ["--redis", redis_server.url, *([] if lease is None else ["--presence-lease", str(lease)])]
     nodes = [
         GatewayProcess(f"sqlite:///{tmp_path}/n{i}.db", log_dir=tmp_path, name=f"n{i}", args=args)
         for i in (1, 2)
@@ -155,7 +156,8 @@ async def test_a_node_killed_with_sigkill_takes_its_members_away_on_the_other_wi
         )
         killed = time.monotonic()
         nodes[0].kill()
-        bound = PresenceLimits().node_gone_within
+        limits = PresenceLimits() if lease is None else PresenceLimits(heartbeat=lease / 5, lease=lease)
+        bound = limits.node_gone_within
         waited = await wait_for(lambda: names(bob_room) == {"bob"}, bound + 3.0, what="node 1's members gone")
         record_property("kill_to_gone_s", round(time.monotonic() - killed, 2))
         assert waited <= bound + 3.0

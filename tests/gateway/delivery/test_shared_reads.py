@@ -210,3 +210,42 @@ async def test_postgres_rows_go_as_their_json_texts_unless_a_row_filter_reads_th
         await root.teardown_realtime()
     finally:
         await gateway.stop()
+
+
+@pytest.mark.postgres
+async def test_postgres_rows_as_texts_are_read_no_further_than_a_client_that_never_reads_takes(
+    pg_dsn: str, monkeypatch: Any
+) -> None:
+    """A page is read once the last one is taken: ~32 MB of rows, what is read stays bounded.
+
+    Until the client is dropped, the rows read are what its sockets hold (4 MiB at most on
+    Linux) plus a page, not the table.
+    """
+    read: list[int] = []
+    fetch_text = PostgresSnapshotReader.fetch_text
+
+    async def counted(self: Any, *args: Any) -> Any:
+        texts, more = await fetch_text(self, *args)
+        read.append(len(texts))
+        return texts, more
+
+    monkeypatch.setattr(PostgresSnapshotReader, "fetch_text", counted)
+    gateway = await start_gateway(pg_dsn, client_send_timeout=1.0, frame_bytes=64 << 10)
+    stalled = StalledClient(gateway.port, AUTH.issue("mallory"))
+    try:
+        await gateway.log.execute(
+            "INSERT INTO posts (id, title, body) "
+            "SELECT 'r' || x, 'r ' || x, repeat(md5(x::text), 625) FROM generate_series(1, 1600) x"
+        )
+        await asyncio.to_thread(stalled.connect)
+        await wait_for(
+            lambda: gateway.metrics.registry.get_sample_value("rxstore_stalled_clients_dropped_total") == 1,
+            timeout=20,
+            what="the stalled client dropped",
+        )
+        assert read and sum(read) * 20_000 < 8 << 20, (
+            f"{sum(read)} of 1,600 rows read for a client that never read"
+        )
+    finally:
+        stalled.close()
+        await gateway.stop()

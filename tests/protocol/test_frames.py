@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgpack
@@ -14,6 +15,7 @@ from rxstore import Event, EventKind, RootStore, TableStore
 from rxstore.client.transport import _JSONPacket, _msgpack_packet
 from rxstore.protocol.events import BATCH
 from rxstore.protocol.frames import ChangeFrame, CheckedBatch, decode_json
+from rxstore.protocol.json_fast import orjson
 from rxstore.testing import VirtualLink, batch_frame, change_frame
 from tests.bad_input.strategies import json_values, texts
 
@@ -120,3 +122,21 @@ def test_the_checked_decoder_keeps_a_windows_out_and_refuses_a_bad_one_to_the_pl
     assert batch.events[0][1]["out"] == [{"id": 2}]
     entry[1]["out"] = [2]  # type: ignore[index]
     assert type(decode_json(json.dumps([BATCH, {"events": [entry]}]))[1]) is dict
+
+
+def test_a_snapshot_frame_decodes_as_json_loads_does_with_its_rows_sharing_their_keys() -> None:
+    """orjson where installed and exact: the same values, and one string per column name, not per row."""
+    rows = [
+        {"id": f"p{i}", "title": "t", "n": i, "ts": i / 8, "big": 2**70 if i == 3 else None} for i in range(5)
+    ]
+    text = json.dumps(
+        ["rxstore:snapshot", {"topic": "posts", "event": "e", "seq": 1, "records": rows, "more": True}]
+    )
+    name, payload = decode_json(text)
+    assert [name, payload] == json.loads(text) and payload["records"][3]["big"] == 2**70
+    plain = text.replace(str(2**70), "1")  # no integer beyond 64 bits: orjson decodes it
+    first, second = decode_json(plain)[1]["records"][:2]
+    if orjson is not None:
+        assert all(a is b for a, b in zip(first, second, strict=True))
+    odd = text.replace('"t"', "NaN", 1)  # not strict JSON: python-socketio's json, as before
+    assert math.isnan(decode_json(odd)[1]["records"][0]["title"])

@@ -35,6 +35,7 @@ __all__ = [
     "Order",
     "WindowError",
     "after_of",
+    "desc_value_key",
     "keyset_key",
     "keyset_of",
     "limit_of",
@@ -53,6 +54,7 @@ Order = tuple[tuple[str, str], ...]
 """``((column, "asc" | "desc"), ...)``: a window's order, the primary key not included."""
 
 _NON_FINITE: Final = {"Infinity": math.inf, "-Infinity": -math.inf}
+_REVERSED_BYTES: Final = bytes(0xFE - b if b <= 0xFE else 0 for b in range(256))
 
 
 class WindowError(RxStoreError, ValueError):
@@ -136,30 +138,6 @@ def after_of(after: Any, order: Order) -> tuple[Any, ...] | None:
     return tuple(after)
 
 
-class _Desc:
-    """A sort key reversed: a descending column."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: tuple[Any, ...]) -> None:
-        self.key = key
-
-    def __lt__(self, other: _Desc) -> bool:
-        return other.key < self.key
-
-    def __gt__(self, other: _Desc) -> bool:
-        return self.key < other.key
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is _Desc and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"desc{self.key!r}"
-
-
 def value_key(value: Any) -> tuple[Any, ...]:
     """One value's place in the ascending order: numbers, NaN, text, then NULL."""
     kind = type(value)
@@ -179,13 +157,53 @@ def value_key(value: Any) -> tuple[Any, ...]:
     return (2, str(value))  # never a filterable kind: still a total order
 
 
+def desc_value_key(value: Any) -> tuple[Any, ...]:
+    """One value's place in the descending order: NULL, text, NaN, then numbers, each reversed.
+
+    A plain tuple, compared natively as :func:`value_key`'s: a number is negated, text is its
+    UTF-8 bytes each taken from ``0xFE`` with ``0xFF`` after them (UTF-8 has neither byte, so a
+    longer text with the same start sorts first); the value itself comes last (for
+    :func:`keyset_of`), compared only where the reversed parts are equal.
+    """
+    kind = type(value)
+    if value is None:
+        return (0,)
+    if kind is str:
+        number = _NON_FINITE.get(value)
+        if number is not None:
+            return (3, -number, number)
+        if value == "NaN":
+            return (2,)
+        return (1, _reversed_text(value), value)
+    if kind is float and math.isnan(value):
+        return (2,)
+    if kind is int or kind is float or kind is bool:
+        return (3, -value, value)
+    text = str(value)  # never a filterable kind: still a total order, as value_key's
+    return (1, _reversed_text(text), text)
+
+
+def _reversed_text(text: str) -> bytes:
+    """``text`` as bytes whose ascending order is the text's descending code point order."""
+    return text.encode("utf-8", "surrogatepass").translate(_REVERSED_BYTES) + b"\xff"
+
+
 def sort_key(row: Mapping[str, Any], order: Order, key: str) -> tuple[Any, ...]:
-    """``row``'s place in a window's order: its ``order_by`` values, then its primary key."""
-    parts: list[Any] = []
-    for column, direction in order:
-        place = value_key(row.get(column))
-        parts.append(place if direction == "asc" else _Desc(place))
-    parts.append(value_key(row.get(key)))
+    """``row``'s place in a window's order: its ``order_by`` values, then its primary key.
+
+    A tuple of tuples that compares natively (no Python ``__lt__``): descending columns are
+    :func:`desc_value_key`'s.
+    """
+    get = row.get
+    if len(order) == 1:  # the common window: one column
+        column, direction = order[0]
+        value = get(column)
+        return (value_key(value) if direction == "asc" else desc_value_key(value), value_key(get(key)))
+    parts: list[Any] = [
+        value_key(get(column)) if direction == "asc" else desc_value_key(get(column))
+        for column, direction in order
+    ]
+    parts.append(value_key(get(key)))
     return tuple(parts)
 
 
@@ -204,14 +222,13 @@ def keyset_of(place: tuple[Any, ...]) -> tuple[Any, ...]:
         >>> keyset_of(sort_key({"id": 7, "ts": 5, "title": None}, order, "id"))
         (5, None, 7)
     """
-    return tuple(_value_of(part.key if type(part) is _Desc else part) for part in place)
+    return tuple(_value_of(part) for part in place)
 
 
 def _value_of(place: tuple[Any, ...]) -> Any:
-    """The value whose :func:`value_key` is ``place`` (NaN a float, a non-finite number a float)."""
-    rank = place[0]
-    if rank == 3:
-        return None
-    if rank == 1:
-        return math.nan
-    return place[1]
+    """The value whose :func:`value_key` or :func:`desc_value_key` is ``place`` (NaN, non-finite: floats)."""
+    if len(place) == 3:  # descending: the value is kept last
+        return place[2]
+    if len(place) == 2:
+        return place[1]
+    return math.nan if place[0] in (1, 2) else None

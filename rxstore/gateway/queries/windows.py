@@ -64,21 +64,26 @@ class WindowState:
 
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Add the rows of a snapshot (already in order, at most ``limit`` in all)."""
+        place_of, key, entries, places = self.subset.place, self.key, self.entries, self.places
         for row in rows:
-            place = self.subset.place(row, self.key)
+            place = place_of(row, key)
             if place is not None:
-                self.insert(place, row.get(self.key))
+                value = row.get(key)
+                if not entries or entries[-1] < (place,):  # in order: appended
+                    entries.append((place, value))
+                    places[value] = place
+                else:
+                    self.insert(place, value)
 
     def insert(self, place: tuple[Any, ...], value: Any) -> None:
         """Hold the row ``value`` at ``place``."""
-        insort(self.entries, (place, value), key=_first)
+        insort(self.entries, (place, value))  # places are unique (the key is last): never compares values
         self.places[value] = place
 
     def remove(self, value: Any) -> None:
         """Stop holding the row ``value``."""
         place = self.places.pop(value)
-        index = bisect_left(self.entries, place, key=_first)
-        del self.entries[index]
+        del self.entries[bisect_left(self.entries, (place,))]  # (place,) sorts just before (place, value)
 
     def last(self) -> tuple[tuple[Any, ...], Any]:
         """The last row held: ``(sort key, primary key value)``."""
@@ -152,7 +157,3 @@ def _envelope(change: Change, op: Op, record: Any, old: Any) -> dict[str, Any]:
     payload["record"] = record
     payload["old"] = old
     return payload
-
-
-def _first(entry: tuple[tuple[Any, ...], Any]) -> tuple[Any, ...]:
-    return entry[0]

@@ -76,7 +76,7 @@ def decode_json(text: str | bytes) -> Any:
     anything else decodes as plain JSON, exactly as :func:`json.loads` would
     (text msgspec rejects, such as ``NaN``, goes to python-socketio's json). A
     snapshot frame goes to orjson first where it is installed and exact
-    (:func:`~rxstore.protocol.json_fast.fast_loads`): its rows share their keys'
+    (``rxstore.protocol.json_fast.fast_loads``): its rows share their keys'
     strings, ~100 bytes a row less than msgspec's rows of 5 columns, and it decodes
     them ~20% faster.
 

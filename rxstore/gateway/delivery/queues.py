@@ -271,12 +271,14 @@ class Delivery:
                 self.metrics.dropped.inc()
                 self.drop(client)
             return False
-        client.queue.append(frame)
-        client.idle.clear()
+        queue = client.queue
+        if not queue:  # else idle is clear and the writer is woken already, or drains it now
+            client.idle.clear()
+            client.ready.set()
+        queue.append(frame)
         client.queued += frame.size
         client.queued_bytes += frame.nbytes
         self.queued_total += frame.nbytes
-        client.ready.set()
         return True
 
     def clear(self, client: Client) -> None:

@@ -276,9 +276,10 @@ class Tailer:
                     else:
                         found.append(event)
         first, head = changes[0].seq, changes[-1].seq
-        shared: dict[tuple[int, ...], list[OutFrame]] = {}
+        shared: dict[int | tuple[int, ...], list[OutFrame]] = {}
+        client_of = clients.get
         for sid, mine in events.items():  # the clients this batch concerns, not every indexed one
-            client = self.clients.get(sid)
+            client = client_of(sid)
             if client is None or not client.live:
                 continue
             cursor = client.cursor  # a live indexed client's cursor is the head; kept up to date lazily
@@ -288,11 +289,11 @@ class Tailer:
                 if cursor is not None and cursor >= first:  # went live inside this batch
                     mine = [e for e in mine if e[1]["seq"] > cursor]
                 # Clients given the very same events get the same frames; each event is encoded once.
-                same = tuple(map(id, mine))
+                same = id(mine[0]) if len(mine) == 1 else tuple(map(id, mine))  # one event: its id
                 frames = shared.get(same)
                 if frames is None:
                     frames = shared[same] = batch_frames(mine)
-                send(client, frames, max(cursor or 0, previous))
+                send(client, frames, previous if cursor is None or cursor < previous else cursor)
                 if refill is not None and self.refill is not None:
                     self.refill(client, refill.windows)
             except Exception:
@@ -306,9 +307,14 @@ class Tailer:
         cursor becomes the seq of the last change it was handed (queued or written):
         a client that catches up (:mod:`~rxstore.gateway.delivery.catchup`) replays from there.
         """
+        enqueue = self.delivery.enqueue
+        if len(frames) == 1:  # the usual case: one frame per client and broadcast
+            if not enqueue(client, frames[0]):
+                client.cursor = before
+            return
         handed = before
         for frame in frames:
-            if not self.delivery.enqueue(client, frame):
+            if not enqueue(client, frame):
                 client.cursor = handed
                 return
             if frame.last is not None:

@@ -127,10 +127,11 @@ def window_event(
                 return REFILL
             state.remove(value)
             return [sub_id, _envelope(change, Op.DELETE, None, {key: value})]
-        if state.full and place > state.last()[0]:  # moves past the last: a row beyond may come first
-            return REFILL
-        state.remove(value)
-        state.insert(place, value)
+        if place != held:  # it moves (an edit of other columns keeps its place)
+            if state.full and place > state.entries[-1][0]:  # past the last: a row beyond may come first
+                return REFILL
+            state.remove(value)
+            state.insert(place, value)
         assert record is not None
         before = {key: value} if key_only or old is None else subset.project(old, key)
         return [sub_id, _envelope(change, Op.UPDATE, subset.project(record, key), before)]
@@ -139,10 +140,12 @@ def window_event(
     assert record is not None
     out = None
     if state.full:
-        last_place, last_value = state.last()
+        entries = state.entries
+        last_place, last_value = entries[-1]
         if not place < last_place:
             return None  # beyond the window
-        state.remove(last_value)
+        entries.pop()  # the last row moves out
+        del state.places[last_value]
         out = [{key: last_value}]
     state.insert(place, value)
     payload = _envelope(change, Op.INSERT, subset.project(record, key), None)

@@ -31,6 +31,7 @@ from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import MORE, PAGE, SNAPSHOT, SUBSCRIBE
 from rxstore.protocol.subsets import SubsetError
 from tests.gateway.harness import AUTH
+from tests.gateway.placeholders import placeholders
 from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
 
@@ -72,10 +73,7 @@ class Messages:
         self.postgres = "postgres" in type(gateway.log).__name__.lower()
 
     def sql(self, text: str) -> str:
-        if not self.postgres:
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.postgres)
 
     async def insert(self, key: int, channel: str, ts: int | None, body: str = "x") -> None:
         sql = "INSERT INTO messages (id, channel, ts, body) VALUES (?, ?, ?, ?)"

@@ -27,6 +27,7 @@ from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import MORE, PAGE, SNAPSHOT
 from tests.gateway.harness import AUTH
+from tests.gateway.placeholders import placeholders
 from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
 
@@ -74,10 +75,7 @@ class Chat:
         self.postgres = "postgres" in type(gateway.log).__name__.lower()
 
     def sql(self, text: str) -> str:
-        if not self.postgres:
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.postgres)
 
     async def post(self, key: int, channel: str, ts: int | None, body: str = "x") -> None:
         sql = "INSERT INTO messages (id, channel_id, ts, body) VALUES (?, ?, ?, ?)"

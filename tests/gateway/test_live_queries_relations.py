@@ -29,6 +29,7 @@ from rxstore.gateway.queries import relations
 from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import SNAPSHOT, SUBSCRIBE
 from tests.gateway.harness import AUTH
+from tests.gateway.placeholders import placeholders
 from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
 
@@ -74,10 +75,7 @@ class Chat:
         self.postgres = "postgres" in type(gateway.log).__name__.lower()
 
     def sql(self, text: str) -> str:
-        if not self.postgres:
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.postgres)
 
     async def post(self, key: int, channel: str, body: str = "x") -> None:
         await self.log.execute(

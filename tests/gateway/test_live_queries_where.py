@@ -25,6 +25,7 @@ from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import SNAPSHOT, SUBSCRIBE
 from rxstore.protocol.subsets import MAX_DEPTH, MAX_TERMS, Claim, WhereSpec
 from tests.gateway.harness import AUTH
+from tests.gateway.placeholders import placeholders
 from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
 
@@ -57,10 +58,7 @@ class Tickets:
 
     def sql(self, text: str) -> str:
         """``?`` placeholders as the database wants them."""
-        if not self.postgres:
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.postgres)
 
     async def set(self, key: str, column: str, value: Any) -> None:
         await self.log.execute(self.sql(f"UPDATE tickets SET {column} = ? WHERE id = ?"), value, key)

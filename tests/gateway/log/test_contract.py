@@ -28,6 +28,7 @@ from rxstore.gateway.log.subset_sql import Dialect, where_sql
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.events import Op
 from rxstore.protocol.subsets import Subset, terms_of
+from tests.gateway.placeholders import placeholders
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,10 +44,7 @@ class Backend:
 
     def sql(self, text: str) -> str:
         """``text`` with its ``?`` placeholders as this database wants them."""
-        if self.name == "sqlite":
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.name != "sqlite")
 
 
 SQLITE = Backend("sqlite", "REAL", sqlite3.IntegrityError)

@@ -51,6 +51,7 @@ from rxstore.protocol.subsets import (
     parse_subscription,
     terms_in,
 )
+from tests.gateway.placeholders import placeholders
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,10 +88,7 @@ class Env:
     dialect: str
 
     def sql(self, text: str) -> str:
-        if self.dialect == "sqlite":
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+        return placeholders(text, postgres=self.dialect != "sqlite")
 
 
 # -- strategies ----------------------------------------------------------------

@@ -115,10 +115,12 @@ async def test_a_reconnect_gets_the_whole_list_again_not_the_missed_deltas(gatew
         await ann.update_presence("posts", {"n": 2})
         frames: list[Any] = []
         ann.events_named(room.event).subscribe(lambda frame: frames.extend(e.data for e in frame))
+        synced: list[bool] = []  # each state's flag: ann rejoins at once, a poll could miss it
+        room.state.subscribe(lambda state: synced.append(state.synced))
         for client in list(gateway._clients.values()):
             if client.user.id == "ann" and client.transport is not None:
                 client.transport.abort()
-        await wait_for(lambda: not room.value.synced, what="ann's store stale")
+        await wait_for(lambda: False in synced, what="ann's store stale")
         await carl.leave_presence("posts")  # while ann is away
         dave, _ = await joined(gateway, "dave")
         await wait_for(lambda: room.value.synced, 15, what="ann back")

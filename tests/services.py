@@ -9,6 +9,10 @@ Each server lives in a temporary directory it owns and removes on exit::
 
 PostgreSQL refuses to run as root, so when the tests run as root its commands
 run as the ``postgres`` user (``runuser -u postgres --``).
+
+Both listen on 127.0.0.1 by default; ``host=`` and ``netns=`` put a server on
+another address inside a network namespace (``ip netns exec NAME ...``), as a
+host of its own (``tests/faults/netns.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "free_port",
+    "in_netns",
     "require_or_skip",
 ]
 
@@ -87,6 +92,11 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def in_netns(netns: str | None, args: list[str]) -> list[str]:
+    """``args`` run inside network namespace ``netns`` (``ip netns exec``), or as they are."""
+    return ["ip", "netns", "exec", netns, *args] if netns else args
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -98,6 +108,9 @@ class PostgresServer:
         bin_dir: Directory with ``initdb``, ``pg_ctl`` and ``psql``.
         port: TCP port; a free one by default. It stays the same across restarts.
         settings: Extra ``postgresql.conf`` settings.
+        host: Address to listen on (and to reach it at); other than 127.0.0.1, hosts of the
+            same subnet are trusted too (``samenet`` in ``pg_hba.conf``).
+        netns: Network namespace the server runs in (``host`` must be one of its addresses).
     """
 
     def __init__(
@@ -106,10 +119,14 @@ class PostgresServer:
         bin_dir: Path = PG_BIN_DIR,
         port: int | None = None,
         settings: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         self.bin_dir = bin_dir
         self.port = port or free_port()
         self.settings = settings or {}
+        self.host = host
+        self.netns = netns
         self.base_dir: Path | None = None
         self._running = False
 
@@ -159,7 +176,7 @@ class PostgresServer:
 
     def dsn_for(self, database: str) -> str:
         """Return the DSN of ``database`` on this server."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     def _base(self) -> Path:
         if self.base_dir is None:
@@ -169,7 +186,8 @@ class PostgresServer:
     # -- lifecycle ----------------------------------------------------------
 
     def _as_postgres(self, args: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *args] if _is_root() else args
+        args = ["runuser", "-u", "postgres", "--", *args] if _is_root() else args
+        return in_netns(self.netns, args)
 
     def _run(self, args: list[str], *, timeout: float = 60) -> str:
         proc = subprocess.run(
@@ -210,7 +228,7 @@ class PostgresServer:
             ]
         )
         settings = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{self.host}'",
             "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
             "max_connections": "200",
@@ -229,6 +247,9 @@ class PostgresServer:
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write("\n# rxstore test server\n" + conf)
+        if self.host != "127.0.0.1":
+            with (self.data_dir / "pg_hba.conf").open("a") as fh:
+                fh.write("host all all samenet trust\n")
 
     def start(self) -> None:
         """Start the server (initializing the cluster first if needed); waits until ready."""
@@ -306,7 +327,7 @@ class PostgresServer:
             "-v",
             "ON_ERROR_STOP=1",
             "-h",
-            "127.0.0.1",
+            self.host,
             "-p",
             str(self.port),
             "-U",
@@ -344,11 +365,22 @@ class RedisServer:
     Args:
         binary: Path of ``redis-server``; found on ``PATH`` by default.
         port: TCP port; a free one by default. It stays the same across restarts.
+        host: Address to listen on (and to reach it at).
+        netns: Network namespace the server runs in (``host`` must be one of its addresses).
     """
 
-    def __init__(self, *, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        binary: str | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
         self.binary = binary or shutil.which("redis-server") or "redis-server"
         self.port = port or free_port()
+        self.host = host
+        self.netns = netns
         self.base_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -361,8 +393,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://<host>:<port>/0``."""
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -372,7 +404,7 @@ class RedisServer:
     def ping(self, timeout: float = 1.0) -> bool:
         """Return whether the server answers PING."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
@@ -389,7 +421,9 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
+            "--protected-mode",
+            "no",  # test hosts only: loopback or a namespace's private address
             "--save",
             "",
             "--appendonly",
@@ -401,7 +435,9 @@ class RedisServer:
             "--logfile",
             str(self.base_dir / "redis.log"),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            in_netns(self.netns, args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while not self.ping(timeout=0.2):
             if self._proc.poll() is not None or time.monotonic() > deadline:

@@ -50,7 +50,7 @@ from rxstore.gateway.demo import Post
 from rxstore.protocol.errors import CallTimeout, ConnectionRefused, NotConnected, TransportError
 from rxstore.protocol.events import BATCH, RESET, SNAPSHOT, Event, EventKind
 from rxstore.protocol.frames import CheckedBatch
-from tests.services import free_port
+from tests.services import free_port, in_netns
 from tests.waiting import wait_for
 
 SECRET = "rxstore-fault-suite-secret-0123456789"
@@ -81,11 +81,24 @@ class GatewayProcess:
         log_dir: Where its output goes (``<name>.log``, appended across restarts).
         name: Label in logs and summaries.
         args: Extra ``serve`` options (``--redis``, ``--retention-rows``, ...).
+        host: Address to listen on (and to reach it at).
+        netns: Network namespace to run in (``host`` must be one of its addresses).
     """
 
-    def __init__(self, db: str, *, log_dir: Path, name: str = "gateway", args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        db: str,
+        *,
+        log_dir: Path,
+        name: str = "gateway",
+        args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
         self.db = db
         self.name = name
+        self.host = host
+        self.netns = netns
         self.port = free_port()
         self.args = list(args)
         self.log_path = log_dir / f"{name}.log"
@@ -94,7 +107,7 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -116,6 +129,8 @@ class GatewayProcess:
             "--tables",
             "posts",
             "--demo-schema",
+            "--host",
+            self.host,
             "--port",
             str(self.port),
             "--workers",
@@ -127,7 +142,12 @@ class GatewayProcess:
             log.write(f"\n==== start {self.starts + 1}: {' '.join(cmd)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO
+                in_netns(self.netns, cmd),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO,
             )
         self.starts += 1
 
@@ -729,6 +749,63 @@ def account(report: dict[str, Any], oracle: Sequence[int], db_rows: dict[str, Po
         caught_up=int(report["seq"]) >= head,
         errors=tuple(report["errors"]),
         lost_seqs=tuple(missing[:10]),
+    )
+
+
+@attrs.frozen
+class MutationCounts:
+    """What became of the clients' mutations, against the log (definitions: docs/reliability.md)."""
+
+    acked: int
+    failed: int
+    applied: int
+    """Changes in the log that carry a mutation id."""
+    acked_missing: tuple[str, ...]
+    """Acknowledged mutations with no change in the log."""
+    applied_twice: tuple[str, ...]
+    """Mutations with more than one change in the log."""
+    out_of_order: tuple[str, ...]
+    """Clients whose acknowledged mutations are in the log in another order than they were made."""
+    failed_applied: int
+    """Mutations that failed on the client (timeout, refusal) but are in the log once: allowed."""
+
+    @property
+    def clean(self) -> bool:
+        return not (self.acked_missing or self.applied_twice or self.out_of_order)
+
+
+def account_mutations(
+    oracle: Sequence[tuple[int, str | None, str | None]],
+    acked: dict[str, list[str]],
+    failed: dict[str, list[str]] | None = None,
+) -> MutationCounts:
+    """Every acknowledged mutation applied exactly once, none twice, each client's in its order.
+
+    ``oracle`` is the log's ``(seq, mutation id, title)``; ``acked`` maps each client to the
+    titles of its acknowledged mutations in the order it made them (one at a time); ``failed``
+    to those that failed (applied at most once).
+    """
+    failed = failed or {}
+    mutated = [title for _, mutation, title in oracle if mutation is not None and title is not None]
+    times = Counter(mutated)
+    position = {title: i for i, title in enumerate(mutated)}
+    acked_missing = tuple(t for titles in acked.values() for t in titles if times[t] == 0)
+    twice = tuple(sorted(t for t, n in times.items() if n > 1))
+    disorder = tuple(
+        client
+        for client, titles in acked.items()
+        if [t for t in titles if t in position]
+        != sorted((t for t in titles if t in position), key=lambda t: position[t])
+    )
+    failed_titles = [t for titles in failed.values() for t in titles]
+    return MutationCounts(
+        acked=sum(len(t) for t in acked.values()),
+        failed=len(failed_titles),
+        applied=len(mutated),
+        acked_missing=acked_missing,
+        applied_twice=twice,
+        out_of_order=disorder,
+        failed_applied=sum(1 for t in failed_titles if times[t] > 0),
     )
 
 

@@ -14,15 +14,25 @@ on the running asyncio loop::
 gateway each see their connection drop at once (as after a reset), which is
 what the fault scenarios need: a cut that ends quickly must not wait out a
 45 s Socket.IO ping timeout.
+
+:class:`DelayProxy` also holds every chunk for a latency (plus or minus a
+jitter) before passing it on, in order, both ways; set with ``delay(...)``,
+cleared with ``delay(0)``. The network-namespace schedule
+(``tests/faults/netns_schedule.py``) puts one between each pair of hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import Literal
 
-__all__ = ["TcpProxy"]
+__all__ = ["DelayProxy", "TcpProxy"]
+
+DELAY_QUEUE_CHUNKS = 256
+"""Chunks (at most 64 KiB each) a :class:`DelayProxy` holds per direction of a link: 16 MiB at most.
+When full, the proxy stops reading that side (TCP flow control pushes back on the sender)."""
 
 NewLinks = Literal["refuse", "blackhole"]
 
@@ -50,12 +60,16 @@ class TcpProxy:
         upstream_host: Where to forward to.
         upstream_port: Its port.
         port: Port to listen on (0: a free one; see :attr:`port` after start).
+        host: Address to listen on.
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, port: int = 0) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.port = port
+        self.host = host
         self.accepted = 0
         """Connections accepted (forwarded, refused or held)."""
         self.refused = 0
@@ -79,8 +93,8 @@ class TcpProxy:
         return len(self._links)
 
     async def start(self) -> None:
-        """Listen on 127.0.0.1."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        """Listen on :attr:`host` (127.0.0.1 by default)."""
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     def cut(self, *, new: NewLinks = "refuse") -> None:
@@ -149,3 +163,78 @@ class TcpProxy:
             if link in self._links:
                 self._links.discard(link)
                 link.abort()
+
+
+class DelayProxy(TcpProxy):
+    """A :class:`TcpProxy` that can delay what it forwards: ``latency`` +- ``jitter`` seconds per chunk.
+
+    Chunks keep their order (a chunk is never passed on before the one read
+    before it), so jitter spreads the delays without reordering the stream.
+    Each direction of a link holds at most :data:`DELAY_QUEUE_CHUNKS` chunks.
+
+    Args:
+        seed: Seed of the jitter's random numbers.
+    """
+
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, port: int = 0, host: str = "127.0.0.1", seed: int = 0
+    ) -> None:
+        super().__init__(upstream_host, upstream_port, port=port, host=host)
+        self.latency = 0.0
+        self.jitter = 0.0
+        self.delayed = 0
+        """Chunks held for a delay so far."""
+        self._rng = random.Random(seed)
+
+    def delay(self, latency: float, jitter: float = 0.0) -> None:
+        """Delay every chunk from now on by ``latency`` +- ``jitter`` seconds (``delay(0)``: none)."""
+        self.latency = max(0.0, latency)
+        self.jitter = max(0.0, min(jitter, self.latency))
+
+    def _due(self, now: float, previous: float) -> float:
+        if self.latency <= 0:
+            return max(now, previous)
+        self.delayed += 1
+        spread = self._rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0
+        return max(now + self.latency + spread, previous)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(DELAY_QUEUE_CHUNKS)
+        sender = asyncio.create_task(self._send(queue, writer, link))
+        link.tasks.append(sender)
+        loop = asyncio.get_running_loop()
+        due = 0.0
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                due = self._due(loop.time(), due)
+                await queue.put((due, data))
+            await queue.put((due, b""))  # the end, after what is still held
+        except (OSError, asyncio.IncompleteReadError):
+            self._drop(link)
+
+    async def _send(
+        self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter, link: _Link
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                due, data = await queue.get()
+                pause = due - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)  # the latency being injected
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            self._drop(link)
+
+    def _drop(self, link: _Link) -> None:
+        if link in self._links:
+            self._links.discard(link)
+            link.abort()

@@ -32,10 +32,11 @@ def health_report(
 
     Returns:
         200 while it runs, the log's database is up and Redis (if any) answers; else 503.
+        A warning (the WAL capture's slot retains too much WAL) is in ``warnings`` and keeps 200.
     """
     redis_ok = fanout is None or fanout.healthy
     healthy = log.healthy and redis_ok and running
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if healthy else "unhealthy",
         "log": "up" if log.healthy else "down",
         "redis": "none" if fanout is None else ("up" if redis_ok else "down"),
@@ -45,6 +46,8 @@ def health_report(
     capture = getattr(log, "capture_status", None)
     if capture is not None:  # PostgreSQL: triggers, or the WAL capture (leader / standby, lag, lost slots)
         body["capture"] = capture
+        if capture.get("warning"):
+            body["warnings"] = [capture["warning"]]
     return (200 if healthy else 503), body
 
 
@@ -57,4 +60,8 @@ def metrics_report(metrics: Metrics, log: ChangeLog) -> tuple[bytes, str]:
     if capture.get("lag_seconds") is not None:
         metrics.capture_lag_seconds.set(capture["lag_seconds"])
     metrics.capture_slots_lost.set(capture.get("slots_lost", 0))
+    if capture.get("retained_bytes") is not None:
+        metrics.capture_retained_bytes.set(capture["retained_bytes"])
+    metrics.capture_slot_warning.set(1 if capture.get("warning") else 0)
+    metrics.capture_spooled_parts.set(capture.get("spooled_parts", 0))
     return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

@@ -90,6 +90,22 @@ class Metrics:
             "Capture slots lost and made anew since start (clients reset and reload each time).",
             registry=r,
         )
+        self.capture_retained_bytes = Gauge(
+            "rxstore_capture_slot_retained_bytes",
+            "WAL the capture slot keeps the server from removing: current WAL position - restart_lsn "
+            "(PostgreSQL WAL capture; max_slot_wal_keep_size bounds it).",
+            registry=r,
+        )
+        self.capture_slot_warning = Gauge(
+            "rxstore_capture_slot_warning",
+            "1 while the capture slot retains over slot_warning_bytes of WAL or is about to be lost, else 0.",
+            registry=r,
+        )
+        self.capture_spooled_parts = Gauge(
+            "rxstore_capture_spooled_parts",
+            "Parts of transactions bigger than the capture's batch spooled in the database since start.",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "rxstore_subscriptions",
             "Live-query subscriptions of indexed clients (whole-table ones of those clients included).",

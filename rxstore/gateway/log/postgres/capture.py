@@ -19,23 +19,43 @@ import asyncpg
 
 from rxstore.gateway.log.postgres.decode import (
     CAPTURE_LOCK_KEY,
+    PEEK_SQL,
     PLUGIN,
     PUBLICATION,
     WANTED_CHANNEL,
-    append,
-    decode,
-    peek,
+    Decoder,
+    lsn_value,
     slot_name,
 )
 from rxstore.gateway.log.postgres.schema import ensure_epoch
+from rxstore.gateway.log.postgres.spool import SPOOL_SCHEMA, Spool
 from rxstore.gateway.log.sql import ident
 
-__all__ = ["CaptureLeader", "choose_mode", "lsn_value", "remake_slot", "wait_captured", "watch_wal"]
+__all__ = [
+    "RETAINED_WARNING_BYTES",
+    "CaptureLeader",
+    "choose_mode",
+    "lsn_value",
+    "remake_slot",
+    "wait_captured",
+    "watch_wal",
+]
 
 _log = logging.getLogger("rxstore.gateway.postgres")
 
 CONNECTION_LOST: Final = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 """What a lost capture connection raises."""
+
+RETAINED_WARNING_BYTES: Final = 1024**3
+"""Default of :class:`CaptureLeader`'s ``retained_warning``: WAL the slot may retain before
+``/healthz`` warns (1 GiB)."""
+
+SLOT_SQL: Final = (
+    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS lag, "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained, "
+    "wal_status, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1"
+)
+"""What the capture measures of its slot: unconfirmed WAL, retained WAL, whether it is lost."""
 
 
 async def sleep_or(event: asyncio.Event, timeout: float) -> None:
@@ -48,12 +68,6 @@ async def sleep_or(event: asyncio.Event, timeout: float) -> None:
     event.clear()
 
 
-def lsn_value(lsn: str) -> int:
-    """An LSN's text (``"16/B374D848"``) as an integer, for comparisons."""
-    high, _, low = lsn.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
 class CaptureLeader:
     """The capture of one node: leads it while holding :data:`CAPTURE_LOCK_KEY`, else stands by.
 
@@ -62,8 +76,13 @@ class CaptureLeader:
         slot: The logical slot's name.
         connect: Opens a connection (``asyncpg.connect`` with the log's settings).
         appended: Called after each append committed (the log sequences and wakes its tailers).
-        batch: The most changes decoded at once (whole transactions are never cut).
+        batch: The slot's messages read at once, and the changes held in memory before they
+            are appended (a transaction with more is spooled in the database in parts of
+            this size, and reaches the log whole): the capture holds at most about twice
+            this many changes, whatever a transaction's size.
         idle: Longest pause between two reads of an idle slot, in seconds.
+        retained_warning: WAL the slot may retain (from its restart LSN to the current
+            WAL position) before :meth:`status` warns, in bytes.
     """
 
     def __init__(
@@ -74,12 +93,14 @@ class CaptureLeader:
         appended: Any,
         batch: int = 5000,
         idle: float = 0.1,
+        retained_warning: int = RETAINED_WARNING_BYTES,
     ) -> None:
         self.slot = slot
         self.connect = connect
         self.appended = appended
         self.batch = batch
         self.idle = idle
+        self.retained_warning = retained_warning
         self.leading = False
         """Whether this node holds the lock (reads the slot)."""
         self.lost: str | None = None
@@ -88,10 +109,19 @@ class CaptureLeader:
         """Slots lost (and made anew) since this node started."""
         self.lag_bytes: int | None = None
         """WAL the slot holds that the capture has not confirmed (measured by the leader)."""
+        self.retained_bytes: int | None = None
+        """WAL the slot keeps the server from removing (measured by leader and standby)."""
+        self.wal_status: str | None = None
+        """The slot's ``wal_status``: ``reserved``, ``extended``, ``unreserved`` or ``lost``."""
         self.caught_up_at = time.monotonic()
         """When the leader last had nothing left to read."""
+        self.spooled_parts = 0
+        """Parts of huge transactions spooled in the database since this node started."""
+        self.held_peak = 0
+        """The most decoded changes held in memory at once since this node started."""
         self._kick = asyncio.Event()
         self._wanted = False
+        self._advanced = 0
 
     async def run(self) -> None:
         """Lead the capture when the lock is free, forever; reconnect after a lost connection."""
@@ -103,6 +133,7 @@ class CaptureLeader:
                 await conn.add_listener(WANTED_CHANNEL, self._on_wanted)
                 while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CAPTURE_LOCK_KEY):
                     self.leading = False
+                    await self.measure(conn)
                     await sleep_or(self._kick, 0.5)
                 self.leading = True
                 _log.info("rxstore: this node captures the WAL (slot %s, %s)", self.slot, PLUGIN)
@@ -134,9 +165,40 @@ class CaptureLeader:
             "role": "leader" if leading else "standby",
             "lag_bytes": self.lag_bytes if leading else None,
             "lag_seconds": round(time.monotonic() - self.caught_up_at, 3) if leading else None,
+            "retained_bytes": self.retained_bytes,
+            "retained_warning_bytes": self.retained_warning,
+            "wal_status": self.wal_status,
+            "warning": self.warning(),
             "slots_lost": self.lost_count,
             "last_lost": self.lost,
+            "spooled_parts": self.spooled_parts,
         }
+
+    def warning(self) -> str | None:
+        """What an operator must look at in the slot (it retains too much WAL, or is about to be lost)."""
+        retained = self.retained_bytes
+        if self.wal_status in ("unreserved", "lost"):
+            return (
+                f"the replication slot {self.slot} is {self.wal_status}: its WAL is beyond "
+                "max_slot_wal_keep_size; unless the capture catches up it is lost, and clients reset"
+            )
+        if retained is not None and retained > self.retained_warning:
+            return (
+                f"the replication slot {self.slot} retains {retained} bytes of WAL "
+                f"(over {self.retained_warning}): the capture is behind or stopped; "
+                "see docs/operations.md (max_slot_wal_keep_size)"
+            )
+        return None
+
+    async def measure(self, conn: Any) -> None:
+        """Read the slot's lag, retained WAL and status (the leader notices a lost slot with it)."""
+        row = await conn.fetchrow(SLOT_SQL, self.slot)
+        if row is None:
+            self.lag_bytes = self.retained_bytes = self.wal_status = None
+            return
+        self.lag_bytes, self.retained_bytes, self.wal_status = row["lag"], row["retained"], row["wal_status"]
+        if row["confirmed"] is not None:
+            self._advanced = max(self._advanced, lsn_value(row["confirmed"]))
 
     def want(self) -> None:
         """Ask this node's capture (if it leads) to record its position at once."""
@@ -145,17 +207,18 @@ class CaptureLeader:
     async def _lead(self, conn: Any) -> None:
         pause = 0.005
         measured = 0.0
+        await conn.execute(SPOOL_SCHEMA)
+        self._advanced = 0
         while True:
             busy = await self.capture_once(conn)
             if not busy:
                 self.caught_up_at = time.monotonic()
             if time.monotonic() - measured > 1.0:
                 measured = time.monotonic()
-                self.lag_bytes = await conn.fetchval(
-                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
-                    "FROM pg_replication_slots WHERE slot_name = $1",
-                    self.slot,
-                )
+                await self.measure(conn)
+                if self.wal_status == "lost":  # invalidated: reading it would fail, make it anew
+                    await self._remake(conn, f"the slot {self.slot} was invalidated (wal_status lost)")
+                    continue
             if busy:
                 pause = 0.005
                 continue
@@ -163,50 +226,79 @@ class CaptureLeader:
             pause = min(pause * 2, self.idle)
 
     async def capture_once(self, conn: Any) -> bool:
-        """Decode what the slot holds now and append it; whether more may be waiting."""
+        """Decode what the slot holds now and append it; whether more may be waiting.
+
+        One database transaction: the slot's messages are read through a cursor,
+        :data:`batch` at a time, decoded and handed to a :class:`Spool` (which bounds
+        what is held in memory); the log's capture position moves in the same commit,
+        and the slot is advanced only after it.
+        """
         # The flushed position, not the written one: a slot decodes flushed WAL only, and a
         # commit made with synchronous_commit = off returns before its WAL is flushed.
         upto = await conn.fetchval("SELECT pg_current_wal_flush_lsn()::text")
-        done = await conn.fetchval("SELECT lsn::text FROM rxstore_capture WHERE singleton")
         wanted, self._wanted = self._wanted, False
         try:
-            records = await peek(conn, self.slot, upto, self.batch)
+            async with conn.transaction():
+                done = await conn.fetchval("SELECT lsn::text FROM rxstore_capture WHERE singleton")
+                topics, keys = await _watched(conn)
+                spool = Spool(conn, keys, done, limit=self.batch)
+                read, last = await self._read(conn, upto, Decoder(topics), spool)
+                await spool.flush()
+                cut = read >= self.batch
+                # Cut by the batch: up to the last whole transaction read; the rest comes next time.
+                position = (last or done) if cut else max(upto, last or upto, key=lsn_value)
+                after = lsn_value(done)
+                if spool.appended or (wanted and lsn_value(position) > after):
+                    await conn.execute(
+                        "UPDATE rxstore_capture SET lsn = greatest(lsn, $1::text::pg_lsn) WHERE singleton",
+                        position,
+                    )
         except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.UndefinedObjectError) as exc:
             # The slot was invalidated (its retained WAL was over max_slot_wal_keep_size), or its
             # publication was dropped and made again (a restore): what it held is gone.
-            self.lost = str(exc)
-            self.lost_count += 1
-            _log.error(
-                "rxstore: the WAL capture cannot read its slot %s (%s): a new slot captures from now "
-                "on; the log gets a new epoch and clients reset and reload",
-                self.slot,
-                exc,
-            )
-            await remake_slot(conn, self.slot, drop=True)
+            await self._remake(conn, str(exc))
             return True
-        cut = len(records) >= self.batch
-        topics, keys = await _watched(conn)
-        decoded = decode(records, topics)
-        # Cut by the batch: up to the last whole transaction read; the rest comes next time.
-        position = (decoded[-1].commit_lsn if decoded else done) if cut else upto
-        after = lsn_value(done)
-        changed = [t for t in decoded if t.changes and lsn_value(t.commit_lsn) > after]
-        if changed or (wanted and lsn_value(position) > after):
-            async with conn.transaction():
-                if changed:
-                    await append(conn, changed, keys)
-                await conn.execute(
-                    "UPDATE rxstore_capture SET lsn = greatest(lsn, $1::text::pg_lsn) WHERE singleton",
-                    position,
-                )
-        if changed:
+        self.spooled_parts += spool.parts
+        self.held_peak = max(self.held_peak, spool.peak)
+        if spool.appended:
             self.appended()  # in the log now: sequence and wake the tailers
-        if records and lsn_value(position) > 0:
-            # Only after the append committed: a leader killed before this reads them again.
+        if lsn_value(position) > self._advanced:
+            # Only after the append committed: a leader killed before this reads them again. Also
+            # when nothing was appended: WAL of other tables alone must not pile up behind the slot.
             await conn.execute(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", self.slot, position
+                "SELECT pg_replication_slot_advance($1, greatest($2::text::pg_lsn, confirmed_flush_lsn)) "
+                "FROM pg_replication_slots WHERE slot_name = $1",
+                self.slot,
+                position,
             )
+            self._advanced = lsn_value(position)
         return cut
+
+    async def _read(self, conn: Any, upto: str, decoder: Decoder, spool: Spool) -> tuple[int, str | None]:
+        """Read the slot up to ``upto`` through a cursor; the messages read and the last commit's LSN."""
+        cursor = await conn.cursor(PEEK_SQL, self.slot, upto, self.batch, PUBLICATION)
+        read, last = 0, None
+        while records := await cursor.fetch(self.batch):
+            read += len(records)
+            for tx in decoder.feed(records):
+                last = tx.commit_lsn
+                await spool.committed(tx)
+            await spool.check(decoder.current)
+        return read, last
+
+    async def _remake(self, conn: Any, why: str) -> None:
+        """The slot cannot be read any more: make it anew (the log gets a new epoch, clients reset)."""
+        self.lost = why
+        self.lost_count += 1
+        _log.error(
+            "rxstore: the WAL capture cannot read its slot %s (%s): a new slot captures from now "
+            "on; the log gets a new epoch and clients reset and reload",
+            self.slot,
+            why,
+        )
+        await remake_slot(conn, self.slot, drop=True)
+        self._advanced = 0
+        await self.measure(conn)
 
 
 async def _watched(conn: Any) -> tuple[dict[str, str], dict[str, str | None]]:

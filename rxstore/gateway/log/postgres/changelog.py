@@ -30,6 +30,7 @@ import asyncpg
 
 from rxstore.gateway.codec import dump_json, load_json
 from rxstore.gateway.log.contract import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
+from rxstore.gateway.log.postgres.capture import RETAINED_WARNING_BYTES
 from rxstore.gateway.log.postgres.decode import CAPTURE_SCHEMA, MUTATION_PREFIX
 from rxstore.gateway.log.postgres.reads import (
     READ_BOUNDED_SQL,
@@ -75,7 +76,9 @@ class PostgresChangeLog(SequencedLog):
     Args:
         url: ``postgresql://user:password@host:port/database``.
         poll_interval: Seconds between safety-net sequencer runs and liveness checks.
-        batch: The most changes one sequencer transaction numbers.
+        batch: The most changes one sequencer transaction numbers, and the changes the WAL
+            capture holds in memory before it appends them (a bigger transaction waits in the
+            database, in parts; the capture holds about twice this many at most).
         pool_size: The most pooled connections (one more is used for LISTEN).
         connect_timeout: Seconds to wait for a new connection.
         max_backoff: The longest pause between reconnection attempts.
@@ -84,6 +87,8 @@ class PostgresChangeLog(SequencedLog):
             ``"auto"`` (the default): a new log captures from the WAL when the
             server has ``wal_level=logical`` (PostgreSQL's own ``pgoutput``),
             else with triggers; an existing log keeps the mode it was made with.
+        slot_warning_bytes: WAL capture: WAL the replication slot may retain before
+            ``/healthz`` warns (1 GiB; see docs/operations.md, ``max_slot_wal_keep_size``).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class PostgresChangeLog(SequencedLog):
         connect_timeout: float = 5.0,
         max_backoff: float = 2.0,
         capture: Capture = "auto",
+        slot_warning_bytes: int = RETAINED_WARNING_BYTES,
     ) -> None:
         if capture not in ("auto", "wal", "trigger"):
             raise ValueError(f"capture must be 'auto', 'wal' or 'trigger', got {capture!r}")
@@ -111,6 +117,7 @@ class PostgresChangeLog(SequencedLog):
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
         self.capture: Capture = capture
+        self.slot_warning_bytes = slot_warning_bytes
         """The capture mode asked for; once open, the one in use (``"wal"`` or ``"trigger"``)."""
         self.capture_reason = ""
         """Why the log uses its capture mode (``rxstore serve`` prints it)."""

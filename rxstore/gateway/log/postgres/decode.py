@@ -1,19 +1,25 @@
 """WAL capture for the PostgreSQL change log: decoding the slot and appending to the log.
 
 In WAL mode no trigger runs inside the users' transactions. A logical
-replication slot (output plugin ``wal2json``, format 2) keeps every committed
+replication slot (PostgreSQL's own output plugin ``pgoutput``) keeps every committed
 change of the watched tables, and one *capture leader* among the gateway nodes
 (the holder of a session advisory lock; another node takes over when its
-connection dies) reads it with ``pg_logical_slot_peek_changes`` and appends
+connection dies) reads it with ``pg_logical_slot_peek_binary_changes`` and appends
 each committed transaction, in commit order, to ``rxstore_changes`` (``seq``
 NULL, then numbered by the sequencer exactly as trigger-captured changes are)::
 
-    peek the slot up to pg_current_wal_flush_lsn()
     BEGIN
+      peek the slot up to pg_current_wal_flush_lsn(), read in parts through a cursor
       INSERT INTO rxstore_changes ... (rows as to_jsonb gives them, commit xid and LSN)
       UPDATE rxstore_capture SET lsn = <last commit appended>
     COMMIT
     pg_replication_slot_advance(slot, lsn)          -- only after the append committed
+
+The slot's messages are read and decoded a part at a time (:class:`Decoder`), so the
+capture holds a bounded number of changes whatever a transaction's size; a transaction
+bigger than that waits, converted, in a temporary table until its commit is read
+(:class:`~rxstore.gateway.log.postgres.spool.Spool`). All of it is one database
+transaction: a transaction reaches the log whole or not at all.
 
 A leader killed between the commit and the advance is harmless: its successor
 peeks the same transactions again and skips those at or before the stored
@@ -42,15 +48,20 @@ __all__ = [
     "CAPTURE_LOCK_KEY",
     "CAPTURE_SCHEMA",
     "MUTATION_PREFIX",
+    "PEEK_SQL",
     "PLUGIN",
     "PUBLICATION",
     "TRUNCATE_PREFIX",
     "WANTED_CHANNEL",
+    "Decoder",
     "Transaction",
     "append",
     "decode",
+    "lsn_value",
     "peek",
+    "rows",
     "slot_name",
+    "xid8_of",
 ]
 
 _log = logging.getLogger("rxstore.gateway.postgres")
@@ -94,6 +105,12 @@ $fn$;
 """
 
 
+def lsn_value(lsn: str) -> int:
+    """An LSN's text (``"16/B374D848"``) as an integer, for comparisons."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 def slot_name(database_oid: int) -> str:
     """The slot of the log in the database with this oid (slot names are cluster-wide)."""
     return f"rxstore_{database_oid}"
@@ -111,21 +128,22 @@ class Transaction:
     changes: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, bool]] = attrs.field(
         factory=list
     )
-    """``(topic, op, new values, old values, old is converted)`` in order."""
+    """``(topic, op, new values, old values, old is converted)`` in order, those not spooled yet."""
+    spooled: int = 0
+    """Its changes spooled already (:class:`~rxstore.gateway.log.postgres.spool.Spool`)."""
+
+
+PEEK_SQL: Final = (
+    "SELECT lsn::text, xid::text::bigint, data FROM pg_logical_slot_peek_binary_changes("
+    "$1, $2::text::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4, 'messages', 'true')"
+)
+"""The slot's messages up to an LSN, whole transactions, about a number of messages (the server
+stops after the first commit past it: one transaction's messages all come at its commit)."""
 
 
 async def peek(conn: Conn, slot: str, upto: str, limit: int) -> list[Any]:
     """The slot's messages up to ``upto`` (whole transactions, about ``limit`` changes at most)."""
-    return list(
-        await conn.fetch(
-            "SELECT lsn::text, xid::text::bigint, data FROM pg_logical_slot_peek_binary_changes("
-            "$1, $2::text::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
-            slot,
-            upto,
-            limit,
-            PUBLICATION,
-        )
-    )
+    return list(await conn.fetch(PEEK_SQL, slot, upto, limit, PUBLICATION))
 
 
 _JSON_TYPES: Final = frozenset({114, 3802})
@@ -189,97 +207,125 @@ class _Message:
         return values
 
 
-def decode(records: Sequence[Any], topics: Mapping[str, str]) -> list[Transaction]:
-    """Group the slot's pgoutput messages into committed transactions of the watched ``topics``.
+class Decoder:
+    """Groups the slot's pgoutput messages into committed transactions of the watched ``topics``.
 
-    Values stay in their text form (``jsonb_populate_record`` reads them with each
-    type's own input function, so nothing is rounded or lost).
+    Fed one part of a peek's messages at a time (:meth:`feed`), in order; the transaction
+    whose commit is not read yet is :attr:`current`. Values stay in their text form
+    (``jsonb_populate_record`` reads them with each type's own input function, so nothing is
+    rounded or lost).
 
     Args:
-        records: ``(lsn, xid, data)`` rows of :func:`peek`.
         topics: Watched table -> topic (the same name; the table's schema is not part of it).
     """
-    done: list[Transaction] = []
-    relations: dict[int, tuple[str | None, list[tuple[str, int]]]] = {}
-    current: Transaction | None = None
-    for lsn, _, data in records:
-        message = _Message(bytes(data))
-        kind = data[0:1]
-        if kind == b"R":
-            relation = message.number(4)
-            message.string()  # namespace
-            table = message.string()
-            message.byte()  # replica identity
-            columns = []
-            for _ in range(message.number(2)):
-                message.byte()  # flags
-                name = message.string()
-                columns.append((name, message.number(4)))
-                message.number(4)  # typmod
-            relations[relation] = (topics.get(table), columns)
-        elif kind == b"B":
-            message.number(8)  # final LSN
-            stamp = message.number(8)
-            current = Transaction(xid=message.number(4), timestamp=_PG_EPOCH + stamp / 1e6)
-        elif current is None:
-            continue  # a transaction cut before its BEGIN: read again next time
-        elif kind == b"C":
-            current.commit_lsn = lsn
-            done.append(current)
-            current = None
-        elif kind in (b"I", b"U", b"D"):
-            topic, columns = relations[message.number(4)]
-            old = new = None
-            marker = message.byte()
-            if marker in (b"K", b"O"):
-                old = message.row(columns)
-                marker = message.byte() if kind == b"U" else b""
-            if marker == b"N":
-                new = message.row(columns)
-            if topic is None:
-                continue
-            op = {b"I": "INSERT", b"U": "UPDATE", b"D": "DELETE"}[kind]
-            if op == "UPDATE" and old is not None and new is not None:
-                new = {**old, **new}  # unchanged TOASTed columns are not in the new tuple
-            current.changes.append((topic, op, new, old, False))
-        elif kind == b"M":
-            message.byte()  # flags (transactional)
-            message.number(8)  # its LSN
-            prefix = message.string()
-            size = message.number(4)
-            content = message.data[message.at : message.at + size].decode()
-            if prefix == MUTATION_PREFIX:
-                current.mutation = content
-            elif prefix == TRUNCATE_PREFIX:
-                removed = json.loads(content)
-                for row in removed["rows"]:
-                    current.changes.append((removed["topic"], "DELETE", None, row, True))
-    return done
+
+    def __init__(self, topics: Mapping[str, str]) -> None:
+        self.topics = topics
+        self.current: Transaction | None = None
+        """The transaction being read (its commit not read yet)."""
+        self._relations: dict[int, tuple[str | None, list[tuple[str, int]]]] = {}
+
+    def feed(self, records: Sequence[Any]) -> list[Transaction]:
+        """Decode the next ``(lsn, xid, data)`` rows of :data:`PEEK_SQL`; the transactions they commit."""
+        done: list[Transaction] = []
+        for lsn, _, data in records:
+            kind = data[0:1]
+            if kind == b"B":
+                message = _Message(bytes(data))
+                message.number(8)  # final LSN
+                stamp = message.number(8)
+                self.current = Transaction(xid=message.number(4), timestamp=_PG_EPOCH + stamp / 1e6)
+            elif kind == b"R":
+                self._relation(_Message(bytes(data)))
+            elif self.current is None:
+                continue  # a transaction cut before its BEGIN: read again next time
+            elif kind == b"C":
+                self.current.commit_lsn = lsn
+                done.append(self.current)
+                self.current = None
+            elif kind in (b"I", b"U", b"D"):
+                self._change(self.current, kind, _Message(bytes(data)))
+            elif kind == b"M":
+                self._message(self.current, _Message(bytes(data)))
+        return done
+
+    def _relation(self, message: _Message) -> None:
+        relation = message.number(4)
+        message.string()  # namespace
+        table = message.string()
+        message.byte()  # replica identity
+        columns = []
+        for _ in range(message.number(2)):
+            message.byte()  # flags
+            name = message.string()
+            columns.append((name, message.number(4)))
+            message.number(4)  # typmod
+        self._relations[relation] = (self.topics.get(table), columns)
+
+    def _change(self, tx: Transaction, kind: bytes, message: _Message) -> None:
+        topic, columns = self._relations[message.number(4)]
+        old = new = None
+        marker = message.byte()
+        if marker in (b"K", b"O"):
+            old = message.row(columns)
+            marker = message.byte() if kind == b"U" else b""
+        if marker == b"N":
+            new = message.row(columns)
+        if topic is None:
+            return
+        op = {b"I": "INSERT", b"U": "UPDATE", b"D": "DELETE"}[kind]
+        if op == "UPDATE" and old is not None and new is not None:
+            new = {**old, **new}  # unchanged TOASTed columns are not in the new tuple
+        tx.changes.append((topic, op, new, old, False))
+
+    @staticmethod
+    def _message(tx: Transaction, message: _Message) -> None:
+        message.byte()  # flags (transactional)
+        message.number(8)  # its LSN
+        prefix = message.string()
+        size = message.number(4)
+        content = message.data[message.at : message.at + size].decode()
+        if prefix == MUTATION_PREFIX:
+            tx.mutation = content
+        elif prefix == TRUNCATE_PREFIX:
+            removed = json.loads(content)
+            for row in removed["rows"]:
+                tx.changes.append((removed["topic"], "DELETE", None, row, True))
 
 
-async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[str, str | None]) -> None:
-    """Append decoded transactions to the log, rows converted as ``to_jsonb`` writes them.
+def decode(records: Sequence[Any], topics: Mapping[str, str]) -> list[Transaction]:
+    """The committed transactions of the watched ``topics`` in ``records`` (:class:`Decoder`, all at once)."""
+    return Decoder(topics).feed(records)
+
+
+async def rows(
+    conn: Conn, transactions: Sequence[Transaction], keys: Mapping[str, str | None]
+) -> list[list[Any]]:
+    """The log's columns for the transactions' changes, rows converted as ``to_jsonb`` writes them.
 
     Args:
         conn: A connection inside the append's transaction.
-        transactions: Committed transactions, in commit order.
+        transactions: Committed transactions (or a part of one), in commit order.
         keys: Topic -> its primary key when its ``old`` rows are the key alone (default
             replica identity), else ``None``.
+
+    Returns:
+        ``[topics, ops, records, olds, timestamps, mutations, xids, commit LSNs]``, a change a row.
     """
     now = int(await conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
     pending: dict[str, list[dict[str, Any]]] = {}
     for tx in transactions:
         for topic, _, new, old, ready in tx.changes:
-            rows = pending.setdefault(topic, [])
+            values = pending.setdefault(topic, [])
             if new is not None:
-                rows.append(new)
+                values.append(new)
             if old is not None and not ready:
-                rows.append(old)
-    converted = {topic: await _convert(conn, topic, rows) for topic, rows in pending.items()}
+                values.append(old)
+    converted = {topic: await _convert(conn, topic, values) for topic, values in pending.items()}
     taken = dict.fromkeys(converted, 0)
     columns: list[list[Any]] = [[], [], [], [], [], [], [], []]
     for tx in transactions:
-        xid8 = _xid8(tx.xid, now)
+        xid8 = xid8_of(tx.xid, now)
         for topic, op, new, old, ready in tx.changes:
             record = old_row = None
             if new is not None:
@@ -304,13 +350,18 @@ async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[
                 strict=True,
             ):
                 column.append(value)
+    return columns
+
+
+async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[str, str | None]) -> None:
+    """Append decoded transactions to the log (:func:`rows`), in one statement; in a transaction."""
     await conn.execute(
         "INSERT INTO rxstore_changes (topic, op, record, old, ts, mutation, xid, commit_lsn) "
         "SELECT t, o, r::jsonb, p::jsonb, coalesce(s, "
         "extract(epoch FROM clock_timestamp())), m, x, l::pg_lsn "
         "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], "
         "$7::bigint[], $8::text[]) WITH ORDINALITY AS u(t, o, r, p, s, m, x, l, n) ORDER BY n",
-        *columns,
+        *await rows(conn, transactions, keys),
     )
     await conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
 
@@ -343,7 +394,7 @@ async def _convert(conn: Conn, topic: str, rows: Sequence[Mapping[str, Any]]) ->
     return converted
 
 
-def _xid8(xid: int, now: int) -> int:
+def xid8_of(xid: int, now: int) -> int:
     """The 64-bit id of a 32-bit ``xid`` that is older than ``now`` (a 64-bit id)."""
     epoch, low = now >> 32, now & 0xFFFF_FFFF
     if xid > low:

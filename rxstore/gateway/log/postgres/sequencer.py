@@ -42,6 +42,7 @@ class SequencedLog:
     url: str
     capture: str
     capture_reason: str
+    slot_warning_bytes: int
     poll_interval: float
     batch: int
     connect_timeout: float
@@ -112,7 +113,13 @@ class SequencedLog:
         mode, slot, self.capture_reason = await choose_mode(conn, self.capture, fresh=fresh)
         self.capture = "wal" if mode == "wal" else "trigger"
         if slot is not None:
-            self._capturer = CaptureLeader(slot, connect=self._capture_connection, appended=self._appended)
+            self._capturer = CaptureLeader(
+                slot,
+                connect=self._capture_connection,
+                appended=self._appended,
+                batch=self.batch,
+                retained_warning=self.slot_warning_bytes,
+            )
 
     async def _capture_connection(self, name: str) -> asyncpg.Connection[asyncpg.Record]:
         return await asyncpg.connect(

@@ -1,0 +1,115 @@
+"""The WAL capture's memory bound: decoded changes held in memory, a huge transaction spooled.
+
+One pass of the capture (one database transaction, see
+:mod:`rxstore.gateway.log.postgres.decode`) hands each transaction it decodes to a
+:class:`Spool`. Whole transactions wait in memory and are appended to the log together;
+once ``limit`` changes wait, they are appended at once, and the transaction still being
+decoded moves, converted, to a temporary table of the capture's connection
+(``rxstore_capture_spool``), part after part, until its commit is read: then it is copied
+into the log in one statement. Nothing of it is visible before the pass commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from rxstore.gateway.log.postgres.decode import Transaction, append, lsn_value, rows, xid8_of
+from rxstore.gateway.log.postgres.schema import CHANGES_CHANNEL, Conn
+
+__all__ = ["SPOOL_SCHEMA", "Spool"]
+
+SPOOL_SCHEMA: Final = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS rxstore_capture_spool ("
+    "n bigint GENERATED ALWAYS AS IDENTITY, topic text NOT NULL, op text NOT NULL, record jsonb, old jsonb)"
+)
+"""The capture connection's spool (its own, temporary: gone with the connection)."""
+
+
+class Spool:
+    """Decoded changes on their way into the log, at most about ``limit`` of them in memory.
+
+    Args:
+        conn: The capture's connection, inside the pass's transaction (the spool table made).
+        keys: Topic -> its key where ``old`` rows are the key alone (see
+            :func:`~rxstore.gateway.log.postgres.decode.rows`).
+        after: Transactions that committed at or before this LSN are in the log already.
+        limit: Changes held in memory before they are appended or spooled.
+    """
+
+    def __init__(self, conn: Conn, keys: Mapping[str, str | None], after: str, *, limit: int) -> None:
+        self.conn = conn
+        self.keys = keys
+        self.after = lsn_value(after)
+        self.limit = limit
+        self.appended = 0
+        """Changes appended to the log by this pass."""
+        self.parts = 0
+        """Parts written to the spool by this pass."""
+        self.peak = 0
+        """The most changes held in memory at once in this pass."""
+        self._ready: list[Transaction] = []
+        self._held = 0
+
+    async def committed(self, tx: Transaction) -> None:
+        """Take a transaction whose commit was read: hold it, or copy it from the spool into the log."""
+        if lsn_value(tx.commit_lsn) <= self.after:  # appended before (the slot not advanced then)
+            if tx.spooled:
+                await self.conn.execute("TRUNCATE rxstore_capture_spool")
+            return
+        if tx.spooled:
+            await self.flush()
+            await self._part(tx)
+            await self._move(tx)
+        elif tx.changes:
+            self._ready.append(tx)
+            self._held += len(tx.changes)
+            self.peak = max(self.peak, self._held)
+
+    async def check(self, current: Transaction | None) -> None:
+        """Append what waits, and spool ``current``'s changes, once ``limit`` changes are held."""
+        held = self._held + (len(current.changes) if current is not None else 0)
+        self.peak = max(self.peak, held)
+        if held < self.limit:
+            return
+        await self.flush()
+        if current is not None and current.changes:
+            await self._part(current)
+
+    async def flush(self) -> None:
+        """Append the whole transactions that wait (in commit order)."""
+        if self._ready:
+            await append(self.conn, self._ready, self.keys)
+            self.appended += self._held
+            self._ready, self._held = [], 0
+
+    async def _part(self, tx: Transaction) -> None:
+        """Spool ``tx``'s changes read so far, converted; they leave memory."""
+        if not tx.changes:
+            return
+        columns = await rows(self.conn, [tx], self.keys)
+        await self.conn.execute(
+            "INSERT INTO rxstore_capture_spool (topic, op, record, old) "
+            "SELECT t, o, r::jsonb, p::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+            "WITH ORDINALITY AS u(t, o, r, p, n) ORDER BY n",
+            *columns[:4],
+        )
+        tx.spooled += len(tx.changes)
+        tx.changes.clear()
+        self.parts += 1
+
+    async def _move(self, tx: Transaction) -> None:
+        """Copy a spooled transaction into the log, in its order, with its commit's values."""
+        now = int(await self.conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
+        await self.conn.execute(
+            "INSERT INTO rxstore_changes (topic, op, record, old, ts, mutation, xid, commit_lsn) "
+            "SELECT topic, op, record, old, coalesce($1::float8, extract(epoch FROM clock_timestamp())), "
+            "$2::text, $3::bigint, $4::text::pg_lsn FROM rxstore_capture_spool ORDER BY n",
+            tx.timestamp,
+            tx.mutation,
+            xid8_of(tx.xid, now),
+            tx.commit_lsn,
+        )
+        await self.conn.execute("TRUNCATE rxstore_capture_spool")
+        await self.conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
+        self.appended += tx.spooled

@@ -1,4 +1,4 @@
-"""The ``rxstore`` command: ``serve``, ``token``, ``demo``, ``log`` and ``replay``.
+"""The ``rxstore`` command: ``serve``, ``token``, ``demo``, ``log``, ``replay``, ``inspect`` and ``top``.
 
 ``rxstore demo`` is the zero-set-up tour: a gateway on an embedded SQLite
 file, a writer changing posts, and a RootStore + PostStore client rendering
@@ -8,7 +8,8 @@ The command is a package of rooms: :mod:`._parser` (the options),
 :mod:`._checks` (option checks, one-line errors), :mod:`._database` (what
 ``--db`` means, for every command, and no file left by a failed start),
 :mod:`._serve` (``serve`` and ``token``), :mod:`._demo` (``demo``), :mod:`._log`
-(``log``) and :mod:`._replay` (``replay``). ``python -m rxstore`` and
+(``log``) and :mod:`._replay` (``replay``); ``inspect`` and ``top`` run the
+apps of :mod:`rxstore.devtools.command`. ``python -m rxstore`` and
 ``python -m rxstore.cli`` run :func:`main`, as the ``rxstore`` script does.
 """
 
@@ -26,6 +27,7 @@ from rxstore.cli._log import log_command
 from rxstore.cli._parser import build_parser, log_level
 from rxstore.cli._replay import replay_command
 from rxstore.cli._serve import serve, token_auth
+from rxstore.devtools.command import run_inspect, run_top
 
 __all__ = ["main"]
 
@@ -48,6 +50,18 @@ def _command(args: argparse.Namespace) -> int:
         return _run(log_command(args))
     if args.command == "replay":
         return replay_command(args)
+    if args.command == "inspect":
+        return run_inspect(
+            args.url,
+            token=args.token,
+            tables=args.table,
+            keys=dict(args.key),
+            frames=args.frames,
+            rows=args.rows,
+            interval=args.interval,
+        )
+    if args.command == "top":
+        return run_top(args.urls, interval=args.interval, timeout=args.timeout)
     return _run(demo(args))
 
 

@@ -52,6 +52,7 @@ _EXTRAS = {
     "orjson": "gateway",
     "msgpack": "msgpack",
     "ormsgpack": "msgpack",
+    "textual": "devtools",
 }
 """Top-level module -> the rxstore extra that installs it."""
 

@@ -1,9 +1,10 @@
-"""The ``rxstore`` command's options: ``serve``, ``token``, ``demo``, ``log`` and ``replay``."""
+"""The options of every ``rxstore`` command, from ``serve`` to ``inspect`` and ``top``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,11 +22,16 @@ from rxstore.cli._checks import (
     workers,
 )
 from rxstore.cli._database import add_db_option
+from rxstore.devtools.limits import FRAMES, INSPECT_INTERVAL, ROWS, TIMEOUT, TOP_INTERVAL
+from rxstore.devtools.table_spec import TableSpec
+from rxstore.protocol.subsets import SubsetError
 
-__all__ = ["LOG_LEVELS", "build_parser", "log_level"]
+__all__ = ["LOG_LEVELS", "TOKEN_ENV", "build_parser", "log_level", "table_spec"]
 
 LOG_LEVELS = ("debug", "info", "warning")
 """The values of ``serve --log-level``."""
+TOKEN_ENV = "RXSTORE_TOKEN"
+"""The environment variable ``inspect`` reads the token from."""
 
 
 def log_level(options: Mapping[str, Any]) -> int:
@@ -39,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rxstore`` command's argument parser."""
     parser = Parser(
         prog="rxstore",
-        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo. "
+        description="Reactive stores kept live over Socket.IO: serve a database, issue tokens, run the demo, "
+        "watch a gateway (inspect, top). "
         "A mistake is one line on stderr and exit status 2 (--debug adds the traceback).",
     )
     parser.add_argument("--version", action="version", version=f"rxstore {__version__}")
@@ -345,7 +352,101 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
     _add_log_commands(commands)
     _add_replay_command(commands)
+    _add_devtools_commands(commands)
     return parser
+
+
+def table_spec(text: str) -> TableSpec:
+    """Argparse type: ``NAME`` or ``NAME=WHERE``, a table to follow (WHERE as JSON).
+
+    Example:
+        >>> table_spec('posts={"author": "ann"}').where
+        {'author': 'ann'}
+    """
+    try:
+        return TableSpec.parse(text)
+    except SubsetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_devtools_commands(commands: Any) -> None:
+    """``rxstore inspect URL`` and ``rxstore top URL...``: Textual apps (docs/devtools.md)."""
+    inspect = commands.add_parser(
+        "inspect",
+        help="follow a gateway as a client and show what it receives, live (needs rxstore[devtools])",
+        description="Follow the gateway at URL as a RootStore client does and show it live: the "
+        "connection (state, reconnects, failed attempts, last error), events/s, lag and cursor, the "
+        "tables followed with their rows, and the last frames received. q quits (docs/devtools.md).",
+    )
+    inspect.add_argument("url", metavar="URL", help="the gateway, e.g. http://127.0.0.1:8080")
+    inspect.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        required=TOKEN_ENV not in os.environ,
+        help=f"a token for the gateway: rxstore token --sub USER (default: ${TOKEN_ENV})",
+    )
+    inspect.add_argument(
+        "--table",
+        type=table_spec,
+        action="append",
+        required=True,
+        metavar="NAME[=WHERE]",
+        help="a table to follow, whole, or the rows a where clause keeps, as JSON: "
+        '--table \'posts={"author": "ann"}\' (docs/live_queries.md); repeat it for several',
+    )
+    inspect.add_argument(
+        "--key",
+        type=table_key,
+        action="append",
+        default=[],
+        metavar="TABLE=COLUMN",
+        help="the column that identifies TABLE's rows, when it is not 'id' (repeat for several tables)",
+    )
+    inspect.add_argument(
+        "--frames",
+        type=count,
+        default=FRAMES,
+        metavar="N",
+        help="frames kept in the last-frames panel; older ones are dropped (default: %(default)s)",
+    )
+    inspect.add_argument(
+        "--rows",
+        type=count,
+        default=ROWS,
+        metavar="N",
+        help="rows shown of the highlighted table, in key order; the rest are counted (default: %(default)s)",
+    )
+    inspect.add_argument(
+        "--interval",
+        type=seconds,
+        default=INSPECT_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between refreshes of the screen (default: %(default)s)",
+    )
+
+    top = commands.add_parser(
+        "top",
+        help="read /healthz and /metrics of gateway nodes and show them, live (needs rxstore[devtools])",
+        description="Read the /healthz and /metrics of each node every interval and show one row per node: "
+        "clients, subscriptions, queue depths, events and changes per second (counter deltas), head "
+        "seq, broadcast lag and capture lag; and every metric of the highlighted node. A node that does "
+        "not answer shows as down, with the reason. q quits (docs/devtools.md).",
+    )
+    top.add_argument("urls", nargs="+", metavar="URL", help="a node's base URL, e.g. http://10.0.0.1:8080")
+    top.add_argument(
+        "--interval",
+        type=seconds,
+        default=TOP_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between two reads of every node (default: %(default)s)",
+    )
+    top.add_argument(
+        "--timeout",
+        type=seconds,
+        default=TIMEOUT,
+        metavar="SECONDS",
+        help="a node that does not answer within this long shows as down (default: %(default)s)",
+    )
 
 
 def _add_replay_command(commands: Any) -> None:

@@ -162,6 +162,8 @@ class LiveQueries:
         client.topics = frozenset(s.topic for s in client.subscriptions.values())
 
     def _file(self, client: Client, sub: Subscription) -> None:
+        if client.gone:  # a request that began before it left must not index it again
+            return
         old = client.subscriptions.get(sub.id)
         if old is not None:
             self._unfile(client, old)
@@ -268,6 +270,8 @@ class LiveQueries:
         except SubsetError as exc:  # a relation over its bound: nothing of it was sent
             await self.sync.catch_up(client)
             return SubsetError(f"subscription {sub.id!r}: {exc}")
+        if client.gone:  # it left while the snapshot was read: nothing to file, no room to enter
+            return seq
         self._file(client, sub)
         client.topics = frozenset(s.topic for s in client.subscriptions.values())
         await self.sio.enter_room(client.sid, room(sub.topic))

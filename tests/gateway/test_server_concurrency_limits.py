@@ -264,6 +264,37 @@ async def test_refused_events_leave_nothing_behind(narrow: RealtimeGateway) -> N
         assert errors(await held) == [None] * LIMIT
 
 
+async def test_a_client_that_leaves_mid_request_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Clients that close while their subscribe's snapshot is read and changes are broadcast to
+    them: nothing of them stays filed or queued (subscriptions, queued bytes, clients all 0), no
+    error is logged, and another client keeps getting every change."""
+    gateway = await start_gateway(f"sqlite:///{tmp_path / 'app.db'}")
+    try:
+        await asyncio.to_thread(write_big_table, tmp_path / "app.db")  # a snapshot that takes a while
+        await wait_for(lambda: sample(gateway, "rxstore_head_seq") > 0, what="the big table in the log")
+        root, posts = root_for(gateway, "watcher")
+        async with root:
+            await root.live(timeout=30)
+            rows = len(posts.value.rows)
+            subset = {"id": "mine", "topic": "posts", "where": [["title", ">=", "r"]]}
+            for i in range(12):
+                sio = socketio.AsyncClient(reconnection=False)
+                auth = {"token": AUTH.issue(f"leaver{i}"), "topics": ["posts"], "cursor": None}
+                await sio.connect(gateway.url, auth=auth, transports=["websocket"], wait_timeout=10)
+                await sio.emit(SUBSCRIBE, subset)  # not awaited: the client leaves at once
+                await save_post(gateway.log, Post(id=f"d{i}", title="during", author="ann"))
+                await sio.disconnect()
+            await wait_for(lambda: sample(gateway, "rxstore_connected_clients") == 1, what="only the watcher")
+            await wait_for(lambda: len(posts.value.rows) == rows + 12, what="the watcher to get every change")
+            await wait_for(
+                lambda: sample(gateway, "rxstore_subscriptions") == 0,  # the watcher follows a whole table
+                what="no subscription of a client that left",
+            )
+            assert sample(gateway, "rxstore_queued_bytes") == 0
+    finally:
+        await gateway.stop()
+
+
 # -- connects ----------------------------------------------------------------------
 
 

@@ -121,6 +121,8 @@ class Client:
     """Subscription ids of its ``rxstore:subscribe`` requests in flight, each with how many."""
     stale: list[Subscription] = attrs.field(factory=list)
     """Its windows to read again before it goes on (see :mod:`rxstore.gateway.queries.windows`)."""
+    gone: bool = False
+    """Forgotten by the gateway (disconnected, dropped, expired): nothing is queued or filed for it."""
 
 
 def _set(event: asyncio.Event) -> asyncio.Event:
@@ -238,6 +240,8 @@ class Delivery:
         While nothing else is pending for a websocket client (see :meth:`link`),
         the frame is written straight to its socket instead.
         """
+        if client.gone:  # work that began before it left (a broadcast, a subscribe) ends here
+            return True
         if frame.packets is None:
             self.encode(frame)  # eagerly: once per shared frame, and its size is known
         link = client.link
@@ -282,7 +286,8 @@ class Delivery:
         return True
 
     def clear(self, client: Client) -> None:
-        """Empty a forgotten client's queue."""
+        """Empty a forgotten client's queue; nothing is queued for it from now on."""
+        client.gone = True
         client.queue.clear()
         client.idle.set()
         self.queued_total -= client.queued_bytes
@@ -370,6 +375,8 @@ class Delivery:
                 while queue:
                     frame = queue.popleft()
                     await self.send(client, frame)
+                    if client.gone:  # cleared (its counts with it) while this frame was written
+                        return
                     client.queued -= frame.size
                     client.queued_bytes -= frame.nbytes
                     self.queued_total -= frame.nbytes

@@ -14,9 +14,7 @@ the rows its ``out`` names removed, in the same step.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 import immutables
@@ -25,6 +23,7 @@ from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import ROW_OF, Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.protocol.records import envelope_records, structure_records
+from rxstore.stores.folding.collector import collector_paused
 from rxstore.stores.folding.fold_spec import TableFold
 from rxstore.stores.folding.foreign import foreign_change, not_a_change
 from rxstore.stores.state import TableState, new_state
@@ -288,9 +287,9 @@ def rows_of(fold: TableFold[R], snapshot: Snapshot, event: Event) -> immutables.
     tight loop; if any row fails there, the map is built again a row at a time, each
     failure reported.
     """
-    with _collector_paused():
+    rows = snapshot.records
+    with collector_paused(len(rows)):
         key_name, own = fold.key, fold.own_records and fold.record_type
-        rows = snapshot.records
         records = structure_records(list(rows), own) if own else None  # one msgspec call
         if fold.own_records and (records is not None or not own):
             built = _bulk(key_name, rows, rows if records is None else records)
@@ -303,25 +302,6 @@ def rows_of(fold: TableFold[R], snapshot: Snapshot, event: Event) -> immutables.
             except Exception as exc:
                 fold.report(event, exc)
         return cast(immutables.Map[Any, R], mutation.finish())
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """CPython's cyclic garbage collector paused while a snapshot's map is built, then restored as it was.
-
-    Building a map of a million rows makes hundreds of thousands of new containers (the
-    map's nodes), and the collector traversed them again and again as the heap grew: a
-    build of 1M rows took 3.67 s under it, 0.92 s with it paused (docs/benchmarks.md,
-    initial sync). The nodes and rows hold no cycles; reference counting frees what the
-    build drops.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _bulk(key_name: str, rows: Sequence[Any], records: Sequence[Any]) -> immutables.Map[Any, Any] | None:

@@ -23,10 +23,11 @@ from rxstore.cli._checks import (
 )
 from rxstore.cli._database import add_db_option
 from rxstore.devtools.limits import FRAMES, INSPECT_INTERVAL, ROWS, TIMEOUT, TOP_INTERVAL
+from rxstore.devtools.node_reader import node_url
 from rxstore.devtools.table_spec import TableSpec
 from rxstore.protocol.subsets import SubsetError
 
-__all__ = ["LOG_LEVELS", "TOKEN_ENV", "build_parser", "log_level", "table_spec"]
+__all__ = ["LOG_LEVELS", "TOKEN_ENV", "build_parser", "http_url", "log_level", "table_spec"]
 
 LOG_LEVELS = ("debug", "info", "warning")
 """The values of ``serve --log-level``."""
@@ -369,6 +370,19 @@ def table_spec(text: str) -> TableSpec:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def http_url(text: str) -> str:
+    """Argparse type: a gateway's base URL, ``http(s)://host[:port]``.
+
+    Example:
+        >>> http_url("http://127.0.0.1:8080/")
+        'http://127.0.0.1:8080'
+    """
+    try:
+        return node_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _add_devtools_commands(commands: Any) -> None:
     """``rxstore inspect URL`` and ``rxstore top URL...``: Textual apps (docs/devtools.md)."""
     inspect = commands.add_parser(
@@ -378,7 +392,7 @@ def _add_devtools_commands(commands: Any) -> None:
         "connection (state, reconnects, failed attempts, last error), events/s, lag and cursor, the "
         "tables followed with their rows, and the last frames received. q quits (docs/devtools.md).",
     )
-    inspect.add_argument("url", metavar="URL", help="the gateway, e.g. http://127.0.0.1:8080")
+    inspect.add_argument("url", type=http_url, metavar="URL", help="the gateway, e.g. http://127.0.0.1:8080")
     inspect.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV),
@@ -432,7 +446,9 @@ def _add_devtools_commands(commands: Any) -> None:
         "seq, broadcast lag and capture lag; and every metric of the highlighted node. A node that does "
         "not answer shows as down, with the reason. q quits (docs/devtools.md).",
     )
-    top.add_argument("urls", nargs="+", metavar="URL", help="a node's base URL, e.g. http://10.0.0.1:8080")
+    top.add_argument(
+        "urls", nargs="+", type=http_url, metavar="URL", help="a node's base URL, e.g. http://10.0.0.1:8080"
+    )
     top.add_argument(
         "--interval",
         type=seconds,

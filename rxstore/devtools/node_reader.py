@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rxstore.devtools.limits import TIMEOUT
 from rxstore.devtools.node_sample import NodeSample
 
-__all__ = ["NodeReader", "parse_metrics"]
+__all__ = ["NodeReader", "node_url", "parse_metrics"]
 
 _PREFIX = "rxstore_"
 
@@ -37,7 +38,7 @@ class NodeReader:
     def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        self.url = url.rstrip("/")
+        self.url = node_url(url)
         self.timeout = timeout
         self._previous: NodeSample | None = None
 
@@ -61,7 +62,10 @@ class NodeReader:
             text = await response.text()
             if response.status not in (200, 503):
                 raise ValueError(f"/healthz answered HTTP {response.status}")
-        body = json.loads(text)
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
         if not isinstance(body, dict):
             raise ValueError("/healthz did not answer a JSON object: not an rxstore gateway?")
         return ("ok" if response.status == 200 else "unhealthy"), body
@@ -84,6 +88,25 @@ class NodeReader:
             if then is not None and now >= then:  # lower: the node restarted, its counters with it
                 rates[name] = (now - then) / elapsed
         return rates
+
+
+def node_url(text: str) -> str:
+    """A node's (or a gateway's) base URL: ``http://`` or ``https://`` and a host, without a trailing ``/``.
+
+    Example:
+        >>> node_url("http://10.0.0.1:8080/")
+        'http://10.0.0.1:8080'
+        >>> node_url("10.0.0.1:8080")
+        Traceback (most recent call last):
+        ValueError: '10.0.0.1:8080' is not an http(s) URL with a host, e.g. http://127.0.0.1:8080
+
+    Raises:
+        ValueError: It is not one.
+    """
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8080")
+    return text.rstrip("/")
 
 
 def parse_metrics(text: str) -> tuple[dict[str, float], set[str]]:
@@ -117,5 +140,7 @@ def parse_metrics(text: str) -> tuple[dict[str, float], set[str]]:
 def _reason(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
+        return text[:200]  # ours: what the node answered
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__

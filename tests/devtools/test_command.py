@@ -64,6 +64,8 @@ def test_the_options_default_to_the_limits(monkeypatch: pytest.MonkeyPatch) -> N
         (["inspect", "http://gw", "--token", "t", "--table", "posts", "--rows", "0"], "--rows"),
         (["top"], "the following arguments are required: URL"),
         (["top", "http://a", "--timeout", "0"], "'0' is not a positive number of seconds"),
+        (["top", "http://a", "10.0.0.1:8080"], "'10.0.0.1:8080' is not an http(s) URL with a host"),
+        (["inspect", "gw:8080", "--token", "t", "--table", "posts"], "'gw:8080' is not an http(s) URL"),
     ],
 )
 def test_a_mistake_is_one_line_and_status_2(

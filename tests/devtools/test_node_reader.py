@@ -119,7 +119,7 @@ async def test_a_node_that_does_not_answer_in_time_is_down_after_the_timeout(htt
 
 
 async def test_a_server_that_is_not_a_gateway_is_down_saying_what_it_answered(http) -> None:
-    """No /healthz (404), or /healthz that is not a JSON object: down, and why."""
+    """No /healthz (404), or a /healthz that is not a JSON object (a list, a web page): down, and why."""
 
     async def text(request: web.Request) -> web.Response:
         return web.Response(text="[1, 2]")
@@ -130,12 +130,18 @@ async def test_a_server_that_is_not_a_gateway_is_down_saying_what_it_answered(ht
         assert sample.status == "down" and sample.error == "/healthz answered HTTP 404"
     finally:
         await runner.cleanup()
-    runner = await plain_server({"/healthz": text, "/metrics": text})
-    try:
-        sample = await NodeReader(url_of(runner)).read(http)
-        assert sample.status == "down" and "not answer a JSON object" in (sample.error or "")
-    finally:
-        await runner.cleanup()
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>a web page</html>")
+
+    for answer in (text, html):
+        runner = await plain_server({"/healthz": answer, "/metrics": answer})
+        try:
+            sample = await NodeReader(url_of(runner)).read(http)
+            assert sample.status == "down"
+            assert sample.error == "/healthz did not answer a JSON object: not an rxstore gateway?"
+        finally:
+            await runner.cleanup()
 
 
 async def test_a_503_health_is_unhealthy_with_its_body_and_metrics(http) -> None:

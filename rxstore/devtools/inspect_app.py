@@ -40,7 +40,7 @@ class InspectApp(App[None]):
     last states with their times), the root's metrics (events/s, lag and its p99,
     cursor, frames, changes, duplicates, errors) and the last error. Below: the tables
     followed (sync state, rows, seq), the rows of the one highlighted (the first
-    ``rows``, in key order; a window in its order), and the last frames received,
+    ``rows``, in key order), and the last frames received,
     newest first. Everything is read from the :class:`~rxstore.devtools.follower.Follower`
     every ``interval`` seconds.
 

@@ -216,9 +216,6 @@ class CaptureLeader:
             if time.monotonic() - measured > 1.0:
                 measured = time.monotonic()
                 await self.measure(conn)
-                if self.wal_status == "lost":  # invalidated: reading it would fail, make it anew
-                    await self._remake(conn, f"the slot {self.slot} was invalidated (wal_status lost)")
-                    continue
             if busy:
                 pause = 0.005
                 continue
@@ -256,7 +253,8 @@ class CaptureLeader:
         except (asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.UndefinedObjectError) as exc:
             # The slot was invalidated (its retained WAL was over max_slot_wal_keep_size), or its
             # publication was dropped and made again (a restore): what it held is gone.
-            await self._remake(conn, str(exc))
+            detail = getattr(exc, "detail", None)
+            await self._remake(conn, f"{exc} ({detail})" if detail else str(exc))
             return True
         self.spooled_parts += spool.parts
         self.held_peak = max(self.held_peak, spool.peak)

@@ -71,29 +71,33 @@ class InspectApp(App[None]):
         self.interval = interval
         self.selected = 0
         """Index of the table whose rows are shown (the highlighted one)."""
+        self._panel_link = Static(id="link", markup=False)
+        self._panel_tables: DataTable[str] = DataTable(id="tables", cursor_type="row", zebra_stripes=True)
+        self._panel_rows: DataTable[str] = DataTable(id="rows", zebra_stripes=True)
+        self._panel_frames: DataTable[str] = DataTable(id="frames", zebra_stripes=True)
         self._shown_rows: tuple[int, Any] | None = None
         self._shown_frames = -1
 
     def compose(self) -> ComposeResult:
         """The panels: link, tables, rows, frames."""
         yield Header()
-        yield Static(id="link", markup=False)
-        yield DataTable(id="tables", cursor_type="row", zebra_stripes=True)
-        yield DataTable(id="rows", zebra_stripes=True)
-        yield DataTable(id="frames", zebra_stripes=True)
+        yield self._panel_link
+        yield self._panel_tables
+        yield self._panel_rows
+        yield self._panel_frames
         yield Footer()
 
     async def on_mount(self) -> None:
         """Start following, then refresh every ``interval`` seconds."""
         root = self.follower.root
         self.sub_title = " ".join(root.urls)
-        tables = self.query_one("#tables", DataTable)
+        tables = self._panel_tables
         tables.border_title = "tables followed"
         for column in TABLE_COLUMNS:
             tables.add_column(column, key=column)
         for store in self.follower.stores:
             tables.add_row(*self._table_cells(store), key=store.event)
-        frames = self.query_one("#frames", DataTable)
+        frames = self._panel_frames
         for column in ("time", "frame", "what"):
             frames.add_column(column, key=column)
         await self.follower.start()
@@ -136,10 +140,10 @@ class InspectApp(App[None]):
             f"replayed {metrics.replayed}   duplicates {metrics.duplicates}   errors {metrics.errors}",
             f"last error: {_last_error(follower)}",
         ]
-        self.query_one("#link", Static).update("\n".join(lines))
+        self._panel_link.update("\n".join(lines))
 
     def _show_tables(self) -> None:
-        tables = self.query_one("#tables", DataTable)
+        tables = self._panel_tables
         for store in self.follower.stores:
             for column, cell in zip(TABLE_COLUMNS, self._table_cells(store), strict=True):
                 tables.update_cell(store.event, column, cell, update_width=True)
@@ -171,7 +175,7 @@ class InspectApp(App[None]):
         self._shown_rows = (self.selected, state)
         records = state.ordered()[: self.rows]
         columns = _columns(store.primary_key, records)
-        table = self.query_one("#rows", DataTable)
+        table = self._panel_rows
         table.clear(columns=True)
         for column in columns[:COLUMNS]:
             table.add_column(column, key=column)
@@ -186,7 +190,7 @@ class InspectApp(App[None]):
         if log.seen == self._shown_frames:
             return
         self._shown_frames = log.seen
-        table = self.query_one("#frames", DataTable)
+        table = self._panel_frames
         table.clear()
         for line in log.lines():
             table.add_row(_clock(line.at), line.name, line.summary)

@@ -98,25 +98,28 @@ class TopApp(App[None]):
         """Rounds of reads done (every node once each)."""
         self.selected = 0
         """Index of the node whose metrics are listed (the highlighted one)."""
+        self._panel_nodes: DataTable[str] = DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+        self._panel_health = Static(id="health", markup=False)
+        self._panel_node: DataTable[str] = DataTable(id="node", zebra_stripes=True)
 
     def compose(self) -> ComposeResult:
         """The nodes table, the highlighted node's health and its metrics."""
         yield Header()
-        yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
-        yield Static(id="health", markup=False)
-        yield DataTable(id="node", zebra_stripes=True)
+        yield self._panel_nodes
+        yield self._panel_health
+        yield self._panel_node
         yield Footer()
 
     def on_mount(self) -> None:
         """Lay out the tables and start reading."""
         self.sub_title = f"{len(self.readers)} node(s), every {self.interval:g} s"
-        nodes = self.query_one("#nodes", DataTable)
+        nodes = self._panel_nodes
         nodes.border_title = "nodes"
         for heading in NODE_COLUMNS:
             nodes.add_column(heading, key=heading)
         for reader in self.readers:
             nodes.add_row(reader.url, "…", *["-"] * (len(NODE_COLUMNS) - 2), key=reader.url)
-        node = self.query_one("#node", DataTable)
+        node = self._panel_node
         for heading in ("metric", "value", "per second"):
             node.add_column(heading, key=heading)
         self.run_worker(self._read_forever(), exclusive=True)
@@ -138,7 +141,7 @@ class TopApp(App[None]):
                 await asyncio.sleep(self.interval)
 
     def _show_nodes(self) -> None:
-        nodes = self.query_one("#nodes", DataTable)
+        nodes = self._panel_nodes
         for url, sample in self.samples.items():
             for heading, cell in NODE_COLUMNS.items():
                 nodes.update_cell(url, heading, cell(sample), update_width=True)
@@ -148,13 +151,13 @@ class TopApp(App[None]):
             return
         reader = self.readers[min(self.selected, len(self.readers) - 1)]
         sample = self.samples[reader.url]
-        health = self.query_one("#health", Static)
+        health = self._panel_health
         if not sample.up:
             health.update(f"{sample.url}: down: {sample.error}")
         else:
             fields = ", ".join(f"{key} {value}" for key, value in sample.health.items())
             health.update(f"{sample.url}: {fields}")
-        table = self.query_one("#node", DataTable)
+        table = self._panel_node
         table.clear()
         for name, value in sorted(sample.values.items()):
             table.add_row(name, _format(value), _format(sample.rate(name), ".1f", blank=""))

@@ -303,6 +303,11 @@ class Outbox:
             except RxStoreError as exc:
                 _settle_future(queue.popleft(), exc)
             else:
+                if item.retry and _unavailable(result):  # the database takes no writes now: resend it
+                    pause = min(_retry_after(result), (item.deadline or 0) - loop.time())
+                    if pause > 0:  # later items wait behind it: mutations apply in the order made
+                        await asyncio.sleep(pause)
+                        continue
                 _settle_future(queue.popleft(), None, result)
             self._metrics.outbox_depth = len(queue)
 
@@ -336,6 +341,19 @@ def accepted(ack: Any, what: str) -> Mapping[str, Any]:
     code = str(ack.get("error", "rejected")) if isinstance(ack, Mapping) else "rejected"
     message = ack.get("message") if isinstance(ack, Mapping) else None
     raise CallRejected(code, f"{what} rejected: {message or code}")
+
+
+def _unavailable(ack: Any) -> bool:
+    """The gateway could not write now (``{"ok": false, "error": "unavailable"}``): resend later."""
+    return isinstance(ack, Mapping) and ack.get("error") == "unavailable" and not ack.get("ok")
+
+
+def _retry_after(ack: Mapping[str, Any]) -> float:
+    """The gateway's ``retry_after`` (seconds), within [0.05, 10]; 1 when it gives none or nonsense."""
+    value = ack.get("retry_after")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < float("inf"):
+        return 1.0
+    return min(max(float(value), 0.05), 10.0)
 
 
 def consume_exception(future: asyncio.Future[Any]) -> None:

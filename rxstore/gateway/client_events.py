@@ -21,6 +21,7 @@ from rxstore.gateway.api import Handler, MutationHandler, Writes
 from rxstore.gateway.delivery.fanout import RedisFanout
 from rxstore.gateway.delivery.queues import Client, room
 from rxstore.gateway.log.contract import ChangeLog
+from rxstore.gateway.log.write_faults import WriteFaults, storage_fault
 from rxstore.gateway.metrics import Metrics
 from rxstore.protocol.errors import AuthError
 from rxstore.protocol.events import BROADCAST, CONTROL_PREFIX, MORE, MUTATE, SUBSCRIBE, UNSUBSCRIBE
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from rxstore.gateway.presence.channels import PresenceChannels
 
 __all__ = ["MAX_MUTATION_ID", "SOCKETIO_RESERVED", "ClientEvents", "fingerprint"]
+
+WRITE_RETRY_AFTER = 0.5
+"""Seconds a client waits before it resends a mutation the database could not take."""
 
 log = logging.getLogger("rxstore.gateway")
 
@@ -87,6 +91,8 @@ class ClientEvents:
         """Serves ``rxstore:subscribe`` / ``rxstore:unsubscribe`` (set by the gateway)."""
         self.presence: PresenceChannels
         """Serves ``rxstore:presence_join`` / ``_update`` / ``_leave`` (set by the gateway)."""
+        self.write_faults = WriteFaults()
+        """Whether the database takes the mutations' writes now (shown by ``/healthz``)."""
 
     def reject(self, error: str, message: str) -> dict[str, Any]:
         """A refusal acknowledgement, counted in ``rxstore_bad_input{reason}``."""
@@ -182,10 +188,14 @@ class ClientEvents:
             applied = await self.log.apply_mutation(
                 mutation, user, writes.statements, fingerprint=digest, result=writes.result
             )
+            self.write_faults.succeeded()
             if applied:
                 return {"ok": True, "result": writes.result, "duplicate": False}
             previous = await self.log.applied_mutation(mutation, user)
         except Exception as exc:
+            fault = storage_fault(exc)
+            if fault is not None:  # the database's state, not the mutation's: the client resends it
+                return self._unwritable(name, user, fault)
             log.warning("[RealtimeGateway] mutation %r of %s failed: %s", name, user, exc)
             return self.reject("rejected", f"the database refused the mutation: {exc}")
         # A retry: acknowledge it with what the first application acknowledged.
@@ -198,6 +208,27 @@ class ClientEvents:
                 "give every mutation a new id (retries keep theirs)",
             )
         return {"ok": True, "result": previous.result, "duplicate": True}
+
+    def _unwritable(self, name: Any, user: str, fault: str) -> dict[str, Any]:
+        """Answer a mutation the database cannot take now: ``unavailable``, resent after ``retry_after``."""
+        faults = self.write_faults
+        faults.failed(fault)
+        self.metrics.write_faults.inc()
+        if faults.failures == 1 or faults.failures % 100 == 0:  # one line when it starts, then now and then
+            log.error(
+                "[RealtimeGateway] the database takes no writes (%s): mutation %r of %s not applied; "
+                "clients resend it (%d refused so far)",
+                fault,
+                name,
+                user,
+                faults.failures,
+            )
+        return {
+            "ok": False,
+            "error": "unavailable",
+            "message": f"the database takes no writes now ({fault}); resend the mutation later",
+            "retry_after": WRITE_RETRY_AFTER,
+        }
 
     async def broadcast(self, client: Client, data: Any) -> dict[str, Any]:
         """Relay a client's broadcast to the other subscribers of a topic, on every node."""

@@ -20,6 +20,7 @@ def health_report(
     running: bool,
     clients: int,
     head: int,
+    writes: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """What ``/healthz`` answers: its HTTP status (200 or 503) and body.
 
@@ -29,10 +30,13 @@ def health_report(
         running: The gateway is open and its tasks (tailing, trimming, Redis) run.
         clients: Connected clients.
         head: The last seq broadcast.
+        writes: Why the database refuses the gateway's writes, and since when
+            (:meth:`~rxstore.gateway.log.write_faults.WriteFaults.status`); ``None`` while it takes them.
 
     Returns:
         200 while it runs, the log's database is up and Redis (if any) answers; else 503.
-        A warning (the WAL capture's slot retains too much WAL) is in ``warnings`` and keeps 200.
+        A warning (the WAL capture's slot retains too much WAL, the database refusing the
+        gateway's writes) is in ``warnings`` and keeps 200.
     """
     redis_ok = fanout is None or fanout.healthy
     healthy = log.healthy and redis_ok and running
@@ -43,11 +47,17 @@ def health_report(
         "clients": clients,
         "head": head,
     }
+    warnings = []
     capture = getattr(log, "capture_status", None)
     if capture is not None:  # PostgreSQL: triggers, or the WAL capture (leader / standby, lag, lost slots)
         body["capture"] = capture
         if capture.get("warning"):
-            body["warnings"] = [capture["warning"]]
+            warnings.append(capture["warning"])
+    body["writes"] = "ok" if writes is None else writes
+    if writes is not None:  # reads and broadcasts go on; mutations are refused, to be resent
+        warnings.append(f"the database takes no writes for {writes['failing_for_s']:g} s: {writes['error']}")
+    if warnings:
+        body["warnings"] = warnings
     return (200 if healthy else 503), body
 
 

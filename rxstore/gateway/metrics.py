@@ -38,6 +38,12 @@ class Metrics:
             "rxstore_slow_clients_dropped", "Clients disconnected for falling behind.", registry=r
         )
         self.bad_input = Counter("rxstore_bad_input", "Rejected client events.", ["reason"], registry=r)
+        self.write_faults = Counter(
+            "rxstore_write_faults",
+            "Mutations answered 'unavailable': the database took no writes (disk full, read-only, "
+            "locked, down); the clients resend them.",
+            registry=r,
+        )
         self.head = Gauge("rxstore_head_seq", "Last seq broadcast.", registry=r)
         self.lag = Gauge("rxstore_lag_seconds", "Commit-to-broadcast lag of the last batch.", registry=r)
         self.healthy = Gauge("rxstore_log_healthy", "1 while the database connection is up.", registry=r)

@@ -645,7 +645,8 @@ class RealtimeGateway:
     def health_report(self) -> tuple[int, dict[str, Any]]:
         """What ``/healthz`` answers: its HTTP status (200 or 503) and body."""
         running = self._opened and all(not t.done() for t in self._tasks)
-        return health_report(self.log, self.fanout, running, len(self._clients), self.head)
+        writes = self.client_events.write_faults.status()
+        return health_report(self.log, self.fanout, running, len(self._clients), self.head, writes)
 
     def metrics_report(self) -> tuple[bytes, str]:
         """What ``/metrics`` answers: the Prometheus text and its content type."""

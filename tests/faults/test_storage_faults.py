@@ -1,0 +1,141 @@
+"""The database refusing writes for a while: a lock held by another writer, a full disk.
+
+A real gateway on a SQLite file; the fault is real: another process's connection holding
+the write lock, or the file's filesystem (a tmpfs the test mounts) filled to the last byte.
+While it lasts, reads and broadcasts go on, a mutation is answered ``unavailable`` and resent
+by the client with the same id, ``/healthz`` says since when and why the writes fail, and
+``rxstore_write_faults_total`` counts them. When the cause goes away, the mutation is applied
+exactly once, by itself, and the client's state equals the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
+from rxstore.gateway.server import RealtimeGateway
+from tests.gateway.harness import AUTH, SeqCounter, root_for
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def healthz(gateway: RealtimeGateway) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/healthz") as response:
+        body: dict[str, Any] = await response.json()
+        body["http_status"] = response.status
+        return body
+
+
+async def serve(path: Path) -> RealtimeGateway:
+    log = SQLiteChangeLog(f"sqlite:///{path}", busy_timeout=0.2)
+    await log.open()
+    await create_demo_schema(log)
+    gateway = RealtimeGateway(log, topics=["posts"], auth=AUTH)
+    register_demo_mutations(gateway)
+    await gateway.start(port=0)
+    return gateway
+
+
+def write_faults(gateway: RealtimeGateway) -> float:
+    return gateway.metrics.registry.get_sample_value("rxstore_write_faults_total") or 0.0
+
+
+async def mutate_through_the_fault(gateway: RealtimeGateway, fault_holds: Any, end_fault: Any) -> None:
+    """A client mutates while ``fault_holds``; once /healthz shows it, ``end_fault()``; then check."""
+    root, posts = root_for(gateway, "ann", call_timeout=60)
+    seqs = SeqCounter(root)
+    async with root:
+        await root.live(timeout=10)
+        await gateway.log.execute("INSERT INTO posts (id, title) VALUES ('before', 'before the fault')")
+        await wait_for(lambda: "before" in posts.value.rows, what="a change before the fault")
+        async with fault_holds():
+            mutation = asyncio.ensure_future(root.mutate("save_post", {"id": "m1", "title": "through"}))
+            await wait_for(lambda: write_faults(gateway) >= 2, what="the mutation refused and resent")
+            body = await healthz(gateway)
+            assert body["http_status"] == 200 and body["log"] == "up", body  # reads go on
+            assert body["writes"] != "ok" and body["writes"]["failures"] >= 2, body
+            assert any("takes no writes" in w for w in body["warnings"]), body
+            assert not mutation.done()
+            end_fault()
+        assert await asyncio.wait_for(mutation, 30) == {"id": "m1"}
+        await wait_for(lambda: "m1" in posts.value.rows, what="the mutation's change")
+        assert (await healthz(gateway))["writes"] == "ok"
+        rows = await all_posts(gateway.log)
+        assert {k: v for k, v in posts.value.rows.items()} == rows
+        assert len(seqs.seen) == len(set(seqs.seen)), "a change delivered twice"
+        m1 = [row for row in seqs.rows if row.get("id") == "m1"]
+        assert len(m1) == 1, f"the mutation applied {len(m1)} times"
+
+
+async def test_a_write_lock_held_elsewhere_delays_a_mutation_which_then_applies_once(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    gateway = await serve(path)
+    try:
+        outside = sqlite3.connect(path, isolation_level=None)
+
+        @contextlib.asynccontextmanager
+        async def locked() -> Any:
+            outside.execute("BEGIN IMMEDIATE")  # another writer holds the write lock for seconds
+            yield
+
+        try:
+            await mutate_through_the_fault(gateway, locked, lambda: outside.execute("COMMIT"))
+        finally:
+            outside.close()
+    finally:
+        await gateway.stop()
+
+
+@contextlib.contextmanager
+def small_filesystem(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (root only), unmounted after."""
+    where.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("RXSTORE_REQUIRE_SERVICES"):
+            raise
+        pytest.skip(f"cannot mount a tmpfs here ({exc}): run as root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file into ``directory`` until its filesystem is full; the file."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        for size in (65536, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * size)
+    return filler
+
+
+async def test_a_full_disk_delays_a_mutation_which_then_applies_once(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "small", "8m") as disk:
+        gateway = await serve(disk / "app.db")
+        try:
+            filler: list[Path] = []
+
+            @contextlib.asynccontextmanager
+            async def full() -> Any:
+                filler.append(fill(disk))
+                yield
+
+            await mutate_through_the_fault(gateway, full, lambda: filler[0].unlink())
+        finally:
+            await gateway.stop()

@@ -26,7 +26,7 @@ def run_inspect(
     rows: int,
     interval: float,
 ) -> int:
-    """Run the inspector on ``url`` until it is quit; returns the exit status.
+    """Run the inspector on ``url`` until it is quit; returns the exit status (the app's: 1 if it failed).
 
     Args:
         url: The gateway.
@@ -45,17 +45,19 @@ def run_inspect(
 
     specs = [attrs.evolve(spec, key=keys.get(spec.table, spec.key)) for spec in tables]
     follower = Follower(url, token=token, tables=specs, frames=frames)
-    InspectApp(follower, rows=rows, interval=interval).run()
-    return 0
+    app = InspectApp(follower, rows=rows, interval=interval)
+    app.run()
+    return app.return_code or 0
 
 
 def run_top(urls: Iterable[str], *, interval: float, timeout: float) -> int:
-    """Run ``top`` over the nodes ``urls`` until it is quit; returns the exit status.
+    """Run ``top`` over the nodes ``urls`` until it is quit; returns the exit status (the app's).
 
     Example:
         ``run_top(["http://127.0.0.1:8080"], interval=1.0, timeout=2.0)``
     """
     from rxstore.devtools.top_app import TopApp  # Textual: only for this command
 
-    TopApp(urls, interval=interval, timeout=timeout).run()
-    return 0
+    app = TopApp(urls, interval=interval, timeout=timeout)
+    app.run()
+    return app.return_code or 0

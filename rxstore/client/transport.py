@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import socketio
@@ -124,7 +124,9 @@ class SocketIOTransport:
 
     Args:
         serializer: ``"json"`` (default) or ``"msgpack"``; must match the gateway.
-        connect_timeout: Seconds to wait for the gateway to accept the connection.
+        connect_timeout: Seconds to wait for the gateway to accept the connection: the TCP
+            connect, the websocket upgrade and the Socket.IO handshake together (a host whose
+            packets never come back is given up after it, not after TCP's own timeout).
         socketio_path: The Socket.IO endpoint path on the gateway.
         max_frame_bytes: Largest frame accepted from the gateway (64 MiB); a bigger
             one ends the connection. The gateway cuts snapshots and batches into
@@ -215,12 +217,15 @@ class SocketIOTransport:
         self._refusal = None
         client = self._new_client()
         try:
-            await client.connect(
-                url,
-                auth=dict(auth),
-                transports=["websocket"],
-                socketio_path=self.socketio_path,
-                wait_timeout=self.connect_timeout,
+            await _within(
+                client.connect(
+                    url,
+                    auth=dict(auth),
+                    transports=["websocket"],
+                    socketio_path=self.socketio_path,
+                    wait_timeout=self.connect_timeout,
+                ),
+                self.connect_timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
             await _quietly_disconnect(client)
@@ -232,6 +237,9 @@ class SocketIOTransport:
             if isinstance(refusal, Mapping):
                 raise _refused(refusal) from None
             raise TransportError(f"cannot connect to {url}: {_why(exc)}") from None
+        except BaseException:  # cancelled mid-connect (a connect timeout, a teardown): close what it opened
+            await _quietly_disconnect(client)
+            raise
         self._lost = asyncio.get_running_loop().create_future()
         self._client = client
 
@@ -279,6 +287,7 @@ class SocketIOTransport:
         finally:
             if not call.done():
                 call.cancel()
+                call.add_done_callback(_retrieved)  # its timeout may still end it: nobody awaits that
         if not call.done() or call.cancelled():
             raise CallTimeout(f"the connection dropped before {event!r} was acknowledged")
         try:
@@ -330,6 +339,18 @@ def _why(exc: BaseException) -> str:
     return said if bottom is exc or not more or more in said else f"{said} ({more})"
 
 
+async def _within(connecting: Awaitable[Any], timeout: float) -> None:
+    """Await ``connecting``, at most ``timeout`` seconds.
+
+    Past it, ``connecting`` is cancelled and the failure reported as python-socketio reports a
+    connection it could not open (aiohttp's own TCP connect timeout is 30 s).
+    """
+    try:
+        await asyncio.wait_for(connecting, timeout)
+    except TimeoutError:
+        raise socketio.exceptions.ConnectionError(f"no answer within {timeout} s") from None
+
+
 async def _quietly_disconnect(client: Any) -> None:
     try:
         await asyncio.wait_for(client.disconnect(), timeout=2.0)
@@ -339,6 +360,12 @@ async def _quietly_disconnect(client: Any) -> None:
         await asyncio.wait_for(client.shutdown(), timeout=2.0)
     except Exception:  # pragma: no cover
         log.debug("shutdown of a broken client failed", exc_info=True)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned call's outcome as seen (it would be logged as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _ignore_frame(event: str, data: Any) -> None:

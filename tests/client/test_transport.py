@@ -8,9 +8,11 @@ ends on its timeout or on a dropped link.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import aiohttp
 import attrs
 import pytest
 import socketio
@@ -216,3 +218,35 @@ async def test_the_msgpack_serializer_talks_to_a_msgpack_server() -> None:
     finally:
         await b.transport.disconnect()
         await runner.cleanup()
+
+
+def open_sessions() -> int:
+    """aiohttp client sessions alive and not closed (each one holds a connector and its sockets)."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed)
+
+
+async def test_a_connect_cancelled_midway_closes_what_it_opened() -> None:
+    """A connect cancelled while the gateway has not answered (a connect timeout, a teardown):
+    the HTTP session it opened is closed, not left to the garbage collector's warning."""
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()  # a gateway that takes the TCP connection and never answers the upgrade
+        await reader.read()
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    before = open_sessions()
+    try:
+        transport = SocketIOTransport(connect_timeout=30)
+        connecting = asyncio.ensure_future(transport.connect(f"http://127.0.0.1:{port}", {"token": "t"}))
+        await asyncio.wait_for(accepted.wait(), 10)
+        connecting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await connecting
+        assert open_sessions() == before
+    finally:
+        listener.close()
+        await listener.wait_closed()

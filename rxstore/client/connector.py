@@ -59,7 +59,7 @@ class Connector:
     Args:
         urls: Gateway URLs to fail over between (tried in turn).
         transport: The link (its callbacks are bound by the root store).
-        router: Where frames go; its cursor and epoch are sent on every connect.
+        router: Where frames go; its cursor (with its ``ts``) and epoch are sent on every connect.
         metrics: The root store's counters (frames, reconnects).
         tables: The table stores whose sync state follows the link (a list kept up to date).
         follows: What the stores follow: the auth payload's ``topics`` and
@@ -179,7 +179,9 @@ class Connector:
         """Return the auth payload sent on every (re)connect (see docs/protocol.md)."""
         router = self._router
         fields = self._follows.auth_fields(router.cursor)
-        return {"token": token, **fields, "cursor": router.cursor, "epoch": router.epoch}
+        cursor = router.cursor
+        ts = router.cursor_ts if cursor is not None else None
+        return {"token": token, **fields, "cursor": cursor, "cursor_ts": ts, "epoch": router.epoch}
 
     async def _attempt(self, url: str) -> RxStoreError | None:
         """Try to connect to ``url`` once; return why it failed, or ``None`` once connected."""

@@ -243,6 +243,21 @@ class RootStore:
     @cursor.setter
     def cursor(self, seq: int | None) -> None:
         self._router.cursor = seq
+        self._router.cursor_ts = None  # not known for a cursor set by hand: set :attr:`cursor_ts` after
+
+    @property
+    def cursor_ts(self) -> float | None:
+        """The commit time (``ts``) of the change at the cursor; sent with it on every reconnect.
+
+        The gateway checks it against its log in one read: a log that holds another
+        change at the cursor (a restored backup, another database) resets the root and
+        sends snapshots. ``None`` (unknown): the cursor is resumed without the check.
+        """
+        return self._router.cursor_ts
+
+    @cursor_ts.setter
+    def cursor_ts(self, ts: float | None) -> None:
+        self._router.cursor_ts = ts
 
     @property
     def epoch(self) -> str | None:

@@ -87,6 +87,9 @@ class Router:
     Attributes:
         cursor: Seq of the last change published (``None`` before any).
         cursor_event: The event name the cursor's change came under (or its snapshot's).
+        cursor_ts: The commit time (``ts``) of the change at the cursor, as the gateway sent it
+            (``None`` when unknown): sent on reconnect, it lets the gateway tell that its log
+            holds another change there (a restored backup, another database).
         epoch: The change log's epoch the cursor belongs to (from ``rxstore:live``).
         closing: The reason the gateway gave (``rxstore:closing``) for ending the session.
     """
@@ -105,6 +108,7 @@ class Router:
         self.events = EventStream(metrics, report)
         self.cursor: int | None = None
         self.cursor_event: str | None = None
+        self.cursor_ts: float | None = None
         self.epoch: str | None = None
         self.closing: str | None = None
         self._replaying = False
@@ -336,6 +340,9 @@ class Router:
             if named is not None:
                 named.append(name)
             append(payload)
+        if envelopes:
+            ts: Any = envelopes[-1].get("ts")  # the cursor's change: once per frame, not per change
+            self.cursor_ts = float(ts) if type(ts) in (int, float) else None
         self.cursor = cursor
         self.cursor_event = cursor_event
         metrics = self.metrics
@@ -383,11 +390,13 @@ class Router:
         if self.cursor is None:  # first sync, or after a reset; never moved by a runtime subscription's
             self.cursor = seq
             self.cursor_event = event.name
+            ts = data.get("ts")  # the change at the snapshot's seq (absent: none, or an older gateway)
+            self.cursor_ts = float(ts) if type(ts) in (int, float) else None
         self._dispatch([event])
 
     def _on_reset(self, data: Any) -> None:
         log.info("[RootStore] reset: %s", data)
-        self.cursor = self.cursor_event = None
+        self.cursor = self.cursor_event = self.cursor_ts = None
         self.epoch = None  # the next rxstore:live tells the new one
         self._tell()
         reset = Event(RESET, data, EventKind.RESET)

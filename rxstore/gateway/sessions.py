@@ -50,6 +50,8 @@ class ConnectRequest:
     epoch: str | None
     subscriptions: tuple[tuple[str, Subset, int | None], ...] = ()
     """``(id, subset, since)`` of each subscription besides ``topics``."""
+    cursor_ts: float | None = None
+    """The commit time of the change at ``cursor``, as the client was sent it (``None``: not sent)."""
 
 
 @attrs.frozen
@@ -80,7 +82,7 @@ def parse_auth(
 
     Returns:
         The request, or the first refusal: ``bad_request`` (unreadable payload, bad
-        ``topics``, ``cursor`` or ``epoch``), ``invalid_token`` (no mapping), the
+        ``topics``, ``cursor``, ``cursor_ts`` or ``epoch``), ``invalid_token`` (no mapping), the
         token's own reason, or ``forbidden_topic``.
     """
     if type(auth) is BadPayload:  # not JSON, too big, ...: see rxstore.gateway.access.guard
@@ -110,6 +112,9 @@ def parse_auth(
     epoch = auth.get("epoch")
     if epoch is not None and type(epoch) is not str:
         return Refusal("bad_request", "'epoch' must be the string of an rxstore:live frame, or null")
+    cursor_ts = auth.get("cursor_ts")
+    if cursor_ts is not None and type(cursor_ts) not in (int, float):
+        return Refusal("bad_request", "'cursor_ts' must be the number 'ts' of the change at 'cursor' or null")
     parsed: list[tuple[str, Subset, int | None]] = []
     if subscriptions:
         if len(subscriptions) + len(requested) > max_subscriptions:
@@ -128,7 +133,8 @@ def parse_auth(
                 return Refusal("forbidden_topic", f"subscription {sub_id!r}: no such topic {subset.topic!r}")
             if not may_subscribe(user, subset.topic):
                 return Refusal("forbidden_topic", f"{user.id!r} may not subscribe to {subset.topic!r}")
-    return ConnectRequest(user, frozenset(requested), cursor, epoch, tuple(parsed))
+    ts = None if cursor_ts is None else float(cursor_ts)
+    return ConnectRequest(user, frozenset(requested), cursor, epoch, tuple(parsed), cursor_ts=ts)
 
 
 def authorize_failed(metrics: Metrics, warnings: Throttled) -> Callable[[User, str, Exception], None]:
@@ -267,7 +273,8 @@ class Sessions:
         )
         if isinstance(request, Refusal):
             raise self.refuse(request.reason, request.message)
-        client = Client(sid, request.user, request.topics, request.cursor, epoch=request.epoch)
+        cursor, ts = request.cursor, request.cursor_ts
+        client = Client(sid, request.user, request.topics, cursor, epoch=request.epoch, cursor_ts=ts)
         if request.subscriptions:
             await self._subscribe(client, request)
         http = environ.get("aiohttp.request") if isinstance(environ, Mapping) else None

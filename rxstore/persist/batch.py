@@ -25,6 +25,7 @@ class Batch:
         cursor_known: Whether the cursor fields are to be written (a batch of the outbox alone is not).
         cursor: The cursor the rows belong to.
         cursor_event: The event name of the cursor's change.
+        cursor_ts: The commit time of the cursor's change (``None``: unknown).
         epoch: The change log's epoch of the cursor.
         outbox_added: Mutations accepted since the last write.
         outbox_removed: Ids of mutations settled since the last write.
@@ -38,6 +39,7 @@ class Batch:
     cursor_known: bool = False
     cursor: int | None = None
     cursor_event: str | None = None
+    cursor_ts: float | None = None
     epoch: str | None = None
     outbox_added: tuple[Outgoing, ...] = ()
     outbox_removed: tuple[str, ...] = ()

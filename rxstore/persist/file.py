@@ -2,7 +2,7 @@
 
 Tables (format ``rxstore-client-state/1``, in ``rxstore_meta``):
 
-* ``rxstore_meta(k, v)``: the format, the cursor, its event name and the log's epoch;
+* ``rxstore_meta(k, v)``: the format, the cursor, its event name and ``ts``, and the log's epoch;
 * ``rxstore_subs(sub, spec, seq)``: each followed subscription (its id), what it
   follows (topic, where, columns, primary key, record type) and its table's seq;
 * ``rxstore_rows(sub, key, row)``: the rows, as the gateway sent them (JSON);
@@ -58,6 +58,7 @@ class Loaded:
     Attributes:
         cursor: The cursor the rows belong to (``None``: nothing to resume).
         cursor_event: The event name of the cursor's change.
+        cursor_ts: The commit time of the cursor's change (``None``: unknown).
         epoch: The change log's epoch of the cursor.
         subs: Subscription id -> (spec, seq of its table).
         rows: Subscription id -> its rows (dicts, as the gateway sent them).
@@ -67,6 +68,7 @@ class Loaded:
 
     cursor: int | None = None
     cursor_event: str | None = None
+    cursor_ts: float | None = None
     epoch: str | None = None
     subs: dict[str, tuple[dict[str, Any], int | None]] = attrs.field(factory=dict)
     rows: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
@@ -210,6 +212,7 @@ class StateFile:
         return Loaded(
             cursor=None if cursor is None else int(cursor),
             cursor_event=meta.get("cursor_event"),
+            cursor_ts=None if meta.get("cursor_ts") is None else float(meta["cursor_ts"]),
             epoch=meta.get("epoch"),
             subs=subs,
             rows=rows,
@@ -225,7 +228,7 @@ class StateFile:
         db.execute("BEGIN IMMEDIATE")
         for table in _STATE_TABLES:
             db.execute(f"DELETE FROM {table}")  # our own table names
-        db.execute("DELETE FROM rxstore_meta WHERE k IN ('cursor', 'cursor_event', 'epoch')")
+        db.execute("DELETE FROM rxstore_meta WHERE k IN ('cursor', 'cursor_event', 'cursor_ts', 'epoch')")
         db.execute("COMMIT")
 
     def write(self, batch: Batch) -> int:
@@ -251,7 +254,12 @@ class StateFile:
             for name, state in batch.states.items():
                 db.execute("INSERT OR REPLACE INTO rxstore_states VALUES (?, ?)", (name, dumps(state)))
             if batch.cursor_known:
-                meta = {"cursor": batch.cursor, "cursor_event": batch.cursor_event, "epoch": batch.epoch}
+                meta = {
+                    "cursor": batch.cursor,
+                    "cursor_event": batch.cursor_event,
+                    "cursor_ts": None if batch.cursor_ts is None else repr(batch.cursor_ts),
+                    "epoch": batch.epoch,
+                }
                 for k, v in meta.items():
                     if v is None:
                         db.execute("DELETE FROM rxstore_meta WHERE k = ?", (k,))

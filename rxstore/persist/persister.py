@@ -49,6 +49,7 @@ class Position(Protocol):
 
     cursor: int | None
     cursor_event: str | None
+    cursor_ts: float | None
     epoch: str | None
 
 
@@ -58,7 +59,7 @@ class Persister:
     Args:
         options: The file and its bounds.
         stores: The root's stores (read when attached and when loading).
-        position: The router: its cursor, the cursor's event name and the epoch.
+        position: The router: its cursor, the cursor's event name and ``ts``, and the epoch.
         report: Where problems go (the root's ``errors``), each also logged once.
 
     Raises:
@@ -212,9 +213,10 @@ class Persister:
                 table.set_sync(SyncState.STALE, from_disk=True)
             self._specs[sub] = spec
         position = self._position
-        position.cursor, position.cursor_event, position.epoch = (
+        position.cursor, position.cursor_event, position.cursor_ts, position.epoch = (
             loaded.cursor,
             loaded.cursor_event,
+            loaded.cursor_ts,
             loaded.epoch,
         )
         self.metrics.loaded_rows = rows
@@ -353,6 +355,7 @@ class Persister:
             cursor_known=True,
             cursor=position.cursor,
             cursor_event=position.cursor_event,
+            cursor_ts=position.cursor_ts,
             epoch=position.epoch,
             outbox_added=added,
             outbox_removed=removed,

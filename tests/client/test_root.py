@@ -20,6 +20,7 @@ from rxstore import (
     TableStore,
 )
 from rxstore.client.connection import Retry
+from rxstore.protocol.events import BATCH, RESET, SNAPSHOT
 from rxstore.testing import (
     VirtualLink,
     batch_frame,
@@ -254,16 +255,41 @@ def test_handlers_are_never_registered_twice():
     assert len(posts._errors.observers) == 1
 
 
-def test_topics_come_from_table_stores_and_are_sent_with_the_cursor_and_its_epoch():
+def test_topics_come_from_table_stores_and_are_sent_with_the_cursor_its_ts_and_its_epoch():
     root = RootStore("virtual://", stores=[PostStore(), LikeStore()], topics=["comments", "posts"])
     assert root.auth_payload("tok")["epoch"] is None
-    root.cursor, root.epoch = 41, "e1"
+    root.cursor, root.cursor_ts, root.epoch = 41, 1733580000.125, "e1"
     assert root.auth_payload("tok") == {
         "token": "tok",
         "topics": ["posts", "comments"],
         "cursor": 41,
+        "cursor_ts": 1733580000.125,
         "epoch": "e1",
     }
+
+
+def test_the_cursor_ts_is_the_ts_of_the_change_or_snapshot_that_set_the_cursor():
+    """Kept once per frame from its last applied change; a snapshot's ``ts`` when the snapshot
+    sets the cursor; forgotten by a reset and by a cursor set by hand."""
+    root = RootStore("virtual://", stores=[PostStore()])
+    router = root.router
+    router.on_frame(SNAPSHOT, {"topic": "posts", "event": "post_update", "seq": 3, "ts": 7.5, "records": []})
+    assert (root.cursor, root.cursor_ts) == (3, 7.5)
+    first = change_frame("posts", 4, "INSERT", {"id": "p", "title": "t"}).data
+    second = change_frame("posts", 5, "UPDATE", {"id": "p", "title": "u"}).data
+    router.on_frame(
+        BATCH, {"events": [["post_update", {**first, "ts": 8.25}], ["post_update", {**second, "ts": 9}]]}
+    )
+    assert (root.cursor, root.cursor_ts) == (5, 9.0)
+    router.on_frame(BATCH, {"events": [["post_update", {**first, "ts": 1.0}]]})  # a duplicate: kept as it was
+    assert (root.cursor, root.cursor_ts) == (5, 9.0)
+    router.on_frame(RESET, {"reason": "cursor_unknown", "cursor": 5, "horizon": 0, "epoch": "e"})
+    assert (root.cursor, root.cursor_ts) == (None, None)
+    router.on_frame(SNAPSHOT, {"topic": "posts", "event": "post_update", "seq": 6, "records": []})
+    assert (root.cursor, root.cursor_ts) == (6, None)  # an older gateway sends no ts
+    root.cursor_ts = 2.0
+    root.cursor = 6
+    assert root.cursor_ts is None and root.auth_payload(None)["cursor_ts"] is None
 
 
 async def test_teardown_leaves_no_task_or_subscription_and_fails_queued_calls():

@@ -125,6 +125,7 @@ def test_whole_table_stores_send_topics_only_as_before() -> None:
         "token": "t",
         "topics": ["posts", "messages"],
         "cursor": None,
+        "cursor_ts": None,
         "epoch": None,
     }
 

@@ -77,7 +77,13 @@ async def test_root_store_follows_post_updates_from_a_real_server(server: Server
     posts = PostStore()
     async with RootStore(server.url, stores=[posts], token=TOKEN) as root:
         assert root.connection_state.status is ConnectionStatus.CONNECTED
-        assert server.auths[-1] == {"token": TOKEN, "topics": ["posts"], "cursor": None, "epoch": None}
+        assert server.auths[-1] == {
+            "token": TOKEN,
+            "topics": ["posts"],
+            "cursor": None,
+            "cursor_ts": None,
+            "epoch": None,
+        }
         for frame in (
             change_frame("posts", 1, "INSERT", {"id": "p1", "title": "Hello"}),
             change_frame("posts", 2, "INSERT", {"id": "p2", "title": "World"}),

@@ -35,6 +35,7 @@ def written(path: Path, rows: dict[Any, dict[str, Any]]) -> None:
         cursor_known=True,
         cursor=3,
         cursor_event="post_update",
+        cursor_ts=1733580000.1234567,
         epoch="e1",
     )
     file.write(batch)
@@ -63,6 +64,7 @@ def test_rows_read_back_exactly_big_integers_nan_and_nested_values_included(tmp_
     file = StateFile(tmp_path / "s.db")
     loaded = file.load()
     assert file.problem is None and loaded.cursor == 3 and loaded.epoch == "e1"
+    assert loaded.cursor_ts == 1733580000.1234567  # exactly: the gateway compares it with ==
     assert same(by_id(loaded.rows["post_update"]), ODD_ROWS)
 
 

@@ -7,6 +7,7 @@ Against a real gateway over a real SQLite database on 127.0.0.1; each "restart" 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -27,6 +28,15 @@ from tests.waiting import wait_for
 
 def root_on(port: int, state: Path | Persist, posts: PostStore) -> RootStore:
     return RootStore(f"http://127.0.0.1:{port}", stores=[posts], token=AUTH.issue("ann"), persist=state)
+
+
+def copy(source: Path, target: Path) -> None:
+    """Copy a SQLite database with the backup API, as a backup tool would."""
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
 
 
 async def first_run(tmp_path: Path, port: int, state: Path, rows: int = 50) -> None:
@@ -69,6 +79,46 @@ async def test_a_restart_resumes_from_disk_and_gets_only_the_changes_missed_mean
             assert sample(gateway, "rxstore_snapshots_total") == snapshots_before
             assert posts.value.to_dict() == await all_posts(gateway.log)
             assert not posts.sync.from_disk  # live: no longer only from disk
+    finally:
+        await gateway.stop()
+
+
+async def test_a_restore_nobody_marked_is_told_by_the_persisted_cursor_ts_and_falls_back_to_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    """The database file is restored from a backup taken at seq 10 while the client is down (no
+    ``mark-restore``: the epoch is the same) and 8 other posts are written (seqs 11-18). The
+    restarted root sends the ``ts`` of its cursor's change from its state file: it gets a reset
+    (``cursor_unknown``) and a snapshot, and equals the table, not its 15 rows plus seqs 16-18."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    db, backup = tmp_path / "app.db", tmp_path / "backup.db"
+    try:
+        await write_posts(gateway, range(10))
+        copy(db, backup)
+        await write_posts(gateway, range(10, 15))
+        state = tmp_path / "state.db"
+        await first_run(tmp_path, port, state, rows=15)
+    finally:
+        await gateway.stop()
+    copy(backup, db)  # the restore
+    gateway = await gateway_on(tmp_path, port)
+    try:
+        await write_posts(gateway, range(100, 108))
+        posts = PostStore()
+        root = root_on(port, state, posts)
+        received = Received(root)
+        resets: list[Any] = []
+        root.events.subscribe(
+            lambda e: resets.append(e.data["reason"]) if e.name == "rxstore:reset" else None
+        )
+        assert await root.loaded() and len(posts.value) == 15
+        assert root.cursor == 15 and root.cursor_ts is not None
+        async with root:
+            await root.live(timeout=10)
+            assert resets == ["cursor_unknown"] and received.snapshots == 1
+            assert posts.value.to_dict() == await all_posts(gateway.log)
+            assert len(posts.value) == 18
     finally:
         await gateway.stop()
 

@@ -93,6 +93,8 @@ class Client:
     skip: frozenset[int] = frozenset()
     epoch: str | None = None
     """The log epoch of the client's cursor (from its auth); once it is synced, the log's."""
+    cursor_ts: float | None = None
+    """The commit time of the change at the cursor, from its auth (checked on resume)."""
     queue: deque[OutFrame] = attrs.field(factory=deque)
     queued: int = 0
     queued_bytes: int = 0
@@ -204,20 +206,29 @@ class Delivery:
         return frames
 
     def snapshot_frames(
-        self, topic: str, event: str, seq: int, rows: list[dict[str, Any]], more: bool
+        self,
+        topic: str,
+        event: str,
+        seq: int,
+        rows: list[dict[str, Any]],
+        more: bool,
+        ts: float | None = None,
     ) -> list[OutFrame]:
-        """``rows`` as snapshot frames of at most ``frame_bytes`` (a bigger row alone), encoded."""
-        frame = OutFrame(SNAPSHOT, LogFrame(topic=topic, event=event, seq=seq, records=rows, more=more))
+        """``rows`` as snapshot frames of at most ``frame_bytes`` (a bigger row alone), encoded.
+
+        ``ts``: the commit time of the change at ``seq`` (sent as ``"ts"`` when known).
+        """
+        frame = OutFrame(SNAPSHOT, _snapshot_frame(topic, event, seq, rows, more, ts))
         self.encode(frame)
         if frame.nbytes <= self.frame_bytes or len(rows) <= 1:
             return [frame]
         half = len(rows) // 2
-        return self.snapshot_frames(topic, event, seq, rows[:half], True) + self.snapshot_frames(
-            topic, event, seq, rows[half:], more
+        return self.snapshot_frames(topic, event, seq, rows[:half], True, ts) + self.snapshot_frames(
+            topic, event, seq, rows[half:], more, ts
         )
 
     def snapshot_text_frames(
-        self, topic: str, event: str, seq: int, texts: list[str], more: bool
+        self, topic: str, event: str, seq: int, texts: list[str], more: bool, ts: float | None = None
     ) -> list[OutFrame]:
         """Rows given as JSON texts (:attr:`text_rows`) as snapshot frames of at most ``frame_bytes``.
 
@@ -225,14 +236,13 @@ class Delivery:
         and encoded again.
         """
         records = _orjson.Fragment("[" + ",".join(texts) + "]")
-        frame = OutFrame(SNAPSHOT, LogFrame(topic=topic, event=event, seq=seq, records=records, more=more))
+        frame = OutFrame(SNAPSHOT, _snapshot_frame(topic, event, seq, records, more, ts))
         self.encode(frame)
         if frame.nbytes <= self.frame_bytes or len(texts) <= 1:
             return [frame]
         half = len(texts) // 2
-        return self.snapshot_text_frames(topic, event, seq, texts[:half], True) + self.snapshot_text_frames(
-            topic, event, seq, texts[half:], more
-        )
+        first = self.snapshot_text_frames(topic, event, seq, texts[:half], True, ts)
+        return first + self.snapshot_text_frames(topic, event, seq, texts[half:], more, ts)
 
     def enqueue(self, client: Client, frame: OutFrame) -> bool:
         """Queue a frame for a client; False if it is over the client's bounds (then see :attr:`keep`).
@@ -449,3 +459,10 @@ def log_failure(task: asyncio.Future[Any]) -> None:
     """Done-callback of a background task: log its exception, if any, at DEBUG."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("[RealtimeGateway] background task failed", exc_info=task.exception())
+
+
+def _snapshot_frame(topic: str, event: str, seq: int, records: Any, more: bool, ts: float | None) -> LogFrame:
+    """An ``rxstore:snapshot`` payload; ``ts`` (the change at ``seq``'s commit time) only when known."""
+    if ts is None:
+        return LogFrame(topic=topic, event=event, seq=seq, records=records, more=more)
+    return LogFrame(topic=topic, event=event, seq=seq, ts=ts, records=records, more=more)

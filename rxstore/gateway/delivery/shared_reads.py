@@ -242,7 +242,7 @@ class SharedReads:
             rows, more = (
                 await reader.fetch(topic, limit, subset) if subset else await reader.fetch(topic, limit)
             )
-            sends, per_row = self._page(reader.seq, members, index, part, key, rows, more)
+            sends, per_row = self._page(reader, members, index, part, key, rows, more)
             if sends:
                 await asyncio.gather(*sends)
             if not more:
@@ -280,7 +280,7 @@ class SharedReads:
                 groups.setdefault(member.events[index], []).append(member)
             sends: list[Any] = []
             for event, group in groups.items():
-                frames = self.delivery.snapshot_text_frames(topic, event, reader.seq, texts, more)
+                frames = self.delivery.snapshot_text_frames(topic, event, reader.seq, texts, more, reader.ts)
                 sends.extend(self._send(member, frames) for member in group)
             await asyncio.gather(*sends)
             if not more:
@@ -319,14 +319,14 @@ class SharedReads:
             else:
                 state.end()
                 frames = self.delivery.snapshot_frames(
-                    subset.topic, member.events[index], reader.seq, [], False
+                    subset.topic, member.events[index], reader.seq, [], False, reader.ts
                 )
                 await self._send(member, frames)
         return going
 
     def _page(
         self,
-        seq: int,
+        reader: SnapshotReader,
         members: list[_Member],
         index: int,
         part: Part,
@@ -356,7 +356,7 @@ class SharedReads:
                 visible = [subset.project(row, key) for row in visible]
             if not visible and not last:
                 continue
-            frames = self.delivery.snapshot_frames(topic, event, seq, visible, not last)
+            frames = self.delivery.snapshot_frames(topic, event, reader.seq, visible, not last, reader.ts)
             if visible:
                 nbytes = sum(frame.nbytes for frame in frames)
                 per_row = max(per_row or 1, nbytes // len(visible) * len(visible) // max(1, len(rows)))

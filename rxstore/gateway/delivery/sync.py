@@ -2,9 +2,9 @@
 
 A new client (no cursor) gets a snapshot at a known seq, a returning one the
 changes after its cursor (or a reset and a snapshot when its cursor is of
-another log, trimmed, or ahead). It is marked live in the same synchronous
-step that finds its cursor at the tailer's head, so that it misses no batch
-and gets none twice.
+another log, trimmed, ahead, or names another change than the log holds
+there). It is marked live in the same synchronous step that finds its cursor
+at the tailer's head, so that it misses no batch and gets none twice.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ class Sync:
             reason = "cursor_expired"  # the changes after it were trimmed
         elif cursor is not None and cursor > await self.log.head():
             reason = "cursor_ahead"  # from another database (restored, recreated)
+        elif cursor is not None and not await self._knows(cursor, client.cursor_ts, horizon):
+            reason = "cursor_unknown"  # another change at the cursor: a restored backup, another database
         if cursor is None or reason is not None:
             if reason is not None:
                 await self.delivery.emit(
@@ -152,6 +154,17 @@ class Sync:
         client.epoch = epoch  # sent in rxstore:live
         await self.catch_up(client)
         return True
+
+    async def _knows(self, cursor: int, ts: float | None, horizon: int) -> bool:
+        """Whether the change at ``cursor`` is the client's: its commit time is ``ts`` (one read by seq).
+
+        A client that sent no ``ts`` is taken at its word; a change trimmed away
+        (``cursor <= horizon``) cannot be checked, and its cursor resumes.
+        """
+        if ts is None:
+            return True
+        found = await self.log.ts_at(cursor)
+        return found == ts if found is not None else cursor <= horizon
 
     async def snapshot(self, client: Client) -> None:
         """Stream the client's topics (or subscriptions) at one log position, a page of rows at a time.

@@ -74,10 +74,13 @@ class SnapshotReader(Protocol):
     Attributes:
         seq: Every change with ``seq <= seq`` is reflected in the rows.
         skip: As :attr:`LogSnapshot.skip`.
+        ts: The commit time of the change at ``seq`` (see :meth:`ChangeLog.ts_at`), read in the
+            same transaction; ``None`` when there is none.
     """
 
     seq: int
     skip: frozenset[int]
+    ts: float | None
 
     async def fetch(
         self, topic: str, limit: int, subset: Subset | None = None
@@ -148,6 +151,17 @@ class ChangeLog(Protocol):
 
     async def horizon(self) -> int:
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
+
+    async def ts_at(self, seq: int) -> float | None:
+        """Return the commit time (``ts``) of the change at ``seq``: one read by the log's key.
+
+        With its seq it identifies a change: a client sends the ``ts`` of the change at its
+        cursor, and a log whose change there has another one (a restored backup that numbered
+        other changes with the same seqs, another database) gets it a reset and a snapshot.
+
+        Returns:
+            ``None`` when the log holds no change at ``seq`` (0, trimmed, never numbered).
+        """
 
     async def epoch(self) -> str:
         """Return the log's identity: a random id made with the log (a re-created log gets a new one).

@@ -38,6 +38,7 @@ from rxstore.gateway.log.postgres.reads import (
     begin_snapshot,
     column_kinds,
     rows_sql,
+    ts_at,
 )
 from rxstore.gateway.log.postgres.retention import trim_prefix
 from rxstore.gateway.log.postgres.schema import (
@@ -260,7 +261,7 @@ class PostgresChangeLog(SequencedLog):
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             seq, keys, pending = await begin_snapshot(conn, wanted)
             skip = await self._skip(conn, wanted, seq, pending)
-            yield PostgresSnapshotReader(conn, seq, skip, keys)
+            yield PostgresSnapshotReader(conn, seq, skip, keys, await ts_at(conn, seq))
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position.
@@ -307,6 +308,11 @@ class PostgresChangeLog(SequencedLog):
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
         async with self._connection() as conn:
             return int(await conn.fetchval("SELECT horizon FROM rxstore_head WHERE singleton"))
+
+    async def ts_at(self, seq: int) -> float | None:
+        """Return the commit time of the change at ``seq`` (``None``: no change there); one index read."""
+        async with self._connection() as conn:
+            return await ts_at(conn, seq)
 
     async def epoch(self) -> str:
         """Return the log's identity, made with the log and changed by :meth:`mark_restore`.

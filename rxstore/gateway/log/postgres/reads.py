@@ -18,6 +18,7 @@ __all__ = [
     "column_kinds",
     "rows_sql",
     "subset_rows_sql",
+    "ts_at",
 ]
 
 READ_BOUNDED_SQL: Final = """
@@ -87,6 +88,12 @@ async def begin_snapshot(conn: Conn, topics: Sequence[str]) -> tuple[int, dict[s
     return int(seq), keys, pending
 
 
+async def ts_at(conn: Conn, seq: int) -> float | None:
+    """The commit time of the change at ``seq`` (``None``: no change there); one read by its unique index."""
+    ts = await conn.fetchval("SELECT ts FROM rxstore_changes WHERE seq = $1", seq)
+    return None if ts is None else float(ts)
+
+
 def rows_sql(topic: str, keys: Mapping[str, str]) -> str:
     """The query of a topic's rows as JSON objects, in primary-key order."""
     return subset_rows_sql(topic, keys, None)[0]
@@ -114,9 +121,12 @@ def subset_rows_sql(
 class PostgresSnapshotReader:
     """A :class:`~rxstore.gateway.log.contract.SnapshotReader` over one connection's open transaction."""
 
-    def __init__(self, conn: Conn, seq: int, skip: frozenset[int], keys: Mapping[str, str]) -> None:
+    def __init__(
+        self, conn: Conn, seq: int, skip: frozenset[int], keys: Mapping[str, str], ts: float | None = None
+    ) -> None:
         self.seq = seq
         self.skip = skip
+        self.ts = ts
         self._conn = conn
         self._keys = keys
         self._reading: tuple[str, Subset | None, bool] | None = None

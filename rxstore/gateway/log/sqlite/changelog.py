@@ -39,6 +39,7 @@ from rxstore.gateway.log.sqlite.schema import (
     epoch_sync,
     head_sync,
     refresh_triggers,
+    ts_sync,
     write_transaction,
 )
 from rxstore.gateway.log.wakeup import WakeSignal
@@ -209,6 +210,10 @@ class SQLiteChangeLog:
     async def horizon(self) -> int:
         """Return the highest seq ever trimmed; a cursor below it cannot resume."""
         return await self._call(horizon_sync)
+
+    async def ts_at(self, seq: int) -> float | None:
+        """Return the commit time of the change at ``seq`` (``None``: no change there); one key lookup."""
+        return await self._call(lambda conn: ts_sync(conn, seq))
 
     async def epoch(self) -> str:
         """Return the log's identity, made with the log and changed by :meth:`mark_restore`."""

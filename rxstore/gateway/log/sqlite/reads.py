@@ -17,7 +17,7 @@ from typing import Any
 from rxstore.gateway.codec import load_json, non_finite_json
 from rxstore.gateway.log.contract import LogSnapshot
 from rxstore.gateway.log.sql import OPS, ident
-from rxstore.gateway.log.sqlite.schema import columns_of, head_sync
+from rxstore.gateway.log.sqlite.schema import columns_of, head_sync, ts_sync
 from rxstore.gateway.log.subset_sql import column_kind, where_sql, window_sql
 from rxstore.protocol.errors import NotConnected
 from rxstore.protocol.events import Change
@@ -157,6 +157,7 @@ class SQLiteSnapshotReader:
         self.busy_timeout = busy_timeout
         self.seq = 0
         self.skip: frozenset[int] = frozenset()
+        self.ts: float | None = None
         self._conn: sqlite3.Connection | None = None
         self._keys: dict[str, str] = {}
         self._reading: tuple[str, Subset | None] | None = None
@@ -179,6 +180,7 @@ class SQLiteSnapshotReader:
         conn.execute("PRAGMA cache_size = -1024")  # 1 MiB: many readers may be open at once
         conn.execute("BEGIN")  # a WAL read transaction: one consistent view until close()
         self.seq = head_sync(conn)
+        self.ts = ts_sync(conn, self.seq)
         self._keys = dict(conn.execute("SELECT topic, primary_key FROM rxstore_watched").fetchall())
         for topic in topics:
             if not columns_of(conn, topic):

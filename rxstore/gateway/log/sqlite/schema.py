@@ -25,6 +25,7 @@ __all__ = [
     "epoch_sync",
     "head_sync",
     "refresh_triggers",
+    "ts_sync",
     "write_transaction",
 ]
 
@@ -194,6 +195,12 @@ def head_sync(conn: sqlite3.Connection) -> int:
     """Return the highest seq ever assigned (0 when the log is new)."""
     row = conn.execute(_HEAD_SQL).fetchone()
     return int(row[0]) if row else 0
+
+
+def ts_sync(conn: sqlite3.Connection, seq: int) -> float | None:
+    """Return the commit time of the change at ``seq`` (``None``: no change there); one key lookup."""
+    row = conn.execute("SELECT ts FROM rxstore_changes WHERE seq = ?", (seq,)).fetchone()
+    return float(row[0]) if row else None
 
 
 def refresh_triggers(conn: sqlite3.Connection) -> None:

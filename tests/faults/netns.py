@@ -38,7 +38,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import attrs
 
@@ -112,6 +112,8 @@ class NetLab:
             given (``.10``, ``.11``, ...).
     """
 
+    _up: ClassVar[list[NetLab]] = []
+
     def __init__(self, hosts: Sequence[str]) -> None:
         assert len(hosts) <= 20 and len(set(hosts)) == len(hosts), hosts
         self.run = f"{os.getpid()}-{next(_COUNTER)}"
@@ -162,6 +164,7 @@ class NetLab:
 
     def up(self) -> None:
         """Make the bridge, every host and the root's link; on any failure remove what was made."""
+        NetLab._up.append(self)
         try:
             self._netns(self.bridge_netns)
             self._in(self.bridge_netns, "ip", "link", "add", "br0", "type", "bridge")
@@ -214,6 +217,14 @@ class NetLab:
                 _run(["ip", "netns", "del", made], check=False)
         self._made.clear()
         self.rules.clear()
+        if self in NetLab._up:
+            NetLab._up.remove(self)
+
+    @staticmethod
+    def down_all() -> None:
+        """Remove every lab of this process that is still up (a test's teardown, whatever it did)."""
+        for lab in list(NetLab._up):
+            lab.down()
 
     def __enter__(self) -> NetLab:
         self.up()

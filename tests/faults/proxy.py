@@ -168,9 +168,10 @@ class TcpProxy:
 class DelayProxy(TcpProxy):
     """A :class:`TcpProxy` that can delay what it forwards: ``latency`` +- ``jitter`` seconds per chunk.
 
-    Chunks keep their order (a chunk is never passed on before the one read
-    before it), so jitter spreads the delays without reordering the stream.
-    Each direction of a link holds at most :data:`DELAY_QUEUE_CHUNKS` chunks.
+    Each direction of a link is one queue of at most :data:`DELAY_QUEUE_CHUNKS`
+    chunks, passed on in the order they were read (a chunk's time is never
+    before the one read before it), so jitter spreads the delays without
+    reordering the stream.
 
     Args:
         seed: Seed of the jitter's random numbers.

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
-from rxstore.gateway.demo import Post, all_posts, create_demo_schema, register_demo_mutations
+from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import AUTH, SeqCounter, root_for
+from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -139,3 +140,41 @@ async def test_a_full_disk_delays_a_mutation_which_then_applies_once(tmp_path: P
             await mutate_through_the_fault(gateway, full, lambda: filler[0].unlink())
         finally:
             await gateway.stop()
+
+
+@pytest.mark.postgres
+async def test_a_read_only_postgresql_delays_a_mutation_which_then_applies_once(pg_dsn: str) -> None:
+    """PostgreSQL refusing writes (the database made read-only and every session of it started
+    anew): the log's own writes (capture, numbering) wait with the mutation; all resume after."""
+    gateway = await start_gateway(pg_dsn)
+    register_demo_mutations(gateway)
+    database = pg_dsn.rsplit("/", 1)[1].split("?")[0]
+    admin_dsn = pg_dsn.rsplit("/", 1)[0] + "/postgres"
+
+    async def set_read_only(on: bool) -> None:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            value = "on" if on else "off"
+            await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = {value}')
+            await admin.execute(  # its sessions start anew, and read the setting
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await admin.close()
+
+    @contextlib.asynccontextmanager
+    async def read_only() -> Any:
+        await set_read_only(True)
+        yield
+
+    ended: list[asyncio.Task[None]] = []
+    try:
+        await mutate_through_the_fault(
+            gateway, read_only, lambda: ended.append(asyncio.ensure_future(set_read_only(False)))
+        )
+    finally:
+        for task in ended:
+            await task
+        await gateway.stop()

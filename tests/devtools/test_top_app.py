@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from rxstore.devtools.node_reader import NodeReader
 from rxstore.devtools.top_app import NODE_COLUMNS
 from rxstore.gateway.demo import Post, save_post
 from tests.devtools.screens import screenshot_dir
@@ -83,3 +85,19 @@ def test_top_needs_a_node_and_a_positive_interval() -> None:
         TopApp([])
     with pytest.raises(ValueError, match="interval must be > 0"):
         TopApp(["http://x"], interval=0)
+
+
+async def test_a_postgresql_gateway_shows_its_wal_capture_lag_in_ms(pg_dsn: str) -> None:
+    """On PostgreSQL, /healthz carries the capture's status: the capture-lag cell shows its lag in ms
+    (WAL capture), or a dash with triggers (wal_level=replica: nothing to lag)."""
+    gateway = await start_gateway(pg_dsn)
+    try:
+        async with aiohttp.ClientSession() as http:
+            sample = await NodeReader(gateway.url).read(http)
+        capture = sample.health["capture"]
+        assert sample.status == "ok" and capture["mode"] in ("wal", "trigger")
+        lag = capture.get("lag_seconds")
+        expected = "-" if lag is None else f"{lag * 1000:.0f} ms"
+        assert NODE_COLUMNS["capture lag"](sample) == expected
+    finally:
+        await gateway.stop()

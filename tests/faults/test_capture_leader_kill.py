@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -191,3 +192,90 @@ async def assert_log_holds_each_write_once(db: PostgresDb, writer: PostgresWrite
         n = int(r["title"][1:])
         assert n > order.get(r["id"], 0), f"{r['id']}: t{n} logged after t{order[r['id']]}"
         order[r["id"]] = n
+
+
+HUGE = 20_000
+"""Rows of the one-statement transaction of the huge-transaction scenario (4 times the capture's batch)."""
+
+
+async def _spooling(admin: Any, pid: int) -> bool:
+    """Whether the capture backend ``pid`` is in a pass that has written (its spool, the log)."""
+    return bool(
+        await admin.fetchval("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = $1", pid)
+    )
+
+
+@pytest.mark.timeout(180)
+async def test_kill_9_of_the_capture_leader_while_it_spools_a_huge_transaction(
+    cluster, recorder, pg_dsn: str, postgres: PostgresServer
+) -> None:
+    """Two gateway nodes in WAL mode, two clients on each; one statement inserts 20,000 posts (one
+    transaction, 4 times the capture's batch) and the capture leader is killed with SIGKILL while
+    its capture spools that transaction (its pass has written, not committed). The other node
+    takes the capture over and appends the transaction once, whole; every client ends equal to
+    the database with no change lost, applied twice or out of order."""
+    level = postgres.psql("SHOW wal_level").strip()
+    if level != "logical":
+        pytest.skip(f"WAL capture needs wal_level=logical; this server runs wal_level={level}")
+    db = PostgresDb(pg_dsn)
+    nodes = [cluster.gateway(db.url, name="node1"), cluster.gateway(db.url, name="node2")]
+    for node in nodes:
+        await node.start()
+
+    async def one_leader() -> bool:
+        roles = [await role(node) for node in nodes]
+        return sorted(map(str, roles)) == ["leader", "standby"]
+
+    await wait_for(one_leader, 15, "one capture leader, one standby")
+    leader, survivor = [n for n in nodes if await role(n) == "leader"] + [
+        n for n in nodes if await role(n) == "standby"
+    ]
+    movers = await cluster.clients(2, [leader.url, survivor.url], prefix="leader-")
+    stayers = await cluster.clients(2, [survivor.url, leader.url], prefix="survivor-")
+    clients = [*movers, *stayers]
+    await wait_for(lambda: all(c.live for c in clients), 10, "clients live")
+
+    admin = await asyncpg.connect(db.url)
+    try:
+        pid = await capture_pid(admin)
+        assert pid is not None, "no capture leader"
+        fault_start = time.monotonic()
+        await admin.execute(
+            "INSERT INTO posts (id, title, author) "
+            "SELECT 'huge' || x, 'h' || x, 'huge' FROM generate_series(1, $1::int) x",
+            HUGE,
+        )
+        await wait_for(lambda: _spooling(admin, pid), 60, "the leader's capture spooling the transaction")
+        leader.kill()
+        takeover_s = await wait_for(lambda: _is_leader(survivor), 15, "the surviving node capturing the WAL")
+        fault_end = time.monotonic()
+        marker_written = await db.write_marker("after-kill")
+        await wait_for(lambda: all("after-kill" in c.markers for c in clients), 90, "clients caught up")
+        live_s, caught_up_s = recovery(
+            clients,
+            fault_start=fault_start,
+            fault_end=fault_end,
+            marker="after-kill",
+            marker_written=marker_written,
+        )
+        outcome = await settle(db, clients, timeout=60)
+        logged = await admin.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT record->>'id') AS ids FROM rxstore_changes "
+            "WHERE topic = 'posts' AND record->>'author' = 'huge'"
+        )
+    finally:
+        await admin.close()
+    recorder.record(
+        summarize(
+            "6-capture-leader-kill-9-huge-transaction",
+            outcome.counts,
+            changes=len(outcome.oracle),
+            live_s=live_s,
+            caught_up_s=caught_up_s,
+            extra={"takeover_s": round(takeover_s, 3), "rows_in_the_transaction": HUGE},
+        )
+    )
+    assert_clean(outcome.counts, outcome.reports, outcome.rows)
+    assert logged is not None and (logged["n"], logged["ids"]) == (HUGE, HUGE)
+    assert outcome.seqs == list(range(1, len(outcome.seqs) + 1))
+    assert takeover_s < 5.0

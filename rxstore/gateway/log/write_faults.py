@@ -46,8 +46,9 @@ def storage_fault(exc: BaseException) -> str | None:
     if isinstance(sqlstate, str):
         return f"{exc} (SQLSTATE {sqlstate})" if sqlstate.startswith(_POSTGRES_FAULT_STATES) else None
     if isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ in (
-        "ConnectionDoesNotExistError",
+        "ConnectionDoesNotExistError",  # asyncpg: closed under the query (terminated, restarted)
         "InterfaceError",
+        "InternalClientError",  # asyncpg: "cannot switch to state ...", a connection terminated mid-use
     ):
         return f"the database connection failed: {exc or type(exc).__name__}"
     return None

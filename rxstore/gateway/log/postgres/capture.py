@@ -282,6 +282,8 @@ class CaptureLeader:
                 last = tx.commit_lsn
                 await spool.committed(tx)
             await spool.check(decoder.current)
+            if len(records) < self.batch:
+                break  # the cursor is at its end: no empty fetch to learn it
         return read, last
 
     async def _remake(self, conn: Any, why: str) -> None:

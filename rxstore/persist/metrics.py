@@ -19,7 +19,7 @@ class PersistMetrics:
         write_seconds: Seconds spent in the writer thread, in all.
         write_seconds_max: The longest write.
         bytes: The file's size after the last write.
-        failures: Writes that failed (writing then stops).
+        failures: Writes that failed (tried again while the disk refuses them, else writing stops).
         loaded_rows: Rows loaded from the file at start.
         load_seconds: Seconds the load took (reading and applying).
     """

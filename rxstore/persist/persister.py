@@ -32,7 +32,7 @@ from rxstore.persist.delta import Delta
 from rxstore.persist.file import Loaded, StateFile
 from rxstore.persist.metrics import PersistMetrics
 from rxstore.persist.options import Persist
-from rxstore.protocol.errors import PersistError, RxStoreError
+from rxstore.protocol.errors import PersistError, RxStoreError, sqlite_storage_fault
 from rxstore.protocol.events import Event, EventKind, Snapshot
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.stores.domain import DomainStore, RealtimeStore
@@ -99,6 +99,10 @@ class Persister:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Future[tuple[int, float]] | None = None
+        self._retry: tuple[int, Batch] | None = None
+        """A write the disk did not take (full, locked, read-only): written again first, after a pause."""
+        self._retry_delay = 0.0
+        self._retry_timer: asyncio.TimerHandle | None = None
         self._loading: asyncio.Task[list[Outgoing]] | None = None
         self.open()
 
@@ -125,8 +129,11 @@ class Persister:
         """Write what is gathered, then close the file (its lock released)."""
         if self._file is None:
             return
-        if self.failed is None:
+        if self.failed is None and self._retry is None:  # a disk that takes no writes: the last state stays
             await self.persisted()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
         file, executor = self._file, self._executor
         self._file = self._executor = None
         if self._timer is not None:
@@ -331,7 +338,13 @@ class Persister:
             return
         if self.failed is not None:  # writing stopped: the file keeps its last consistent state
             return
-        gen, batch = self._gen, self._take()
+        if self._retry is not None:  # the write the disk refused goes first, once its pause is over
+            if self._retry_timer is not None:
+                return
+            gen, batch = self._retry
+            self._retry = None
+        else:
+            gen, batch = self._gen, self._take()
         self._writing = asyncio.get_running_loop().run_in_executor(executor, _timed, file, batch)
         self._writing.add_done_callback(lambda done: self._written_up_to(gen, batch, done))
 
@@ -377,12 +390,19 @@ class Persister:
             size, seconds = done.result()
         except Exception as exc:
             metrics.failures += 1
+            fault = sqlite_storage_fault(exc)
+            if fault is not None:  # the disk's state, not the batch's: write it again later
+                self._again(gen, batch, fault)
+                return
             self._fail(
                 PersistError(
                     "write_failed", f"{self.options.path}: a write failed ({exc}); not writing any more"
                 )
             )
             return
+        if self._retry_delay:
+            log.warning("[RootStore] %s: writing again", self.options.path)
+            self._retry_delay = 0.0
         metrics.writes += 1
         metrics.changes += batch.changes
         metrics.rows_written += batch.row_count
@@ -408,6 +428,30 @@ class Persister:
         elif self._written < self._gen:
             self._changed()
 
+    def _again(self, gen: int, batch: Batch, fault: str) -> None:
+        """Keep a batch the disk refused and write it again after a pause (doubling, at most 30 s).
+
+        The file keeps its last consistent state meanwhile; what changes goes on gathering,
+        and whoever awaits :meth:`persisted` (or a mutation's ``stored``) waits until it is written.
+        """
+        first = not self._retry_delay
+        self._retry = (gen, batch)
+        self._retry_delay = min(max(RETRY_FIRST, 2 * self._retry_delay), RETRY_MAX)
+        if first:
+            self._tell(
+                PersistError(
+                    "write_delayed",
+                    f"{self.options.path}: the disk takes no writes now ({fault}); "
+                    f"trying again every {RETRY_FIRST:g}-{RETRY_MAX:g} s, the file keeps its last state",
+                )
+            )
+
+        def retry() -> None:
+            self._retry_timer = None
+            self._flush()
+
+        self._retry_timer = asyncio.get_running_loop().call_later(self._retry_delay, retry)
+
     def _fail(self, error: PersistError) -> None:
         """Stop writing (the file keeps its last consistent state); fail whoever waits for a write."""
         self.failed = error
@@ -422,6 +466,10 @@ class Persister:
         log.warning("[RootStore] %s", error)
         self._report(error)
 
+
+RETRY_FIRST = 0.5
+"""Seconds before a write the disk refused is tried again; the pause doubles up to :data:`RETRY_MAX`."""
+RETRY_MAX = 30.0
 
 _UNENCODED = object()
 

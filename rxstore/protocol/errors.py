@@ -7,6 +7,7 @@ working for code that does not know rxstore.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Protocol
 
 
@@ -295,8 +296,10 @@ class PersistError(RxStoreError, OSError):
             ``older_format`` (another version's file: its state dropped), ``changed``
             (another subset, key, set of stores, or rows a changed ``record_type`` no
             longer fits: a fresh snapshot), ``too_big`` (over ``max_bytes``: writing
-            stops) or ``write_failed`` (a full disk, an I/O error, a row that is not
-            JSON: writing stops). Only ``locked`` is raised; the others are reported
+            stops), ``write_delayed`` (a full disk, a lock, a read-only file: the
+            write is tried again, every 0.5 s doubling to 30 s, until it goes through) or
+            ``write_failed`` (any other I/O error, a row that is not JSON: writing
+            stops). Only ``locked`` is raised; the others are reported
             on ``root.errors`` and logged once.
         path: The file.
 
@@ -401,3 +404,33 @@ class ReplayMismatch(RxStoreError, AssertionError):
         self.store = store
         self.state = state
         self.frame = frame
+
+
+_SQLITE_STORAGE_FAULTS = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk i/o error",
+    "readonly database",
+    "unable to open database",
+)
+"""sqlite3 messages of a file that cannot take a write now (the write itself may be fine)."""
+
+
+def sqlite_storage_fault(exc: BaseException) -> str | None:
+    """One line saying why a SQLite file takes no writes now, or ``None`` if ``exc`` is not that.
+
+    A full disk, a lock another writer holds, a read-only file: a write to retry once the
+    cause goes away, not one to refuse. Used by the gateway (its mutations) and by a client's
+    state file.
+
+    Example:
+        >>> sqlite_storage_fault(sqlite3.OperationalError("database or disk is full"))
+        'database or disk is full'
+        >>> sqlite_storage_fault(sqlite3.IntegrityError("UNIQUE constraint failed: posts.id")) is None
+        True
+    """
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    text = str(exc)
+    return text if any(fault in text.lower() for fault in _SQLITE_STORAGE_FAULTS) else None

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import pytest
 from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway
+from tests.disks import fill, small_filesystem
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
 from tests.waiting import wait_for
 
@@ -97,33 +95,6 @@ async def test_a_write_lock_held_elsewhere_delays_a_mutation_which_then_applies_
             outside.close()
     finally:
         await gateway.stop()
-
-
-@contextlib.contextmanager
-def small_filesystem(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``where`` (root only), unmounted after."""
-    where.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        if os.environ.get("RXSTORE_REQUIRE_SERVICES"):
-            raise
-        pytest.skip(f"cannot mount a tmpfs here ({exc}): run as root")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file into ``directory`` until its filesystem is full; the file."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as out:
-        for size in (65536, 512, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(b"\0" * size)
-    return filler
 
 
 async def test_a_full_disk_delays_a_mutation_which_then_applies_once(tmp_path: Path) -> None:

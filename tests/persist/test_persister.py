@@ -21,6 +21,7 @@ from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.persist import Persist
 from rxstore.persist.file import StateFile
 from rxstore.protocol.errors import PersistError
+from tests.disks import fill, small_filesystem
 from tests.persist.harness import AUTH, PostStore, Received, gateway_on, sample, write_posts
 from tests.services import free_port
 from tests.waiting import wait_for
@@ -431,7 +432,7 @@ async def test_the_size_bound_stops_writing_with_one_warning_and_the_file_keeps_
 async def test_a_failed_write_stops_writing_and_is_raised_to_whoever_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write that fails (a full disk, an I/O error: the file's write raises): ``write_failed`` on
+    """A write that fails for good (a damaged file: the file's write raises): ``write_failed`` on
     ``errors`` and from ``persisted()`` and a mutation's ``stored``; the root keeps running."""
     port = free_port()
     gateway = await gateway_on(tmp_path, port)
@@ -445,18 +446,58 @@ async def test_a_failed_write_stops_writing_and_is_raised_to_whoever_waits(
             await root.live(timeout=10)
             await root.persisted()
 
-            def full_disk(self: StateFile, batch: Any) -> int:
-                raise sqlite3.OperationalError("database or disk is full")
+            def damaged(self: StateFile, batch: Any) -> int:
+                raise sqlite3.DatabaseError("database disk image is malformed")
 
-            monkeypatch.setattr(StateFile, "write", full_disk)
+            monkeypatch.setattr(StateFile, "write", damaged)
             await write_posts(gateway, range(3))
-            with pytest.raises(PersistError, match="disk is full") as raised:
+            with pytest.raises(PersistError, match="malformed") as raised:
                 await root.persisted()
             assert raised.value.reason == "write_failed"
             with pytest.raises(PersistError):
                 await root.submit("save_post", {"id": "p7", "title": "x"}).stored
             await wait_for(lambda: len(posts.value) == 4, what="the root going on in memory")
         assert [e.reason for e in errors if isinstance(e, PersistError)] == ["write_failed"]
+    finally:
+        await gateway.stop()
+
+
+async def test_a_full_disk_delays_the_writes_which_resume_by_themselves_after(
+    tmp_path: Path,
+) -> None:
+    """The state file's disk full (an 8 MiB tmpfs filled to the last byte): ``write_delayed`` once on
+    ``errors``, the root runs on in memory, ``persisted()`` waits; once the disk has room again the
+    writes resume by themselves, and a restart from the file shows exactly the database's rows."""
+    port = free_port()
+    gateway = await gateway_on(tmp_path, port)
+    try:
+        await write_posts(gateway, range(20))
+        with small_filesystem(tmp_path / "small", "8m") as disk:
+            state = disk / "state.db"
+            posts = PostStore()
+            root = root_on(port, state, posts)
+            errors: list[Exception] = []
+            root.errors.subscribe(errors.append)
+            async with root:
+                await root.live(timeout=10)
+                await root.persisted()
+                filler = fill(disk)
+                await write_posts(gateway, range(20, 400), title="while full ")
+                await wait_for(lambda: len(posts.value) == 400, what="the root going on in memory")
+                waiting = asyncio.ensure_future(root.persisted())
+                await wait_for(
+                    lambda: root.persist is not None and root.persist.metrics.failures >= 2,
+                    what="the write refused and tried again",
+                )
+                assert not waiting.done()
+                filler.unlink()
+                await asyncio.wait_for(waiting, 30)
+            assert [e.reason for e in errors if isinstance(e, PersistError)] == ["write_delayed"]
+            again = PostStore()
+            restarted = root_on(free_port(), state, again)  # no gateway there: the file alone
+            assert await restarted.loaded()
+            assert again.value.to_dict() == await all_posts(gateway.log)
+            await restarted.teardown_realtime()
     finally:
         await gateway.stop()
 

@@ -12,17 +12,9 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["WriteFaults", "storage_fault"]
+from rxstore.protocol.errors import sqlite_storage_fault
 
-_SQLITE_FAULTS = (
-    "database is locked",
-    "database table is locked",
-    "database or disk is full",
-    "disk i/o error",
-    "readonly database",
-    "unable to open database",
-)
-"""sqlite3 messages of a database that cannot take a write now (the request itself may be fine)."""
+__all__ = ["WriteFaults", "storage_fault"]
 
 _POSTGRES_FAULT_STATES = ("08", "53", "57P", "25006", "55P03", "40001", "40P01")
 """SQLSTATE prefixes of the same in PostgreSQL: connection, insufficient resources (disk full),
@@ -40,8 +32,7 @@ def storage_fault(exc: BaseException) -> str | None:
         True
     """
     if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        return text if any(fault in text.lower() for fault in _SQLITE_FAULTS) else None
+        return sqlite_storage_fault(exc)
     sqlstate = getattr(exc, "sqlstate", None)  # asyncpg's PostgresError
     if isinstance(sqlstate, str):
         return f"{exc} (SQLSTATE {sqlstate})" if sqlstate.startswith(_POSTGRES_FAULT_STATES) else None

@@ -32,6 +32,7 @@ from rxstore.gateway.log.postgres.spool import SPOOL_SCHEMA, Spool
 from rxstore.gateway.log.sql import ident
 
 __all__ = [
+    "PART_BYTES",
     "RETAINED_WARNING_BYTES",
     "CaptureLeader",
     "choose_mode",
@@ -45,6 +46,13 @@ _log = logging.getLogger("rxstore.gateway.postgres")
 
 CONNECTION_LOST: Final = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 """What a lost capture connection raises."""
+
+PART_BYTES: Final = 16 * 1024**2
+"""Default of :class:`CaptureLeader`'s ``part_bytes``: the slot's messages (their bytes on the
+wire) the capture holds before it appends or spools them, and reads at once (16 MiB)."""
+
+FIRST_READ: Final = 16
+"""Messages a pass reads first; each next read asks for up to twice as many, within the bounds."""
 
 RETAINED_WARNING_BYTES: Final = 1024**3
 """Default of :class:`CaptureLeader`'s ``retained_warning``: WAL the slot may retain before
@@ -80,6 +88,10 @@ class CaptureLeader:
             are appended (a transaction with more is spooled in the database in parts of
             this size, and reaches the log whole): the capture holds at most about twice
             this many changes, whatever a transaction's size.
+        part_bytes: The same bound in the bytes of the slot's messages, for big rows: a read
+            asks for as many messages as fit (by the size of the last ones; the first read of
+            a pass asks for 16, each next one for at most twice as many as the last), and the
+            held changes are appended or spooled once their messages add up to it.
         idle: Longest pause between two reads of an idle slot, in seconds.
         retained_warning: WAL the slot may retain (from its restart LSN to the current
             WAL position) before :meth:`status` warns, in bytes.
@@ -92,6 +104,7 @@ class CaptureLeader:
         connect: Any,
         appended: Any,
         batch: int = 5000,
+        part_bytes: int = PART_BYTES,
         idle: float = 0.1,
         retained_warning: int = RETAINED_WARNING_BYTES,
     ) -> None:
@@ -99,6 +112,7 @@ class CaptureLeader:
         self.connect = connect
         self.appended = appended
         self.batch = batch
+        self.part_bytes = part_bytes
         self.idle = idle
         self.retained_warning = retained_warning
         self.leading = False
@@ -119,6 +133,8 @@ class CaptureLeader:
         """Parts of huge transactions spooled in the database since this node started."""
         self.held_peak = 0
         """The most decoded changes held in memory at once since this node started."""
+        self.held_bytes_peak = 0
+        """The most bytes of the slot's messages held in memory at once since this node started."""
         self._kick = asyncio.Event()
         self._wanted = False
         self._advanced = 0
@@ -238,7 +254,7 @@ class CaptureLeader:
             async with conn.transaction():
                 done = await conn.fetchval("SELECT lsn::text FROM rxstore_capture WHERE singleton")
                 topics, keys = await _watched(conn)
-                spool = Spool(conn, keys, done, limit=self.batch)
+                spool = Spool(conn, keys, done, limit=self.batch, limit_bytes=self.part_bytes)
                 read, last = await self._read(conn, upto, Decoder(topics), spool)
                 await spool.flush()
                 cut = read >= self.batch
@@ -258,6 +274,7 @@ class CaptureLeader:
             return True
         self.spooled_parts += spool.parts
         self.held_peak = max(self.held_peak, spool.peak)
+        self.held_bytes_peak = max(self.held_bytes_peak, spool.peak_bytes)
         if spool.appended:
             self.appended()  # in the log now: sequence and wake the tailers
         if lsn_value(position) > self._advanced:
@@ -276,14 +293,17 @@ class CaptureLeader:
         """Read the slot up to ``upto`` through a cursor; the messages read and the last commit's LSN."""
         cursor = await conn.cursor(PEEK_SQL, self.slot, upto, self.batch, PUBLICATION)
         read, last = 0, None
-        while records := await cursor.fetch(self.batch):
+        size = min(self.batch, FIRST_READ)  # then more, as many as part_bytes allows
+        while records := await cursor.fetch(size):
             read += len(records)
+            fed = sum(len(r[2]) for r in records)
             for tx in decoder.feed(records):
                 last = tx.commit_lsn
                 await spool.committed(tx)
-            await spool.check(decoder.current)
-            if len(records) < self.batch:
+            await spool.check(decoder.current, fed)
+            if len(records) < size:
                 break  # the cursor is at its end: no empty fetch to learn it
+            size = max(1, min(self.batch, 2 * size, self.part_bytes * len(records) // max(fed, 1)))
         return read, last
 
     async def _remake(self, conn: Any, why: str) -> None:

@@ -29,27 +29,36 @@ SPOOL_SCHEMA: Final = (
 class Spool:
     """Decoded changes on their way into the log, at most about ``limit`` of them in memory.
 
+    (Or fewer: those whose messages add up to ``limit_bytes``.)
+
     Args:
         conn: The capture's connection, inside the pass's transaction (the spool table made).
         keys: Topic -> its key where ``old`` rows are the key alone (see
             :func:`~rxstore.gateway.log.postgres.decode.rows`).
         after: Transactions that committed at or before this LSN are in the log already.
         limit: Changes held in memory before they are appended or spooled.
+        limit_bytes: Bytes of the slot's messages held before they are appended or spooled.
     """
 
-    def __init__(self, conn: Conn, keys: Mapping[str, str | None], after: str, *, limit: int) -> None:
+    def __init__(
+        self, conn: Conn, keys: Mapping[str, str | None], after: str, *, limit: int, limit_bytes: int
+    ) -> None:
         self.conn = conn
         self.keys = keys
         self.after = lsn_value(after)
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.appended = 0
         """Changes appended to the log by this pass."""
         self.parts = 0
         """Parts written to the spool by this pass."""
         self.peak = 0
         """The most changes held in memory at once in this pass."""
+        self.peak_bytes = 0
+        """The most bytes of the slot's messages held in memory at once in this pass."""
         self._ready: list[Transaction] = []
         self._held = 0
+        self._held_bytes = 0
 
     async def committed(self, tx: Transaction) -> None:
         """Take a transaction whose commit was read: hold it, or copy it from the spool into the log."""
@@ -66,15 +75,21 @@ class Spool:
             self._held += len(tx.changes)
             self.peak = max(self.peak, self._held)
 
-    async def check(self, current: Transaction | None) -> None:
-        """Append what waits, and spool ``current``'s changes, once ``limit`` changes are held."""
+    async def check(self, current: Transaction | None, fed: int) -> None:
+        """Append what waits and spool ``current``'s changes once ``limit`` changes are held.
+
+        Also once the messages decoded since (``fed`` more bytes now) add up to ``limit_bytes``.
+        """
         held = self._held + (len(current.changes) if current is not None else 0)
+        self._held_bytes += fed
         self.peak = max(self.peak, held)
-        if held < self.limit:
+        self.peak_bytes = max(self.peak_bytes, self._held_bytes)
+        if held < self.limit and self._held_bytes < self.limit_bytes:
             return
         await self.flush()
         if current is not None and current.changes:
             await self._part(current)
+        self._held_bytes = 0
 
     async def flush(self) -> None:
         """Append the whole transactions that wait (in commit order)."""

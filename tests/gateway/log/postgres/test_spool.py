@@ -33,6 +33,7 @@ FILL = (
 )
 BATCH = 100
 ROWS = 3000
+MiB = 1024 * 1024
 APPENDS = """
 CREATE TABLE test_appends (xact xid8, rows bigint);
 CREATE FUNCTION test_appended() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -102,6 +103,25 @@ async def test_a_transaction_of_many_times_the_batch_is_logged_whole_once_in_one
             capturer: Any = log._capturer  # the leader's own figures (this node leads: the only one)
             assert capturer.held_peak <= 2 * BATCH, f"{capturer.held_peak} changes held in memory"
             assert status["spooled_parts"] >= ROWS // BATCH - 1
+
+
+async def test_big_rows_are_held_by_their_bytes_not_only_by_the_batch(pg_dsn: str, wal: None) -> None:
+    """300 rows of 60 KB updated in one statement (about 18 MB of messages), with a batch of 100
+    (6 MB of such messages) and ``part_bytes`` of 1 MiB: the capture held at most twice 1 MiB of
+    messages (plus one message), spooled the rest, and logged the transaction whole, once."""
+    rows = 300
+    async with items_log(pg_dsn, rows, capture="wal") as log:
+        capturer: Any = log._capturer  # the bound under test, set small (1 MiB instead of 16 MiB)
+        capturer.part_bytes = MiB
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("UPDATE items SET n = n + 1, body = repeat('x', 60000)")
+        finally:
+            await conn.close()
+        await log.wait_captured(timeout=60)
+        await assert_logged_once_in_one_commit(pg_dsn, log, rows)
+        assert capturer.held_bytes_peak <= 2 * MiB + 64_000, f"{capturer.held_bytes_peak} bytes held"
+        assert log.capture_status["spooled_parts"] >= 8
 
 
 async def test_small_transactions_around_a_huge_one_keep_their_commit_order(pg_dsn: str) -> None:

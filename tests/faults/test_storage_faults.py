@@ -149,3 +149,46 @@ async def test_a_read_only_postgresql_delays_a_mutation_which_then_applies_once(
         for task in ended:
             await task
         await gateway.stop()
+
+
+@pytest.mark.postgres
+async def test_the_log_table_locked_by_another_session_for_seconds_delays_changes_and_loses_none(
+    pg_dsn: str,
+) -> None:
+    """Another session holds ``LOCK TABLE rxstore_changes IN ACCESS EXCLUSIVE MODE`` for 3 s while
+    the application writes: the log's appends, numbering and reads wait; once the lock goes every
+    change arrives once, in order, and the client equals the database (WAL and trigger capture)."""
+    gateway = await start_gateway(pg_dsn)
+    root, posts = root_for(gateway, "ann")
+    seqs = SeqCounter(root)
+    try:
+        async with root:
+            await root.live(timeout=10)
+            await gateway.log.execute("INSERT INTO posts (id, title) VALUES ('before', 'x')")
+            await wait_for(lambda: "before" in posts.value.rows, what="a change before the lock")
+            locker = await asyncpg.connect(pg_dsn)
+            writer = await asyncpg.connect(pg_dsn)
+            try:
+                lock = locker.transaction()
+                await lock.start()
+                await locker.execute("LOCK TABLE rxstore_changes IN ACCESS EXCLUSIVE MODE")
+                # the application writes while it is held: with trigger capture its writes wait for
+                # the lock; with WAL capture they commit and the capture's append waits
+                writes = asyncio.ensure_future(
+                    writer.execute(
+                        "INSERT INTO posts (id, title) SELECT 'w' || i, 'during' FROM generate_series(0, 9) i"
+                    )
+                )
+                await asyncio.sleep(3)  # the fault lasts 3 s (not a wait for a condition)
+                await lock.commit()
+                await asyncio.wait_for(writes, 10)
+                for i in range(10, 20):
+                    await writer.execute(f"INSERT INTO posts (id, title) VALUES ('w{i}', 'after')")
+            finally:
+                await locker.close()
+                await writer.close()
+            await wait_for(lambda: len(posts.value.rows) == 21, what="every change after the lock")
+            assert {k: v for k, v in posts.value.rows.items()} == await all_posts(gateway.log)
+            assert len(seqs.seen) == len(set(seqs.seen)) and seqs.seen == sorted(seqs.seen)
+    finally:
+        await gateway.stop()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from reactivex import Observable
 from reactivex.subject import BehaviorSubject, Subject
@@ -51,6 +51,9 @@ from rxstore.stores.table import TableStore
 __all__ = ["Connector"]
 
 log = logging.getLogger("rxstore.root")
+
+RECANCEL: Final = 0.1
+"""Seconds :meth:`Connector.stop` waits for the cancelled loop before cancelling it again."""
 
 
 class Connector:
@@ -160,12 +163,22 @@ class Connector:
             first.add_done_callback(consume_exception)  # giving up shows on connection and errors
 
     async def stop(self) -> None:
-        """Cancel the loop and wait for it to end (the transport stays as it is)."""
+        """Cancel the loop and wait for it to end (the transport stays as it is).
+
+        The loop is cancelled again every :data:`RECANCEL` seconds until it ends:
+        Python 3.11's ``asyncio.wait_for`` (python-socketio's connect and the
+        transport's timeouts use it) loses a cancellation that arrives as its
+        awaitable finishes, and the loop would go on reconnecting after the
+        teardown, which would wait for it forever.
+        """
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RxStoreError):
-                await task
+            await asyncio.wait([task], timeout=RECANCEL)
+        with contextlib.suppress(asyncio.CancelledError, RxStoreError):
+            task.result()
 
     def closed(self) -> None:
         """Mark the link closed (unless it never started) and the tables stale."""

@@ -473,3 +473,51 @@ def test_an_outage_logs_one_warning_as_the_retries_start_and_one_as_they_end(
     assert "attempt 1 to virtual://gateway failed" in warnings[0]
     assert warnings[1] == "[RootStore] connected to virtual://gateway after 5 failed attempts"
     assert sum("failed (" in r.getMessage() and r.levelno == logging.INFO for r in logged) == 4
+
+
+# -- teardown -------------------------------------------------------------------------
+
+
+class GatedTransport:
+    """A transport whose connect waits, with ``asyncio.wait_for`` as python-socketio's does,
+    until the test opens its gate."""
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Future[None] | None = None
+        self.connects = 0
+
+    def bind(self, on_frame: Any, on_lost: Any) -> None:
+        pass
+
+    async def connect(self, url: str, auth: Any) -> None:
+        self.connects += 1
+        self.gate = asyncio.get_running_loop().create_future()
+        await asyncio.wait_for(self.gate, BOUND * 4)
+
+    async def disconnect(self) -> None:
+        pass
+
+    async def emit(self, event: str, data: Any) -> None:
+        pass
+
+    async def call(self, event: str, data: Any, *, timeout: float) -> Any:
+        return {"ok": True}
+
+
+async def test_a_teardown_ends_the_connection_loop_even_when_python_loses_its_cancellation() -> None:
+    """A connect that succeeds in the loop iteration in which the root is torn down: Python 3.11's
+    ``asyncio.wait_for`` then returns instead of raising, and the cancellation is lost. The loop
+    is cancelled again until it ends, so the teardown returns (before, it waited forever while a
+    loop that had lost its cancel reconnected to a stopped gateway: the flake of
+    ``test_50_mutations_queued_offline_apply_once_in_order_after_reconnect``, issue 28 item 7)."""
+    transport = GatedTransport()
+    root = RootStore("http://gateway.invalid", stores=[], token=TOKEN, transport=transport)
+    await root.setup_realtime(wait=False)
+    await wait_for(lambda: transport.gate is not None, BOUND, "the first connect under way")
+    assert transport.gate is not None
+    transport.gate.set_result(None)  # the connect succeeds, and in the same step:
+    async with asyncio.timeout(BOUND) as bound:  # (wait_for would run the teardown a step later)
+        await root.teardown_realtime()
+    assert not bound.expired(), "the teardown waited for a loop that had lost its cancellation"
+    assert root.connection_state.status is ConnectionStatus.DISCONNECTED
+    assert transport.connects == 1

@@ -325,7 +325,8 @@ class Site:
             answer = await gateway.health()
             body = {} if answer is None else answer[1]
             status = "down" if answer is None else answer[0]
-            states.append(f"{name}={status}/log:{body.get('log')}/redis:{body.get('redis')}")
+            role = (body.get("capture") or {}).get("role")
+            states.append(f"{name}={status}/log:{body.get('log')}/redis:{body.get('redis')}/capture:{role}")
         return " ".join(states)
 
 

@@ -132,14 +132,15 @@ def server(lab: NetLab) -> Iterator[int]:
         sock.close()
 
 
-def _answered(lab: NetLab, host: str, port: int, *, tries: int = 1) -> int:
-    """How many of ``tries`` connections from ``host``'s namespace to the server got ``ok`` (1 s each)."""
+def _answered(lab: NetLab, host: str, port: int, *, tries: int = 1, timeout: float = 2.0) -> int:
+    """How many of ``tries`` connections from ``host``'s namespace to the server got ``ok`` (``timeout``
+    seconds each)."""
     code = (
         "import socket, sys\n"
         "ok = 0\n"
         f"for _ in range({tries}):\n"
         "    try:\n"
-        f"        with socket.create_connection(({lab.root_address!r}, {port}), timeout=1.0) as s:\n"
+        f"        with socket.create_connection(({lab.root_address!r}, {port}), timeout={timeout}) as s:\n"
         "            ok += s.recv(2) == b'ok'\n"
         "    except OSError:\n"
         "        pass\n"
@@ -149,7 +150,7 @@ def _answered(lab: NetLab, host: str, port: int, *, tries: int = 1) -> int:
         ["ip", "netns", "exec", lab.hosts[host].netns, sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        timeout=30 + 2 * tries,
+        timeout=30 + 2 * timeout * tries,
         check=True,
     )
     return int(out.stdout)
@@ -181,7 +182,7 @@ def test_random_loss_drops_some_packets_of_the_pair(lab: NetLab, server: int) ->
     """``numgen random mod 100 < 50`` on what ``a`` receives from the server drops about half its
     packets: of 20 connection attempts (1 s each), some are answered and some are not."""
     lab.drop("a", lab.root_address, port=server, direction="in", loss=50)
-    answered = _answered(lab, "a", server, tries=20)
+    answered = _answered(lab, "a", server, tries=20, timeout=1.0)
     assert 0 < answered < 20, answered
 
 

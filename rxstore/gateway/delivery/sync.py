@@ -139,7 +139,7 @@ class Sync:
             reason = "cursor_expired"  # the changes after it were trimmed
         elif cursor is not None and cursor > await self.log.head():
             reason = "cursor_ahead"  # from another database (restored, recreated)
-        elif cursor is not None and not await self._knows(cursor, client.cursor_ts, horizon):
+        elif cursor is not None and not await self._knows(cursor, client.cursor_ts):
             reason = "cursor_unknown"  # another change at the cursor: a restored backup, another database
         if cursor is None or reason is not None:
             if reason is not None:
@@ -155,16 +155,18 @@ class Sync:
         await self.catch_up(client)
         return True
 
-    async def _knows(self, cursor: int, ts: float | None, horizon: int) -> bool:
+    async def _knows(self, cursor: int, ts: float | None) -> bool:
         """Whether the change at ``cursor`` is the client's: its commit time is ``ts`` (one read by seq).
 
         A client that sent no ``ts`` is taken at its word; a change trimmed away
-        (``cursor <= horizon``) cannot be checked, and its cursor resumes.
+        (``cursor <= horizon``, the horizon read again: a trim may have just run)
+        cannot be checked, and its cursor goes on to the replay, which notices a
+        trim (``cursor_expired``).
         """
         if ts is None:
             return True
         found = await self.log.ts_at(cursor)
-        return found == ts if found is not None else cursor <= horizon
+        return found == ts if found is not None else cursor <= await self.log.horizon()
 
     async def snapshot(self, client: Client) -> None:
         """Stream the client's topics (or subscriptions) at one log position, a page of rows at a time.

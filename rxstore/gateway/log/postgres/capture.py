@@ -84,10 +84,10 @@ class CaptureLeader:
         slot: The logical slot's name.
         connect: Opens a connection (``asyncpg.connect`` with the log's settings).
         appended: Called after each append committed (the log sequences and wakes its tailers).
-        batch: The slot's messages read at once, and the changes held in memory before they
-            are appended (a transaction with more is spooled in the database in parts of
-            this size, and reaches the log whole): the capture holds at most about twice
-            this many changes, whatever a transaction's size.
+        batch: The most messages of the slot read at once, and the decoded changes held in
+            memory before they are appended (a transaction with more is spooled in the
+            database, in parts, and reaches the log whole), whatever a transaction's size
+            (plus those of the message being decoded: a TRUNCATE's holds up to 1,000 rows).
         part_bytes: The same bound in the bytes of the slot's messages, for big rows: a read
             asks for as many messages as fit (by the size of the last ones; the first read of
             a pass asks for 16, each next one for at most twice as many as the last), and the
@@ -296,11 +296,15 @@ class CaptureLeader:
         size = min(self.batch, FIRST_READ)  # then more, as many as part_bytes allows
         while records := await cursor.fetch(size):
             read += len(records)
-            fed = sum(len(r[2]) for r in records)
-            for tx in decoder.feed(records):
-                last = tx.commit_lsn
-                await spool.committed(tx)
-            await spool.check(decoder.current, fed)
+            fed = 0
+            for record in records:  # one at a time: a message may hold many changes (a TRUNCATE)
+                fed += len(record[2])
+                tx = decoder.take(record)
+                if tx is not None:
+                    last = tx.commit_lsn
+                    await spool.committed(tx)
+                if spool.full(decoder.current, len(record[2])):
+                    await spool.release(decoder.current)
             if len(records) < size:
                 break  # the cursor is at its end: no empty fetch to learn it
             size = max(1, min(self.batch, 2 * size, self.part_bytes * len(records) // max(fed, 1)))

@@ -79,7 +79,7 @@ class PostgresChangeLog(SequencedLog):
         poll_interval: Seconds between safety-net sequencer runs and liveness checks.
         batch: The most changes one sequencer transaction numbers, and the changes the WAL
             capture holds in memory before it appends them (a bigger transaction waits in the
-            database, in parts; the capture holds about twice this many at most).
+            database, in parts; see docs/operations.md, "One huge transaction").
         pool_size: The most pooled connections (one more is used for LISTEN).
         connect_timeout: Seconds to wait for a new connection.
         max_backoff: The longest pause between reconnection attempts.

@@ -27,8 +27,8 @@ peeks the same transactions again and skips those at or before the stored
 database itself (``jsonb_populate_record`` then ``to_jsonb``), so a captured
 row is byte for byte what the trigger would have written. Mutation ids travel
 as transactional logical messages (``pg_logical_emit_message``), and a
-``TRUNCATE`` as one message holding the rows it removes (a statement trigger
-that runs before it), both decoded in their transaction's order.
+``TRUNCATE`` as messages holding the rows it removes, 1,000 a message (a statement
+trigger that runs before it), all decoded in their transaction's order.
 """
 
 from __future__ import annotations
@@ -89,16 +89,29 @@ CREATE TABLE IF NOT EXISTS rxstore_capture (
     lsn pg_lsn NOT NULL DEFAULT '0/0'  -- every transaction that committed at or before it is in the log
 );
 
--- WAL mode: a TRUNCATE is one transactional message with the rows it removes (no row event exists).
+-- WAL mode: a TRUNCATE is transactional messages with the rows it removes (no row event exists),
+-- 1,000 rows or 4 MB a message at most: a big table is no single huge value (jsonb's 256 MB limit).
 CREATE OR REPLACE FUNCTION rxstore_capture_truncate_message() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    removed jsonb;
+    r record;
+    part jsonb[] := '{}';
+    size bigint := 0;
 BEGIN
-    EXECUTE format('SELECT coalesce(jsonb_agg(to_jsonb(t)), ''[]'') FROM %I.%I AS t',
-                   TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO removed;
-    PERFORM pg_logical_emit_message(true, 'rxstore.truncate',
-                                    jsonb_build_object('topic', TG_ARGV[0], 'rows', removed)::text);
+    FOR r IN EXECUTE format('SELECT to_jsonb(t) AS v FROM %I.%I AS t', TG_TABLE_SCHEMA, TG_TABLE_NAME) LOOP
+        part := part || r.v;
+        size := size + pg_column_size(r.v);
+        IF cardinality(part) >= 1000 OR size >= 4194304 THEN
+            PERFORM pg_logical_emit_message(true, 'rxstore.truncate',
+                jsonb_build_object('topic', TG_ARGV[0], 'rows', to_jsonb(part))::text);
+            part := '{}';
+            size := 0;
+        END IF;
+    END LOOP;
+    IF cardinality(part) > 0 THEN
+        PERFORM pg_logical_emit_message(true, 'rxstore.truncate',
+            jsonb_build_object('topic', TG_ARGV[0], 'rows', to_jsonb(part))::text);
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -210,7 +223,7 @@ class _Message:
 class Decoder:
     """Groups the slot's pgoutput messages into committed transactions of the watched ``topics``.
 
-    Fed one part of a peek's messages at a time (:meth:`feed`), in order; the transaction
+    Fed a peek's messages in order, one (:meth:`take`) or a part (:meth:`feed`) at a time; the transaction
     whose commit is not read yet is :attr:`current`. Values stay in their text form
     (``jsonb_populate_record`` reads them with each type's own input function, so nothing is
     rounded or lost).
@@ -227,27 +240,30 @@ class Decoder:
 
     def feed(self, records: Sequence[Any]) -> list[Transaction]:
         """Decode the next ``(lsn, xid, data)`` rows of :data:`PEEK_SQL`; the transactions they commit."""
-        done: list[Transaction] = []
-        for lsn, _, data in records:
-            kind = data[0:1]
-            if kind == b"B":
-                message = _Message(bytes(data))
-                message.number(8)  # final LSN
-                stamp = message.number(8)
-                self.current = Transaction(xid=message.number(4), timestamp=_PG_EPOCH + stamp / 1e6)
-            elif kind == b"R":
-                self._relation(_Message(bytes(data)))
-            elif self.current is None:
-                continue  # a transaction cut before its BEGIN: read again next time
-            elif kind == b"C":
-                self.current.commit_lsn = lsn
-                done.append(self.current)
-                self.current = None
-            elif kind in (b"I", b"U", b"D"):
-                self._change(self.current, kind, _Message(bytes(data)))
-            elif kind == b"M":
-                self._message(self.current, _Message(bytes(data)))
-        return done
+        return [tx for record in records if (tx := self.take(record)) is not None]
+
+    def take(self, record: Any) -> Transaction | None:
+        """Decode the next ``(lsn, xid, data)`` row of :data:`PEEK_SQL`; the transaction it commits."""
+        lsn, _, data = record
+        kind = data[0:1]
+        if kind == b"B":
+            message = _Message(bytes(data))
+            message.number(8)  # final LSN
+            stamp = message.number(8)
+            self.current = Transaction(xid=message.number(4), timestamp=_PG_EPOCH + stamp / 1e6)
+        elif kind == b"R":
+            self._relation(_Message(bytes(data)))
+        elif self.current is None:
+            pass  # a transaction cut before its BEGIN: read again next time
+        elif kind == b"C":
+            done, self.current = self.current, None
+            done.commit_lsn = lsn
+            return done
+        elif kind in (b"I", b"U", b"D"):
+            self._change(self.current, kind, _Message(bytes(data)))
+        elif kind == b"M":
+            self._message(self.current, _Message(bytes(data)))
+        return None
 
     def _relation(self, message: _Message) -> None:
         relation = message.number(4)

@@ -75,17 +75,22 @@ class Spool:
             self._held += len(tx.changes)
             self.peak = max(self.peak, self._held)
 
-    async def check(self, current: Transaction | None, fed: int) -> None:
-        """Append what waits and spool ``current``'s changes once ``limit`` changes are held.
+    def full(self, current: Transaction | None, size: int) -> bool:
+        """Count ``size`` more bytes of messages decoded; whether :meth:`release` is due.
 
-        Also once the messages decoded since (``fed`` more bytes now) add up to ``limit_bytes``.
+        It is once ``limit`` changes (those waiting and ``current``'s) or ``limit_bytes`` of
+        messages are held.
         """
         held = self._held + (len(current.changes) if current is not None else 0)
-        self._held_bytes += fed
-        self.peak = max(self.peak, held)
-        self.peak_bytes = max(self.peak_bytes, self._held_bytes)
-        if held < self.limit and self._held_bytes < self.limit_bytes:
-            return
+        self._held_bytes += size
+        if held > self.peak:
+            self.peak = held
+        if self._held_bytes > self.peak_bytes:
+            self.peak_bytes = self._held_bytes
+        return held >= self.limit or self._held_bytes >= self.limit_bytes
+
+    async def release(self, current: Transaction | None) -> None:
+        """Append the transactions that wait and spool ``current``'s changes: nothing is held."""
         await self.flush()
         if current is not None and current.changes:
             await self._part(current)

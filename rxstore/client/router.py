@@ -113,7 +113,7 @@ class Router:
         self.closing: str | None = None
         self._replaying = False
         self._live = False
-        self._snapshots = SnapshotChunks()
+        self._snapshots = SnapshotChunks(tables)
         """Snapshots arriving in chunks, not yet shown."""
         self._trace: tuple[Any, Any, int, int, int] | None = None
         """The frame being received and the counters before it, while ``rxstore.router`` is at DEBUG."""

@@ -2,21 +2,31 @@
 
 :class:`SnapshotChunks` is the router's collaborator for ``rxstore:snapshot``
 frames: it validates each frame and holds the records of a snapshot cut into
-chunks, so that stores see a snapshot only when it is whole.
+chunks, so that stores see a snapshot only when it is whole. Meanwhile it builds
+the map of each table store that follows the snapshot, a chunk at a time, while
+the gateway reads the next (:class:`~rxstore.stores.folding.chunked.ChunkedBuild`):
+the stores take the maps with the whole snapshot instead of building them then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import SNAPSHOT, Event, EventKind, Snapshot
+from rxstore.stores.folding.built_rows import Spec
+from rxstore.stores.folding.chunked import ChunkedBuild
+from rxstore.stores.table import TableStore
 
 __all__ = ["SnapshotChunks"]
 
 
 class SnapshotChunks:
     """The chunks of snapshots not yet whole, by subscription id.
+
+    Args:
+        tables: The root's table stores (a list kept up to date): whose maps to build as chunks arrive.
 
     Example:
         >>> chunks = SnapshotChunks()
@@ -28,9 +38,10 @@ class SnapshotChunks:
         ({'id': 1}, {'id': 2})
     """
 
-    def __init__(self) -> None:
-        self._held: dict[str, tuple[int, list[Any]]] = {}
-        """Event name (subscription id) -> (seq, records) of a snapshot arriving in chunks."""
+    def __init__(self, tables: Sequence[Any] = ()) -> None:
+        self._tables = tables
+        self._held: dict[str, tuple[int, list[Any], ChunkedBuild | None]] = {}
+        """Event name (subscription id) -> (seq, records, maps so far) of a snapshot arriving in chunks."""
 
     def clear(self) -> None:
         """Drop every snapshot cut short (a new session sends them again whole)."""
@@ -51,15 +62,36 @@ class SnapshotChunks:
         if held is not None and held[0] != event.seq:
             held = None  # a new snapshot of the topic began (after a reset): the old one is void
         if more:
-            records = held[1] if held is not None else []
-            records.extend(snapshot.records)
-            self._held[event.name] = (event.seq or 0, records)
+            if held is None:
+                specs = self._specs(event.name)
+                held = (event.seq or 0, [], ChunkedBuild(specs) if specs else None)
+            held[1].extend(snapshot.records)
+            if held[2] is not None:
+                held[2].add(snapshot.records)
+            self._held[event.name] = held
             return None
         if held is None:
             return event
-        held[1].extend(snapshot.records)
-        whole = Snapshot(snapshot.topic, snapshot.seq, tuple(held[1]))
+        records, build = held[1], held[2]
+        records.extend(snapshot.records)
+        if build is None:
+            rows: tuple[Any, ...] = tuple(records)
+        else:
+            build.add(snapshot.records)
+            rows = build.rows_of(records)
+        whole = Snapshot(snapshot.topic, snapshot.seq, rows)
         return Event(event.name, whole, EventKind.SNAPSHOT, event.seq)
+
+    def _specs(self, name: str) -> set[Spec]:
+        """The ``(key, record type)`` of each table store following ``name`` (rows made records by type)."""
+        return {
+            (table.primary_key, table.record_type)
+            for table in self._tables
+            if isinstance(table, TableStore)
+            and table.event == name
+            and table.own_records
+            and not table.foreign
+        }
 
 
 def _snapshot_event(data: Any) -> Event:
@@ -76,6 +108,6 @@ def _snapshot_event(data: Any) -> Event:
         raise ProtocolError("snapshot frame needs 'topic' and 'event' strings", event=SNAPSHOT, payload=data)
     if type(seq) is not int or seq < 0:
         raise ProtocolError("snapshot frame needs a non-negative int 'seq'", event=SNAPSHOT, payload=data)
-    if type(records) is not list or not all(type(r) is dict for r in records):
+    if type(records) is not list or not {*map(type, records)} <= {dict}:  # every row a dict (C speed)
         raise ProtocolError("snapshot frame needs a list of objects 'records'", event=SNAPSHOT, payload=data)
     return Event(name, Snapshot(topic, seq, tuple(records)), EventKind.SNAPSHOT, seq)

@@ -23,6 +23,7 @@ from rxstore.protocol.errors import ProtocolError
 from rxstore.protocol.events import ROW_OF, Change, Event, EventKind, Op, Snapshot
 from rxstore.protocol.frames import ChangeFrame
 from rxstore.protocol.records import envelope_records, structure_records
+from rxstore.stores.folding.built_rows import BuiltRows
 from rxstore.stores.folding.collector import collector_paused
 from rxstore.stores.folding.fold_spec import TableFold
 from rxstore.stores.folding.foreign import foreign_change, not_a_change
@@ -283,11 +284,17 @@ def _apply_changes(
 def rows_of(fold: TableFold[R], snapshot: Snapshot, event: Event) -> immutables.Map[Any, R]:
     """A snapshot's rows as the table's map (a row that does not fit is reported and left out).
 
-    Rows kept as they came, or structured in one msgspec call, go into the map in one
-    tight loop; if any row fails there, the map is built again a row at a time, each
-    failure reported.
+    A snapshot that came in chunks carries its map already built for this store's key and
+    record type (:class:`~rxstore.stores.folding.built_rows.BuiltRows`): that one is
+    taken. Otherwise rows kept as they came, or structured in one msgspec call, go into
+    the map in one tight loop; if any row fails there, the map is built again a row at
+    a time, each failure reported.
     """
     rows = snapshot.records
+    if type(rows) is BuiltRows and fold.own_records:
+        built = rows.maps.get((fold.key, fold.record_type))
+        if built is not None:
+            return built
     with collector_paused(len(rows)):
         key_name, own = fold.key, fold.own_records and fold.record_type
         records = structure_records(list(rows), own) if own else None  # one msgspec call

@@ -21,6 +21,7 @@ import pytest
 from rxstore import EventKind, RootStore, SyncState
 from rxstore.gateway.demo import Post, all_posts, save_post
 from rxstore.gateway.health import health_report, metrics_report
+from rxstore.gateway.log.postgres.capture import CaptureLeader
 from rxstore.gateway.log.postgres.changelog import PostgresChangeLog
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.server import RealtimeGateway
@@ -165,6 +166,19 @@ async def test_healthz_and_metrics_warn_while_the_slot_retains_more_than_the_thr
         await conn.close()
         await b.close()
         await a.close()
+
+
+def test_a_slot_about_to_be_lost_is_a_warning_whatever_it_retains() -> None:
+    """``wal_status`` ``unreserved`` (past max_slot_wal_keep_size, not yet invalidated) or
+    ``lost`` is a warning even under the threshold; ``reserved`` under it is none."""
+    leader = CaptureLeader("rxstore_1", connect=None, appended=None, retained_warning=10**12)
+    leader.retained_bytes = 1000
+    for status in ("unreserved", "lost"):
+        leader.wal_status = status
+        assert status in (leader.warning() or "")
+    leader.wal_status = "reserved"
+    assert leader.warning() is None
+    assert leader.status()["warning"] is None
 
 
 # -- an invalidated slot -----------------------------------------------------------------

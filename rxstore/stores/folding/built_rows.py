@@ -33,3 +33,7 @@ class BuiltRows(tuple[Any, ...]):
         rows = super().__new__(cls, records)
         rows.maps = maps
         return rows
+
+    def __reduce__(self) -> tuple[type[tuple[Any, ...]], tuple[tuple[Any, ...]]]:
+        """A copy or a pickle is the plain rows: the maps are the fold's shortcut, not part of the value."""
+        return tuple, (tuple(self),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import attrs
@@ -72,3 +74,10 @@ def test_a_chunk_that_does_not_fit_drops_the_build_of_that_spec_only() -> None:
     keyless = ChunkedBuild([("id", None)])
     keyless.add([{"title": "no key"}])
     assert keyless.rows_of([]).maps == {} and keyless.rows == 1
+
+
+def test_a_copy_or_a_pickle_of_the_rows_is_the_plain_rows() -> None:
+    """An app that copies (or pickles) a snapshot event gets its rows: the maps are not part of the value."""
+    rows = built([[{"id": 1}], [{"id": 2}]], None)
+    for again in (copy.copy(rows), copy.deepcopy(rows), pickle.loads(pickle.dumps(rows))):
+        assert type(again) is tuple and again == ({"id": 1}, {"id": 2})

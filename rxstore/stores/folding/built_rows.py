@@ -18,7 +18,8 @@ class BuiltRows(tuple[Any, ...]):
 
     :func:`~rxstore.stores.folding.fold.rows_of` takes the map of its store's spec from
     :attr:`maps` when one is there: built as the chunks arrived, it holds what the
-    store would build from these rows.
+    store would build from these rows. It encodes as a tuple with :mod:`json` and
+    msgspec; orjson encodes no tuple subclass: give it ``tuple(records)``.
 
     Example:
         >>> rows = BuiltRows([{"id": 1}], {("id", None): immutables.Map({1: {"id": 1}})})

@@ -108,7 +108,8 @@ class Router:
         self.events = EventStream(metrics, report)
         self.cursor: int | None = None
         self.cursor_event: str | None = None
-        self.cursor_ts: float | None = None
+        self._cursor_change: dict[str, Any] | None = None
+        """The envelope that set the cursor (a snapshot: ``{"ts": ...}``): see :attr:`cursor_ts`."""
         self.epoch: str | None = None
         self.closing: str | None = None
         self._replaying = False
@@ -119,6 +120,17 @@ class Router:
         """The frame being received and the counters before it, while ``rxstore.router`` is at DEBUG."""
         self.recorder: FrameTap | None = None
         """What records the frames (``root.record()``), while one does: one attribute check per frame."""
+
+    @property
+    def cursor_ts(self) -> float | None:
+        """The ``ts`` of the change at the cursor (``None``: unknown), read from the change that set it."""
+        change = self._cursor_change
+        ts: Any = None if change is None else change.get("ts")
+        return float(ts) if type(ts) in (int, float) else None
+
+    @cursor_ts.setter
+    def cursor_ts(self, ts: float | None) -> None:
+        self._cursor_change = None if ts is None else {"ts": ts}
 
     @property
     def live(self) -> bool:
@@ -340,9 +352,8 @@ class Router:
             if named is not None:
                 named.append(name)
             append(payload)
-        if envelopes:
-            ts: Any = envelopes[-1].get("ts")  # the cursor's change: once per frame, not per change
-            self.cursor_ts = float(ts) if type(ts) in (int, float) else None
+        if envelopes:  # the cursor's change, kept as it is: its ts is read on reconnect
+            self._cursor_change = envelopes[-1]
         self.cursor = cursor
         self.cursor_event = cursor_event
         metrics = self.metrics
@@ -390,13 +401,12 @@ class Router:
         if self.cursor is None:  # first sync, or after a reset; never moved by a runtime subscription's
             self.cursor = seq
             self.cursor_event = event.name
-            ts = data.get("ts")  # the change at the snapshot's seq (absent: none, or an older gateway)
-            self.cursor_ts = float(ts) if type(ts) in (int, float) else None
+            self._cursor_change = {"ts": data.get("ts")}  # absent: no change there, or an older gateway
         self._dispatch([event])
 
     def _on_reset(self, data: Any) -> None:
         log.info("[RootStore] reset: %s", data)
-        self.cursor = self.cursor_event = self.cursor_ts = None
+        self.cursor = self.cursor_event = self._cursor_change = None
         self.epoch = None  # the next rxstore:live tells the new one
         self._tell()
         reset = Event(RESET, data, EventKind.RESET)

@@ -202,6 +202,9 @@ class Connector:
             token = await resolve_token(self.token)
         except TokenProviderError as exc:
             return exc
+        # A new session begins now, not when connect() returns: its first frames (a snapshot's
+        # chunks, rxstore:live) may be handled before that, and must not be thrown away then.
+        self._router.link_up()
         try:
             await self.transport.connect(url, self.auth_payload(token))
         except ConnectionRefused as exc:
@@ -373,12 +376,16 @@ class Connector:
     # -- the link's transitions ------------------------------------------------
 
     def link_up(self, url: str) -> None:
-        """Mark the link to ``url`` up: replay from the cursor, tables replaying."""
-        self._router.link_up()
+        """Mark the link to ``url`` up: replay from the cursor, tables replaying (unless live already).
+
+        The router's session began before the connect (:meth:`Router.link_up
+        <rxstore.client.router.Router.link_up>`): frames may have come first.
+        """
         self._url = url
         log.info("[RootStore] connected to %s (cursor=%s)", url, self._router.cursor)
         self._set_state(ConnectionState(ConnectionStatus.CONNECTED, url=url))
-        self.set_sync(SyncState.REPLAYING)
+        if not self._router.live:  # its rxstore:live may have come before connect() returned
+            self.set_sync(SyncState.REPLAYING)
         self._follows.link_up()  # the stores it did not follow yet are subscribed now
 
     def link_refused(self, exc: ConnectionRefused, url: str) -> None:

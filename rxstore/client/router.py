@@ -138,7 +138,11 @@ class Router:
         return self._live
 
     def link_up(self) -> None:
-        """A new session began: replaying from the cursor, no snapshot half-received."""
+        """A new session begins: replaying from the cursor, no snapshot half-received.
+
+        Called before the connection is opened: the session's first frames may be handled
+        before the open returns.
+        """
         self._replaying = self.cursor is not None
         self._live = False
         self._snapshots.clear()  # a snapshot cut short by the lost link is sent again whole

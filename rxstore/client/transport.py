@@ -216,6 +216,10 @@ class SocketIOTransport:
         self._closing = False
         self._refusal = None
         client = self._new_client()
+        # Ours before connect() returns: the gateway may end the session before it does (a
+        # server that drops at once), and that loss must reach the root, not be ignored.
+        self._lost = asyncio.get_running_loop().create_future()
+        self._client = client
         try:
             await _within(
                 client.connect(
@@ -228,6 +232,7 @@ class SocketIOTransport:
                 self.connect_timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
+            self._abandon(client)
             await _quietly_disconnect(client)
             refusal = self._refusal
             # A refusal by the gateway always carries an object; python-socketio reports a
@@ -238,10 +243,15 @@ class SocketIOTransport:
                 raise _refused(refusal) from None
             raise TransportError(f"cannot connect to {url}: {_why(exc)}") from None
         except BaseException:  # cancelled mid-connect (a connect timeout, a teardown): close what it opened
+            self._abandon(client)
             await _quietly_disconnect(client)
             raise
-        self._lost = asyncio.get_running_loop().create_future()
-        self._client = client
+
+    def _abandon(self, client: Any) -> None:
+        """Forget a client whose connect failed (no loss is reported for it: it never was up)."""
+        if self._client is client:
+            self._client = None
+            self._lost = None
 
     async def disconnect(self) -> None:
         """Close the link, if open."""

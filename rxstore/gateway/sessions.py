@@ -341,6 +341,7 @@ class Sessions:
         if client is None:
             return
         client.live = False
+        client.gone = True  # work still under way for it (a subscribe, a broadcast) ends there
         for task in client.tasks:
             task.cancel()
         if client.expiry is not None:

@@ -195,6 +195,7 @@ class VirtualLink:
 
     def _connect_by_hand(self, root: RootStore) -> None:
         """Bring up a root whose connection loop does not run, as its loop would."""
+        root.router.link_up()  # the session begins, as the connection loop begins it
         deliver = self._open(root.auth_payload(None))  # the stores it offers are followed at once
         root.link_up(URL)
         deliver()

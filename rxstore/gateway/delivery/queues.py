@@ -296,8 +296,7 @@ class Delivery:
         return True
 
     def clear(self, client: Client) -> None:
-        """Empty a forgotten client's queue; nothing is queued for it from now on."""
-        client.gone = True
+        """Empty a client's queue (a forgotten one's: see ``Client.gone``)."""
         client.queue.clear()
         client.idle.set()
         self.queued_total -= client.queued_bytes
@@ -385,7 +384,7 @@ class Delivery:
                 while queue:
                     frame = queue.popleft()
                     await self.send(client, frame)
-                    if client.gone:  # cleared (its counts with it) while this frame was written
+                    if client.gone:  # forgotten (its counts cleared) while this frame was written
                         return
                     client.queued -= frame.size
                     client.queued_bytes -= frame.nbytes

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from reactivex import Observable
 from reactivex.subject import BehaviorSubject, Subject
@@ -37,6 +37,7 @@ from rxstore.client.metrics import Metrics
 from rxstore.client.outbox import consume_exception
 from rxstore.client.router import Router
 from rxstore.client.subscriptions import Subscriptions
+from rxstore.client.tasks import cancel_and_wait
 from rxstore.client.transport import Transport
 from rxstore.protocol.errors import (
     ConnectError,
@@ -51,9 +52,6 @@ from rxstore.stores.table import TableStore
 __all__ = ["Connector"]
 
 log = logging.getLogger("rxstore.root")
-
-RECANCEL: Final = 0.1
-"""Seconds :meth:`Connector.stop` waits for the cancelled loop before cancelling it again."""
 
 
 class Connector:
@@ -165,18 +163,13 @@ class Connector:
     async def stop(self) -> None:
         """Cancel the loop and wait for it to end (the transport stays as it is).
 
-        The loop is cancelled again every :data:`RECANCEL` seconds until it ends:
-        Python 3.11's ``asyncio.wait_for`` (python-socketio's connect and the
-        transport's timeouts use it) loses a cancellation that arrives as its
-        awaitable finishes, and the loop would go on reconnecting after the
-        teardown, which would wait for it forever.
+        The loop is cancelled again until it ends (:func:`~rxstore.client.tasks.cancel_and_wait`):
+        else it could go on reconnecting after the teardown, which would wait for it forever.
         """
         task, self._task = self._task, None
         if task is None:
             return
-        while not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=RECANCEL)
+        await cancel_and_wait(task)
         with contextlib.suppress(asyncio.CancelledError, RxStoreError):
             task.result()
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import attrs
 
 from rxstore.client.metrics import Metrics
+from rxstore.client.tasks import cancel_and_wait
 from rxstore.client.transport import Transport
 from rxstore.persist.batch import Outgoing
 from rxstore.persist.mutation import PendingMutation
@@ -242,9 +243,9 @@ class Outbox:
         """Stop sending and settling; what is still queued fails with ``NotConnected``."""
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await cancel_and_wait(flusher)  # a lost cancellation would leave it sending after the close
+            with contextlib.suppress(asyncio.CancelledError, RxStoreError):
+                flusher.result()
         for handle in self._settle_timers.values():
             handle.cancel()
         self._settle_timers.clear()

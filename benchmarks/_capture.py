@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks._common import commands
+from benchmarks._common import commands, reply
 
 TOPIC = "posts"
 DECODE = (
@@ -171,19 +171,14 @@ async def main(options: dict[str, Any]) -> None:
     )
     await capture.open()
     try:
-        _reply({"ready": True})
+        reply({"ready": True})
         async for command in commands():
             if command["cmd"] == "settle":
-                _reply(await settle(capture, command["target"], command["wait"]))
+                reply(await settle(capture, command["target"], command["wait"]))
             elif command["cmd"] == "quit":
                 break
     finally:
         await capture.close()
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from benchmarks._common import commands, rss_bytes
+from benchmarks._common import commands, reply, rss_bytes
 from rxstore import Backoff, RootStore, TableStore
 from rxstore.gateway.demo import Post
 
@@ -88,20 +88,15 @@ class Churn:
 async def main(options: dict[str, Any]) -> None:
     churn = Churn(options)
     slots = [asyncio.create_task(churn.slot(i)) for i in range(len(churn.tokens))]
-    _reply({"ready": True, "slots": len(slots)})
+    reply({"ready": True, "slots": len(slots)})
     async for command in commands():
         if command["cmd"] == "counts":
-            _reply({"counts": dict(churn.counts), "errors": dict(churn.errors), "rss": rss_bytes()})
+            reply({"counts": dict(churn.counts), "errors": dict(churn.errors), "rss": rss_bytes()})
         elif command["cmd"] in ("stop", "quit"):
             break
     churn.stopping.set()
     await asyncio.gather(*slots)
-    _reply({"counts": dict(churn.counts), "errors": dict(churn.errors), "rss": rss_bytes()})
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    reply({"counts": dict(churn.counts), "errors": dict(churn.errors), "rss": rss_bytes()})
 
 
 if __name__ == "__main__":

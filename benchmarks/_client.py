@@ -29,7 +29,7 @@ from typing import Any
 
 import socketio
 
-from benchmarks._common import commands, rss_bytes
+from benchmarks._common import commands, reply, rss_bytes
 from rxstore import RootStore, TableStore
 from rxstore.client.transport import SocketIOTransport
 from rxstore.gateway.demo import Post
@@ -251,37 +251,32 @@ async def main(options: dict[str, Any]) -> None:
         await _wait_all(clients, head, 120)
     if lags is not None:
         lags.clear()
-    _reply({"ready": True, "clients": len(clients), "rss": rss_bytes()})
+    reply({"ready": True, "clients": len(clients), "rss": rss_bytes()})
     async for command in commands():
         cmd = command["cmd"]
         if cmd == "wait":
             cpu0 = _cpu()
             done_at, ok = await _wait_all(clients, command["seq"], command.get("timeout", 120))
-            _reply({"ok": ok, "t_done": done_at, "cpu": _cpu() - cpu0, "rss": rss_bytes()})
+            reply({"ok": ok, "t_done": done_at, "cpu": _cpu() - cpu0, "rss": rss_bytes()})
         elif cmd == "resume":
             cpu0 = _cpu()
             started = time.time()
             await asyncio.gather(*(c.connect() for c in clients))
             done_at, ok = await _wait_all(clients, command["seq"], command.get("timeout", 120))
-            _reply({"ok": ok, "t_start": started, "t_done": done_at, "cpu": _cpu() - cpu0})
+            reply({"ok": ok, "t_start": started, "t_done": done_at, "cpu": _cpu() - cpu0})
         elif cmd == "disconnect":
             await asyncio.gather(*(c.disconnect() for c in clients))
-            _reply({"ok": True})
+            reply({"ok": True})
         elif cmd == "lags":
             values = list(lags or ())
             if lags is not None:
                 lags.clear()
-            _reply({"lags": values})
+            reply({"lags": values})
         elif cmd == "quit":
             break
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
     if WsClient.session is not None:
         await WsClient.session.close()
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -172,6 +172,12 @@ async def commands() -> AsyncIterator[dict[str, Any]]:
         yield json.loads(line)
 
 
+def reply(message: dict[str, Any]) -> None:
+    """Answer the benchmark that started this helper process: one JSON line on stdout."""
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
 def rss_bytes(pid: int | None = None) -> int:
     """Resident set size of a process (this one by default), from /proc."""
     path = Path(f"/proc/{pid or os.getpid()}/status")

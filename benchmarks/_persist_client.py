@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import commands
+from benchmarks._common import commands, reply
 from rxstore import RootStore, TableStore
 from rxstore.gateway.demo import Post
 
@@ -66,7 +66,7 @@ async def main(options: dict[str, Any]) -> None:
     await root.setup_realtime()
     live = await _reached(posts, options["head"], 300)
     await root.persisted()  # the snapshot on disk before anything else is measured
-    _reply(
+    reply(
         {
             "ready": True,
             "t_start": started,
@@ -84,7 +84,7 @@ async def main(options: dict[str, Any]) -> None:
             done_at = await _reached(posts, command["seq"], command.get("timeout", 300))
             await root.persisted()  # the cost of persisting includes getting it onto disk
             metrics = root.persist.metrics if root.persist is not None else None
-            _reply(
+            reply(
                 {
                     "ok": True,
                     "t_done": done_at,
@@ -97,11 +97,6 @@ async def main(options: dict[str, Any]) -> None:
         elif command["cmd"] == "quit":
             break
     await root.teardown_realtime()
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

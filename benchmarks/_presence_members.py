@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._common import commands
+from benchmarks._common import commands, reply
 from benchmarks._gateway import AUTH
 
 
@@ -119,20 +119,15 @@ async def main(options: dict[str, Any]) -> None:
         members: list[Member] = []
         for i in range(options["members"]):
             members.append(await connect(session, url, f"m{i}", channel))
-        _reply({"joined": len(members), "seconds": time.monotonic() - started})
+        reply({"joined": len(members), "seconds": time.monotonic() - started})
         async for command in commands():
             if command["cmd"] == "updates":
-                _reply(await updates(members, channel, command["seconds"], command["updaters"]))
+                reply(await updates(members, channel, command["seconds"], command["updaters"]))
             elif command["cmd"] == "quit":
                 break
         for member in members:
             member.reader.cancel()
             await member.ws.close()
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import commands, rss_bytes
+from benchmarks._common import commands, reply, rss_bytes
 from benchmarks._gateway import Server
 
 
@@ -26,7 +26,7 @@ async def main(options: dict[str, Any]) -> None:
         coalesce=options.get("coalesce", 0.0),
     ) as server:
         assert server.gateway is not None
-        _reply({"url": server.url, "rss": rss_bytes(), "head": await server.head()})
+        reply({"url": server.url, "rss": rss_bytes(), "head": await server.head()})
         peak = rss_bytes()
         async for command in commands():
             if command["cmd"] == "paced":
@@ -36,7 +36,7 @@ async def main(options: dict[str, Any]) -> None:
                 count = await server.paced(command["rate"], command["seconds"])
                 sampler.cancel()
                 peak = max(peak, await _result(sampler))
-                _reply(
+                reply(
                     {
                         "count": count,
                         "head": await server.head(),
@@ -48,7 +48,7 @@ async def main(options: dict[str, Any]) -> None:
                     }
                 )
             elif command["cmd"] == "rss":
-                _reply({"rss": rss_bytes(), "clients": len(server.gateway._clients)})
+                reply({"rss": rss_bytes(), "clients": len(server.gateway._clients)})
             elif command["cmd"] == "quit":
                 break
 
@@ -66,11 +66,6 @@ async def _result(task: asyncio.Task[None]) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     return _PEAK[0]
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from benchmarks._common import Output, Table, commands
+from benchmarks._common import Output, Table, commands, reply
 from benchmarks._gateway import AUTH, Process
 from rxstore.protocol.events import BATCH, LIVE, Change, Op
 
@@ -97,7 +97,7 @@ async def _serve(options: dict[str, Any]) -> None:
         gateway = server.gateway
         gateway.delivery.direct = kind != "old"
         url = server.url
-    _reply({"url": url})
+    reply({"url": url})
     seq = 10**6
     cpu0 = 0.0
     profile: cProfile.Profile | None = None
@@ -126,7 +126,7 @@ async def _serve(options: dict[str, Any]) -> None:
                         )
                         gateway.tailer.broadcast([change])
                     await asyncio.sleep(0)  # as the tailer does between reads
-                _reply({"sent": command["frames"]})
+                reply({"sent": command["frames"]})
             elif command["cmd"] == "cpu":
                 cpu = time.process_time() - cpu0
                 times = os.times()
@@ -138,7 +138,7 @@ async def _serve(options: dict[str, Any]) -> None:
                     pstats.Stats(profile, stream=stream).sort_stats("tottime").print_stats(14)
                     text = stream.getvalue()
                     profile = None
-                _reply({"cpu": cpu, "system": system, "profile": text})
+                reply({"cpu": cpu, "system": system, "profile": text})
             elif command["cmd"] == "quit":
                 break
     finally:
@@ -194,14 +194,14 @@ async def _clients(options: dict[str, Any]) -> None:
     deadline = loop.time() + 120
     while not all(live) and loop.time() < deadline:
         await asyncio.sleep(0.05)
-    _reply({"live": sum(live)})
+    reply({"live": sum(live)})
     try:
         async for command in commands():
             if command["cmd"] == "wait":
                 deadline = loop.time() + command.get("timeout", 120)
                 while min(counts) < command["frames"] and loop.time() < deadline:
                     await asyncio.sleep(0.02)
-                _reply({"ok": min(counts) >= command["frames"], "received": sum(counts), "last": last[0]})
+                reply({"ok": min(counts) >= command["frames"], "received": sum(counts), "last": last[0]})
             elif command["cmd"] == "quit":
                 break
     finally:
@@ -209,11 +209,6 @@ async def _clients(options: dict[str, Any]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await session.close()
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 # -- the benchmark ------------------------------------------------------------------------------

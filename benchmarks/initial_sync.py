@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import ROOT, Output, Table, commands, fmt, rss_bytes
+from benchmarks._common import ROOT, Output, Table, commands, fmt, reply, rss_bytes
 
 ROWS = (200_000, 1_000_000)
 QUICK_ROWS = (20_000, 100_000)
@@ -87,11 +87,6 @@ async def fill_postgres(dsn: str, rows: int) -> None:
 
 
 # -- the helper processes ---------------------------------------------------------------------------
-
-
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 def _max_rss() -> int:
@@ -160,7 +155,7 @@ async def floor_server(options: dict[str, Any]) -> None:
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    _reply({"port": server.sockets[0].getsockname()[1]})
+    reply({"port": server.sockets[0].getsockname()[1]})
     async for command in commands():
         if command["cmd"] == "quit":
             break
@@ -180,7 +175,7 @@ def _floor_receive(port: int) -> dict[Any, Any]:
 
 async def floor_client(options: dict[str, Any]) -> None:
     """Receive the table once per ``go`` command; reply with time, CPU and memory."""
-    _reply({"ready": True})
+    reply({"ready": True})
     kept: Any = None
     async for command in commands():
         if command["cmd"] == "go":
@@ -190,7 +185,7 @@ async def floor_client(options: dict[str, Any]) -> None:
             kept = _floor_receive(command["port"])
             seconds = time.perf_counter() - t0
             cpu = _cpu() - cpu0
-            _reply({"seconds": seconds, "cpu": cpu, "rows": len(kept), "rss0": rss0, "max_rss": _max_rss()})
+            reply({"seconds": seconds, "cpu": cpu, "rows": len(kept), "rss0": rss0, "max_rss": _max_rss()})
         elif command["cmd"] == "quit":
             break
 
@@ -208,7 +203,7 @@ async def rx_client(options: dict[str, Any]) -> None:
 
     items = Items()
     root = RootStore(options["url"], stores=[items], token=options["token"])
-    _reply({"ready": True})
+    reply({"ready": True})
     async for command in commands():
         if command["cmd"] == "go":
             rss0, cpu0 = rss_bytes(), _cpu()
@@ -217,7 +212,7 @@ async def rx_client(options: dict[str, Any]) -> None:
             await root.live(timeout=900)
             seconds = time.perf_counter() - t0
             cpu = _cpu() - cpu0
-            _reply(
+            reply(
                 {
                     "seconds": seconds,
                     "cpu": cpu,

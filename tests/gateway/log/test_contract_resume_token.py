@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,14 @@ import pytest
 import socketio
 
 from rxstore import RootStore
-from rxstore.gateway.demo import all_posts, create_demo_schema, delete_post
+from rxstore.gateway.demo import all_posts
 from rxstore.gateway.log.open_log import open_change_log
-from rxstore.gateway.server import RealtimeGateway
-from tests.gateway.harness import AUTH, root_for, start_gateway
+from tests.gateway.harness import AUTH, root_for
 from tests.gateway.log.test_contract_epoch import (
     backend,  # noqa: F401  (the fixture)
     databases,  # noqa: F401  (the fixture)
+    npm_example_through_a_restore,
     pg_tool,
-    protocol_page_example,
-    read_until,
     record_resets,
     serving,
     snapshots,
@@ -216,42 +213,7 @@ async def test_the_npm_example_of_the_protocol_page_reloads_after_a_restore_nobo
     """The socket.io-client example of docs/protocol.md, run as written, keeps ``cursor_ts``
     with its cursor: after a SQLite backup restored with no ``mark-restore`` (same epoch) and
     8 other changes, it shows the database's 9 posts (a replay of seqs 11-13 would leave 13)."""
-    (tmp_path / "example.mjs").write_text(protocol_page_example())
-    (tmp_path / "node_modules").symlink_to(ROOT / "node_modules")
-    db, backup = tmp_path / "app.db", tmp_path / "backup.db"
-    url = f"sqlite:///{db}"
-    gateway = await start_gateway(url)
-    port = gateway.port
-    env = {**os.environ, "GATEWAY_URL": gateway.url, "RXSTORE_TOKEN": AUTH.issue("alice")}
-    example = await asyncio.create_subprocess_exec(
-        node, str(tmp_path / "example.mjs"), stdout=asyncio.subprocess.PIPE, env=env
-    )
-    try:
-        assert example.stdout is not None
-        try:
-            await write_posts(gateway.log, "p", 5)
-            await asyncio.to_thread(sqlite_copy, db, backup)
-            await write_posts(gateway.log, "lost", 5)
-            await read_until(example.stdout, "live at seq 10: 10 posts", timeout=8)
-        finally:
-            await gateway.stop()
-        await asyncio.to_thread(sqlite_copy, backup, db)  # nobody marks it
-        log = open_change_log(url)
-        await log.open()
-        await create_demo_schema(log)
-        await delete_post(log, "p0")
-        await delete_post(log, "p1")
-        await write_posts(log, "new", 6)  # seqs 6-13 again, 9 posts
-        gateway = RealtimeGateway(log, topics=["posts"], auth=AUTH)
-        await gateway.start(port=port)
-        try:
-            await read_until(example.stdout, "live at seq 13: 9 posts", timeout=15)
-        finally:
-            await gateway.stop()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            example.kill()
-        await example.wait()
+    await npm_example_through_a_restore(node, tmp_path, mark=False)
 
 
 # -- the token on the wire ------------------------------------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "LogSnapshot",
     "SnapshotReader",
     "Statement",
+    "fold_skip",
     "trim_needed",
 ]
 
@@ -62,6 +63,26 @@ class LogSnapshot:
     seq: int
     tables: Mapping[str, Sequence[Mapping[str, Any]]]
     skip: frozenset[int] = frozenset()
+
+
+def fold_skip(seq: int, skip: frozenset[int]) -> tuple[int, frozenset[int]]:
+    """Move a snapshot's ``seq`` over the skipped seqs right after it: the same rows, fewer exceptions.
+
+    A snapshot at ``seq`` that reflects ``seq + 1`` (in ``skip``) reflects every change up to
+    ``seq + 1``: it is at ``seq + 1``. So a client that starts from it is at the last change it
+    holds, even when no change follows (its cursor reaches the log's head).
+
+    Example:
+        >>> fold_skip(1, frozenset({2, 3, 5}))
+        (3, frozenset({5}))
+        >>> fold_skip(1, frozenset({3}))
+        (1, frozenset({3}))
+    """
+    if seq + 1 not in skip:
+        return seq, skip
+    while seq + 1 in skip:
+        seq += 1
+    return seq, frozenset(s for s in skip if s > seq)
 
 
 class SnapshotReader(Protocol):

@@ -29,7 +29,14 @@ from typing import Any, Literal
 import asyncpg
 
 from rxstore.gateway.codec import dump_json, load_json
-from rxstore.gateway.log.contract import AppliedMutation, LogSnapshot, SnapshotReader, Statement, trim_needed
+from rxstore.gateway.log.contract import (
+    AppliedMutation,
+    LogSnapshot,
+    SnapshotReader,
+    Statement,
+    fold_skip,
+    trim_needed,
+)
 from rxstore.gateway.log.postgres.capture import RETAINED_WARNING_BYTES
 from rxstore.gateway.log.postgres.decode import CAPTURE_SCHEMA, MUTATION_PREFIX
 from rxstore.gateway.log.postgres.reads import (
@@ -259,9 +266,11 @@ class PostgresChangeLog(SequencedLog):
         for topic in wanted:
             check_topic(topic, internal=_INTERNAL)
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            seq, keys, pending = await begin_snapshot(conn, wanted)
-            skip = await self._skip(conn, wanted, seq, pending)
-            yield PostgresSnapshotReader(conn, seq, skip, keys, await ts_at(conn, seq))
+            read_at, keys, pending = await begin_snapshot(conn, wanted)
+            seq, skip = fold_skip(read_at, await self._skip(conn, wanted, read_at, pending))
+            # A seq folded over skipped changes was given after this transaction began: read its ts elsewhere.
+            ts = await ts_at(conn, seq) if seq == read_at else await self.ts_at(seq)
+            yield PostgresSnapshotReader(conn, seq, skip, keys, ts)
 
     async def snapshot(self, topics: Sequence[str]) -> LogSnapshot:
         """Return the rows of ``topics`` at one consistent change-log position.
@@ -280,10 +289,10 @@ class PostgresChangeLog(SequencedLog):
             check_topic(topic, internal=_INTERNAL)
         tables: dict[str, list[dict[str, Any]]] = {}
         async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            seq, keys, pending = await begin_snapshot(conn, wanted)
+            read_at, keys, pending = await begin_snapshot(conn, wanted)
             for topic in wanted:
                 tables[topic] = [r[0] for r in await conn.fetch(rows_sql(topic, keys))]
-            skip = await self._skip(conn, wanted, seq, pending)
+            seq, skip = fold_skip(read_at, await self._skip(conn, wanted, read_at, pending))
         return LogSnapshot(seq=seq, tables=tables, skip=skip)
 
     async def columns(self, topic: str) -> dict[str, str]:

@@ -396,12 +396,38 @@ async def test_snapshot_skips_changes_committed_before_it_but_sequenced_after(
     finally:
         await blocker.close()
         await writer.close()
-    assert snap.seq == 1
-    assert snap.skip == frozenset({2, 3, 4})
+    # x, y and before@2 got seqs 2-4, right after the head the snapshot read (1): it is at 4.
+    assert snap.seq == 4
+    assert snap.skip == frozenset()
     assert sorted(r["id"] for r in snap.tables["items"]) == ["before", "x", "y"]
     changes = await read_all(log)
     assert [c.key("id") for c in changes] == ["before", "x", "y", "before", "after"]
     check_snapshot(snap, changes, await table_rows(log))
+
+
+async def test_a_snapshot_reader_of_skipped_changes_is_at_the_last_of_them(log: PostgresChangeLog) -> None:
+    """The last change reflected but sequenced after the read: the reader's seq (and its ``ts``,
+    the resume token's half) is that change's, so a client starting from it is at the head."""
+    await log.execute("INSERT INTO items (id) VALUES ('before')")
+    blocker = await asyncpg.connect(log.url)
+    try:
+        await blocker.execute("SELECT pg_advisory_lock($1)", SEQUENCER_LOCK_KEY)
+        await blocker.execute("INSERT INTO items (id) VALUES ('last')")
+        seqs_of = log._seqs_of
+
+        async def unblock_then_wait(ids: list[int]) -> frozenset[int]:
+            await blocker.execute("SELECT pg_advisory_unlock($1)", SEQUENCER_LOCK_KEY)
+            return await seqs_of(ids)
+
+        log._seqs_of = unblock_then_wait  # type: ignore[method-assign]
+        async with log.snapshot_reader(["items"]) as reader:
+            seq, skip, ts = reader.seq, reader.skip, reader.ts
+            rows, _ = await reader.fetch("items", 10)
+    finally:
+        await blocker.close()
+    assert (seq, skip) == (2, frozenset()) and await log.head() == 2
+    assert ts is not None and ts == await log.ts_at(2)
+    assert sorted(r["id"] for r in rows) == ["before", "last"]
 
 
 async def test_snapshot_plus_changes_after_it_minus_skip_reproduce_the_table_under_writes(

@@ -5,12 +5,14 @@ replication slot (PostgreSQL's own output plugin ``pgoutput``) keeps every commi
 change of the watched tables, and one *capture leader* among the gateway nodes
 (the holder of a session advisory lock; another node takes over when its
 connection dies) reads it with ``pg_logical_slot_peek_binary_changes`` and appends
-each committed transaction, in commit order, to ``rxstore_changes`` (``seq``
-NULL, then numbered by the sequencer exactly as trigger-captured changes are)::
+each committed transaction, in commit order, to ``rxstore_changes``, numbered as it
+writes them (it holds the sequencer's lock for its transaction: a row is written
+once, not written and then numbered as trigger-captured changes are)::
 
     BEGIN
       peek the slot up to pg_current_wal_flush_lsn(), read in parts through a cursor
-      INSERT INTO rxstore_changes ... (rows as to_jsonb gives them, commit xid and LSN)
+      take the sequencer's lock (before the first append)
+      INSERT INTO rxstore_changes ... (numbered; rows as to_jsonb gives them, commit xid and LSN)
       UPDATE rxstore_capture SET lsn = <last commit appended>
     COMMIT
     pg_replication_slot_advance(slot, lsn)          -- only after the append committed
@@ -41,13 +43,14 @@ from typing import Any, Final
 import asyncpg
 import attrs
 
-from rxstore.gateway.log.postgres.schema import CHANGES_CHANNEL, Conn
+from rxstore.gateway.log.postgres.schema import SEQ_CHANNEL, SEQUENCER_LOCK_KEY, Conn
 from rxstore.gateway.log.sql import ident
 
 __all__ = [
     "CAPTURE_LOCK_KEY",
     "CAPTURE_SCHEMA",
     "MUTATION_PREFIX",
+    "NUMBERED_SQL",
     "PEEK_SQL",
     "PLUGIN",
     "PUBLICATION",
@@ -56,6 +59,7 @@ __all__ = [
     "Decoder",
     "Transaction",
     "append",
+    "begin_numbering",
     "decode",
     "lsn_value",
     "peek",
@@ -369,17 +373,46 @@ async def rows(
     return columns
 
 
+NUMBERED_SQL: Final = (
+    "WITH h AS (UPDATE rxstore_head SET seq = seq + {count} WHERE singleton "
+    "RETURNING seq - {count} AS base, pg_notify('" + SEQ_CHANNEL + "', seq::text)) "
+    "INSERT INTO rxstore_changes (seq, topic, op, record, old, ts, mutation, xid, commit_lsn) {rows}"
+)
+"""An append that numbers its rows as it writes them (the rows' ``SELECT`` gives ``h.base + n`` first).
+
+The head moves and ``rxstore_seq`` is notified (sent at commit) in the same statement: a
+row is written once, never updated by the sequencer afterwards."""
+
+
+async def begin_numbering(conn: Conn) -> None:
+    """Take the sequencer's lock for the rest of the transaction; number what waits unnumbered first.
+
+    The capture leader appends in log order, so it numbers its rows itself
+    (:data:`NUMBERED_SQL`). Rows without a seq (written by triggers before the log
+    moved to WAL capture) get theirs first, so seqs keep following commit order.
+    """
+    await conn.execute(f"SELECT pg_advisory_xact_lock({SEQUENCER_LOCK_KEY})")
+    while await conn.fetchval("SELECT rxstore_sequence(10000)") >= 10000:
+        pass
+
+
 async def append(conn: Conn, transactions: Sequence[Transaction], keys: Mapping[str, str | None]) -> None:
-    """Append decoded transactions to the log (:func:`rows`), in one statement; in a transaction."""
+    """Append decoded transactions to the log (:func:`rows`), numbered, in one statement.
+
+    In a transaction that called :func:`begin_numbering`.
+    """
+    columns = await rows(conn, transactions, keys)
     await conn.execute(
-        "INSERT INTO rxstore_changes (topic, op, record, old, ts, mutation, xid, commit_lsn) "
-        "SELECT t, o, r::jsonb, p::jsonb, coalesce(s, "
-        "extract(epoch FROM clock_timestamp())), m, x, l::pg_lsn "
-        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], "
-        "$7::bigint[], $8::text[]) WITH ORDINALITY AS u(t, o, r, p, s, m, x, l, n) ORDER BY n",
-        *await rows(conn, transactions, keys),
+        NUMBERED_SQL.format(
+            count="$9::bigint",
+            rows="SELECT h.base + u.n, t, o, r::jsonb, p::jsonb, coalesce(s, "
+            "extract(epoch FROM clock_timestamp())), m, x, l::pg_lsn "
+            "FROM h, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], "
+            "$7::bigint[], $8::text[]) WITH ORDINALITY AS u(t, o, r, p, s, m, x, l, n) ORDER BY u.n",
+        ),
+        *columns,
+        len(columns[0]),
     )
-    await conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
 
 
 async def _convert(conn: Conn, topic: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -127,8 +127,7 @@ class SequencedLog:
         )
 
     def _appended(self) -> None:
-        self._dirty = True
-        self._kick.set()
+        self._signal.notify()  # numbered as they were appended: readable now
 
     async def wait_captured(self, timeout: float = 30.0) -> None:
         """Return once every transaction committed so far is in the log (at once with triggers).

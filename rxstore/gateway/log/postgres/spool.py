@@ -14,8 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from rxstore.gateway.log.postgres.decode import Transaction, append, lsn_value, rows, xid8_of
-from rxstore.gateway.log.postgres.schema import CHANGES_CHANNEL, Conn
+from rxstore.gateway.log.postgres.decode import (
+    NUMBERED_SQL,
+    Transaction,
+    append,
+    begin_numbering,
+    lsn_value,
+    rows,
+    xid8_of,
+)
+from rxstore.gateway.log.postgres.schema import Conn
 
 __all__ = ["SPOOL_SCHEMA", "Spool"]
 
@@ -59,6 +67,7 @@ class Spool:
         self._ready: list[Transaction] = []
         self._held = 0
         self._held_bytes = 0
+        self._numbering = False
 
     async def committed(self, tx: Transaction) -> None:
         """Take a transaction whose commit was read: hold it, or copy it from the spool into the log."""
@@ -99,6 +108,7 @@ class Spool:
     async def flush(self) -> None:
         """Append the whole transactions that wait (in commit order)."""
         if self._ready:
+            await self._number()
             await append(self.conn, self._ready, self.keys)
             self.appended += self._held
             self._ready, self._held = [], 0
@@ -120,16 +130,26 @@ class Spool:
 
     async def _move(self, tx: Transaction) -> None:
         """Copy a spooled transaction into the log, in its order, with its commit's values."""
+        await self._number()
         now = int(await self.conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
         await self.conn.execute(
-            "INSERT INTO rxstore_changes (topic, op, record, old, ts, mutation, xid, commit_lsn) "
-            "SELECT topic, op, record, old, coalesce($1::float8, extract(epoch FROM clock_timestamp())), "
-            "$2::text, $3::bigint, $4::text::pg_lsn FROM rxstore_capture_spool ORDER BY n",
+            NUMBERED_SQL.format(
+                count="$5::bigint",
+                rows="SELECT h.base + row_number() OVER (ORDER BY s.n), topic, op, record, old, "
+                "coalesce($1::float8, extract(epoch FROM clock_timestamp())), $2::text, $3::bigint, "
+                "$4::text::pg_lsn FROM h, rxstore_capture_spool AS s ORDER BY s.n",
+            ),
             tx.timestamp,
             tx.mutation,
             xid8_of(tx.xid, now),
             tx.commit_lsn,
+            tx.spooled,
         )
         await self.conn.execute("TRUNCATE rxstore_capture_spool")
-        await self.conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
         self.appended += tx.spooled
+
+    async def _number(self) -> None:
+        """Hold the sequencer's lock from the pass's first append on (see :func:`begin_numbering`)."""
+        if not self._numbering:
+            await begin_numbering(self.conn)
+            self._numbering = True

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import decimal
-import functools
-import json
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from rxstore.gateway.codec import non_finite_json
 from rxstore.gateway.log.postgres.schema import Conn
 from rxstore.gateway.log.sql import ident
 from rxstore.gateway.log.subset_sql import column_kind, where_sql, window_sql
@@ -17,13 +12,14 @@ from rxstore.protocol.subsets import Subset
 
 __all__ = [
     "KINDS_SQL",
-    "PLAIN_TYPES",
+    "NUMERIC_FLOAT_TYPES",
     "READ_BOUNDED_SQL",
     "PostgresSnapshotReader",
     "begin_snapshot",
     "column_kinds",
     "rows_sql",
     "subset_rows_sql",
+    "text_rows_sql",
     "ts_at",
 ]
 
@@ -52,18 +48,9 @@ ORDER BY a.attnum
 """
 """A watched table's columns and their types (a domain's base type), in table order."""
 
-PLAIN_TYPES: Final = frozenset(
-    {"text", "character varying", "integer", "bigint", "smallint", "boolean", "double precision"}
-)
-"""Column types whose values orjson writes as ``to_jsonb`` does (a non-finite ``double precision``
-as its string, see :func:`~rxstore.gateway.codec.non_finite_json`): a table of only these is read
-as records and encoded by the gateway, not as the server's JSON text (about a third of its CPU)."""
-
-_orjson: Any
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - the gateway's extra installs it
-    _orjson = None
+NUMERIC_FLOAT_TYPES: Final = ("double precision", "real")
+"""Column types that ``to_jsonb`` writes as the numeric their text reads as (``1e+300`` as 1 and
+300 zeros) and ``row_to_json`` as their text: :func:`text_rows_sql` reads them as that numeric."""
 
 
 async def column_kinds(conn: Conn, topic: str) -> dict[str, str]:
@@ -151,8 +138,6 @@ class PostgresSnapshotReader:
         self._reading: tuple[str, Subset | None, bool] | None = None
         self._cursor: Any = None
         self._held: Any = None
-        self._floats: list[int] | None = None
-        """The double precision columns' indexes while rows are read as records (:data:`PLAIN_TYPES`)."""
 
     async def fetch(
         self, topic: str, limit: int, subset: Subset | None = None
@@ -163,13 +148,13 @@ class PostgresSnapshotReader:
     async def fetch_text(
         self, topic: str, limit: int, subset: Subset | None = None
     ) -> tuple[list[str], bool]:
-        """:meth:`fetch`, each row as the JSON text PostgreSQL writes (``row_to_json(row)``), not decoded.
+        """:meth:`fetch`, each row as the JSON text PostgreSQL writes (:func:`text_rows_sql`), not decoded.
 
         The same values as :meth:`fetch`'s rows (``to_jsonb``); a row's keys come in the
         table's column order and a ``json`` column as it was written (its spacing, a
-        repeated key, whose last value is the one a decoder keeps, as jsonb does).
-        ``row_to_json`` costs the server about half the CPU of ``to_jsonb``'s text
-        (1.7-2.3 s against 3.2-3.4 s for 1,000,000 rows of 5 columns).
+        repeated key, whose last value is the one a decoder keeps, as jsonb does). The
+        server's CPU for 1,000,000 rows of 5 columns (one a float): 1.9-2.4 s, against
+        3.0-3.1 s for ``to_jsonb``'s text.
         """
         return await self._next(topic, limit, subset, text=True)
 
@@ -181,76 +166,40 @@ class PostgresSnapshotReader:
         if (topic, subset, text) != self._reading:
             kinds = await column_kinds(self._conn, topic) if subset is not None and subset.windowed else None
             sql, params = subset_rows_sql(topic, self._keys, subset, kinds)
-            self._floats = None
             if text:
-                types = [  # without a type modifier: character varying(20) is character varying
-                    r[1].split("(", 1)[0] for r in await self._conn.fetch(KINDS_SQL, ident(topic), topic)
-                ]
-                if _orjson is not None and types and PLAIN_TYPES.issuperset(types):
-                    sql = sql.replace("SELECT to_jsonb(t) ", "SELECT t.* ", 1)
-                    self._floats = [i for i, kind in enumerate(types) if kind == "double precision"]
-                elif not any("double precision" in kind or "real" in kind for kind in types):
-                    # row_to_json writes a float as float8out does (1e+300), to_jsonb as the
-                    # numeric it reads (1000...0): the same only without floats
-                    sql = sql.replace("SELECT to_jsonb(t) ", "SELECT row_to_json(t)::text ", 1)
-                else:
-                    sql = sql.replace("SELECT to_jsonb(t) ", "SELECT to_jsonb(t)::text ", 1)
+                names = await self._conn.fetch(KINDS_SQL, ident(topic), topic)
+                sql = text_rows_sql(sql, [(r[0], r[1]) for r in names])
             self._cursor = await self._conn.cursor(sql, *params)
             self._reading, self._held = (topic, subset, text), None
         raw = [self._held] if self._held is not None else []
-        records = await self._cursor.fetch(limit + 1 - len(raw))
-        if self._floats is None:
-            raw.extend(r[0] for r in records)
-        else:
-            raw.extend(_plain_texts(records, self._floats))
+        raw.extend(r[0] for r in await self._cursor.fetch(limit + 1 - len(raw)))
         self._held = raw.pop() if len(raw) > limit else None
         if self._held is None:  # done: asking again reads from the first row
             self._reading = None
         return raw, self._held is not None
 
 
-def _plain_texts(records: Sequence[Any], floats: Sequence[int]) -> list[str]:
-    """Records of :data:`PLAIN_TYPES` columns as the JSON texts ``to_jsonb`` would write.
+def text_rows_sql(sql: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A rows query of :func:`subset_rows_sql` made to give each row as ``to_jsonb``'s JSON text.
 
-    A ``double precision`` goes as ``to_jsonb`` writes it (:func:`jsonb_float`); whether a
-    page holds one that is not written as it is (a whole number, an infinity, NaN) is found per
-    float column by ``is_integer`` and by the column's sum (in C: an infinity or a NaN makes
-    it one; an overflow only sends the column the slow way).
+    The text is made by ``row_to_json`` (about 60% of ``to_jsonb``'s server CPU). The two
+    write every value alike but floats: ``row_to_json`` writes a ``double precision`` as
+    its text (``1e+300``), ``to_jsonb`` as the numeric that text reads as (1 and 300
+    zeros), so float columns are read as that numeric (``::text::numeric``). A row's keys
+    come in column order (``to_jsonb`` sorts them), a ``json`` column as it was written.
+
+    Args:
+        sql: The rows query.
+        columns: The table's columns and their types (:data:`KINDS_SQL`), in table order.
     """
-    dumps = _orjson.dumps
-    rows = [dict(record) for record in records]
-    if floats and rows:
-        names = list(rows[0])
-        for index in floats:
-            name = names[index]
-            values = list(filter(_NOT_NONE, [row[name] for row in rows]))
-            total = sum(values, 0.0)
-            if total - total != 0.0 or any(map(float.is_integer, values)):
-                for row in rows:
-                    value = row[name]
-                    if value is not None:
-                        row[name] = jsonb_float(value)
-    try:
-        return [str(dumps(row), "utf-8") for row in rows]
-    except _orjson.JSONEncodeError:  # a float written as an integer beyond 64 bits
-        return [json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in rows]
-
-
-def jsonb_float(value: float) -> float | int | str:
-    """A ``double precision`` as ``to_jsonb`` writes it: its shortest digits read as a numeric.
-
-    So a whole number is an integer (``1e300`` is 1 and 300 zeros, not the double's own
-    digits), an infinity or NaN its string, any other value the float itself.
-
-    Example:
-        >>> jsonb_float(100.0), jsonb_float(1e16) == 10**16, jsonb_float(0.5), jsonb_float(float("-inf"))
-        (100, True, 0.5, '-Infinity')
-    """
-    if value - value != 0.0:
-        return non_finite_json(value)
-    if not value.is_integer():
-        return value
-    return int(value) if abs(value) < 1e16 else int(decimal.Decimal(repr(value)))
-
-
-_NOT_NONE: Final = functools.partial(operator.is_not, None)
+    picked = []
+    for name, kind in columns:
+        column = ident(name)
+        base = kind.split("(", 1)[0].removesuffix("[]").strip()
+        if base in NUMERIC_FLOAT_TYPES:
+            cast = "numeric[]" if kind.endswith("]") else "numeric"
+            picked.append(f"t.{column}::text::{cast} AS {column}")
+        else:
+            picked.append(f"t.{column}")
+    inner = sql.replace("SELECT to_jsonb(t) ", f"SELECT {', '.join(picked)} ", 1)
+    return f"SELECT row_to_json(r)::text FROM ({inner}) AS r"

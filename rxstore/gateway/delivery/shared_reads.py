@@ -8,8 +8,8 @@ waits for a slot join that read; once it starts (it holds one of the
 sealed, and later arrivals form the next read. A read takes one page of rows
 at a time and hands it to every member, each getting only the rows
 ``authorize`` lets it see, in frames of at most ``frame_bytes``; the next page
-is read once every member has taken its frames, so memory stays one page per
-read however big the table and however many members. Every member gets the
+is read while the members take the current one's frames (one page ahead, no more), so
+memory stays two pages per read however big the table and however many members. Every member gets the
 same seq (and skip), so it goes on with the changes after it.
 
 A read moves at its slowest member's pace: python-engineio holds a few frames
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import attrs
@@ -235,22 +235,26 @@ class SharedReads:
         if self._as_text(reader, members, index, subset):
             return await self._stream_text(cast(_TextReader, reader), members, index, part)
         limit = 16  # rows per page: adapted to the rows' size so that a page is about one frame
-        while True:
-            members = [m for m in members if not m.done.done() and m.remaining(index) != 0]
-            if not members:
-                return
-            rows, more = (
-                await reader.fetch(topic, limit, subset) if subset else await reader.fetch(topic, limit)
-            )
-            sends, per_row = self._page(reader, members, index, part, key, rows, more)
-            if sends:
-                await asyncio.gather(*sends)
-            if not more:
-                return
-            if per_row is None:
-                limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
-            else:
-                limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+        pages = _Pages(lambda n: reader.fetch(topic, n, subset) if subset else reader.fetch(topic, n))
+        try:
+            while True:
+                members = [m for m in members if not m.done.done() and m.remaining(index) != 0]
+                if not members:
+                    return
+                rows, more = await pages.next(limit)
+                if more:
+                    pages.ahead(limit)  # read while this page is sent
+                sends, per_row = self._page(reader, members, index, part, key, rows, more)
+                if sends:
+                    await asyncio.gather(*sends)
+                if not more:
+                    return
+                if per_row is None:
+                    limit = min(limit * 2, MAX_PAGE_ROWS)  # all hidden: read on
+                else:
+                    limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+        finally:
+            await pages.drop()
 
     def _as_text(
         self, reader: SnapshotReader, members: list[_Member], index: int, subset: Subset | None
@@ -270,23 +274,31 @@ class SharedReads:
         """:meth:`_stream` with rows as JSON texts, put into frames as they are (PostgreSQL's)."""
         topic, subset = part
         limit = 16
-        while True:
-            members = [m for m in members if not m.done.done()]
-            if not members:
-                return
-            texts, more = await reader.fetch_text(topic, limit, subset)
-            groups: dict[str, list[_Member]] = {}
-            for member in members:
-                groups.setdefault(member.events[index], []).append(member)
-            sends: list[Any] = []
-            for event, group in groups.items():
-                frames = self.delivery.snapshot_text_frames(topic, event, reader.seq, texts, more, reader.ts)
-                sends.extend(self._send(member, frames) for member in group)
-            await asyncio.gather(*sends)
-            if not more:
-                return
-            per_row = max(1, sum(map(len, texts)) // max(1, len(texts)))
-            limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+        pages = _Pages(lambda n: reader.fetch_text(topic, n, subset))
+        try:
+            while True:
+                members = [m for m in members if not m.done.done()]
+                if not members:
+                    return
+                texts, more = await pages.next(limit)
+                if more:
+                    pages.ahead(limit)  # the database writes the next page while this one is sent
+                groups: dict[str, list[_Member]] = {}
+                for member in members:
+                    groups.setdefault(member.events[index], []).append(member)
+                sends: list[Any] = []
+                for event, group in groups.items():
+                    frames = self.delivery.snapshot_text_frames(
+                        topic, event, reader.seq, texts, more, reader.ts
+                    )
+                    sends.extend(self._send(member, frames) for member in group)
+                await asyncio.gather(*sends)
+                if not more:
+                    return
+                per_row = max(1, sum(map(len, texts)) // max(1, len(texts)))
+                limit = max(1, min(MAX_PAGE_ROWS, self.delivery.frame_bytes // per_row))
+        finally:
+            await pages.drop()
 
     async def _relate(
         self, reader: SnapshotReader, members: list[_Member], index: int, subset: Subset
@@ -381,6 +393,38 @@ class SharedReads:
         except Exception as exc:
             if not member.done.done():
                 member.done.set_exception(exc)
+
+
+class _Pages:
+    """A part's pages, the next one read while the current one is sent (one page ahead at most).
+
+    The database (or the reading thread) works on page N+1 while the loop encodes and
+    sends page N, so a read holds two pages at most, not one. The page read ahead has
+    the current page's size (its own size is known only once the current one is sent).
+    """
+
+    def __init__(self, read: Callable[[int], Awaitable[tuple[list[Any], bool]]]) -> None:
+        self._read = read
+        self._ahead: asyncio.Future[tuple[list[Any], bool]] | None = None
+
+    def ahead(self, limit: int) -> None:
+        """Start reading the next page of ``limit`` rows."""
+        self._ahead = asyncio.ensure_future(self._read(limit))
+
+    async def next(self, limit: int) -> tuple[list[Any], bool]:
+        """The page read ahead, else a page of ``limit`` rows read now."""
+        ahead, self._ahead = self._ahead, None
+        return await (ahead if ahead is not None else self._read(limit))
+
+    async def drop(self) -> None:
+        """Let the page read ahead finish, unused (the members left, or sending failed).
+
+        Not cancelled: the reader's connection or thread must be free for the next part.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                await ahead
 
 
 class _TextReader(SnapshotReader, Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from rxstore.gateway.access.auth import User
+from rxstore.gateway.delivery.queues import Delivery
 from rxstore.gateway.demo import Post, all_posts, save_post
 from rxstore.gateway.log.postgres.reads import PostgresSnapshotReader
 from rxstore.gateway.log.sqlite.reads import SQLiteSnapshotReader
@@ -249,3 +251,48 @@ async def test_postgres_rows_as_texts_are_read_no_further_than_a_client_that_nev
     finally:
         stalled.close()
         await gateway.stop()
+
+
+async def test_the_next_page_is_read_while_a_page_is_sent_one_page_ahead_at_most(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Page N+1 is asked for as soon as page N is read, before its frames are sent; never two at
+    once; the client holds exactly the table."""
+    events: list[str] = []
+    in_flight = [0, 0]  # now, most
+    fetch = SQLiteSnapshotReader.fetch
+
+    async def traced(self: Any, *args: Any) -> Any:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        events.append("read")
+        try:
+            return await fetch(self, *args)
+        finally:
+            in_flight[0] -= 1
+            events.append("read done")
+
+    send = Delivery.send
+
+    async def sent(self: Any, client: Any, frame: Any) -> None:
+        events.append("send")
+        await send(self, client, frame)
+
+    monkeypatch.setattr(SQLiteSnapshotReader, "fetch", traced)
+    monkeypatch.setattr(Delivery, "send", sent)
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", frame_bytes=4096)
+    try:
+        for i in range(ROWS):
+            await save_post(gateway.log, Post(id=f"p{i:03d}", title=f"t {i}", body="b" * 50))
+        root, posts = root_for(gateway, "carol")
+        await root.setup_realtime()
+        await root.live(timeout=20)
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+        await root.teardown_realtime()
+    finally:
+        await gateway.stop()
+    reads = events.count("read")
+    assert reads > 3, "several pages"
+    ahead = sum(1 for a, b in itertools.pairwise(events) if (a, b) == ("read done", "read"))
+    assert ahead == reads - 1, events  # every next page asked for before the last one's frames
+    assert in_flight[1] == 1

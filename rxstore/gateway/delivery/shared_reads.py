@@ -242,8 +242,8 @@ class SharedReads:
                 if not members:
                     return
                 rows, more = await pages.next(limit)
-                if more:
-                    pages.ahead(limit)  # read while this page is sent
+                if more and all(m.remaining(index) is None for m in members):
+                    pages.ahead(limit)  # read while this page is sent (a window's read stops at its end)
                 sends, per_row = self._page(reader, members, index, part, key, rows, more)
                 if sends:
                     await asyncio.gather(*sends)

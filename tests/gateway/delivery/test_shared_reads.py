@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from rxstore import RootStore
 from rxstore.gateway.access.auth import User
 from rxstore.gateway.delivery.queues import Delivery
 from rxstore.gateway.demo import Post, all_posts, save_post
@@ -19,7 +20,7 @@ from rxstore.gateway.log.postgres.reads import PostgresSnapshotReader
 from rxstore.gateway.log.sqlite.reads import SQLiteSnapshotReader
 from rxstore.gateway.server import RealtimeGateway
 from tests.faults.harness import StalledClient
-from tests.gateway.harness import AUTH, root_for, start_gateway
+from tests.gateway.harness import AUTH, PostStore, root_for, start_gateway
 from tests.gateway.overload import ROWS as BIG_ROWS
 from tests.gateway.overload import write_big_table
 from tests.waiting import wait_for
@@ -296,3 +297,30 @@ async def test_the_next_page_is_read_while_a_page_is_sent_one_page_ahead_at_most
     ahead = sum(1 for a, b in itertools.pairwise(events) if (a, b) == ("read done", "read"))
     assert ahead == reads - 1, events  # every next page asked for before the last one's frames
     assert in_flight[1] == 1
+
+
+async def test_a_window_snapshot_reads_no_page_ahead(tmp_path: Path, monkeypatch: Any) -> None:
+    """A window's snapshot reads no page past the one that fills it: its cost follows its rows."""
+    read: list[int] = []
+    fetch = SQLiteSnapshotReader.fetch
+
+    async def counted(self: Any, *args: Any) -> Any:
+        rows, more = await fetch(self, *args)
+        read.append(len(rows))
+        return rows, more
+
+    monkeypatch.setattr(SQLiteSnapshotReader, "fetch", counted)
+    gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", frame_bytes=4096)
+    try:
+        for i in range(ROWS):
+            await save_post(gateway.log, Post(id=f"p{i:03d}", title=f"t {i}", likes=i))
+        newest = PostStore(order_by=[("likes", "desc")], limit=5)
+        root = RootStore(gateway.url, stores=[newest], token=AUTH.issue("carol"))
+        async with root:
+            await newest.live()
+            assert [r.id for r in newest.value.ordered()] == [
+                f"p{i:03d}" for i in range(ROWS - 1, ROWS - 6, -1)
+            ]
+    finally:
+        await gateway.stop()
+    assert read == [16], read  # the first page (16 rows) fills the window of 5: nothing read after it

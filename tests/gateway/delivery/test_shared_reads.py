@@ -219,20 +219,12 @@ async def test_postgres_rows_go_as_their_json_texts_unless_a_row_filter_reads_th
 async def test_postgres_rows_as_texts_are_read_no_further_than_a_client_that_never_reads_takes(
     pg_dsn: str, monkeypatch: Any
 ) -> None:
-    """A page is read once the last one is taken: ~32 MB of rows, what is read stays bounded.
+    """A page is read once the last but one is taken: ~32 MB of rows, what is read stays bounded.
 
     Until the client is dropped, the rows read are what its sockets hold (4 MiB at most on
-    Linux) plus a page, not the table.
+    Linux) plus two pages (one read ahead), not the table.
     """
-    read: list[int] = []
-    fetch_text = PostgresSnapshotReader.fetch_text
-
-    async def counted(self: Any, *args: Any) -> Any:
-        texts, more = await fetch_text(self, *args)
-        read.append(len(texts))
-        return texts, more
-
-    monkeypatch.setattr(PostgresSnapshotReader, "fetch_text", counted)
+    read = pages_read(monkeypatch, PostgresSnapshotReader, "fetch_text")
     gateway = await start_gateway(pg_dsn, client_send_timeout=1.0, frame_bytes=64 << 10)
     stalled = StalledClient(gateway.port, AUTH.issue("mallory"))
     try:
@@ -301,15 +293,7 @@ async def test_the_next_page_is_read_while_a_page_is_sent_one_page_ahead_at_most
 
 async def test_a_window_snapshot_reads_no_page_ahead(tmp_path: Path, monkeypatch: Any) -> None:
     """A window's snapshot reads no page past the one that fills it: its cost follows its rows."""
-    read: list[int] = []
-    fetch = SQLiteSnapshotReader.fetch
-
-    async def counted(self: Any, *args: Any) -> Any:
-        rows, more = await fetch(self, *args)
-        read.append(len(rows))
-        return rows, more
-
-    monkeypatch.setattr(SQLiteSnapshotReader, "fetch", counted)
+    read = pages_read(monkeypatch, SQLiteSnapshotReader, "fetch")
     gateway = await start_gateway(f"sqlite:///{tmp_path}/app.db", frame_bytes=4096)
     try:
         for i in range(ROWS):
@@ -324,3 +308,17 @@ async def test_a_window_snapshot_reads_no_page_ahead(tmp_path: Path, monkeypatch
     finally:
         await gateway.stop()
     assert read == [16], read  # the first page (16 rows) fills the window of 5: nothing read after it
+
+
+def pages_read(monkeypatch: Any, reader_class: type, method: str) -> list[int]:
+    """The rows of each page ``reader_class.method`` gives, recorded as the gateway reads them."""
+    read: list[int] = []
+    original = getattr(reader_class, method)
+
+    async def counted(self: Any, *args: Any) -> Any:
+        rows, more = await original(self, *args)
+        read.append(len(rows))
+        return rows, more
+
+    monkeypatch.setattr(reader_class, method, counted)
+    return read

@@ -68,7 +68,7 @@ async def test_a_store_window_is_order_by_limit_at_its_seq_after_every_frame(
     async with root:
         root.events_named("chat").subscribe(count_outs)
         await chat.live(timeout=10)
-        await random_writes(messages, rng, 60)
+        await random_writes(messages, rng, 60, paced=messages.postgres)
         want = await messages.window_sql()
         await wait_for(lambda: chat.value.ordered() == tuple(want), 20, "the store settles on SQL's window")
     tables = await messages.tables_by_seq(base, head)

@@ -172,10 +172,20 @@ async def clients() -> AsyncIterator[list[WindowClient]]:
                 await client.sio.disconnect()
 
 
-async def random_writes(messages: Messages, rng: random.Random, rounds: int) -> None:
-    """Rounds of 1-4 concurrent writes: inserts, updates of ts / channel / body, deletes."""
+async def random_writes(messages: Messages, rng: random.Random, rounds: int, *, paced: bool = False) -> None:
+    """Rounds of 1-4 concurrent writes: inserts, updates of ts / channel / body, deletes.
+
+    Args:
+        messages: The served table.
+        rng: The seeded source of the writes.
+        rounds: How many rounds.
+        paced: Wait after each round until the log has numbered its changes (trigger capture
+            numbers what committed in batches: unpaced, 60 rounds may reach a client as a few
+            frames, too few steps to check).
+    """
     present: set[int] = set((await messages.table()).keys())
     for _ in range(rounds):
+        head = await messages.log.head()
         writes = []
         touched: set[int] = set()
         for _ in range(rng.randint(1, 4)):
@@ -200,6 +210,12 @@ async def random_writes(messages: Messages, rng: random.Random, rounds: int) -> 
                 else:
                     writes.append(messages.set(key, "body", rng.choice(["x", "y", "hidden"])))
         await asyncio.gather(*writes)
+        if paced:
+
+            async def numbered(want: int = head + len(writes)) -> bool:
+                return await messages.log.head() >= want
+
+            await wait_for(numbered, 10, "the round's changes numbered")
 
 
 def check_steps(steps: list[tuple[str, int, dict[int, Row]]], tables: dict[int, dict[int, Row]]) -> None:

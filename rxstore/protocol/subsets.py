@@ -171,6 +171,23 @@ class Subset:
                 return term
         return None
 
+    def bound(self, values: frozenset[Any]) -> Subset:
+        """This subset with its relation term's values ``values`` (checked with one lookup per row).
+
+        A subset without a relation is returned as it is.
+
+        Example:
+            >>> members = {"select": "channel", "from": "members"}
+            >>> mine = Subset("messages", terms_of([("channel", "in", members)]))
+            >>> mine.bound(frozenset({"a"})).matches({"channel": "a"})
+            True
+        """
+        term = self.relation
+        if term is None:
+            return self
+        bound = Term(term.column, "in", values)
+        return attrs.evolve(self, where=tuple(_replaced(c, term, bound) for c in self.where))
+
     def matches(self, row: Mapping[str, Any] | None) -> bool:
         """Whether ``row`` (``None``: no row) is in the subset: the where clause is true (not unknown).
 
@@ -530,6 +547,15 @@ def _with_key(columns: tuple[str, ...], key: str | None) -> tuple[str, ...]:
 
 
 # -- filling in claims -------------------------------------------------------------
+
+
+def _replaced(condition: Condition, term: Term, bound: Term) -> Condition:
+    """``condition`` with ``term`` (found by identity, in groups too) replaced by ``bound``."""
+    if condition is term:
+        return bound
+    if type(condition) is Group:
+        return Group(condition.kind, tuple(_replaced(item, term, bound) for item in condition.items))
+    return condition
 
 
 def _resolved(condition: Condition, claims: Mapping[str, Any], numbers: Iterator[int]) -> Condition:

@@ -19,6 +19,13 @@ seq; a reconnect reads windows fresh; ``rxstore:more`` sends an ``rxstore:page``
 of the rows after the window's last. A ``{"claim": name}`` value is filled in
 from ``claims=`` (the virtual link's tokens are opaque).
 
+Relations (an ``in`` term whose values are a subquery on another table) are
+evaluated with the related table's rows at each write: a write to the
+subscription's own table is an envelope as for any subset; a write to the
+related table that adds or removes a value sends an ``rxstore:snapshot`` of the
+subscription at that seq (its rows moving in or out), one that leaves the
+values as they were sends nothing; a reconnect reads relations fresh.
+
 Example:
     >>> from rxstore import TableStore
     >>> from rxstore.testing import marbles, write
@@ -44,7 +51,7 @@ import attrs
 
 from rxstore.protocol.events import BATCH, MORE, PAGE, RESET, SNAPSHOT, Op, topic_event_name
 from rxstore.protocol.paging import BAD_REQUEST, more_of, widened
-from rxstore.protocol.subsets import Subset, SubsetError, parse_subscription
+from rxstore.protocol.subsets import Relation, Subset, SubsetError, parse_subscription
 from rxstore.testing.frames import Frame
 
 __all__ = ["VirtualGateway", "Write", "write"]
@@ -121,6 +128,8 @@ class VirtualGateway:
 
     def write(self, change: Write) -> int:
         """Apply ``change``, log it, send it to the subscriptions it concerns (if connected); its seq."""
+        related = self._related(change.topic)
+        before = {sub_id: self._values(subset) for sub_id, subset in related}
         table = self.rows.setdefault(change.topic, {})
         key = change.row[self.key]
         old = table.get(key)
@@ -133,7 +142,13 @@ class VirtualGateway:
         logged = _Logged(self.seq, change.topic, old, new)
         self._log.append(logged)
         if self.link.up:
-            self._send(self._frames_of(logged, live=True))
+            moved = [sub_id for sub_id, subset in related if self._values(subset) != before[sub_id]]
+            self._send(
+                [
+                    *self._frames_of(logged, live=True),
+                    *(self._snapshot(i, self.subscriptions[i]) for i in moved),
+                ]
+            )
         return self.seq
 
     # -- the gateway's side of the protocol -------------------------------------
@@ -157,8 +172,8 @@ class VirtualGateway:
         missed = [frame for entry in self._log if entry.seq > cursor for frame in self._frames_of(entry)]
         if missed:
             frames.append(Frame(BATCH, {"events": [[f.name, f.data] for f in missed]}))
-        windows = [(i, subset) for i, subset in self.subscriptions.items() if subset.windowed]
-        frames.extend(self._snapshot(sub_id, subset) for sub_id, subset in windows)  # read fresh
+        fresh = [(i, subset) for i, subset in self.subscriptions.items() if _read_fresh(subset)]
+        frames.extend(self._snapshot(sub_id, subset) for sub_id, subset in fresh)
         return frames
 
     def call(self, event: str, data: Any) -> dict[str, Any]:
@@ -170,8 +185,10 @@ class VirtualGateway:
             return {"ok": True} if known else {"ok": False, "error": "invalid_subscription"}
         try:
             sub_id, subset, _since = parse_subscription(data)
-            if subset.topic not in self.rows or subset.topic in self.forbidden:
-                raise SubsetError(f"no subscription to {subset.topic!r}", code="forbidden_topic")
+            term = subset.relation
+            for topic in (subset.topic, *(() if term is None else (term.value.topic,))):
+                if topic not in self.rows or topic in self.forbidden:
+                    raise SubsetError(f"no subscription to {topic!r}", code="forbidden_topic")
             subset = subset.resolve(self.claims)
         except SubsetError as exc:
             return {"ok": False, "error": exc.code, "message": str(exc)}
@@ -221,9 +238,30 @@ class VirtualGateway:
         data = {"topic": subset.topic, "event": sub_id, "seq": self.seq, "records": records, "more": False}
         return Frame(SNAPSHOT, data)
 
+    def _related(self, topic: str) -> list[tuple[str, Subset]]:
+        """The subscriptions whose relation reads ``topic``."""
+        return [
+            (sub_id, subset)
+            for sub_id, subset in self.subscriptions.items()
+            if (term := subset.relation) is not None and term.value.topic == topic
+        ]
+
+    def _values(self, subset: Subset) -> frozenset[Any]:
+        """The values of ``subset``'s relation term now (empty without one)."""
+        term = subset.relation
+        if term is None:
+            return frozenset()
+        relation: Relation = term.value
+        return relation.values(self.rows.get(relation.topic, {}).values())
+
+    def _bound(self, subset: Subset) -> Subset:
+        """``subset`` with its relation's values as the tables hold them now."""
+        return subset.bound(self._values(subset)) if subset.relation is not None else subset
+
     def _rows_of(self, subset: Subset) -> list[Mapping[str, Any]]:
         """The rows of ``subset`` now: a window's first ``limit`` in its order."""
-        rows = [row for row in self.rows.get(subset.topic, {}).values() if subset.matches(row)]
+        bound = self._bound(subset)
+        rows = [row for row in self.rows.get(subset.topic, {}).values() if bound.matches(row)]
         if not subset.windowed:
             return rows
         key = self.key
@@ -234,11 +272,13 @@ class VirtualGateway:
     def _frames_of(self, entry: _Logged, *, live: bool = False) -> list[Frame]:
         """The change ``entry`` as each subscription sees it (same seq under every id).
 
-        A window is served only ``live`` (a replay reads it fresh instead).
+        A window or a relation is served only ``live`` (a replay reads it fresh instead).
         """
         frames = []
         for sub_id, subset in self.subscriptions.items():
             if subset.topic == entry.topic and entry.seq > self._since.get(sub_id, -1):
+                if not live and _read_fresh(subset):
+                    continue
                 if subset.windowed:
                     frame = self._window_frame(sub_id, subset, entry) if live else None
                     if frame is not None:
@@ -276,7 +316,8 @@ class VirtualGateway:
         return Frame(sub_id, envelope)
 
     def _envelope(self, subset: Subset, entry: _Logged) -> dict[str, Any] | None:
-        was, now = subset.matches(entry.old), subset.matches(entry.new)
+        bound = self._bound(subset)  # a write to its own table leaves the relation's values as they were
+        was, now = bound.matches(entry.old), bound.matches(entry.new)
         if not was and not now:
             return None
         key = self.key
@@ -294,3 +335,8 @@ class VirtualGateway:
             "old": old,
             "ts": 0.0,
         }
+
+
+def _read_fresh(subset: Subset) -> bool:
+    """Whether a reconnect reads ``subset`` again rather than replay its changes: a window, a relation."""
+    return subset.windowed or subset.relation is not None

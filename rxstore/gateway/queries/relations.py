@@ -39,9 +39,9 @@ import attrs
 
 from rxstore.gateway.queries.windows import REFILL
 from rxstore.protocol.events import Change
-from rxstore.protocol.subsets import MAX_RELATION_VALUES, Condition, Group, Relation, Subset, Term
+from rxstore.protocol.subsets import MAX_RELATION_VALUES, Relation, Subset
 
-__all__ = ["RelationState", "bind", "relation_event"]
+__all__ = ["RelationState", "relation_event"]
 
 
 @attrs.define(eq=False)
@@ -70,7 +70,7 @@ class RelationState:
     moved: bool = False
 
     def __attrs_post_init__(self) -> None:
-        self.bound = bind(self.subset, frozenset())
+        self.bound = self.subset.bound(frozenset())
 
     @property
     def relation(self) -> Relation:
@@ -89,14 +89,14 @@ class RelationState:
         if len(self.rows) > MAX_RELATION_VALUES:
             self.end()
         else:
-            self.bound = bind(self.subset, frozenset(self.counts))
+            self.bound = self.subset.bound(frozenset(self.counts))
 
     def end(self) -> None:
         """Follow nothing more: the subquery selects too many rows (``MAX_RELATION_VALUES``)."""
         self.ended = True
         self.rows.clear()
         self.counts.clear()
-        self.bound = bind(self.subset, frozenset())
+        self.bound = self.subset.bound(frozenset())
 
     def hold(self, key: Any, value: Any) -> None:
         """Hold the related row ``key``, which selects ``value``."""
@@ -125,7 +125,7 @@ def relation_event(state: RelationState, change: Change) -> list[Any] | None:
     before_key = (old if old is not None else record or {}).get(key)
     before = state.rows.get(before_key)
     after = None
-    if record is not None and _selects(relation.where, record):
+    if record is not None and relation.selects(record):
         after = record.get(relation.select)
     after_key = record.get(key) if record is not None else None
     if before is None and after is None:
@@ -144,27 +144,3 @@ def relation_event(state: RelationState, change: Change) -> list[Any] | None:
             state.moved = True  # read again: over the bound, it ends
             return REFILL
     return None
-
-
-def bind(subset: Subset, values: frozenset[Any]) -> Subset:
-    """``subset`` with its relation term's values ``values`` (checked with one lookup per row)."""
-    term = subset.relation
-    if term is None:
-        return subset
-    bound = Term(term.column, "in", values)
-    return attrs.evolve(subset, where=tuple(_replaced(c, term, bound) for c in subset.where))
-
-
-def _replaced(condition: Condition, term: Term, bound: Term) -> Condition:
-    if condition is term:
-        return bound
-    if type(condition) is Group:
-        return Group(condition.kind, tuple(_replaced(item, term, bound) for item in condition.items))
-    return condition
-
-
-def _selects(where: tuple[Condition, ...], row: Mapping[str, Any]) -> bool:
-    for condition in where:  # noqa: SIM110
-        if not condition.matches(row):
-            return False
-    return True

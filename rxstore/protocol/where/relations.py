@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -46,6 +47,20 @@ class Relation:
     select: str
     topic: str
     where: tuple[Condition, ...] = ()
+
+    def selects(self, row: Mapping[str, Any]) -> bool:
+        """Whether ``row`` of the related table satisfies the subquery's where clause."""
+        for condition in self.where:  # noqa: SIM110  (a loop: it runs per related change)
+            if not condition.matches(row):
+                return False
+        return True
+
+    def values(self, rows: Iterable[Mapping[str, Any]]) -> frozenset[Any]:
+        """The ``select`` values of the ``rows`` it selects, NULLs left out: the term's values."""
+        select = self.select
+        return frozenset(
+            value for row in rows if (value := row.get(select)) is not None and self.selects(row)
+        )
 
     def to_wire(self) -> dict[str, Any]:
         """``{"select": column, "from": table, "where": [...]}``."""

@@ -237,9 +237,10 @@ def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[st
 
     The subquery's where clause is checked as any where clause (on its own table),
     its ``select`` column must be of the kind of the term's column (text or
-    integer). A subset holds at most one relation term, not inside a ``not`` (SQL's
-    ``x IN (empty)`` is false even for a NULL ``x``, which a ``not`` would turn true);
-    a window may hold it.
+    integer). A subset holds at most one relation term; it may stand inside an ``or``
+    or a ``not`` (SQL's ``x IN (empty)`` is false even for a NULL ``x``, and the gateway
+    evaluates it so: :meth:`Term.truth <rxstore.protocol.where.terms.Term.truth>`), and a
+    window may hold it.
 
     Raises:
         SubsetError: ``invalid_subscription``, naming the term and the problem.
@@ -251,8 +252,6 @@ def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[st
     relation: Relation = term.value
     if len(terms) > 1:
         raise SubsetError(f"term {terms[1][0]}: a subset holds at most one subquery term")
-    if _negated(subset.where, term):
-        raise SubsetError(f"term {index}: a subquery term cannot be inside a 'not'")
     try:
         check_subset(Subset(relation.topic, relation.where), related)
     except SubsetError as exc:
@@ -267,17 +266,6 @@ def check_relation(subset: Subset, kinds: Mapping[str, str], related: Mapping[st
             f"term {index}: the subquery selects {relation.topic}.{relation.select} ({select}) "
             f"for {term.column!r} ({kinds.get(term.column)}): they must be of one kind"
         )
-
-
-def _negated(where: tuple[Condition, ...], term: Term, inside: bool = False) -> bool:
-    """Whether ``term`` stands inside a ``not`` group of ``where``."""
-    for condition in where:
-        if type(condition) is Group:
-            if _negated(condition.items, term, inside or condition.kind == "not"):
-                return True
-        elif condition is term:
-            return inside
-    return False
 
 
 def _check_window(subset: Subset, kinds: Mapping[str, str], key: str | None) -> None:

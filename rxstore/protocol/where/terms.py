@@ -98,8 +98,14 @@ class Term:
         return order >= 0
 
     def truth(self, row: Mapping[str, Any]) -> bool | None:
-        """SQL's value of this term on ``row``: ``None`` (unknown) when it compares a NULL column."""
+        """SQL's value of this term on ``row``: ``None`` (unknown) when it compares a NULL column.
+
+        A relation's values held empty are SQL's ``x IN (an empty subquery)``: false, a NULL
+        ``x`` included (which a ``not`` turns true).
+        """
         if row.get(self.column) is None and self.op not in NULL_TESTS:
+            if type(self.value) is frozenset and not self.value:
+                return False
             return None
         return self.matches(row)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from rxstore import RootStore, TableStore
 from rxstore.gateway.demo import Post, all_posts, delete_post, save_post
 from rxstore.persist import Persist
 from rxstore.persist.file import StateFile
+from rxstore.persist.persister import RETRY_FIRST
 from rxstore.protocol.errors import PersistError
 from tests.disks import fill, small_filesystem
 from tests.persist.harness import AUTH, PostStore, Received, gateway_on, sample, write_posts
@@ -485,10 +487,15 @@ async def test_a_full_disk_delays_the_writes_which_resume_by_themselves_after(
                 await write_posts(gateway, range(20, 400), title="while full ")
                 await wait_for(lambda: len(posts.value) == 400, what="the root going on in memory")
                 waiting = asyncio.ensure_future(root.persisted())
-                await wait_for(
-                    lambda: root.persist is not None and root.persist.metrics.failures >= 2,
-                    what="the write refused and tried again",
-                )
+                persist = root.persist
+                assert persist is not None
+                await wait_for(lambda: persist.metrics.failures >= 1, what="the write refused")
+                seen = persist.metrics.failures
+                await wait_for(lambda: persist.metrics.failures > seen, what="the write refused again")
+                refused = time.monotonic()  # a refusal seen as it came (the first may have come earlier)
+                await wait_for(lambda: persist.metrics.failures > seen + 1, what="and again")
+                paused = time.monotonic() - refused
+                assert paused >= RETRY_FIRST / 2, f"tried again after {paused:.3f} s: no pause, a busy loop"
                 assert not waiting.done()
                 filler.unlink()
                 await asyncio.wait_for(waiting, 30)

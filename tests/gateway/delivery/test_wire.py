@@ -257,6 +257,26 @@ async def test_a_frame_never_overtakes_one_still_in_the_clients_queue(tmp_path: 
             await raw.close()
 
 
+async def test_a_frame_for_a_client_that_left_is_not_queued_and_counts_no_bytes(tmp_path: Path) -> None:
+    """Work that began before a client left (a broadcast, a subscribe's snapshot) ends at enqueue:
+    nothing is queued for it, rxstore_queued_bytes stays 0, and enqueue reports no overflow."""
+    async with gateway_at(tmp_path) as gateway:
+        raw = await RawClient(gateway).connect()
+        try:
+            client = next(iter(gateway._clients.values()))
+            delivery = gateway.delivery
+            link = client.link
+            gateway.sessions.forget(client.sid)  # it left; a broadcast still holds it
+            if isinstance(link, Link):
+                link.ws.sending += 1  # the socket busy: a live client's frame would be queued
+            for seq in range(1, 6):
+                assert delivery.enqueue(client, delivery.batch_frames([["post_update", {"seq": seq}]])[0])
+            assert not client.queue
+            assert gateway.metrics.queued_bytes._value.get() == 0
+        finally:
+            await raw.close()
+
+
 # -- clients that take the ordinary path -----------------------------------------------------------
 
 

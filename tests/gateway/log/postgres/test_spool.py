@@ -178,10 +178,20 @@ def wal(postgres: PostgresServer) -> None:
 
 
 async def spooling(admin: Any, pid: int) -> bool:
-    """Whether backend ``pid`` (the capture) is in a pass that has written (spooled or appended)."""
-    return bool(
-        await admin.fetchval("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = $1", pid)
-    )
+    """Whether backend ``pid`` (the capture) is in a pass that has spooled and not begun appending.
+
+    Its transaction holds a lock on its spool table once it wrote there, and one on
+    ``rxstore_changes`` once it appends (locks last until the transaction ends).
+    """
+    locked = {
+        row["relname"]
+        for row in await admin.fetch(
+            "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.pid = $1 AND l.mode = 'RowExclusiveLock'",
+            pid,
+        )
+    }
+    return "rxstore_capture_spool" in locked and "rxstore_changes" not in locked
 
 
 async def has_leader(admin: Any) -> bool:

@@ -64,6 +64,7 @@ from rxstore.gateway.delivery.tailer import Tailer
 from rxstore.gateway.health import health_report, metrics_report
 from rxstore.gateway.live_queries import LiveQueries
 from rxstore.gateway.log.contract import ChangeLog
+from rxstore.gateway.log.trimmer import Trimmer
 from rxstore.gateway.metrics import Metrics
 from rxstore.gateway.mount import ASGIApp, GatewayASGIApp
 from rxstore.gateway.presence.channels import JoinFilter, PresenceChannels
@@ -288,6 +289,15 @@ class RealtimeGateway:
             frozenset(self._events.values()),
             max_in_flight=max_in_flight,
         )
+        retention = self.retention
+        self.trimmer = Trimmer(
+            log,
+            max_age=retention.max_age,
+            max_rows=retention.max_rows,
+            interval=retention.interval,
+            faults=self.client_events.write_faults,
+            counted=self.metrics.write_faults.inc,
+        )
         primary_keys = {name: spec.primary_key for name, spec in self.topics.items()}
         self.handlers: dict[str, Handler] = self.client_events.handlers
         self.mutations: dict[str, MutationHandler] = self.client_events.mutations
@@ -303,7 +313,6 @@ class RealtimeGateway:
             batch_size=batch_size,
             read_bytes=self._read_bytes,
             coalesce=coalesce,
-            retention=self.retention,
         )
         self.sync = Sync(
             log,
@@ -421,7 +430,7 @@ class RealtimeGateway:
         self.metrics.head.set(self.head)
         self._tasks = [
             asyncio.create_task(self.tailer.tail(), name="rxstore-gateway-tail"),
-            asyncio.create_task(self.tailer.trim(), name="rxstore-gateway-trim"),
+            asyncio.create_task(self.trimmer.run(), name="rxstore-gateway-trim"),
         ]
         if self.fanout is not None:
             self._tasks.append(asyncio.create_task(self.fanout.watch(self.sio), name="rxstore-gateway-redis"))

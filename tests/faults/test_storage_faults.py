@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from rxstore.gateway.api import Retention
 from rxstore.gateway.demo import all_posts, create_demo_schema, register_demo_mutations
 from rxstore.gateway.log.sqlite.changelog import SQLiteChangeLog
 from rxstore.gateway.server import RealtimeGateway
@@ -109,6 +110,37 @@ async def test_a_full_disk_delays_a_mutation_which_then_applies_once(tmp_path: P
                 yield
 
             await mutate_through_the_fault(gateway, full, lambda: filler[0].unlink())
+        finally:
+            await gateway.stop()
+
+
+async def test_a_trim_on_a_full_disk_is_on_healthz_and_the_next_one_trims_by_itself(tmp_path: Path) -> None:
+    """Retention's trim refused by a full disk: /healthz says so (a warning, 200), it is counted, the
+    log keeps every change; with room again the next trim removes them and /healthz is ok."""
+    with small_filesystem(tmp_path / "small", "8m") as disk:
+        log = SQLiteChangeLog(f"sqlite:///{disk / 'app.db'}", busy_timeout=0.2)
+        await log.open()
+        await create_demo_schema(log)
+        gateway = RealtimeGateway(
+            log, topics=["posts"], auth=AUTH, retention=Retention(max_rows=5, interval=3600)
+        )
+        await gateway.start(port=0)
+        try:
+            for i in range(40):
+                await log.execute("INSERT INTO posts (id, title) VALUES (?, ?)", f"p{i}", "x" * 2000)
+            kept = await log.fetch("SELECT count(*) AS n FROM rxstore_changes")
+            filler = fill(disk)
+            assert await gateway.trimmer.trim() == 0
+            body = await healthz(gateway)
+            assert body["http_status"] == 200 and body["writes"] != "ok", body
+            assert "trimming the change log" in body["writes"]["error"], body
+            assert any("takes no writes" in w for w in body["warnings"]), body
+            assert write_faults(gateway) == 1
+            assert await log.fetch("SELECT count(*) AS n FROM rxstore_changes") == kept  # nothing lost
+            filler.unlink()
+            assert await gateway.trimmer.trim() > 0
+            assert (await healthz(gateway))["writes"] == "ok"
+            assert (await log.fetch("SELECT count(*) AS n FROM rxstore_changes"))[0]["n"] <= 5
         finally:
             await gateway.stop()
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from logging import DEBUG
 from typing import Any
 
-from rxstore.gateway.api import Retention, RowFilter
+from rxstore.gateway.api import RowFilter
 from rxstore.gateway.delivery.event_frames import EventFrames, joins
 from rxstore.gateway.delivery.queues import Client, Delivery, OutFrame
 from rxstore.gateway.log.contract import ChangeLog
@@ -56,7 +56,6 @@ class Tailer:
         batch_size: Most changes per read.
         read_bytes: Most bytes of rows per read.
         coalesce: Shortest time, in seconds, between two live broadcasts.
-        retention: Trimming of the change log.
         index: The live-query subscriptions of indexed clients.
     """
 
@@ -74,7 +73,6 @@ class Tailer:
         batch_size: int,
         read_bytes: int,
         coalesce: float,
-        retention: Retention,
         index: SubscriptionIndex[Subscription] | None = None,
     ) -> None:
         if coalesce < 0:
@@ -92,7 +90,6 @@ class Tailer:
         self.batch_size = batch_size
         self.read_bytes = read_bytes
         self.coalesce = coalesce
-        self.retention = retention
         self.index = index if index is not None else SubscriptionIndex[Subscription]()
         self.head = 0
         """The last seq broadcast."""
@@ -319,21 +316,6 @@ class Tailer:
                 return
             if frame.last is not None:
                 handed = frame.last
-
-    async def trim(self) -> None:
-        """Trim the log every ``retention.interval`` seconds, forever."""
-        retention = self.retention
-        while True:
-            await asyncio.sleep(retention.interval)
-            try:
-                removed = await self.log.trim(max_age=retention.max_age, max_rows=retention.max_rows)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("[RealtimeGateway] trimming the change log failed: %s", exc)
-                continue
-            if removed:
-                log.info("[RealtimeGateway] trimmed %d changes from the log", removed)
 
 
 class _Trace:

@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         "wal_level=logical), with triggers, or auto: the WAL when the server allows it for a new log, "
         "else triggers; a log keeps the mode it was made with (default: %(default)s)",
     )
+    serve.add_argument(
+        "--slot-warning-bytes",
+        type=byte_size,
+        default=None,
+        metavar="SIZE",
+        help="PostgreSQL WAL capture: WAL the replication slot may retain before /healthz warns and "
+        "rxstore_capture_slot_warning is 1 (set max_slot_wal_keep_size too) (default: 1GiB)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument(
         "--port", type=port, default=8080, help="port to listen on; 0: a free one (default: %(default)s)"

@@ -125,7 +125,7 @@ async def prepare(args: argparse.Namespace, topics: list[Any]) -> Any:
     """Open the change log and watch ``topics`` (the demo schema made first); the log, open."""
     from rxstore.gateway.demo import create_demo_schema
 
-    log = await open_log(args.db, capture=args.capture)
+    log = await open_log(args.db, capture=args.capture, slot_warning_bytes=args.slot_warning_bytes)
     try:
         if args.demo_schema:
             await create_demo_schema(log)
@@ -255,18 +255,21 @@ def _table_keys(pairs: Sequence[tuple[str, str]], tables: Sequence[str]) -> dict
     return keys
 
 
-async def open_log(url: str, *, option: str | None = None, capture: str = "auto") -> Any:
+async def open_log(
+    url: str, *, option: str | None = None, capture: str = "auto", slot_warning_bytes: int | None = None
+) -> Any:
     """The change log of ``url``, opened (the database file or server checked first).
 
     Args:
         url: The database URL.
         option: How the command line named the database, for messages (default ``--db URL``).
         capture: PostgreSQL's capture mode (``auto``, ``wal`` or ``trigger``).
+        slot_warning_bytes: PostgreSQL WAL capture: the slot's retained WAL that warns (``None``: 1 GiB).
     """
     from rxstore.gateway.log.open_log import open_change_log
 
     try:
-        log = open_change_log(url, capture=capture)
+        log = open_change_log(url, capture=capture, slot_warning_bytes=slot_warning_bytes)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     check_location(url, option=option)

@@ -126,7 +126,7 @@ async def run_worker(config: dict[str, Any]) -> int:
 
     args = argparse.Namespace(**config["args"])
     index = int(config["index"])
-    log = await open_log(args.db, capture=args.capture)
+    log = await open_log(args.db, capture=args.capture, slot_warning_bytes=args.slot_warning_bytes)
     gateway = make_gateway(args, log, served_topics(args), trims=index == 0, factory=WorkerGateway)
     gateway.index = index
     gateway.metrics_dir = Path(config["metrics_dir"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 import jwt
+import pytest
 
 from rxstore import RootStore, TableStore
 from rxstore.gateway.access.auth import TokenAuth
@@ -295,3 +296,27 @@ def test_log_level_is_one_of_debug_info_warning(tmp_path: Path) -> None:
 
     line = assert_one_line_error(rxstore("serve", "--log-level", "loud", cwd=tmp_path), "--log-level")
     assert "debug" in line and "rxstore serve --help" in line
+
+
+@pytest.mark.postgres
+async def test_slot_warning_bytes_reaches_the_wal_capture_of_the_log_serve_opens(pg_dsn: str) -> None:
+    """``serve --slot-warning-bytes 64MiB``: the log it opens warns over 64 MiB of retained WAL (1 GiB
+    left out); the option is what the supervisor's workers open their log with too."""
+    from rxstore.cli._parser import build_parser
+    from rxstore.cli._serve import open_log
+
+    args = build_parser().parse_args(
+        ["serve", "--db", pg_dsn, "--capture", "wal", "--slot-warning-bytes", "64MiB"]
+    )
+    assert args.slot_warning_bytes == 64 << 20
+    assert build_parser().parse_args(["serve", "--db", pg_dsn]).slot_warning_bytes is None
+    log = await open_log(args.db, capture=args.capture, slot_warning_bytes=args.slot_warning_bytes)
+    try:
+        assert log.slot_warning_bytes == 64 << 20
+    finally:
+        await log.close()
+    default = await open_log(args.db, capture=args.capture)
+    try:
+        assert default.slot_warning_bytes == 1 << 30
+    finally:
+        await default.close()

@@ -12,6 +12,7 @@ row of the old subset arrives after the acknowledgement.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -73,6 +74,8 @@ class LiveQueries:
         self.may_subscribe = may_subscribe
         self.max_subscriptions = max_subscriptions
         self.index = SubscriptionIndex[Subscription]()
+        self._subsets: weakref.WeakValueDictionary[Subset, Subset] = weakref.WeakValueDictionary()
+        """Every subset followed, once: equal subsets are one object (the tailer compares them by id)."""
         self.pages = Pages(log, delivery, sync, metrics, authorize=sync.authorize, slots=sync.shared.slots)
         """Widens windows (``rxstore:more``)."""
         self.plain: dict[str, Client] = {}
@@ -133,8 +136,9 @@ class LiveQueries:
         check_relation(subset, kinds, await self.log.columns(related))
 
     def new(self, client: Client, sub_id: str, subset: Subset, since: int | None = None) -> Subscription:
-        """A subscription of ``client`` (not filed yet)."""
+        """A subscription of ``client`` (not filed yet); its subset the one object of that value."""
         topic = subset.topic
+        subset = self._subsets.setdefault(subset, subset)
         return Subscription(
             sub_id,
             subset,

@@ -33,7 +33,6 @@ from rxstore.gateway.queries.subscriptions import Subscription, events_of_subscr
 from rxstore.gateway.queries.visibility import events_for
 from rxstore.gateway.queries.windows import REFILL, Refill
 from rxstore.protocol.events import Change
-from rxstore.protocol.subsets import Subset
 
 __all__ = ["Tailer"]
 
@@ -242,7 +241,8 @@ class Tailer:
         for change in changes:
             seq = change.seq
             # Without a row filter, subscriptions alike (id, subset, key_only) get one shared event.
-            alike: dict[tuple[str, Subset, bool], list[Any] | None] | None = None if authorize else {}
+            # Equal subsets are one object (LiveQueries.new), so the subset is compared by its id.
+            alike: dict[tuple[str, int, bool], list[Any] | None] | None = None if authorize else {}
             for sub in candidates(change):
                 if seq <= sub.since or (sub.skip and seq in sub.skip):
                     continue
@@ -260,8 +260,8 @@ class Tailer:
                 elif alike is None:
                     event = subscription_event(sub, change, authorize)
                 else:
-                    key = (sub.id, sub.subset, sub.key_only)
-                    found_event = alike.get(key, _MISSING)  # one lookup: comparing subsets is not free
+                    key = (sub.id, id(sub.subset), sub.key_only)
+                    found_event = alike.get(key, _MISSING)  # one lookup
                     if found_event is _MISSING:
                         event = alike[key] = subscription_event(sub, change, None)
                     else:

@@ -112,6 +112,9 @@ class PresenceStore(DomainStore[PresenceState]):
     def reduce(self, state: PresenceState, event: Event) -> PresenceState:
         """Apply a ``state``, ``diff`` or (client-made) ``stale`` frame of the channel.
 
+        A diff applies to a synced list only: one that arrives after the channel was left (sent
+        before the gateway had the leave) or before the whole list changes nothing.
+
         Raises:
             ProtocolError: The frame does not follow docs/protocol.md, "Presence".
         """
@@ -119,8 +122,8 @@ class PresenceStore(DomainStore[PresenceState]):
         kind = data.get("type") if isinstance(data, Mapping) else None
         if kind == "state":
             return _replaced(state, [member_of(m) for m in _list(data, "members")])
-        if kind == "diff":
-            return _applied(state, data)
+        if kind == "diff":  # a diff before the whole list (sent before a leave, say) is dropped
+            return _applied(state, data) if state.synced else attrs.evolve(state, changes=())
         if kind == STALE:
             return attrs.evolve(state, synced=False, changes=())
         raise ProtocolError(f"a presence frame's 'type' is 'state' or 'diff', got {kind!r}", payload=data)

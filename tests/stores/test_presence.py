@@ -79,3 +79,15 @@ def test_stale_keeps_the_members_and_clear_empties_them() -> None:
     room.clear()
     assert len(room.value) == 0 and not room.value.synced
     assert room.value.members == {} and Member("ann", "ann-c") not in list(room.value)
+
+
+def test_a_diff_after_a_leave_is_dropped_until_the_next_whole_list() -> None:
+    """A diff sent before the leave reached the gateway arrives after clear(): the list stays empty
+    (the member must not come back); the next whole list (a join again) is taken."""
+    room = PresenceStore("room")
+    room.apply([state("ann", "bob")])
+    room.clear()
+    room.apply([diff(updates=["bob"], joins=["carl"])])
+    assert len(room.value) == 0 and not room.value.synced
+    room.apply([state("bob")])
+    assert [m.user for m in room.value] == ["bob"] and room.value.synced

@@ -9,16 +9,18 @@ sometimes mutate, sometimes join presence, leave after a moment, connect again.
 A writer updates posts meanwhile. The run is cut into rounds; after each round
 every client stops and the gateway is left **quiet** (no client connected), and
 this process is measured: its RSS, open file descriptors, asyncio tasks, its
-live objects by type (after a full garbage collection), and the gateway's own
-gauges from ``/metrics``. While clients churn, the same is sampled every few
+live objects by type (after a full garbage collection), the blocks still
+allocated by each line of code (``tracemalloc``: it sees what the collector does
+not track, such as a dict of strings), and the gateway's own gauges from
+``/metrics``. While clients churn, the same is sampled every few
 seconds.
 
 The first round is the warm-up (caches fill, the allocator grows its arenas).
 After it, a leak shows as growth from quiet point to quiet point: the verdict
 fails on any asyncio task or file descriptor more, on a per-connection gauge
-above zero when quiet, on any object type that grew by more than
-``max(OBJECT_SLACK, connections / 10)`` objects, or on RSS growth above
-``--rss-slack`` MiB.
+above zero when quiet, on any object type or allocating line that grew by more
+than ``max(OBJECT_SLACK, connections / 10)`` objects (blocks), or on RSS growth
+above ``--rss-slack`` MiB.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import os
 import random
 import sys
 import time
+import tracemalloc
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -96,6 +99,8 @@ class Quiet:
 
     sample: Sample
     types: Counter[str]
+    sites: Counter[str] = field(default_factory=Counter)
+    """Blocks still allocated by each line (``file:line``), when traced."""
 
 
 @dataclass
@@ -129,6 +134,38 @@ def _tasks() -> tuple[int, int]:
 def _types() -> Counter[str]:
     gc.collect()
     return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+
+
+@contextlib.contextmanager
+def _traced(trace: bool) -> Iterator[None]:
+    """Trace allocations (one frame) while the block runs, unless off or already traced."""
+    started = trace and not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start(1)
+    try:
+        yield
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def _sites() -> Counter[str]:
+    """Blocks still allocated by each line of code (empty unless ``tracemalloc`` traces)."""
+    if not tracemalloc.is_tracing():
+        return Counter()
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        ]
+    )
+    return Counter(
+        {
+            f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}": stat.count
+            for stat in snapshot.statistics("lineno")
+        }
+    )
 
 
 async def _gauges(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -205,6 +242,18 @@ def _judge(result: SoakResult, connections: int, rss_slack_mib: float, ping_inte
     findings.extend(
         f"{name}: {first.types[name]} -> {last.types[name]} objects (+{n})" for n, name in grown[:10]
     )
+    sites = sorted(
+        (
+            (last.sites[site] - first.sites[site], site)
+            for site in last.sites
+            if last.sites[site] - first.sites[site] > slack
+        ),
+        reverse=True,
+    )
+    findings.extend(
+        f"allocated at {site}: {first.sites[site]} -> {last.sites[site]} blocks (+{n})"
+        for n, site in sites[:10]
+    )
     if b.rss_mib - a.rss_mib > rss_slack_mib:
         findings.append(
             f"RSS grew {b.rss_mib - a.rss_mib:.1f} MiB (> {rss_slack_mib:g}): "
@@ -224,6 +273,7 @@ async def soak(
     sample_every: float = 2.0,
     rss_slack_mib: float = 16.0,
     ping_interval: float = 25.0,
+    trace: bool = True,
     progress: Callable[[str], None] = print,
 ) -> SoakResult:
     """Churn ``clients`` connections for ``rounds`` rounds of ``round_seconds``; judge the growth.
@@ -240,48 +290,51 @@ async def soak(
         rss_slack_mib: RSS growth between the first and the last quiet point still judged fine.
         ping_interval: The gateway's engine.io ping interval (a closed connection's ping task
             lives up to this long, so each quiet point waits for it).
+        trace: Count the blocks each line of code keeps allocated (``tracemalloc``, one frame;
+            it slows this process, the gateway's, by about a third).
         progress: Where each sample's line goes.
     """
     if rounds < 2:
         raise ValueError(f"a soak needs at least 2 rounds (the first warms up), got {rounds}")
     result = SoakResult()
     server = Server(rows=1000, ping_interval=ping_interval, ping_timeout=ping_interval)
-    async with server, aiohttp.ClientSession() as session:
-        assert server.gateway is not None
-        register_demo_mutations(server.gateway)
-        url = server.url
-        began = time.monotonic()
-        result.baseline = await _sample(session, url, "baseline", began)
-        progress(_line(result.baseline))
-        per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
-        for number in range(1, rounds + 1):
-            churners = [
-                ChurnProcess(url, slots=n, first_user=sum(per_process[:i]), seed=seed + i, hold=hold)
-                for i, n in enumerate(per_process)
-            ]
-            await asyncio.gather(*(c.start() for c in churners))
-            stop = asyncio.Event()
-            writer = asyncio.create_task(_write(server, write_rate, stop))
-            ends = time.monotonic() + round_seconds
-            while (left := ends - time.monotonic()) > 0:
-                await asyncio.sleep(min(sample_every, left))
-                sample = await _sample(session, url, f"round {number}", began)
-                result.samples.append(sample)
-                progress(_line(sample))
-            stop.set()
-            await writer
-            for churner in churners:
-                reply = await churner.request(cmd="stop", timeout=120)
-                result.counts.update(reply["counts"])
-                result.errors.update(reply["errors"])
-                await churner.stop()
-            await _quiet(session, url, timeout=2 * ping_interval + 10)
-            types = _types()
-            quiet = Quiet(await _sample(session, url, f"quiet {number}", began), types)
-            result.samples.append(quiet.sample)
-            progress(_line(quiet.sample))
-            if number > 1:  # the first round warms up
-                result.quiets.append(quiet)
+    with _traced(trace):
+        async with server, aiohttp.ClientSession() as session:
+            assert server.gateway is not None
+            register_demo_mutations(server.gateway)
+            url = server.url
+            began = time.monotonic()
+            result.baseline = await _sample(session, url, "baseline", began)
+            progress(_line(result.baseline))
+            per_process = [clients // processes + (i < clients % processes) for i in range(processes)]
+            for number in range(1, rounds + 1):
+                churners = [
+                    ChurnProcess(url, slots=n, first_user=sum(per_process[:i]), seed=seed + i, hold=hold)
+                    for i, n in enumerate(per_process)
+                ]
+                await asyncio.gather(*(c.start() for c in churners))
+                stop = asyncio.Event()
+                writer = asyncio.create_task(_write(server, write_rate, stop))
+                ends = time.monotonic() + round_seconds
+                while (left := ends - time.monotonic()) > 0:
+                    await asyncio.sleep(min(sample_every, left))
+                    sample = await _sample(session, url, f"round {number}", began)
+                    result.samples.append(sample)
+                    progress(_line(sample))
+                stop.set()
+                await writer
+                for churner in churners:
+                    reply = await churner.request(cmd="stop", timeout=120)
+                    result.counts.update(reply["counts"])
+                    result.errors.update(reply["errors"])
+                    await churner.stop()
+                await _quiet(session, url, timeout=2 * ping_interval + 10)
+                types, sites = _types(), _sites()
+                quiet = Quiet(await _sample(session, url, f"quiet {number}", began), types, sites)
+                result.samples.append(quiet.sample)
+                progress(_line(quiet.sample))
+                if number > 1:  # the first round warms up
+                    result.quiets.append(quiet)
     _judge(result, result.counts["cycles"], rss_slack_mib, ping_interval)
     return result
 
@@ -316,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rss-slack", type=float, default=32, help="MiB of RSS growth judged fine (default 32)"
     )
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="do not count the blocks each line keeps allocated (tracemalloc slows the gateway by a third)",
+    )
     args = parser.parse_args(argv)
     seed = args.seed or random.randrange(1, 2**31)
     rounds = args.rounds or max(3, round(args.duration / 60))
@@ -334,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=seed,
             rss_slack_mib=args.rss_slack,
             ping_interval=args.ping_interval,
+            trace=not args.no_trace,
         )
     )
     counts = ", ".join(f"{name} {n}" for name, n in sorted(result.counts.items()))

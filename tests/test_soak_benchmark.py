@@ -2,8 +2,8 @@
 
 Three rounds of 60 churning connections (connect, follow a subset, switch subsets, mutate, join
 presence, leave) against one gateway, posts written meanwhile: from the quiet point after the
-warm-up round to the last, no asyncio task, file descriptor or object type more, every
-per-connection gauge back to zero, RSS within its slack.
+warm-up round to the last, no asyncio task, file descriptor, object type or blocks kept by one
+line of code (tracemalloc) more, every per-connection gauge back to zero, RSS within its slack.
 """
 
 from __future__ import annotations

@@ -317,7 +317,8 @@ async def test_more_under_concurrent_writes_keeps_the_window_equal_to_order_by_l
             ts = rng.choice([None, *range(12)])
             if key not in present:
                 present.add(key)
-                writes.append(messages.insert(key, rng.choice(["general", "random"]), ts, rng.choice("xxh")))
+                body = rng.choice(["x", "x", "hidden"])  # a third of them authorize hides
+                writes.append(messages.insert(key, rng.choice(["general", "random"]), ts, body))
             elif rng.random() < 0.3:
                 present.discard(key)
                 writes.append(messages.delete(key))
@@ -327,8 +328,8 @@ async def test_more_under_concurrent_writes_keeps_the_window_equal_to_order_by_l
                 writes.append(messages.set(key, "channel", rng.choice(["general", "random"])))
         acks = await asyncio.gather(client.more(rng.randint(1, 3)), *writes)
         assert acks[0]["ok"] is True, acks[0]
-    for key in range(101, 131):  # older rows: the window is full, rows lie beyond it
-        await messages.insert(key, "general", -key)
+    for key in range(101, 131):  # older rows, some hidden: the window is full, rows lie beyond it
+        await messages.insert(key, "general", -key, "hidden" if key % 3 == 0 else "x")
     written = await messages.log.head()
     await wait_for(lambda: messages.gateway.tailer.head == written, 20, "every write broadcast")
     ack = await client.more(2)  # nothing written meanwhile: a page

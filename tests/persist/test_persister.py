@@ -453,6 +453,8 @@ async def test_a_failed_write_stops_writing_and_is_raised_to_whoever_waits(
 
             monkeypatch.setattr(StateFile, "write", damaged)
             await write_posts(gateway, range(3))
+            # persisted() covers what the root has gathered: wait for the changes to reach it first
+            await wait_for(lambda: len(posts.value) == 3, what="the 3 posts at the root")
             with pytest.raises(PersistError, match="malformed") as raised:
                 await root.persisted()
             assert raised.value.reason == "write_failed"

@@ -231,34 +231,25 @@ def _judge(result: SoakResult, connections: int, rss_slack_mib: float, ping_inte
         f"{name} = {value:g} with no client connected" for name, value in b.gauges.items() if value
     )
     slack = max(OBJECT_SLACK, connections // 10)
-    grown = sorted(
-        (
-            (last.types[name] - first.types[name], name)
-            for name in last.types
-            if last.types[name] - first.types[name] > slack
-        ),
-        reverse=True,
-    )
     findings.extend(
-        f"{name}: {first.types[name]} -> {last.types[name]} objects (+{n})" for n, name in grown[:10]
-    )
-    sites = sorted(
-        (
-            (last.sites[site] - first.sites[site], site)
-            for site in last.sites
-            if last.sites[site] - first.sites[site] > slack
-        ),
-        reverse=True,
+        f"{name}: {first.types[name]} -> {last.types[name]} objects (+{n})"
+        for n, name in _grown(first.types, last.types, slack)
     )
     findings.extend(
         f"allocated at {site}: {first.sites[site]} -> {last.sites[site]} blocks (+{n})"
-        for n, site in sites[:10]
+        for n, site in _grown(first.sites, last.sites, slack)
     )
     if b.rss_mib - a.rss_mib > rss_slack_mib:
         findings.append(
             f"RSS grew {b.rss_mib - a.rss_mib:.1f} MiB (> {rss_slack_mib:g}): "
             f"{a.rss_mib:.1f} -> {b.rss_mib:.1f}"
         )
+
+
+def _grown(first: Counter[str], last: Counter[str], slack: int, most: int = 10) -> list[tuple[int, str]]:
+    """The ``most`` names whose count grew by more than ``slack``: ``(growth, name)``, largest first."""
+    grown = ((last[name] - first[name], name) for name in last)
+    return sorted(((n, name) for n, name in grown if n > slack), reverse=True)[:most]
 
 
 async def soak(

@@ -13,6 +13,7 @@ from typing import Any
 
 from rxstore import RootStore, TableStore
 from rxstore.gateway.demo import all_posts
+from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.errors import PersistError
 from tests.persist.harness import AUTH, PostStore, Received, gateway_on, write_posts
 from tests.services import free_port
@@ -26,6 +27,20 @@ async def follow_and_stop(port: int, state: Path, *stores: TableStore[Any]) -> N
         await root.persisted()
 
 
+async def fresh_snapshot_after_warning(port: int, state: Path, gateway: RealtimeGateway) -> list[str]:
+    """A root restarted on ``state``: nothing shown from disk, then the database's rows by a snapshot;
+    the reasons of the persist warnings it told."""
+    posts = PostStore()
+    root = RootStore(f"http://127.0.0.1:{port}", stores=[posts], token=AUTH.issue("ann"), persist=state)
+    errors: list[Exception] = []
+    root.errors.subscribe(errors.append)
+    assert not await root.loaded() and len(posts.value) == 0
+    async with root:
+        await root.live(timeout=10)
+        assert posts.value.to_dict() == await all_posts(gateway.log)
+    return [e.reason for e in errors if isinstance(e, PersistError)]
+
+
 async def test_another_set_of_stores_gets_one_warning_and_a_fresh_snapshot(tmp_path: Path) -> None:
     """The file holds two stores' rows (two subscriptions); the app now runs one of them: nothing
     from disk, one warning, a snapshot."""
@@ -35,16 +50,7 @@ async def test_another_set_of_stores_gets_one_warning_and_a_fresh_snapshot(tmp_p
         await write_posts(gateway, range(4))
         state = tmp_path / "state.db"
         await follow_and_stop(port, state, PostStore(), PostStore(event="second"))
-        posts = PostStore()
-        root = RootStore(f"http://127.0.0.1:{port}", stores=[posts], token=AUTH.issue("ann"), persist=state)
-        errors: list[Exception] = []
-        root.errors.subscribe(errors.append)
-        assert not await root.loaded() and len(posts.value) == 0
-        async with root:
-            await root.live(timeout=10)
-            assert posts.value.to_dict() == await all_posts(gateway.log)
-        reasons = [e.reason for e in errors if isinstance(e, PersistError)]
-        assert reasons == ["changed"], errors
+        assert await fresh_snapshot_after_warning(port, state, gateway) == ["changed"]
     finally:
         await gateway.stop()
 
@@ -62,15 +68,7 @@ async def test_a_row_that_is_not_json_sets_the_file_aside_and_a_fresh_snapshot_f
         with contextlib.closing(sqlite3.connect(state)) as db:
             assert db.execute('UPDATE rxstore_rows SET row = \'{"id": "p1", "ti\'').rowcount == 4
             db.commit()
-        posts = PostStore()
-        root = RootStore(f"http://127.0.0.1:{port}", stores=[posts], token=AUTH.issue("ann"), persist=state)
-        errors: list[Exception] = []
-        root.errors.subscribe(errors.append)
-        assert not await root.loaded() and len(posts.value) == 0
-        async with root:
-            await root.live(timeout=10)
-            assert posts.value.to_dict() == await all_posts(gateway.log)
-        assert [e.reason for e in errors if isinstance(e, PersistError)] == ["corrupt"], errors
+        assert await fresh_snapshot_after_warning(port, state, gateway) == ["corrupt"]
         assert list(tmp_path.glob("state.db.corrupt-*")), "the damaged file kept aside"
     finally:
         await gateway.stop()

@@ -1,4 +1,4 @@
-"""A pytest plugin for tests/test_markers.py: writes which tests ``-m`` kept and dropped, with markers.
+"""A pytest plugin for tests/project/test_markers.py: writes which tests ``-m`` kept and dropped.
 
 Loaded with ``-p tests.marker_report``; writes JSON to the path in ``$RXSTORE_MARKER_REPORT``.
 """

@@ -12,7 +12,7 @@ run as the ``postgres`` user (``runuser -u postgres --``).
 
 Both listen on 127.0.0.1 by default; ``host=`` and ``netns=`` put a server on
 another address inside a network namespace (``ip netns exec NAME ...``), as a
-host of its own (``tests/faults/netns.py``).
+host of its own (``tests/faults/netns/hosts.py``).
 """
 
 from __future__ import annotations

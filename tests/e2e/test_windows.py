@@ -25,7 +25,7 @@ import pytest
 from rxstore import RootStore, TableStore
 from rxstore.protocol.frames import ChangeFrame
 from tests.gateway.harness import AUTH
-from tests.gateway.test_live_queries_windows import LIMIT, Messages, messages, random_writes, window_of
+from tests.gateway.live_queries.test_windows import LIMIT, Messages, messages, random_writes, window_of
 from tests.waiting import wait_for
 
 __all__ = ["messages"]  # the fixture, served on SQLite and PostgreSQL

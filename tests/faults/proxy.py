@@ -18,7 +18,7 @@ what the fault scenarios need: a cut that ends quickly must not wait out a
 :class:`DelayProxy` also holds every chunk for a latency (plus or minus a
 jitter) before passing it on, in order, both ways; set with ``delay(...)``,
 cleared with ``delay(0)``. The network-namespace schedule
-(``tests/faults/netns_schedule.py``) puts one between each pair of hosts.
+(``tests/faults/netns/schedule.py``) puts one between each pair of hosts.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """A randomized schedule of network faults between namespaced hosts, and a Jepsen-style checker.
 
-``python -m tests.faults.netns_schedule --seed 7 --duration 1800`` (as root) runs:
+``python -m tests.faults.netns.schedule --seed 7 --duration 1800`` (as root) runs:
 
-- hosts in network namespaces (:class:`~tests.faults.netns.NetLab`): ``pg``
+- hosts in network namespaces (:class:`~tests.faults.netns.hosts.NetLab`): ``pg``
   (PostgreSQL), ``redis``, ``node1`` and ``node2`` (``rxstore serve`` with
   ``--redis``, both on the same PostgreSQL log), ``client1`` and ``client2``
   (each a process of two tracked clients that also mutate, see
-  ``netns_client.py``); the test process itself writes ``posts`` straight
+  ``client.py``); the test process itself writes ``posts`` straight
   into PostgreSQL at a steady rate;
 - a :class:`~tests.faults.proxy.DelayProxy` in the test process for every
   link a host opens to another (client -> node, node -> PostgreSQL,
@@ -24,7 +24,7 @@
 
 It prints one line per fault (what, where, how long, how long the clients
 took to show a marker written at its heal) and the verdict; the exit status
-is 0 when the verdict is clean. ``tests/faults/test_netns.py`` runs a short
+is 0 when the verdict is clean. ``tests/faults/netns/test_network_faults.py`` runs a short
 schedule of the same code.
 """
 
@@ -54,7 +54,7 @@ from tests.faults.harness import (
     account_mutations,
     state_diff,
 )
-from tests.faults.netns import Direction, NetLab, Rule
+from tests.faults.netns.hosts import Direction, NetLab, Rule
 from tests.faults.proxy import DelayProxy
 from tests.services import PostgresServer, RedisServer
 from tests.waiting import wait_for
@@ -146,7 +146,7 @@ def _fault(rng: random.Random, kind: str, at: float, length: float) -> Fault:
 
 
 class ClientHost:
-    """A client host's process (``netns_client.py``) and what it said."""
+    """A client host's process (``client.py``) and what it said."""
 
     def __init__(self, name: str, netns: str, urls: Sequence[str], log_dir: Path) -> None:
         self.name = name
@@ -162,7 +162,7 @@ class ClientHost:
     async def start(self, timeout: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", self.netns, sys.executable, "-m", "tests.faults.netns_client",
+                "ip", "netns", "exec", self.netns, sys.executable, "-m", "tests.faults.netns.client",
                 self.name, str(CLIENTS_PER_HOST), *self.urls,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=REPO,
                 limit=REPORT_LIMIT,
@@ -474,7 +474,7 @@ def _finding(site: Site, i: int, fault: Fault, healed: float, health: str) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.faults.netns_schedule", description=(__doc__ or "").split("\n")[0]
+        prog="python -m tests.faults.netns.schedule", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the schedule (default: 1)")
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of faults (default: 1800)")

@@ -12,7 +12,7 @@ import pytest
 import rxstore
 
 PACKAGE = Path(rxstore.__file__).parent
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 MAX_MODULES = 12
 
 

@@ -1,4 +1,4 @@
-"""A client host's process: ``python -m tests.faults.netns_client NAME COUNT URL [URL ...]``.
+"""A client host's process: ``python -m tests.faults.netns.client NAME COUNT URL [URL ...]``.
 
 It runs ``COUNT`` tracked clients (:class:`~tests.faults.harness.FaultClient`,
 user ``ann``, gateways tried in the order given, the list rotated by one per

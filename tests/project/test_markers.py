@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = "tests/gateway/test_server.py"  # database_url is parametrized sqlite / postgresql
 SCALEOUT = "tests/gateway/delivery/test_fanout_scaleout.py"  # uses pg_dsn and redis_server, no marker written
 PG_AND_REDIS = f"{SCALEOUT}::test_two_nodes_share_the_log_and_broadcasts_cross_nodes"

@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 SECTIONS = dict(
     (part.split("\n", 1)[0].strip(), part) for part in re.split(r"^## ", README, flags=re.MULTILINE)[1:]

@@ -14,7 +14,7 @@ Layout: a namespace of its own holds the bridge ``br0``; each host is a
 namespace with one veth (``eth0``) on the bridge and an address
 ``10.77.S.N/24``; the test process's namespace joins the bridge too
 (``10.77.S.1``, on a veth named ``rxn<pid>x<n>``), so it reaches every host
-and they reach it (the delaying proxies of ``netns_schedule.py`` listen
+and they reach it (the delaying proxies of ``schedule.py`` listen
 there). ``S`` is a subnet no route of this machine uses yet. Nothing leaves
 that subnet: no host has a default route.
 

@@ -25,8 +25,8 @@ from rxstore.gateway.server import RealtimeGateway
 from rxstore.protocol.events import SNAPSHOT, SUBSCRIBE
 from rxstore.protocol.subsets import MAX_DEPTH, MAX_TERMS, Claim, WhereSpec
 from tests.gateway.harness import AUTH
+from tests.gateway.live_queries.test_subsets import WireClient
 from tests.gateway.placeholders import placeholders
-from tests.gateway.test_live_queries import WireClient
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)

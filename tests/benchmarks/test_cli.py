@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import __main__ as bench
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = """
 from benchmarks._common import Table
 

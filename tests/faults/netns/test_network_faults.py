@@ -1,5 +1,5 @@
 """Real networks: hosts in network namespaces, nftables partitions and loss, delaying proxies, and a
-short randomized schedule of them with kill -9 of nodes, checked Jepsen-style (netns_schedule.py)."""
+short randomized schedule of them with kill -9 of nodes, checked Jepsen-style (schedule.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from rxstore.client.transport import SocketIOTransport
 from rxstore.protocol.errors import TransportError
 from tests.faults.harness import REPO, account_mutations, summarize
-from tests.faults.netns import NetLab
-from tests.faults.netns_schedule import KINDS, LIVE_BOUND, check, make_schedule, run_schedule
+from tests.faults.netns.hosts import NetLab
+from tests.faults.netns.schedule import KINDS, LIVE_BOUND, check, make_schedule, run_schedule
 from tests.faults.proxy import DelayProxy
 from tests.services import PostgresServer, RedisServer, require_or_skip
 from tests.waiting import wait_for
@@ -227,7 +227,7 @@ def test_a_run_killed_with_sigkill_leaves_nothing_after_the_next_sweep() -> None
     _require_netns()
     code = (
         "import subprocess, sys, time\n"
-        "from tests.faults.netns import NetLab\n"
+        "from tests.faults.netns.hosts import NetLab\n"
         "lab = NetLab(['x', 'y'])\n"
         "lab.up()\n"
         "inside = subprocess.Popen(['ip', 'netns', 'exec', lab.hosts['x'].netns, 'sleep', '300'])\n"
@@ -318,7 +318,7 @@ async def test_short_schedule_of_network_faults_and_kills_is_clean(recorder, tmp
         print(line, flush=True)
 
     replay = (
-        f"python -m tests.faults.netns_schedule --seed {SEED} --duration {DURATION:.0f} "
+        f"python -m tests.faults.netns.schedule --seed {SEED} --duration {DURATION:.0f} "
         "--shortest 1 --longest 3 --gap 1"
     )
     say(f"NETNS seed {SEED} (replay: {replay})")

@@ -398,7 +398,7 @@ class BatchItem(Item):
 # -- generating items ------------------------------------------------------------
 # Strategies are built once, here: building them per draw costs more than drawing.
 
-_ENVELOPE = frozenset({"seq", "topic", "op", "record", "old", "ts", "mutation"})
+_ENVELOPE = frozenset({"seq", "topic", "op", "record", "old", "ts", "mutation", "out"})
 _INDEX = st.integers(0, 2**16)
 _FRESH_GAP = st.sampled_from([0, 0, 0, 1, 2, 7])
 _SEQ_KIND = st.sampled_from(["fresh"] * 6 + ["duplicate", "straggler", "jump"])
@@ -440,10 +440,15 @@ _BAD_FIELD = st.sampled_from(
         "need old",
         "ts",
         "mutation",
+        "out",
     ]
 )
 _NON_OBJECT = st.one_of(
     st.booleans(), big_ints, st.floats(allow_nan=False), texts, st.lists(json_values, max_size=2)
+)
+_BAD_OUT = st.one_of(  # not a list, or a list with a row that is not an object
+    _NON_OBJECT.filter(lambda v: not isinstance(v, list)) | st.dictionaries(texts, json_values, max_size=2),
+    st.lists(json_values, min_size=1, max_size=3).filter(lambda rows: any(type(r) is not dict for r in rows)),
 )
 _NEGATIVE = st.integers(max_value=-1) | st.just(-(10**99) + 1)
 # only unhashable ops here: a hashable bad op is misreported as missing (see test_client_bugs)
@@ -623,8 +628,10 @@ class Gen:
             payload["op"], payload["record"], payload["old"], words = "DELETE", None, None, ("'old'",)
         elif field == "ts":
             payload["ts"], words = draw(_BAD_TS), ("'ts'",)
-        else:
+        elif field == "mutation":
             payload["mutation"], words = draw(_BAD_MUTATION), ("'mutation'",)
+        else:
+            payload["out"], words = draw(_BAD_OUT), ("'out'",)
         name = item.name if draw(st.booleans()) else draw(_BAD_CHANGE_NAME)
         return Rejected(name, payload, Expected(ProtocolError, words))
 

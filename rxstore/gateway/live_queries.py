@@ -256,9 +256,8 @@ class LiveQueries:
             client.cursor = max(client.cursor or 0, self.sync.head())
         client.live = False  # the tailer leaves it to the replay below
         self.index_client(client)
-        old = client.subscriptions.get(sub_id)
-        if old is not None:
-            self._unfile(client, old)
+        # A switched id keeps its old subset filed until the new one's snapshot is sent (``_file``
+        # replaces it): a switch refused while it is read leaves the connection as it was.
         sub = self.new(client, sub_id, subset)
         seq = await self.sync.guarded(client, self._switch(client, sub))
         if seq is None:

@@ -445,6 +445,28 @@ async def test_a_relation_over_its_bound_is_refused_at_subscribe_and_ends_when_i
     assert client.ids() == set() and len(client.steps()) == 2, "an ended relation follows nothing"
 
 
+async def test_a_switch_to_a_relation_over_its_bound_is_refused_and_the_id_keeps_its_old_subset(
+    chat: Chat, clients: list[RelationClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused while its snapshot is read (the bound is found there): the old subset stays followed."""
+    monkeypatch.setattr(relations, "MAX_RELATION_VALUES", 2)
+    monkeypatch.setattr(shared_reads, "MAX_RELATION_VALUES", 2)
+    for key, channel in enumerate("abc", start=1):
+        await chat.join(key, "carol", channel)
+    carol = RelationClient()
+    clients.append(carol)
+    await carol.connect(chat.gateway, token=AUTH.issue("carol"), topics=[])
+    await wait_for(lambda: carol.live >= 1, 10, "live")
+    plain = {"id": "mine", "topic": "messages", "where": [["channel_id", "=", "a"]]}
+    assert (await carol.call(SUBSCRIBE, plain))["ok"] is True
+    ack = await carol.call(SUBSCRIBE, RELATION)
+    assert ack["ok"] is False and "MAX_RELATION_VALUES" in ack["message"], ack
+    await chat.post(1, "a")
+    await wait_for(lambda: 1 in carol.ids(), 10, "the old subset's row, still followed")
+    assert carol.ids() == {1}
+    assert chat.gateway.live_queries.index.count == 1
+
+
 @pytest.mark.parametrize(
     ("user", "relation", "code", "message"),
     [

@@ -24,7 +24,11 @@ evaluated with the related table's rows at each write: a write to the
 subscription's own table is an envelope as for any subset; a write to the
 related table that adds or removes a value sends an ``rxstore:snapshot`` of the
 subscription at that seq (its rows moving in or out), one that leaves the
-values as they were sends nothing; a reconnect reads relations fresh.
+values as they were sends nothing; a reconnect reads relations fresh. The bound
+is the gateway's: a subquery selecting more than ``MAX_RELATION_VALUES`` rows is
+refused at ``rxstore:subscribe`` (``invalid_subscription``); one in the connect
+payload, or one that grows past it later, is *ended* (an empty snapshot, then
+nothing) until it is subscribed again or a reconnect reads it under the bound.
 
 Example:
     >>> from rxstore import TableStore
@@ -51,7 +55,7 @@ import attrs
 
 from rxstore.protocol.events import BATCH, MORE, PAGE, RESET, SNAPSHOT, Op, topic_event_name
 from rxstore.protocol.paging import BAD_REQUEST, more_of, widened
-from rxstore.protocol.subsets import Relation, Subset, SubsetError, parse_subscription
+from rxstore.protocol.subsets import MAX_RELATION_VALUES, Relation, Subset, SubsetError, parse_subscription
 from rxstore.testing.frames import Frame
 
 __all__ = ["VirtualGateway", "Write", "write"]
@@ -100,6 +104,7 @@ class VirtualGateway:
         seq: The last change's seq.
         subscriptions: Id -> subset (claims filled in): what the connected client follows.
         windows: Id -> the keys a window subscription's client holds, in order.
+        ended: Ids of relations whose subquery selected more than ``MAX_RELATION_VALUES`` rows.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class VirtualGateway:
         self.seq = 0
         self.subscriptions: dict[str, Subset] = {}
         self.windows: dict[str, list[Any]] = {}
+        self.ended: set[str] = set()
         self._since: dict[str, int] = {}
         self._log: list[_Logged] = []
 
@@ -128,7 +134,7 @@ class VirtualGateway:
 
     def write(self, change: Write) -> int:
         """Apply ``change``, log it, send it to the subscriptions it concerns (if connected); its seq."""
-        related = self._related(change.topic)
+        related = [(i, subset) for i, subset in self._related(change.topic) if i not in self.ended]
         before = {sub_id: self._values(subset) for sub_id, subset in related}
         table = self.rows.setdefault(change.topic, {})
         key = change.row[self.key]
@@ -142,7 +148,9 @@ class VirtualGateway:
         logged = _Logged(self.seq, change.topic, old, new)
         self._log.append(logged)
         if self.link.up:
-            moved = [sub_id for sub_id, subset in related if self._values(subset) != before[sub_id]]
+            over = {sub_id for sub_id, subset in related if self._over(subset)}
+            self.ended |= over
+            moved = [i for i, subset in related if i in over or self._values(subset) != before[i]]
             self._send(
                 [
                     *self._frames_of(logged, live=True),
@@ -162,6 +170,7 @@ class VirtualGateway:
             self.subscriptions[sub_id] = subset.resolve(self.claims)
             if since is not None:
                 self._since[sub_id] = since
+        self.ended = {i for i, subset in self.subscriptions.items() if self._over(subset)}
         cursor = auth.get("cursor")
         frames = []
         if reset:
@@ -182,6 +191,7 @@ class VirtualGateway:
             return self._more(data)
         if event.endswith("unsubscribe"):
             known = type(data) is dict and self.subscriptions.pop(str(data.get("id")), None) is not None
+            self.ended.discard(str(data.get("id")) if type(data) is dict else "")
             return {"ok": True} if known else {"ok": False, "error": "invalid_subscription"}
         try:
             sub_id, subset, _since = parse_subscription(data)
@@ -190,9 +200,13 @@ class VirtualGateway:
                 if topic not in self.rows or topic in self.forbidden:
                     raise SubsetError(f"no subscription to {topic!r}", code="forbidden_topic")
             subset = subset.resolve(self.claims)
+            if self._over(subset):
+                assert term is not None
+                raise SubsetError(term.value.too_many(MAX_RELATION_VALUES))
         except SubsetError as exc:
             return {"ok": False, "error": exc.code, "message": str(exc)}
         self.subscriptions[sub_id] = subset
+        self.ended.discard(sub_id)
         self._since.pop(sub_id, None)
         self._send([self._snapshot(sub_id, subset)])
         return {"ok": True, "seq": self.seq}
@@ -209,7 +223,7 @@ class VirtualGateway:
             return {"ok": False, "error": exc.code, "message": str(exc)}
         self.subscriptions[sub_id] = subset
         held = self.windows.get(sub_id, [])
-        rows = self._rows_of(subset)
+        rows = [] if sub_id in self.ended else self._rows_of(subset)
         self.windows[sub_id] = [row[self.key] for row in rows]
         added = rows[len(held) :]  # the window held the first rows: these come after them
         if added:
@@ -231,7 +245,7 @@ class VirtualGateway:
                 self.link.send(frame)
 
     def _snapshot(self, sub_id: str, subset: Subset) -> Frame:
-        rows = self._rows_of(subset)
+        rows = [] if sub_id in self.ended else self._rows_of(subset)
         if subset.windowed:
             self.windows[sub_id] = [row[self.key] for row in rows]
         records = [subset.project(row, self.key) for row in rows]
@@ -253,6 +267,14 @@ class VirtualGateway:
             return frozenset()
         relation: Relation = term.value
         return relation.values(self.rows.get(relation.topic, {}).values())
+
+    def _over(self, subset: Subset) -> bool:
+        """Whether ``subset``'s relation selects more rows than ``MAX_RELATION_VALUES``."""
+        term = subset.relation
+        if term is None:
+            return False
+        relation: Relation = term.value
+        return len(relation.selected(self.rows.get(relation.topic, {}).values())) > MAX_RELATION_VALUES
 
     def _bound(self, subset: Subset) -> Subset:
         """``subset`` with its relation's values as the tables hold them now."""
@@ -276,6 +298,8 @@ class VirtualGateway:
         """
         frames = []
         for sub_id, subset in self.subscriptions.items():
+            if sub_id in self.ended:
+                continue
             if subset.topic == entry.topic and entry.seq > self._since.get(sub_id, -1):
                 if not live and _read_fresh(subset):
                     continue

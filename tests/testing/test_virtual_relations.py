@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from rxstore import TableStore
 from rxstore.protocol.subsets import Claim, SubsetError
-from rxstore.testing import marbles, on_next, write
+from rxstore.testing import marbles, on_next, virtual_gateway, write
 
 
 class ChannelMessages(TableStore[dict[str, Any]]):
@@ -118,3 +120,43 @@ def test_a_subquery_on_a_forbidden_table_is_refused_and_nothing_is_followed() ->
         m.run()
     assert len(done) == 1 and isinstance(done[0], SubsetError) and done[0].code == "forbidden_topic"
     assert "'memberships'" in str(done[0]) and store.subset.where == ()
+
+
+def test_a_relation_over_its_bound_is_refused_at_subscribe_as_the_gateway_refuses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More than MAX_RELATION_VALUES rows selected: invalid_subscription naming it; the subset as it was."""
+    monkeypatch.setattr(virtual_gateway, "MAX_RELATION_VALUES", 1)
+    many = [*MEMBERSHIPS, {"id": 12, "user": "ann", "channel": "cats"}]
+    with marbles() as m:
+        store = ChannelMessages(where={"channel": "dogs"}, event="mine")
+        m.root([store], tables={"messages": MESSAGES, "memberships": many}, claims={"sub": "ann"})
+        done = m.call(1, lambda: store.where([("channel", "in", MY_CHANNELS)]))
+        m.run()
+    assert len(done) == 1 and isinstance(done[0], SubsetError) and done[0].code == "invalid_subscription"
+    assert "selects more than 1 rows (MAX_RELATION_VALUES)" in str(done[0])
+    assert sorted(store.value.rows) == [4] and store.subset.where[0].value == "dogs"
+
+
+def test_a_relation_that_grows_past_its_bound_ends_empty_and_follows_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ann's second membership at 2 ends it (an empty snapshot); her leave and a post later send nothing."""
+    monkeypatch.setattr(virtual_gateway, "MAX_RELATION_VALUES", 1)
+    with marbles() as m:
+        mine = ChannelMessages(where=[("channel", "in", MY_CHANNELS)], event="mine")
+        m.root(
+            [mine],
+            tables={"messages": MESSAGES, "memberships": MEMBERSHIPS},
+            claims={"sub": "ann"},
+            server="--a-b-c",
+            values={
+                "a": write("memberships", "INSERT", {"id": 12, "user": "ann", "channel": "cats"}),
+                "b": write("memberships", "DELETE", {"id": 12}),
+                "c": write("messages", "INSERT", {"id": 5, "channel": "news", "ts": 5}),
+            },
+        )
+        ids = m.record(mine.select(lambda state: sorted(state.rows)))
+        m.run()
+    assert ids == [on_next(0, []), on_next(0, [1]), on_next(2, [])]
+    assert m.gateway is not None and m.gateway.ended == {"mine"}

@@ -322,12 +322,7 @@ class SharedReads:
             if not state.ended and not more:
                 going.append(member)
             elif state.refuse:
-                member.done.set_exception(
-                    SubsetError(
-                        f"the subquery on {relation.topic!r} selects more than {MAX_RELATION_VALUES} rows "
-                        "(MAX_RELATION_VALUES): narrow its where clause"
-                    )
-                )
+                member.done.set_exception(SubsetError(relation.too_many(MAX_RELATION_VALUES)))
             else:
                 state.end()
                 frames = self.delivery.snapshot_frames(

@@ -55,11 +55,20 @@ class Relation:
                 return False
         return True
 
+    def selected(self, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+        """The ``select`` values of the ``rows`` it selects, NULLs left out, one per row."""
+        select = self.select
+        return [value for row in rows if (value := row.get(select)) is not None and self.selects(row)]
+
     def values(self, rows: Iterable[Mapping[str, Any]]) -> frozenset[Any]:
         """The ``select`` values of the ``rows`` it selects, NULLs left out: the term's values."""
-        select = self.select
-        return frozenset(
-            value for row in rows if (value := row.get(select)) is not None and self.selects(row)
+        return frozenset(self.selected(rows))
+
+    def too_many(self, bound: int = MAX_RELATION_VALUES) -> str:
+        """Why a subscription whose subquery selects more than ``bound`` rows is refused."""
+        return (
+            f"the subquery on {self.topic!r} selects more than {bound} rows "
+            "(MAX_RELATION_VALUES): narrow its where clause"
         )
 
     def to_wire(self) -> dict[str, Any]:

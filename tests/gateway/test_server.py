@@ -23,6 +23,7 @@ from rxstore.gateway.log.open_log import open_change_log
 from rxstore.gateway.server import RealtimeGateway, Topic
 from rxstore.protocol.frames import CheckedBatch
 from tests.gateway.harness import AUTH, SeqCounter, root_for, start_gateway
+from tests.gateway.placeholders import placeholders
 from tests.waiting import wait_for
 
 
@@ -58,7 +59,8 @@ async def test_resume_after_1000_missed_changes_delivers_each_once(gateway: Real
         await write_posts(gateway, 0, 10)
         await wait_for(lambda: len(posts.value) == 10)
     cursor = root.cursor
-    await write_posts(gateway, 10, 1000)
+    for start in range(10, 1010, 100):  # 1,000 changes in 10 commits
+        await write_posts_in_one_transaction(gateway, start, 100)
     before = len(counter.seen)
     async with root:
         await wait_for(lambda: len(posts.value) == 1010, what="replay of 1000 changes")
@@ -411,12 +413,13 @@ async def test_coalesce_sends_changes_of_one_window_in_one_frame(tmp_path: Path)
 
 
 async def write_posts_in_one_transaction(gateway: RealtimeGateway, start: int, count: int) -> None:
-    await gateway.log.execute(
-        "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-        "INSERT INTO posts (id, title) SELECT 'p' || i, 'title ' || i FROM n",
-        start,
-        start + count - 1,
+    """Posts ``p<start>`` ... in one statement: ``count`` changes, one commit (SQLite or PostgreSQL)."""
+    sql = (
+        "WITH RECURSIVE n(i) AS (SELECT CAST(? AS INTEGER) UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO posts (id, title) SELECT 'p' || i, 'title ' || i FROM n"
     )
+    postgres = not gateway.log.url.startswith("sqlite")
+    await gateway.log.execute(placeholders(sql, postgres=postgres), start, start + count - 1)
 
 
 async def test_an_update_of_the_primary_key_moves_the_row_on_every_client(gateway: RealtimeGateway) -> None:

@@ -24,8 +24,9 @@ _encode: Final = msgspec.json.Encoder().encode
 def row_text(row: Mapping[str, Any]) -> str:
     """A row as JSON text: msgspec's encoder (10x :mod:`json`'s) where it writes what json would.
 
-    msgspec writes NaN and the infinities as ``null``: a row holding one (or nested values,
-    not looked into) is written by :mod:`json` instead, exactly.
+    msgspec writes NaN and the infinities as ``null``: a row whose text holds a ``null`` is
+    looked into, and one holding a non-finite float (or nested values, not looked into) is
+    written by :mod:`json` instead, exactly. A row without ``null`` is msgspec's text as it is.
 
     Raises:
         PersistError: ``write_failed``: the row holds a value that is not JSON (only rows
@@ -37,14 +38,16 @@ def row_text(row: Mapping[str, Any]) -> str:
     """
     if type(row) is not dict:
         row = dict(row)
-    for value in row.values():
-        kind = type(value)
-        if (kind is float and value - value != 0.0) or kind is dict or kind is list:
-            return _exactly(row)
     try:
-        return _encode(row).decode()
+        text = _encode(row)
     except TypeError:  # a value msgspec does not encode: json says whether it is JSON at all
         return _exactly(row)
+    if b"null" in text:  # a None, or a NaN or infinity msgspec wrote as null: look
+        for value in row.values():
+            kind = type(value)
+            if (kind is float and value - value != 0.0) or kind is dict or kind is list:
+                return _exactly(row)
+    return text.decode()
 
 
 def _exactly(row: Mapping[str, Any]) -> str:

@@ -260,21 +260,21 @@ class VirtualGateway:
             if (term := subset.relation) is not None and term.value.topic == topic
         ]
 
-    def _values(self, subset: Subset) -> frozenset[Any]:
-        """The values of ``subset``'s relation term now (empty without one)."""
+    def _selected(self, subset: Subset) -> list[Any]:
+        """The value of each related row ``subset``'s relation selects now (none without one)."""
         term = subset.relation
         if term is None:
-            return frozenset()
+            return []
         relation: Relation = term.value
-        return relation.values(self.rows.get(relation.topic, {}).values())
+        return relation.selected(self.rows.get(relation.topic, {}).values())
+
+    def _values(self, subset: Subset) -> frozenset[Any]:
+        """The values of ``subset``'s relation term now (empty without one)."""
+        return frozenset(self._selected(subset))
 
     def _over(self, subset: Subset) -> bool:
         """Whether ``subset``'s relation selects more rows than ``MAX_RELATION_VALUES``."""
-        term = subset.relation
-        if term is None:
-            return False
-        relation: Relation = term.value
-        return len(relation.selected(self.rows.get(relation.topic, {}).values())) > MAX_RELATION_VALUES
+        return len(self._selected(subset)) > MAX_RELATION_VALUES
 
     def _bound(self, subset: Subset) -> Subset:
         """``subset`` with its relation's values as the tables hold them now."""
